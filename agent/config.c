@@ -1,0 +1,208 @@
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "ferry/fsutil.h"
+#include "ferry/yaml.h"
+
+#define CONFIG_MAX_BYTES (256u * 1024u)
+
+/* Check-and-fail with the file and line (STYLE.md 8). */
+#define REQUIRE(cond, node_line, ...)                                                  \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
+      int o_ = snprintf(err, errlen, "%s:%d: ", path, (node_line));                    \
+      if (o_ > 0 && (size_t)o_ < errlen) snprintf(err + o_, errlen - (size_t)o_, __VA_ARGS__); \
+      ret = FY_ECONFIG;                                                                \
+      goto cleanup;                                                                    \
+    }                                                                                  \
+  } while (0)
+
+void fy_config_defaults(fy_agent_config *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->listen_host, sizeof c->listen_host, "0.0.0.0");
+  c->listen_port = 7433;
+  snprintf(c->state_dir, sizeof c->state_dir, "/var/lib/ferry");
+  snprintf(c->identity, sizeof c->identity, "/etc/ferry/identity");
+  snprintf(c->board, sizeof c->board, "auto");
+  snprintf(c->probe_root, sizeof c->probe_root, "/");
+  c->isolation = FY_ISOLATION_AUTO;
+  c->max_release_bytes = 2ull << 30;
+  c->zstd_window_log_max = 27;
+  c->handshake_timeout_ms = 10000;
+  c->idle_timeout_ms = 60000;
+  c->max_connections = 64;
+}
+
+static int is_scalar(const fy_ynode *n) { return n && n->kind == FY_YAML_SCALAR; }
+
+/* Resolves a relative path against the config file's directory. */
+static int set_path(char *dst, size_t cap, const char *cfg_dir, const char *v) {
+  int n = v[0] == '/' ? snprintf(dst, cap, "%s", v) : snprintf(dst, cap, "%s/%s", cfg_dir, v);
+  return n > 0 && (size_t)n < cap;
+}
+
+static int valid_label_key(const char *k) {
+  size_t n = strlen(k);
+  if (n == 0 || n > 127) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = k[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '.' || ch == '-' || ch == '_' || ch == '/'))
+      return 0;
+  }
+  return 1;
+}
+
+static int valid_label_value(const char *v) {
+  size_t n = strlen(v);
+  if (n > 63) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = v[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '.' || ch == '-' || ch == '_'))
+      return 0;
+  }
+  return 1;
+}
+
+static int parse_listen(const char *s, fy_agent_config *c) {
+  const char *colon = strrchr(s, ':');
+  if (!colon || colon == s || (size_t)(colon - s) >= sizeof c->listen_host) return 0;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (colon[1] == '\0' || *end || port < 0 || port > 65535) return 0;
+  memcpy(c->listen_host, s, (size_t)(colon - s));
+  c->listen_host[colon - s] = '\0';
+  c->listen_port = (int)port;
+  return 1;
+}
+
+int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) {
+  static const char *const top[] = {"name", "listen", "state_dir", "identity", "labels", "runtime",
+                                    "limits", "board", "probe_root", NULL};
+  static const char *const runtime_keys[] = {"isolation", "exec_wrapper", NULL};
+  static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
+                                           "handshake_timeout", "idle_timeout", "max_connections", NULL};
+  char *text = NULL, *dircopy = NULL, yerr[256];
+  size_t len;
+  fy_ynode *root = NULL;
+  const fy_ynode *n, *v;
+  const char *bad;
+  int ret, line = 1;
+
+  fy_config_defaults(c);
+  ret = fy_file_read(path, CONFIG_MAX_BYTES, &text, &len);
+  if (ret != FY_OK) {
+    snprintf(err, errlen, "%s: %s", path, ret == FY_ETOOBIG ? "larger than 256 KiB" : fy_strerror(ret));
+    return ret == FY_ENOENT ? FY_ENOENT : FY_ECONFIG;
+  }
+  if (fy_yaml_load(text, len, &root, yerr, sizeof yerr) != FY_OK) {
+    snprintf(err, errlen, "%s:%s", path, yerr + 4 /* "line" */ + 1);
+    ret = FY_ECONFIG;
+    goto cleanup;
+  }
+  ret = FY_OK;
+  dircopy = strdup(path);
+  if (!dircopy) { ret = FY_ENOMEM; goto cleanup; }
+  const char *cfg_dir = dirname(dircopy);
+
+  REQUIRE(root->kind == FY_YAML_MAP, root->line, "expected a map of settings (name: ..., listen: ...)");
+  bad = fy_yaml_unknown_key(root, top, &line);
+  REQUIRE(!bad, line, "unknown key '%s' (expected one of: name, listen, state_dir, identity, labels, "
+                      "runtime, limits, board)", bad);
+
+  n = fy_yaml_get(root, "name");
+  REQUIRE(is_scalar(n) && strlen(n->str) > 0 && strlen(n->str) < sizeof c->name, n ? n->line : 1,
+          "'name' is required: the node's name, as in its certificate");
+  memcpy(c->name, n->str, strlen(n->str) + 1);
+
+  if ((n = fy_yaml_get(root, "listen")))
+    REQUIRE(is_scalar(n) && parse_listen(n->str, c), n->line,
+            "listen: expected HOST:PORT such as 0.0.0.0:7433, got '%s'", is_scalar(n) ? n->str : "(not a string)");
+  if ((n = fy_yaml_get(root, "state_dir")))
+    REQUIRE(is_scalar(n) && n->str[0] && set_path(c->state_dir, sizeof c->state_dir, cfg_dir, n->str), n->line,
+            "state_dir: expected a directory path");
+  if ((n = fy_yaml_get(root, "identity")))
+    REQUIRE(is_scalar(n) && n->str[0] && set_path(c->identity, sizeof c->identity, cfg_dir, n->str), n->line,
+            "identity: expected a directory holding ca.pem, cert.pem and key.pem");
+  if ((n = fy_yaml_get(root, "probe_root")))
+    REQUIRE(is_scalar(n) && n->str[0] && set_path(c->probe_root, sizeof c->probe_root, cfg_dir, n->str), n->line,
+            "probe_root: expected a directory path");
+  if ((n = fy_yaml_get(root, "board")))
+    REQUIRE(is_scalar(n) && n->str[0] && strlen(n->str) < sizeof c->board, n->line,
+            "board: expected 'auto' or a profile name from boards/ (rpi4, graviton2, ...)");
+  if (n) memcpy(c->board, n->str, strlen(n->str) + 1);
+
+  if ((n = fy_yaml_get(root, "labels"))) {
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "labels: expected a map such as {site: kitchen}");
+    REQUIRE(n->n <= FY_CFG_MAX_LABELS, n->line, "labels: at most %d labels", FY_CFG_MAX_LABELS);
+    for (size_t i = 0; i < n->n; i++) {
+      REQUIRE(valid_label_key(n->keys[i]), n->key_lines[i],
+              "labels: '%s' is not a valid label key (letters, digits, '.', '-', '_', '/')", n->keys[i]);
+      REQUIRE(is_scalar(n->items[i]) && valid_label_value(n->items[i]->str), n->items[i]->line,
+              "labels.%s: expected a value of at most 63 letters, digits, '.', '-', '_'", n->keys[i]);
+      memcpy(c->label_keys[i], n->keys[i], strlen(n->keys[i]) + 1);
+      memcpy(c->label_vals[i], n->items[i]->str, strlen(n->items[i]->str) + 1);
+    }
+    c->nlabels = n->n;
+  }
+
+  if ((n = fy_yaml_get(root, "runtime"))) {
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "runtime: expected a map");
+    bad = fy_yaml_unknown_key(n, runtime_keys, &line);
+    REQUIRE(!bad, line, "unknown key 'runtime.%s' (expected isolation, exec_wrapper)", bad);
+    if ((v = fy_yaml_get(n, "isolation"))) {
+      REQUIRE(is_scalar(v), v->line, "runtime.isolation: expected auto, chroot or none");
+      if (strcmp(v->str, "auto") == 0) c->isolation = FY_ISOLATION_AUTO;
+      else if (strcmp(v->str, "chroot") == 0) c->isolation = FY_ISOLATION_CHROOT;
+      else if (strcmp(v->str, "none") == 0) c->isolation = FY_ISOLATION_NONE;
+      else REQUIRE(0, v->line, "runtime.isolation: expected auto, chroot or none, got '%s'", v->str);
+    }
+    if ((v = fy_yaml_get(n, "exec_wrapper"))) {
+      REQUIRE(v->kind == FY_YAML_SEQ && v->n <= FY_CFG_MAX_WRAPPER, v->line,
+              "runtime.exec_wrapper: expected a list such as [qemu-aarch64, -L, \"{rootfs}\"]");
+      for (size_t i = 0; i < v->n; i++) {
+        REQUIRE(is_scalar(v->items[i]) && strlen(v->items[i]->str) < FY_CFG_PATH, v->items[i]->line,
+                "runtime.exec_wrapper: each item is a string");
+        memcpy(c->exec_wrapper[i], v->items[i]->str, strlen(v->items[i]->str) + 1);
+      }
+      c->nwrapper = v->n;
+    }
+  }
+
+  if ((n = fy_yaml_get(root, "limits"))) {
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "limits: expected a map");
+    bad = fy_yaml_unknown_key(n, limit_keys, &line);
+    REQUIRE(!bad, line, "unknown key 'limits.%s' (expected max_release_bytes, zstd_window_log_max, "
+                        "handshake_timeout, idle_timeout, max_connections)", bad);
+    if ((v = fy_yaml_get(n, "max_release_bytes")))
+      REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->max_release_bytes) == FY_OK && c->max_release_bytes > 0,
+              v->line, "limits.max_release_bytes: expected a size such as 2GiB or 512MiB");
+    if ((v = fy_yaml_get(n, "zstd_window_log_max"))) {
+      uint64_t w = 0;
+      REQUIRE(is_scalar(v) && fy_parse_size(v->str, &w) == FY_OK && w >= 10 && w <= 31, v->line,
+              "limits.zstd_window_log_max: expected a number from 10 to 31");
+      c->zstd_window_log_max = (int)w;
+    }
+    if ((v = fy_yaml_get(n, "handshake_timeout")))
+      REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->handshake_timeout_ms) == FY_OK &&
+              c->handshake_timeout_ms > 0, v->line, "limits.handshake_timeout: expected a duration such as 10s");
+    if ((v = fy_yaml_get(n, "idle_timeout")))
+      REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->idle_timeout_ms) == FY_OK &&
+              c->idle_timeout_ms > 0, v->line, "limits.idle_timeout: expected a duration such as 60s");
+    if ((v = fy_yaml_get(n, "max_connections"))) {
+      uint64_t m = 0;
+      REQUIRE(is_scalar(v) && fy_parse_size(v->str, &m) == FY_OK && m >= 1 && m <= 10000, v->line,
+              "limits.max_connections: expected a number from 1 to 10000");
+      c->max_connections = (int)m;
+    }
+  }
+cleanup:
+  free(dircopy);
+  fy_yaml_free(root);
+  free(text);
+  return ret;
+}

@@ -1,0 +1,45 @@
+/* ferryd's configuration file (YAML; DESIGN.md "Interfaces the tests rely on"). */
+#ifndef FERRY_AGENT_CONFIG_H
+#define FERRY_AGENT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/error.h"
+
+#define FY_CFG_PATH 1024
+#define FY_CFG_MAX_LABELS 64
+#define FY_CFG_MAX_WRAPPER 16
+
+typedef enum { FY_ISOLATION_AUTO, FY_ISOLATION_CHROOT, FY_ISOLATION_NONE } fy_isolation;
+
+typedef struct fy_agent_config {
+  char name[64];
+  char listen_host[64];
+  int listen_port;                 /* 0: pick a free port (tests) */
+  char state_dir[FY_CFG_PATH];
+  char identity[FY_CFG_PATH];
+  char board[32];                  /* "auto" or a profile name */
+  char probe_root[FY_CFG_PATH];    /* where /proc and /sys are read for board detection */
+  size_t nlabels;
+  char label_keys[FY_CFG_MAX_LABELS][128];
+  char label_vals[FY_CFG_MAX_LABELS][64];
+  fy_isolation isolation;
+  size_t nwrapper;
+  char exec_wrapper[FY_CFG_MAX_WRAPPER][FY_CFG_PATH];
+  uint64_t max_release_bytes;
+  int zstd_window_log_max;
+  uint64_t handshake_timeout_ms;
+  uint64_t idle_timeout_ms;
+  int max_connections;
+} fy_agent_config;
+
+/* Defaults for every optional key. Cannot fail. */
+void fy_config_defaults(fy_agent_config *c);
+
+/* Loads and validates path. On error returns FY_ECONFIG (or FY_ENOENT) with
+ * "PATH:LINE: what was wrong, what was expected" in err. Relative paths in the file are
+ * resolved against the file's directory. */
+int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) FY_WUR;
+
+#endif

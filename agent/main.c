@@ -1,0 +1,96 @@
+/* ferryd: the agent. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent.h"
+#include "ferry/fsutil.h"
+
+static void on_signal(uv_signal_t *s, int signum) {
+  fy_agent *a = s->data;
+  fy_log("info", "received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  fy_server_stop(a);
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: ferryd --config FILE [--check-config]\n"
+             "The ferry agent: receives, verifies, runs and supervises releases.\n");
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                       {"check-config", no_argument, 0, 'k'},
+                                       {"version", no_argument, 0, 'v'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  const char *config = NULL;
+  int check_only = 0, c;
+  char err[1024];
+  static fy_agent agent; /* large; lives for the whole process */
+  fy_agent *a = &agent;
+
+  while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c': config = optarg; break;
+    case 'k': check_only = 1; break;
+    case 'v': printf("ferryd %s\n", FY_AGENT_VERSION); return 0;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (!config || optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  if (fy_config_load(config, &a->cfg, err, sizeof err) != FY_OK) {
+    fprintf(stderr, "ferryd: %s\n", err);
+    return 1;
+  }
+  if (fy_facts_detect(&a->cfg, &a->facts, err, sizeof err) != FY_OK) {
+    fprintf(stderr, "ferryd: %s: %s\n", config, err);
+    return 1;
+  }
+  if (fy_identity_load(a->cfg.identity, FY_TLS_AGENT, &a->tls, err, sizeof err) != FY_OK) {
+    fprintf(stderr, "ferryd: %s\n", err);
+    return 1;
+  }
+  snprintf(a->name, sizeof a->name, "%s", fy_tls_conf_name(a->tls));
+  if (strcmp(a->name, a->cfg.name) != 0) {
+    fprintf(stderr, "ferryd: %s: name '%s' does not match the identity's certificate, which is for '%s'\n",
+            config, a->cfg.name, a->name);
+    fy_tls_conf_free(a->tls);
+    return 1;
+  }
+  int rc = fy_mkdirs(a->cfg.state_dir, 0700);
+  if (rc != FY_OK) {
+    fprintf(stderr, "ferryd: state_dir %s: %s\n", a->cfg.state_dir, fy_strerror(rc));
+    fy_tls_conf_free(a->tls);
+    return 1;
+  }
+  if (check_only) {
+    printf("ferryd: %s is valid\n", config);
+    fy_tls_conf_free(a->tls);
+    return 0;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  a->loop = uv_default_loop();
+  a->started_ms = uv_now(a->loop);
+  if (fy_server_start(a, err, sizeof err) != FY_OK) {
+    fprintf(stderr, "ferryd: %s\n", err);
+    fy_tls_conf_free(a->tls);
+    return 1;
+  }
+  uv_signal_init(a->loop, &a->sigterm);
+  uv_signal_init(a->loop, &a->sigint);
+  a->sigterm.data = a->sigint.data = a;
+  uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a->sigint, on_signal, SIGINT);
+  uv_run(a->loop, UV_RUN_DEFAULT);
+  uv_loop_close(a->loop);
+  fy_tls_conf_free(a->tls);
+  fy_log("info", "stopped");
+  return 0;
+}

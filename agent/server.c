@@ -1,0 +1,312 @@
+/* The listener and its connections: TCP on libuv, TLS and frames through fy_session,
+ * messages dispatched through a table by frame type (STYLE.md 5). One bad peer costs one
+ * connection: every failure here ends in conn_fail for that connection only. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+#include "ferry/msg.h"
+
+#define READ_BUF 65536
+
+struct fy_agent_conn {
+  uv_tcp_t tcp;            /* first: container_of from the stream */
+  uv_timer_t timer;
+  fy_agent *agent;
+  fy_session session;
+  int session_ok;
+  int open_handles;
+  int ending;              /* stop reading; close when writes drain */
+  int closing;
+  size_t writing;
+  unsigned version;        /* negotiated; 0 before hello */
+  char peer[64];           /* "ip:port" */
+  fy_agent_conn *prev, *next;
+  char rbuf[READ_BUF];
+};
+
+void fy_log(const char *level, const char *fmt, ...) {
+  va_list ap;
+  char ts[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  fprintf(stderr, "ferryd: %s %s ", ts, level);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+static void conn_handle_closed(uv_handle_t *h) {
+  fy_agent_conn *c = h->data;
+  if (--c->open_handles > 0) return;
+  fy_agent *a = c->agent;
+  if (c->prev) c->prev->next = c->next;
+  else a->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  a->nconns--;
+  if (c->session_ok) fy_session_free(&c->session);
+  free(c);
+}
+
+static void conn_close(fy_agent_conn *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  fy_agent_conn *c = req->data;
+  c->writing -= *(size_t *)(req + 1);
+  free(req);
+  if (status < 0 || (c->ending && c->writing == 0)) conn_close(c);
+}
+
+static void flush(fy_agent_conn *c) {
+  size_t len;
+  const uint8_t *p = c->session_ok ? fy_session_out(&c->session, &len) : NULL;
+  if (!p || len == 0 || c->closing) {
+    if (c->ending && c->writing == 0) conn_close(c);
+    return;
+  }
+  /* One allocation: the request, its length, then the bytes. */
+  uv_write_t *req = malloc(sizeof *req + sizeof(size_t) + len);
+  if (!req) {
+    conn_close(c);
+    return;
+  }
+  *(size_t *)(req + 1) = len;
+  uint8_t *data = (uint8_t *)(req + 1) + sizeof(size_t);
+  memcpy(data, p, len);
+  fy_session_out_consume(&c->session, len);
+  req->data = c;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  if (uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+    free(req);
+    conn_close(c);
+    return;
+  }
+  c->writing += len;
+}
+
+/* Ends the connection after telling the peer why (when TLS is up to carry it). */
+static void conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (c->ending || c->closing) return;
+  fy_log("warn", "peer %s: %s: %s (%s)", c->peer, fy_err_name(code), msg,
+         c->session_ok && fy_session_ready(&c->session) ? "connection closed" : "refused");
+  if (c->session_ok && fy_session_ready(&c->session) && fy_msg_send_error(&c->session, code, msg) != FY_OK) {
+    /* no room to say why: just close */
+  }
+  c->ending = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  flush(c);
+}
+
+/* --- message handlers ------------------------------------------------------------------- */
+
+typedef int (*handler_fn)(fy_agent_conn *c, const fy_frame *f);
+
+static int on_hello(fy_agent_conn *c, const fy_frame *f) {
+  json_t *hello;
+  char err[256];
+  int rc;
+  if (c->version != 0) {
+    conn_fail(c, FY_EPROTO, "a second hello");
+    return FY_ECANCELED;
+  }
+  if ((rc = fy_msg_parse(f, &hello, err, sizeof err)) != FY_OK) {
+    conn_fail(c, rc, "%s", err);
+    return FY_ECANCELED;
+  }
+  rc = fy_msg_negotiate(hello, &c->version);
+  json_decref(hello);
+  if (rc != FY_OK) {
+    conn_fail(c, rc, rc == FY_EVERSION ? "this agent speaks protocol versions %u to %u" : "malformed hello",
+              FY_PROTO_VERSION_MIN, FY_PROTO_VERSION);
+    return FY_ECANCELED;
+  }
+  fy_agent *a = c->agent;
+  uint64_t up = (uv_now(a->loop) - a->started_ms) / 1000;
+  json_t *facts = fy_facts_json(&a->cfg, &a->facts, a->name, up);
+  rc = facts ? fy_msg_send(&c->session, FY_FT_FACTS, facts) : FY_ENOMEM;
+  json_decref(facts);
+  if (rc != FY_OK) {
+    conn_fail(c, rc, "cannot answer hello");
+    return FY_ECANCELED;
+  }
+  return FY_OK;
+}
+
+static const struct {
+  handler_fn fn;
+  int needs_version; /* only after a successful hello */
+} handlers[FY_FT__MAX + 1] = {
+    [FY_FT_HELLO] = {on_hello, 0},
+};
+
+static int on_frame(void *ud, const fy_frame *f) {
+  fy_agent_conn *c = ud;
+  if (c->ending) return FY_ECANCELED;
+  handler_fn fn = f->type <= FY_FT__MAX ? handlers[f->type].fn : NULL;
+  if (!fn) {
+    conn_fail(c, FY_EPROTO, "unexpected %s message (type %u)", fy_frame_type_name(f->type), f->type);
+    return FY_ECANCELED;
+  }
+  if (handlers[f->type].needs_version && c->version == 0) {
+    conn_fail(c, FY_EPROTO, "%s before hello", fy_frame_type_name(f->type));
+    return FY_ECANCELED;
+  }
+  return fn(c, f);
+}
+
+/* --- socket callbacks ------------------------------------------------------------------- */
+
+static void on_timeout(uv_timer_t *t) {
+  fy_agent_conn *c = t->data;
+  if (c->ending) {
+    conn_close(c); /* the peer does not read what we wrote */
+    return;
+  }
+  int ready = c->session_ok && fy_session_ready(&c->session);
+  conn_fail(c, FY_ETIMEDOUT, "%s: no data for %llu ms", ready ? "idle peer" : "TLS handshake not completed",
+            (unsigned long long)(ready ? c->agent->cfg.idle_timeout_ms : c->agent->cfg.handshake_timeout_ms));
+  /* Give the peer a short grace to read the error, then close regardless. */
+  uv_timer_start(&c->timer, on_timeout, 2000, 0);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  fy_agent_conn *c = h->data;
+  (void)suggested;
+  *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  fy_agent_conn *c = s->data;
+  if (c->closing || c->ending) return;
+  if (nread < 0) {
+    if (nread != UV_EOF && nread != UV_ECONNRESET)
+      fy_log("info", "peer %s: read: %s", c->peer, uv_strerror((int)nread));
+    conn_close(c);
+    return;
+  }
+  if (nread == 0) return;
+  int was_ready = fy_session_ready(&c->session);
+  int rc = fy_session_recv(&c->session, (const uint8_t *)buf->base, (size_t)nread);
+  if (fy_session_became_ready(&c->session)) {
+    fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(c->session.tls),
+           fy_tls_suite(c->session.tls));
+    uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
+  } else if (was_ready) {
+    uv_timer_again(&c->timer);
+  }
+  if (rc == FY_EEOF) {
+    conn_close(c);
+    return;
+  }
+  if (rc != FY_OK && rc != FY_ECANCELED) {
+    if (rc == FY_ETOOBIG)
+      conn_fail(c, rc, "frame length over the ceiling of %u bytes", FY_FRAME_MAX);
+    else if (rc == FY_EPROTO)
+      conn_fail(c, rc, "malformed frame");
+    else {
+      const char *why = fy_tls_errmsg(c->session.tls);
+      conn_fail(c, rc, "%s", why[0] ? why : fy_strerror(rc));
+    }
+  }
+  if (!c->closing) flush(c);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  fy_agent *a = container_of(server, fy_agent, listener);
+  if (status < 0) {
+    fy_log("warn", "accept: %s", uv_strerror(status));
+    return;
+  }
+  fy_agent_conn *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->agent = a;
+  uv_tcp_init(a->loop, &c->tcp);
+  uv_timer_init(a->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->open_handles = 2;
+  c->next = a->conns;
+  if (a->conns) a->conns->prev = c;
+  a->conns = c;
+  a->nconns++;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int sl = sizeof ss;
+  char ip[48] = "?";
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+      snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+      snprintf(c->peer, sizeof c->peer, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    }
+  }
+  if (a->stopping || a->nconns > a->cfg.max_connections) {
+    fy_log("warn", "peer %s: refused: %s", c->peer, a->stopping ? "shutting down" : "too many connections");
+    a->refused++;
+    conn_close(c);
+    return;
+  }
+  a->accepted++;
+  if (fy_session_init(&c->session, a->tls, NULL, FY_FRAME_MAX, on_frame, c) != FY_OK) {
+    conn_close(c);
+    return;
+  }
+  c->session_ok = 1;
+  uv_tcp_nodelay(&c->tcp, 1);
+  uv_timer_start(&c->timer, on_timeout, a->cfg.handshake_timeout_ms, 0);
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+int fy_server_start(fy_agent *a, char *err, size_t errlen) {
+  struct sockaddr_storage addr;
+  int rc;
+  if (uv_ip4_addr(a->cfg.listen_host, a->cfg.listen_port, (struct sockaddr_in *)&addr) != 0 &&
+      uv_ip6_addr(a->cfg.listen_host, a->cfg.listen_port, (struct sockaddr_in6 *)&addr) != 0) {
+    snprintf(err, errlen, "listen: '%s' is not an IP address", a->cfg.listen_host);
+    return FY_ECONFIG;
+  }
+  uv_tcp_init(a->loop, &a->listener);
+  a->listener.data = a;
+  if ((rc = uv_tcp_bind(&a->listener, (struct sockaddr *)&addr, 0)) != 0 ||
+      (rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection)) != 0) {
+    snprintf(err, errlen, "listen on %s:%d: %s", a->cfg.listen_host, a->cfg.listen_port, uv_strerror(rc));
+    return FY_ECONN;
+  }
+  struct sockaddr_storage bound;
+  int bl = sizeof bound;
+  uv_tcp_getsockname(&a->listener, (struct sockaddr *)&bound, &bl);
+  int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                               : ((struct sockaddr_in *)&bound)->sin_port);
+  char plat[FY_PLATFORM_STR];
+  /* The readiness line tests and scripts wait for; keep its shape. */
+  fy_log("info", "listening on %s:%d as %s (%s, board %s)", a->cfg.listen_host, port, a->name,
+         fy_platform_format(&a->facts.platform, plat, sizeof plat),
+         a->facts.have_board ? a->facts.board.name : "unknown");
+  return FY_OK;
+}
+
+void fy_server_stop(fy_agent *a) {
+  a->stopping = 1;
+  if (!uv_is_closing((uv_handle_t *)&a->listener)) uv_close((uv_handle_t *)&a->listener, NULL);
+  for (fy_agent_conn *c = a->conns; c; c = c->next) conn_close(c);
+}

@@ -1,0 +1,13 @@
+# Strict warnings for ferry's own code (STYLE.md 14); -Werror where CI asks for it.
+add_library(ferry_warnings INTERFACE)
+target_compile_options(ferry_warnings INTERFACE
+  -Wall -Wextra -Wshadow -Wundef -Wstrict-prototypes -Wmissing-prototypes
+  -Wformat=2 -Wvla -Wimplicit-fallthrough -Wno-unused-parameter)
+target_compile_definitions(ferry_warnings INTERFACE _GNU_SOURCE)
+if(FERRY_WERROR)
+  target_compile_options(ferry_warnings INTERFACE -Werror)
+endif()
+if(FERRY_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

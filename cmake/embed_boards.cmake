@@ -1,0 +1,18 @@
+# Generates a C file holding every boards/*.yaml as a string (run with cmake -P).
+# In: BOARDS_DIR, OUT.
+file(GLOB files "${BOARDS_DIR}/*.yaml")
+list(SORT files)
+set(body "/* Generated from the YAML files in boards/ by cmake/embed_boards.cmake; do not edit. */\n#include \"ferry/board.h\"\n\n")
+set(table "const fy_board_source fy_board_builtin[] = {\n")
+set(i 0)
+foreach(f IN LISTS files)
+  file(READ "${f}" hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  get_filename_component(name "${f}" NAME)
+  string(APPEND body "static const char board_${i}[] = {${hex} 0};\n")
+  string(APPEND table "  {\"${name}\", board_${i}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND table "  {0, 0},\n};\n")
+file(WRITE "${OUT}.tmp" "${body}\n${table}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,32 @@
+/* Small filesystem helpers both sides use. Blocking; call from a worker (uv_queue_work) when
+ * on an event loop and the file can be large. */
+#ifndef FERRY_FSUTIL_H
+#define FERRY_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ferry/error.h"
+#include "ferry/tls.h"
+
+/* Reads a whole file of at most max bytes into a malloc'd, NUL-terminated buffer (*len excludes
+ * the NUL). FY_ENOENT, FY_ETOOBIG (larger than max), FY_EIO. */
+int fy_file_read(const char *path, size_t max, char **data, size_t *len) FY_WUR;
+
+/* Writes data to path atomically: path.tmp, fsync, rename, fsync of the directory.
+ * mode applies to the new file (0600 for keys). */
+int fy_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode) FY_WUR;
+
+/* mkdir -p with the given mode for the directories it creates. */
+int fy_mkdirs(const char *path, mode_t mode) FY_WUR;
+
+/* Free bytes for an unprivileged writer in the filesystem holding path, or 0 on error. */
+uint64_t fy_fs_free_bytes(const char *path);
+
+/* Loads an identity directory (ca.pem, cert.pem, key.pem) for a TLS role. On error writes
+ * "DIR/file: reason" into err. */
+int fy_identity_load(const char *dir, fy_tls_role role, fy_tls_conf **conf, char *err,
+                     size_t errlen) FY_WUR;
+
+#endif

@@ -1,0 +1,136 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "ferry/fsutil.h"
+
+int fy_file_read(const char *path, size_t max, char **data, size_t *len) {
+  int ret = FY_EIO;
+  char *buf = NULL;
+  struct stat st;
+  *data = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fy_err_from_errno(errno);
+  if (fstat(fd, &st) != 0) goto cleanup;
+  if (!S_ISREG(st.st_mode)) { ret = FY_EINVAL; goto cleanup; }
+  if ((uint64_t)st.st_size > max) { ret = FY_ETOOBIG; goto cleanup; }
+  size_t n = (size_t)st.st_size, got = 0;
+  if (!(buf = malloc(n + 1))) { ret = FY_ENOMEM; goto cleanup; }
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) goto cleanup; /* the file shrank or failed under us */
+    got += (size_t)r;
+  }
+  buf[n] = '\0';
+  *data = buf;
+  *len = n;
+  buf = NULL;
+  ret = FY_OK;
+cleanup:
+  free(buf);
+  close(fd);
+  return ret;
+}
+
+static int fsync_dir_of(const char *path) {
+  char *copy = strdup(path);
+  if (!copy) return FY_ENOMEM;
+  int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(copy);
+  if (fd < 0) return fy_err_from_errno(errno);
+  int rc = fsync(fd) == 0 ? FY_OK : fy_err_from_errno(errno);
+  close(fd);
+  return rc;
+}
+
+int fy_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode) {
+  char tmp[4096];
+  int ret, fd;
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return FY_ETOOBIG;
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return fy_err_from_errno(errno);
+  const char *p = data;
+  size_t left = len;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) goto fail;
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fchmod(fd, mode) != 0 || fsync(fd) != 0) goto fail;
+  if (close(fd) != 0) { fd = -1; goto fail; }
+  fd = -1;
+  if (rename(tmp, path) != 0) goto fail;
+  return fsync_dir_of(path);
+fail:
+  ret = fy_err_from_errno(errno);
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+  return ret;
+}
+
+int fy_mkdirs(const char *path, mode_t mode) {
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf) return FY_EINVAL;
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, mode) != 0 && errno != EEXIST) return fy_err_from_errno(errno);
+    buf[i] = saved;
+  }
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return FY_EEXIST;
+  return FY_OK;
+}
+
+uint64_t fy_fs_free_bytes(const char *path) {
+  struct statvfs sv;
+  if (statvfs(path, &sv) != 0) return 0;
+  return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+}
+
+#define PEM_MAX (64u * 1024u)
+
+int fy_identity_load(const char *dir, fy_tls_role role, fy_tls_conf **conf, char *err,
+                     size_t errlen) {
+  static const char *const names[3] = {"ca.pem", "cert.pem", "key.pem"};
+  char *data[3] = {NULL, NULL, NULL};
+  size_t len[3] = {0, 0, 0};
+  char path[4096];
+  int ret = FY_ECONFIG;
+  *conf = NULL;
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    int rc = fy_file_read(path, PEM_MAX, &data[i], &len[i]);
+    if (rc != FY_OK) {
+      snprintf(err, errlen, "%s: %s", path, rc == FY_ENOENT ? "not found (create an identity with "
+               "'ferry cert issue')" : fy_strerror(rc));
+      ret = rc == FY_ENOENT ? FY_ENOENT : FY_ECONFIG;
+      goto cleanup;
+    }
+  }
+  char why[256];
+  ret = fy_tls_conf_new(conf, role, data[0], len[0], data[1], len[1], data[2], len[2], why, sizeof why);
+  if (ret != FY_OK) snprintf(err, errlen, "identity %s: %s", dir, why);
+cleanup:
+  for (int i = 0; i < 3; i++) {
+    if (data[i]) {
+      volatile char *p = data[i];
+      for (size_t k = 0; k < len[i]; k++) p[k] = 0;
+    }
+    free(data[i]);
+  }
+  return ret;
+}

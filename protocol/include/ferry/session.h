@@ -1,0 +1,44 @@
+/* A ferry connection without the socket: TLS plus the frame codec (sans-I/O).
+ *
+ * The owner feeds what the socket delivered with fy_session_recv(), sends what
+ * fy_session_out() holds, and gets complete frames through the callback. Frames are only
+ * accepted after the TLS handshake completed: no application byte is read before. */
+#ifndef FERRY_SESSION_H
+#define FERRY_SESSION_H
+
+#include "ferry/frame.h"
+#include "ferry/tls.h"
+
+typedef struct fy_session {
+  fy_tls *tls;
+  fy_frame_decoder dec;
+  fy_frame_cb on_frame;
+  void *ud;
+  int ready_reported;
+} fy_session;
+
+/* Sets up a session. on_frame may return FY_OK to go on or a negative code to stop. */
+int fy_session_init(fy_session *s, fy_tls_conf *conf, const char *expected_peer,
+                    size_t max_payload, fy_frame_cb on_frame, void *ud) FY_WUR;
+void fy_session_free(fy_session *s); /* NULL-safe */
+
+/* Feeds ciphertext, advances the handshake, decodes and delivers frames.
+ * Returns FY_OK, FY_EEOF when the peer closed cleanly, or an error (TLS, frame, callback). */
+int fy_session_recv(fy_session *s, const uint8_t *p, size_t n) FY_WUR;
+
+/* Nonzero exactly once: on the first call after the handshake completed. */
+int fy_session_became_ready(fy_session *s);
+static inline int fy_session_ready(const fy_session *s) { return fy_tls_established(s->tls); }
+
+/* Queues one frame. FY_EBUSY when the output buffer lacks room (send first); FY_ETOOBIG when
+ * len exceeds FY_FRAME_MAX. */
+int fy_session_send(fy_session *s, uint8_t type, uint8_t flags, const void *payload,
+                    size_t len) FY_WUR;
+size_t fy_session_send_room(const fy_session *s);
+
+static inline const uint8_t *fy_session_out(const fy_session *s, size_t *len) {
+  return fy_tls_out(s->tls, len);
+}
+static inline void fy_session_out_consume(fy_session *s, size_t n) { fy_tls_out_consume(s->tls, n); }
+
+#endif

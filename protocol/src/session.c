@@ -1,0 +1,57 @@
+#include <string.h>
+
+#include "ferry/session.h"
+
+int fy_session_init(fy_session *s, fy_tls_conf *conf, const char *expected_peer,
+                    size_t max_payload, fy_frame_cb on_frame, void *ud) {
+  memset(s, 0, sizeof *s);
+  fy_frame_decoder_init(&s->dec, max_payload);
+  s->on_frame = on_frame;
+  s->ud = ud;
+  return fy_tls_new(&s->tls, conf, expected_peer);
+}
+
+void fy_session_free(fy_session *s) {
+  if (s == NULL) return;
+  fy_tls_free(s->tls);
+  s->tls = NULL;
+  fy_frame_decoder_free(&s->dec);
+}
+
+int fy_session_recv(fy_session *s, const uint8_t *p, size_t n) {
+  uint8_t plain[16384];
+  int rc;
+  if (n > 0 && (rc = fy_tls_feed(s->tls, p, n)) != FY_OK) return rc;
+  if (!fy_tls_established(s->tls)) {
+    rc = fy_tls_handshake(s->tls);
+    if (rc == FY_EAGAIN) return FY_OK;
+    if (rc != FY_OK) return rc;
+  }
+  for (;;) {
+    size_t got;
+    rc = fy_tls_read(s->tls, plain, sizeof plain, &got);
+    if (rc == FY_EAGAIN) return FY_OK;
+    if (rc != FY_OK) return rc;
+    if ((rc = fy_frame_decoder_feed(&s->dec, plain, got, s->on_frame, s->ud)) != FY_OK) return rc;
+  }
+}
+
+int fy_session_became_ready(fy_session *s) {
+  if (s->ready_reported || !fy_tls_established(s->tls)) return 0;
+  s->ready_reported = 1;
+  return 1;
+}
+
+size_t fy_session_send_room(const fy_session *s) {
+  size_t room = fy_tls_write_room(s->tls);
+  return room > FY_FRAME_HEADER ? room - FY_FRAME_HEADER : 0;
+}
+
+int fy_session_send(fy_session *s, uint8_t type, uint8_t flags, const void *payload, size_t len) {
+  uint8_t h[FY_FRAME_HEADER];
+  int rc = fy_frame_header(h, type, flags, len, FY_FRAME_MAX);
+  if (rc != FY_OK) return rc;
+  if (len > fy_session_send_room(s)) return FY_EBUSY;
+  if ((rc = fy_tls_write(s->tls, h, sizeof h)) != FY_OK) return rc;
+  return len ? fy_tls_write(s->tls, payload, len) : FY_OK;
+}

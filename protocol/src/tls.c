@@ -1,0 +1,377 @@
+/* The only file that talks to mbedTLS's SSL API (DESIGN.md: keep TLS in one file). Written
+ * against mbedTLS 2.28; the 3.x differences are the pk_parse_key RNG arguments, private struct
+ * fields (ext_types, in_msg) and the version setters. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include "ferry/buf.h"
+#include "ferry/tls.h"
+
+struct fy_tls_conf {
+  fy_tls_role role;
+  mbedtls_ssl_config conf;
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_x509_crt ca;
+  mbedtls_x509_crt cert;
+  mbedtls_pk_context key;
+  char name[FY_TLS_NAME_MAX];
+};
+
+struct fy_tls {
+  fy_tls_conf *conf;
+  mbedtls_ssl_context ssl;
+  fy_buf in;
+  size_t in_off;
+  fy_buf out;
+  int established;
+  char peer[FY_TLS_NAME_MAX];
+  char err[320];
+};
+
+/* ChaCha20-Poly1305 first; ECDSA P-256 identities, so ECDSA suites only. */
+static const int suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    0,
+};
+
+static void san_name(const mbedtls_x509_crt *crt, char *out, size_t n) {
+  out[0] = '\0';
+  for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s != NULL; s = s->next) {
+    if (s->buf.p == NULL) continue;
+    if (s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME)) {
+      size_t len = s->buf.len < n - 1 ? s->buf.len : n - 1;
+      memcpy(out, s->buf.p, len);
+      out[len] = '\0';
+      return;
+    }
+  }
+}
+
+/* The role check: the leaf must carry the EKU our peer's role needs. mbedTLS itself accepts a
+ * leaf without the extension; ferry does not. */
+static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+  const fy_tls_conf *c = ctx;
+  if (depth != 0) return 0;
+  const char *oid = c->role == FY_TLS_AGENT ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
+  size_t oid_len = c->role == FY_TLS_AGENT ? MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)
+                                           : MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
+  if (!(crt->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) ||
+      mbedtls_x509_crt_check_extended_key_usage(crt, oid, oid_len) != 0)
+    *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+  return 0;
+}
+
+static int parse_pem_crt(mbedtls_x509_crt *crt, const void *pem, size_t len) {
+  /* mbedTLS wants PEM NUL-terminated, with the NUL counted in the length. */
+  char *z = malloc(len + 1);
+  if (!z) return MBEDTLS_ERR_X509_ALLOC_FAILED;
+  memcpy(z, pem, len);
+  z[len] = '\0';
+  int rc = mbedtls_x509_crt_parse(crt, (const unsigned char *)z, len + 1);
+  free(z);
+  return rc;
+}
+
+static int parse_pem_key(mbedtls_pk_context *pk, const void *pem, size_t len) {
+  char *z = malloc(len + 1);
+  if (!z) return MBEDTLS_ERR_PK_ALLOC_FAILED;
+  memcpy(z, pem, len);
+  z[len] = '\0';
+  int rc = mbedtls_pk_parse_key(pk, (const unsigned char *)z, len + 1, NULL, 0);
+  mbedtls_platform_zeroize(z, len);
+  free(z);
+  return rc;
+}
+
+static void mbed_err(char *err, size_t errlen, const char *what, int rc) {
+  char m[160];
+  mbedtls_strerror(rc, m, sizeof m);
+  snprintf(err, errlen, "%s: %s (-0x%04x)", what, m, (unsigned)-rc);
+}
+
+int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, size_t ca_len,
+                    const void *cert_pem, size_t cert_len, const void *key_pem, size_t key_len,
+                    char *err, size_t errlen) {
+  int ret = FY_ECONFIG, rc;
+  static const char pers[] = "ferry";
+  fy_tls_conf *c = calloc(1, sizeof *c);
+  *out = NULL;
+  if (!c) return FY_ENOMEM;
+  c->role = role;
+  mbedtls_ssl_config_init(&c->conf);
+  mbedtls_entropy_init(&c->entropy);
+  mbedtls_ctr_drbg_init(&c->drbg);
+  mbedtls_x509_crt_init(&c->ca);
+  mbedtls_x509_crt_init(&c->cert);
+  mbedtls_pk_init(&c->key);
+
+  if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
+                                  (const unsigned char *)pers, sizeof pers - 1)) != 0) {
+    mbed_err(err, errlen, "seeding the RNG", rc);
+    goto cleanup;
+  }
+  if ((rc = parse_pem_crt(&c->ca, ca_pem, ca_len)) != 0) {
+    mbed_err(err, errlen, "ca.pem", rc);
+    goto cleanup;
+  }
+  if ((rc = parse_pem_crt(&c->cert, cert_pem, cert_len)) != 0) {
+    mbed_err(err, errlen, "cert.pem", rc);
+    goto cleanup;
+  }
+  if ((rc = parse_pem_key(&c->key, key_pem, key_len)) != 0) {
+    mbed_err(err, errlen, "key.pem", rc);
+    goto cleanup;
+  }
+  if (mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0) {
+    snprintf(err, errlen, "key.pem does not belong to cert.pem");
+    goto cleanup;
+  }
+  san_name(&c->cert, c->name, sizeof c->name);
+  rc = mbedtls_ssl_config_defaults(&c->conf,
+                                   role == FY_TLS_AGENT ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                   MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+  if (rc != 0) {
+    mbed_err(err, errlen, "TLS defaults", rc);
+    goto cleanup;
+  }
+  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  mbedtls_ssl_conf_verify(&c->conf, verify_cb, c);
+  if ((rc = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
+    mbed_err(err, errlen, "own certificate", rc);
+    goto cleanup;
+  }
+  *out = c;
+  c = NULL;
+  ret = FY_OK;
+cleanup:
+  fy_tls_conf_free(c);
+  return ret;
+}
+
+void fy_tls_conf_free(fy_tls_conf *c) {
+  if (c == NULL) return;
+  mbedtls_ssl_config_free(&c->conf);
+  mbedtls_pk_free(&c->key); /* zeroizes the key */
+  mbedtls_x509_crt_free(&c->cert);
+  mbedtls_x509_crt_free(&c->ca);
+  mbedtls_ctr_drbg_free(&c->drbg);
+  mbedtls_entropy_free(&c->entropy);
+  free(c);
+}
+
+const char *fy_tls_conf_name(const fy_tls_conf *c) { return c->name; }
+
+int fy_tls_conf_reseed(fy_tls_conf *c) {
+  return mbedtls_ctr_drbg_reseed(&c->drbg, NULL, 0) == 0 ? FY_OK : FY_ETLS;
+}
+
+static int bio_send(void *ctx, const unsigned char *p, size_t n) {
+  fy_tls *t = ctx;
+  size_t room = t->out.max - t->out.len;
+  if (room == 0) return MBEDTLS_ERR_SSL_WANT_WRITE;
+  if (n > room) n = room;
+  if (fy_buf_append(&t->out, p, n) != FY_OK) return MBEDTLS_ERR_SSL_WANT_WRITE;
+  return (int)n;
+}
+
+static int bio_recv(void *ctx, unsigned char *p, size_t n) {
+  fy_tls *t = ctx;
+  size_t avail = t->in.len - t->in_off;
+  if (avail == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (n > avail) n = avail;
+  memcpy(p, t->in.data + t->in_off, n);
+  t->in_off += n;
+  if (t->in_off == t->in.len) {
+    t->in.len = 0;
+    t->in_off = 0;
+  }
+  return (int)n;
+}
+
+int fy_tls_new(fy_tls **out, fy_tls_conf *conf, const char *expected_peer) {
+  int rc;
+  fy_tls *t = calloc(1, sizeof *t);
+  *out = NULL;
+  if (!t) return FY_ENOMEM;
+  t->conf = conf;
+  fy_buf_init(&t->in, FY_TLS_IN_MAX);
+  fy_buf_init(&t->out, FY_TLS_OUT_MAX);
+  mbedtls_ssl_init(&t->ssl);
+  if ((rc = mbedtls_ssl_setup(&t->ssl, &conf->conf)) != 0 ||
+      (expected_peer && (rc = mbedtls_ssl_set_hostname(&t->ssl, expected_peer)) != 0)) {
+    fy_tls_free(t);
+    return rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? FY_ENOMEM : FY_EINVAL;
+  }
+  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  *out = t;
+  return FY_OK;
+}
+
+void fy_tls_free(fy_tls *t) {
+  if (t == NULL) return;
+  mbedtls_ssl_free(&t->ssl);
+  fy_buf_free(&t->in, 1);
+  fy_buf_free(&t->out, 0);
+  free(t);
+}
+
+int fy_tls_feed(fy_tls *t, const uint8_t *p, size_t n) {
+  if (t->in_off > 0 && t->in_off == t->in.len) {
+    t->in.len = t->in_off = 0;
+  } else if (t->in_off > 0 && n > t->in.max - t->in.len) {
+    fy_buf_consume(&t->in, t->in_off);
+    t->in_off = 0;
+  }
+  int rc = fy_buf_append(&t->in, p, n);
+  return rc == FY_ETOOBIG ? FY_EBUSY : rc;
+}
+
+/* Why a handshake failed, in words a person can act on, from our verify flags or the alert
+ * the peer sent. */
+static int explain(fy_tls *t, int rc) {
+  const char *who = t->conf->role == FY_TLS_AGENT ? "pusher" : "agent";
+  if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+    uint32_t f = mbedtls_ssl_get_verify_result(&t->ssl);
+    if (f & MBEDTLS_X509_BADCERT_EXT_KEY_USAGE) {
+      snprintf(t->err, sizeof t->err, "the %s's certificate lacks the %s role (extended key usage %s)",
+               who, who, t->conf->role == FY_TLS_AGENT ? "clientAuth" : "serverAuth");
+      return FY_EROLE;
+    }
+    if (f & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+      snprintf(t->err, sizeof t->err, "the %s's certificate does not carry the expected name", who);
+      return FY_ENAME;
+    }
+    if (f & MBEDTLS_X509_BADCERT_EXPIRED) {
+      snprintf(t->err, sizeof t->err, "the %s's certificate has expired", who);
+      return FY_ECERT;
+    }
+    if (f & MBEDTLS_X509_BADCERT_FUTURE) {
+      snprintf(t->err, sizeof t->err, "the %s's certificate is not valid yet", who);
+      return FY_ECERT;
+    }
+    char info[200];
+    mbedtls_x509_crt_verify_info(info, sizeof info, "", f);
+    for (char *q = info; *q; q++) if (*q == '\n') *q = ' ';
+    snprintf(t->err, sizeof t->err, "the %s's certificate is not signed by the fleet CA (%s)", who, info);
+    return FY_ECERT;
+  }
+  if (rc == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE) {
+    snprintf(t->err, sizeof t->err, "the pusher sent no certificate");
+    return FY_ECERT;
+  }
+  if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t->ssl.in_msg != NULL) {
+    unsigned alert = t->ssl.in_msg[1];
+    switch (alert) {
+    case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT:
+      snprintf(t->err, sizeof t->err, "the %s refused our certificate: wrong role (alert %u)", who, alert);
+      return FY_EROLE;
+    case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA:
+      snprintf(t->err, sizeof t->err, "the %s does not trust our certificate: unknown CA (alert %u)", who, alert);
+      return FY_ECERT;
+    case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
+      snprintf(t->err, sizeof t->err, "the %s says our certificate expired (alert %u)", who, alert);
+      return FY_ECERT;
+    case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
+    case MBEDTLS_SSL_ALERT_MSG_NO_CERT:
+    case MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN:
+      snprintf(t->err, sizeof t->err, "the %s refused our certificate (alert %u)", who, alert);
+      return FY_ECERT;
+    default:
+      snprintf(t->err, sizeof t->err, "the %s ended the handshake (TLS alert %u)", who, alert);
+      return FY_ETLS;
+    }
+  }
+  if (rc == MBEDTLS_ERR_SSL_INVALID_RECORD || rc == MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO ||
+      rc == MBEDTLS_ERR_SSL_UNKNOWN_IDENTITY || rc == MBEDTLS_ERR_SSL_BAD_INPUT_DATA ||
+      rc == MBEDTLS_ERR_SSL_INVALID_MAC) {
+    mbed_err(t->err, sizeof t->err, "not a TLS peer, or a broken one", rc);
+    return FY_ETLS;
+  }
+  mbed_err(t->err, sizeof t->err, "TLS handshake", rc);
+  return FY_ETLS;
+}
+
+int fy_tls_handshake(fy_tls *t) {
+  if (t->established) return FY_OK;
+  int rc = mbedtls_ssl_handshake(&t->ssl);
+  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return FY_EAGAIN;
+  if (rc != 0) return explain(t, rc);
+  const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
+  if (peer) san_name(peer, t->peer, sizeof t->peer);
+  t->established = 1;
+  return FY_OK;
+}
+
+int fy_tls_established(const fy_tls *t) { return t->established; }
+
+int fy_tls_read(fy_tls *t, uint8_t *buf, size_t cap, size_t *got) {
+  *got = 0;
+  if (!t->established) return FY_EAGAIN;
+  int rc = mbedtls_ssl_read(&t->ssl, buf, cap);
+  if (rc > 0) {
+    *got = (size_t)rc;
+    return FY_OK;
+  }
+  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return FY_EAGAIN;
+  if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return FY_EEOF;
+  mbed_err(t->err, sizeof t->err, "TLS read", rc);
+  return FY_ETLS;
+}
+
+/* Worst-case bytes a record adds: header 5 + explicit nonce 8 + tag 16, rounded up. */
+#define RECORD_OVERHEAD 64u
+#define RECORD_PLAINTEXT 16384u
+
+size_t fy_tls_write_room(const fy_tls *t) {
+  size_t room = t->out.max - t->out.len;
+  size_t records = room / (RECORD_PLAINTEXT + RECORD_OVERHEAD) + 1;
+  size_t over = records * RECORD_OVERHEAD;
+  return room > over ? room - over : 0;
+}
+
+int fy_tls_write(fy_tls *t, const uint8_t *p, size_t n) {
+  if (!t->established) return FY_EINVAL;
+  if (n > fy_tls_write_room(t)) return FY_EBUSY;
+  while (n > 0) {
+    int rc = mbedtls_ssl_write(&t->ssl, p, n);
+    if (rc <= 0) {
+      mbed_err(t->err, sizeof t->err, "TLS write", rc);
+      return FY_ETLS;
+    }
+    p += rc;
+    n -= (size_t)rc;
+  }
+  return FY_OK;
+}
+
+int fy_tls_close_notify(fy_tls *t) {
+  int rc = mbedtls_ssl_close_notify(&t->ssl);
+  return rc == 0 || rc == MBEDTLS_ERR_SSL_WANT_WRITE ? FY_OK : FY_ETLS;
+}
+
+const uint8_t *fy_tls_out(const fy_tls *t, size_t *len) {
+  *len = t->out.len;
+  return t->out.data;
+}
+
+void fy_tls_out_consume(fy_tls *t, size_t n) { fy_buf_consume(&t->out, n); }
+
+const char *fy_tls_peer_name(const fy_tls *t) { return t->peer; }
+const char *fy_tls_errmsg(const fy_tls *t) { return t->err; }
+const char *fy_tls_suite(const fy_tls *t) { return mbedtls_ssl_get_ciphersuite(&t->ssl); }

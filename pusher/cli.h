@@ -1,0 +1,42 @@
+/* Shared pieces of ferry's verbs: identity lookup, targets, output helpers. */
+#ifndef FERRY_PUSHER_CLI_H
+#define FERRY_PUSHER_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/tls.h"
+#include "target.h"
+
+#define FY_VERSION_STRING "0.1.0"
+#define FY_MAX_TARGETS 4096
+
+typedef struct fy_cli_common {
+  const char *identity;  /* NULL: $FERRY_HOME/identity */
+  int json;
+  uint64_t timeout_ms;
+  fy_target *targets;
+  size_t ntargets;
+} fy_cli_common;
+
+/* Prints "ferry: " + message to stderr. */
+void fy_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Loads the pusher identity (explicit dir, or $FERRY_HOME/identity, or ~/.ferry/identity). */
+int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) FY_WUR;
+
+/* Adds a --to argument (one target, or several separated by commas). */
+int fy_cli_add_target(fy_cli_common *c, const char *spec) FY_WUR;
+void fy_cli_common_free(fy_cli_common *c);
+
+/* "1.5 GiB", "312 KiB" */
+char *fy_human_bytes(uint64_t n, char *buf, size_t len);
+/* "3d4h", "5m12s", "42s" */
+char *fy_human_duration(uint64_t seconds, char *buf, size_t len);
+
+typedef int (*fy_verb_fn)(int argc, char **argv);
+int fy_cmd_ca(int argc, char **argv);
+int fy_cmd_cert(int argc, char **argv);
+int fy_cmd_status(int argc, char **argv);
+
+#endif

@@ -1,0 +1,42 @@
+/* ferry, the pusher CLI: one table maps verbs to their functions (STYLE.md 5). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct verb {
+  const char *name;
+  fy_verb_fn fn;
+  const char *summary;
+} verbs[] = {
+    {"ca", fy_cmd_ca, "ca init DIR            create the fleet CA"},
+    {"cert", fy_cmd_cert, "cert issue ...         issue an agent or pusher identity"},
+    {"status", fy_cmd_status, "status --to HOST:PORT  show nodes: platform, labels, apps"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "ferry %s - deploy to arm64 and x64 edge devices\n\nusage: ferry VERB [options]\n\n",
+          FY_VERSION_STRING);
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %s\n", verbs[i].summary);
+  fprintf(f, "\n'ferry VERB --help' describes a verb. Targets are HOST:PORT or NAME@HOST:PORT;\n"
+             "the identity defaults to $FERRY_HOME/identity (~/.ferry/identity).\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+    printf("ferry %s\n", FY_VERSION_STRING);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].fn(argc - 1, argv + 1);
+  fy_cli_err("unknown verb '%s' (see 'ferry --help')", argv[1]);
+  return 2;
+}

@@ -1,0 +1,23 @@
+/* The fleet PKI: `ferry ca init` and `ferry cert issue`. Keys are ECDSA P-256; files are PEM
+ * that openssl reads too. */
+#ifndef FERRY_PUSHER_PKI_H
+#define FERRY_PUSHER_PKI_H
+
+#include "ferry/error.h"
+
+typedef enum { FY_ROLE_AGENT = 1, FY_ROLE_PUSHER = 2 } fy_role;
+
+/* Creates DIR/ca.pem and DIR/ca-key.pem (0600). Refuses to replace an existing CA unless
+ * force. Errors: FY_EEXIST, FY_EIO, FY_ETLS, with the reason in err. */
+int fy_pki_ca_init(const char *dir, int days, int force, char *err, size_t errlen) FY_WUR;
+
+/* Issues an identity for name and role into outdir: ca.pem, cert.pem, key.pem (0600).
+ * not_before_offset_s shifts the start of validity (negative: in the past), for tests of
+ * expired and not-yet-valid certificates. */
+int fy_pki_issue(const char *ca_dir, const char *name, fy_role role, const char *outdir, int days,
+                 long not_before_offset_s, char *err, size_t errlen) FY_WUR;
+
+/* Node names: 1..63 of [a-z0-9-.], starting with a letter or digit (a DNS label or name). */
+int fy_pki_valid_name(const char *name);
+
+#endif
