@@ -29,5 +29,7 @@ target_link_libraries(ferry_uv INTERFACE ${FERRY_LIB_UV} Threads::Threads ${CMAK
 target_include_directories(ferry_uv INTERFACE ${FERRY_UV_INCLUDE})
 
 if(FERRY_STATIC)
-  add_link_options(-static)
+  # One self-contained file per device; unused sections of the archives are dropped.
+  add_compile_options(-ffunction-sections -fdata-sections)
+  add_link_options(-static -Wl,--gc-sections)
 endif()

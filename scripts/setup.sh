@@ -9,6 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 HOST_PKGS=(
   build-essential cmake pkg-config ninja-build git ca-certificates
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf
+  libc6-dev-arm64-cross libc6-dev-armhf-cross
   qemu-user
   libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server

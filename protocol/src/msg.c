@@ -45,7 +45,7 @@ const char *fy_msg_str(const json_t *obj, const char *key, size_t max) {
 }
 
 json_t *fy_msg_hello(const char *client, const char *intent, const char *app) {
-  json_t *j = json_pack("{s:i, s:i, s:s, s:s}", "proto_min", (json_int_t)FY_PROTO_VERSION_MIN,
+  json_t *j = json_pack("{s:I, s:I, s:s, s:s}", "proto_min", (json_int_t)FY_PROTO_VERSION_MIN,
                         "proto_max", (json_int_t)FY_PROTO_VERSION, "client", client, "intent", intent);
   if (j && app) json_object_set_new(j, "app", json_string(app));
   return j;
@@ -62,7 +62,7 @@ int fy_msg_negotiate(const json_t *hello, unsigned *version) {
 }
 
 int fy_msg_send_error(fy_session *s, int code, const char *message) {
-  json_t *j = json_pack("{s:i, s:s, s:s}", "code", (json_int_t)code, "name", fy_err_name(code),
+  json_t *j = json_pack("{s:I, s:s, s:s}", "code", (json_int_t)code, "name", fy_err_name(code),
                         "message", message ? message : fy_strerror(code));
   if (!j) return FY_ENOMEM;
   int rc = fy_msg_send(s, FY_FT_ERROR, j);

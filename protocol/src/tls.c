@@ -138,6 +138,17 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
     goto cleanup;
   }
   san_name(&c->cert, c->name, sizeof c->name);
+  /* An agent must hold an agent certificate: mbedTLS would otherwise fail every handshake
+   * with a bare handshake_failure. (A pusher identity is not checked here: the agent's refusal
+   * of a wrong-role client is the security boundary, and tests exercise it.) */
+  if (role == FY_TLS_AGENT &&
+      (!(c->cert.ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) ||
+       mbedtls_x509_crt_check_extended_key_usage(&c->cert, MBEDTLS_OID_SERVER_AUTH,
+                                                 MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0)) {
+    snprintf(err, errlen, "cert.pem is not an agent certificate (no serverAuth); issue one with "
+                          "'ferry cert issue --role agent'");
+    goto cleanup;
+  }
   rc = mbedtls_ssl_config_defaults(&c->conf,
                                    role == FY_TLS_AGENT ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
                                    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
@@ -272,6 +283,9 @@ static int explain(fy_tls *t, int rc) {
     return FY_ECERT;
   }
   if (rc == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE) {
+    /* mbedTLS 2.28 ends here silently; tell the client, as OpenSSL servers do. */
+    (void)mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                         MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
     snprintf(t->err, sizeof t->err, "the pusher sent no certificate");
     return FY_ECERT;
   }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds every preset with -Werror and runs
+# every test (unit tests natively, under ASan+UBSan, and under qemu-aarch64 / qemu-arm for the
+# cross builds; end-to-end tests with the arm64 and armhf agents under qemu). Safe to run twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+JOBS=$(nproc)
+PRESETS=(host aarch64 armhf asan)
+for p in "${PRESETS[@]}"; do
+  echo "== build $p"
+  log=$(mktemp)
+  cmake --preset "$p" -DFERRY_WERROR=ON > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
+  rm -f "$log"
+  cmake --build --preset "$p" -j "$JOBS"
+done
+
+export FERRY_REQUIRE_CROSS=1   # the e2e tests must not skip the emulated boards here
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+passed=0; failed=0; status=0
+for p in "${PRESETS[@]}"; do
+  echo "== test $p"
+  set +e
+  ctest --preset "$p" -j "$JOBS" 2>&1 | tee "build/$p/ctest.out"
+  rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" -eq 0 ] || status=1
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "build/$p/ctest.out" | tail -1 || true)
+  if [ -n "$line" ]; then
+    f=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/')
+    n=$(echo "$line" | sed -E 's/.* out of ([0-9]+).*/\1/')
+    passed=$((passed + n - f)); failed=$((failed + f))
+  else
+    status=1
+  fi
+done
+echo "== summary over presets ${PRESETS[*]}"
+echo "ctest: $passed passed, $failed failed"
+exit $status

@@ -1,0 +1,84 @@
+# Helpers for the end-to-end tests: real binaries, loopback only, temp state dirs.
+# Sourced by each e2e_*.sh. Waits are for readiness lines or answers, never blind sleeps.
+set -euo pipefail
+
+: "${FERRY_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${FERRY_BIN:=$FERRY_SRC/build/host/bin}"
+: "${FERRY_CROSS_ROOT:=$FERRY_SRC/build}"
+FERRY="$FERRY_BIN/ferry"
+FERRYD="$FERRY_BIN/ferryd"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-e2e.XXXXXX")
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+    echo "--- test failed (rc=$rc); agent logs:" >&2
+    for f in "$T"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 30 "$f" >&2; }; done
+  fi
+  rm -rf "$T"
+  exit $rc
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; PASSED=$((${PASSED:-0} + 1)); }
+finish() { echo "$(basename "$0" .sh): ${PASSED:-0} passed, 0 failed"; }
+
+# A binary built by a cross preset, or skip (77) unless the caller demands it.
+cross_bin() {
+  local preset=$1 name=$2 f="$FERRY_CROSS_ROOT/$1/bin/$2"
+  if [ ! -x "$f" ]; then
+    if [ "${FERRY_REQUIRE_CROSS:-0}" = 1 ]; then fail "$f missing: build the $preset preset first"; fi
+    echo "skip: $f missing (cmake --preset $preset && cmake --build --preset $preset)" >&2
+    exit 77
+  fi
+  echo "$f"
+}
+
+# setup_fleet: a CA and a pusher identity in $T.
+setup_fleet() {
+  "$FERRY" ca init "$T/ca" >/dev/null
+  "$FERRY" cert issue --ca "$T/ca" --name laptop --role pusher --out "$T/me" >/dev/null
+}
+
+# start_agent NAME [extra-yaml] [launcher...]: starts ferryd on a free loopback port.
+# Sets PORT_<NAME> (dashes become underscores) and appends the pid to PIDS.
+# FERRYD_BIN overrides the binary (a cross-built one run under the launcher).
+start_agent() {
+  local name=$1 extra=${2:-}; shift 2 || shift $#
+  local bin=${FERRYD_BIN:-$FERRYD} var="PORT_${name//-/_}"
+  [ -d "$T/id-$name" ] || "$FERRY" cert issue --ca "$T/ca" --name "$name" --role agent --out "$T/id-$name" >/dev/null
+  mkdir -p "$T/state-$name"
+  printf 'name: %s\nlisten: 127.0.0.1:0\nstate_dir: %s\nidentity: %s\n%s\n' \
+    "$name" "$T/state-$name" "$T/id-$name" "$extra" > "$T/$name.yaml"
+  "$@" "$bin" --config "$T/$name.yaml" 2> "$T/$name.log" &
+  PIDS+=($!)
+  local pid=$! i
+  for i in $(seq 1 600); do
+    if grep -q 'listening on' "$T/$name.log" 2>/dev/null; then
+      local port
+      port=$(grep -o 'listening on [0-9.]*:[0-9]*' "$T/$name.log" | head -1 | sed 's/.*://')
+      printf -v "$var" '%s' "$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { cat "$T/$name.log" >&2; fail "ferryd $name exited during start-up"; }
+    sleep 0.05
+  done
+  fail "ferryd $name did not become ready in 30 s"
+}
+
+# wait_log FILE PATTERN: waits up to 30 s for a line in an agent's log.
+wait_log() {
+  local i
+  for i in $(seq 1 600); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  fail "no line matching '$2' in $1"
+}
+
+# json_get FILE PYTHON-EXPR: evaluates an expression over the parsed JSON document `d`.
+json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(repr(($2,)))" "$1"; }

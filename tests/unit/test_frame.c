@@ -1,0 +1,184 @@
+/* Frame codec: golden bytes, round trips, every chunk size, the ceiling, garbage. */
+#include <stdlib.h>
+
+#include "check.h"
+#include "ferry/buf.h"
+#include "ferry/frame.h"
+
+struct seen {
+  int count;
+  uint8_t types[16];
+  uint32_t lens[16];
+  uint8_t payload0[64];
+};
+
+static int collect(void *ud, const fy_frame *f) {
+  struct seen *s = ud;
+  if (s->count < 16) {
+    s->types[s->count] = f->type;
+    s->lens[s->count] = f->len;
+    if (s->count == 0 && f->len <= sizeof s->payload0) memcpy(s->payload0, f->payload, f->len);
+  }
+  s->count++;
+  return FY_OK;
+}
+
+/* hello {"a":1} then an empty commit then blob "xyz". */
+static const uint8_t golden[] = {
+    'F', 'Y', 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, '{', '"', 'a', '"', ':', '1', '}',
+    'F', 'Y', 0x06, 0x00, 0x00, 0x00, 0x00, 0x00,
+    'F', 'Y', 0x05, 0x00, 0x00, 0x00, 0x00, 0x03, 'x', 'y', 'z',
+};
+
+static void test_encode_golden(void) {
+  fy_buf b;
+  fy_buf_init(&b, 1024);
+  CHECK_INT(fy_frame_append(&b, FY_FT_HELLO, 0, "{\"a\":1}", 7, FY_FRAME_MAX), FY_OK);
+  CHECK_INT(fy_frame_append(&b, FY_FT_COMMIT, 0, NULL, 0, FY_FRAME_MAX), FY_OK);
+  CHECK_INT(fy_frame_append(&b, FY_FT_BLOB, 0, "xyz", 3, FY_FRAME_MAX), FY_OK);
+  CHECK_INT(b.len, sizeof golden);
+  CHECK(memcmp(b.data, golden, sizeof golden) == 0);
+  fy_buf_free(&b, 0);
+}
+
+static void test_every_chunk_size(void) {
+  for (size_t chunk = 1; chunk <= sizeof golden; chunk++) {
+    fy_frame_decoder d;
+    struct seen s = {0};
+    int rc = FY_OK;
+    fy_frame_decoder_init(&d, 1024);
+    for (size_t off = 0; off < sizeof golden && rc == FY_OK; off += chunk) {
+      size_t n = sizeof golden - off < chunk ? sizeof golden - off : chunk;
+      rc = fy_frame_decoder_feed(&d, golden + off, n, collect, &s);
+    }
+    CHECK_INT(rc, FY_OK);
+    CHECK_INT(s.count, 3);
+    CHECK_INT(s.types[0], FY_FT_HELLO);
+    CHECK_INT(s.lens[0], 7);
+    CHECK(memcmp(s.payload0, "{\"a\":1}", 7) == 0);
+    CHECK_INT(s.types[1], FY_FT_COMMIT);
+    CHECK_INT(s.lens[1], 0);
+    CHECK_INT(s.types[2], FY_FT_BLOB);
+    CHECK_INT(s.lens[2], 3);
+    fy_frame_decoder_free(&d);
+  }
+}
+
+static void test_round_trip_large(void) {
+  size_t n = 300000;
+  uint8_t *payload = malloc(n);
+  for (size_t i = 0; i < n; i++) payload[i] = (uint8_t)(i * 7 + 3);
+  fy_buf b;
+  fy_buf_init(&b, FY_FRAME_MAX * 2);
+  CHECK_INT(fy_frame_append(&b, FY_FT_BLOB, 0, payload, n, FY_FRAME_MAX), FY_OK);
+  static const size_t chunks[] = {1, 7, 4096, 65536, 1 << 20};
+  for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+    fy_frame_decoder d;
+    struct seen s = {0};
+    fy_frame_decoder_init(&d, FY_FRAME_MAX);
+    int rc = FY_OK;
+    for (size_t off = 0; off < b.len && rc == FY_OK; off += chunks[c]) {
+      size_t k = b.len - off < chunks[c] ? b.len - off : chunks[c];
+      rc = fy_frame_decoder_feed(&d, b.data + off, k, collect, &s);
+    }
+    CHECK_INT(rc, FY_OK);
+    CHECK_INT(s.count, 1);
+    CHECK_INT(s.lens[0], n);
+    fy_frame_decoder_free(&d);
+  }
+  fy_buf_free(&b, 0);
+  free(payload);
+}
+
+static void test_ceiling(void) {
+  /* A header announcing 4 GiB - 1 must be refused on the header alone. */
+  static const uint8_t huge[] = {'F', 'Y', 0x05, 0x00, 0xff, 0xff, 0xff, 0xff};
+  fy_frame_decoder d;
+  struct seen s = {0};
+  fy_frame_decoder_init(&d, FY_FRAME_MAX);
+  CHECK_INT(fy_frame_decoder_feed(&d, huge, sizeof huge, collect, &s), FY_ETOOBIG);
+  CHECK_INT(s.count, 0);
+  CHECK(d.payload.cap == 0); /* nothing allocated for it */
+  /* Sticky: the stream stays refused. */
+  CHECK_INT(fy_frame_decoder_feed(&d, golden, sizeof golden, collect, &s), FY_ETOOBIG);
+  fy_frame_decoder_free(&d);
+
+  /* One past a small ceiling. */
+  uint8_t h[FY_FRAME_HEADER];
+  CHECK_INT(fy_frame_header(h, FY_FT_BLOB, 0, 101, 100), FY_ETOOBIG);
+  CHECK_INT(fy_frame_header(h, FY_FT_BLOB, 0, 100, 100), FY_OK);
+  fy_frame_decoder_init(&d, 100);
+  CHECK_INT(fy_frame_decoder_feed(&d, (const uint8_t *)"FY\x05\x00\x00\x00\x00\x65", 8, collect, &s), FY_ETOOBIG);
+  fy_frame_decoder_free(&d);
+}
+
+static void test_garbage(void) {
+  fy_frame_decoder d;
+  struct seen s = {0};
+  fy_frame_decoder_init(&d, FY_FRAME_MAX);
+  CHECK_INT(fy_frame_decoder_feed(&d, (const uint8_t *)"GET / HTTP/1.0\r\n", 16, collect, &s), FY_EPROTO);
+  fy_frame_decoder_free(&d);
+  fy_frame_decoder_init(&d, FY_FRAME_MAX);
+  CHECK_INT(fy_frame_decoder_feed(&d, (const uint8_t *)"FX", 2, collect, &s), FY_EPROTO);
+  fy_frame_decoder_free(&d);
+  CHECK_INT(s.count, 0);
+}
+
+static int stop_at_second(void *ud, const fy_frame *f) {
+  struct seen *s = ud;
+  (void)f;
+  return ++s->count == 2 ? FY_ECANCELED : FY_OK;
+}
+
+static void test_callback_error_stops(void) {
+  fy_frame_decoder d;
+  struct seen s = {0};
+  fy_frame_decoder_init(&d, 1024);
+  CHECK_INT(fy_frame_decoder_feed(&d, golden, sizeof golden, stop_at_second, &s), FY_ECANCELED);
+  CHECK_INT(s.count, 2);
+  fy_frame_decoder_free(&d);
+}
+
+static void test_reader(void) {
+  static const uint8_t in[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07};
+  fy_rd r;
+  uint8_t a;
+  uint16_t b;
+  uint32_t c;
+  uint64_t d;
+  fy_rd_init(&r, in, sizeof in);
+  CHECK_INT(fy_rd_u8(&r, &a), FY_OK);
+  CHECK_INT(a, 1);
+  CHECK_INT(fy_rd_u16(&r, &b), FY_OK);
+  CHECK_INT(b, 0x0203);
+  CHECK_INT(fy_rd_u32(&r, &c), FY_OK);
+  CHECK_INT(c, 0x04050607);
+  CHECK_INT(fy_rd_u64(&r, &d), FY_EPROTO); /* short input: refused, cursor unchanged */
+  CHECK_INT(fy_rd_left(&r), 0);
+  fy_buf bb;
+  fy_buf_init(&bb, 4);
+  CHECK_INT(fy_buf_put_u32(&bb, 0xdeadbeef), FY_OK);
+  CHECK_INT(fy_buf_put_u8(&bb, 1), FY_ETOOBIG);
+  CHECK_INT(fy_buf_reserve(&bb, SIZE_MAX), FY_ETOOBIG); /* overflow-checked */
+  fy_buf_free(&bb, 1);
+}
+
+static void test_type_names(void) {
+  CHECK_STR(fy_frame_type_name(FY_FT_HELLO), "hello");
+  CHECK_STR(fy_frame_type_name(200), "unknown");
+  CHECK_STR(fy_err_name(FY_ETOOBIG), "ETOOBIG");
+  CHECK_STR(fy_strerror(FY_ETOOBIG), "length over the hard ceiling");
+  CHECK_STR(fy_err_name(-999), "EUNKNOWN");
+}
+
+int main(void) {
+  test_encode_golden();
+  test_every_chunk_size();
+  test_round_trip_large();
+  test_ceiling();
+  test_garbage();
+  test_callback_error_stops();
+  test_reader();
+  test_type_names();
+  return check_done("test_frame");
+}

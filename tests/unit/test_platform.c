@@ -1,0 +1,177 @@
+/* Platform names and matching, table-driven (PLATFORMS.md). */
+#include "check.h"
+#include "ferry/board.h"
+#include "ferry/platform.h"
+
+static const struct {
+  const char *in, *out;
+} norm[] = {
+    {"aarch64", "linux/arm64"},
+    {"arm64", "linux/arm64"},
+    {"arm64/v8", "linux/arm64"},
+    {"linux/arm64/v8", "linux/arm64"},
+    {"linux/aarch64/v8.0", "linux/arm64"},
+    {"linux/arm64/8", "linux/arm64"},
+    {"linux/arm64/v9.0", "linux/arm64/v9"},
+    {"linux/arm64/9", "linux/arm64/v9"},
+    {"linux/arm64/v8.2", "linux/arm64/v8.2"},
+    {"x86_64", "linux/amd64"},
+    {"x86-64", "linux/amd64"},
+    {"amd64", "linux/amd64"},
+    {"linux/amd64/v1", "linux/amd64"},
+    {"linux/amd64/v3", "linux/amd64/v3"},
+    {"X86_64", "linux/amd64"},
+    {"i686", "linux/386"},
+    {"i386", "linux/386"},
+    {"armhf", "linux/arm/v7"},
+    {"armv7l", "linux/arm/v7"},
+    {"armel", "linux/arm/v6"},
+    {"armv6l", "linux/arm/v6"},
+    {"armv8l", "linux/arm/v8"},
+    {"armv5tel", "linux/arm/v5"},
+    {"linux/arm", "linux/arm/v7"},
+    {"linux/arm/7", "linux/arm/v7"},
+    {"linux/arm/6", "linux/arm/v6"},
+    {"linux/arm/v6", "linux/arm/v6"},
+    {"macos/arm64", "darwin/arm64"},
+    {"linux/riscv64", "linux/riscv64"},
+};
+
+static const char *const bad[] = {"", "/", "linux/", "linux//v7", "a/b/c/d", "linux/ARM 64",
+                                  "linux/arm64/v8;rm", "linux/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+
+static void test_normalize(void) {
+  for (size_t i = 0; i < sizeof norm / sizeof norm[0]; i++) {
+    fy_platform p;
+    char buf[FY_PLATFORM_STR];
+    int rc = fy_platform_parse(norm[i].in, &p);
+    CHECK_INT(rc, FY_OK);
+    if (rc == FY_OK) CHECK_STR(fy_platform_format(&p, buf, sizeof buf), norm[i].out);
+  }
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    fy_platform p;
+    CHECK_INT(fy_platform_parse(bad[i], &p), FY_EINVAL);
+  }
+  fy_platform f;
+  char buf[FY_PLATFORM_STR];
+  CHECK_INT(fy_platform_from_fields("linux", "arm", "v7", &f), FY_OK);
+  CHECK_STR(fy_platform_format(&f, buf, sizeof buf), "linux/arm/v7");
+  CHECK_INT(fy_platform_from_fields("linux", "arm64", "v8", &f), FY_OK);
+  CHECK_STR(fy_platform_format(&f, buf, sizeof buf), "linux/arm64");
+}
+
+/* device, flags, then the accepted list, best first, joined by spaces */
+static const struct {
+  const char *dev;
+  unsigned flags;
+  const char *list;
+} accept_table[] = {
+    {"linux/amd64", 0, "linux/amd64 linux/386"},
+    {"linux/amd64/v2", 0, "linux/amd64/v2 linux/amd64 linux/386"},
+    {"linux/amd64/v3", 0, "linux/amd64/v3 linux/amd64/v2 linux/amd64 linux/386"},
+    {"linux/arm64", 0, "linux/arm64 linux/arm/v8 linux/arm/v7 linux/arm/v6 linux/arm/v5"},
+    {"linux/arm64", FY_PLATFORM_NO_AARCH32, "linux/arm64"},
+    {"linux/arm64/v8.2", 0, "linux/arm64/v8.2 linux/arm64/v8.1 linux/arm64 linux/arm/v8 linux/arm/v7 linux/arm/v6 linux/arm/v5"},
+    {"linux/arm64/v9", 0, "linux/arm64/v9 linux/arm64/v8.5 linux/arm64/v8.4 linux/arm64/v8.3 linux/arm64/v8.2 linux/arm64/v8.1 linux/arm64 linux/arm/v8 linux/arm/v7 linux/arm/v6 linux/arm/v5"},
+    {"linux/arm/v8", 0, "linux/arm/v8 linux/arm/v7 linux/arm/v6 linux/arm/v5"},
+    {"linux/arm/v7", 0, "linux/arm/v7 linux/arm/v6 linux/arm/v5"},
+    {"linux/arm/v6", 0, "linux/arm/v6 linux/arm/v5"},
+    {"linux/386", 0, "linux/386"},
+    {"linux/riscv64", 0, "linux/riscv64"},
+};
+
+static void test_fallback_order(void) {
+  for (size_t i = 0; i < sizeof accept_table / sizeof accept_table[0]; i++) {
+    fy_platform dev, out[FY_PLATFORM_ACCEPT_MAX];
+    char joined[1024] = "", buf[FY_PLATFORM_STR];
+    CHECK_INT(fy_platform_parse(accept_table[i].dev, &dev), FY_OK);
+    size_t n = fy_platform_accepts(&dev, accept_table[i].flags, out, FY_PLATFORM_ACCEPT_MAX);
+    for (size_t k = 0; k < n; k++) {
+      if (k) strcat(joined, " ");
+      strcat(joined, fy_platform_format(&out[k], buf, sizeof buf));
+    }
+    CHECK_STR(joined, accept_table[i].list);
+  }
+}
+
+static int takes(const char *dev_s, const char *img_s) {
+  fy_platform dev, img, out[FY_PLATFORM_ACCEPT_MAX];
+  if (fy_platform_parse(dev_s, &dev) || fy_platform_parse(img_s, &img)) return -2;
+  size_t n = fy_platform_accepts(&dev, 0, out, FY_PLATFORM_ACCEPT_MAX);
+  return fy_platform_rank(out, n, &img);
+}
+
+static void test_consequences(void) {
+  /* PLATFORMS.md: "Consequences worth a test each". */
+  CHECK_INT(takes("linux/arm64", "linux/arm64/v8.1"), -1);
+  CHECK_INT(takes("linux/arm64", "linux/arm64/v9"), -1);
+  CHECK_INT(takes("linux/arm/v6", "linux/arm"), -1);
+  CHECK_INT(takes("linux/amd64", "linux/amd64/v2"), -1);
+  CHECK_INT(takes("linux/arm64", "linux/arm64/v8"), 0);
+  CHECK_INT(takes("linux/arm64", "linux/arm"), 2);
+  CHECK_INT(takes("linux/arm/v7", "linux/arm64"), -1);
+  CHECK_INT(takes("linux/amd64", "linux/arm64"), -1);
+  CHECK_INT(takes("linux/amd64/v3", "linux/386"), 3);
+  CHECK_INT(takes("linux/arm64", "windows/arm64"), -1);
+}
+
+static void test_builtin_boards(void) {
+  size_t n = 0;
+  fy_board boards[32];
+  const char *want[] = {"rpi3", "rpi4", "rpi5", "graviton2", "graviton3", "generic-arm64",
+                        "generic-armhf", "generic-amd64"};
+  while (fy_board_builtin[n].file) {
+    char err[256] = "";
+    int rc = fy_board_parse(fy_board_builtin[n].text, strlen(fy_board_builtin[n].text), &boards[n], err, sizeof err);
+    if (rc != FY_OK) fprintf(stderr, "%s: %s\n", fy_board_builtin[n].file, err);
+    CHECK_INT(rc, FY_OK);
+    n++;
+  }
+  for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+    int found = 0;
+    for (size_t i = 0; i < n; i++) found |= strcmp(boards[i].name, want[w]) == 0;
+    CHECK(found);
+  }
+  fy_platform arm64, armv7, amd64;
+  CHECK_INT(fy_platform_parse("linux/arm64", &arm64), FY_OK);
+  CHECK_INT(fy_platform_parse("linux/arm/v7", &armv7), FY_OK);
+  CHECK_INT(fy_platform_parse("linux/amd64", &amd64), FY_OK);
+  fy_board_probe pi4 = {.dt_model = "Raspberry Pi 4 Model B Rev 1.4", .midr = 0x410fd083};
+  fy_board_probe g2 = {.dmi_vendor = "Amazon EC2", .dmi_product = "m6g.large", .midr = 0x413fd0c1};
+  fy_board_probe g3 = {.dmi_vendor = "Amazon EC2", .dmi_product = "c7g.large", .midr = 0x411fd401};
+  fy_board_probe altra = {.dmi_vendor = "Ampere", .midr = 0x413fd0c1};
+  fy_board_probe none = {0};
+  int i;
+  CHECK((i = fy_board_match(boards, n, &pi4, &arm64)) >= 0 && strcmp(boards[i].name, "rpi4") == 0);
+  /* a 32-bit Raspberry Pi OS on a Pi 4 is still a Pi 4 */
+  CHECK((i = fy_board_match(boards, n, &pi4, &armv7)) >= 0 && strcmp(boards[i].name, "rpi4") == 0);
+  CHECK((i = fy_board_match(boards, n, &g2, &arm64)) >= 0 && strcmp(boards[i].name, "graviton2") == 0);
+  CHECK((i = fy_board_match(boards, n, &g3, &arm64)) >= 0 && strcmp(boards[i].name, "graviton3") == 0);
+  CHECK((i = fy_board_match(boards, n, &altra, &arm64)) >= 0 && strcmp(boards[i].name, "generic-arm64") == 0);
+  CHECK((i = fy_board_match(boards, n, &none, &amd64)) >= 0 && strcmp(boards[i].name, "generic-amd64") == 0);
+  CHECK((i = fy_board_match(boards, n, &none, &armv7)) >= 0 && strcmp(boards[i].name, "generic-armhf") == 0);
+
+  fy_board b;
+  char err[256];
+  const char *broken = "name: x\nplatforms: [linux/arm64]\ncpu:\n  mcpu: a\n  speed: 3\n";
+  CHECK_INT(fy_board_parse(broken, strlen(broken), &b, err, sizeof err), FY_ECONFIG);
+  CHECK_CONTAINS(err, "line 5");
+  CHECK_CONTAINS(err, "cpu.speed");
+}
+
+static void test_native(void) {
+  fy_platform p;
+  char buf[FY_PLATFORM_STR];
+  fy_platform_native(&p);
+  printf("native platform: %s\n", fy_platform_format(&p, buf, sizeof buf));
+  CHECK_STR(p.os, "linux");
+}
+
+int main(void) {
+  test_normalize();
+  test_fallback_order();
+  test_consequences();
+  test_builtin_boards();
+  test_native();
+  return check_done("test_platform");
+}
