@@ -6,7 +6,9 @@
 #include <uv.h>
 
 #include "config.h"
+#include "apps.h"
 #include "facts.h"
+#include "ferry/store.h"
 #include "ferry/session.h"
 
 #include <stddef.h>
@@ -27,10 +29,30 @@ typedef struct fy_agent {
   fy_agent_conn *conns;    /* doubly linked, for shutdown */
   int stopping;
   unsigned long accepted, refused;
+  fy_store store;          /* STATE/blobs/sha256 */
+  fy_app *apps;
 } fy_agent;
 
 /* Prints one log line to stderr: "ferryd: LEVEL message". */
 void fy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* What message handlers outside server.c may do with their connection. */
+int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj);
+void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void fy_conn_hold(fy_agent_conn *c, int hold); /* nonzero: no idle timeout (long agent-side work) */
+const char *fy_conn_peer(const fy_agent_conn *c);
+fy_agent *fy_conn_agent(fy_agent_conn *c);
+int fy_agent_has_conn(fy_agent *a, const fy_agent_conn *c); /* still open? */
+struct fy_deploy **fy_conn_deploy(fy_agent_conn *c);
+
+/* Message handlers (deploy.c). Return FY_OK, or FY_ECANCELED after fy_conn_fail. */
+int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f);
+int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f);
+int fy_deploy_on_blob(fy_agent_conn *c, const fy_frame *f);
+int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f);
+int fy_request_on_request(fy_agent_conn *c, const fy_frame *f);
+/* The connection is going away: a deploy keeps its blobs' partials for a resume. */
+void fy_deploy_conn_closed(fy_agent_conn *c);
 
 /* Binds and listens; prints the readiness line with the real port. */
 int fy_server_start(fy_agent *a, char *err, size_t errlen) FY_WUR;

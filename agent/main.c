@@ -32,6 +32,7 @@ int main(int argc, char **argv) {
   static fy_agent agent; /* large; lives for the whole process */
   fy_agent *a = &agent;
 
+  if (argc > 1 && strcmp(argv[1], "__exec") == 0) return fy_exec_helper_main(argc, argv);
   while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
     switch (c) {
     case 'c': config = optarg; break;
@@ -70,6 +71,11 @@ int main(int argc, char **argv) {
     fy_tls_conf_free(a->tls);
     return 1;
   }
+  if ((rc = fy_store_open(&a->store, a->cfg.state_dir, 1)) != FY_OK) {
+    fprintf(stderr, "ferryd: state_dir %s: cannot create the blob store: %s\n", a->cfg.state_dir, fy_strerror(rc));
+    fy_tls_conf_free(a->tls);
+    return 1;
+  }
   if (check_only) {
     printf("ferryd: %s is valid\n", config);
     fy_tls_conf_free(a->tls);
@@ -78,6 +84,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   a->loop = uv_default_loop();
   a->started_ms = uv_now(a->loop);
+  if ((rc = fy_apps_recover(a)) != FY_OK) fy_log("warn", "recovering apps in %s: %s", a->cfg.state_dir, fy_strerror(rc));
   if (fy_server_start(a, err, sizeof err) != FY_OK) {
     fprintf(stderr, "ferryd: %s\n", err);
     fy_tls_conf_free(a->tls);

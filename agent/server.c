@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "ferry/msg.h"
+#include <stdint.h>
 
 #define READ_BUF 65536
 
@@ -23,6 +24,8 @@ struct fy_agent_conn {
   int closing;
   size_t writing;
   unsigned version;        /* negotiated; 0 before hello */
+  int held;                /* agent-side work in progress: no idle timeout */
+  struct fy_deploy *deploy;
   char peer[64];           /* "ip:port" */
   fy_agent_conn *prev, *next;
   char rbuf[READ_BUF];
@@ -57,6 +60,7 @@ static void conn_handle_closed(uv_handle_t *h) {
 static void conn_close(fy_agent_conn *c) {
   if (c->closing) return;
   c->closing = 1;
+  fy_deploy_conn_closed(c);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
@@ -96,7 +100,7 @@ static void flush(fy_agent_conn *c) {
 }
 
 /* Ends the connection after telling the peer why (when TLS is up to carry it). */
-static void conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) {
+void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
@@ -113,6 +117,32 @@ static void conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) {
   flush(c);
 }
 
+int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj) {
+  if (c->closing || c->ending) return FY_ECONN;
+  int rc = fy_msg_send(&c->session, type, obj);
+  if (rc == FY_OK) flush(c);
+  return rc;
+}
+
+static void on_timeout(uv_timer_t *t);
+
+void fy_conn_hold(fy_agent_conn *c, int hold) {
+  c->held = hold;
+  if (c->closing || c->ending) return;
+  if (hold) uv_timer_stop(&c->timer);
+  else uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
+}
+
+const char *fy_conn_peer(const fy_agent_conn *c) { return c->peer; }
+fy_agent *fy_conn_agent(fy_agent_conn *c) { return c->agent; }
+
+int fy_agent_has_conn(fy_agent *a, const fy_agent_conn *c) {
+  for (const fy_agent_conn *p = a->conns; p; p = p->next)
+    if (p == c) return !p->closing && !p->ending;
+  return 0;
+}
+struct fy_deploy **fy_conn_deploy(fy_agent_conn *c) { return &c->deploy; }
+
 /* --- message handlers ------------------------------------------------------------------- */
 
 typedef int (*handler_fn)(fy_agent_conn *c, const fy_frame *f);
@@ -122,27 +152,28 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
   char err[256];
   int rc;
   if (c->version != 0) {
-    conn_fail(c, FY_EPROTO, "a second hello");
+    fy_conn_fail(c, FY_EPROTO, "a second hello");
     return FY_ECANCELED;
   }
   if ((rc = fy_msg_parse(f, &hello, err, sizeof err)) != FY_OK) {
-    conn_fail(c, rc, "%s", err);
+    fy_conn_fail(c, rc, "%s", err);
     return FY_ECANCELED;
   }
   rc = fy_msg_negotiate(hello, &c->version);
   json_decref(hello);
   if (rc != FY_OK) {
-    conn_fail(c, rc, rc == FY_EVERSION ? "this agent speaks protocol versions %u to %u" : "malformed hello",
+    fy_conn_fail(c, rc, rc == FY_EVERSION ? "this agent speaks protocol versions %u to %u" : "malformed hello",
               FY_PROTO_VERSION_MIN, FY_PROTO_VERSION);
     return FY_ECANCELED;
   }
   fy_agent *a = c->agent;
   uint64_t up = (uv_now(a->loop) - a->started_ms) / 1000;
   json_t *facts = fy_facts_json(&a->cfg, &a->facts, a->name, up);
+  if (facts) json_object_set_new(facts, "apps", fy_apps_json(a));
   rc = facts ? fy_msg_send(&c->session, FY_FT_FACTS, facts) : FY_ENOMEM;
   json_decref(facts);
   if (rc != FY_OK) {
-    conn_fail(c, rc, "cannot answer hello");
+    fy_conn_fail(c, rc, "cannot answer hello");
     return FY_ECANCELED;
   }
   return FY_OK;
@@ -153,6 +184,11 @@ static const struct {
   int needs_version; /* only after a successful hello */
 } handlers[FY_FT__MAX + 1] = {
     [FY_FT_HELLO] = {on_hello, 0},
+    [FY_FT_PLAN] = {fy_deploy_on_plan, 1},
+    [FY_FT_BLOB_BEGIN] = {fy_deploy_on_blob_begin, 1},
+    [FY_FT_BLOB] = {fy_deploy_on_blob, 1},
+    [FY_FT_COMMIT] = {fy_deploy_on_commit, 1},
+    [FY_FT_REQUEST] = {fy_request_on_request, 1},
 };
 
 static int on_frame(void *ud, const fy_frame *f) {
@@ -160,11 +196,11 @@ static int on_frame(void *ud, const fy_frame *f) {
   if (c->ending) return FY_ECANCELED;
   handler_fn fn = f->type <= FY_FT__MAX ? handlers[f->type].fn : NULL;
   if (!fn) {
-    conn_fail(c, FY_EPROTO, "unexpected %s message (type %u)", fy_frame_type_name(f->type), f->type);
+    fy_conn_fail(c, FY_EPROTO, "unexpected %s message (type %u)", fy_frame_type_name(f->type), f->type);
     return FY_ECANCELED;
   }
   if (handlers[f->type].needs_version && c->version == 0) {
-    conn_fail(c, FY_EPROTO, "%s before hello", fy_frame_type_name(f->type));
+    fy_conn_fail(c, FY_EPROTO, "%s before hello", fy_frame_type_name(f->type));
     return FY_ECANCELED;
   }
   return fn(c, f);
@@ -179,7 +215,7 @@ static void on_timeout(uv_timer_t *t) {
     return;
   }
   int ready = c->session_ok && fy_session_ready(&c->session);
-  conn_fail(c, FY_ETIMEDOUT, "%s: no data for %llu ms", ready ? "idle peer" : "TLS handshake not completed",
+  fy_conn_fail(c, FY_ETIMEDOUT, "%s: no data for %llu ms", ready ? "idle peer" : "TLS handshake not completed",
             (unsigned long long)(ready ? c->agent->cfg.idle_timeout_ms : c->agent->cfg.handshake_timeout_ms));
   /* Give the peer a short grace to read the error, then close regardless. */
   uv_timer_start(&c->timer, on_timeout, 2000, 0);
@@ -207,8 +243,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(c->session.tls),
            fy_tls_suite(c->session.tls));
     uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
-  } else if (was_ready) {
-    uv_timer_again(&c->timer);
+  } else if (was_ready && !c->held) {
+    uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
   }
   if (rc == FY_EEOF) {
     conn_close(c);
@@ -216,12 +252,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (rc != FY_OK && rc != FY_ECANCELED) {
     if (rc == FY_ETOOBIG)
-      conn_fail(c, rc, "frame length over the ceiling of %u bytes", FY_FRAME_MAX);
+      fy_conn_fail(c, rc, "frame length over the ceiling of %u bytes", FY_FRAME_MAX);
     else if (rc == FY_EPROTO)
-      conn_fail(c, rc, "malformed frame");
+      fy_conn_fail(c, rc, "malformed frame");
     else {
       const char *why = fy_tls_errmsg(c->session.tls);
-      conn_fail(c, rc, "%s", why[0] ? why : fy_strerror(rc));
+      fy_conn_fail(c, rc, "%s", why[0] ? why : fy_strerror(rc));
     }
   }
   if (!c->closing) flush(c);

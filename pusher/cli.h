@@ -38,5 +38,8 @@ typedef int (*fy_verb_fn)(int argc, char **argv);
 int fy_cmd_ca(int argc, char **argv);
 int fy_cmd_cert(int argc, char **argv);
 int fy_cmd_status(int argc, char **argv);
+int fy_cmd_push(int argc, char **argv);
+int fy_cmd_logs(int argc, char **argv);
+int fy_cmd_rollback(int argc, char **argv);
 
 #endif

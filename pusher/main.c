@@ -12,6 +12,9 @@ static const struct verb {
     {"ca", fy_cmd_ca, "ca init DIR            create the fleet CA"},
     {"cert", fy_cmd_cert, "cert issue ...         issue an agent or pusher identity"},
     {"status", fy_cmd_status, "status --to HOST:PORT  show nodes: platform, labels, apps"},
+    {"push", fy_cmd_push, "push LAYOUT[:REF] --to HOST:PORT   deploy the matching variant to each node"},
+    {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N]   an app's log"},
+    {"rollback", fy_cmd_rollback, "rollback --to HOST:PORT --app NAME   back to the previous release"},
 };
 
 static void usage(FILE *f) {

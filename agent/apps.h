@@ -1,0 +1,84 @@
+/* Apps on the device: releases on disk (STATE/apps/<app>/releases/<id>, `current` and
+ * `previous` symlinks switched by rename(2)) and the supervised process of each app. */
+#ifndef FERRY_AGENT_APPS_H
+#define FERRY_AGENT_APPS_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "ferry/error.h"
+
+#define FY_APP_NAME_MAX 64
+#define FY_RELEASE_ID_MAX 64
+#define FY_LOG_CAP (1024u * 1024u) /* the log rotates to log.1 past this */
+
+struct fy_agent;
+
+typedef enum { FY_APP_STOPPED, FY_APP_STARTING, FY_APP_RUNNING, FY_APP_EXITED, FY_APP_FAILED } fy_app_state;
+
+typedef struct fy_app fy_app;
+/* Told when the process exits (deploys watch their settle window with it). */
+typedef void (*fy_app_exit_cb)(fy_app *app, int64_t exit_status, int term_signal, void *ud);
+
+struct fy_app {
+  struct fy_agent *agent;
+  char name[FY_APP_NAME_MAX];
+  char release[FY_RELEASE_ID_MAX];  /* what current names, "" if none */
+  char previous[FY_RELEASE_ID_MAX];
+  fy_app_state state;
+  int restarts;
+  int64_t last_exit;
+  int last_signal;
+  int deploying;                    /* a deploy owns this app */
+  int want_running;
+  uv_process_t proc;
+  int proc_alive;
+  uv_pipe_t out;
+  int out_open;
+  uv_timer_t restart_timer;
+  unsigned backoff_ms;
+  uint64_t started_ms;
+  int log_fd;
+  uint64_t log_size;
+  fy_app_exit_cb on_exit;
+  void *on_exit_ud;
+  char exec_error[256];             /* why the last start failed, if it did */
+  fy_app *next;
+};
+
+/* Valid app names: like node names (1-63 of a-z 0-9 - . _). */
+int fy_app_valid_name(const char *name);
+
+/* Loads every app under STATE/apps: removes stale partial releases, reads current/previous,
+ * and starts each current release. */
+int fy_apps_recover(struct fy_agent *a) FY_WUR;
+fy_app *fy_app_find(struct fy_agent *a, const char *name);
+fy_app *fy_app_get(struct fy_agent *a, const char *name); /* creates the record if missing */
+
+/* Directory helpers (blocking). */
+void fy_app_dir(const struct fy_agent *a, const char *app, char *buf, size_t len);
+int fy_app_new_release_id(const struct fy_agent *a, const char *app, const char *manifest_digest,
+                          char *id, size_t len) FY_WUR;
+/* Points current at id and previous at what current was (or at keep_previous when given). */
+int fy_app_switch(fy_app *app, const char *id, const char *previous) FY_WUR;
+/* Removes releases other than current and previous, then blobs no release still uses. */
+void fy_app_gc(struct fy_agent *a);
+
+/* Starts the current release (stopping what runs). FY_EEXEC with app->exec_error when it cannot
+ * start at all. */
+int fy_app_start(fy_app *app) FY_WUR;
+/* Stops the process (SIGTERM, then SIGKILL after a grace period); calls done when it is gone. */
+void fy_app_stop(fy_app *app, void (*done)(fy_app *app, void *ud), void *ud);
+
+/* The last lines of the app's log, at most max bytes. Caller frees. */
+char *fy_app_log_tail(const struct fy_agent *a, const char *app, int lines, size_t max);
+
+/* [{name, release, previous, state, restarts}] */
+json_t *fy_apps_json(struct fy_agent *a);
+const char *fy_app_state_name(fy_app_state s);
+
+/* Re-exec'd helper that enters namespaces and a chroot, then execs the workload
+ * (`ferryd __exec ...`). Does not return on success. */
+int fy_exec_helper_main(int argc, char **argv);
+
+#endif

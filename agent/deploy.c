@@ -1,0 +1,663 @@
+/* One deploy, agent side: plan -> need list -> blobs -> commit -> unpack (worker thread) ->
+ * switch -> start -> settle and health -> result; or rollback to what ran before.
+ *
+ * Ownership: the deploy hangs off its connection until commit. After commit it owns itself
+ * (a dropped pusher does not stop a switch half-way); the connection only receives the result
+ * if it is still there. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "ferry/digest.h"
+#include "ferry/fsutil.h"
+#include "ferry/msg.h"
+#include "ferry/oci.h"
+#include "ferry/unpack.h"
+
+#define HEALTH_TIMEOUT_MS 10000
+#define SETTLE_DEFAULT_MS 3000
+#define SETTLE_MAX_MS 600000
+
+enum { PH_BLOBS, PH_UNPACK, PH_STOPPING, PH_SETTLE, PH_HEALTH, PH_DONE };
+
+typedef struct fy_deploy {
+  fy_agent *agent;
+  fy_agent_conn *conn;
+  fy_app *app;
+  char manifest_digest[FY_DIGEST_STR];
+  fy_manifest manifest;
+  fy_image_config config;
+  char *config_raw;
+  size_t config_len;
+  uint64_t settle_ms;
+  char health_cmd[512];
+  int health_port;
+  unsigned char *need;        /* per layer: 1 while still expected */
+  int cur;                    /* layer being written, -1 none */
+  fy_blob_writer w;
+  uint64_t bytes_received;
+  int blobs_received, blobs_skipped;
+  char release[FY_RELEASE_ID_MAX], old_release[FY_RELEASE_ID_MAX], old_previous[FY_RELEASE_ID_MAX];
+  int phase;
+  uv_work_t work;
+  int work_rc;
+  char work_err[600];
+  uv_timer_t timer;
+  int timer_open;
+  uv_tcp_t probe;
+  uv_connect_t probe_req;
+  uv_process_t hproc;
+} fy_deploy;
+
+static void deploy_free(fy_deploy *d);
+
+static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fy_conn_fail(c, code, "%s", msg);
+  return FY_ECANCELED;
+}
+
+static void release_app(fy_deploy *d) {
+  if (d->app) d->app->deploying = 0;
+}
+
+void fy_deploy_conn_closed(fy_agent_conn *c) {
+  fy_deploy **slot = fy_conn_deploy(c), *d = *slot;
+  if (!d) return;
+  *slot = NULL;
+  d->conn = NULL;
+  if (d->phase == PH_BLOBS) { /* nothing switched yet: keep the partials, drop the rest */
+    fy_blob_writer_close(&d->w);
+    fy_log("info", "app %s: pusher went away during the transfer; %llu bytes kept for a resume",
+           d->app ? d->app->name : "?", (unsigned long long)d->bytes_received);
+    release_app(d);
+    deploy_free(d);
+  }
+}
+
+static void timer_closed(uv_handle_t *h) {
+  fy_deploy *d = h->data;
+  fy_oci_manifest_free(&d->manifest);
+  fy_oci_config_free(&d->config);
+  free(d->config_raw);
+  free(d->need);
+  free(d);
+}
+
+static void deploy_free(fy_deploy *d) {
+  fy_blob_writer_close(&d->w);
+  if (d->timer_open) {
+    uv_close((uv_handle_t *)&d->timer, timer_closed);
+    return;
+  }
+  d->timer.data = d;
+  timer_closed((uv_handle_t *)&d->timer);
+}
+
+static void send_result(fy_deploy *d, const char *result, int code, const char *message, int64_t exit_code) {
+  fy_agent *a = d->agent;
+  json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:I, s:I}", "result", result, "app", d->app->name,
+                        "code", (json_int_t)code, "name", fy_err_name(code), "message", message ? message : "",
+                        "release", d->app->release, "bytes_received", (json_int_t)d->bytes_received,
+                        "blobs_received", (json_int_t)d->blobs_received, "blobs_skipped", (json_int_t)d->blobs_skipped);
+  if (j && exit_code != INT64_MIN) json_object_set_new(j, "exit_code", json_integer(exit_code));
+  if (j && strcmp(result, "deployed") != 0) {
+    char *tail = fy_app_log_tail(a, d->app->name, 20, 4096);
+    json_object_set_new(j, "log_tail", json_string(tail ? tail : ""));
+    free(tail);
+  }
+  fy_log(strcmp(result, "deployed") == 0 ? "info" : "warn", "app %s: %s%s%s", d->app->name, result,
+         message && *message ? ": " : "", message ? message : "");
+  if (d->conn && j) {
+    fy_conn_hold(d->conn, 0);
+    if (fy_conn_send_json(d->conn, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the result");
+    *fy_conn_deploy(d->conn) = NULL;
+  }
+  json_decref(j);
+  d->phase = PH_DONE;
+  release_app(d);
+  fy_app_gc(a);
+  deploy_free(d);
+}
+
+/* --- plan ------------------------------------------------------------------------------ */
+
+int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
+  fy_agent *a = fy_conn_agent(c);
+  json_t *j = NULL;
+  char err[600];
+  int rc;
+  if (*fy_conn_deploy(c)) return refuse(c, FY_EPROTO, "a second plan on one connection");
+  if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
+  const char *app = fy_msg_str(j, "app", FY_APP_NAME_MAX - 1);
+  const json_t *jm = json_object_get(j, "manifest"), *jc = json_object_get(j, "config");
+  const char *mdig = fy_msg_str(j, "manifest_digest", 80);
+  if (!app || !fy_app_valid_name(app)) {
+    json_decref(j);
+    return refuse(c, FY_EINVAL, "plan: the app name must be 1-63 of a-z, 0-9, '-', '.', '_'");
+  }
+  if (!json_is_string(jm) || !json_is_string(jc) || !mdig) {
+    json_decref(j);
+    return refuse(c, FY_EPROTO, "plan: manifest, manifest_digest and config are required");
+  }
+  fy_deploy *d = calloc(1, sizeof *d);
+  if (!d) {
+    json_decref(j);
+    return refuse(c, FY_ENOMEM, "out of memory");
+  }
+  d->agent = a;
+  d->conn = c;
+  d->cur = -1;
+  d->w.fd = -1;
+  d->settle_ms = SETTLE_DEFAULT_MS;
+  uv_timer_init(a->loop, &d->timer);
+  d->timer.data = d;
+  d->timer_open = 1;
+  const json_t *s = json_object_get(j, "settle_ms");
+  if (json_is_integer(s) && json_integer_value(s) >= 0 && json_integer_value(s) <= SETTLE_MAX_MS)
+    d->settle_ms = (uint64_t)json_integer_value(s);
+  const char *hc = fy_msg_str(j, "health_cmd", sizeof d->health_cmd - 1);
+  if (hc) snprintf(d->health_cmd, sizeof d->health_cmd, "%s", hc);
+  const json_t *hp = json_object_get(j, "health_port");
+  if (json_is_integer(hp) && json_integer_value(hp) > 0 && json_integer_value(hp) < 65536)
+    d->health_port = (int)json_integer_value(hp);
+
+  /* The manifest's digest is computed here, from the bytes, never taken on trust. */
+  fy_digest want, got;
+  const char *mbytes = json_string_value(jm);
+  size_t mlen = json_string_length(jm);
+  char gots[FY_DIGEST_STR];
+  if (fy_digest_parse(mdig, &want) != FY_OK) { rc = refuse(c, FY_EINVAL, "plan: malformed manifest_digest"); goto fail; }
+  fy_sha256_once(mbytes, mlen, &got);
+  if (!fy_digest_equal(&want, &got)) {
+    rc = refuse(c, FY_EDIGEST, "manifest digest mismatch: the plan names %s, the bytes hash to %s", mdig, fy_digest_format(&got, gots));
+    goto fail;
+  }
+  snprintf(d->manifest_digest, sizeof d->manifest_digest, "%s", mdig);
+  if ((rc = fy_oci_manifest_parse(mbytes, mlen, &d->manifest, err, sizeof err)) != FY_OK) { rc = refuse(c, rc, "%s", err); goto fail; }
+  const char *cbytes = json_string_value(jc);
+  d->config_len = json_string_length(jc);
+  fy_sha256_once(cbytes, d->config_len, &got);
+  if (!fy_digest_equal(&got, &d->manifest.config.digest) || d->config_len != d->manifest.config.size) {
+    rc = refuse(c, FY_EDIGEST, "config digest mismatch: the manifest names %s", fy_digest_format(&d->manifest.config.digest, gots));
+    goto fail;
+  }
+  if (!(d->config_raw = malloc(d->config_len + 1))) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
+  memcpy(d->config_raw, cbytes, d->config_len);
+  if ((rc = fy_oci_config_parse(cbytes, d->config_len, &d->config, err, sizeof err)) != FY_OK) { rc = refuse(c, rc, "%s", err); goto fail; }
+  if (fy_platform_rank(a->facts.accepts, a->facts.naccepts, &d->config.platform) < 0) {
+    char p1[FY_PLATFORM_STR], p2[FY_PLATFORM_STR];
+    rc = refuse(c, FY_ENOPLATFORM, "the image is %s, this node runs %s", fy_platform_format(&d->config.platform, p1, sizeof p1),
+                fy_platform_format(&a->facts.platform, p2, sizeof p2));
+    goto fail;
+  }
+  if (d->manifest.layers_size > a->cfg.max_release_bytes) {
+    rc = refuse(c, FY_ETOOBIG, "the layers (%llu bytes) exceed limits.max_release_bytes (%llu)",
+                (unsigned long long)d->manifest.layers_size, (unsigned long long)a->cfg.max_release_bytes);
+    goto fail;
+  }
+  for (size_t i = 0; i < d->manifest.nlayers; i++) {
+    if (d->manifest.layers[i].kind == FY_KIND_LAYER_GZIP) {
+      rc = refuse(c, FY_EUNSUPPORTED, "layer %zu is gzip; the wire carries zstd (the pusher recompresses)", i);
+      goto fail;
+    }
+  }
+  fy_app *ap = fy_app_get(a, app);
+  if (!ap) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
+  if (ap->deploying) { rc = refuse(c, FY_EBUSY, "another deploy of %s is in progress", app); goto fail; }
+  d->app = ap;
+  ap->deploying = 1;
+  if (fy_store_put(&a->store, &want, mbytes, mlen) != FY_OK ||
+      fy_store_put(&a->store, &d->manifest.config.digest, cbytes, d->config_len) != FY_OK) {
+    rc = refuse(c, FY_EIO, "cannot store the manifest and config in %s", a->store.dir);
+    goto fail_app;
+  }
+  d->need = calloc(d->manifest.nlayers + 1, 1);
+  if (!d->need) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail_app; }
+  json_t *need = json_array();
+  uint64_t missing = 0;
+  for (size_t i = 0; i < d->manifest.nlayers; i++) {
+    const fy_descriptor *l = &d->manifest.layers[i];
+    char ds[FY_DIGEST_STR];
+    int dup = 0;
+    for (size_t k = 0; k < i; k++) dup |= fy_digest_equal(&d->manifest.layers[k].digest, &l->digest);
+    if (dup) continue;
+    if (fy_store_has(&a->store, &l->digest, l->size)) {
+      d->blobs_skipped++;
+      continue;
+    }
+    uint64_t off = fy_store_partial(&a->store, &l->digest, l->size);
+    d->need[i] = 1;
+    missing += l->size - off;
+    json_array_append_new(need, json_pack("{s:s, s:I, s:I}", "digest", fy_digest_format(&l->digest, ds),
+                                          "size", (json_int_t)l->size, "offset", (json_int_t)off));
+  }
+  uint64_t free_b = fy_fs_free_bytes(a->cfg.state_dir);
+  if (missing + d->manifest.layers_size / 2 > free_b && missing > 0) {
+    json_decref(need);
+    rc = refuse(c, FY_ENOSPC, "not enough space in %s: the deploy needs about %llu bytes, %llu are free", a->cfg.state_dir,
+                (unsigned long long)(missing + d->manifest.layers_size / 2), (unsigned long long)free_b);
+    goto fail_app;
+  }
+  *fy_conn_deploy(c) = d;
+  json_t *reply = json_pack("{s:o, s:I}", "need", need, "skipped", (json_int_t)d->blobs_skipped);
+  rc = fy_conn_send_json(c, FY_FT_REPLY, reply);
+  json_decref(reply);
+  json_decref(j);
+  fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", app,
+         fy_conn_peer(c), d->manifest_digest, (int)json_array_size(need), d->blobs_skipped);
+  return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot answer the plan");
+fail_app:
+  ap->deploying = 0;
+fail:
+  json_decref(j);
+  deploy_free(d);
+  return rc;
+}
+
+/* --- blobs ----------------------------------------------------------------------------- */
+
+int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f) {
+  fy_deploy *d = *fy_conn_deploy(c);
+  fy_agent *a = fy_conn_agent(c);
+  json_t *j;
+  char err[300];
+  int rc;
+  if (!d || d->phase != PH_BLOBS) return refuse(c, FY_EPROTO, "blob-begin without a plan");
+  if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
+  const char *ds = fy_msg_str(j, "digest", 80);
+  const json_t *jo = json_object_get(j, "offset");
+  fy_digest dg;
+  if (!ds || fy_digest_parse(ds, &dg) != FY_OK || !json_is_integer(jo) || json_integer_value(jo) < 0) {
+    json_decref(j);
+    return refuse(c, FY_EPROTO, "blob-begin: digest and offset are required");
+  }
+  uint64_t off = (uint64_t)json_integer_value(jo);
+  json_decref(j);
+  int idx = -1;
+  for (size_t i = 0; i < d->manifest.nlayers; i++)
+    if (d->need[i] && fy_digest_equal(&d->manifest.layers[i].digest, &dg)) idx = (int)i;
+  if (idx < 0) return refuse(c, FY_EPROTO, "blob-begin: %s is not a blob this deploy still needs", ds);
+  fy_blob_writer_close(&d->w);
+  const fy_descriptor *l = &d->manifest.layers[idx];
+  uint64_t have = fy_store_partial(&a->store, &l->digest, l->size);
+  if (off != have) return refuse(c, FY_EPROTO, "blob-begin: offset %llu, but %llu bytes of %s are here", (unsigned long long)off, (unsigned long long)have, ds);
+  if ((rc = fy_blob_writer_open(&d->w, &a->store, &l->digest, l->size, off)) != FY_OK)
+    return refuse(c, rc, "cannot open the blob %s: %s", ds, fy_strerror(rc));
+  d->cur = idx;
+  return FY_OK;
+}
+
+int fy_deploy_on_blob(fy_agent_conn *c, const fy_frame *f) {
+  fy_deploy *d = *fy_conn_deploy(c);
+  int rc;
+  if (!d || d->cur < 0 || d->w.fd < 0) return refuse(c, FY_EPROTO, "blob data without blob-begin");
+  if ((rc = fy_blob_writer_write(&d->w, f->payload, f->len)) != FY_OK) {
+    if (rc == FY_ETOOBIG) return refuse(c, FY_EDIGEST, "more bytes than the manifest's size for the blob");
+    return refuse(c, rc, "writing the blob: %s", fy_strerror(rc));
+  }
+  d->bytes_received += f->len;
+  if (d->w.written == d->w.size) {
+    char ds[FY_DIGEST_STR];
+    fy_digest_format(&d->w.want, ds);
+    rc = fy_blob_writer_finish(&d->w);
+    if (rc == FY_EDIGEST) return refuse(c, FY_EDIGEST, "blob %s: the bytes do not match the digest (discarded)", ds);
+    if (rc != FY_OK) return refuse(c, rc, "storing the blob %s: %s", ds, fy_strerror(rc));
+    for (size_t i = 0; i < d->manifest.nlayers; i++)
+      if (fy_digest_equal(&d->manifest.layers[i].digest, &d->w.want)) d->need[i] = 0;
+    d->blobs_received++;
+    d->cur = -1;
+  }
+  return FY_OK;
+}
+
+/* --- commit: unpack on a worker, then switch, start, settle ---------------------------- */
+
+static json_t *run_json(fy_deploy *d) {
+  json_t *argv = json_array(), *env = json_array(), *blobs = json_array();
+  char ds[FY_DIGEST_STR];
+  for (size_t i = 0; i < d->config.nentrypoint; i++) json_array_append_new(argv, json_string(d->config.entrypoint[i]));
+  for (size_t i = 0; i < d->config.ncmd; i++) json_array_append_new(argv, json_string(d->config.cmd[i]));
+  for (size_t i = 0; i < d->config.nenv; i++) json_array_append_new(env, json_string(d->config.env[i]));
+  json_array_append_new(blobs, json_string(d->manifest_digest));
+  json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.config.digest, ds)));
+  for (size_t i = 0; i < d->manifest.nlayers; i++)
+    json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.layers[i].digest, ds)));
+  return json_pack("{s:o, s:o, s:s, s:s, s:o, s:s}", "argv", argv, "env", env, "workdir",
+                   d->config.workdir ? d->config.workdir : "/", "user", d->config.user ? d->config.user : "",
+                   "blobs", blobs, "manifest", d->manifest_digest);
+}
+
+static void unpack_work(uv_work_t *w) {
+  fy_deploy *d = w->data;
+  fy_agent *a = d->agent;
+  char dir[4200], partial[4400], final[4400], rootfs[4500], layer[4300];
+  int rootfd = -1, rc;
+  fy_app_dir(a, d->app->name, dir, sizeof dir);
+  snprintf(partial, sizeof partial, "%s/releases/%s.partial", dir, d->release);
+  snprintf(final, sizeof final, "%s/releases/%s", dir, d->release);
+  snprintf(rootfs, sizeof rootfs, "%s/rootfs", partial);
+  if ((rc = fy_mkdirs(rootfs, 0755)) != FY_OK) {
+    snprintf(d->work_err, sizeof d->work_err, "%s: %s", rootfs, fy_strerror(rc));
+    goto out;
+  }
+  rootfd = open(rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) { rc = fy_err_from_errno(errno); goto out; }
+  fy_unpack_opts o = {.max_bytes = a->cfg.max_release_bytes, .window_log_max = a->cfg.zstd_window_log_max,
+                      .chown = geteuid() == 0};
+  fy_unpack_stats st = {0};
+  for (size_t i = 0; i < d->manifest.nlayers; i++) {
+    const fy_descriptor *l = &d->manifest.layers[i];
+    fy_store_path(&a->store, &l->digest, layer, sizeof layer);
+    char why[512];
+    rc = fy_unpack_layer(rootfd, layer, l->kind, &o, &st, why, sizeof why);
+    if (rc != FY_OK) {
+      snprintf(d->work_err, sizeof d->work_err, "layer %zu: %s", i, why);
+      goto out;
+    }
+  }
+  json_t *run = run_json(d);
+  char *text = run ? json_dumps(run, JSON_INDENT(1)) : NULL;
+  json_decref(run);
+  char rp[4500];
+  snprintf(rp, sizeof rp, "%s/run.json", partial);
+  rc = text ? fy_file_write_atomic(rp, text, strlen(text), 0644) : FY_ENOMEM;
+  free(text);
+  if (rc == FY_OK) rc = fy_file_write_atomic((snprintf(rp, sizeof rp, "%s/config.json", partial), rp), d->config_raw, d->config_len, 0644);
+  if (rc != FY_OK) { snprintf(d->work_err, sizeof d->work_err, "writing run.json: %s", fy_strerror(rc)); goto out; }
+  sync(); /* the tree, before the rename makes it a release (cheap next to the unpack) */
+  if (rename(partial, final) != 0) {
+    rc = fy_err_from_errno(errno);
+    snprintf(d->work_err, sizeof d->work_err, "rename: %s", strerror(errno));
+  }
+out:
+  if (rootfd >= 0) close(rootfd);
+  if (rc != FY_OK) {
+    char rel[4300];
+    snprintf(rel, sizeof rel, "%s/releases", dir);
+    int dfd = open(rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char name[FY_RELEASE_ID_MAX + 16];
+    snprintf(name, sizeof name, "%s.partial", d->release);
+    if (dfd >= 0) {
+      if (fy_remove_tree(dfd, name) != FY_OK) d->work_err[sizeof d->work_err - 1] = 0;
+      close(dfd);
+    }
+  }
+  d->work_rc = rc;
+}
+
+static void rollback_now(fy_deploy *d, int code, const char *why, int64_t exit_code);
+
+static void health_done(fy_deploy *d, int ok, const char *why) {
+  d->app->on_exit = NULL;
+  if (ok) {
+    d->app->backoff_ms = 0;
+    send_result(d, "deployed", FY_OK, "", INT64_MIN);
+  } else {
+    rollback_now(d, FY_EUNHEALTHY, why, INT64_MIN);
+  }
+}
+
+static void settle_exit(fy_app *app, int64_t status, int sig, void *ud) {
+  fy_deploy *d = ud;
+  char why[200];
+  (void)app;
+  uv_timer_stop(&d->timer);
+  if (sig) snprintf(why, sizeof why, "the release exited on signal %d within the %llu ms settle time", sig, (unsigned long long)d->settle_ms);
+  else snprintf(why, sizeof why, "the release exited with status %lld within the %llu ms settle time", (long long)status, (unsigned long long)d->settle_ms);
+  rollback_now(d, FY_EUNHEALTHY, why, sig ? 128 + sig : status);
+}
+
+static void probe_closed(uv_handle_t *h) { (void)h; }
+
+static void probe_connected(uv_connect_t *req, int status) {
+  fy_deploy *d = req->data;
+  uv_close((uv_handle_t *)&d->probe, probe_closed);
+  if (d->phase != PH_HEALTH) return;
+  uv_timer_stop(&d->timer);
+  char why[160];
+  snprintf(why, sizeof why, "health port %d: %s", d->health_port, status == 0 ? "ok" : uv_strerror(status));
+  health_done(d, status == 0, why);
+}
+
+static void hproc_exit(uv_process_t *p, int64_t status, int sig) {
+  fy_deploy *d = p->data;
+  uv_close((uv_handle_t *)p, NULL);
+  if (d->phase != PH_HEALTH) return;
+  uv_timer_stop(&d->timer);
+  char why[700];
+  snprintf(why, sizeof why, "health command '%s' %s %lld", d->health_cmd, sig ? "died on signal" : "exited with status",
+           (long long)(sig ? sig : status));
+  health_done(d, status == 0 && sig == 0, why);
+}
+
+static void health_timeout(uv_timer_t *t) {
+  fy_deploy *d = t->data;
+  if (d->phase != PH_HEALTH) return;
+  d->phase = PH_SETTLE; /* late answers are ignored */
+  health_done(d, 0, "the health check did not answer in time");
+}
+
+static void settle_over(uv_timer_t *t) {
+  fy_deploy *d = t->data;
+  d->phase = PH_HEALTH;
+  uv_timer_start(&d->timer, health_timeout, HEALTH_TIMEOUT_MS, 0);
+  if (d->health_port) {
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", d->health_port, &sa);
+    uv_tcp_init(d->agent->loop, &d->probe);
+    d->probe_req.data = d;
+    if (uv_tcp_connect(&d->probe_req, &d->probe, (struct sockaddr *)&sa, probe_connected) != 0) {
+      uv_close((uv_handle_t *)&d->probe, probe_closed);
+      uv_timer_stop(&d->timer);
+      health_done(d, 0, "cannot probe the health port");
+    }
+    return;
+  }
+  if (d->health_cmd[0]) {
+    char dir[4200], rootfs[4500], envr[4600], enva[128];
+    fy_app_dir(d->agent, d->app->name, dir, sizeof dir);
+    snprintf(rootfs, sizeof rootfs, "%s/releases/%s/rootfs", dir, d->release);
+    snprintf(envr, sizeof envr, "FERRY_ROOTFS=%s", rootfs);
+    snprintf(enva, sizeof enva, "FERRY_APP=%s", d->app->name);
+    char *args[] = {"/bin/sh", "-c", d->health_cmd, NULL};
+    char *env[] = {envr, enva, "PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    uv_process_options_t o;
+    memset(&o, 0, sizeof o);
+    o.file = args[0];
+    o.args = args;
+    o.env = env;
+    o.cwd = rootfs;
+    o.exit_cb = hproc_exit;
+    d->hproc.data = d;
+    if (uv_spawn(d->agent->loop, &d->hproc, &o) != 0) {
+      uv_close((uv_handle_t *)&d->hproc, NULL);
+      uv_timer_stop(&d->timer);
+      health_done(d, 0, "cannot run the health command");
+    }
+    return;
+  }
+  uv_timer_stop(&d->timer);
+  health_done(d, 1, "");
+}
+
+static void start_new(fy_app *app, void *ud) {
+  fy_deploy *d = ud;
+  int rc = fy_app_switch(app, d->release, d->old_release[0] ? d->old_release : d->old_previous);
+  if (rc != FY_OK) {
+    send_result(d, "failed", rc, "cannot switch the current release", INT64_MIN);
+    return;
+  }
+  fy_log("info", "app %s: current -> %s", app->name, d->release);
+  if (fy_app_start(app) != FY_OK) {
+    char why[300];
+    snprintf(why, sizeof why, "%s", app->exec_error);
+    rollback_now(d, FY_EEXEC, why, INT64_MIN);
+    return;
+  }
+  d->phase = PH_SETTLE;
+  app->on_exit = settle_exit;
+  app->on_exit_ud = d;
+  uv_timer_start(&d->timer, settle_over, d->settle_ms, 0);
+}
+
+struct rb {
+  fy_deploy *d;
+  int code;
+  char why[400];
+  int64_t exit_code;
+};
+
+static void rollback_stopped(fy_app *app, void *ud) {
+  struct rb *r = ud;
+  fy_deploy *d = r->d;
+  char msg[600];
+  if (d->old_release[0]) {
+    if (fy_app_switch(app, d->old_release, d->old_previous) != FY_OK) fy_log("warn", "app %s: rollback switch failed", app->name);
+    if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: the previous release does not start either: %s", app->name, app->exec_error);
+    snprintf(msg, sizeof msg, "%s; rolled back to %s", r->why, d->old_release);
+    send_result(d, "rolled-back", r->code, msg, r->exit_code);
+  } else {
+    if (fy_app_switch(app, "", "") != FY_OK) fy_log("warn", "app %s: cannot clear current", app->name);
+    app->state = FY_APP_FAILED;
+    snprintf(msg, sizeof msg, "%s; there is no previous release to go back to", r->why);
+    send_result(d, "failed", r->code, msg, r->exit_code);
+  }
+  free(r);
+}
+
+static void rollback_now(fy_deploy *d, int code, const char *why, int64_t exit_code) {
+  struct rb *r = calloc(1, sizeof *r);
+  d->phase = PH_STOPPING;
+  d->app->on_exit = NULL;
+  if (!r) {
+    send_result(d, "failed", FY_ENOMEM, why, exit_code);
+    return;
+  }
+  r->d = d;
+  r->code = code;
+  r->exit_code = exit_code;
+  snprintf(r->why, sizeof r->why, "%s", why);
+  fy_app_stop(d->app, rollback_stopped, r);
+}
+
+static void unpack_done(uv_work_t *w, int status) {
+  fy_deploy *d = w->data;
+  (void)status;
+  if (d->work_rc != FY_OK) {
+    send_result(d, "failed", d->work_rc, d->work_err, INT64_MIN);
+    return;
+  }
+  fy_log("info", "app %s: release %s unpacked", d->app->name, d->release);
+  snprintf(d->old_release, sizeof d->old_release, "%s", d->app->release);
+  snprintf(d->old_previous, sizeof d->old_previous, "%s", d->app->previous);
+  d->phase = PH_STOPPING;
+  fy_app_stop(d->app, start_new, d);
+}
+
+int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f) {
+  fy_deploy *d = *fy_conn_deploy(c);
+  (void)f;
+  if (!d || d->phase != PH_BLOBS) return refuse(c, FY_EPROTO, "commit without a plan");
+  for (size_t i = 0; i < d->manifest.nlayers; i++) {
+    if (d->need[i]) {
+      char ds[FY_DIGEST_STR];
+      return refuse(c, FY_EPROTO, "commit before blob %s arrived", fy_digest_format(&d->manifest.layers[i].digest, ds));
+    }
+  }
+  if (fy_app_new_release_id(d->agent, d->app->name, d->manifest_digest, d->release, sizeof d->release) != FY_OK)
+    return refuse(c, FY_EEXIST, "cannot name the new release");
+  d->phase = PH_UNPACK;
+  fy_conn_hold(c, 1);
+  d->work.data = d;
+  if (uv_queue_work(d->agent->loop, &d->work, unpack_work, unpack_done) != 0) return refuse(c, FY_ENOMEM, "cannot queue the unpack");
+  return FY_OK;
+}
+
+/* --- requests: logs, rollback ---------------------------------------------------------- */
+
+struct manual_rb {
+  fy_agent_conn *c;   /* may be gone by the time the app stopped: checked through the agent */
+  fy_agent *a;
+  char app[FY_APP_NAME_MAX];
+  char to[FY_RELEASE_ID_MAX], from[FY_RELEASE_ID_MAX];
+};
+
+static int conn_alive(fy_agent *a, fy_agent_conn *c);
+
+static void manual_rb_stopped(fy_app *app, void *ud) {
+  struct manual_rb *m = ud;
+  int rc = fy_app_switch(app, m->to, m->from);
+  const char *why = "";
+  if (rc == FY_OK && fy_app_start(app) != FY_OK) why = app->exec_error;
+  app->deploying = 0;
+  fy_log("info", "app %s: rolled back by hand to %s", app->name, m->to);
+  if (conn_alive(m->a, m->c)) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "result", rc == FY_OK ? "rolled-back" : "failed", "app", app->name,
+                          "release", app->release, "previous", app->previous, "code", (json_int_t)rc, "message", why);
+    fy_conn_hold(m->c, 0);
+    if (fy_conn_send_json(m->c, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the rollback result");
+    json_decref(j);
+  }
+  fy_app_gc(m->a);
+  free(m);
+}
+
+int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
+  fy_agent *a = fy_conn_agent(c);
+  json_t *j;
+  char err[300];
+  int rc;
+  if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
+  const char *op = fy_msg_str(j, "op", 32), *app = fy_msg_str(j, "app", FY_APP_NAME_MAX - 1);
+  fy_app *ap = app ? fy_app_find(a, app) : NULL;
+  if (!op) { json_decref(j); return refuse(c, FY_EPROTO, "request without op"); }
+  if (!ap || !ap->release[0]) {
+    rc = refuse(c, FY_ENOAPP, "no app '%s' on %s", app ? app : "", a->name);
+    json_decref(j);
+    return rc;
+  }
+  if (strcmp(op, "logs") == 0) {
+    const json_t *t = json_object_get(j, "tail");
+    int tail = json_is_integer(t) && json_integer_value(t) > 0 && json_integer_value(t) < 100000 ? (int)json_integer_value(t) : 100;
+    char *log = fy_app_log_tail(a, ap->name, tail, 512 * 1024);
+    json_t *r = json_pack("{s:s, s:s, s:s}", "app", ap->name, "release", ap->release, "log", log ? log : "");
+    free(log);
+    rc = fy_conn_send_json(c, FY_FT_REPLY, r);
+    json_decref(r);
+    json_decref(j);
+    return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot send the log");
+  }
+  if (strcmp(op, "rollback") == 0) {
+    json_decref(j);
+    if (ap->deploying) return refuse(c, FY_EBUSY, "a deploy of %s is in progress", ap->name);
+    if (!ap->previous[0] || strcmp(ap->previous, ap->release) == 0)
+      return refuse(c, FY_ENOAPP, "app %s has no previous release to roll back to", ap->name);
+    struct manual_rb *m = calloc(1, sizeof *m);
+    if (!m) return refuse(c, FY_ENOMEM, "out of memory");
+    m->c = c;
+    m->a = a;
+    snprintf(m->app, sizeof m->app, "%s", ap->name);
+    snprintf(m->to, sizeof m->to, "%s", ap->previous);
+    snprintf(m->from, sizeof m->from, "%s", ap->release);
+    ap->deploying = 1;
+    fy_conn_hold(c, 1);
+    fy_app_stop(ap, manual_rb_stopped, m);
+    return FY_OK;
+  }
+  rc = refuse(c, FY_EUNSUPPORTED, "unknown request '%s'", op);
+  json_decref(j);
+  return rc;
+}
+
+static int conn_alive(fy_agent *a, fy_agent_conn *c) { return fy_agent_has_conn(a, c); }

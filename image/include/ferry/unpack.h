@@ -1,0 +1,40 @@
+/* The safe layer unpacker: applies OCI layers (tar, tar+zstd) into a release root with OCI
+ * whiteout rules, never writing outside it. Used by the agent when deploying and by
+ * `ferry test` preparing a rootfs. Blocking; run it on a worker thread.
+ *
+ * Refused with FY_EUNSAFE: absolute names, ".." components, writes through a symlink (the
+ * parent path is resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS), or an O_NOFOLLOW
+ * walk where openat2 is missing), symlinks whose relative target climbs above the root,
+ * hardlinks to absolute or climbing names, device nodes. Refused with FY_ETOOBIG: a zstd frame
+ * needing a window over window_log_max, more unpacked bytes than max_bytes. */
+#ifndef FERRY_UNPACK_H
+#define FERRY_UNPACK_H
+
+#include <stdint.h>
+
+#include "ferry/error.h"
+#include "ferry/oci.h"
+
+typedef struct fy_unpack_opts {
+  uint64_t max_bytes;    /* across all layers of a release */
+  int window_log_max;    /* zstd */
+  int force_walk;        /* tests: use the O_NOFOLLOW walk even where openat2 exists */
+  int chown;             /* apply the tar's uid/gid (when running as root) */
+} fy_unpack_opts;
+
+typedef struct fy_unpack_stats {
+  uint64_t bytes;        /* file bytes written so far (carried across layers) */
+  uint64_t entries;
+  int used_openat2;      /* 1 when openat2 resolved paths, 0 when the walk did */
+} fy_unpack_stats;
+
+/* Applies the layer file at layer_path (kind: FY_KIND_LAYER_TAR or _ZSTD) into the directory
+ * rootfd. On error returns the code and writes "path: reason" into err. */
+int fy_unpack_layer(int rootfd, const char *layer_path, fy_media_kind kind, const fy_unpack_opts *o,
+                    fy_unpack_stats *st, char *err, size_t errlen) FY_WUR;
+
+/* Removes a directory tree below dirfd (name may be "."-free relative path), not following
+ * symlinks. Depth-bounded. */
+int fy_remove_tree(int dirfd, const char *name) FY_WUR;
+
+#endif

@@ -1,0 +1,93 @@
+/* OCI image index, manifest and config (image-spec v1.1), plus the Docker manifest-list and
+ * manifest v2 media types, parsed from JSON bytes into bounded structs. Pure. */
+#ifndef FERRY_OCI_H
+#define FERRY_OCI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/digest.h"
+#include "ferry/error.h"
+#include "ferry/platform.h"
+
+#define FY_OCI_MAX_ENTRIES 512
+#define FY_OCI_MAX_LAYERS 256
+#define FY_OCI_MAX_ARGS 256
+#define FY_OCI_JSON_MAX (4u * 1024u * 1024u) /* index, manifest and config size ceiling */
+
+#define FY_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define FY_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define FY_MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
+#define FY_MT_OCI_LAYER "application/vnd.oci.image.layer.v1.tar"
+#define FY_MT_OCI_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define FY_MT_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+#define FY_MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define FY_MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define FY_MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
+#define FY_MT_DOCKER_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#define FY_MT_DOCKER_LAYER_ZSTD "application/vnd.docker.image.rootfs.diff.tar.zstd"
+#define FY_ANNOT_REF_NAME "org.opencontainers.image.ref.name"
+
+typedef enum {
+  FY_KIND_UNKNOWN = 0,
+  FY_KIND_INDEX,
+  FY_KIND_MANIFEST,
+  FY_KIND_CONFIG,
+  FY_KIND_LAYER_TAR,
+  FY_KIND_LAYER_GZIP,
+  FY_KIND_LAYER_ZSTD,
+} fy_media_kind;
+
+fy_media_kind fy_media_kind_of(const char *media_type);
+
+typedef struct fy_descriptor {
+  char media_type[128];
+  fy_media_kind kind;
+  fy_digest digest;
+  uint64_t size;
+  int has_platform;
+  fy_platform platform;
+  char ref_name[256];  /* org.opencontainers.image.ref.name, "" if none */
+  int attestation;     /* a buildx/BuildKit attestation entry: never deployed */
+} fy_descriptor;
+
+typedef struct fy_index {
+  fy_descriptor *entries;
+  size_t n;
+} fy_index;
+
+typedef struct fy_manifest {
+  fy_descriptor config;
+  fy_descriptor *layers;
+  size_t nlayers;
+  uint64_t layers_size; /* sum of layer sizes (overflow-checked) */
+} fy_manifest;
+
+typedef struct fy_image_config {
+  fy_platform platform;       /* from os / architecture / variant */
+  char **entrypoint; size_t nentrypoint;
+  char **cmd; size_t ncmd;
+  char **env; size_t nenv;    /* "K=V" */
+  char *workdir;              /* NULL if unset */
+  char *user;                 /* NULL if unset */
+  size_t ndiff_ids;
+} fy_image_config;
+
+/* Each parser: FY_OK, or FY_EPROTO / FY_ETOOBIG / FY_EDIGEST with a reason in err. Output
+ * structs are owned by the caller and freed with the matching _free (NULL-safe). */
+int fy_oci_index_parse(const char *json, size_t len, fy_index *out, char *err, size_t errlen) FY_WUR;
+void fy_oci_index_free(fy_index *ix);
+int fy_oci_manifest_parse(const char *json, size_t len, fy_manifest *out, char *err, size_t errlen) FY_WUR;
+void fy_oci_manifest_free(fy_manifest *m);
+int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char *err, size_t errlen) FY_WUR;
+void fy_oci_config_free(fy_image_config *c);
+
+/* The best entry of ix for a device that accepts `accepts` (best first): the lowest rank wins,
+ * ties keep index order (first match wins). Entries without a platform and attestations are
+ * skipped. Returns the entry's position, or -1. */
+int fy_oci_choose(const fy_index *ix, const fy_platform *accepts, size_t naccepts);
+
+/* Writes the platforms ix offers ("linux/amd64, linux/arm64") for error messages. */
+void fy_oci_offered(const fy_index *ix, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,279 @@
+/* OCI image-spec descriptor.md, image-index.md, manifest.md, config.md. Field sizes are
+ * bounded here; digests are validated; unknown fields are ignored as the spec requires. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ferry/oci.h"
+
+static int bad(char *err, size_t errlen, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+fy_media_kind fy_media_kind_of(const char *mt) {
+  static const struct { const char *mt; fy_media_kind k; } table[] = {
+      {FY_MT_OCI_INDEX, FY_KIND_INDEX},         {FY_MT_DOCKER_LIST, FY_KIND_INDEX},
+      {FY_MT_OCI_MANIFEST, FY_KIND_MANIFEST},   {FY_MT_DOCKER_MANIFEST, FY_KIND_MANIFEST},
+      {FY_MT_OCI_CONFIG, FY_KIND_CONFIG},       {FY_MT_DOCKER_CONFIG, FY_KIND_CONFIG},
+      {FY_MT_OCI_LAYER, FY_KIND_LAYER_TAR},     {FY_MT_OCI_LAYER_GZIP, FY_KIND_LAYER_GZIP},
+      {FY_MT_OCI_LAYER_ZSTD, FY_KIND_LAYER_ZSTD}, {FY_MT_DOCKER_LAYER_GZIP, FY_KIND_LAYER_GZIP},
+      {FY_MT_DOCKER_LAYER_ZSTD, FY_KIND_LAYER_ZSTD},
+      {"application/vnd.docker.image.rootfs.diff.tar", FY_KIND_LAYER_TAR},
+  };
+  if (!mt) return FY_KIND_UNKNOWN;
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (strcmp(mt, table[i].mt) == 0) return table[i].k;
+  return FY_KIND_UNKNOWN;
+}
+
+static const char *str_field(const json_t *o, const char *k, size_t max) {
+  const json_t *v = json_object_get(o, k);
+  if (!json_is_string(v) || json_string_length(v) > max) return NULL;
+  return json_string_value(v);
+}
+
+static int parse_descriptor(const json_t *o, fy_descriptor *d, const char *where, char *err, size_t errlen) {
+  memset(d, 0, sizeof *d);
+  if (!json_is_object(o)) return bad(err, errlen, FY_EPROTO, "%s: not an object", where);
+  const char *mt = str_field(o, "mediaType", sizeof d->media_type - 1);
+  const char *dg = str_field(o, "digest", 80);
+  const json_t *sz = json_object_get(o, "size");
+  if (!dg || fy_digest_parse(dg, &d->digest) != FY_OK)
+    return bad(err, errlen, FY_EPROTO, "%s: missing or malformed digest (want sha256:<64 hex>)", where);
+  if (!json_is_integer(sz) || json_integer_value(sz) < 0)
+    return bad(err, errlen, FY_EPROTO, "%s: missing or negative size", where);
+  d->size = (uint64_t)json_integer_value(sz);
+  if (mt) snprintf(d->media_type, sizeof d->media_type, "%s", mt);
+  d->kind = fy_media_kind_of(mt);
+  const json_t *p = json_object_get(o, "platform");
+  if (json_is_object(p)) {
+    const char *os = str_field(p, "os", 32), *arch = str_field(p, "architecture", 32),
+               *var = str_field(p, "variant", 32);
+    if (os && arch && fy_platform_from_fields(os, arch, var, &d->platform) == FY_OK) d->has_platform = 1;
+  }
+  const json_t *an = json_object_get(o, "annotations");
+  if (json_is_object(an)) {
+    const char *ref = str_field(an, FY_ANNOT_REF_NAME, sizeof d->ref_name - 1);
+    if (ref) snprintf(d->ref_name, sizeof d->ref_name, "%s", ref);
+    const char *rt = str_field(an, "vnd.docker.reference.type", 64);
+    if (rt && strcmp(rt, "attestation-manifest") == 0) d->attestation = 1;
+  }
+  if (d->has_platform && strcmp(d->platform.os, "unknown") == 0) d->attestation = 1;
+  return FY_OK;
+}
+
+static json_t *load(const char *json, size_t len, const char *what, char *err, size_t errlen, int *rc) {
+  json_error_t je;
+  if (len > FY_OCI_JSON_MAX) {
+    *rc = bad(err, errlen, FY_ETOOBIG, "%s of %zu bytes is over the %u-byte ceiling", what, len, FY_OCI_JSON_MAX);
+    return NULL;
+  }
+  json_t *j = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+  if (!j || !json_is_object(j)) {
+    *rc = bad(err, errlen, FY_EPROTO, "%s: %s", what, j ? "not a JSON object" : je.text);
+    json_decref(j);
+    return NULL;
+  }
+  *rc = FY_OK;
+  return j;
+}
+
+int fy_oci_index_parse(const char *json, size_t len, fy_index *out, char *err, size_t errlen) {
+  int rc;
+  memset(out, 0, sizeof *out);
+  json_t *j = load(json, len, "index", err, errlen, &rc);
+  if (!j) return rc;
+  const json_t *m = json_object_get(j, "manifests");
+  const char *mt = str_field(j, "mediaType", 128);
+  if (mt && fy_media_kind_of(mt) != FY_KIND_INDEX) {
+    rc = bad(err, errlen, FY_EPROTO, "index: mediaType is %s", mt);
+    goto out;
+  }
+  if (!json_is_array(m)) {
+    rc = bad(err, errlen, FY_EPROTO, "index: no manifests array");
+    goto out;
+  }
+  size_t n = json_array_size(m);
+  if (n > FY_OCI_MAX_ENTRIES) {
+    rc = bad(err, errlen, FY_ETOOBIG, "index: %zu entries, at most %d", n, FY_OCI_MAX_ENTRIES);
+    goto out;
+  }
+  out->entries = calloc(n ? n : 1, sizeof *out->entries);
+  if (!out->entries) { rc = FY_ENOMEM; goto out; }
+  for (size_t i = 0; i < n; i++) {
+    char where[48];
+    snprintf(where, sizeof where, "index: manifests[%zu]", i);
+    if ((rc = parse_descriptor(json_array_get(m, i), &out->entries[i], where, err, errlen)) != FY_OK) goto out;
+    out->n++;
+  }
+out:
+  json_decref(j);
+  if (rc != FY_OK) fy_oci_index_free(out);
+  return rc;
+}
+
+void fy_oci_index_free(fy_index *ix) {
+  if (!ix) return;
+  free(ix->entries);
+  ix->entries = NULL;
+  ix->n = 0;
+}
+
+int fy_oci_manifest_parse(const char *json, size_t len, fy_manifest *out, char *err, size_t errlen) {
+  int rc;
+  memset(out, 0, sizeof *out);
+  json_t *j = load(json, len, "manifest", err, errlen, &rc);
+  if (!j) return rc;
+  const char *mt = str_field(j, "mediaType", 128);
+  if (mt && fy_media_kind_of(mt) != FY_KIND_MANIFEST) {
+    rc = bad(err, errlen, FY_EPROTO, "manifest: mediaType is %s", mt);
+    goto out;
+  }
+  if ((rc = parse_descriptor(json_object_get(j, "config"), &out->config, "manifest: config", err, errlen)) != FY_OK)
+    goto out;
+  const json_t *ls = json_object_get(j, "layers");
+  if (!json_is_array(ls)) {
+    rc = bad(err, errlen, FY_EPROTO, "manifest: no layers array");
+    goto out;
+  }
+  size_t n = json_array_size(ls);
+  if (n > FY_OCI_MAX_LAYERS) {
+    rc = bad(err, errlen, FY_ETOOBIG, "manifest: %zu layers, at most %d", n, FY_OCI_MAX_LAYERS);
+    goto out;
+  }
+  out->layers = calloc(n ? n : 1, sizeof *out->layers);
+  if (!out->layers) { rc = FY_ENOMEM; goto out; }
+  for (size_t i = 0; i < n; i++) {
+    char where[48];
+    snprintf(where, sizeof where, "manifest: layers[%zu]", i);
+    fy_descriptor *d = &out->layers[i];
+    if ((rc = parse_descriptor(json_array_get(ls, i), d, where, err, errlen)) != FY_OK) goto out;
+    out->nlayers++;
+    if (d->kind != FY_KIND_LAYER_TAR && d->kind != FY_KIND_LAYER_GZIP && d->kind != FY_KIND_LAYER_ZSTD) {
+      rc = bad(err, errlen, FY_EUNSUPPORTED, "%s: unsupported layer media type '%s'", where, d->media_type);
+      goto out;
+    }
+    if (d->size > UINT64_MAX - out->layers_size) {
+      rc = bad(err, errlen, FY_ETOOBIG, "manifest: layer sizes overflow");
+      goto out;
+    }
+    out->layers_size += d->size;
+  }
+out:
+  json_decref(j);
+  if (rc != FY_OK) fy_oci_manifest_free(out);
+  return rc;
+}
+
+void fy_oci_manifest_free(fy_manifest *m) {
+  if (!m) return;
+  free(m->layers);
+  m->layers = NULL;
+  m->nlayers = 0;
+}
+
+static void free_strv(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+static int strv(const json_t *a, char ***out, size_t *n, const char *what, char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  if (a == NULL || json_is_null(a)) return FY_OK;
+  if (!json_is_array(a)) return bad(err, errlen, FY_EPROTO, "config: %s is not a list", what);
+  size_t k = json_array_size(a);
+  if (k > FY_OCI_MAX_ARGS) return bad(err, errlen, FY_ETOOBIG, "config: %s has %zu items", what, k);
+  char **v = calloc(k + 1, sizeof *v);
+  if (!v) return FY_ENOMEM;
+  for (size_t i = 0; i < k; i++) {
+    const json_t *s = json_array_get(a, i);
+    if (!json_is_string(s) || json_string_length(s) > 65536 || strlen(json_string_value(s)) != json_string_length(s)) {
+      free_strv(v, i);
+      return bad(err, errlen, FY_EPROTO, "config: %s[%zu] is not a string", what, i);
+    }
+    if (!(v[i] = strdup(json_string_value(s)))) {
+      free_strv(v, i);
+      return FY_ENOMEM;
+    }
+  }
+  *out = v;
+  *n = k;
+  return FY_OK;
+}
+
+int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char *err, size_t errlen) {
+  int rc;
+  memset(out, 0, sizeof *out);
+  json_t *j = load(json, len, "config", err, errlen, &rc);
+  if (!j) return rc;
+  const char *os = str_field(j, "os", 32), *arch = str_field(j, "architecture", 32),
+             *var = str_field(j, "variant", 32);
+  if (!os || !arch || fy_platform_from_fields(os, arch, var, &out->platform) != FY_OK) {
+    rc = bad(err, errlen, FY_EPROTO, "config: missing or malformed os/architecture");
+    goto out;
+  }
+  const json_t *c = json_object_get(j, "config");
+  if (json_is_object(c)) {
+    if ((rc = strv(json_object_get(c, "Entrypoint"), &out->entrypoint, &out->nentrypoint, "Entrypoint", err, errlen)) ||
+        (rc = strv(json_object_get(c, "Cmd"), &out->cmd, &out->ncmd, "Cmd", err, errlen)) ||
+        (rc = strv(json_object_get(c, "Env"), &out->env, &out->nenv, "Env", err, errlen)))
+      goto out;
+    const char *wd = str_field(c, "WorkingDir", 4096), *user = str_field(c, "User", 256);
+    if (wd && *wd && !(out->workdir = strdup(wd))) { rc = FY_ENOMEM; goto out; }
+    if (user && *user && !(out->user = strdup(user))) { rc = FY_ENOMEM; goto out; }
+  }
+  const json_t *rootfs = json_object_get(j, "rootfs");
+  if (json_is_object(rootfs) && json_is_array(json_object_get(rootfs, "diff_ids")))
+    out->ndiff_ids = json_array_size(json_object_get(rootfs, "diff_ids"));
+out:
+  json_decref(j);
+  if (rc != FY_OK) fy_oci_config_free(out);
+  return rc;
+}
+
+void fy_oci_config_free(fy_image_config *c) {
+  if (!c) return;
+  free_strv(c->entrypoint, c->nentrypoint);
+  free_strv(c->cmd, c->ncmd);
+  free_strv(c->env, c->nenv);
+  free(c->workdir);
+  free(c->user);
+  memset(c, 0, sizeof *c);
+}
+
+int fy_oci_choose(const fy_index *ix, const fy_platform *accepts, size_t naccepts) {
+  int best = -1, best_rank = 1 << 30;
+  for (size_t i = 0; i < ix->n; i++) {
+    const fy_descriptor *d = &ix->entries[i];
+    if (!d->has_platform || d->attestation) continue;
+    if (d->kind != FY_KIND_MANIFEST && d->kind != FY_KIND_INDEX) continue;
+    int r = fy_platform_rank(accepts, naccepts, &d->platform);
+    if (r >= 0 && r < best_rank) {
+      best = (int)i;
+      best_rank = r;
+    }
+  }
+  return best;
+}
+
+void fy_oci_offered(const fy_index *ix, char *buf, size_t len) {
+  size_t off = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < ix->n; i++) {
+    const fy_descriptor *d = &ix->entries[i];
+    if (!d->has_platform || d->attestation) continue;
+    char p[FY_PLATFORM_STR];
+    int w = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", fy_platform_format(&d->platform, p, sizeof p));
+    if (w < 0 || (size_t)w >= len - off) break;
+    off += (size_t)w;
+  }
+  if (off == 0) snprintf(buf, len, "no platform at all");
+}

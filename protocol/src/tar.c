@@ -1,0 +1,246 @@
+/* ustar layout (POSIX.1-2001 pax "ustar Interchange Format"):
+ *   0 name[100]  100 mode[8]  108 uid[8]  116 gid[8]  124 size[12]  136 mtime[12]
+ * 148 chksum[8]  156 typeflag  157 linkname[100]  257 magic[6]  263 version[2]
+ * 265 uname[32]  297 gname[32]  329 devmajor[8]  337 devminor[8]  345 prefix[155]
+ * Numbers are octal text, or base-256 when the first byte has its high bit set (GNU). */
+#include <stdio.h>
+#include <string.h>
+
+#include "ferry/tar.h"
+
+enum { ST_HEADER, ST_DATA, ST_META, ST_PAD, ST_DONE };
+
+void fy_tar_init(fy_tar_reader *r, const fy_tar_ops *ops, void *ud) {
+  memset(r, 0, sizeof *r);
+  r->ops = ops;
+  r->ud = ud;
+  fy_buf_init(&r->meta, FY_TAR_META_MAX);
+}
+
+void fy_tar_free(fy_tar_reader *r) {
+  if (r) fy_buf_free(&r->meta, 0);
+}
+
+static int fail(fy_tar_reader *r, int rc, const char *msg) {
+  snprintf(r->err, sizeof r->err, "%s", msg);
+  r->failed = rc;
+  return rc;
+}
+
+static int number(const uint8_t *f, size_t n, uint64_t *out) {
+  uint64_t v = 0;
+  if (f[0] & 0x80) { /* base-256 */
+    if (f[0] & 0x40) return 0; /* negative */
+    v = f[0] & 0x3f;
+    for (size_t i = 1; i < n; i++) {
+      if (v >> 56) return 0;
+      v = (v << 8) | f[i];
+    }
+    *out = v;
+    return 1;
+  }
+  size_t i = 0;
+  while (i < n && f[i] == ' ') i++;
+  for (; i < n && f[i] >= '0' && f[i] <= '7'; i++) {
+    if (v >> 60) return 0;
+    v = (v << 3) | (uint64_t)(f[i] - '0');
+  }
+  for (; i < n; i++)
+    if (f[i] != ' ' && f[i] != '\0') return 0;
+  *out = v;
+  return 1;
+}
+
+static void field_str(char *dst, size_t cap, const uint8_t *f, size_t n) {
+  size_t k = 0;
+  while (k < n && f[k]) k++;
+  if (k >= cap) k = cap - 1;
+  memcpy(dst, f, k);
+  dst[k] = '\0';
+}
+
+static int is_zero(const uint8_t *b) {
+  for (int i = 0; i < 512; i++)
+    if (b[i]) return 0;
+  return 1;
+}
+
+/* pax records: "%d %s=%s\n", the length counting the whole record. */
+static int parse_pax(fy_tar_reader *r) {
+  const char *p = (const char *)r->meta.data, *end = p + r->meta.len;
+  while (p < end) {
+    size_t len = 0;
+    const char *q = p;
+    while (q < end && *q >= '0' && *q <= '9') {
+      len = len * 10 + (size_t)(*q - '0');
+      if (len > FY_TAR_META_MAX) return fail(r, FY_EPROTO, "pax record length over the ceiling");
+      q++;
+    }
+    if (q == p || q >= end || *q != ' ' || len < (size_t)(q - p) + 3 || len > (size_t)(end - p) || p[len - 1] != '\n')
+      return fail(r, FY_EPROTO, "malformed pax record");
+    const char *kv = q + 1, *rec_end = p + len - 1;
+    const char *eq = memchr(kv, '=', (size_t)(rec_end - kv));
+    if (!eq) return fail(r, FY_EPROTO, "pax record without '='");
+    size_t klen = (size_t)(eq - kv), vlen = (size_t)(rec_end - eq - 1);
+    const char *val = eq + 1;
+    if (klen == 4 && memcmp(kv, "path", 4) == 0) {
+      if (vlen >= FY_TAR_PATH_MAX) return fail(r, FY_ETOOBIG, "pax path over 4096 bytes");
+      memcpy(r->long_path, val, vlen);
+      r->long_path[vlen] = '\0';
+      r->have_long_path = 1;
+    } else if (klen == 8 && memcmp(kv, "linkpath", 8) == 0) {
+      if (vlen >= FY_TAR_PATH_MAX) return fail(r, FY_ETOOBIG, "pax linkpath over 4096 bytes");
+      memcpy(r->long_link, val, vlen);
+      r->long_link[vlen] = '\0';
+      r->have_long_link = 1;
+    } else if (klen == 4 && memcmp(kv, "size", 4) == 0) {
+      uint64_t v = 0;
+      if (vlen == 0 || vlen > 19) return fail(r, FY_EPROTO, "malformed pax size");
+      for (size_t i = 0; i < vlen; i++) {
+        if (val[i] < '0' || val[i] > '9') return fail(r, FY_EPROTO, "malformed pax size");
+        v = v * 10 + (uint64_t)(val[i] - '0');
+      }
+      r->pax_size = v;
+      r->have_pax_size = 1;
+    }
+    p += len;
+  }
+  return FY_OK;
+}
+
+static int end_meta(fy_tar_reader *r) {
+  int rc = FY_OK;
+  if (r->meta_type == 'x') {
+    rc = parse_pax(r);
+  } else if (r->meta_type == 'L' || r->meta_type == 'K') {
+    char *dst = r->meta_type == 'L' ? r->long_path : r->long_link;
+    size_t n = strnlen((const char *)r->meta.data, r->meta.len);
+    if (n >= FY_TAR_PATH_MAX) return fail(r, FY_ETOOBIG, "GNU long name over 4096 bytes");
+    memcpy(dst, r->meta.data, n);
+    dst[n] = '\0';
+    if (r->meta_type == 'L') r->have_long_path = 1;
+    else r->have_long_link = 1;
+  } /* 'g' (global pax): ignored */
+  fy_buf_reset(&r->meta);
+  return rc;
+}
+
+static int header(fy_tar_reader *r) {
+  const uint8_t *b = r->block;
+  uint64_t sum = 0, want, v;
+  if (is_zero(b)) {
+    if (++r->zero_blocks == 2) r->state = ST_DONE;
+    return FY_OK;
+  }
+  if (r->zero_blocks) return fail(r, FY_EPROTO, "data after an end-of-archive block");
+  for (int i = 0; i < 512; i++) sum += (i >= 148 && i < 156) ? ' ' : b[i];
+  if (!number(b + 148, 8, &want) || want != sum) return fail(r, FY_EPROTO, "tar header checksum mismatch (not a tar stream?)");
+  fy_tar_entry *e = &r->cur;
+  memset(e, 0, sizeof *e);
+  e->type = (char)(b[156] ? b[156] : '0');
+  if (e->type == '7') e->type = FY_TAR_FILE;
+  if (!number(b + 124, 12, &e->size)) return fail(r, FY_EPROTO, "malformed size field");
+  if (!number(b + 100, 8, &v)) return fail(r, FY_EPROTO, "malformed mode field");
+  e->mode = (uint32_t)(v & 07777);
+  if (!number(b + 108, 8, &v) || v > 0xffffffffu) return fail(r, FY_EPROTO, "malformed uid field");
+  e->uid = (uint32_t)v;
+  if (!number(b + 116, 8, &v) || v > 0xffffffffu) return fail(r, FY_EPROTO, "malformed gid field");
+  e->gid = (uint32_t)v;
+
+  if (e->type == 'x' || e->type == 'g' || e->type == 'L' || e->type == 'K') {
+    if (e->size > FY_TAR_META_MAX) return fail(r, FY_ETOOBIG, "extended header over 64 KiB");
+    r->meta_type = e->type;
+    r->remaining = e->size;
+    r->pad = (size_t)((512 - e->size % 512) % 512);
+    r->state = e->size ? ST_META : ST_PAD;
+    if (!e->size) return end_meta(r);
+    return FY_OK;
+  }
+
+  if (r->have_long_path) {
+    memcpy(e->path, r->long_path, strlen(r->long_path) + 1);
+  } else {
+    char name[101], prefix[156];
+    field_str(name, sizeof name, b, 100);
+    field_str(prefix, sizeof prefix, b + 345, memcmp(b + 257, "ustar", 5) == 0 ? 155 : 0);
+    if (prefix[0]) snprintf(e->path, sizeof e->path, "%s/%s", prefix, name);
+    else memcpy(e->path, name, strlen(name) + 1);
+  }
+  if (r->have_long_link) memcpy(e->link, r->long_link, strlen(r->long_link) + 1);
+  else field_str(e->link, sizeof e->link, b + 157, 100);
+  if (r->have_pax_size) e->size = r->pax_size;
+  r->have_long_path = r->have_long_link = r->have_pax_size = 0;
+
+  /* Only regular files carry data; a size on anything else is skipped, not delivered. */
+  r->remaining = e->size;
+  r->pad = (size_t)((512 - e->size % 512) % 512);
+  int rc = r->ops->entry(r->ud, e);
+  if (rc != FY_OK) return rc;
+  r->state = ST_DATA;
+  if (r->remaining == 0) {
+    if ((rc = r->ops->entry_end(r->ud)) != FY_OK) return rc;
+    r->state = r->pad ? ST_PAD : ST_HEADER;
+  }
+  return FY_OK;
+}
+
+int fy_tar_feed(fy_tar_reader *r, const uint8_t *p, size_t n) {
+  int rc;
+  if (r->failed) return r->failed;
+  while (n > 0) {
+    switch (r->state) {
+    case ST_DONE:
+      return FY_OK; /* trailing padding after the end blocks is ignored */
+    case ST_HEADER: {
+      size_t take = 512 - r->got < n ? 512 - r->got : n;
+      memcpy(r->block + r->got, p, take);
+      r->got += take;
+      p += take;
+      n -= take;
+      if (r->got < 512) return FY_OK;
+      r->got = 0;
+      if ((rc = header(r)) != FY_OK) return r->failed = rc;
+      break;
+    }
+    case ST_DATA: {
+      size_t take = r->remaining < n ? (size_t)r->remaining : n;
+      if (r->cur.type == FY_TAR_FILE && (rc = r->ops->data(r->ud, p, take)) != FY_OK) return r->failed = rc;
+      p += take;
+      n -= take;
+      r->remaining -= take;
+      if (r->remaining == 0) {
+        if ((rc = r->ops->entry_end(r->ud)) != FY_OK) return r->failed = rc;
+        r->state = r->pad ? ST_PAD : ST_HEADER;
+      }
+      break;
+    }
+    case ST_META: {
+      size_t take = r->remaining < n ? (size_t)r->remaining : n;
+      if ((rc = fy_buf_append(&r->meta, p, take)) != FY_OK) return fail(r, rc, "extended header too large");
+      p += take;
+      n -= take;
+      r->remaining -= take;
+      if (r->remaining == 0) {
+        if ((rc = end_meta(r)) != FY_OK) return r->failed = rc;
+        r->state = r->pad ? ST_PAD : ST_HEADER;
+      }
+      break;
+    }
+    case ST_PAD: {
+      size_t take = r->pad < n ? r->pad : n;
+      p += take;
+      n -= take;
+      r->pad -= take;
+      if (r->pad == 0) r->state = ST_HEADER;
+      break;
+    }
+    }
+  }
+  return FY_OK;
+}
+
+int fy_tar_finish(fy_tar_reader *r) {
+  if (r->failed) return r->failed;
+  if (r->state == ST_DONE || (r->state == ST_HEADER && r->got == 0)) return FY_OK;
+  return fail(r, FY_EPROTO, "truncated tar stream");
+}

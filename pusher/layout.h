@@ -1,0 +1,41 @@
+/* Reading OCI image layouts (image-layout.md) as buildah, skopeo, buildx and `ferry build`
+ * write them: oci-layout, index.json, blobs/sha256/<hex>; nested indexes; LAYOUT:REF selecting
+ * by org.opencontainers.image.ref.name. Every blob read is checked against size and digest. */
+#ifndef FERRY_PUSHER_LAYOUT_H
+#define FERRY_PUSHER_LAYOUT_H
+
+#include "ferry/oci.h"
+#include "ferry/store.h"
+
+typedef struct fy_layout {
+  char dir[4096];
+  char ref[256];      /* "" = the whole index */
+  fy_store store;
+  fy_index top;       /* the index REF selects (or index.json) */
+} fy_layout;
+
+/* "DIR" or "DIR:REF". FY_ENOENT / FY_EPROTO with a reason in err. */
+int fy_layout_open(fy_layout *l, const char *spec, char *err, size_t errlen) FY_WUR;
+void fy_layout_close(fy_layout *l);
+
+/* A small blob (index, manifest, config), verified. Caller frees *data. */
+int fy_layout_read_blob(const fy_layout *l, const fy_descriptor *d, char **data, size_t *len, char *err,
+                        size_t errlen) FY_WUR;
+
+/* The variant for a device that accepts `accepts`: walks nested indexes, reads configs of
+ * entries without a platform. FY_ENOPLATFORM with "node runs X; the image offers A, B". */
+typedef struct fy_variant {
+  fy_descriptor desc;       /* the manifest's descriptor */
+  char *manifest; size_t manifest_len;
+  fy_manifest m;
+  char *config; size_t config_len;
+  fy_image_config cfg;
+} fy_variant;
+int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t naccepts, fy_variant *v,
+                     char *err, size_t errlen) FY_WUR;
+void fy_variant_free(fy_variant *v);
+
+/* Every platform the layout offers, for messages. */
+void fy_layout_offered(const fy_layout *l, char *buf, size_t len);
+
+#endif
