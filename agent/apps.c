@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -237,6 +238,12 @@ static void log_line(fy_app *app, const char *fmt, ...) {
   log_write(app, buf, (size_t)n);
 }
 
+/* One pipe per process: the old one may still be draining when the next process starts. */
+struct outpipe {
+  uv_pipe_t pipe;
+  fy_app *app;
+};
+
 static void out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   static char buf[16384];
   (void)h;
@@ -244,33 +251,23 @@ static void out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   *b = uv_buf_init(buf, sizeof buf);
 }
 
-static void out_closed(uv_handle_t *h) {
-  fy_app *app = h->data;
-  app->out_open = 0;
-}
+static void out_closed(uv_handle_t *h) { free(h->data); }
 
 static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  fy_app *app = s->data;
-  if (n > 0) log_write(app, b->base, (size_t)n);
+  struct outpipe *o = s->data;
+  if (n > 0 && o->app) log_write(o->app, b->base, (size_t)n);
   if (n < 0 && !uv_is_closing((uv_handle_t *)s)) uv_close((uv_handle_t *)s, out_closed);
 }
 
 static void restart_cb(uv_timer_t *t);
 
+/* Everything that follows an exit happens once the handle is closed, so that a restart can
+ * reuse app->proc. */
 static void proc_closed(uv_handle_t *h) {
   fy_app *app = h->data;
+  int64_t status = app->last_exit;
+  int sig = app->last_signal;
   app->proc_alive = 0;
-}
-
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
-  fy_app *app = p->data;
-  uv_close((uv_handle_t *)p, proc_closed);
-  app->last_exit = status;
-  app->last_signal = sig;
-  app->state = (status == 0 && sig == 0) ? FY_APP_EXITED : FY_APP_FAILED;
-  if (sig) log_line(app, "ferryd: %s exited on signal %d", app->name, sig);
-  else log_line(app, "ferryd: %s exited with status %lld", app->name, (long long)status);
-  fy_log("info", "app %s: release %s exited (status %lld, signal %d)", app->name, app->release, (long long)status, sig);
   if (app->on_exit) {
     fy_app_exit_cb cb = app->on_exit;
     app->on_exit = NULL;
@@ -283,6 +280,55 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
     app->backoff_ms = app->backoff_ms ? app->backoff_ms * 2 : 1000;
     if (app->backoff_ms > BACKOFF_MAX_MS) app->backoff_ms = BACKOFF_MAX_MS;
     uv_timer_start(&app->restart_timer, restart_cb, app->backoff_ms, 0);
+  }
+}
+
+static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
+  fy_app *app = p->data;
+  app->last_exit = status;
+  app->last_signal = sig;
+  app->state = (status == 0 && sig == 0) ? FY_APP_EXITED : FY_APP_FAILED;
+  if (sig) log_line(app, "ferryd: %s exited on signal %d", app->name, sig);
+  else log_line(app, "ferryd: %s exited with status %lld", app->name, (long long)status);
+  fy_log("info", "app %s: release %s exited (status %lld, signal %d)", app->name, app->release, (long long)status, sig);
+  uv_close((uv_handle_t *)p, proc_closed);
+}
+
+/* STATE/apps/<app>/pid: after a kill -9 of ferryd, the workload it left behind is found and
+ * stopped before the current release starts again (no duplicates). */
+static void write_pidfile(fy_app *app) {
+  char path[4200], text[32];
+  fy_app_dir(app->agent, app->name, path, sizeof path);
+  strncat(path, "/pid", sizeof path - strlen(path) - 1);
+  snprintf(text, sizeof text, "%d\n", app->proc.pid);
+  if (fy_file_write_atomic(path, text, strlen(text), 0644) != FY_OK) fy_log("warn", "app %s: cannot write %s", app->name, path);
+}
+
+static void kill_orphan(fy_agent *a, const char *app) {
+  char path[4200], *text = NULL, marker[4300];
+  size_t len;
+  fy_app_dir(a, app, path, sizeof path);
+  snprintf(marker, sizeof marker, "%s/releases/", path);
+  strncat(path, "/pid", sizeof path - strlen(path) - 1);
+  if (fy_file_read(path, 64, &text, &len) != FY_OK) return;
+  int pid = atoi(text);
+  free(text);
+  unlink(path);
+  if (pid <= 1) return;
+  /* Only a process whose command line names this app's releases is ours to kill. */
+  char cmd[64], cl[8192];
+  snprintf(cmd, sizeof cmd, "/proc/%d/cmdline", pid);
+  int fd = open(cmd, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = read(fd, cl, sizeof cl - 1); /* /proc files report size 0: read, do not stat */
+  close(fd);
+  if (n <= 0) return;
+  for (ssize_t i = 0; i < n; i++) if (cl[i] == '\0') cl[i] = ' ';
+  cl[n] = '\0';
+  if (strstr(cl, marker)) {
+    fy_log("info", "app %s: stopping pid %d left behind by an earlier ferryd", app, pid);
+    kill(pid, SIGKILL);
+    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++) usleep(10000);
   }
 }
 
@@ -563,12 +609,19 @@ int fy_app_start(fy_app *app) {
     goto cleanup;
   }
   app->proc_alive = 1;
-  uv_pipe_init(a->loop, &app->out, 0);
-  app->out.data = app;
-  uv_pipe_open(&app->out, fds[0]);
-  fds[0] = -1;
-  app->out_open = 1;
-  uv_read_start((uv_stream_t *)&app->out, out_alloc, out_read);
+  struct outpipe *op = calloc(1, sizeof *op);
+  if (op) {
+    op->app = app;
+    uv_pipe_init(a->loop, &op->pipe, 0);
+    op->pipe.data = op;
+    if (uv_pipe_open(&op->pipe, fds[0]) == 0) {
+      fds[0] = -1;
+      uv_read_start((uv_stream_t *)&op->pipe, out_alloc, out_read);
+    } else {
+      uv_close((uv_handle_t *)&op->pipe, out_closed);
+    }
+  }
+  write_pidfile(app);
   app->state = FY_APP_RUNNING;
   app->want_running = 1;
   app->started_ms = uv_now(a->loop);
@@ -712,6 +765,7 @@ int fy_apps_recover(fy_agent *a) {
     if (!app) continue;
     read_link(dir, "current", app->release, sizeof app->release);
     read_link(dir, "previous", app->previous, sizeof app->previous);
+    kill_orphan(a, app->name);
     if (app->release[0]) {
       if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);
     }
@@ -739,6 +793,7 @@ int fy_exec_helper_main(int argc, char **argv) {
     fprintf(stderr, "ferryd: fork: %s\n", strerror(errno));
     return 125;
   }
+  if (child == 0) prctl(PR_SET_PDEATHSIG, SIGKILL); /* the helper killed: the workload goes too */
   if (child > 0) {
     /* Forward termination to the workload and report its status as ours. */
     sigset_t set;

@@ -33,8 +33,6 @@ struct fy_app {
   int want_running;
   uv_process_t proc;
   int proc_alive;
-  uv_pipe_t out;
-  int out_open;
   uv_timer_t restart_timer;
   unsigned backoff_ms;
   uint64_t started_ms;

@@ -107,7 +107,9 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   ret = FY_OK;
   dircopy = strdup(path);
   if (!dircopy) { ret = FY_ENOMEM; goto cleanup; }
-  const char *cfg_dir = dirname(dircopy);
+  /* Absolute, so that paths stay right after a chdir (workloads run in their release). */
+  char cfg_abs[FY_CFG_PATH];
+  const char *cfg_dir = realpath(dirname(dircopy), cfg_abs) ? cfg_abs : dirname(dircopy);
 
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "expected a map of settings (name: ..., listen: ...)");
   bad = fy_yaml_unknown_key(root, top, &line);

@@ -250,12 +250,12 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     goto fail_app;
   }
   *fy_conn_deploy(c) = d;
+  fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", ap->name,
+         fy_conn_peer(c), d->manifest_digest, (int)json_array_size(need), d->blobs_skipped);
   json_t *reply = json_pack("{s:o, s:I}", "need", need, "skipped", (json_int_t)d->blobs_skipped);
   rc = fy_conn_send_json(c, FY_FT_REPLY, reply);
   json_decref(reply);
   json_decref(j);
-  fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", app,
-         fy_conn_peer(c), d->manifest_digest, (int)json_array_size(need), d->blobs_skipped);
   return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot answer the plan");
 fail_app:
   ap->deploying = 0;

@@ -11,6 +11,11 @@ static void on_signal(uv_signal_t *s, int signum) {
   fy_agent *a = s->data;
   fy_log("info", "received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   fy_server_stop(a);
+  /* The workloads stop with their agent (a restarted ferryd starts current again). */
+  for (fy_app *app = a->apps; app; app = app->next) {
+    uv_timer_stop(&app->restart_timer);
+    fy_app_stop(app, NULL, NULL);
+  }
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
 }

@@ -1,0 +1,25 @@
+/* The test workload: prints its architecture (uname -m) and an Env value from the image
+ * config, then stays up (or exits with FAIL_WITH when that is set, for rollback tests). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop;
+static void on_term(int s) { (void)s; stop = 1; }
+
+int main(void) {
+  struct utsname u;
+  uname(&u);
+  const char *greeting = getenv("GREETING");
+  printf("hello from %s, GREETING=%s, VERSION=%s\n", u.machine, greeting ? greeting : "(unset)",
+         getenv("VERSION") ? getenv("VERSION") : "?");
+  fflush(stdout);
+  const char *fail = getenv("FAIL_WITH");
+  if (fail) return atoi(fail);
+  signal(SIGTERM, on_term);
+  while (!stop) pause();
+  printf("stopping\n");
+  return 0;
+}
