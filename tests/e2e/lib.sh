@@ -82,3 +82,21 @@ wait_log() {
 
 # json_get FILE PYTHON-EXPR: evaluates an expression over the parsed JSON document `d`.
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(repr(($2,)))" "$1"; }
+
+# build_apps DIR: the test workload as static amd64 and arm64 binaries, in DIR/x64/app and
+# DIR/a64/app (each directory is one layer).
+build_apps() {
+  mkdir -p "$1/x64" "$1/a64"
+  gcc -static -O2 -o "$1/x64/app" "$FERRY_SRC/tests/tools/app/hello.c"
+  aarch64-linux-gnu-gcc -static -O2 -o "$1/a64/app" "$FERRY_SRC/tests/tools/app/hello.c"
+}
+MKIMAGE="python3 $FERRY_SRC/tests/tools/mkimage.py"
+
+# push_json OUT ARGS...: ferry push --json, keeping the exit status in PUSH_RC.
+push_json() {
+  local out=$1; shift
+  set +e
+  "$FERRY" push --identity "$T/me" --json "$@" > "$out" 2> "$out.err"
+  PUSH_RC=$?
+  set -e
+}

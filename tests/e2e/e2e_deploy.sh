@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Deploy end to end, as the README tells a user: one multi-arch image (amd64 and arm64 static
+# binaries) pushed to a host ferryd and to an arm64 ferryd under qemu-aarch64 (exec_wrapper);
+# each node runs its own variant. Then v1 -> v2 sends only the changed layer, a failing v3 is
+# rolled back, `ferry rollback` by hand, logs, status, several apps, a wrong-arch binary and an
+# image with no matching variant.
+source "$(dirname "$0")/lib.sh"
+A64=$(cross_bin aarch64 ferryd)
+setup_fleet
+build_apps "$T/app"
+mkdir -p "$T/data1" "$T/data2"
+echo "data v1" > "$T/data1/data.txt"
+echo "data v2" > "$T/data2/data.txt"
+IMG=$T/img
+$MKIMAGE "$IMG" --ref v1 --variant linux/amd64="$T/app/x64,$T/data1" --variant linux/arm64="$T/app/a64,$T/data1" \
+  --env GREETING=hello-ferry --env VERSION=1 > /dev/null
+$MKIMAGE "$IMG" --ref v2 --variant linux/amd64="$T/app/x64,$T/data2" --variant linux/arm64="$T/app/a64,$T/data2" \
+  --env GREETING=hello-ferry --env VERSION=2 > /dev/null
+$MKIMAGE "$IMG" --ref v3 --variant linux/amd64="$T/app/x64,$T/data2" --variant linux/arm64="$T/app/a64,$T/data2" \
+  --env GREETING=hello-ferry --env VERSION=3 --env FAIL_WITH=3 > /dev/null
+
+start_agent x64 ''
+FERRYD_BIN=$A64 start_agent pi-arm64 $'runtime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
+X="x64@127.0.0.1:$PORT_x64"
+P="pi-arm64@127.0.0.1:$PORT_pi_arm64"
+
+# --- two nodes, two variants
+push_json "$T/p1.json" "$IMG:v1" --to "$X" --to "$P" --app hello --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p1.json" "$T/p1.json.err"; fail "push v1 exit $PUSH_RC"; }
+[ "$(json_get "$T/p1.json" "[(n['name'], n['platform'], n['result'], n['blobs_sent']) for n in d['nodes']]")" = \
+  "([('x64', 'linux/amd64', 'deployed', 2), ('pi-arm64', 'linux/arm64', 'deployed', 2)],)" ] || { cat "$T/p1.json"; fail "v1 result"; }
+pass "v1 deployed to an amd64 and an emulated arm64 node"
+"$FERRY" logs --identity "$T/me" --to "$X" --app hello > "$T/log-x"
+"$FERRY" logs --identity "$T/me" --to "$P" --app hello > "$T/log-a"
+grep -q 'hello from x86_64, GREETING=hello-ferry, VERSION=1' "$T/log-x" || { cat "$T/log-x"; fail "x64 log"; }
+grep -q 'hello from aarch64, GREETING=hello-ferry, VERSION=1' "$T/log-a" || { cat "$T/log-a"; fail "arm64 log"; }
+pass "each node runs its own variant: its log shows its uname -m and the image's Env"
+
+"$FERRY" status --identity "$T/me" --json --to "$X" --to "$P" > "$T/s1.json"
+V1_X=$(json_get "$T/p1.json" "d['nodes'][0]['release']" | sed "s/^('//; s/',)$//")
+[ "$(json_get "$T/s1.json" "[(a['name'], a['state'], a['restarts']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running', 0)],)" ] \
+  || { cat "$T/s1.json"; fail "status apps"; }
+pass "status lists the app, running, with its release"
+
+# --- only the change travels
+push_json "$T/p2.json" "$IMG:v2" --to "$X" --to "$P" --app hello --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p2.json" "$T/p2.json.err"; fail "push v2"; }
+DATA2=$(stat -c %s "$IMG/blobs/sha256/$(python3 -c "
+import json,sys
+ix=json.load(open('$IMG/index.json'))
+v2=[m for m in ix['manifests'] if m['annotations']['org.opencontainers.image.ref.name']=='v2'][0]
+nested=json.load(open('$IMG/blobs/sha256/'+v2['digest'][7:]))
+man=json.load(open('$IMG/blobs/sha256/'+nested['manifests'][0]['digest'][7:]))
+print(man['layers'][1]['digest'][7:])")")
+[ "$(json_get "$T/p2.json" "[(n['blobs_sent'], n['blobs_skipped'], n['bytes_sent']) for n in d['nodes']][0]")" = "((1, 1, $DATA2),)" ] \
+  || { cat "$T/p2.json"; fail "v2 should send only the changed layer ($DATA2 bytes)"; }
+pass "v1 -> v2 sends only the changed layer ($DATA2 bytes; the app layer is skipped)"
+"$FERRY" logs --identity "$T/me" --to "$P" --app hello --tail 3 > "$T/log-a2"
+grep -q 'VERSION=2' "$T/log-a2" || fail "v2 not running on arm64"
+[ "$(wc -l < "$T/log-a2")" -le 3 ] || fail "--tail 3 printed more"
+pass "v2 runs on both; logs --tail works"
+
+# --- a release whose process exits at once is rolled back
+push_json "$T/p3.json" "$IMG:v3" --to "$X" --to "$P" --app hello --settle 2
+[ $PUSH_RC -eq 1 ] || fail "a failing release must make push exit 1"
+[ "$(json_get "$T/p3.json" "[n['result'] for n in d['nodes']]")" = "(['rolled-back', 'rolled-back'],)" ] || { cat "$T/p3.json"; fail "v3 result"; }
+json_get "$T/p3.json" "d['nodes'][0]['error']" | grep -q 'exited with status 3' || fail "rollback reason"
+json_get "$T/p3.json" "d['nodes'][1]['log_tail']" | grep -q 'VERSION=3' || fail "the last log lines travel with the result"
+"$FERRY" status --identity "$T/me" --json --to "$X" > "$T/s3.json"
+V2_X=$(json_get "$T/p2.json" "d['nodes'][0]['release']")
+[ "$(json_get "$T/s3.json" "d['nodes'][0]['apps'][0]['release'], d['nodes'][0]['apps'][0]['state']")" = "($(echo "$V2_X" | sed 's/^(//; s/,)$//'), 'running')" ] \
+  || { cat "$T/s3.json"; fail "after the rollback v2 must run"; }
+pass "a release that exits at once is rolled back; the push says why (exit code, last log lines); v2 runs again"
+
+# --- ferry rollback by hand
+"$FERRY" rollback --identity "$T/me" --to "$X" --app hello > "$T/rb.txt" || { cat "$T/rb.txt"; fail "manual rollback"; }
+"$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 2 | grep -q 'VERSION=1' || fail "manual rollback did not start v1"
+pass "ferry rollback goes back to the previous release"
+
+# --- several apps per node
+push_json "$T/p4.json" "$IMG:v2" --to "$X" --app second --settle 1
+[ $PUSH_RC -eq 0 ] || fail "second app"
+"$FERRY" status --identity "$T/me" --json --to "$X" > "$T/s4.json"
+[ "$(json_get "$T/s4.json" "sorted(a['name'] for a in d['nodes'][0]['apps'])")" = "(['hello', 'second'],)" ] || fail "two apps"
+pass "several apps per node, each with its own releases"
+
+# --- a wrong-arch binary: caught with a clear exec format error, and rolled back
+$MKIMAGE "$T/wrong" --variant linux/arm64="$T/app/x64" > /dev/null
+push_json "$T/p5.json" "$T/wrong" --to "$P" --app hello --settle 1
+[ $PUSH_RC -eq 1 ] || fail "wrong arch accepted"
+json_get "$T/p5.json" "d['nodes'][0]['error']" | grep -q 'exec format error: /app is an x86-64 ELF, this node runs linux/arm64' \
+  || { cat "$T/p5.json"; fail "exec format error message"; }
+[ "$(json_get "$T/p5.json" "d['nodes'][0]['result']")" = "('rolled-back',)" ] || fail "wrong arch not rolled back"
+pass "a wrong-arch binary gets 'exec format error: /app is an x86-64 ELF, this node runs linux/arm64'"
+
+# --- nothing fits
+$MKIMAGE "$T/riscv" --variant linux/riscv64="$T/data1" --variant linux/s390x="$T/data1" > /dev/null
+push_json "$T/p6.json" "$T/riscv" --to "$P" --app hello
+[ $PUSH_RC -eq 1 ] || fail "no-variant push exit status"
+json_get "$T/p6.json" "d['nodes'][0]['error']" | grep -q 'it runs linux/arm64; the image offers linux/riscv64, linux/s390x' \
+  || { cat "$T/p6.json"; fail "no-variant message"; }
+pass "no matching variant: the error names the node's platform and every platform offered"
+
+# --- Docker media types and an index without platforms are normal input
+$MKIMAGE "$T/docker" --docker --compress none --variant linux/amd64="$T/app/x64,$T/data1" --env VERSION=d > /dev/null
+push_json "$T/p7.json" "$T/docker" --to "$X" --app docker --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p7.json" "$T/p7.json.err"; fail "docker media types / uncompressed layers"; }
+pass "Docker manifest-list media types and uncompressed layers deploy"
+finish
