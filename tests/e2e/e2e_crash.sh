@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# kill -9 of ferryd at random moments of deploys (transfer, unpack, switch, settle): after each,
+# `current` names a complete release; on restart ferryd removes partial releases, runs the
+# current app exactly once, and the next push completes (resuming partial blobs).
+source "$(dirname "$0")/lib.sh"
+ROUNDS=${FERRY_CRASH_ROUNDS:-24}
+setup_fleet
+build_apps "$T/app"
+for v in 1 2; do
+  mkdir -p "$T/big$v"
+  head -c 6000000 /dev/urandom > "$T/big$v/blob"
+  $MKIMAGE "$T/img" --ref v$v --variant linux/amd64="$T/app/x64,$T/big$v" --compress none --env VERSION=$v > /dev/null
+done
+start_agent node ''
+push_json "$T/first.json" "$T/img:v1" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5
+[ $PUSH_RC -eq 0 ] || fail "first deploy"
+APPDIR=$T/state-node/apps/hello
+
+check_consistent() { # round
+  local cur
+  cur=$(readlink "$APPDIR/current") || { echo "round $1: no current link"; return 1; }
+  case "$cur" in releases/*) ;; *) echo "round $1: current -> $cur"; return 1 ;; esac
+  [ -f "$APPDIR/$cur/run.json" ] && [ -d "$APPDIR/$cur/rootfs" ] && [ -x "$APPDIR/$cur/rootfs/app" ] \
+    || { echo "round $1: current -> $cur is not a complete release"; return 1; }
+  case "$cur" in *.partial) echo "round $1: current is partial"; return 1 ;; esac
+  return 0
+}
+
+bad=0
+for r in $(seq 1 "$ROUNDS"); do
+  v=$(( r % 2 + 1 ))
+  ( "$FERRY" push --identity "$T/me" --json "$T/img:v$v" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5 \
+      > "$T/push-$r.json" 2>/dev/null || true ) &
+  PUSHER=$!
+  sleep "$(python3 -c "import random; print(round(random.uniform(0.0, 1.2), 3))")"
+  kill -9 "${PIDS[-1]}" 2>/dev/null || true
+  wait "${PIDS[-1]}" 2>/dev/null || true
+  wait $PUSHER || true
+  check_consistent "$r" || bad=$((bad + 1))
+  start_agent node ''
+  # after the restart: no partial release, the current app runs exactly once
+  [ -z "$(find "$APPDIR/releases" -maxdepth 1 -name '*.partial')" ] || { echo "round $r: partial release left after restart"; bad=$((bad + 1)); }
+  for _ in $(seq 1 100); do
+    "$FERRY" status --identity "$T/me" --json --to "127.0.0.1:$PORT_node" > "$T/st.json" 2>/dev/null || true
+    [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']" 2>/dev/null)" = "('running',)" ] && break
+    sleep 0.1
+  done
+  [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || { echo "round $r: app not running after restart"; bad=$((bad + 1)); }
+  n=$(pgrep -f "$APPDIR/releases/" | wc -l)
+  [ "$n" -eq 1 ] || { echo "round $r: $n copies of the app running"; bad=$((bad + 1)); }
+done
+echo "kill -9 rounds: $ROUNDS, inconsistent states: $bad"
+[ $bad -eq 0 ] || fail "$bad inconsistent states"
+pass "$ROUNDS kill -9 rounds at random moments of deploys: 0 inconsistent states"
+
+push_json "$T/final.json" "$T/img:v2" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5
+[ $PUSH_RC -eq 0 ] || { cat "$T/final.json"; fail "the push after the kill loop"; }
+"$FERRY" logs --identity "$T/me" --to "127.0.0.1:$PORT_node" --app hello --tail 2 | grep -q VERSION=2 || fail "v2 not running at the end"
+pass "the next push completes and runs"
+finish

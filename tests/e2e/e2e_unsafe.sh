@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Every bad input of the deploy issue, through the real pusher (or a misbehaving peer where
+# ferry itself would refuse earlier): the previous release keeps running, nothing is written
+# outside state_dir, and the pusher shows the device's error.
+source "$(dirname "$0")/lib.sh"
+setup_fleet
+build_apps "$T/app"
+mkdir -p "$T/outside"
+echo keep > "$T/outside/file"
+start_agent node $'limits:\n  max_release_bytes: 4MiB\n  zstd_window_log_max: 21'
+N="node@127.0.0.1:$PORT_node"
+$MKIMAGE "$T/good" --ref v1 --variant linux/amd64="$T/app/x64" --env VERSION=good > /dev/null
+push_json "$T/good.json" "$T/good:v1" --to "$N" --app hello --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/good.json.err"; fail "good release"; }
+GOOD=$(json_get "$T/good.json" "d['nodes'][0]['release']")
+
+# Hostile layers, made with Python's tarfile (not ferry's code).
+python3 - "$T" <<'PY'
+import io, os, sys, tarfile
+T = sys.argv[1]
+def mk(name, entries):
+    with tarfile.open(os.path.join(T, name + ".tar"), "w", format=tarfile.GNU_FORMAT) as t:
+        for e in entries:
+            info = tarfile.TarInfo(e[0]); info.type = e[1]; data = e[3] if len(e) > 3 else b""
+            if e[2]: info.linkname = e[2]
+            info.size = len(data) if e[1] == tarfile.REGTYPE else 0
+            if e[1] in (tarfile.CHRTYPE, tarfile.BLKTYPE): info.devmajor, info.devminor = 8, 0
+            t.addfile(info, io.BytesIO(data))
+R, S, L, D = tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE
+mk("dotdot", [("../../../../../../../../%s/outside/pwned" % T.lstrip("/"), R, None, b"x")])
+mk("absolute", [(T + "/outside/pwned", R, None, b"x")])
+mk("symlink-write", [("evil", S, T + "/outside"), ("evil/pwned", R, None, b"x")])
+mk("symlink-climb", [("a/evil", S, "../../../../../../../../../.." + T + "/outside")])
+mk("hardlink-out", [("evil", L, "../../../../../../../../" + T.lstrip("/") + "/outside/file")])
+mk("device", [("dev/sda", tarfile.BLKTYPE, None)])
+mk("whiteout-climb", [("../../../../../../../../" + T.lstrip("/") + "/outside/.wh.file", R, None, b"")])
+mk("too-big", [("f%d" % i, R, None, bytes(1 << 20)) for i in range(5)])  # compresses small, unpacks to 5 MiB
+PY
+# A zstd frame that needs a 2^23 window (the node allows 2^21; zstd -3 from a pipe uses 2^21).
+head -c 3000000 /dev/urandom > "$T/rand.bin"
+mkdir -p "$T/bigwin" && cp "$T/rand.bin" "$T/bigwin/r" && (cd "$T/bigwin" && tar cf "$T/bigwin.tar" r)
+zstd -q --zstd=wlog=23 -c < "$T/bigwin.tar" > "$T/bigwin.tar.zst"
+
+still_good() { # case-name
+  "$FERRY" status --identity "$T/me" --json --to "$N" > "$T/st.json"
+  [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['release'], d['nodes'][0]['apps'][0]['state']")" = \
+    "($(echo "$GOOD" | sed 's/^(//; s/,)$//'), 'running')" ] || { cat "$T/st.json"; fail "$1: the good release is not running"; }
+  [ "$(cat "$T/outside/file")" = keep ] && [ ! -e "$T/outside/pwned" ] || fail "$1: something was written outside state_dir"
+  [ -z "$(find "$T/state-node/apps/hello/releases" -maxdepth 1 -name '*.partial')" ] || fail "$1: a partial release was left"
+}
+
+expect_refused() { # case tarfile code message-part
+  local name=$1 layer=$2 code=$3 msg=$4
+  rm -rf "$T/img-$name"
+  $MKIMAGE "$T/img-$name" --variant linux/amd64="$T/app/x64,$layer" > /dev/null
+  push_json "$T/$name.json" "$T/img-$name" --to "$N" --app hello --settle 1
+  [ $PUSH_RC -eq 1 ] || fail "$name: push exit $PUSH_RC"
+  [ "$(json_get "$T/$name.json" "d['nodes'][0]['result'], d['nodes'][0]['code']")" = "('failed', '$code')" ] \
+    || { cat "$T/$name.json"; fail "$name: result"; }
+  json_get "$T/$name.json" "d['nodes'][0]['error']" | grep -q -- "$msg" || { cat "$T/$name.json"; fail "$name: message"; }
+  still_good "$name"
+  pass "$name: refused ($code: $msg), the previous release keeps running, nothing written outside"
+}
+
+expect_refused dotdot "$T/dotdot.tar" EUNSAFE "'..' component"
+expect_refused absolute "$T/absolute.tar" EUNSAFE "absolute name"
+expect_refused symlink-write "$T/symlink-write.tar" EUNSAFE "writing through symlinks is refused"
+expect_refused symlink-climb "$T/symlink-climb.tar" EUNSAFE "climbs out of the root"
+expect_refused hardlink-out "$T/hardlink-out.tar" EUNSAFE "'..' component"
+expect_refused device "$T/device.tar" EUNSAFE "device nodes are refused"
+expect_refused whiteout-climb "$T/whiteout-climb.tar" EUNSAFE "'..' component"
+expect_refused zstd-window "$T/bigwin.tar.zst" ETOOBIG "window over 2^21"
+expect_refused too-big "$T/too-big.tar" ETOOBIG "unpacks past limits.max_release_bytes"
+
+# A blob whose bytes do not match its digest: flip one byte of a layer in the layout.
+rm -rf "$T/corrupt" && $MKIMAGE "$T/corrupt" --variant linux/amd64="$T/app/x64,$T/bigwin" --compress none > /dev/null
+big=$(ls -S "$T/corrupt/blobs/sha256" | head -1)
+printf 'X' | dd of="$T/corrupt/blobs/sha256/$big" bs=1 seek=100 conv=notrunc 2>/dev/null
+push_json "$T/corrupt.json" "$T/corrupt" --to "$N" --app hello --settle 1
+[ $PUSH_RC -eq 1 ] && json_get "$T/corrupt.json" "d['nodes'][0]['code'], d['nodes'][0]['error']" | grep -q "EDIGEST.*do not match the digest" \
+  || { cat "$T/corrupt.json"; fail "corrupt blob"; }
+[ ! -e "$T/state-node/blobs/sha256/$big" ] && [ ! -e "$T/state-node/blobs/sha256/$big.partial" ] || fail "corrupt blob kept"
+still_good corrupt-blob
+pass "a blob whose bytes do not match its digest is refused and discarded"
+
+# A manifest whose digest does not match (ferry checks it too, so a raw peer sends it).
+python3 "$FERRY_SRC/tests/tools/rawpeer.py" "$T/me" "127.0.0.1:$PORT_node" bad-manifest-digest "$T/good" v1 linux/amd64 hello > "$T/raw.out"
+grep -q '"name": "EDIGEST"' "$T/raw.out" && grep -q 'manifest digest mismatch' "$T/raw.out" || { cat "$T/raw.out"; fail "manifest digest"; }
+still_good manifest-digest
+pass "a manifest whose digest does not match is refused"
+
+# A connection dropped mid-blob, then a resumed push that completes.
+head -c 3000000 /dev/urandom > "$T/bigwin/r"
+rm -rf "$T/resume" && $MKIMAGE "$T/resume" --ref v1 --variant linux/amd64="$T/app/x64,$T/bigwin" --compress none --env VERSION=resumed > /dev/null
+python3 "$FERRY_SRC/tests/tools/rawpeer.py" "$T/me" "127.0.0.1:$PORT_node" cut-blob "$T/resume" v1 linux/amd64 hello 1000000 > "$T/cut.out"
+grep -q '"sent": 1000000' "$T/cut.out" || { cat "$T/cut.out"; fail "cut"; }
+wait_log "$T/node.log" "pusher went away during the transfer"
+first_size=$(python3 -c "import json;l=[json.loads(x) for x in open('$T/cut.out')];print(l[1]['body']['need'][0]['size'])")
+total=$(python3 -c "import json;l=[json.loads(x) for x in open('$T/cut.out')];print(sum(n['size'] for n in l[1]['body']['need']))")
+push_json "$T/resume.json" "$T/resume:v1" --to "$N" --app hello --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/resume.json" "$T/resume.json.err"; fail "resumed push"; }
+[ "$(json_get "$T/resume.json" "d['nodes'][0]['bytes_sent']")" = "($((total - 1000000)),)" ] \
+  || { cat "$T/resume.json"; fail "the resumed push should send $((total - 1000000)) bytes"; }
+"$FERRY" logs --identity "$T/me" --to "$N" --app hello --tail 2 | grep -q VERSION=resumed || fail "resumed release not running"
+pass "a connection dropped mid-blob loses nothing: the next push resumes from byte 1000000 and completes"
+finish
