@@ -5,7 +5,7 @@ target_compile_options(ferry_warnings INTERFACE
   -Wformat=2 -Wvla -Wimplicit-fallthrough -Wno-unused-parameter
   # Every snprintf is bounded and cutting a long path in a message is intended.
   -Wno-format-truncation)
-target_compile_definitions(ferry_warnings INTERFACE _GNU_SOURCE)
+target_compile_definitions(ferry_warnings INTERFACE _GNU_SOURCE _FILE_OFFSET_BITS=64)
 if(FERRY_WERROR)
   target_compile_options(ferry_warnings INTERFACE -Werror)
 endif()

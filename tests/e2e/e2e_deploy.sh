@@ -64,7 +64,7 @@ pass "v2 runs on both; logs --tail works"
 push_json "$T/p3.json" "$IMG:v3" --to "$X" --to "$P" --app hello --settle 2
 [ $PUSH_RC -eq 1 ] || fail "a failing release must make push exit 1"
 [ "$(json_get "$T/p3.json" "[n['result'] for n in d['nodes']]")" = "(['rolled-back', 'rolled-back'],)" ] || { cat "$T/p3.json"; fail "v3 result"; }
-json_get "$T/p3.json" "d['nodes'][0]['error']" | grep -q 'exited with status 3' || fail "rollback reason"
+json_get "$T/p3.json" "d['nodes'][0]['error']" | grep -q 'exited with status 3' || { cat "$T/p3.json"; fail "rollback reason"; }
 json_get "$T/p3.json" "d['nodes'][1]['log_tail']" | grep -q 'VERSION=3' || fail "the last log lines travel with the result"
 "$FERRY" status --identity "$T/me" --json --to "$X" > "$T/s3.json"
 V2_X=$(json_get "$T/p2.json" "d['nodes'][0]['release']")
