@@ -15,6 +15,9 @@ ferry_find_lib(FERRY_LIB_MBEDCRYPTO mbedcrypto)
 ferry_find_lib(FERRY_LIB_ZSTD    zstd)
 ferry_find_lib(FERRY_LIB_YAML    yaml)
 ferry_find_lib(FERRY_LIB_JANSSON jansson)
+# zlib: only the pusher needs it (gzip layers to zstd); Debian 12 cannot co-install
+# zlib1g-dev for arm64/armhf beside amd64 here, so cross builds go without (recompress_none.c).
+find_library(FERRY_LIB_Z NAMES z)
 find_path(FERRY_UV_INCLUDE uv.h REQUIRED)
 find_path(FERRY_MBEDTLS_INCLUDE mbedtls/ssl.h REQUIRED)
 

@@ -111,13 +111,12 @@ static int got_facts(struct pnode *n, json_t *j) {
     return FY_ECANCELED;
   }
   n->have_variant = 1;
-  for (size_t k = 0; k < n->v.m.nlayers; k++) {
-    if (n->v.m.layers[k].kind == FY_KIND_LAYER_GZIP) {
-      node_fail(n, FY_EUNSUPPORTED, "the image has gzip layers and ferry sends zstd; recompress it first: "
-                                    "skopeo copy --all --dest-compress-format zstd oci:IN oci:OUT");
-      return FY_ECANCELED;
-    }
+  int converted = 0;
+  if ((rc = fy_layout_to_zstd(&n->push->layout, &n->v, &converted, err, sizeof err)) != FY_OK) {
+    node_fail(n, rc, err);
+    return FY_ECANCELED;
   }
+  if (converted > 0) node_event(n, "recompressed %d gzip layer(s) to zstd (cached in the layout)", converted);
   char ds[FY_DIGEST_STR], p[FY_PLATFORM_STR];
   node_event(n, "%s, variant %s (%s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
              fy_digest_format(&n->v.desc.digest, ds));

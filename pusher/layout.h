@@ -35,6 +35,11 @@ int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t nacc
                      char *err, size_t errlen) FY_WUR;
 void fy_variant_free(fy_variant *v);
 
+/* Recompresses the variant's gzip layers to zstd into the layout (once: the rewrite is cached
+ * under LAYOUT/.ferry/zstd) and points v at the rewritten manifest. *converted: layers
+ * recompressed now, -1 when a cached rewrite was reused, 0 when there was nothing to do. */
+int fy_layout_to_zstd(const fy_layout *l, fy_variant *v, int *converted, char *err, size_t errlen) FY_WUR;
+
 /* Every platform the layout offers, for messages. */
 void fy_layout_offered(const fy_layout *l, char *buf, size_t len);
 

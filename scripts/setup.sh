@@ -11,7 +11,7 @@ HOST_PKGS=(
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf
   libc6-dev-arm64-cross libc6-dev-armhf-cross
   qemu-user
-  libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev
+  libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev zlib1g-dev
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server
 )
 CROSS_PKGS=()

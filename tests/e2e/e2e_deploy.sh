@@ -106,4 +106,14 @@ $MKIMAGE "$T/docker" --docker --compress none --variant linux/amd64="$T/app/x64,
 push_json "$T/p7.json" "$T/docker" --to "$X" --app docker --settle 1
 [ $PUSH_RC -eq 0 ] || { cat "$T/p7.json" "$T/p7.json.err"; fail "docker media types / uncompressed layers"; }
 pass "Docker manifest-list media types and uncompressed layers deploy"
+
+# --- gzip layers (as docker and buildah write them) are recompressed to zstd once, cached
+$MKIMAGE "$T/gz" --docker --compress gzip --variant linux/amd64="$T/app/x64,$T/data2" --variant linux/arm64="$T/app/a64,$T/data2" --env VERSION=gz > /dev/null
+"$FERRY" push --identity "$T/me" "$T/gz" --to "$X" --app gz --settle 1 > "$T/gz.out" 2> "$T/gz.err" || { cat "$T/gz.out" "$T/gz.err"; fail "gzip push"; }
+grep -q 'recompressed 2 gzip layer(s) to zstd' "$T/gz.err" || { cat "$T/gz.err"; fail "no recompression reported"; }
+ls "$T/gz/.ferry/zstd/" | grep -q . || fail "no cached rewrite in the layout"
+push_json "$T/gz2.json" "$T/gz" --to "$P" --app gz --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/gz2.json" "$T/gz2.json.err"; fail "gzip push to arm64"; }
+"$FERRY" logs --identity "$T/me" --to "$P" --app gz | grep -q 'aarch64.*VERSION=gz' || fail "gzip image on arm64"
+pass "gzip layers are recompressed to zstd once, cached in the layout, and deploy"
 finish
