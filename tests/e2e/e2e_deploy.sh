@@ -72,16 +72,42 @@ V2_X=$(json_get "$T/p2.json" "d['nodes'][0]['release']")
   || { cat "$T/s3.json"; fail "after the rollback v2 must run"; }
 pass "a release that exits at once is rolled back; the push says why (exit code, last log lines); v2 runs again"
 
+# --- a health port that never answers: rolled back, and the push says so
+push_json "$T/ph.json" "$IMG:v2" --to "$X" --app hello --settle 1 --health-port 1
+[ $PUSH_RC -eq 1 ] && json_get "$T/ph.json" "d['nodes'][0]['result'], d['nodes'][0]['error']" | grep -q "rolled-back.*health port 1" \
+  || { cat "$T/ph.json"; fail "health port"; }
+push_json "$T/pc.json" "$IMG:v2" --to "$X" --app hello --settle 1 --health-cmd 'test -x "$FERRY_ROOTFS/app"'
+[ $PUSH_RC -eq 0 ] || { cat "$T/pc.json"; fail "a passing health command"; }
+pass "--health-port that does not answer rolls back; a passing --health-cmd deploys"
+
+# --- a workload that crashes after it settled is restarted with backoff
+$MKIMAGE "$T/crashy" --variant linux/amd64="$T/app/x64" --env EXIT_AFTER=1 > /dev/null
+push_json "$T/pr.json" "$T/crashy" --to "$X" --app crashy --settle 0.5
+[ $PUSH_RC -eq 0 ] || { cat "$T/pr.json"; fail "crashy deploy"; }
+for _ in $(seq 1 100); do
+  "$FERRY" status --identity "$T/me" --json --to "$X" > "$T/sr.json"
+  [ "$(json_get "$T/sr.json" "[a['restarts'] for a in d['nodes'][0]['apps'] if a['name'] == 'crashy'][0] >= 2")" = "(True,)" ] && break
+  sleep 0.2
+done
+[ "$(json_get "$T/sr.json" "[a['restarts'] for a in d['nodes'][0]['apps'] if a['name'] == 'crashy'][0] >= 2")" = "(True,)" ] || { cat "$T/sr.json"; fail "no restarts"; }
+grep -q 'restart 2 after 2000 ms' "$T/x64.log" || fail "the backoff does not grow"
+pass "a workload that exits later is restarted with a growing backoff; status counts the restarts"
+
 # --- ferry rollback by hand
+"$FERRY" status --identity "$T/me" --json --to "$X" > "$T/before.json"
+BEFORE=$(json_get "$T/before.json" "[(a['release'], a['previous']) for a in d['nodes'][0]['apps'] if a['name'] == 'hello'][0]")
 "$FERRY" rollback --identity "$T/me" --to "$X" --app hello > "$T/rb.txt" || { cat "$T/rb.txt"; fail "manual rollback"; }
-"$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 2 | grep -q 'VERSION=1' || fail "manual rollback did not start v1"
-pass "ferry rollback goes back to the previous release"
+"$FERRY" status --identity "$T/me" --json --to "$X" > "$T/after.json"
+AFTER=$(json_get "$T/after.json" "[(a['previous'], a['release']) for a in d['nodes'][0]['apps'] if a['name'] == 'hello'][0]")
+[ "$BEFORE" = "$AFTER" ] || fail "rollback: before (current, previous) $BEFORE, after (previous, current) $AFTER"
+for _ in $(seq 1 50); do "$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 3 | grep -q "starting hello release" && break; sleep 0.1; done
+pass "ferry rollback switches to the previous release and back again is possible (current and previous swap)"
 
 # --- several apps per node
 push_json "$T/p4.json" "$IMG:v2" --to "$X" --app second --settle 1
 [ $PUSH_RC -eq 0 ] || fail "second app"
 "$FERRY" status --identity "$T/me" --json --to "$X" > "$T/s4.json"
-[ "$(json_get "$T/s4.json" "sorted(a['name'] for a in d['nodes'][0]['apps'])")" = "(['hello', 'second'],)" ] || fail "two apps"
+[ "$(json_get "$T/s4.json" "sorted(a['name'] for a in d['nodes'][0]['apps'])")" = "(['crashy', 'hello', 'second'],)" ] || fail "several apps"
 pass "several apps per node, each with its own releases"
 
 # --- a wrong-arch binary: caught with a clear exec format error, and rolled back

@@ -18,6 +18,11 @@ int main(void) {
   fflush(stdout);
   const char *fail = getenv("FAIL_WITH");
   if (fail) return atoi(fail);
+  const char *after = getenv("EXIT_AFTER"); /* crash later, for the restart tests */
+  if (after) {
+    sleep((unsigned)atoi(after));
+    return 7;
+  }
   signal(SIGTERM, on_term);
   while (!stop) pause();
   printf("stopping\n");
