@@ -83,3 +83,10 @@ char *fy_human_duration(uint64_t s, char *buf, size_t len) {
   else snprintf(buf, len, "%llus", (unsigned long long)s);
   return buf;
 }
+
+void fy_cli_print_nodes(json_t *arr) {
+  json_t *out = json_pack("{s:o}", "nodes", arr);
+  json_dumpf(out, stdout, JSON_INDENT(2));
+  fputc('\n', stdout);
+  json_decref(out);
+}

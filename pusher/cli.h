@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "ferry/tls.h"
 #include "target.h"
 
@@ -28,6 +30,9 @@ int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) FY_WUR;
 /* Adds a --to argument (one target, or several separated by commas). */
 int fy_cli_add_target(fy_cli_common *c, const char *spec) FY_WUR;
 void fy_cli_common_free(fy_cli_common *c);
+
+/* Prints {"nodes": arr} (DESIGN.md's report shape) to stdout; takes arr. */
+void fy_cli_print_nodes(json_t *arr);
 
 /* "1.5 GiB", "312 KiB" */
 char *fy_human_bytes(uint64_t n, char *buf, size_t len);

@@ -418,10 +418,7 @@ int fy_cmd_push(int argc, char **argv) {
     json_array_append_new(arr, o);
   }
   if (cc.json) {
-    json_t *out = json_pack("{s:o}", "nodes", arr);
-    json_dumpf(out, stdout, JSON_INDENT(2));
-    fputc('\n', stdout);
-    json_decref(out);
+    fy_cli_print_nodes(arr);
   } else {
     printf("%-18s %-14s %-12s %-26s %12s %6s %8s\n", "NODE", "PLATFORM", "RESULT", "RELEASE", "SENT", "BLOBS", "SKIPPED");
     for (size_t i = 0; i < p.n; i++) {

@@ -130,10 +130,7 @@ static int run_request(const char *verb, const char *op, int argc, char **argv) 
     }
   }
   if (cc.json) {
-    json_t *out = json_pack("{s:o}", "nodes", arr);
-    json_dumpf(out, stdout, JSON_INDENT(2));
-    fputc('\n', stdout);
-    json_decref(out);
+    fy_cli_print_nodes(arr);
   } else {
     json_decref(arr);
   }

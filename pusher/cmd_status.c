@@ -188,10 +188,7 @@ int fy_cmd_status(int argc, char **argv) {
   if (cc.json) {
     json_t *arr = json_array();
     for (size_t i = 0; i < cc.ntargets; i++) json_array_append_new(arr, node_json(&nodes[i]));
-    json_t *out = json_pack("{s:o}", "nodes", arr);
-    json_dumpf(out, stdout, JSON_INDENT(2));
-    fputc('\n', stdout);
-    json_decref(out);
+    fy_cli_print_nodes(arr);
   } else {
     print_table(nodes, cc.ntargets);
   }

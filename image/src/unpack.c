@@ -128,15 +128,15 @@ static void split(char *path, char **parent, char **base) {
   }
 }
 
-static int remove_at(int dirfd, const char *name, int depth) {
-  struct stat st;
-  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT ? FY_OK : FY_EIO;
-  if (!S_ISDIR(st.st_mode)) return unlinkat(dirfd, name, 0) == 0 ? FY_OK : FY_EIO;
+static int remove_at(int dirfd, const char *name, int depth);
+
+/* Removes everything inside the directory open at fd (fd stays open and owned by the caller). */
+static int remove_children(int fd, int depth) {
   if (depth > MAX_DEPTH) return FY_ETOOBIG;
-  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return FY_EIO;
-  DIR *d = fdopendir(fd);
-  if (!d) { close(fd); return FY_EIO; }
+  int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup_fd < 0) return FY_EIO;
+  DIR *d = fdopendir(dup_fd);
+  if (!d) { close(dup_fd); return FY_EIO; }
   struct dirent *e;
   int rc = FY_OK;
   while (rc == FY_OK && (e = readdir(d)) != NULL) {
@@ -144,27 +144,22 @@ static int remove_at(int dirfd, const char *name, int depth) {
     rc = remove_at(fd, e->d_name, depth + 1);
   }
   closedir(d);
+  return rc;
+}
+
+static int remove_at(int dirfd, const char *name, int depth) {
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT ? FY_OK : FY_EIO;
+  if (!S_ISDIR(st.st_mode)) return unlinkat(dirfd, name, 0) == 0 ? FY_OK : FY_EIO;
+  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return FY_EIO;
+  int rc = remove_children(fd, depth);
+  close(fd);
   if (rc == FY_OK && unlinkat(dirfd, name, AT_REMOVEDIR) != 0) rc = FY_EIO;
   return rc;
 }
 
 int fy_remove_tree(int dirfd, const char *name) { return remove_at(dirfd, name, 0); }
-
-/* Empties a directory (an opaque whiteout). */
-static int clear_dir(int dirfd) {
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return FY_EIO;
-  DIR *d = fdopendir(fd);
-  if (!d) { close(fd); return FY_EIO; }
-  struct dirent *e;
-  int rc = FY_OK;
-  while (rc == FY_OK && (e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    rc = remove_at(dirfd, e->d_name, 0);
-  }
-  closedir(d);
-  return rc;
-}
 
 /* A relative symlink target, read from the link's directory, must not climb above the root. */
 static int target_stays_inside(const char *linkdir, const char *target) {
@@ -214,9 +209,7 @@ static int on_entry(void *ud, const fy_tar_entry *e) {
   /* Whiteouts (OCI layer.md): ".wh..wh..opq" empties the directory, ".wh.NAME" removes NAME. */
   if (strncmp(base, ".wh.", 4) == 0) {
     if (strcmp(base, ".wh..wh..opq") == 0) {
-      int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      rc = dfd < 0 ? FY_EIO : clear_dir(dfd);
-      if (dfd >= 0) close(dfd);
+      rc = remove_children(pfd, 0);
     } else if (base[4] == '\0' || strcmp(base + 4, ".") == 0 || strcmp(base + 4, "..") == 0) {
       rc = refuse(u, FY_EUNSAFE, e->path, "malformed whiteout");
     } else {

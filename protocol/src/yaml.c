@@ -207,14 +207,13 @@ const char *fy_yaml_unknown_key(const fy_ynode *map, const char *const *allowed,
   return NULL;
 }
 
-int fy_parse_size(const char *s, uint64_t *out) {
-  static const struct { const char *suffix; uint64_t mul; } units[] = {
-      {"", 1},          {"B", 1},
-      {"K", 1000ull},   {"KB", 1000ull},   {"KiB", 1ull << 10},
-      {"M", 1000000ull}, {"MB", 1000000ull}, {"MiB", 1ull << 20},
-      {"G", 1000000000ull}, {"GB", 1000000000ull}, {"GiB", 1ull << 30},
-      {"T", 1000000000000ull}, {"TB", 1000000000000ull}, {"TiB", 1ull << 40},
-  };
+struct unit {
+  const char *suffix;
+  uint64_t mul;
+};
+
+/* Digits then one of the suffixes, overflow-checked. */
+static int parse_scaled(const char *s, const struct unit *units, size_t nunits, uint64_t *out) {
   uint64_t v = 0;
   const char *p = s;
   if (*p < '0' || *p > '9') return FY_EINVAL;
@@ -225,7 +224,7 @@ int fy_parse_size(const char *s, uint64_t *out) {
     p++;
   }
   while (*p == ' ') p++;
-  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+  for (size_t i = 0; i < nunits; i++) {
     if (strcmp(p, units[i].suffix) == 0) {
       if (v > UINT64_MAX / units[i].mul) return FY_EINVAL;
       *out = v * units[i].mul;
@@ -235,27 +234,20 @@ int fy_parse_size(const char *s, uint64_t *out) {
   return FY_EINVAL;
 }
 
-int fy_parse_duration_ms(const char *s, uint64_t *out) {
-  static const struct { const char *suffix; uint64_t mul; } units[] = {
-      {"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000},
+int fy_parse_size(const char *s, uint64_t *out) {
+  static const struct unit units[] = {
+      {"", 1},          {"B", 1},
+      {"K", 1000ull},   {"KB", 1000ull},   {"KiB", 1ull << 10},
+      {"M", 1000000ull}, {"MB", 1000000ull}, {"MiB", 1ull << 20},
+      {"G", 1000000000ull}, {"GB", 1000000000ull}, {"GiB", 1ull << 30},
+      {"T", 1000000000000ull}, {"TB", 1000000000000ull}, {"TiB", 1ull << 40},
   };
-  uint64_t v = 0;
-  const char *p = s;
-  if (*p < '0' || *p > '9') return FY_EINVAL;
-  while (*p >= '0' && *p <= '9') {
-    uint64_t d = (uint64_t)(*p - '0');
-    if (v > (UINT64_MAX - d) / 10) return FY_EINVAL;
-    v = v * 10 + d;
-    p++;
-  }
-  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-    if (strcmp(p, units[i].suffix) == 0) {
-      if (v > UINT64_MAX / units[i].mul) return FY_EINVAL;
-      *out = v * units[i].mul;
-      return FY_OK;
-    }
-  }
-  return FY_EINVAL;
+  return parse_scaled(s, units, sizeof units / sizeof units[0], out);
+}
+
+int fy_parse_duration_ms(const char *s, uint64_t *out) {
+  static const struct unit units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000}};
+  return parse_scaled(s, units, sizeof units / sizeof units[0], out);
 }
 
 int fy_parse_bool(const char *s, int *out) {
