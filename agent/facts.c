@@ -49,24 +49,6 @@ static int can_run_aarch32(void) {
   return 1;
 }
 
-static int load_boards(fy_board **out, size_t *count, char *err, size_t errlen) {
-  size_t n = 0;
-  while (fy_board_builtin[n].file) n++;
-  fy_board *b = calloc(n ? n : 1, sizeof *b);
-  if (!b) return FY_ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    char why[256];
-    if (fy_board_parse(fy_board_builtin[i].text, strlen(fy_board_builtin[i].text), &b[i], why, sizeof why) != FY_OK) {
-      snprintf(err, errlen, "boards/%s: %s", fy_board_builtin[i].file, why);
-      free(b);
-      return FY_ECONFIG;
-    }
-  }
-  *out = b;
-  *count = n;
-  return FY_OK;
-}
-
 int fy_facts_detect(const fy_agent_config *cfg, fy_facts *f, char *err, size_t errlen) {
   fy_board *boards = NULL;
   size_t nboards = 0;
@@ -85,7 +67,7 @@ int fy_facts_detect(const fy_agent_config *cfg, fy_facts *f, char *err, size_t e
   read_probe(cfg->probe_root, "sys/class/dmi/id/product_name", f->probe.dmi_product, sizeof f->probe.dmi_product);
   f->probe.midr = read_midr(cfg->probe_root);
 
-  if ((rc = load_boards(&boards, &nboards, err, errlen)) != FY_OK) return rc;
+  if ((rc = fy_board_load_builtin(&boards, &nboards, err, errlen)) != FY_OK) return rc;
   int idx = -1;
   if (strcmp(cfg->board, "auto") == 0) {
     idx = fy_board_match(boards, nboards, &f->probe, &f->platform);

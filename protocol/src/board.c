@@ -129,3 +129,27 @@ int fy_board_match(const fy_board *boards, size_t n, const fy_board_probe *probe
     if (boards[i].fallback && runs_on(&boards[i], self)) return (int)i;
   return -1;
 }
+
+int fy_board_load_builtin(fy_board **out, size_t *count, char *err, size_t errlen) {
+  size_t n = 0;
+  while (fy_board_builtin[n].file) n++;
+  fy_board *b = calloc(n ? n : 1, sizeof *b);
+  if (!b) return FY_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    char why[256];
+    if (fy_board_parse(fy_board_builtin[i].text, strlen(fy_board_builtin[i].text), &b[i], why, sizeof why) != FY_OK) {
+      snprintf(err, errlen, "boards/%s: %s", fy_board_builtin[i].file, why);
+      free(b);
+      return FY_ECONFIG;
+    }
+  }
+  *out = b;
+  *count = n;
+  return FY_OK;
+}
+
+const fy_board *fy_board_find(const fy_board *boards, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(boards[i].name, name) == 0) return &boards[i];
+  return NULL;
+}

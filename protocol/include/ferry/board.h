@@ -48,6 +48,11 @@ typedef struct fy_board_source {
 } fy_board_source;
 extern const fy_board_source fy_board_builtin[];
 
+/* Parses every compiled-in profile into a malloc'd array. FY_ECONFIG with "boards/FILE: why". */
+int fy_board_load_builtin(fy_board **out, size_t *count, char *err, size_t errlen) FY_WUR;
+/* The profile called name, or NULL. */
+const fy_board *fy_board_find(const fy_board *boards, size_t n, const char *name);
+
 /* What the agent read from the device; empty strings / 0 where unknown. */
 typedef struct fy_board_probe {
   char dt_model[128];

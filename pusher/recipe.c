@@ -1,0 +1,218 @@
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/fsutil.h"
+#include "ferry/yaml.h"
+#include "recipe.h"
+
+#define FAIL_AT(line, ...)                                                                          \
+  do {                                                                                            \
+    int o_ = snprintf(err, errlen, "%s:%d: ", path, (line));                                      \
+    if (o_ > 0 && (size_t)o_ < errlen) snprintf(err + o_, errlen - (size_t)o_, __VA_ARGS__);      \
+    ret = FY_ECONFIG;                                                                             \
+    goto cleanup;                                                                                 \
+  } while (0)
+#define REQUIRE(cond, line, ...) do { if (!(cond)) FAIL_AT(line, __VA_ARGS__); } while (0)
+
+static int scalar(const fy_ynode *n) { return n && n->kind == FY_YAML_SCALAR; }
+
+static int copy(char *dst, size_t cap, const fy_ynode *n) {
+  if (!scalar(n) || strlen(n->str) >= cap) return 0;
+  memcpy(dst, n->str, strlen(n->str) + 1);
+  return 1;
+}
+
+/* A list of strings (or one string, for argv-like keys). */
+static int strlist(const fy_ynode *n, char **out, size_t *count, int allow_scalar) {
+  *count = 0;
+  if (allow_scalar && scalar(n)) {
+    out[0] = strdup(n->str);
+    *count = out[0] ? 1 : 0;
+    return *count == 1;
+  }
+  if (!n || n->kind != FY_YAML_SEQ || n->n > FY_RECIPE_MAX_LIST) return 0;
+  for (size_t i = 0; i < n->n; i++) {
+    if (!scalar(n->items[i])) return 0;
+    if (!(out[i] = strdup(n->items[i]->str))) return 0;
+    (*count)++;
+  }
+  return 1;
+}
+
+void fy_recipe_free(fy_recipe *r) {
+  char **lists[] = {r->cmake_options, r->entrypoint, r->cmd, r->env, r->test};
+  size_t *counts[] = {&r->ncmake_options, &r->nentrypoint, &r->ncmd, &r->nenv, &r->ntest};
+  for (int k = 0; k < 5; k++) {
+    for (size_t i = 0; i < *counts[k]; i++) free(lists[k][i]);
+    *counts[k] = 0;
+  }
+}
+
+int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
+  static const char *const top[] = {"name", "version", "platforms", "boards", "build", "files", "run", "test",
+                                    "compression_level", "mtime", NULL};
+  static const char *const build_keys[] = {"cmake", "options", "command", NULL};
+  static const char *const run_keys[] = {"entrypoint", "cmd", "env", "workdir", "settle", "health", NULL};
+  static const char *const health_keys[] = {"port", "cmd", NULL};
+  static const char *const test_keys[] = {"command", NULL};
+  char *text = NULL, *dcopy = NULL, yerr[300];
+  size_t len;
+  fy_ynode *root = NULL;
+  const fy_ynode *n, *v;
+  const char *bad;
+  int ret, line = 1;
+  memset(r, 0, sizeof *r);
+  snprintf(r->path, sizeof r->path, "%s", path);
+  r->zstd_level = 19;
+  r->settle_ms = 3000;
+  snprintf(r->workdir, sizeof r->workdir, "/");
+  ret = fy_file_read(path, 256 * 1024, &text, &len);
+  if (ret != FY_OK) {
+    snprintf(err, errlen, "%s: %s", path, fy_strerror(ret));
+    return ret == FY_ENOENT ? FY_ENOENT : FY_ECONFIG;
+  }
+  dcopy = strdup(path);
+  char abs[4096];
+  snprintf(r->dir, sizeof r->dir, "%s", realpath(dirname(dcopy), abs) ? abs : ".");
+  if (fy_yaml_load(text, len, &root, yerr, sizeof yerr) != FY_OK) {
+    snprintf(err, errlen, "%s:%s", path, yerr + 5);
+    ret = FY_ECONFIG;
+    goto cleanup;
+  }
+  ret = FY_OK;
+  REQUIRE(root->kind == FY_YAML_MAP, root->line, "a recipe is a map (name:, version:, build:, ...)");
+  bad = fy_yaml_unknown_key(root, top, &line);
+  REQUIRE(!bad, line, "unknown key '%s' (expected name, version, platforms, boards, build, files, run, test, compression_level, mtime)", bad);
+  n = fy_yaml_get(root, "name");
+  REQUIRE(copy(r->name, sizeof r->name, n) && r->name[0], n ? n->line : 1, "'name' is required: the application's name");
+  n = fy_yaml_get(root, "version");
+  REQUIRE(copy(r->version, sizeof r->version, n) && r->version[0], n ? n->line : 1, "'version' is required, e.g. 1.0.0 (it tags the image)");
+
+  if ((n = fy_yaml_get(root, "platforms"))) {
+    REQUIRE(n->kind == FY_YAML_SEQ && n->n > 0 && n->n <= FY_RECIPE_MAX_LIST, n->line, "platforms: a list such as [linux/amd64, linux/arm64]");
+    for (size_t i = 0; i < n->n; i++) {
+      const fy_ynode *p = n->items[i];
+      REQUIRE(scalar(p) && fy_platform_parse(p->str, &r->platforms[i]) == FY_OK, p->line,
+              "'%s' is not a platform name (os/arch[/variant], e.g. linux/arm64)", scalar(p) ? p->str : "?");
+      for (size_t k = 0; k < i; k++)
+        REQUIRE(!fy_platform_equal(&r->platforms[k], &r->platforms[i]), p->line, "platform '%s' is listed twice (after normalization)", p->str);
+    }
+    r->nplatforms = n->n;
+  } else {
+    static const char *const defaults[] = {"linux/amd64", "linux/arm64", "linux/arm/v7"};
+    for (int i = 0; i < 3; i++)
+      if (fy_platform_parse(defaults[i], &r->platforms[i]) != FY_OK) return FY_EINVAL;
+    r->nplatforms = 3;
+  }
+  if ((n = fy_yaml_get(root, "boards"))) {
+    REQUIRE(n->kind == FY_YAML_SEQ && n->n <= FY_RECIPE_MAX_LIST, n->line, "boards: a list of profiles from boards/, e.g. [rpi4, graviton3]");
+    fy_board *boards = NULL;
+    size_t nb = 0;
+    char why[256];
+    if (fy_board_load_builtin(&boards, &nb, why, sizeof why) != FY_OK) FAIL_AT(n->line, "%s", why);
+    for (size_t i = 0; i < n->n; i++) {
+      const fy_ynode *b = n->items[i];
+      int known = scalar(b) && fy_board_find(boards, nb, b->str) != NULL;
+      if (!known) {
+        char names[512] = "";
+        for (size_t k = 0; k < nb; k++) snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", k ? ", " : "", boards[k].name);
+        free(boards);
+        FAIL_AT(b->line, "unknown board '%s' (known: %s)", scalar(b) ? b->str : "?", names);
+      }
+      snprintf(r->boards[i], sizeof r->boards[i], "%s", b->str);
+    }
+    free(boards);
+    r->nboards = n->n;
+  }
+
+  n = fy_yaml_get(root, "build");
+  REQUIRE(n && n->kind == FY_YAML_MAP, n ? n->line : 1, "'build' is required: {cmake: SRC_DIR} or {command: \"...\"}");
+  bad = fy_yaml_unknown_key(n, build_keys, &line);
+  REQUIRE(!bad, line, "unknown key 'build.%s' (expected cmake, options, command)", bad);
+  const fy_ynode *cm = fy_yaml_get(n, "cmake"), *cmdn = fy_yaml_get(n, "command");
+  REQUIRE((cm != NULL) != (cmdn != NULL), n->line, "build: give exactly one of 'cmake' (a source dir) or 'command'");
+  if (cm) {
+    REQUIRE(scalar(cm) && cm->str[0], cm->line, "build.cmake: the CMake source directory, relative to the recipe");
+    snprintf(r->cmake_dir, sizeof r->cmake_dir, "%s%s%s", cm->str[0] == '/' ? "" : r->dir, cm->str[0] == '/' ? "" : "/", cm->str);
+    if ((v = fy_yaml_get(n, "options")))
+      REQUIRE(strlist(v, r->cmake_options, &r->ncmake_options, 0), v->line, "build.options: a list of CMake arguments");
+  } else {
+    REQUIRE(copy(r->command, sizeof r->command, cmdn) && r->command[0], cmdn->line, "build.command: a shell command");
+    REQUIRE(!fy_yaml_get(n, "options"), fy_yaml_get(n, "options")->line, "build.options goes with build.cmake");
+  }
+
+  if ((n = fy_yaml_get(root, "files"))) {
+    REQUIRE(n->kind == FY_YAML_SEQ && n->n <= FY_RECIPE_MAX_LIST, n->line, "files: a list of paths, or {from: STAGED, to: /IN/IMAGE}");
+    for (size_t i = 0; i < n->n; i++) {
+      const fy_ynode *f = n->items[i];
+      fy_recipe_file *rf = &r->files[i];
+      if (scalar(f)) {
+        REQUIRE(copy(rf->from, sizeof rf->from, f), f->line, "files: path too long");
+        snprintf(rf->to, sizeof rf->to, "%s%s", f->str[0] == '/' ? "" : "/", f->str);
+      } else {
+        REQUIRE(f->kind == FY_YAML_MAP && copy(rf->from, sizeof rf->from, fy_yaml_get(f, "from")) &&
+                copy(rf->to, sizeof rf->to, fy_yaml_get(f, "to")) && rf->to[0] == '/', f->line,
+                "files: each item is a path or {from: STAGED_PATH, to: /ABSOLUTE/IN/IMAGE}");
+      }
+      REQUIRE(!strstr(rf->from, "..") && !strstr(rf->to, ".."), f->line, "files: '..' is not allowed");
+    }
+    r->nfiles = n->n;
+  }
+
+  if ((n = fy_yaml_get(root, "run"))) {
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "run: a map (entrypoint, cmd, env, workdir, settle, health)");
+    bad = fy_yaml_unknown_key(n, run_keys, &line);
+    REQUIRE(!bad, line, "unknown key 'run.%s' (expected entrypoint, cmd, env, workdir, settle, health)", bad);
+    if ((v = fy_yaml_get(n, "entrypoint"))) REQUIRE(strlist(v, r->entrypoint, &r->nentrypoint, 1), v->line, "run.entrypoint: a list such as [/app/hello]");
+    if ((v = fy_yaml_get(n, "cmd"))) REQUIRE(strlist(v, r->cmd, &r->ncmd, 1), v->line, "run.cmd: a list of arguments");
+    if ((v = fy_yaml_get(n, "env"))) {
+      REQUIRE(v->kind == FY_YAML_MAP && v->n <= FY_RECIPE_MAX_LIST, v->line, "run.env: a map such as {PORT: \"8080\"}");
+      for (size_t i = 0; i < v->n; i++) {
+        REQUIRE(scalar(v->items[i]), v->items[i]->line, "run.env.%s: a string", v->keys[i]);
+        size_t l = strlen(v->keys[i]) + strlen(v->items[i]->str) + 2;
+        r->env[i] = malloc(l);
+        if (!r->env[i]) { ret = FY_ENOMEM; goto cleanup; }
+        snprintf(r->env[i], l, "%s=%s", v->keys[i], v->items[i]->str);
+        r->nenv++;
+      }
+    }
+    if ((v = fy_yaml_get(n, "workdir"))) REQUIRE(copy(r->workdir, sizeof r->workdir, v) && r->workdir[0] == '/', v->line, "run.workdir: an absolute path");
+    if ((v = fy_yaml_get(n, "settle"))) REQUIRE(scalar(v) && fy_parse_duration_ms(v->str, &r->settle_ms) == FY_OK, v->line, "run.settle: a duration such as 3s");
+    if ((v = fy_yaml_get(n, "health"))) {
+      REQUIRE(v->kind == FY_YAML_MAP, v->line, "run.health: {port: N} or {cmd: \"...\"}");
+      bad = fy_yaml_unknown_key(v, health_keys, &line);
+      REQUIRE(!bad, line, "unknown key 'run.health.%s' (expected port, cmd)", bad);
+      const fy_ynode *hp = fy_yaml_get(v, "port"), *hc = fy_yaml_get(v, "cmd");
+      if (hp) {
+        r->health_port = scalar(hp) ? atoi(hp->str) : 0;
+        REQUIRE(r->health_port > 0 && r->health_port < 65536, hp->line, "run.health.port: 1-65535");
+      }
+      if (hc) REQUIRE(copy(r->health_cmd, sizeof r->health_cmd, hc), hc->line, "run.health.cmd: a shell command");
+    }
+  }
+  if ((n = fy_yaml_get(root, "test"))) {
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "test: {command: [PROGRAM, ARGS...]}");
+    bad = fy_yaml_unknown_key(n, test_keys, &line);
+    REQUIRE(!bad, line, "unknown key 'test.%s' (expected command)", bad);
+    if ((v = fy_yaml_get(n, "command"))) REQUIRE(strlist(v, r->test, &r->ntest, 1), v->line, "test.command: a list such as [/app/hello, --self-test]");
+  }
+  if ((n = fy_yaml_get(root, "compression_level"))) {
+    r->zstd_level = scalar(n) ? atoi(n->str) : 0;
+    REQUIRE(r->zstd_level >= 1 && r->zstd_level <= 22, n->line, "compression_level: a zstd level from 1 to 22");
+  }
+  const char *sde = getenv("SOURCE_DATE_EPOCH");
+  if (sde && *sde) r->mtime = strtoll(sde, NULL, 10);
+  else if ((n = fy_yaml_get(root, "mtime"))) {
+    char *end;
+    REQUIRE(scalar(n) && (r->mtime = strtoll(n->str, &end, 10)) >= 0 && !*end, n->line, "mtime: seconds since 1970 for every file in the image");
+  }
+cleanup:
+  if (ret != FY_OK) fy_recipe_free(r);
+  fy_yaml_free(root);
+  free(dcopy);
+  free(text);
+  return ret;
+}
