@@ -2,6 +2,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ferry/fsutil.h"
@@ -89,4 +92,28 @@ void fy_cli_print_nodes(json_t *arr) {
   json_dumpf(out, stdout, JSON_INDENT(2));
   fputc('\n', stdout);
   json_decref(out);
+}
+
+int fy_cli_data_path(const char *rel, char *out, size_t len) {
+  struct stat st;
+  const char *env = getenv("FERRY_DATA_DIR");
+  if (env && *env) {
+    snprintf(out, len, "%s/%s", env, rel);
+    if (stat(out, &st) == 0) return 1;
+  }
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = '\0';
+  char *dir = dirname(exe); /* .../bin */
+  static const char *const ups[] = {"../share/ferry", "../../..", "../..", ".."};
+  for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
+    snprintf(out, len, "%s/%s/%s", dir, ups[i], rel);
+    if (stat(out, &st) == 0) {
+      char real[4096];
+      if (realpath(out, real)) snprintf(out, len, "%s", real);
+      return 1;
+    }
+  }
+  return 0;
 }

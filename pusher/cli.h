@@ -31,6 +31,10 @@ int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) FY_WUR;
 int fy_cli_add_target(fy_cli_common *c, const char *spec) FY_WUR;
 void fy_cli_common_free(fy_cli_common *c);
 
+/* Finds a data file shipped with ferry ("toolchains/aarch64-linux-gnu.cmake"): $FERRY_DATA_DIR, then
+ * <exe>/../share/ferry, then the source tree the binary was built in. 0 when missing. */
+int fy_cli_data_path(const char *rel, char *out, size_t len);
+
 /* Prints {"nodes": arr} (DESIGN.md's report shape) to stdout; takes arr. */
 void fy_cli_print_nodes(json_t *arr);
 
@@ -46,5 +50,10 @@ int fy_cmd_status(int argc, char **argv);
 int fy_cmd_push(int argc, char **argv);
 int fy_cmd_logs(int argc, char **argv);
 int fy_cmd_rollback(int argc, char **argv);
+int fy_cmd_build(int argc, char **argv);
+int fy_cmd_test(int argc, char **argv);
+int fy_cmd_doctor(int argc, char **argv);
+int fy_cmd_inspect(int argc, char **argv);
+int fy_cmd_sim(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const struct verb {
     {"cert", fy_cmd_cert, "cert issue ...         issue an agent or pusher identity"},
     {"status", fy_cmd_status, "status --to HOST:PORT  show nodes: platform, labels, apps"},
     {"push", fy_cmd_push, "push LAYOUT[:REF] --to HOST:PORT   deploy the matching variant to each node"},
+    {"build", fy_cmd_build, "build [-f ferry.yaml] -o LAYOUT   cross-build every platform into an OCI image"},
     {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N]   an app's log"},
     {"rollback", fy_cmd_rollback, "rollback --to HOST:PORT --app NAME   back to the previous release"},
 };

@@ -244,3 +244,98 @@ int fy_tar_finish(fy_tar_reader *r) {
   if (r->state == ST_DONE || (r->state == ST_HEADER && r->got == 0)) return FY_OK;
   return fail(r, FY_EPROTO, "truncated tar stream");
 }
+
+static void octal(uint8_t *f, size_t n, uint64_t v) {
+  /* n-1 octal digits and a NUL; numbers too large for that use base-256 (GNU). */
+  if (n - 1 < 22 && v >= (1ull << (3 * (n - 1)))) {
+    memset(f, 0, n);
+    f[0] = 0x80;
+    for (size_t i = n - 1; i > 0 && v; i--, v >>= 8) f[i] = (uint8_t)v;
+    return;
+  }
+  f[n - 1] = '\0';
+  for (size_t i = n - 1; i > 0; i--, v >>= 3) f[i - 1] = (uint8_t)('0' + (v & 7));
+}
+
+static int block(fy_buf *out, const char *name, char type, uint32_t mode, uint64_t size, const char *link,
+                 const char *prefix, int64_t mtime) {
+  uint8_t h[512];
+  memset(h, 0, sizeof h);
+  memcpy(h, name, strnlen(name, 100));
+  octal(h + 100, 8, mode & 07777);
+  octal(h + 108, 8, 0);
+  octal(h + 116, 8, 0);
+  octal(h + 124, 12, size);
+  octal(h + 136, 12, (uint64_t)(mtime < 0 ? 0 : mtime));
+  h[156] = (uint8_t)type;
+  if (link) memcpy(h + 157, link, strnlen(link, 100));
+  memcpy(h + 257, "ustar", 6);
+  memcpy(h + 263, "00", 2);
+  memcpy(h + 265, "root", 4);
+  memcpy(h + 297, "root", 4);
+  if (prefix) memcpy(h + 345, prefix, strnlen(prefix, 155));
+  memset(h + 148, ' ', 8);
+  uint64_t sum = 0;
+  for (int i = 0; i < 512; i++) sum += h[i];
+  octal(h + 148, 7, sum);
+  h[155] = ' ';
+  return fy_buf_append(out, h, sizeof h);
+}
+
+static int pax_record(fy_buf *rec, const char *key, const char *val) {
+  /* "LEN key=value\n" where LEN counts itself. */
+  size_t body = strlen(key) + strlen(val) + 3, len = body + 1;
+  while (snprintf(NULL, 0, "%zu", len) + body != len) len++;
+  char head[32];
+  snprintf(head, sizeof head, "%zu ", len);
+  int rc = fy_buf_append_str(rec, head);
+  if (rc == FY_OK) rc = fy_buf_append_str(rec, key);
+  if (rc == FY_OK) rc = fy_buf_append(rec, "=", 1);
+  if (rc == FY_OK) rc = fy_buf_append_str(rec, val);
+  if (rc == FY_OK) rc = fy_buf_append(rec, "\n", 1);
+  return rc;
+}
+
+int fy_tar_write_header(fy_buf *out, const char *path, char type, uint32_t mode, uint64_t size, const char *link,
+                        int64_t mtime) {
+  size_t n = strlen(path);
+  const char *name = path, *prefix = NULL;
+  char pre[156];
+  int need_pax = link && strlen(link) > 100;
+  if (n >= FY_TAR_PATH_MAX || (link && strlen(link) >= FY_TAR_PATH_MAX)) return FY_ETOOBIG;
+  if (n > 100) {
+    /* ustar: split at a '/' so that prefix <= 155 and name <= 100 */
+    const char *cut = NULL;
+    for (const char *p = path + n - 1; p > path; p--)
+      if (*p == '/' && (size_t)(p - path) <= 155 && n - (size_t)(p - path) - 1 <= 100) { cut = p; break; }
+    if (cut) {
+      memcpy(pre, path, (size_t)(cut - path));
+      pre[cut - path] = '\0';
+      prefix = pre;
+      name = cut + 1;
+    } else {
+      need_pax = 1;
+    }
+  }
+  if (need_pax) {
+    fy_buf rec;
+    int rc;
+    fy_buf_init(&rec, FY_TAR_META_MAX);
+    rc = pax_record(&rec, "path", path);
+    if (rc == FY_OK && link) rc = pax_record(&rec, "linkpath", link);
+    if (rc == FY_OK) rc = block(out, "././@PaxHeader", 'x', 0644, rec.len, NULL, NULL, mtime);
+    if (rc == FY_OK) rc = fy_buf_append(out, rec.data, rec.len);
+    static const uint8_t zero[512];
+    if (rc == FY_OK) rc = fy_buf_append(out, zero, fy_tar_padding(rec.len));
+    fy_buf_free(&rec, 0);
+    if (rc != FY_OK) return rc;
+    name = path;
+    prefix = NULL;
+  }
+  return block(out, name, type, mode, size, link, prefix, mtime);
+}
+
+int fy_tar_write_end(fy_buf *out) {
+  static const uint8_t zero[1024];
+  return fy_buf_append(out, zero, sizeof zero);
+}

@@ -66,4 +66,11 @@ int fy_tar_feed(fy_tar_reader *r, const uint8_t *p, size_t n) FY_WUR;
 /* At end of input: FY_OK when the archive ended on an entry boundary, else FY_EPROTO. */
 int fy_tar_finish(fy_tar_reader *r) FY_WUR;
 
+/* Writing (deterministic archives for `ferry build`): one entry's header block(s), with uid/gid
+ * 0, the given mtime, and a pax "path"/"linkpath" record first when a name does not fit ustar.
+ * The caller appends the data and fy_tar_padding() zero bytes, then fy_tar_write_end(). */
+int fy_tar_write_header(fy_buf *out, const char *path, char type, uint32_t mode, uint64_t size,
+                        const char *link, int64_t mtime) FY_WUR;
+static inline size_t fy_tar_padding(uint64_t size) { return (size_t)((512 - size % 512) % 512); }
+int fy_tar_write_end(fy_buf *out) FY_WUR;
 #endif
