@@ -100,6 +100,8 @@ int fy_layout_open(fy_layout *l, const char *spec, char *err, size_t errlen) {
   }
   fy_descriptor d = ix.entries[found];
   fy_oci_index_free(&ix);
+  l->top_desc = d;
+  l->has_top_desc = 1;
   if (d.kind == FY_KIND_INDEX) return load_index_blob(l, &d, &l->top, err, errlen);
   l->top.entries = calloc(1, sizeof *l->top.entries);
   if (!l->top.entries) return FY_ENOMEM;
@@ -210,3 +212,51 @@ int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t nacc
 }
 
 void fy_layout_offered(const fy_layout *l, char *buf, size_t len) { fy_oci_offered(&l->top, buf, len); }
+
+static int collect(const fy_layout *l, const fy_index *ix, int depth, fy_variant **out, size_t *n, char *err, size_t errlen) {
+  if (depth > MAX_NESTING) {
+    snprintf(err, errlen, "indexes nested deeper than %d", MAX_NESTING);
+    return FY_ETOOBIG;
+  }
+  for (size_t i = 0; i < ix->n; i++) {
+    const fy_descriptor *d = &ix->entries[i];
+    int rc;
+    if (d->attestation) continue;
+    if (d->kind == FY_KIND_INDEX) {
+      fy_index sub;
+      if ((rc = load_index_blob(l, d, &sub, err, errlen)) != FY_OK) return rc;
+      rc = collect(l, &sub, depth + 1, out, n, err, errlen);
+      fy_oci_index_free(&sub);
+      if (rc != FY_OK) return rc;
+      continue;
+    }
+    if (d->kind != FY_KIND_MANIFEST) continue;
+    fy_variant *nv = realloc(*out, (*n + 1) * sizeof **out);
+    if (!nv) return FY_ENOMEM;
+    *out = nv;
+    if ((rc = load_variant(l, d, &nv[*n], err, errlen)) != FY_OK) return rc;
+    if (!nv[*n].desc.has_platform) {
+      nv[*n].desc.platform = nv[*n].cfg.platform;
+      nv[*n].desc.has_platform = 1;
+    }
+    (*n)++;
+  }
+  return FY_OK;
+}
+
+int fy_layout_variants(const fy_layout *l, fy_variant **out, size_t *n, char *err, size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  int rc = collect(l, &l->top, 0, out, n, err, errlen);
+  if (rc != FY_OK) {
+    fy_variants_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+  }
+  return rc;
+}
+
+void fy_variants_free(fy_variant *v, size_t n) {
+  for (size_t i = 0; i < n; i++) fy_variant_free(&v[i]);
+  free(v);
+}

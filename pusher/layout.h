@@ -12,6 +12,8 @@ typedef struct fy_layout {
   char ref[256];      /* "" = the whole index */
   fy_store store;
   fy_index top;       /* the index REF selects (or index.json) */
+  fy_descriptor top_desc; /* REF's descriptor (has digest) when a ref was given */
+  int has_top_desc;
 } fy_layout;
 
 /* "DIR" or "DIR:REF". FY_ENOENT / FY_EPROTO with a reason in err. */
@@ -34,6 +36,11 @@ typedef struct fy_variant {
 int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t naccepts, fy_variant *v,
                      char *err, size_t errlen) FY_WUR;
 void fy_variant_free(fy_variant *v);
+
+/* Every deployable variant of the layout (nested indexes flattened, attestations skipped,
+ * platforms from the config where the index has none), in index order. */
+int fy_layout_variants(const fy_layout *l, fy_variant **out, size_t *n, char *err, size_t errlen) FY_WUR;
+void fy_variants_free(fy_variant *v, size_t n);
 
 /* Recompresses the variant's gzip layers to zstd into the layout (once: the rewrite is cached
  * under LAYOUT/.ferry/zstd) and points v at the rewritten manifest. *converted: layers

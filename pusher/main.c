@@ -14,6 +14,9 @@ static const struct verb {
     {"status", fy_cmd_status, "status --to HOST:PORT  show nodes: platform, labels, apps"},
     {"push", fy_cmd_push, "push LAYOUT[:REF] --to HOST:PORT   deploy the matching variant to each node"},
     {"build", fy_cmd_build, "build [-f ferry.yaml] -o LAYOUT   cross-build every platform into an OCI image"},
+    {"test", fy_cmd_test, "test LAYOUT[:REF] [-- CMD]   run each variant, the arm ones under qemu"},
+    {"inspect", fy_cmd_inspect, "inspect LAYOUT[:REF] [--json]   index, platforms, layers, config"},
+    {"doctor", fy_cmd_doctor, "doctor [--json]   cross compilers, sysroots, qemu-user, binfmt_misc"},
     {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N]   an app's log"},
     {"rollback", fy_cmd_rollback, "rollback --to HOST:PORT --app NAME   back to the previous release"},
 };

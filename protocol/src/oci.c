@@ -229,6 +229,10 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
     const char *wd = str_field(c, "WorkingDir", 4096), *user = str_field(c, "User", 256);
     if (wd && *wd && !(out->workdir = strdup(wd))) { rc = FY_ENOMEM; goto out; }
     if (user && *user && !(out->user = strdup(user))) { rc = FY_ENOMEM; goto out; }
+    const json_t *labels = json_object_get(c, "Labels");
+    const char *t = json_is_object(labels) ? str_field(labels, "dev.ferry.test", 8192) : NULL;
+    const char *b = json_is_object(labels) ? str_field(labels, "dev.ferry.board", 32) : NULL;
+    if ((t && !(out->test = strdup(t))) || (b && !(out->board = strdup(b)))) { rc = FY_ENOMEM; goto out; }
   }
   const json_t *rootfs = json_object_get(j, "rootfs");
   if (json_is_object(rootfs) && json_is_array(json_object_get(rootfs, "diff_ids")))
@@ -246,6 +250,8 @@ void fy_oci_config_free(fy_image_config *c) {
   free_strv(c->env, c->nenv);
   free(c->workdir);
   free(c->user);
+  free(c->test);
+  free(c->board);
   memset(c, 0, sizeof *c);
 }
 

@@ -71,6 +71,8 @@ typedef struct fy_image_config {
   char *workdir;              /* NULL if unset */
   char *user;                 /* NULL if unset */
   size_t ndiff_ids;
+  char *test;                 /* label dev.ferry.test: a JSON array, NULL if unset */
+  char *board;                /* label dev.ferry.board, NULL if unset */
 } fy_image_config;
 
 /* Each parser: FY_OK, or FY_EPROTO / FY_ETOOBIG / FY_EDIGEST with a reason in err. Output
