@@ -426,8 +426,9 @@ int fy_cmd_build(int argc, char **argv) {
     const char *ref = json_string_value(json_object_get(json_object_get(m, "annotations"), FY_ANNOT_REF_NAME));
     if (!ref || strcmp(ref, r.version) != 0) json_array_append(kept, m);
   }
-  json_array_append_new(kept, json_pack("{s:s, s:s, s:I, s:{s:s}}", "mediaType", FY_MT_OCI_INDEX, "digest", fy_digest_format(&id, ds),
-                                        "size", (json_int_t)ilen, "annotations", FY_ANNOT_REF_NAME, r.version));
+  json_array_append_new(kept, json_pack("{s:s, s:s, s:I, s:{s:s, s:s}}", "mediaType", FY_MT_OCI_INDEX, "digest",
+                                        fy_digest_format(&id, ds), "size", (json_int_t)ilen, "annotations", FY_ANNOT_REF_NAME,
+                                        r.version, "org.opencontainers.image.title", r.name));
   json_object_set_new(top, "manifests", kept);
   text = json_dumps(top, JSON_INDENT(2) | JSON_SORT_KEYS);
   json_decref(top);

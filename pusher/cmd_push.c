@@ -371,7 +371,9 @@ int fy_cmd_push(int argc, char **argv) {
   }
   if (!app[0]) {
     char *copy = strdup(p.layout.dir);
-    sanitize_app(p.layout.ref[0] ? p.layout.ref : basename(copy), app, sizeof app);
+    /* The image's title (ferry build writes the recipe name), else the tag, else the folder. */
+    const char *t = p.layout.has_top_desc && p.layout.top_desc.title[0] ? p.layout.top_desc.title : NULL;
+    sanitize_app(t ? t : p.layout.ref[0] ? p.layout.ref : basename(copy), app, sizeof app);
     free(copy);
   }
   if (!app[0]) { fy_cli_err("cannot derive an app name; use --app NAME"); goto cleanup; }

@@ -17,6 +17,7 @@ static const struct verb {
     {"test", fy_cmd_test, "test LAYOUT[:REF] [-- CMD]   run each variant, the arm ones under qemu"},
     {"inspect", fy_cmd_inspect, "inspect LAYOUT[:REF] [--json]   index, platforms, layers, config"},
     {"doctor", fy_cmd_doctor, "doctor [--json]   cross compilers, sysroots, qemu-user, binfmt_misc"},
+    {"sim", fy_cmd_sim, "sim up|down|ls   emulated boards on this machine (qemu-user)"},
     {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N]   an app's log"},
     {"rollback", fy_cmd_rollback, "rollback --to HOST:PORT --app NAME   back to the previous release"},
 };

@@ -26,7 +26,10 @@ int main(int argc, char **argv) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_ANY)};
-  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0) {
+  /* Several emulated boards on one laptop share its ports: take the next free one. */
+  int tries = 0;
+  while (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && tries++ < 20) sa.sin_port = htons((uint16_t)++port);
+  if (fd < 0 || listen(fd, 16) != 0) {
     perror("hello-svc: listen");
     return 1;
   }

@@ -62,6 +62,8 @@ static int parse_descriptor(const json_t *o, fy_descriptor *d, const char *where
   if (json_is_object(an)) {
     const char *ref = str_field(an, FY_ANNOT_REF_NAME, sizeof d->ref_name - 1);
     if (ref) snprintf(d->ref_name, sizeof d->ref_name, "%s", ref);
+    const char *title = str_field(an, "org.opencontainers.image.title", sizeof d->title - 1);
+    if (title) snprintf(d->title, sizeof d->title, "%s", title);
     const char *rt = str_field(an, "vnd.docker.reference.type", 64);
     if (rt && strcmp(rt, "attestation-manifest") == 0) d->attestation = 1;
   }

@@ -48,6 +48,7 @@ typedef struct fy_descriptor {
   int has_platform;
   fy_platform platform;
   char ref_name[256];  /* org.opencontainers.image.ref.name, "" if none */
+  char title[64];      /* org.opencontainers.image.title, "" if none */
   int attestation;     /* a buildx/BuildKit attestation entry: never deployed */
 } fy_descriptor;
 
