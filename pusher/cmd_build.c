@@ -82,6 +82,7 @@ static void show_log_tail(const struct variant *v, const char *log, int lines) {
   while (p > text && seen <= lines) if (*--p == '\n') seen++;
   if (*p == '\n') p++;
   for (char *line = strtok(p, "\n"); line; line = strtok(NULL, "\n")) printf("[%s]   | %s\n", v->label, line);
+  fflush(stdout); /* the child leaves with _exit */
   free(text);
 }
 

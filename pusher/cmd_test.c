@@ -18,7 +18,8 @@
 #include "ferry/unpack.h"
 #include "layout.h"
 
-#define TEST_TIMEOUT_S 300
+static int test_timeout_s = 120;
+static FILE *progress; /* stdout, or stderr under --json */
 
 struct result {
   char platform[FY_PLATFORM_STR];
@@ -142,12 +143,25 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
     _exit(errno == ENOEXEC ? 126 : 127);
   }
   close(pfd[1]);
+  /* A test that does not end in time fails (a service started without a test mode, say). */
+  pid_t watchdog = fork();
+  if (watchdog == 0) {
+    sleep((unsigned)test_timeout_s);
+    kill(pid, SIGKILL);
+    _exit(0);
+  }
   FILE *out = fdopen(pfd[0], "r");
   char line[1024];
-  while (out && fgets(line, sizeof line, out)) printf("[%s] | %s", label, line);
+  while (out && fgets(line, sizeof line, out)) fprintf(progress, "[%s] | %s", label, line);
   if (out) fclose(out);
   int status = 0;
   waitpid(pid, &status, 0);
+  if (watchdog > 0) {
+    kill(watchdog, SIGKILL);
+    waitpid(watchdog, NULL, 0);
+  }
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+    snprintf(res->error, sizeof res->error, "did not finish within %d s (--timeout); is the test command one that exits?", test_timeout_s);
   res->secs = now_s() - t0;
   res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   res->ok = res->exit_code == 0;
@@ -164,7 +178,7 @@ out:
 
 int fy_cmd_test(int argc, char **argv) {
   static const struct option opts[] = {{"platform", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
-                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+                                       {"timeout", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   fy_platform only[32];
   size_t nonly = 0;
   int json = 0, c;
@@ -189,14 +203,16 @@ int fy_cmd_test(int argc, char **argv) {
       break;
     }
     case 'j': json = 1; break;
+    case 'T': test_timeout_s = atoi(optarg); if (test_timeout_s <= 0) { fy_cli_err("--timeout: seconds"); return 2; } break;
     case 'h':
-      printf("usage: ferry test LAYOUT[:REF] [--platform P[,P...]] [--json] [-- CMD [ARGS...]]\n"
+      printf("usage: ferry test LAYOUT[:REF] [--platform P[,P...]] [--json] [--timeout S] [-- CMD [ARGS...]]\n"
              "Unpacks each variant into a temp rootfs and runs the recipe's test command (or CMD): natively\n"
              "for the host's platform, under qemu-<arch> -L ROOTFS for the others. No root, no binfmt_misc.\n");
       return 0;
     default: return 2;
     }
   }
+  progress = json ? stderr : stdout;
   if (gargc - optind != 1) {
     fy_cli_err("usage: ferry test LAYOUT[:REF] [--platform P] [-- CMD...]");
     return 2;

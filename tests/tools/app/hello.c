@@ -3,19 +3,21 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
 static void on_term(int s) { (void)s; stop = 1; }
 
-int main(void) {
+int main(int argc, char **argv) {
   struct utsname u;
   uname(&u);
   const char *greeting = getenv("GREETING");
   printf("hello from %s, GREETING=%s, VERSION=%s\n", u.machine, greeting ? greeting : "(unset)",
          getenv("VERSION") ? getenv("VERSION") : "?");
   fflush(stdout);
+  if (argc > 1 && strcmp(argv[1], "--once") == 0) return 0; /* for `ferry test -- /app --once` */
   const char *fail = getenv("FAIL_WITH");
   if (fail) return atoi(fail);
   const char *after = getenv("EXIT_AFTER"); /* crash later, for the restart tests */
