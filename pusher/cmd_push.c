@@ -51,6 +51,7 @@ struct push {
   fy_layout layout;
   const char *app;
   uint64_t settle_ms;
+  int settle_set;
   const char *health_cmd;
   int health_port;
   int tty, json;
@@ -120,11 +121,16 @@ static int got_facts(struct pnode *n, json_t *j) {
   char ds[FY_DIGEST_STR], p[FY_PLATFORM_STR];
   node_event(n, "%s, variant %s (%s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
              fy_digest_format(&n->v.desc.digest, ds));
-  json_t *plan = json_pack("{s:s, s:s%, s:s, s:s%, s:I}", "app", n->push->app, "manifest", n->v.manifest,
+  /* Flags win; else what the recipe's run: section put into the image config. */
+  struct push *P = n->push;
+  uint64_t settle = P->settle_set ? P->settle_ms : n->v.cfg.settle_ms >= 0 ? (uint64_t)n->v.cfg.settle_ms : P->settle_ms;
+  const char *hcmd = P->health_cmd ? P->health_cmd : n->v.cfg.health_cmd;
+  int hport = P->health_port ? P->health_port : n->v.cfg.health_port;
+  json_t *plan = json_pack("{s:s, s:s%, s:s, s:s%, s:I}", "app", P->app, "manifest", n->v.manifest,
                            n->v.manifest_len, "manifest_digest", ds, "config", n->v.config, n->v.config_len,
-                           "settle_ms", (json_int_t)n->push->settle_ms);
-  if (plan && n->push->health_cmd) json_object_set_new(plan, "health_cmd", json_string(n->push->health_cmd));
-  if (plan && n->push->health_port) json_object_set_new(plan, "health_port", json_integer(n->push->health_port));
+                           "settle_ms", (json_int_t)settle);
+  if (plan && hcmd) json_object_set_new(plan, "health_cmd", json_string(hcmd));
+  if (plan && hport) json_object_set_new(plan, "health_port", json_integer(hport));
   rc = plan ? fy_conn_send_json(&n->conn, FY_FT_PLAN, plan) : FY_ENOMEM;
   json_decref(plan);
   if (rc != FY_OK) {
@@ -350,6 +356,7 @@ int fy_cmd_push(int argc, char **argv) {
       double s = strtod(optarg, &end);
       if (*end || s < 0 || s > 600) { fy_cli_err("--settle: seconds from 0 to 600"); goto cleanup; }
       p.settle_ms = (uint64_t)(s * 1000);
+      p.settle_set = 1;
       break;
     }
     case 'H': p.health_cmd = optarg; break;

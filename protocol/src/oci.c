@@ -214,6 +214,7 @@ static int strv(const json_t *a, char ***out, size_t *n, const char *what, char 
 int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char *err, size_t errlen) {
   int rc;
   memset(out, 0, sizeof *out);
+  out->settle_ms = -1;
   json_t *j = load(json, len, "config", err, errlen, &rc);
   if (!j) return rc;
   const char *os = str_field(j, "os", 32), *arch = str_field(j, "architecture", 32),
@@ -235,6 +236,13 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
     const char *t = json_is_object(labels) ? str_field(labels, "dev.ferry.test", 8192) : NULL;
     const char *b = json_is_object(labels) ? str_field(labels, "dev.ferry.board", 32) : NULL;
     if ((t && !(out->test = strdup(t))) || (b && !(out->board = strdup(b)))) { rc = FY_ENOMEM; goto out; }
+    const char *sm = json_is_object(labels) ? str_field(labels, "dev.ferry.settle_ms", 16) : NULL;
+    const char *hp = json_is_object(labels) ? str_field(labels, "dev.ferry.health_port", 8) : NULL;
+    const char *hc = json_is_object(labels) ? str_field(labels, "dev.ferry.health_cmd", 1024) : NULL;
+    if (sm) out->settle_ms = strtoll(sm, NULL, 10);
+    if (hp) out->health_port = atoi(hp);
+    if (out->health_port < 0 || out->health_port > 65535) out->health_port = 0;
+    if (hc && !(out->health_cmd = strdup(hc))) { rc = FY_ENOMEM; goto out; }
   }
   const json_t *rootfs = json_object_get(j, "rootfs");
   if (json_is_object(rootfs) && json_is_array(json_object_get(rootfs, "diff_ids")))
@@ -254,6 +262,7 @@ void fy_oci_config_free(fy_image_config *c) {
   free(c->user);
   free(c->test);
   free(c->board);
+  free(c->health_cmd);
   memset(c, 0, sizeof *c);
 }
 

@@ -74,6 +74,9 @@ typedef struct fy_image_config {
   size_t ndiff_ids;
   char *test;                 /* label dev.ferry.test: a JSON array, NULL if unset */
   char *board;                /* label dev.ferry.board, NULL if unset */
+  int64_t settle_ms;          /* label dev.ferry.settle_ms, -1 if unset */
+  int health_port;            /* label dev.ferry.health_port, 0 if unset */
+  char *health_cmd;           /* label dev.ferry.health_cmd, NULL if unset */
 } fy_image_config;
 
 /* Each parser: FY_OK, or FY_EPROTO / FY_ETOOBIG / FY_EDIGEST with a reason in err. Output
