@@ -460,22 +460,6 @@ static char *subst_rootfs(const char *arg, const char *rootfs) {
   return s;
 }
 
-static int find_in_host_path(const char *prog, char *out, size_t len) {
-  if (strchr(prog, '/')) {
-    snprintf(out, len, "%s", prog);
-    return 1;
-  }
-  const char *path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
-  while (*path) {
-    size_t n = strcspn(path, ":");
-    snprintf(out, len, "%.*s/%s", (int)n, path, prog);
-    if (access(out, X_OK) == 0) return 1;
-    path += n;
-    if (*path == ':') path++;
-  }
-  return 0;
-}
-
 int fy_app_start(fy_app *app) {
   fy_agent *a = app->agent;
   char dir[4200], rootfs[4400], prog[4096], host_prog[8600], cwd[8600], selfexe[4096];
@@ -528,7 +512,7 @@ int fy_app_start(fy_app *app) {
   if (!argv || !env) goto cleanup;
   if (use_wrapper) {
     char w0[4096];
-    if (!find_in_host_path(a->cfg.exec_wrapper[0], w0, sizeof w0)) {
+    if (!fy_find_in_path(a->cfg.exec_wrapper[0], w0, sizeof w0)) {
       snprintf(app->exec_error, sizeof app->exec_error, "exec_wrapper '%s' not found in PATH", a->cfg.exec_wrapper[0]);
       goto cleanup;
     }

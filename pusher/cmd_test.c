@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "elfcheck.h"
 #include "ferry/board.h"
+#include "ferry/fsutil.h"
 #include "ferry/unpack.h"
 #include "layout.h"
 
@@ -33,18 +34,6 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int find_exe(const char *name, char *out, size_t len) {
-  const char *path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
-  while (*path) {
-    size_t n = strcspn(path, ":");
-    snprintf(out, len, "%.*s/%s", (int)n, path, name);
-    if (access(out, X_OK) == 0) return 1;
-    path += n;
-    if (*path == ':') path++;
-  }
-  return 0;
 }
 
 static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncmd, const fy_board *boards, size_t nboards,
@@ -99,7 +88,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
   int native = fy_platform_rank(native_acc, nnative, &v->desc.platform) >= 0;
   if (!native) {
     const char *q = fy_platform_qemu(&v->desc.platform);
-    if (!q || !find_exe(q, qemu_path, sizeof qemu_path)) {
+    if (!q || !fy_find_in_path(q, qemu_path, sizeof qemu_path)) {
       snprintf(res->error, sizeof res->error, "%s is not installed: apt-get install qemu-user (see 'ferry doctor')", q ? q : "qemu-user for this platform");
       json_decref(tj);
       goto out;

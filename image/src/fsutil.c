@@ -134,3 +134,19 @@ cleanup:
   }
   return ret;
 }
+
+int fy_find_in_path(const char *prog, char *out, size_t len) {
+  if (strchr(prog, '/')) {
+    snprintf(out, len, "%s", prog);
+    return access(out, X_OK) == 0;
+  }
+  const char *path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
+  while (*path) {
+    size_t n = strcspn(path, ":");
+    snprintf(out, len, "%.*s/%s", (int)n, path, prog);
+    if (access(out, X_OK) == 0) return 1;
+    path += n;
+    if (*path == ':') path++;
+  }
+  return 0;
+}

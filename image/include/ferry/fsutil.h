@@ -21,6 +21,9 @@ int fy_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
 /* mkdir -p with the given mode for the directories it creates. */
 int fy_mkdirs(const char *path, mode_t mode) FY_WUR;
 
+/* An executable by name in $PATH (a name with '/' is taken as it is). 1 found, 0 not. */
+int fy_find_in_path(const char *prog, char *out, size_t len);
+
 /* Free bytes for an unprivileged writer in the filesystem holding path, or 0 on error. */
 uint64_t fy_fs_free_bytes(const char *path);
 
