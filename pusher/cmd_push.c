@@ -106,7 +106,7 @@ static int got_facts(struct pnode *n, json_t *j) {
     node_fail(n, FY_EPROTO, "the agent reported no platform");
     return FY_ECANCELED;
   }
-  int rc = fy_layout_choose(&n->push->layout, acc, nacc, &n->v, err, sizeof err);
+  int rc = fy_layout_choose(&n->push->layout, acc, nacc, fy_msg_str(j, "board", 31), &n->v, err, sizeof err);
   if (rc != FY_OK) {
     node_fail(n, rc, err);
     return FY_ECANCELED;

@@ -150,7 +150,7 @@ static int complete_platforms(const fy_layout *l, fy_index *ix, int depth, char 
   return FY_OK;
 }
 
-static int choose_in(const fy_layout *l, const fy_index *ix_in, const fy_platform *acc, size_t nacc, int depth,
+static int choose_in(const fy_layout *l, const fy_index *ix_in, const fy_platform *acc, size_t nacc, const char *board, int depth,
                      fy_variant *v, char *offered, size_t olen, char *err, size_t errlen) {
   fy_index ix = {0};
   int rc;
@@ -165,13 +165,13 @@ static int choose_in(const fy_layout *l, const fy_index *ix_in, const fy_platfor
   complete_platforms(l, &ix, depth, err, errlen);
   /* Nested indexes without a platform (a layout's index.json pointing at a multi-platform
    * index) are searched in order; the first that yields a variant wins. */
-  int best = fy_oci_choose(&ix, acc, nacc);
+  int best = fy_oci_choose(&ix, acc, nacc, board);
   if (best >= 0) {
     const fy_descriptor *d = &ix.entries[best];
     if (d->kind == FY_KIND_INDEX) {
       fy_index sub;
       if ((rc = load_index_blob(l, d, &sub, err, errlen)) == FY_OK) {
-        rc = choose_in(l, &sub, acc, nacc, depth + 1, v, offered, olen, err, errlen);
+        rc = choose_in(l, &sub, acc, nacc, board, depth + 1, v, offered, olen, err, errlen);
         fy_oci_index_free(&sub);
       }
     } else {
@@ -192,17 +192,18 @@ static int choose_in(const fy_layout *l, const fy_index *ix_in, const fy_platfor
     if (d->kind != FY_KIND_INDEX || d->has_platform || d->attestation) continue;
     fy_index sub;
     if ((rc = load_index_blob(l, d, &sub, err, errlen)) != FY_OK) break;
-    rc = choose_in(l, &sub, acc, nacc, depth + 1, v, offered, olen, err, errlen);
+    rc = choose_in(l, &sub, acc, nacc, board, depth + 1, v, offered, olen, err, errlen);
     fy_oci_index_free(&sub);
   }
   free(ix.entries);
   return rc;
 }
 
-int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t naccepts, fy_variant *v, char *err, size_t errlen) {
+int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t naccepts, const char *board, fy_variant *v,
+                     char *err, size_t errlen) {
   char offered[1024] = "";
   err[0] = '\0';
-  int rc = choose_in(l, &l->top, accepts, naccepts, 0, v, offered, sizeof offered, err, errlen);
+  int rc = choose_in(l, &l->top, accepts, naccepts, board, 0, v, offered, sizeof offered, err, errlen);
   if (rc == FY_ENOPLATFORM) {
     char p[FY_PLATFORM_STR];
     snprintf(err, errlen, "no variant for this node: it runs %s; the image offers %s",

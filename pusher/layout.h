@@ -25,7 +25,8 @@ int fy_layout_read_blob(const fy_layout *l, const fy_descriptor *d, char **data,
                         size_t errlen) FY_WUR;
 
 /* The variant for a device that accepts `accepts`: walks nested indexes, reads configs of
- * entries without a platform. FY_ENOPLATFORM with "node runs X; the image offers A, B". */
+ * entries without a platform; prefers the variant tuned for `board` (the node's reported board,
+ * may be NULL) among equally good ones. FY_ENOPLATFORM with "node runs X; the image offers A, B". */
 typedef struct fy_variant {
   fy_descriptor desc;       /* the manifest's descriptor */
   char *manifest; size_t manifest_len;
@@ -33,7 +34,7 @@ typedef struct fy_variant {
   char *config; size_t config_len;
   fy_image_config cfg;
 } fy_variant;
-int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t naccepts, fy_variant *v,
+int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t naccepts, const char *board, fy_variant *v,
                      char *err, size_t errlen) FY_WUR;
 void fy_variant_free(fy_variant *v);
 

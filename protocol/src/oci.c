@@ -66,6 +66,8 @@ static int parse_descriptor(const json_t *o, fy_descriptor *d, const char *where
     if (title) snprintf(d->title, sizeof d->title, "%s", title);
     const char *rt = str_field(an, "vnd.docker.reference.type", 64);
     if (rt && strcmp(rt, "attestation-manifest") == 0) d->attestation = 1;
+    const char *bd = str_field(an, "dev.ferry.board", sizeof d->board - 1);
+    if (bd) snprintf(d->board, sizeof d->board, "%s", bd);
   }
   if (d->has_platform && strcmp(d->platform.os, "unknown") == 0) d->attestation = 1;
   return FY_OK;
@@ -266,14 +268,17 @@ void fy_oci_config_free(fy_image_config *c) {
   memset(c, 0, sizeof *c);
 }
 
-int fy_oci_choose(const fy_index *ix, const fy_platform *accepts, size_t naccepts) {
+int fy_oci_choose(const fy_index *ix, const fy_platform *accepts, size_t naccepts, const char *board) {
   int best = -1, best_rank = 1 << 30;
   for (size_t i = 0; i < ix->n; i++) {
     const fy_descriptor *d = &ix->entries[i];
     if (!d->has_platform || d->attestation) continue;
     if (d->kind != FY_KIND_MANIFEST && d->kind != FY_KIND_INDEX) continue;
     int r = fy_platform_rank(accepts, naccepts, &d->platform);
-    if (r >= 0 && r < best_rank) {
+    if (r < 0) continue;
+    int pref = !d->board[0] ? 1 : (board && strcmp(d->board, board) == 0) ? 0 : 2;
+    r = r * 3 + pref;
+    if (r < best_rank) {
       best = (int)i;
       best_rank = r;
     }

@@ -58,6 +58,17 @@ grep -q 'configure: cmake, aarch64-linux-gnu, -mcpu=neoverse-v1' "$T/bb.out" || 
 grep -q 'qemu-aarch64 -cpu cortex-a72' "$T/bt.out" && grep -q 'qemu-aarch64 -cpu max' "$T/bt.out" || { cat "$T/bt.out"; fail "-cpu from the board in ferry test"; }
 pass "boards: [rpi4, graviton3] build with -mcpu, index as linux/arm64 and linux/arm64/v8.4, test under qemu -cpu"
 
+# An emulated rpi4 gets the rpi4-tuned variant; a generic arm64 node the generic one.
+A64=$(cross_bin aarch64 ferryd)
+FERRYD_BIN=$A64 start_agent pi4 $'board: rpi4\nruntime:\n  exec_wrapper: [qemu-aarch64, -cpu, cortex-a72, -L, "{rootfs}"]' qemu-aarch64 -cpu cortex-a72
+FERRYD_BIN=$A64 start_agent arm $'runtime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
+push_json "$T/pb.json" "$T/boards:1.0.0" --to "pi4@127.0.0.1:$PORT_pi4" --to "arm@127.0.0.1:$PORT_arm" --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/pb.json" "$T/pb.json.err"; fail "push of board variants"; }
+RPI4=$(json_get "$T/bi.json" "d['manifests'][1]['digest'][:19]" | sed "s/^('//; s/',)$//")
+GEN=$(json_get "$T/bi.json" "d['manifests'][0]['digest'][:19]" | sed "s/^('//; s/',)$//")
+grep -q "manifest $RPI4" "$T/pi4.log" && grep -q "manifest $GEN" "$T/arm.log" || { grep manifest "$T/pi4.log" "$T/arm.log"; fail "board preference"; }
+pass "a node reporting board rpi4 receives the rpi4-tuned variant, a generic arm64 node the generic one"
+
 # buildah's multi-arch output, recompressed to zstd by skopeo.
 if command -v buildah >/dev/null; then
   mkdir -p "$T/bah"

@@ -50,6 +50,7 @@ typedef struct fy_descriptor {
   char ref_name[256];  /* org.opencontainers.image.ref.name, "" if none */
   char title[64];      /* org.opencontainers.image.title, "" if none */
   int attestation;     /* a buildx/BuildKit attestation entry: never deployed */
+  char board[32];      /* dev.ferry.board: a board-tuned variant (ferry build), "" if none */
 } fy_descriptor;
 
 typedef struct fy_index {
@@ -88,10 +89,12 @@ void fy_oci_manifest_free(fy_manifest *m);
 int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char *err, size_t errlen) FY_WUR;
 void fy_oci_config_free(fy_image_config *c);
 
-/* The best entry of ix for a device that accepts `accepts` (best first): the lowest rank wins,
- * ties keep index order (first match wins). Entries without a platform and attestations are
- * skipped. Returns the entry's position, or -1. */
-int fy_oci_choose(const fy_index *ix, const fy_platform *accepts, size_t naccepts);
+/* The best entry of ix for a device that accepts `accepts` (best first): the lowest rank wins;
+ * among equal ranks an entry tuned for the device's board (dev.ferry.board == board) beats a
+ * generic one, which beats one tuned for another board; remaining ties keep index order (first
+ * match wins). Entries without a platform and attestations are skipped. board may be NULL.
+ * Returns the entry's position, or -1. */
+int fy_oci_choose(const fy_index *ix, const fy_platform *accepts, size_t naccepts, const char *board);
 
 /* Writes the platforms ix offers ("linux/amd64, linux/arm64") for error messages. */
 void fy_oci_offered(const fy_index *ix, char *buf, size_t len);
