@@ -54,6 +54,9 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f);
 /* The connection is going away: a deploy keeps its blobs' partials for a resume. */
 void fy_deploy_conn_closed(fy_agent_conn *c);
 
+/* ferryd --check-state: prints each broken invariant; 0 when none. Read-only. */
+int fy_check_state(fy_agent *a, int verify);
+
 /* Binds and listens; prints the readiness line with the real port. */
 int fy_server_start(fy_agent *a, char *err, size_t errlen) FY_WUR;
 /* Stops accepting and closes every connection. */

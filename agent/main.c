@@ -21,18 +21,20 @@ static void on_signal(uv_signal_t *s, int signum) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: ferryd --config FILE [--check-config]\n"
+  fprintf(f, "usage: ferryd --config FILE [--check-config | --check-state [--verify]]\n"
              "The ferry agent: receives, verifies, runs and supervises releases.\n");
 }
 
 int main(int argc, char **argv) {
   static const struct option opts[] = {{"config", required_argument, 0, 'c'},
                                        {"check-config", no_argument, 0, 'k'},
+                                       {"check-state", no_argument, 0, 's'},
+                                       {"verify", no_argument, 0, 'V'},
                                        {"version", no_argument, 0, 'v'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   const char *config = NULL;
-  int check_only = 0, c;
+  int check_only = 0, check_state = 0, verify = 0, c;
   char err[1024];
   static fy_agent agent; /* large; lives for the whole process */
   fy_agent *a = &agent;
@@ -42,6 +44,8 @@ int main(int argc, char **argv) {
     switch (c) {
     case 'c': config = optarg; break;
     case 'k': check_only = 1; break;
+    case 's': check_state = 1; break;
+    case 'V': verify = 1; break;
     case 'v': printf("ferryd %s\n", FY_AGENT_VERSION); return 0;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -80,6 +84,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ferryd: state_dir %s: cannot create the blob store: %s\n", a->cfg.state_dir, fy_strerror(rc));
     fy_tls_conf_free(a->tls);
     return 1;
+  }
+  if (check_state) {
+    fy_tls_conf_free(a->tls);
+    return fy_check_state(a, verify);
   }
   if (check_only) {
     printf("ferryd: %s is valid\n", config);

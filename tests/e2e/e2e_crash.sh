@@ -23,6 +23,7 @@ check_consistent() { # round
   [ -f "$APPDIR/$cur/run.json" ] && [ -d "$APPDIR/$cur/rootfs" ] && [ -x "$APPDIR/$cur/rootfs/app" ] \
     || { echo "round $1: current -> $cur is not a complete release"; return 1; }
   case "$cur" in *.partial) echo "round $1: current is partial"; return 1 ;; esac
+  "$FERRYD" --config "$T/node.yaml" --check-state > "$T/check.out" || { cat "$T/check.out"; echo "round $1: ferryd --check-state"; return 1; }
   return 0
 }
 
@@ -57,4 +58,10 @@ push_json "$T/final.json" "$T/img:v2" --to "node@127.0.0.1:$PORT_node" --app hel
 [ $PUSH_RC -eq 0 ] || { cat "$T/final.json"; fail "the push after the kill loop"; }
 "$FERRY" logs --identity "$T/me" --to "127.0.0.1:$PORT_node" --app hello --tail 2 | grep -q VERSION=2 || fail "v2 not running at the end"
 pass "the next push completes and runs"
+"$FERRYD" --config "$T/node.yaml" --check-state --verify > "$T/check.out" || { cat "$T/check.out"; fail "check-state --verify"; }
+grep -q ' 0 problem(s)' "$T/check.out" || fail "check-state output"
+rm "$APPDIR/current" && ln -s releases/nope "$APPDIR/current"
+if "$FERRYD" --config "$T/node.yaml" --check-state > "$T/check2.out"; then fail "a broken current link passed --check-state"; fi
+grep -q "is not a complete release" "$T/check2.out" || { cat "$T/check2.out"; fail "check-state message"; }
+pass "ferryd --check-state verifies the invariants (and catches a broken current link)"
 finish

@@ -1,0 +1,90 @@
+/* ferryd --check-state: the state directory's invariants, for tests and for people after a
+ * crash. Read-only. For every app: `current` and `previous` are absent or name a complete
+ * release (a directory under releases/ that is not *.partial and holds run.json and rootfs/),
+ * and every blob such a release lists is complete in the store (re-hashed with --verify). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "agent.h"
+#include "ferry/fsutil.h"
+
+static int check_release(const fy_agent *a, const char *app, const char *link, int verify, int *problems) {
+  char dir[4200], path[4400], target[512], id[512];
+  fy_app_dir(a, app, dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/%s", dir, link);
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return 0; /* absent: fine */
+  target[n] = '\0';
+  if (strncmp(target, "releases/", 9) != 0 || strchr(target + 9, '/')) {
+    printf("app %s: %s -> %s does not name a release\n", app, link, target);
+    return ++*problems;
+  }
+  snprintf(id, sizeof id, "%s", target + 9);
+  size_t il = strlen(id);
+  if (il > 8 && strcmp(id + il - 8, ".partial") == 0) {
+    printf("app %s: %s names an unfinished release %s\n", app, link, id);
+    return ++*problems;
+  }
+  struct stat st;
+  snprintf(path, sizeof path, "%s/releases/%s/rootfs", dir, id);
+  int ok = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+  snprintf(path, sizeof path, "%s/releases/%s/run.json", dir, id);
+  char *text = NULL;
+  size_t len;
+  json_t *run = ok && fy_file_read(path, 1 << 20, &text, &len) == FY_OK ? json_loadb(text, len, 0, NULL) : NULL;
+  free(text);
+  if (!run) {
+    printf("app %s: %s -> %s is not a complete release (rootfs/ or run.json missing)\n", app, link, id);
+    return ++*problems;
+  }
+  size_t i;
+  json_t *b;
+  json_array_foreach(json_object_get(run, "blobs"), i, b) {
+    fy_digest d;
+    char bp[4200];
+    if (!json_is_string(b) || fy_digest_parse(json_string_value(b), &d) != FY_OK) continue;
+    fy_store_path(&a->store, &d, bp, sizeof bp);
+    if (stat(bp, &st) != 0) {
+      printf("app %s: release %s needs blob %s, which is not in the store\n", app, id, json_string_value(b));
+      ++*problems;
+    } else if (verify && fy_store_verify(&a->store, &d, (uint64_t)st.st_size) != FY_OK) {
+      printf("app %s: blob %s does not match its digest\n", app, json_string_value(b));
+      ++*problems;
+    }
+  }
+  json_decref(run);
+  return 0;
+}
+
+int fy_check_state(fy_agent *a, int verify) {
+  char apps[4200];
+  int problems = 0, napps = 0, partials = 0;
+  snprintf(apps, sizeof apps, "%s/apps", a->cfg.state_dir);
+  DIR *d = opendir(apps);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (!fy_app_valid_name(e->d_name)) continue;
+    napps++;
+    check_release(a, e->d_name, "current", verify, &problems);
+    check_release(a, e->d_name, "previous", verify, &problems);
+    char rel[4400];
+    snprintf(rel, sizeof rel, "%s/%s/releases", apps, e->d_name);
+    DIR *r = opendir(rel);
+    struct dirent *re;
+    while (r && (re = readdir(r)) != NULL) {
+      size_t n = strlen(re->d_name);
+      if (n > 8 && strcmp(re->d_name + n - 8, ".partial") == 0) partials++;
+    }
+    if (r) closedir(r);
+  }
+  if (d) closedir(d);
+  printf("state %s: %d app(s), %d unfinished release(s) (removed at the next start), %d problem(s)\n",
+         a->cfg.state_dir, napps, partials, problems);
+  return problems ? 1 : 0;
+}
