@@ -80,6 +80,21 @@ still_serving "an idle TLS peer (timed out)"
 wait $IDLE || true
 grep -q '"name":"ETIMEDOUT"' "$T/idle.out" || fail "the idle peer was not told why"
 
+# TLS policy (a head start on the hardening issue's negative suite): below 1.2, a non-AEAD
+# suite and a renegotiation attempt are refused; ChaCha20-Poly1305 is what a default client gets.
+openssl s_client -connect 127.0.0.1:$P -tls1_1 -cert "$T/me/cert.pem" -key "$T/me/key.pem" -CAfile "$T/ca/ca.pem" </dev/null > "$T/v11.out" 2>&1 || true
+grep -q 'Cipher is (NONE)' "$T/v11.out" || { cat "$T/v11.out"; fail "TLS 1.1 accepted"; }
+wait_log "$LOG" 'not within min/max boundaries'
+openssl s_client -connect 127.0.0.1:$P -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA256 -cert "$T/me/cert.pem" -key "$T/me/key.pem" \
+  -CAfile "$T/ca/ca.pem" </dev/null > "$T/cbc.out" 2>&1 || true
+grep -q 'Cipher is (NONE)' "$T/cbc.out" || { cat "$T/cbc.out"; fail "a non-AEAD suite accepted"; }
+wait_log "$LOG" 'no ciphersuites in common'
+(sleep 1; echo R; sleep 1) | openssl s_client -connect 127.0.0.1:$P -tls1_2 -cert "$T/me/cert.pem" -key "$T/me/key.pem" \
+  -CAfile "$T/ca/ca.pem" > "$T/reneg.out" 2>&1 || true
+grep -q 'ECDHE-ECDSA-CHACHA20-POLY1305' "$T/reneg.out" || { cat "$T/reneg.out"; fail "ChaCha20-Poly1305 is not first"; }
+grep -q 'no renegotiation' "$T/reneg.out" || { cat "$T/reneg.out"; fail "renegotiation not refused"; }
+still_serving "TLS 1.1, a non-AEAD suite and renegotiation refused; ChaCha20-Poly1305 first"
+
 # 8. a malformed config file: refused with file, line and what was expected
 printf 'name: node-2\nlisten: 127.0.0.1:0\nstate_dir: %s/s2\nidentity: %s/id-node-1\nruntime:\n  isolation: jail\n' "$T" "$T" > "$T/bad.yaml"
 set +e
