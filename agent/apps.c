@@ -27,6 +27,7 @@
 #include "ferry/fsutil.h"
 #include "ferry/store.h"
 #include "ferry/unpack.h"
+#include "ferry/yaml.h"
 
 #define RUN_JSON_MAX (1024u * 1024u)
 #define STOP_GRACE_MS 5000
@@ -311,13 +312,14 @@ static void kill_orphan(fy_agent *a, const char *app) {
   snprintf(marker, sizeof marker, "%s/releases/", path);
   strncat(path, "/pid", sizeof path - strlen(path) - 1);
   if (fy_file_read(path, 64, &text, &len) != FY_OK) return;
-  int pid = atoi(text);
+  long pid = 0;
+  int prc = fy_parse_long(text, 2, 1L << 22, &pid);
   free(text);
   unlink(path);
-  if (pid <= 1) return;
+  if (prc != FY_OK) return;
   /* Only a process whose command line names this app's releases is ours to kill. */
   char cmd[64], cl[8192];
-  snprintf(cmd, sizeof cmd, "/proc/%d/cmdline", pid);
+  snprintf(cmd, sizeof cmd, "/proc/%ld/cmdline", pid);
   int fd = open(cmd, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   ssize_t n = read(fd, cl, sizeof cl - 1); /* /proc files report size 0: read, do not stat */
@@ -326,9 +328,9 @@ static void kill_orphan(fy_agent *a, const char *app) {
   for (ssize_t i = 0; i < n; i++) if (cl[i] == '\0') cl[i] = ' ';
   cl[n] = '\0';
   if (strstr(cl, marker)) {
-    fy_log("info", "app %s: stopping pid %d left behind by an earlier ferryd", app, pid);
-    kill(pid, SIGKILL);
-    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++) usleep(10000);
+    fy_log("info", "app %s: stopping pid %ld left behind by an earlier ferryd", app, pid);
+    kill((pid_t)pid, SIGKILL);
+    for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++) usleep(10000);
   }
 }
 
@@ -426,7 +428,8 @@ static int resolve_user(const char *rootfs, const char *user, unsigned *uid, uns
     size_t len;
     snprintf(path, sizeof path, "%s/etc/passwd", rootfs);
     if (fy_file_read(path, 1 << 20, &text, &len) == FY_OK) {
-      for (char *line = strtok(text, "\n"); line && !found; line = strtok(NULL, "\n")) {
+      char *save = NULL;
+      for (char *line = strtok_r(text, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save)) {
         char *f[4] = {0};
         char *s = line;
         for (int i = 0; i < 4 && s; i++) {
@@ -766,7 +769,11 @@ int fy_exec_helper_main(int argc, char **argv) {
     return 125;
   }
   const char *rootfs = argv[2], *workdir = argv[3];
-  int uid = atoi(argv[4]), gid = atoi(argv[5]);
+  long uid, gid;
+  if (fy_parse_long(argv[4], -1, 0x7fffffff, &uid) != FY_OK || fy_parse_long(argv[5], -1, 0x7fffffff, &gid) != FY_OK) {
+    fprintf(stderr, "ferryd __exec: bad uid/gid\n");
+    return 125;
+  }
   if (unshare(CLONE_NEWNS | CLONE_NEWPID) != 0) {
     fprintf(stderr, "ferryd: cannot create namespaces (%s); running with chroot only\n", strerror(errno));
   } else {
@@ -807,11 +814,11 @@ int fy_exec_helper_main(int argc, char **argv) {
     _exit(125);
   }
   if (gid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)gid) != 0)) {
-    fprintf(stderr, "ferryd: setgid %d: %s\n", gid, strerror(errno));
+    fprintf(stderr, "ferryd: setgid %ld: %s\n", gid, strerror(errno));
     _exit(125);
   }
   if (uid >= 0 && setuid((uid_t)uid) != 0) {
-    fprintf(stderr, "ferryd: setuid %d: %s\n", uid, strerror(errno));
+    fprintf(stderr, "ferryd: setuid %ld: %s\n", uid, strerror(errno));
     _exit(125);
   }
   execv(argv[7], argv + 7);

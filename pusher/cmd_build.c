@@ -81,7 +81,8 @@ static void show_log_tail(const struct variant *v, const char *log, int lines) {
   int seen = 0;
   while (p > text && seen <= lines) if (*--p == '\n') seen++;
   if (*p == '\n') p++;
-  for (char *line = strtok(p, "\n"); line; line = strtok(NULL, "\n")) printf("[%s]   | %s\n", v->label, line);
+  char *save = NULL;
+  for (char *line = strtok_r(p, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) printf("[%s]   | %s\n", v->label, line);
   fflush(stdout); /* the child leaves with _exit */
   free(text);
 }

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "conn.h"
+#include "ferry/yaml.h"
 #include "layout.h"
 
 #define CHUNK (256u * 1024u)
@@ -360,7 +361,12 @@ int fy_cmd_push(int argc, char **argv) {
       break;
     }
     case 'H': p.health_cmd = optarg; break;
-    case 'P': p.health_port = atoi(optarg); if (p.health_port <= 0 || p.health_port > 65535) { fy_cli_err("--health-port: 1-65535"); goto cleanup; } break;
+    case 'P': {
+      long v;
+      if (fy_parse_long(optarg, 1, 65535, &v) != FY_OK) { fy_cli_err("--health-port: 1-65535"); goto cleanup; }
+      p.health_port = (int)v;
+      break;
+    }
     case 'T': cc.timeout_ms = (uint64_t)(strtod(optarg, NULL) * 1000); if (cc.timeout_ms == 0) { fy_cli_err("--timeout: seconds"); goto cleanup; } break;
     case 'h': push_usage(stdout); ret = 0; goto cleanup;
     default: push_usage(stderr); goto cleanup;

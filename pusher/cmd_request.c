@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "conn.h"
+#include "ferry/yaml.h"
 
 struct rnode {
   fy_conn conn;
@@ -70,7 +71,12 @@ static int run_request(const char *verb, const char *op, int argc, char **argv) 
     case 't': if (fy_cli_add_target(&cc, optarg) != FY_OK) goto cleanup; break;
     case 'i': cc.identity = optarg; break;
     case 'a': app = optarg; break;
-    case 'n': tail = atoi(optarg); if (tail <= 0) { fy_cli_err("--tail: a positive number of lines"); goto cleanup; } break;
+    case 'n': {
+      long v;
+      if (fy_parse_long(optarg, 1, 100000, &v) != FY_OK) { fy_cli_err("--tail: a number of lines from 1 to 100000"); goto cleanup; }
+      tail = (int)v;
+      break;
+    }
     case 'j': cc.json = 1; break;
     case 'h':
       printf("usage: ferry %s --to HOST:PORT [--to ...] --app NAME%s [--identity DIR] [--json]\n", verb,

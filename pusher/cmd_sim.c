@@ -17,6 +17,7 @@
 #include "elfcheck.h"
 #include "ferry/board.h"
 #include "ferry/fsutil.h"
+#include "ferry/yaml.h"
 #include "pki.h"
 
 static void home(char *out, size_t len) {
@@ -30,9 +31,10 @@ static int read_pid(const char *dir) {
   size_t len;
   snprintf(path, sizeof path, "%s/pid", dir);
   if (fy_file_read(path, 64, &text, &len) != FY_OK) return 0;
-  int pid = atoi(text);
+  long pid = 0;
+  int rc = fy_parse_long(text, 2, 1L << 22, &pid);
   free(text);
-  return pid > 1 && kill(pid, 0) == 0 ? pid : 0;
+  return rc == FY_OK && kill((pid_t)pid, 0) == 0 ? (int)pid : 0;
 }
 
 static int agent_for(const fy_platform *p, char *out, size_t len) {
@@ -56,7 +58,11 @@ static int sim_up(int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     if (c == 'b') board_name = optarg;
-    else if (c == 'p') port = atoi(optarg);
+    else if (c == 'p') {
+      long v;
+      if (fy_parse_long(optarg, 0, 65535, &v) != FY_OK) { fy_cli_err("--port: 0-65535"); return 2; }
+      port = (int)v;
+    }
     else if (c == 'a') agent = optarg;
     else return 2;
   }
@@ -148,7 +154,9 @@ static int sim_up(int argc, char **argv) {
         char *end = strchr(l, '\n');
         if (end) *end = '\0';
         printf("%s: %s\n", name, l);
-        printf("  ferry status --to %s@%s\n", name, strtok(l + 13, " "));
+        char *sp = strchr(l + 13, ' ');
+        if (sp) *sp = '\0';
+        printf("  ferry status --to %s@%s\n", name, l + 13);
         free(text);
         free(boards);
         return 0;

@@ -17,6 +17,7 @@
 #include "ferry/board.h"
 #include "ferry/fsutil.h"
 #include "ferry/unpack.h"
+#include "ferry/yaml.h"
 #include "layout.h"
 
 static int test_timeout_s = 120;
@@ -192,7 +193,12 @@ int fy_cmd_test(int argc, char **argv) {
       break;
     }
     case 'j': json = 1; break;
-    case 'T': test_timeout_s = atoi(optarg); if (test_timeout_s <= 0) { fy_cli_err("--timeout: seconds"); return 2; } break;
+    case 'T': {
+      long v;
+      if (fy_parse_long(optarg, 1, 86400, &v) != FY_OK) { fy_cli_err("--timeout: seconds from 1 to 86400"); return 2; }
+      test_timeout_s = (int)v;
+      break;
+    }
     case 'h':
       printf("usage: ferry test LAYOUT[:REF] [--platform P[,P...]] [--json] [--timeout S] [-- CMD [ARGS...]]\n"
              "Unpacks each variant into a temp rootfs and runs the recipe's test command (or CMD): natively\n"

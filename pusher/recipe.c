@@ -187,8 +187,9 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
       REQUIRE(!bad, line, "unknown key 'run.health.%s' (expected port, cmd)", bad);
       const fy_ynode *hp = fy_yaml_get(v, "port"), *hc = fy_yaml_get(v, "cmd");
       if (hp) {
-        r->health_port = scalar(hp) ? atoi(hp->str) : 0;
-        REQUIRE(r->health_port > 0 && r->health_port < 65536, hp->line, "run.health.port: 1-65535");
+        long num = 0;
+        REQUIRE(scalar(hp) && fy_parse_long(hp->str, 1, 65535, &num) == FY_OK, hp->line, "run.health.port: 1-65535");
+        r->health_port = (int)num;
       }
       if (hc) REQUIRE(copy(r->health_cmd, sizeof r->health_cmd, hc), hc->line, "run.health.cmd: a shell command");
     }
@@ -200,8 +201,9 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
     if ((v = fy_yaml_get(n, "command"))) REQUIRE(strlist(v, r->test, &r->ntest, 1), v->line, "test.command: a list such as [/app/hello, --self-test]");
   }
   if ((n = fy_yaml_get(root, "compression_level"))) {
-    r->zstd_level = scalar(n) ? atoi(n->str) : 0;
-    REQUIRE(r->zstd_level >= 1 && r->zstd_level <= 22, n->line, "compression_level: a zstd level from 1 to 22");
+    long num = 0;
+    REQUIRE(scalar(n) && fy_parse_long(n->str, 1, 22, &num) == FY_OK, n->line, "compression_level: a zstd level from 1 to 22");
+    r->zstd_level = (int)num;
   }
   const char *sde = getenv("SOURCE_DATE_EPOCH");
   if (sde && *sde) r->mtime = strtoll(sde, NULL, 10);

@@ -21,7 +21,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   const char *port_s = getenv("PORT");
-  int port = port_s ? atoi(port_s) : 8080;
+  char *end = NULL;
+  long pl = port_s ? strtol(port_s, &end, 10) : 8080;
+  int port = (port_s && (*end || pl < 1 || pl > 65535)) ? 8080 : (int)pl;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

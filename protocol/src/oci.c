@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "ferry/oci.h"
+#include "ferry/yaml.h"
 
 static int bad(char *err, size_t errlen, int rc, const char *fmt, ...) {
   va_list ap;
@@ -241,9 +242,9 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
     const char *sm = json_is_object(labels) ? str_field(labels, "dev.ferry.settle_ms", 16) : NULL;
     const char *hp = json_is_object(labels) ? str_field(labels, "dev.ferry.health_port", 8) : NULL;
     const char *hc = json_is_object(labels) ? str_field(labels, "dev.ferry.health_cmd", 1024) : NULL;
-    if (sm) out->settle_ms = strtoll(sm, NULL, 10);
-    if (hp) out->health_port = atoi(hp);
-    if (out->health_port < 0 || out->health_port > 65535) out->health_port = 0;
+    long lv;
+    if (sm && fy_parse_long(sm, 0, 600000, &lv) == FY_OK) out->settle_ms = lv;
+    if (hp && fy_parse_long(hp, 1, 65535, &lv) == FY_OK) out->health_port = (int)lv;
     if (hc && !(out->health_cmd = strdup(hc))) { rc = FY_ENOMEM; goto out; }
   }
   const json_t *rootfs = json_object_get(j, "rootfs");

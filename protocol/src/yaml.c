@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,6 +249,17 @@ int fy_parse_size(const char *s, uint64_t *out) {
 int fy_parse_duration_ms(const char *s, uint64_t *out) {
   static const struct unit units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000}};
   return parse_scaled(s, units, sizeof units / sizeof units[0], out);
+}
+
+int fy_parse_long(const char *s, long min, long max, long *out) {
+  char *end;
+  if (!s || !*s) return FY_EINVAL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  while (*end == ' ' || *end == '\n') end++;
+  if (errno || *end || v < min || v > max) return FY_EINVAL;
+  *out = v;
+  return FY_OK;
 }
 
 int fy_parse_bool(const char *s, int *out) {

@@ -120,6 +120,14 @@ static void test_yaml_bounds(void) {
   CHECK_INT(fy_parse_duration_ms("2m", &v), FY_OK);
   CHECK_INT(v, 120000);
   CHECK_INT(fy_parse_duration_ms("soon", &v), FY_EINVAL);
+  long l;
+  CHECK_INT(fy_parse_long("8080", 1, 65535, &l), FY_OK);
+  CHECK_INT(l, 8080);
+  CHECK_INT(fy_parse_long("0x10", 1, 65535, &l), FY_EINVAL);
+  CHECK_INT(fy_parse_long("70000", 1, 65535, &l), FY_EINVAL);
+  CHECK_INT(fy_parse_long("99999999999999999999999", 1, 65535, &l), FY_EINVAL);
+  CHECK_INT(fy_parse_long("", 1, 65535, &l), FY_EINVAL);
+  CHECK_INT(fy_parse_long("12\n", 1, 65535, &l), FY_OK); /* pid files end in a newline */
   CHECK_INT(fy_yaml_load("", 0, &root, err, sizeof err), FY_OK);
   CHECK(root && root->kind == FY_YAML_MAP && root->n == 0);
   fy_yaml_free(root);

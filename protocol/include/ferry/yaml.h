@@ -45,6 +45,8 @@ const char *fy_yaml_unknown_key(const fy_ynode *map, const char *const *allowed,
 int fy_parse_size(const char *s, uint64_t *out) FY_WUR;
 /* "10s", "500ms", "2m", "3" (seconds) -> milliseconds. */
 int fy_parse_duration_ms(const char *s, uint64_t *out) FY_WUR;
+/* A decimal integer in [min, max], nothing else (no sign games, no overflow). */
+int fy_parse_long(const char *s, long min, long max, long *out) FY_WUR;
 /* true/false/yes/no/on/off. */
 int fy_parse_bool(const char *s, int *out) FY_WUR;
 
