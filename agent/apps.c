@@ -716,6 +716,13 @@ json_t *fy_apps_json(fy_agent *a) {
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", app->name, "release", app->release,
                           "previous", app->previous, "state", fy_app_state_name(app->state),
                           "restarts", (json_int_t)app->restarts);
+    /* age_s: since `current` last switched (its mtime), measured on the node's clock. */
+    char cur[4200];
+    struct stat st;
+    fy_app_dir(a, app->name, cur, sizeof cur);
+    strncat(cur, "/current", sizeof cur - strlen(cur) - 1);
+    time_t now = time(NULL);
+    if (o && lstat(cur, &st) == 0 && now >= st.st_mtime) json_object_set_new(o, "age_s", json_integer((json_int_t)(now - st.st_mtime)));
     if (o) json_array_append_new(arr, o);
   }
   return arr;

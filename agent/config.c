@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "ferry/fsutil.h"
+#include "ferry/selector.h"
 #include "ferry/yaml.h"
 
 #define CONFIG_MAX_BYTES (256u * 1024u)
@@ -42,30 +43,6 @@ static int is_scalar(const fy_ynode *n) { return n && n->kind == FY_YAML_SCALAR;
 static int set_path(char *dst, size_t cap, const char *cfg_dir, const char *v) {
   int n = v[0] == '/' ? snprintf(dst, cap, "%s", v) : snprintf(dst, cap, "%s/%s", cfg_dir, v);
   return n > 0 && (size_t)n < cap;
-}
-
-static int valid_label_key(const char *k) {
-  size_t n = strlen(k);
-  if (n == 0 || n > 127) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = k[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '.' || ch == '-' || ch == '_' || ch == '/'))
-      return 0;
-  }
-  return 1;
-}
-
-static int valid_label_value(const char *v) {
-  size_t n = strlen(v);
-  if (n > 63) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = v[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '.' || ch == '-' || ch == '_'))
-      return 0;
-  }
-  return 1;
 }
 
 static int parse_listen(const char *s, fy_agent_config *c) {
@@ -142,9 +119,9 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "labels: expected a map such as {site: kitchen}");
     REQUIRE(n->n <= FY_CFG_MAX_LABELS, n->line, "labels: at most %d labels", FY_CFG_MAX_LABELS);
     for (size_t i = 0; i < n->n; i++) {
-      REQUIRE(valid_label_key(n->keys[i]), n->key_lines[i],
+      REQUIRE(fy_label_key_valid(n->keys[i]), n->key_lines[i],
               "labels: '%s' is not a valid label key (letters, digits, '.', '-', '_', '/')", n->keys[i]);
-      REQUIRE(is_scalar(n->items[i]) && valid_label_value(n->items[i]->str), n->items[i]->line,
+      REQUIRE(is_scalar(n->items[i]) && fy_label_value_valid(n->items[i]->str), n->items[i]->line,
               "labels.%s: expected a value of at most 63 letters, digits, '.', '-', '_'", n->keys[i]);
       memcpy(c->label_keys[i], n->keys[i], strlen(n->keys[i]) + 1);
       memcpy(c->label_vals[i], n->items[i]->str, strlen(n->items[i]->str) + 1);

@@ -62,8 +62,118 @@ int fy_cli_add_target(fy_cli_common *c, const char *spec) {
 
 void fy_cli_common_free(fy_cli_common *c) {
   free(c->targets);
+  free(c->inventory); /* borrowed from the fleet */
+  fy_selector_free(&c->selector);
+  if (c->have_fleet) fy_fleet_free(&c->fleet);
+  c->have_fleet = 0;
   c->targets = NULL;
+  c->inventory = NULL;
   c->ntargets = 0;
+}
+
+int fy_cli_common_opt(fy_cli_common *c, int opt, const char *arg) {
+  char err[400];
+  switch (opt) {
+  case 't': return fy_cli_add_target(c, arg) == FY_OK ? 1 : FY_EINVAL;
+  case 'i': c->identity = arg; return 1;
+  case 'j': c->json = 1; return 1;
+  case 'T': {
+    char *end;
+    double s = strtod(arg, &end);
+    if (*end || !(s > 0 && s <= 86400)) {
+      fy_cli_err("--timeout: seconds, more than 0 and at most 86400 (got '%s')", arg);
+      return FY_EINVAL;
+    }
+    c->timeout_ms = (uint64_t)(s * 1000);
+    return 1;
+  }
+  case 'F':
+    if (c->fleet_path) { fy_cli_err("--fleet is given once"); return FY_EINVAL; }
+    c->fleet_path = arg;
+    return 1;
+  case 'G':
+    if (c->ngroups >= sizeof c->groups / sizeof c->groups[0]) { fy_cli_err("too many --group"); return FY_EINVAL; }
+    c->groups[c->ngroups++] = arg;
+    return 1;
+  case 'l':
+    if (c->selector.n) { fy_cli_err("--selector is given once (join requirements with ',')"); return FY_EINVAL; }
+    if (fy_selector_parse(arg, &c->selector, err, sizeof err) != FY_OK) {
+      fy_cli_err("--selector '%s': %s", arg, err);
+      return FY_EINVAL;
+    }
+    return 1;
+  default: return 0;
+  }
+}
+
+static int in_groups(const fy_cli_common *c, const char *name) {
+  if (c->ngroups == 0) return 1;
+  for (size_t g = 0; g < c->ngroups; g++) {
+    const fy_fleet_group *grp = fy_fleet_group_find(&c->fleet, c->groups[g]);
+    for (size_t i = 0; grp && i < grp->n; i++)
+      if (strcmp(grp->members[i], name) == 0) return 1;
+  }
+  return 0;
+}
+
+int fy_cli_common_targets(fy_cli_common *c, const char *verb) {
+  char err[1200];
+  size_t from_to = c->ntargets;
+  if (c->ngroups && !c->fleet_path) {
+    fy_cli_err("--group needs --fleet FILE");
+    return FY_EINVAL;
+  }
+  if (c->fleet_path) {
+    int rc = fy_fleet_load(c->fleet_path, &c->fleet, err, sizeof err);
+    if (rc != FY_OK) {
+      fy_cli_err("%s", err);
+      return rc;
+    }
+    c->have_fleet = 1;
+    for (size_t g = 0; g < c->ngroups; g++) {
+      if (fy_fleet_group_find(&c->fleet, c->groups[g])) continue;
+      fy_cli_err("%s: no group '%s'%s", c->fleet_path, c->groups[g], c->fleet.ngroups ? " (the file has:" : " (the file has no groups)");
+      for (size_t k = 0; k < c->fleet.ngroups; k++)
+        fprintf(stderr, " %s%s", c->fleet.groups[k].name, k + 1 == c->fleet.ngroups ? ")\n" : ",");
+      return FY_EINVAL;
+    }
+    size_t want = c->ntargets + c->fleet.n;
+    if (want > FY_MAX_TARGETS) {
+      fy_cli_err("too many targets (at most %d)", FY_MAX_TARGETS);
+      return FY_ETOOBIG;
+    }
+    fy_target *nt = realloc(c->targets, (want ? want : 1) * sizeof *nt);
+    if (!nt) return FY_ENOMEM;
+    c->targets = nt;
+    for (size_t i = 0; i < c->fleet.n; i++)
+      if (in_groups(c, c->fleet.targets[i].name)) c->targets[c->ntargets++] = c->fleet.targets[i];
+  }
+  c->inventory = calloc(c->ntargets + 1, sizeof *c->inventory);
+  if (!c->inventory) return FY_ENOMEM;
+  for (size_t i = from_to, k = 0; i < c->ntargets; i++) {
+    while (strcmp(c->fleet.targets[k].name, c->targets[i].name) != 0) k++;
+    c->inventory[i] = c->fleet.labels[k];
+  }
+  if (c->ntargets == 0) {
+    fy_cli_err(c->fleet_path ? "%s: no node of the fleet is in the given group(s)" : "%s needs --to HOST:PORT or --fleet FILE",
+               c->fleet_path ? c->fleet_path : verb);
+    return FY_EINVAL;
+  }
+  return FY_OK;
+}
+
+static int reserved_key(const char *k) {
+  return strncmp(k, "kubernetes.io/", 14) == 0 || strncmp(k, "ferry.dev/", 10) == 0;
+}
+
+json_t *fy_cli_node_labels(const fy_cli_common *c, size_t i, const json_t *facts) {
+  const json_t *reported = json_object_get(facts, "labels");
+  json_t *out = json_is_object(reported) ? json_deep_copy(reported) : json_object();
+  const char *k;
+  json_t *v;
+  if (out && i < c->ntargets && c->inventory && c->inventory[i])
+    json_object_foreach(c->inventory[i], k, v) if (!reserved_key(k) || !json_object_get(out, k)) json_object_set(out, k, v);
+  return out;
 }
 
 char *fy_human_bytes(uint64_t n, char *buf, size_t len) {

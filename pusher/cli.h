@@ -7,19 +7,50 @@
 
 #include <jansson.h>
 
+#include "ferry/selector.h"
 #include "ferry/tls.h"
+#include "fleet.h"
 #include "target.h"
 
 #define FY_VERSION_STRING "0.1.0"
 #define FY_MAX_TARGETS 4096
 
+/* What every verb that talks to nodes takes: where (--to, --fleet, --group), which (--selector),
+ * as whom (--identity), how long (--timeout) and how to report (--json). */
 typedef struct fy_cli_common {
   const char *identity;  /* NULL: $FERRY_HOME/identity */
   int json;
   uint64_t timeout_ms;
   fy_target *targets;
   size_t ntargets;
+  json_t **inventory;    /* per target: the fleet file's labels, NULL for a --to target */
+  const char *fleet_path;
+  const char *groups[16];
+  size_t ngroups;
+  fy_selector selector;  /* --selector; empty matches every node */
+  fy_fleet fleet;        /* loaded by fy_cli_common_targets when fleet_path is set */
+  int have_fleet;
 } fy_cli_common;
+
+#define FY_CLI_COMMON_OPTIONS                                                                          \
+  {"to", required_argument, 0, 't'}, {"identity", required_argument, 0, 'i'},                          \
+  {"json", no_argument, 0, 'j'}, {"timeout", required_argument, 0, 'T'},                               \
+  {"fleet", required_argument, 0, 'F'}, {"group", required_argument, 0, 'G'},                          \
+  {"selector", required_argument, 0, 'l'}
+#define FY_CLI_COMMON_SHORT "l:"
+#define FY_CLI_TARGETS_USAGE                                                                           \
+  "(--to [NAME@]HOST:PORT ... | --fleet FILE [--group NAME]) [-l|--selector SEL]\n"                    \
+  "       [--identity DIR] [--json] [--timeout SECONDS]"
+
+/* Handles one of FY_CLI_COMMON_OPTIONS: 1 when it was one (and was fine), 0 when opt is not a
+ * common option, FY_EINVAL after printing why. */
+int fy_cli_common_opt(fy_cli_common *c, int opt, const char *arg) FY_WUR;
+/* After option parsing: loads --fleet (its nodes become targets, narrowed by --group) and
+ * checks there is something to talk to. Prints the error; FY_EINVAL / FY_ECONFIG. */
+int fy_cli_common_targets(fy_cli_common *c, const char *verb) FY_WUR;
+/* A node's labels for selection: what the agent reported, with the fleet file's labels over
+ * them except for the reserved kubernetes.io/ and ferry.dev/ facts. New reference. */
+json_t *fy_cli_node_labels(const fy_cli_common *c, size_t i, const json_t *facts);
 
 /* Prints "ferry: " + message to stderr. */
 void fy_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -55,5 +86,6 @@ int fy_cmd_test(int argc, char **argv);
 int fy_cmd_doctor(int argc, char **argv);
 int fy_cmd_inspect(int argc, char **argv);
 int fy_cmd_sim(int argc, char **argv);
+int fy_cmd_plan(int argc, char **argv);
 
 #endif

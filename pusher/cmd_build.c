@@ -234,6 +234,13 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
   }
   if (r->health_cmd[0]) json_object_set_new(labels, "dev.ferry.health_cmd", json_string(r->health_cmd));
   if (v->board) json_object_set_new(labels, "dev.ferry.board", json_string(v->board->name));
+  if (r->affinity.nrequired || r->affinity.npreferred) {
+    json_t *aj = fy_affinity_to_json(&r->affinity);
+    char *as = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
+    if (as) json_object_set_new(labels, "dev.ferry.affinity", json_string(as));
+    free(as);
+    json_decref(aj);
+  }
   json_t *cfg = platform_json(&v->plat);
   json_object_set_new(cfg, "created", json_string(created));
   json_object_set_new(cfg, "config", json_pack("{s:o, s:o, s:o, s:s, s:o}", "Entrypoint", strv_json(r->entrypoint, r->nentrypoint),

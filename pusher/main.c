@@ -11,8 +11,9 @@ static const struct verb {
 } verbs[] = {
     {"ca", fy_cmd_ca, "ca init DIR            create the fleet CA"},
     {"cert", fy_cmd_cert, "cert issue ...         issue an agent or pusher identity"},
-    {"status", fy_cmd_status, "status --to HOST:PORT  show nodes: platform, labels, apps"},
-    {"push", fy_cmd_push, "push LAYOUT[:REF] --to HOST:PORT   deploy the matching variant to each node"},
+    {"status", fy_cmd_status, "status --to HOST:PORT | --fleet FILE   show nodes: platform, labels, apps"},
+    {"push", fy_cmd_push, "push LAYOUT[:REF] --to HOST:PORT | --fleet FILE   deploy (canary, waves, halt, revert)"},
+    {"plan", fy_cmd_plan, "plan LAYOUT[:REF] --fleet FILE [--selector SEL]   who would get what, and why"},
     {"build", fy_cmd_build, "build [-f ferry.yaml] -o LAYOUT   cross-build every platform into an OCI image"},
     {"test", fy_cmd_test, "test LAYOUT[:REF] [-- CMD]   run each variant, the arm ones under qemu"},
     {"inspect", fy_cmd_inspect, "inspect LAYOUT[:REF] [--json]   index, platforms, layers, config"},
@@ -26,7 +27,8 @@ static void usage(FILE *f) {
   fprintf(f, "ferry %s - deploy to arm64 and x64 edge devices\n\nusage: ferry VERB [options]\n\n",
           FY_VERSION_STRING);
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %s\n", verbs[i].summary);
-  fprintf(f, "\n'ferry VERB --help' describes a verb. Targets are HOST:PORT or NAME@HOST:PORT;\n"
+  fprintf(f, "\n'ferry VERB --help' describes a verb. Targets are HOST:PORT or NAME@HOST:PORT, or the\n"
+             "nodes of a fleet file (--fleet FILE); status, push, plan, logs and rollback take both;\n"
              "the identity defaults to $FERRY_HOME/identity (~/.ferry/identity).\n");
 }
 

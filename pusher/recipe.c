@@ -49,11 +49,12 @@ void fy_recipe_free(fy_recipe *r) {
     for (size_t i = 0; i < *counts[k]; i++) free(lists[k][i]);
     *counts[k] = 0;
   }
+  fy_affinity_free(&r->affinity);
 }
 
 int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   static const char *const top[] = {"name", "version", "platforms", "boards", "build", "files", "run", "test",
-                                    "compression_level", "mtime", NULL};
+                                    "affinity", "compression_level", "mtime", NULL};
   static const char *const build_keys[] = {"cmake", "options", "command", NULL};
   static const char *const run_keys[] = {"entrypoint", "cmd", "env", "workdir", "settle", "health", NULL};
   static const char *const health_keys[] = {"port", "cmd", NULL};
@@ -199,6 +200,15 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
     bad = fy_yaml_unknown_key(n, test_keys, &line);
     REQUIRE(!bad, line, "unknown key 'test.%s' (expected command)", bad);
     if ((v = fy_yaml_get(n, "command"))) REQUIRE(strlist(v, r->test, &r->ntest, 1), v->line, "test.command: a list such as [/app/hello, --self-test]");
+  }
+  if ((n = fy_yaml_get(root, "affinity"))) {
+    char aerr[400];
+    int arc = fy_affinity_load(n, &r->affinity, aerr, sizeof aerr);
+    if (arc != FY_OK) {
+      snprintf(err, errlen, "%s: %s", path, aerr); /* aerr starts with "line N:" */
+      ret = arc == FY_ENOMEM ? arc : FY_ECONFIG;
+      goto cleanup;
+    }
   }
   if ((n = fy_yaml_get(root, "compression_level"))) {
     long num = 0;

@@ -7,6 +7,7 @@
 #include "ferry/board.h"
 #include "ferry/error.h"
 #include "ferry/platform.h"
+#include "ferry/selector.h"
 
 #define FY_RECIPE_MAX_LIST 64
 
@@ -39,6 +40,7 @@ typedef struct fy_recipe {
   uint64_t settle_ms;
   int health_port;
   char health_cmd[1024];
+  fy_affinity affinity;   /* where it should run (nodeAffinity); carried in the image config */
   /* test */
   char *test[FY_RECIPE_MAX_LIST]; size_t ntest;
   /* packing */

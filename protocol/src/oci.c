@@ -246,6 +246,8 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
     if (sm && fy_parse_long(sm, 0, 600000, &lv) == FY_OK) out->settle_ms = lv;
     if (hp && fy_parse_long(hp, 1, 65535, &lv) == FY_OK) out->health_port = (int)lv;
     if (hc && !(out->health_cmd = strdup(hc))) { rc = FY_ENOMEM; goto out; }
+    const char *af = json_is_object(labels) ? str_field(labels, "dev.ferry.affinity", 16384) : NULL;
+    if (af && !(out->affinity = strdup(af))) { rc = FY_ENOMEM; goto out; }
   }
   const json_t *rootfs = json_object_get(j, "rootfs");
   if (json_is_object(rootfs) && json_is_array(json_object_get(rootfs, "diff_ids")))
@@ -266,6 +268,7 @@ void fy_oci_config_free(fy_image_config *c) {
   free(c->test);
   free(c->board);
   free(c->health_cmd);
+  free(c->affinity);
   memset(c, 0, sizeof *c);
 }
 

@@ -78,6 +78,7 @@ typedef struct fy_image_config {
   int64_t settle_ms;          /* label dev.ferry.settle_ms, -1 if unset */
   int health_port;            /* label dev.ferry.health_port, 0 if unset */
   char *health_cmd;           /* label dev.ferry.health_cmd, NULL if unset */
+  char *affinity;             /* label dev.ferry.affinity: JSON (selector.h), NULL if unset */
 } fy_image_config;
 
 /* Each parser: FY_OK, or FY_EPROTO / FY_ETOOBIG / FY_EDIGEST with a reason in err. Output

@@ -1,0 +1,189 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/fsutil.h"
+#include "ferry/yaml.h"
+#include "fleet.h"
+#include "pki.h"
+
+#define REQUIRE(cond, line_, ...)                                                     \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      int o_ = snprintf(err, errlen, "%s:%d: ", path, (line_));                       \
+      if (o_ > 0 && (size_t)o_ < errlen) snprintf(err + o_, errlen - (size_t)o_, __VA_ARGS__); \
+      ret = FY_ECONFIG;                                                               \
+      goto cleanup;                                                                   \
+    }                                                                                 \
+  } while (0)
+
+static int scalar(const fy_ynode *n) { return n && n->kind == FY_YAML_SCALAR; }
+
+void fy_fleet_free(fy_fleet *f) {
+  if (!f) return;
+  for (size_t i = 0; i < f->n; i++) json_decref(f->labels[i]);
+  for (size_t g = 0; g < f->ngroups; g++) {
+    for (size_t i = 0; i < f->groups[g].n; i++) free(f->groups[g].members[i]);
+    free(f->groups[g].members);
+  }
+  free(f->groups);
+  free(f->targets);
+  free(f->labels);
+  fy_affinity_free(&f->affinity);
+  memset(f, 0, sizeof *f);
+  f->revert_on_halt = -1;
+}
+
+const fy_fleet_group *fy_fleet_group_find(const fy_fleet *f, const char *name) {
+  for (size_t g = 0; g < f->ngroups; g++)
+    if (strcmp(f->groups[g].name, name) == 0) return &f->groups[g];
+  return NULL;
+}
+
+static int node_index(const fy_fleet *f, const char *name) {
+  for (size_t i = 0; i < f->n; i++)
+    if (strcmp(f->targets[i].name, name) == 0) return (int)i;
+  return -1;
+}
+
+/* "N" or "P%" as the flags take them. */
+static int count_or_percent(const char *s) {
+  long v;
+  size_t n = strlen(s);
+  if (n > 1 && s[n - 1] == '%') {
+    char tmp[16];
+    if (n >= sizeof tmp) return 0;
+    memcpy(tmp, s, n - 1);
+    tmp[n - 1] = '\0';
+    return fy_parse_long(tmp, 1, 100, &v) == FY_OK;
+  }
+  return fy_parse_long(s, 0, FY_FLEET_MAX_NODES, &v) == FY_OK;
+}
+
+static int load_nodes(const char *path, const fy_ynode *nodes, fy_fleet *f, char *err, size_t errlen) {
+  static const char *const allowed[] = {"name", "address", "labels", NULL};
+  int ret = FY_OK, line;
+  REQUIRE(nodes && nodes->kind == FY_YAML_SEQ && nodes->n > 0, nodes ? nodes->line : 1,
+          "'nodes' is a list of {name, address, labels}");
+  REQUIRE(nodes->n <= FY_FLEET_MAX_NODES, nodes->line, "more than %d nodes", FY_FLEET_MAX_NODES);
+  f->targets = calloc(nodes->n, sizeof *f->targets);
+  f->labels = calloc(nodes->n, sizeof *f->labels);
+  if (!f->targets || !f->labels) return FY_ENOMEM;
+  for (size_t i = 0; i < nodes->n; i++) {
+    const fy_ynode *n = nodes->items[i];
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "a node is a map {name, address, labels}");
+    const char *bad = fy_yaml_unknown_key(n, allowed, &line);
+    REQUIRE(!bad, line, "unknown key '%s' in a node (name, address, labels)", bad);
+    const fy_ynode *name = fy_yaml_get(n, "name"), *addr = fy_yaml_get(n, "address"), *labels = fy_yaml_get(n, "labels");
+    REQUIRE(scalar(name) && fy_pki_valid_name(name->str), name ? name->line : n->line,
+            "a node needs a name: letters, digits, '.', '-', '_' (the name in its certificate)");
+    REQUIRE(node_index(f, name->str) < 0, name->line, "node '%s' is listed twice", name->str);
+    REQUIRE(scalar(addr), n->line, "node '%s' needs an address (HOST or HOST:PORT)", name->str);
+    char spec[400], terr[400];
+    const char *colon = strrchr(addr->str, ':');
+    int has_port = colon && (addr->str[0] != '[' || colon > strchr(addr->str, ']'));
+    snprintf(spec, sizeof spec, "%s@%s%s", name->str, addr->str, has_port ? "" : ":7433");
+    REQUIRE(fy_target_parse(spec, &f->targets[f->n], terr, sizeof terr) == FY_OK, addr->line, "node '%s': address '%s': expected HOST or HOST:PORT",
+            name->str, addr->str);
+    json_t *lj = f->labels[f->n] = json_object();
+    f->n++;
+    if (!lj) return FY_ENOMEM;
+    if (labels) {
+      REQUIRE(labels->kind == FY_YAML_MAP, labels->line, "labels is a map of key: value");
+      for (size_t k = 0; k < labels->n; k++) {
+        REQUIRE(fy_label_key_valid(labels->keys[k]), labels->key_lines[k], "'%s' is not a valid label key", labels->keys[k]);
+        REQUIRE(scalar(labels->items[k]) && fy_label_value_valid(labels->items[k]->str), labels->items[k]->line,
+                "label '%s': a value of at most 63 of [A-Za-z0-9._-]", labels->keys[k]);
+        json_object_set_new(lj, labels->keys[k], json_string(labels->items[k]->str));
+      }
+    }
+  }
+cleanup:
+  return ret;
+}
+
+static int load_groups(const char *path, const fy_ynode *groups, fy_fleet *f, char *err, size_t errlen) {
+  int ret = FY_OK;
+  REQUIRE(groups->kind == FY_YAML_MAP, groups->line, "groups is a map: NAME: [node, ...]");
+  f->groups = calloc(groups->n + 1, sizeof *f->groups);
+  if (!f->groups) return FY_ENOMEM;
+  for (size_t g = 0; g < groups->n; g++) {
+    const fy_ynode *m = groups->items[g];
+    fy_fleet_group *grp = &f->groups[f->ngroups++];
+    REQUIRE(strlen(groups->keys[g]) < sizeof grp->name && fy_pki_valid_name(groups->keys[g]), groups->key_lines[g],
+            "'%s' is not a valid group name", groups->keys[g]);
+    snprintf(grp->name, sizeof grp->name, "%s", groups->keys[g]);
+    REQUIRE(m->kind == FY_YAML_SEQ, m->line, "group '%s' is a list of node names", grp->name);
+    grp->members = calloc(m->n + 1, sizeof *grp->members);
+    if (!grp->members) return FY_ENOMEM;
+    for (size_t i = 0; i < m->n; i++) {
+      REQUIRE(scalar(m->items[i]) && node_index(f, m->items[i]->str) >= 0, m->items[i]->line,
+              "group '%s': '%s' is not a node of this fleet", grp->name, scalar(m->items[i]) ? m->items[i]->str : "?");
+      if (!(grp->members[grp->n++] = strdup(m->items[i]->str))) return FY_ENOMEM;
+    }
+  }
+cleanup:
+  return ret;
+}
+
+static int load_rollout(const char *path, const fy_ynode *r, fy_fleet *f, char *err, size_t errlen) {
+  static const char *const allowed[] = {"canary", "max_parallel", "max_failures", "revert_on_halt", "spread_by", NULL};
+  int ret = FY_OK, line;
+  REQUIRE(r->kind == FY_YAML_MAP, r->line, "rollout is a map (canary, max_parallel, max_failures, revert_on_halt, spread_by)");
+  const char *bad = fy_yaml_unknown_key(r, allowed, &line);
+  REQUIRE(!bad, line, "unknown key 'rollout.%s' (canary, max_parallel, max_failures, revert_on_halt, spread_by)", bad);
+  static const char *const counts[] = {"canary", "max_parallel", "max_failures"};
+  char *dst[] = {f->canary, f->max_parallel, f->max_failures};
+  for (int i = 0; i < 3; i++) {
+    const fy_ynode *v = fy_yaml_get(r, counts[i]);
+    if (!v) continue;
+    REQUIRE(scalar(v) && strlen(v->str) < 16 && count_or_percent(v->str), v->line, "rollout.%s: a count or a percentage (\"25%%\")", counts[i]);
+    snprintf(dst[i], 16, "%s", v->str);
+  }
+  const fy_ynode *rv = fy_yaml_get(r, "revert_on_halt"), *sb = fy_yaml_get(r, "spread_by");
+  REQUIRE(!rv || (scalar(rv) && fy_parse_bool(rv->str, &f->revert_on_halt) == FY_OK), rv ? rv->line : 0, "rollout.revert_on_halt: true or false");
+  REQUIRE(!sb || (scalar(sb) && fy_label_key_valid(sb->str)), sb ? sb->line : 0, "rollout.spread_by: a label key");
+  if (sb) snprintf(f->spread_by, sizeof f->spread_by, "%s", sb->str);
+cleanup:
+  return ret;
+}
+
+int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
+  static const char *const allowed[] = {"nodes", "groups", "affinity", "rollout", NULL};
+  char *data = NULL, yerr[300];
+  size_t len = 0;
+  fy_ynode *root = NULL;
+  int ret, line;
+  memset(f, 0, sizeof *f);
+  f->revert_on_halt = -1;
+  snprintf(f->path, sizeof f->path, "%s", path);
+  if ((ret = fy_file_read(path, FY_FLEET_MAX_BYTES, &data, &len)) != FY_OK) {
+    snprintf(err, errlen, "%s: %s", path, ret == FY_ETOOBIG ? "over 4 MiB: not a fleet file" : fy_strerror(ret));
+    return ret;
+  }
+  if ((ret = fy_yaml_load(data, len, &root, yerr, sizeof yerr)) != FY_OK) {
+    snprintf(err, errlen, "%s: %s", path, yerr);
+    ret = FY_ECONFIG;
+    goto cleanup;
+  }
+  ret = FY_OK;
+  REQUIRE(root->kind == FY_YAML_MAP, root->line, "a fleet file is a map with nodes, groups, affinity, rollout");
+  const char *bad = fy_yaml_unknown_key(root, allowed, &line);
+  REQUIRE(!bad, line, "unknown key '%s' (nodes, groups, affinity, rollout)", bad);
+  if ((ret = load_nodes(path, fy_yaml_get(root, "nodes"), f, err, errlen)) != FY_OK) goto cleanup;
+  const fy_ynode *g = fy_yaml_get(root, "groups"), *a = fy_yaml_get(root, "affinity"), *r = fy_yaml_get(root, "rollout");
+  if (g && (ret = load_groups(path, g, f, err, errlen)) != FY_OK) goto cleanup;
+  if (r && (ret = load_rollout(path, r, f, err, errlen)) != FY_OK) goto cleanup;
+  if (a) {
+    char aerr[400];
+    if ((ret = fy_affinity_load(a, &f->affinity, aerr, sizeof aerr)) != FY_OK) {
+      snprintf(err, errlen, "%s: %s", path, aerr); /* aerr starts with "line N:" */
+      ret = FY_ECONFIG;
+    }
+  }
+cleanup:
+  if (ret != FY_OK) fy_fleet_free(f);
+  fy_yaml_free(root);
+  free(data);
+  return ret;
+}

@@ -1,0 +1,49 @@
+/* fleet.yaml: the inventory a rollout reads.
+ *
+ *   nodes:
+ *     - name: pi-kitchen              # must be the name in the node's certificate
+ *       address: 192.168.1.20:7433    # HOST[:PORT], port 7433 when left out
+ *       labels: {site: kitchen}
+ *   groups:                           # optional: --group NAME picks these nodes
+ *     kitchen: [pi-kitchen, pi-garage]
+ *   affinity: {required: [...], preferred: [...]}   # optional, nodeAffinity semantics
+ *   rollout: {canary: 1, max_parallel: 25%, max_failures: 1, revert_on_halt: true,
+ *             spread_by: topology.kubernetes.io/zone}  # optional defaults for the flags
+ */
+#ifndef FERRY_PUSHER_FLEET_H
+#define FERRY_PUSHER_FLEET_H
+
+#include <jansson.h>
+
+#include "ferry/selector.h"
+#include "target.h"
+
+#define FY_FLEET_MAX_NODES 4096
+#define FY_FLEET_MAX_BYTES (4u << 20)
+
+typedef struct fy_fleet_group {
+  char name[64];
+  char **members;
+  size_t n;
+} fy_fleet_group;
+
+typedef struct fy_fleet {
+  char path[4096];
+  fy_target *targets;  /* NAME@HOST:PORT for each node */
+  json_t **labels;     /* each node's inventory labels (owned) */
+  size_t n;
+  fy_fleet_group *groups;
+  size_t ngroups;
+  fy_affinity affinity;
+  /* rollout defaults as written ("" when absent); revert_on_halt -1 when absent */
+  char canary[16], max_parallel[16], max_failures[16], spread_by[FY_LABEL_KEY_MAX + 1];
+  int revert_on_halt;
+} fy_fleet;
+
+/* Reads and checks the file. FY_ECONFIG with "FILE:LINE: what" in err. */
+int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) FY_WUR;
+void fy_fleet_free(fy_fleet *f); /* NULL-safe */
+/* The group named `name`, or NULL. */
+const fy_fleet_group *fy_fleet_group_find(const fy_fleet *f, const char *name);
+
+#endif

@@ -1,0 +1,259 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "push_node.h"
+
+#define HIGH_WATER (512u * 1024u)
+
+const char *fy_pnode_name(const fy_pnode *n) {
+  if (n->name[0]) return n->name;
+  return n->conn.target.name[0] ? n->conn.target.name : n->conn.target.address;
+}
+
+const char *fy_pnode_phase_name(int phase) {
+  static const char *const names[] = {"waiting", "connecting", "hello", "planning", "sending", "activating", "done"};
+  return phase >= 0 && phase <= FY_PN_DONE ? names[phase] : "?";
+}
+
+void fy_pnode_event(const fy_pnode *n, const char *fmt, ...) {
+  if (!n->cfg->events) return;
+  va_list ap;
+  fprintf(stderr, "%s: ", fy_pnode_name(n));
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+static void node_fail(fy_pnode *n, int err, const char *msg) {
+  snprintf(n->result, sizeof n->result, "failed");
+  n->err = err;
+  snprintf(n->msg, sizeof n->msg, "%s", msg);
+  fy_conn_close(&n->conn, err, msg);
+}
+
+void fy_pnode_abort(fy_pnode *n, const char *why) {
+  if (n->phase == FY_PN_IDLE || n->phase == FY_PN_DONE) return;
+  node_fail(n, FY_ECANCELED, why);
+}
+
+static void on_ready(fy_conn *c) {
+  fy_pnode *n = c->ud;
+  json_t *hello = fy_msg_hello("ferry " FY_VERSION_STRING, "deploy", n->cfg->app);
+  int rc = hello ? fy_conn_send_json(c, FY_FT_HELLO, hello) : FY_ENOMEM;
+  json_decref(hello);
+  if (rc != FY_OK) node_fail(n, rc, "cannot send hello");
+  n->phase = FY_PN_FACTS;
+}
+
+static int got_facts(fy_pnode *n, json_t *j) {
+  fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
+  size_t nacc = 0, i;
+  json_t *v;
+  char err[1200];
+  const fy_push_cfg *P = n->cfg;
+  snprintf(n->name, sizeof n->name, "%s", fy_tls_peer_name(n->conn.session.tls));
+  const char *plat = fy_msg_str(j, "platform", 64);
+  if (plat) snprintf(n->platform, sizeof n->platform, "%s", plat);
+  json_array_foreach(json_object_get(j, "accepts"), i, v) {
+    if (nacc < FY_PLATFORM_ACCEPT_MAX && json_is_string(v) && fy_platform_parse(json_string_value(v), &acc[nacc]) == FY_OK) nacc++;
+  }
+  if (nacc == 0 && plat && fy_platform_parse(plat, &acc[0]) == FY_OK) nacc = 1;
+  if (nacc == 0) {
+    node_fail(n, FY_EPROTO, "the agent reported no platform");
+    return FY_ECANCELED;
+  }
+  int rc = fy_layout_choose(P->layout, acc, nacc, fy_msg_str(j, "board", 31), &n->v, err, sizeof err);
+  if (rc != FY_OK) {
+    node_fail(n, rc, err);
+    return FY_ECANCELED;
+  }
+  n->have_variant = 1;
+  int converted = 0;
+  if ((rc = fy_layout_to_zstd(P->layout, &n->v, &converted, err, sizeof err)) != FY_OK) {
+    node_fail(n, rc, err);
+    return FY_ECANCELED;
+  }
+  if (converted > 0) fy_pnode_event(n, "recompressed %d gzip layer(s) to zstd (cached in the layout)", converted);
+  char ds[FY_DIGEST_STR], p[FY_PLATFORM_STR];
+  fy_pnode_event(n, "%s, variant %s (%s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
+                 fy_digest_format(&n->v.desc.digest, ds));
+  /* Flags win; else what the recipe's run: section put into the image config. */
+  uint64_t settle = P->settle_set ? P->settle_ms : n->v.cfg.settle_ms >= 0 ? (uint64_t)n->v.cfg.settle_ms : P->settle_ms;
+  const char *hcmd = P->health_cmd ? P->health_cmd : n->v.cfg.health_cmd;
+  int hport = P->health_port ? P->health_port : n->v.cfg.health_port;
+  json_t *plan = json_pack("{s:s, s:s%, s:s, s:s%, s:I}", "app", P->app, "manifest", n->v.manifest, n->v.manifest_len,
+                           "manifest_digest", ds, "config", n->v.config, n->v.config_len, "settle_ms", (json_int_t)settle);
+  if (plan && hcmd) json_object_set_new(plan, "health_cmd", json_string(hcmd));
+  if (plan && hport) json_object_set_new(plan, "health_port", json_integer(hport));
+  rc = plan ? fy_conn_send_json(&n->conn, FY_FT_PLAN, plan) : FY_ENOMEM;
+  json_decref(plan);
+  if (rc != FY_OK) {
+    node_fail(n, rc, "cannot send the plan (is the manifest over 1 MiB?)");
+    return FY_ECANCELED;
+  }
+  n->phase = FY_PN_PLAN;
+  return FY_OK;
+}
+
+static int got_need(fy_pnode *n, json_t *j) {
+  json_t *arr = json_object_get(j, "need"), *v;
+  size_t i;
+  n->nneed = 0;
+  if (json_array_size(arr) > n->v.m.nlayers) return FY_EPROTO;
+  n->need = calloc(json_array_size(arr) + 1, sizeof *n->need);
+  if (!n->need) return FY_ENOMEM;
+  json_array_foreach(arr, i, v) {
+    fy_digest d;
+    const char *ds = fy_msg_str(v, "digest", 80);
+    json_int_t off = json_integer_value(json_object_get(v, "offset"));
+    if (!ds || fy_digest_parse(ds, &d) != FY_OK) return FY_EPROTO;
+    int layer = -1;
+    for (size_t k = 0; k < n->v.m.nlayers; k++)
+      if (fy_digest_equal(&n->v.m.layers[k].digest, &d)) layer = (int)k;
+    if (layer < 0 || off < 0 || (uint64_t)off > n->v.m.layers[layer].size) return FY_EPROTO;
+    n->need[n->nneed++] = (struct fy_pneed){layer, (uint64_t)off, n->v.m.layers[layer].size};
+    n->total_to_send += n->v.m.layers[layer].size - (uint64_t)off;
+  }
+  json_t *sk = json_object_get(j, "skipped");
+  n->blobs_skipped = json_is_integer(sk) ? (int)json_integer_value(sk) : 0;
+  fy_pnode_event(n, "%zu blob(s) to send (%llu bytes), %d already on the node", n->nneed, (unsigned long long)n->total_to_send,
+                 n->blobs_skipped);
+  n->phase = FY_PN_SEND;
+  return FY_OK;
+}
+
+/* Sends while the socket keeps up; on_writable brings us back. */
+static void pump(fy_pnode *n) {
+  fy_conn *c = &n->conn;
+  char ds[FY_DIGEST_STR];
+  while (n->phase == FY_PN_SEND && !c->closing && c->writing < HIGH_WATER) {
+    if (!n->in_blob) {
+      if (n->ni == n->nneed) {
+        if (fy_conn_send(c, FY_FT_COMMIT, NULL, 0) != FY_OK) { node_fail(n, FY_ECONN, "cannot send commit"); return; }
+        n->phase = FY_PN_COMMIT;
+        fy_pnode_event(n, "all data sent; waiting for verify, unpack, start and settle");
+        return;
+      }
+      struct fy_pneed *nd = &n->need[n->ni];
+      const fy_descriptor *l = &n->v.m.layers[nd->layer];
+      n->blob_off = nd->offset;
+      n->blob_end = nd->size;
+      n->in_blob = 1;
+      json_t *b = json_pack("{s:s, s:I}", "digest", fy_digest_format(&l->digest, ds), "offset", (json_int_t)nd->offset);
+      int rc = fy_conn_send_json(c, FY_FT_BLOB_BEGIN, b);
+      json_decref(b);
+      if (rc != FY_OK) { node_fail(n, rc, "cannot send blob-begin"); return; }
+      fy_pnode_event(n, "sending %s from byte %llu (%llu bytes)", ds, (unsigned long long)nd->offset,
+                     (unsigned long long)(nd->size - nd->offset));
+    }
+    if (n->blob_off == n->blob_end) {
+      n->in_blob = 0;
+      n->ni++;
+      n->blobs_sent++;
+      continue;
+    }
+    uint64_t left = n->blob_end - n->blob_off;
+    size_t want = left < FY_CHUNK ? (size_t)left : FY_CHUNK;
+    if (fy_session_send_room(&c->session) < want) return; /* wait for on_writable */
+    const uint8_t *data;
+    const fy_digest *d = &n->v.m.layers[n->need[n->ni].layer].digest;
+    int rc = fy_chunks_get(n->cfg->chunks, d, n->blob_off, want, &data);
+    if (rc != FY_OK) {
+      node_fail(n, rc, rc == FY_EIO ? "reading a layer from the layout failed (file shorter than its descriptor?)"
+                                    : "reading a layer from the layout failed");
+      return;
+    }
+    if ((rc = fy_conn_send(c, FY_FT_BLOB, data, want)) != FY_OK) { node_fail(n, rc, "sending blob data failed"); return; }
+    n->blob_off += want;
+    n->bytes_sent += want;
+  }
+}
+
+static void on_writable(fy_conn *c) { pump(c->ud); }
+
+static int got_result(fy_pnode *n, json_t *j) {
+  const char *r = fy_msg_str(j, "result", 20), *m = fy_msg_str(j, "message", FY_MSG_STR_MAX);
+  const char *rel = fy_msg_str(j, "release", 79), *tail = fy_msg_str(j, "log_tail", 1 << 16);
+  snprintf(n->result, sizeof n->result, "%s", r ? r : "failed");
+  if (rel) snprintf(n->release, sizeof n->release, "%s", rel);
+  json_t *code = json_object_get(j, "code");
+  n->err = json_is_integer(code) ? (int)json_integer_value(code) : FY_EPEER;
+  if (strcmp(n->result, "deployed") != 0) {
+    json_t *ec = json_object_get(j, "exit_code");
+    if (json_is_integer(ec))
+      snprintf(n->msg, sizeof n->msg, "%s (exit code %lld)", m ? m : "", (long long)json_integer_value(ec));
+    else
+      snprintf(n->msg, sizeof n->msg, "%s", m ? m : "");
+    if (tail) n->log_tail = strdup(tail);
+  }
+  fy_pnode_event(n, "%s%s%s", n->result, n->msg[0] ? ": " : "", n->msg);
+  n->phase = FY_PN_DONE;
+  fy_conn_close(&n->conn, FY_OK, NULL);
+  return FY_ECANCELED;
+}
+
+static int on_frame(fy_conn *c, const fy_frame *f) {
+  fy_pnode *n = c->ud;
+  json_t *j = NULL;
+  char err[300];
+  int rc = fy_msg_parse(f, &j, err, sizeof err);
+  if (rc != FY_OK) {
+    node_fail(n, rc, err);
+    return FY_ECANCELED;
+  }
+  if (n->phase == FY_PN_FACTS && f->type == FY_FT_FACTS) {
+    rc = got_facts(n, j);
+  } else if (n->phase == FY_PN_PLAN && f->type == FY_FT_REPLY) {
+    rc = got_need(n, j);
+    if (rc != FY_OK) node_fail(n, rc, "malformed need list from the agent");
+    else pump(n);
+    rc = rc == FY_OK ? FY_OK : FY_ECANCELED;
+  } else if ((n->phase == FY_PN_COMMIT || n->phase == FY_PN_SEND) && f->type == FY_FT_RESULT) {
+    rc = got_result(n, j);
+  } else {
+    snprintf(err, sizeof err, "unexpected %s message", fy_frame_type_name(f->type));
+    node_fail(n, FY_EPROTO, err);
+    rc = FY_ECANCELED;
+  }
+  json_decref(j);
+  return rc;
+}
+
+static void on_done(fy_conn *c, int err, const char *msg) {
+  fy_pnode *n = c->ud;
+  if (n->phase != FY_PN_DONE) {
+    n->phase = FY_PN_DONE;
+    if (!n->result[0] || strcmp(n->result, "deployed") == 0) snprintf(n->result, sizeof n->result, "failed");
+    if (!n->msg[0]) snprintf(n->msg, sizeof n->msg, "%s", msg ? msg : fy_strerror(err ? err : FY_ECONN));
+    if (!n->err) n->err = err ? err : FY_ECONN;
+    fy_pnode_event(n, "failed: %s", n->msg);
+  }
+  /* The variant and the need list are not needed any more: a 50-node rollout keeps only
+   * results. */
+  free(n->need);
+  n->need = NULL;
+  if (n->have_variant) fy_variant_free(&n->v);
+  n->have_variant = 0;
+  if (n->on_finish) n->on_finish(n);
+}
+
+static const fy_conn_ops push_ops = {.on_ready = on_ready, .on_frame = on_frame, .on_writable = on_writable, .on_done = on_done};
+
+void fy_pnode_start(fy_pnode *n, uv_loop_t *loop, const fy_target *t, const fy_push_cfg *cfg) {
+  n->cfg = cfg;
+  n->phase = FY_PN_CONNECT;
+  fy_conn_start(&n->conn, loop, t, cfg->tls, &push_ops, n, cfg->timeout_ms);
+}
+
+void fy_pnode_free(fy_pnode *n) {
+  free(n->need);
+  free(n->log_tail);
+  if (n->have_variant) fy_variant_free(&n->v);
+  n->need = NULL;
+  n->log_tail = NULL;
+  n->have_variant = 0;
+}

@@ -1,0 +1,61 @@
+/* One node of a push, on the caller's loop: hello -> facts -> choose the variant -> plan ->
+ * the agent's need list -> blob data from the agent's offsets, in bounded chunks with
+ * backpressure -> commit -> result. Memory per node is its TLS session and what the socket has
+ * not taken yet; layer bytes come from the shared chunk cache. */
+#ifndef FERRY_PUSHER_PUSH_NODE_H
+#define FERRY_PUSHER_PUSH_NODE_H
+
+#include "chunks.h"
+#include "conn.h"
+#include "layout.h"
+
+enum { FY_PN_IDLE, FY_PN_CONNECT, FY_PN_FACTS, FY_PN_PLAN, FY_PN_SEND, FY_PN_COMMIT, FY_PN_DONE };
+
+typedef struct fy_push_cfg {
+  fy_layout *layout;
+  const char *app;
+  uint64_t settle_ms;
+  int settle_set;          /* --settle given: it wins over the image's label */
+  const char *health_cmd;
+  int health_port;
+  fy_tls_conf *tls;
+  uint64_t timeout_ms;
+  fy_chunks *chunks;
+  int events;              /* print plain event lines to stderr */
+} fy_push_cfg;
+
+typedef struct fy_pnode fy_pnode;
+struct fy_pnode {
+  fy_conn conn;
+  const fy_push_cfg *cfg;
+  int phase;
+  char name[FY_TLS_NAME_MAX];
+  char platform[FY_PLATFORM_STR];
+  fy_variant v;
+  int have_variant;
+  struct fy_pneed { int layer; uint64_t offset, size; } *need;
+  size_t nneed, ni;
+  uint64_t blob_off, blob_end;
+  int in_blob;
+  uint64_t bytes_sent, total_to_send;
+  int blobs_sent, blobs_skipped;
+  char result[24];         /* deployed | rolled-back | failed | skipped */
+  int err;
+  char msg[1024];
+  char release[80];
+  char *log_tail;
+  void (*on_finish)(fy_pnode *n);  /* after the connection closed */
+  void *ud;
+};
+
+/* Starts pushing to t. Exactly one on_finish follows. */
+void fy_pnode_start(fy_pnode *n, uv_loop_t *loop, const fy_target *t, const fy_push_cfg *cfg);
+/* Closes the connection: a node that has not committed keeps what it runs. */
+void fy_pnode_abort(fy_pnode *n, const char *why);
+void fy_pnode_free(fy_pnode *n);
+const char *fy_pnode_name(const fy_pnode *n);
+const char *fy_pnode_phase_name(int phase);
+/* Prints a "name: message" event line when cfg->events is on. */
+void fy_pnode_event(const fy_pnode *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

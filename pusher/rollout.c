@@ -1,0 +1,646 @@
+/* The rollout engine. One loop drives every connection:
+ *
+ *   discover (status hello to every target, 64 at a time)
+ *     -> decide: selector, affinity.required, platform, --replicas (preferred weight, then
+ *        spread), canary and waves
+ *     -> waves: each wave's nodes pushed together; the next wave starts when it is done
+ *     -> halt when the failure budget is reached (a failed canary always halts): no new node
+ *        starts, in-flight ones finish
+ *     -> revert (--revert-on-halt): a rollback request to every node that took the release.
+ *
+ * Ctrl-C: the first stops new nodes from starting and lets in-flight ones finish; the second
+ * closes them (a node that has not received the commit keeps what it runs). */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ask.h"
+#include "rollout.h"
+
+enum { X_NONE, X_UNREACHABLE, X_SELECTOR, X_AFFINITY, X_PLATFORM, X_REPLICAS, X_COUNT };
+
+struct rnode {
+  size_t ti;                 /* index in cc->targets */
+  json_t *labels;            /* merged; NULL when unreachable */
+  int excluded;              /* X_* */
+  char why[600];             /* the variant and why, or why not */
+  char variant[FY_PLATFORM_STR], digest[FY_DIGEST_STR];
+  int score;
+  int wave;                  /* -1: not scheduled */
+  int started;
+  fy_pnode push;
+  int reverted;
+  char revert_msg[300];
+};
+
+struct rollout {
+  fy_rollout_opts *o;
+  fy_cli_common *cc;
+  uv_loop_t loop;
+  struct rnode *nodes;
+  size_t n;
+  fy_ask *asks;
+  size_t *order;             /* scheduled nodes, wave by wave */
+  size_t nsched;
+  size_t wave_start[FY_MAX_TARGETS + 2];
+  int nwaves, cur;
+  size_t running;
+  long failures, max_failures;
+  int halted, interrupted, tty;
+  char halt_reason[300];
+  uv_signal_t sigint, sigterm;
+  uv_timer_t progress;
+  int lines_drawn;
+  uint64_t started_ms;
+  fy_chunks chunks;
+  fy_affinity image_affinity;
+  char offered[512];
+  char summary[1200];
+  fy_ask *revert_asks;
+  fy_target *revert_targets;
+  size_t *revert_nodes;
+  size_t nrevert;
+  fy_ask_batch revert;
+  json_t *revert_req;
+  int loop_ok;
+};
+
+int fy_count_parse(const char *s, long min, fy_count *c) {
+  size_t n = strlen(s);
+  long v;
+  memset(c, 0, sizeof *c);
+  if (n > 1 && n < 8 && s[n - 1] == '%') {
+    char tmp[8];
+    memcpy(tmp, s, n - 1);
+    tmp[n - 1] = '\0';
+    if (fy_parse_long(tmp, 1, 100, &v) != FY_OK) return FY_EINVAL;
+    *c = (fy_count){v, 1, 1};
+    return FY_OK;
+  }
+  if (fy_parse_long(s, min, FY_MAX_TARGETS, &v) != FY_OK) return FY_EINVAL;
+  *c = (fy_count){v, 0, 1};
+  return FY_OK;
+}
+
+static long count_of(const fy_count *c, size_t total, long dflt) {
+  if (!c->set) return dflt;
+  if (!c->percent) return c->n;
+  long v = (long)((total * (size_t)c->n + 99) / 100);
+  return v < 1 ? 1 : v;
+}
+
+static const char *rname(const struct rollout *r, const struct rnode *x) {
+  const fy_ask *a = &r->asks[x->ti];
+  if (x->started && x->push.name[0]) return x->push.name;
+  return fy_ask_name(a);
+}
+
+static void event(const struct rollout *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void event(const struct rollout *r, const char *fmt, ...) {
+  if (r->tty || r->cc->json) return;
+  va_list ap;
+  fputs("ferry: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* ---- deciding ---- */
+
+static void explain_variant(struct rnode *x, const json_t *facts, const fy_variant *v) {
+  const char *plat = fy_msg_str(facts, "platform", 64), *board = fy_msg_str(facts, "board", 31);
+  fy_platform_format(&v->cfg.platform, x->variant, sizeof x->variant);
+  fy_digest_format(&v->desc.digest, x->digest);
+  int exact = plat && strcmp(plat, x->variant) == 0;
+  int tuned = board && v->desc.board[0] && strcmp(board, v->desc.board) == 0;
+  snprintf(x->why, sizeof x->why, "%s%s%s%s", exact ? "exact platform match" : "nearest platform the node runs (node is ",
+           exact ? "" : plat ? plat : "?", exact ? "" : ")", tuned ? "; tuned for its board" : "");
+  if (tuned) {
+    size_t l = strlen(x->why);
+    snprintf(x->why + l, sizeof x->why - l, " %s", board);
+  }
+}
+
+static int accepts_of(const json_t *facts, fy_platform *acc, size_t max) {
+  size_t n = 0, i;
+  json_t *v;
+  json_array_foreach(json_object_get(facts, "accepts"), i, v) {
+    if (n < max && json_is_string(v) && fy_platform_parse(json_string_value(v), &acc[n]) == FY_OK) n++;
+  }
+  const char *plat = fy_msg_str(facts, "platform", 64);
+  if (n == 0 && plat && fy_platform_parse(plat, &acc[0]) == FY_OK) n = 1;
+  return (int)n;
+}
+
+/* Which nodes can take the release, and the reason for each one left out. */
+static void filter_nodes(struct rollout *r) {
+  fy_cli_common *cc = r->cc;
+  for (size_t i = 0; i < r->n; i++) {
+    struct rnode *x = &r->nodes[i];
+    fy_ask *a = &r->asks[i];
+    x->ti = i;
+    x->wave = -1;
+    if (!a->facts) {
+      x->excluded = X_UNREACHABLE;
+      snprintf(x->why, sizeof x->why, "%s", a->msg);
+      continue;
+    }
+    x->labels = fy_cli_node_labels(cc, i, a->facts);
+    if (!fy_selector_match(&cc->selector, x->labels)) {
+      x->excluded = X_SELECTOR;
+      snprintf(x->why, sizeof x->why, "didn't match node selector");
+      continue;
+    }
+    if (!fy_affinity_required_match(&cc->fleet.affinity, x->labels) || !fy_affinity_required_match(&r->image_affinity, x->labels)) {
+      x->excluded = X_AFFINITY;
+      snprintf(x->why, sizeof x->why, "didn't match node affinity");
+      continue;
+    }
+    fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
+    int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
+    fy_variant v;
+    char err[1200];
+    if (nacc == 0 || fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), &v, err, sizeof err) != FY_OK) {
+      x->excluded = X_PLATFORM;
+      snprintf(x->why, sizeof x->why, "%s", nacc ? err : "the agent reported no platform");
+      continue;
+    }
+    explain_variant(x, a->facts, &v);
+    fy_variant_free(&v);
+    x->score = fy_affinity_score(&cc->fleet.affinity, x->labels) + fy_affinity_score(&r->image_affinity, x->labels);
+  }
+}
+
+/* Picks `want` of the available nodes: highest preferred score first; among equals the spread
+ * domain with the fewest picks so far; then inventory order. */
+static void pick_replicas(struct rollout *r, long want) {
+  const char *key = r->o->spread_by ? r->o->spread_by : "topology.kubernetes.io/zone";
+  char *picked = calloc(r->n + 1, 1);
+  if (!picked) return;
+  for (long k = 0; k < want; k++) {
+    long best = -1, best_dom = 0;
+    for (size_t i = 0; i < r->n; i++) {
+      struct rnode *x = &r->nodes[i];
+      if (x->excluded || picked[i]) continue;
+      const char *dom = fy_msg_str(x->labels, key, 64);
+      long in_dom = 0;
+      for (size_t j = 0; j < r->n; j++) {
+        const char *d2 = picked[j] ? fy_msg_str(r->nodes[j].labels, key, 64) : NULL;
+        if (picked[j] && ((!dom && !d2) || (dom && d2 && strcmp(dom, d2) == 0))) in_dom++;
+      }
+      if (best < 0 || x->score > r->nodes[best].score || (x->score == r->nodes[best].score && in_dom < best_dom)) {
+        best = (long)i;
+        best_dom = in_dom;
+      }
+    }
+    if (best < 0) break;
+    picked[best] = 1;
+  }
+  for (size_t i = 0; i < r->n; i++) {
+    struct rnode *x = &r->nodes[i];
+    if (x->excluded || picked[i]) continue;
+    x->excluded = X_REPLICAS;
+    snprintf(x->why, sizeof x->why, "not among the %ld best for --replicas %ld (preferred score %d)", want, want, x->score);
+  }
+  free(picked);
+}
+
+static int by_score(const void *pa, const void *pb, void *ud) {
+  const struct rollout *r = ud;
+  size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+  if (r->nodes[a].score != r->nodes[b].score) return r->nodes[b].score - r->nodes[a].score;
+  return a < b ? -1 : a > b;
+}
+
+static void summarize(struct rollout *r) {
+  static const char *const what[X_COUNT][2] = {
+      [X_UNREACHABLE] = {"is unreachable", "are unreachable"},
+      [X_SELECTOR] = {"didn't match node selector", "didn't match node selector"},
+      [X_AFFINITY] = {"didn't match node affinity", "didn't match node affinity"},
+      [X_PLATFORM] = {"has no matching platform", "have no matching platform"}};
+  size_t count[X_COUNT] = {0}, avail = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    count[r->nodes[i].excluded]++;
+    avail += r->nodes[i].excluded == X_NONE || r->nodes[i].excluded == X_REPLICAS;
+  }
+  size_t off = (size_t)snprintf(r->summary, sizeof r->summary, "%zu/%zu nodes available", avail, r->n);
+  int first = 1;
+  for (int k = X_UNREACHABLE; k <= X_PLATFORM && off < sizeof r->summary; k++) {
+    if (!count[k]) continue;
+    off += (size_t)snprintf(r->summary + off, sizeof r->summary - off, "%s %zu %s%s%s%s", first ? ":" : ",", count[k],
+                            what[k][count[k] != 1], k == X_PLATFORM ? " (image offers " : "", k == X_PLATFORM ? r->offered : "",
+                            k == X_PLATFORM ? ")" : "");
+    first = 0;
+  }
+  if (count[X_REPLICAS] && off < sizeof r->summary)
+    snprintf(r->summary + off, sizeof r->summary - off, "; %ld chosen for --replicas %ld by preferred affinity, then spread over %s",
+             r->o->replicas < (long)avail ? r->o->replicas : (long)avail, r->o->replicas,
+             r->o->spread_by ? r->o->spread_by : "topology.kubernetes.io/zone");
+}
+
+/* Canary first and alone, then waves of --max-parallel. */
+static void schedule(struct rollout *r) {
+  r->nsched = 0;
+  for (size_t i = 0; i < r->n; i++)
+    if (r->nodes[i].excluded == X_NONE) r->order[r->nsched++] = i;
+  qsort_r(r->order, r->nsched, sizeof *r->order, by_score, r);
+  long canary = count_of(&r->o->canary, r->nsched, 0);
+  long width = count_of(&r->o->max_parallel, r->nsched, (long)r->nsched);
+  if (width < 1) width = 1;
+  size_t at = 0;
+  r->nwaves = 0;
+  if (canary > 0 && r->nsched > 0) {
+    r->wave_start[r->nwaves++] = 0;
+    at = (size_t)canary < r->nsched ? (size_t)canary : r->nsched;
+  }
+  while (at < r->nsched) {
+    r->wave_start[r->nwaves++] = at;
+    at += (size_t)width;
+    if (at > r->nsched) at = r->nsched;
+  }
+  r->wave_start[r->nwaves] = r->nsched;
+  for (int w = 0; w < r->nwaves; w++)
+    for (size_t k = r->wave_start[w]; k < r->wave_start[w + 1]; k++) r->nodes[r->order[k]].wave = w;
+  r->max_failures = count_of(&r->o->max_failures, r->nsched, 0);
+}
+
+/* ---- running ---- */
+
+static void draw(struct rollout *r, int final) {
+  if (!r->tty) return;
+  if (r->lines_drawn) fprintf(stderr, "\x1b[%dA\x1b[J", r->lines_drawn);
+  r->lines_drawn = 0;
+  if (final) return;
+  double secs = (double)(uv_now(&r->loop) - r->started_ms) / 1000.0;
+  size_t done = 0, failed = 0;
+  uint64_t sent = 0;
+  for (size_t k = 0; k < r->nsched; k++) {
+    struct rnode *x = &r->nodes[r->order[k]];
+    sent += x->push.bytes_sent;
+    if (x->started && x->push.phase == FY_PN_DONE) {
+      done++;
+      failed += strcmp(x->push.result, "deployed") != 0;
+    }
+    if (!x->started || x->push.phase == FY_PN_DONE) continue;
+    char a[32], b[32];
+    fprintf(stderr, "%-20s %-11s %10s / %-10s\n", rname(r, x), fy_pnode_phase_name(x->push.phase),
+            fy_human_bytes(x->push.bytes_sent, a, sizeof a), fy_human_bytes(x->push.total_to_send, b, sizeof b));
+    r->lines_drawn++;
+  }
+  char bar[31], s[32], rate[32];
+  size_t fill = r->nsched ? done * 30 / r->nsched : 30;
+  for (size_t i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+  bar[30] = '\0';
+  fprintf(stderr, "[%s] %zu/%zu nodes  wave %d/%d  %zu failed  %s sent  %s/s%s\n", bar, done, r->nsched, r->cur + 1,
+          r->nwaves, failed, fy_human_bytes(sent, s, sizeof s), fy_human_bytes(secs > 0 ? (uint64_t)((double)sent / secs) : 0, rate, sizeof rate),
+          r->interrupted ? "  (interrupted: finishing in-flight nodes)" : "");
+  r->lines_drawn++;
+}
+
+static void on_progress(uv_timer_t *t) { draw(t->data, 0); }
+
+static void start_wave(struct rollout *r);
+static void finish(struct rollout *r);
+
+static void halt(struct rollout *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void halt(struct rollout *r, const char *fmt, ...) {
+  if (r->halted) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->halt_reason, sizeof r->halt_reason, fmt, ap);
+  va_end(ap);
+  r->halted = 1;
+  event(r, "halted: %s", r->halt_reason);
+}
+
+static void node_finished(fy_pnode *p) {
+  struct rnode *x = p->ud;
+  struct rollout *r = (struct rollout *)p->conn.loop->data;
+  r->running--;
+  if (strcmp(p->result, "deployed") != 0) {
+    r->failures++;
+    if (x->wave == 0 && r->o->canary.set && count_of(&r->o->canary, r->nsched, 0) > 0)
+      halt(r, "the canary %s %s: %s", rname(r, x), p->result, p->msg);
+    else if (r->max_failures > 0 && r->failures >= r->max_failures)
+      halt(r, "%ld failure(s) reached --max-failures %ld", r->failures, r->max_failures);
+  }
+  if (r->running > 0) return;
+  size_t ok = 0, bad = 0;
+  for (size_t k = r->wave_start[r->cur]; k < r->wave_start[r->cur + 1]; k++) {
+    struct rnode *y = &r->nodes[r->order[k]];
+    if (!y->started) continue;
+    if (strcmp(y->push.result, "deployed") == 0) ok++;
+    else bad++;
+  }
+  event(r, "wave %d/%d done: %zu deployed, %zu failed", r->cur + 1, r->nwaves, ok, bad);
+  if (r->halted || r->interrupted || r->cur + 1 >= r->nwaves) {
+    finish(r);
+    return;
+  }
+  r->cur++;
+  start_wave(r);
+}
+
+static void start_wave(struct rollout *r) {
+  size_t from = r->wave_start[r->cur], to = r->wave_start[r->cur + 1];
+  char names[400] = "";
+  size_t off = 0;
+  for (size_t k = from; k < to && off < sizeof names - 8; k++) {
+    int w = snprintf(names + off, sizeof names - off, "%s%s", k > from ? ", " : "", fy_ask_name(&r->asks[r->order[k]]));
+    if (w < 0 || (size_t)w >= sizeof names - off) { snprintf(names + sizeof names - 5, 5, "..."); break; }
+    off += (size_t)w;
+  }
+  int canary = r->cur == 0 && count_of(&r->o->canary, r->nsched, 0) > 0;
+  event(r, "wave %d/%d%s, %zu node(s): %s", r->cur + 1, r->nwaves, canary ? " (canary)" : "", to - from, names);
+  /* Two chunks per node of the wave in the shared cache, bounded: nodes that read the same
+   * layer at about the same pace share each disk read. */
+  fy_chunks_resize(&r->chunks, (to - from) * 2);
+  for (size_t k = from; k < to; k++) {
+    struct rnode *x = &r->nodes[r->order[k]];
+    x->started = 1;
+    x->push.on_finish = node_finished;
+    x->push.ud = x;
+    r->running++;
+    fy_pnode_start(&x->push, &r->loop, &r->cc->targets[x->ti], &r->o->push);
+  }
+}
+
+static void revert_done(fy_ask_batch *b) {
+  struct rollout *r = b->ud;
+  for (size_t k = 0; k < r->nrevert; k++) {
+    struct rnode *x = &r->nodes[r->revert_nodes[k]];
+    fy_ask *a = &r->revert_asks[k];
+    const char *res = fy_msg_str(a->answer, "result", 20), *m = fy_msg_str(a->answer, "message", 250);
+    if (a->err == FY_OK && res && strcmp(res, "rolled-back") == 0) {
+      x->reverted = 1;
+      event(r, "%s: reverted to %s", rname(r, x), fy_msg_str(a->answer, "release", 100) ? fy_msg_str(a->answer, "release", 100) : "?");
+    } else {
+      snprintf(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", a->err ? a->msg : m ? m : "?");
+      event(r, "%s: %s", rname(r, x), x->revert_msg);
+    }
+  }
+  uv_close((uv_handle_t *)&r->progress, NULL);
+}
+
+static void finish(struct rollout *r) {
+  if (r->halted && r->o->revert_on_halt) {
+    for (size_t k = 0; k < r->nsched; k++) {
+      struct rnode *x = &r->nodes[r->order[k]];
+      if (x->started && strcmp(x->push.result, "deployed") == 0) r->revert_nodes[r->nrevert++] = r->order[k];
+    }
+    if (r->nrevert) {
+      event(r, "reverting %zu node(s) that took the release", r->nrevert);
+      r->revert_asks = calloc(r->nrevert, sizeof *r->revert_asks);
+      r->revert_targets = calloc(r->nrevert, sizeof *r->revert_targets);
+      json_t *req = r->revert_req = json_pack("{s:s, s:s}", "op", "rollback", "app", r->o->push.app);
+      if (r->revert_asks && r->revert_targets && req) {
+        for (size_t k = 0; k < r->nrevert; k++) r->revert_targets[k] = r->cc->targets[r->nodes[r->revert_nodes[k]].ti];
+        r->revert = (fy_ask_batch){.loop = &r->loop, .tls = r->o->push.tls, .timeout_ms = r->o->push.timeout_ms, .op = "rollback",
+                                   .app = r->o->push.app, .request = req, .on_all = revert_done, .ud = r};
+        fy_ask_batch_start(&r->revert, r->revert_asks, r->revert_targets, r->nrevert);
+        return;
+      }
+    }
+  }
+  uv_close((uv_handle_t *)&r->progress, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  struct rollout *r = s->data;
+  (void)signum;
+  if (!r->interrupted) {
+    r->interrupted = 1;
+    if (!r->tty) fprintf(stderr, "ferry: interrupted: %zu in-flight node(s) finish, no new node starts (again to abort them)\n", r->running);
+    return;
+  }
+  for (size_t k = 0; k < r->nsched; k++) {
+    struct rnode *x = &r->nodes[r->order[k]];
+    if (x->started) fy_pnode_abort(&x->push, "interrupted (a node that had not received the commit keeps its release)");
+  }
+}
+
+/* ---- reporting ---- */
+
+static const char *node_result(const struct rollout *r, const struct rnode *x, const char **err) {
+  if (x->started) {
+    *err = strcmp(x->push.result, "deployed") == 0 ? NULL : x->push.msg;
+    if (x->reverted) {
+      *err = "reverted: the rollout halted";
+      return "rolled-back";
+    }
+    return x->push.result;
+  }
+  if (x->excluded == X_UNREACHABLE) {
+    *err = x->why;
+    return "failed";
+  }
+  if (x->excluded == X_PLATFORM && !r->cc->inventory[x->ti] && r->cc->selector.n == 0) {
+    *err = x->why; /* asked for by name with --to: that it cannot run the image is a failure */
+    return "failed";
+  }
+  if (x->excluded) {
+    *err = NULL;
+    return "skipped";
+  }
+  *err = r->halted ? "not started: the rollout halted" : r->interrupted ? "not started: interrupted" : "not started";
+  return "skipped";
+}
+
+static int report(struct rollout *r) {
+  fy_cli_common *cc = r->cc;
+  int ret = r->halted || r->interrupted ? 1 : 0;
+  size_t ndeployed = 0, nfailed = 0, nskipped = 0;
+  json_t *arr = json_array();
+  for (size_t i = 0; i < r->n; i++) {
+    struct rnode *x = &r->nodes[i];
+    const char *err, *res = node_result(r, x, &err);
+    int chosen = x->excluded == X_NONE;
+    if (strcmp(res, "deployed") == 0) ndeployed++;
+    else if (strcmp(res, "skipped") == 0 && !chosen) nskipped++;
+    else nfailed++, ret = 1;
+    const char *plat = fy_msg_str(r->asks[i].facts, "platform", 64);
+    json_t *o = json_pack("{s:s, s:s, s:s?, s:b}", "name", rname(r, x), "address", cc->targets[i].address, "platform", plat,
+                          "selected", chosen);
+    if (r->o->dry_run) {
+      json_object_set_new(o, "action", json_string(chosen ? "deploy" : "skip"));
+    } else {
+      json_object_set_new(o, "result", json_string(res));
+      json_object_set_new(o, "bytes_sent", json_integer((json_int_t)x->push.bytes_sent));
+      json_object_set_new(o, "blobs_sent", json_integer(x->push.blobs_sent));
+      json_object_set_new(o, "blobs_skipped", json_integer(x->push.blobs_skipped));
+      json_object_set_new(o, "error", err ? json_string(err) : json_null());
+      json_object_set_new(o, "code", json_string(fy_err_name(x->started ? (err ? x->push.err : FY_OK) : err ? FY_ECANCELED : FY_OK)));
+      json_object_set_new(o, "release", x->push.release[0] ? json_string(x->push.release) : json_null());
+      if (x->push.log_tail) json_object_set_new(o, "log_tail", json_string(x->push.log_tail));
+      if (x->reverted || x->revert_msg[0]) json_object_set_new(o, "reverted", json_boolean(x->reverted));
+    }
+    json_object_set_new(o, "app", json_string(r->o->push.app));
+    json_object_set_new(o, "wave", x->wave >= 0 ? json_integer(x->wave + 1) : json_null());
+    json_object_set_new(o, "variant", x->variant[0] ? json_pack("{s:s, s:s}", "platform", x->variant, "digest", x->digest) : json_null());
+    json_object_set_new(o, "reason", json_string(x->why));
+    json_object_set_new(o, "score", json_integer(x->score));
+    if (x->labels) json_object_set(o, "labels", x->labels);
+    json_array_append_new(arr, o);
+  }
+  if (r->o->dry_run) ret = nfailed || r->nsched == 0 ? 1 : 0;
+  if (cc->json) {
+    json_t *out = json_pack("{s:o, s:s, s:i, s:b, s:s?, s:b, s:I, s:I}", "nodes", arr, "summary", r->summary, "waves", r->nwaves,
+                            "halted", r->halted, "halt_reason", r->halted ? r->halt_reason : NULL, "interrupted", r->interrupted,
+                            "disk_read_bytes", (json_int_t)r->chunks.disk_bytes, "bytes_sent", (json_int_t)r->chunks.served_bytes);
+    json_dumpf(out, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(out);
+    return ret;
+  }
+  json_decref(arr);
+  if (r->o->dry_run) {
+    printf("%-20s %-16s %-7s %-5s %-16s %-21s %s\n", "NODE", "PLATFORM", "ACTION", "WAVE", "VARIANT", "DIGEST", "WHY");
+  } else {
+    printf("%-20s %-16s %-12s %-5s %-26s %10s %6s %8s\n", "NODE", "PLATFORM", "RESULT", "WAVE", "RELEASE", "SENT", "BLOBS", "SKIPPED");
+  }
+  for (size_t i = 0; i < r->n; i++) {
+    struct rnode *x = &r->nodes[i];
+    const char *err, *res = node_result(r, x, &err), *plat = fy_msg_str(r->asks[i].facts, "platform", 64);
+    char wave[8] = "-", b[32];
+    if (x->wave >= 0) snprintf(wave, sizeof wave, "%d", x->wave + 1);
+    if (r->o->dry_run) {
+      printf("%-20s %-16s %-7s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-", x->excluded ? "skip" : "deploy", wave,
+             x->variant[0] ? x->variant : "-", x->digest[0] ? x->digest : "-", x->why);
+    } else if (x->excluded == X_NONE || strcmp(res, "failed") == 0) {
+      printf("%-20s %-16s %-12s %-5s %-26s %10s %6d %8d\n", rname(r, x), plat ? plat : "-", res,
+             wave, x->push.release[0] ? x->push.release : "-", fy_human_bytes(x->push.bytes_sent, b, sizeof b), x->push.blobs_sent,
+             x->push.blobs_skipped);
+    }
+  }
+  printf("%s\n", r->summary);
+  if (!r->o->dry_run) {
+    printf("rollout: %zu deployed, %zu failed or not reached, %zu not chosen; disk read %llu KiB for %llu KiB sent%s%s\n", ndeployed,
+           nfailed, nskipped, (unsigned long long)(r->chunks.disk_bytes >> 10), (unsigned long long)(r->chunks.served_bytes >> 10),
+           r->halted ? "; halted: " : "", r->halted ? r->halt_reason : "");
+    for (size_t i = 0; i < r->n; i++) {
+      struct rnode *x = &r->nodes[i];
+      const char *err, *res = node_result(r, x, &err);
+      if (!err || strcmp(res, "deployed") == 0) continue;
+      fy_cli_err("%s: %s: %s%s%s", rname(r, x), res, err, x->revert_msg[0] ? "; " : "", x->revert_msg);
+      if (x->started && x->push.log_tail && x->push.log_tail[0]) fprintf(stderr, "--- last log lines on %s:\n%s\n", rname(r, x), x->push.log_tail);
+    }
+  }
+  return ret;
+}
+
+static void image_affinity(struct rollout *r) {
+  fy_variant *vs = NULL;
+  size_t nv = 0;
+  char err[400];
+  if (fy_layout_variants(r->o->push.layout, &vs, &nv, err, sizeof err) != FY_OK) return;
+  for (size_t i = 0; i < nv; i++) {
+    if (!vs[i].cfg.affinity) continue;
+    json_t *j = json_loads(vs[i].cfg.affinity, 0, NULL);
+    if (j && fy_affinity_from_json(j, &r->image_affinity, err, sizeof err) != FY_OK)
+      fy_cli_err("ignoring the image's affinity label: %s", err);
+    json_decref(j);
+    break;
+  }
+  fy_variants_free(vs, nv);
+}
+
+int fy_rollout_run(fy_rollout_opts *o) {
+  struct rollout r;
+  fy_cli_common *cc = o->cc;
+  int ret = 1;
+  memset(&r, 0, sizeof r);
+  r.o = o;
+  r.cc = cc;
+  r.n = cc->ntargets;
+  r.tty = !cc->json && !o->dry_run && isatty(2);
+  o->push.events = !cc->json && !r.tty;
+  o->push.timeout_ms = cc->timeout_ms;
+  o->push.chunks = &r.chunks;
+  fy_chunks_init(&r.chunks, &o->push.layout->store, 2);
+  fy_layout_offered(o->push.layout, r.offered, sizeof r.offered);
+  image_affinity(&r);
+  r.nodes = calloc(r.n, sizeof *r.nodes);
+  r.asks = calloc(r.n, sizeof *r.asks);
+  r.order = calloc(r.n, sizeof *r.order);
+  r.revert_nodes = calloc(r.n, sizeof *r.revert_nodes);
+  if (!r.nodes || !r.asks || !r.order || !r.revert_nodes) goto cleanup;
+  uv_loop_init(&r.loop);
+  r.loop_ok = 1;
+  r.loop.data = &r;
+
+  /* 1. discover */
+  fy_ask_batch disc = {.loop = &r.loop, .tls = o->push.tls, .timeout_ms = cc->timeout_ms < 30000 ? cc->timeout_ms : 30000, .op = "status"};
+  event(&r, "asking %zu node(s) for their facts", r.n);
+  fy_ask_batch_start(&disc, r.asks, cc->targets, r.n);
+  uv_run(&r.loop, UV_RUN_DEFAULT);
+
+  /* 2. decide */
+  filter_nodes(&r);
+  size_t avail = 0;
+  for (size_t i = 0; i < r.n; i++) avail += r.nodes[i].excluded == X_NONE;
+  if (o->replicas > 0 && (size_t)o->replicas < avail) pick_replicas(&r, o->replicas);
+  summarize(&r);
+  schedule(&r);
+  if (!cc->json) fprintf(stderr, "ferry: %s\n", r.summary);
+  if (o->replicas > (long)avail && !cc->json) fy_cli_err("--replicas %ld: only %zu node(s) available", o->replicas, avail);
+  for (size_t i = 0; i < r.n; i++)
+    if (r.nodes[i].excluded == X_UNREACHABLE) {
+      r.failures++;
+      event(&r, "%s: unreachable: %s", fy_ask_name(&r.asks[i]), r.nodes[i].why);
+    }
+  if (o->dry_run) {
+    ret = report(&r);
+    goto cleanup;
+  }
+  if (r.nsched == 0) {
+    halt(&r, "no node to deploy to (%s)", r.summary);
+  } else if (r.max_failures > 0 && r.failures >= r.max_failures) {
+    halt(&r, "%ld node(s) unreachable before the start reached --max-failures %ld", r.failures, r.max_failures);
+  }
+
+  /* 3. waves */
+  uv_timer_init(&r.loop, &r.progress);
+  r.progress.data = &r;
+  uv_signal_init(&r.loop, &r.sigint);
+  uv_signal_init(&r.loop, &r.sigterm);
+  r.sigint.data = r.sigterm.data = &r;
+  uv_signal_start(&r.sigint, on_signal, SIGINT);
+  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t *)&r.sigint);
+  uv_unref((uv_handle_t *)&r.sigterm);
+  r.started_ms = uv_now(&r.loop);
+  if (r.tty) uv_timer_start(&r.progress, on_progress, 200, 200);
+  if (r.halted) finish(&r);
+  else start_wave(&r);
+  uv_run(&r.loop, UV_RUN_DEFAULT);
+  draw(&r, 1);
+  uv_close((uv_handle_t *)&r.sigint, NULL);
+  uv_close((uv_handle_t *)&r.sigterm, NULL);
+  uv_run(&r.loop, UV_RUN_DEFAULT);
+  ret = report(&r);
+cleanup:
+  if (r.loop_ok) uv_loop_close(&r.loop);
+  if (r.nodes && r.asks) {
+    for (size_t i = 0; i < r.n; i++) {
+      json_decref(r.nodes[i].labels);
+      fy_pnode_free(&r.nodes[i].push);
+      json_decref(r.asks[i].facts);
+      json_decref(r.asks[i].answer);
+    }
+  }
+  if (r.revert_asks) fy_ask_batch_free(&r.revert);
+  json_decref(r.revert_req);
+  free(r.revert_asks);
+  free(r.revert_targets);
+  free(r.revert_nodes);
+  free(r.nodes);
+  free(r.asks);
+  free(r.order);
+  fy_chunks_free(&r.chunks);
+  fy_affinity_free(&r.image_affinity);
+  return ret;
+}
