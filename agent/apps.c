@@ -511,7 +511,7 @@ int fy_app_start(fy_app *app) {
   }
 
   argv = calloc(a->cfg.nwrapper + nargs + 16, sizeof *argv);
-  env = calloc(json_array_size(jenv) + 4, sizeof *env);
+  env = calloc(json_array_size(jenv) + 5, sizeof *env);
   if (!argv || !env) goto cleanup;
   if (use_wrapper) {
     char w0[4096];
@@ -560,6 +560,8 @@ int fy_app_start(fy_app *app) {
   snprintf(fa, sizeof fa, "FERRY_APP=%s", app->name);
   env[nenv++] = strdup(fa);
   snprintf(fa, sizeof fa, "FERRY_RELEASE=%s", app->release);
+  env[nenv++] = strdup(fa);
+  snprintf(fa, sizeof fa, "FERRY_NODE=%s", a->cfg.name);
   env[nenv++] = strdup(fa);
 
   if (uv_pipe(fds, 0, 0) != 0) {

@@ -132,9 +132,11 @@ int fy_cli_common_targets(fy_cli_common *c, const char *verb) {
     c->have_fleet = 1;
     for (size_t g = 0; g < c->ngroups; g++) {
       if (fy_fleet_group_find(&c->fleet, c->groups[g])) continue;
-      fy_cli_err("%s: no group '%s'%s", c->fleet_path, c->groups[g], c->fleet.ngroups ? " (the file has:" : " (the file has no groups)");
-      for (size_t k = 0; k < c->fleet.ngroups; k++)
-        fprintf(stderr, " %s%s", c->fleet.groups[k].name, k + 1 == c->fleet.ngroups ? ")\n" : ",");
+      char have[512] = "";
+      for (size_t k = 0, off = 0; k < c->fleet.ngroups && off < sizeof have; k++)
+        off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", k ? ", " : "", c->fleet.groups[k].name);
+      fy_cli_err("%s: no group '%s' (%s%s)", c->fleet_path, c->groups[g], c->fleet.ngroups ? "the file has: " : "the file has no groups",
+                 have);
       return FY_EINVAL;
     }
     size_t want = c->ntargets + c->fleet.n;

@@ -212,7 +212,14 @@ int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t nacc
   return rc;
 }
 
-void fy_layout_offered(const fy_layout *l, char *buf, size_t len) { fy_oci_offered(&l->top, buf, len); }
+void fy_layout_offered(const fy_layout *l, char *buf, size_t len) {
+  /* The same walk as a choice that nothing can match: it gathers nested indexes' platforms. */
+  fy_variant v;
+  char err[64];
+  buf[0] = '\0';
+  if (choose_in(l, &l->top, NULL, 0, NULL, 0, &v, buf, len, err, sizeof err) == FY_OK) fy_variant_free(&v);
+  if (!buf[0]) snprintf(buf, len, "no platform at all");
+}
 
 static int collect(const fy_layout *l, const fy_index *ix, int depth, fy_variant **out, size_t *n, char *err, size_t errlen) {
   if (depth > MAX_NESTING) {

@@ -100,7 +100,7 @@ static const char *rname(const struct rollout *r, const struct rnode *x) {
 
 static void event(const struct rollout *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void event(const struct rollout *r, const char *fmt, ...) {
-  if (r->tty || r->cc->json) return;
+  if (r->tty) return;
   va_list ap;
   fputs("ferry: ", stderr);
   va_start(ap, fmt);
@@ -486,7 +486,10 @@ static int report(struct rollout *r) {
     if (x->labels) json_object_set(o, "labels", x->labels);
     json_array_append_new(arr, o);
   }
-  if (r->o->dry_run) ret = nfailed || r->nsched == 0 ? 1 : 0;
+  if (r->o->dry_run) { /* a plan fails when a node did not answer or nobody would get the release */
+    ret = r->nsched == 0;
+    for (size_t i = 0; i < r->n; i++) ret |= r->nodes[i].excluded == X_UNREACHABLE;
+  }
   if (cc->json) {
     json_t *out = json_pack("{s:o, s:s, s:i, s:b, s:s?, s:b, s:I, s:I}", "nodes", arr, "summary", r->summary, "waves", r->nwaves,
                             "halted", r->halted, "halt_reason", r->halted ? r->halt_reason : NULL, "interrupted", r->interrupted,
@@ -557,7 +560,7 @@ int fy_rollout_run(fy_rollout_opts *o) {
   r.cc = cc;
   r.n = cc->ntargets;
   r.tty = !cc->json && !o->dry_run && isatty(2);
-  o->push.events = !cc->json && !r.tty;
+  o->push.events = !r.tty; /* plain event lines on stderr, also beside --json */
   o->push.timeout_ms = cc->timeout_ms;
   o->push.chunks = &r.chunks;
   fy_chunks_init(&r.chunks, &o->push.layout->store, 2);
@@ -585,7 +588,7 @@ int fy_rollout_run(fy_rollout_opts *o) {
   if (o->replicas > 0 && (size_t)o->replicas < avail) pick_replicas(&r, o->replicas);
   summarize(&r);
   schedule(&r);
-  if (!cc->json) fprintf(stderr, "ferry: %s\n", r.summary);
+  fprintf(stderr, "ferry: %s\n", r.summary);
   if (o->replicas > (long)avail && !cc->json) fy_cli_err("--replicas %ld: only %zu node(s) available", o->replicas, avail);
   for (size_t i = 0; i < r.n; i++)
     if (r.nodes[i].excluded == X_UNREACHABLE) {

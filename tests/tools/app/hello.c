@@ -1,5 +1,6 @@
 /* The test workload: prints its architecture (uname -m) and an Env value from the image
- * config, then stays up (or exits with FAIL_WITH when that is set, for rollback tests). */
+ * config, then stays up (or exits with FAIL_WITH when that is set, or with 5 on the node named
+ * by FAIL_ON_NODE, for rollback tests). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--once") == 0) return 0; /* for `ferry test -- /app --once` */
   const char *fail = getenv("FAIL_WITH");
   if (fail) return atoi(fail);
+  const char *bad_node = getenv("FAIL_ON_NODE"), *node = getenv("FERRY_NODE"); /* a release bad on one node */
+  if (bad_node && node && strcmp(bad_node, node) == 0) return 5;
   const char *after = getenv("EXIT_AFTER"); /* crash later, for the restart tests */
   if (after) {
     sleep((unsigned)atoi(after));
