@@ -6,7 +6,7 @@
 #include "cli.h"
 #include "push_node.h"
 
-#define HIGH_WATER (512u * 1024u)
+#define HIGH_WATER (256u * 1024u)
 
 const char *fy_pnode_name(const fy_pnode *n) {
   if (n->name[0]) return n->name;

@@ -358,7 +358,7 @@ static void start_wave(struct rollout *r) {
   event(r, "wave %d/%d%s, %zu node(s): %s", r->cur + 1, r->nwaves, canary ? " (canary)" : "", to - from, names);
   /* Two chunks per node of the wave in the shared cache, bounded: nodes that read the same
    * layer at about the same pace share each disk read. */
-  fy_chunks_resize(&r->chunks, (to - from) * 2);
+  fy_chunks_resize(&r->chunks, (to - from) * 4);
   for (size_t k = from; k < to; k++) {
     struct rnode *x = &r->nodes[r->order[k]];
     x->started = 1;
