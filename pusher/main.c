@@ -1,4 +1,5 @@
 /* ferry, the pusher CLI: one table maps verbs to their functions (STYLE.md 5). */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* A node that dies mid-transfer must cost its connection (EPIPE), not the whole rollout. */
+  signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return 2;
