@@ -69,6 +69,19 @@ GEN=$(json_get "$T/bi.json" "d['manifests'][0]['digest'][:19]" | sed "s/^('//; s
 grep -q "manifest $RPI4" "$T/pi4.log" && grep -q "manifest $GEN" "$T/arm.log" || { grep manifest "$T/pi4.log" "$T/arm.log"; fail "board preference"; }
 pass "a node reporting board rpi4 receives the rpi4-tuned variant, a generic arm64 node the generic one"
 
+# A recipe's affinity travels in the image and steers a push: only the rpi4 qualifies.
+cat >> "$T/src/ferry.yaml" <<'YAML'
+affinity:
+  required: ["ferry.dev/board in (rpi4, rpi5)"]
+YAML
+"$FERRY" build -f "$T/src/ferry.yaml" -o "$T/aff" --platform linux/arm64 > "$T/ba.out" 2>&1 || { cat "$T/ba.out"; fail "affinity build"; }
+"$FERRY" plan "$T/aff:1.0.0" --identity "$T/me" --to "pi4@127.0.0.1:$PORT_pi4" --to "arm@127.0.0.1:$PORT_arm" --json > "$T/pa.json" 2> "$T/pa.err" \
+  || { cat "$T/pa.err"; fail "plan with the recipe's affinity"; }
+[ "$(json_get "$T/pa.json" "[(n['name'], n['action'], n['reason']) for n in d['nodes']]")" = \
+  "([('pi4', 'deploy', 'exact platform match; tuned for its board rpi4'), ('arm', 'skip', \"didn't match node affinity\")],)" ] \
+  || { cat "$T/pa.json"; fail "recipe affinity"; }
+pass "a recipe's affinity (carried as dev.ferry.affinity) keeps the push to the rpi4"
+
 # buildah's multi-arch output, recompressed to zstd by skopeo.
 if command -v buildah >/dev/null; then
   mkdir -p "$T/bah"
