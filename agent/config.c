@@ -35,6 +35,7 @@ void fy_config_defaults(fy_agent_config *c) {
   c->handshake_timeout_ms = 10000;
   c->idle_timeout_ms = 60000;
   c->max_connections = 64;
+  c->connection_memory = 4ull << 20;
 }
 
 static int is_scalar(const fy_ynode *n) { return n && n->kind == FY_YAML_SCALAR; }
@@ -62,7 +63,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
                                     "limits", "board", "probe_root", NULL};
   static const char *const runtime_keys[] = {"isolation", "exec_wrapper", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
-                                           "handshake_timeout", "idle_timeout", "max_connections", NULL};
+                                           "handshake_timeout", "idle_timeout", "max_connections", "connection_memory", NULL};
   char *text = NULL, *dircopy = NULL, yerr[256];
   size_t len;
   fy_ynode *root = NULL;
@@ -156,7 +157,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "limits: expected a map");
     bad = fy_yaml_unknown_key(n, limit_keys, &line);
     REQUIRE(!bad, line, "unknown key 'limits.%s' (expected max_release_bytes, zstd_window_log_max, "
-                        "handshake_timeout, idle_timeout, max_connections)", bad);
+                        "handshake_timeout, idle_timeout, max_connections, connection_memory)", bad);
     if ((v = fy_yaml_get(n, "max_release_bytes")))
       REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->max_release_bytes) == FY_OK && c->max_release_bytes > 0,
               v->line, "limits.max_release_bytes: expected a size such as 2GiB or 512MiB");
@@ -178,6 +179,10 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
               "limits.max_connections: expected a number from 1 to 10000");
       c->max_connections = (int)m;
     }
+    if ((v = fy_yaml_get(n, "connection_memory")))
+      REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->connection_memory) == FY_OK && c->connection_memory >= (1u << 20) + (256u << 10) &&
+                  c->connection_memory <= (1ull << 30),
+              v->line, "limits.connection_memory: a size from 1280KiB to 1GiB (it must hold the largest frame, 1 MiB)");
   }
 cleanup:
   free(dircopy);

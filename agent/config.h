@@ -32,6 +32,7 @@ typedef struct fy_agent_config {
   uint64_t handshake_timeout_ms;
   uint64_t idle_timeout_ms;
   int max_connections;
+  uint64_t connection_memory; /* ceiling per connection: largest frame + unsent output */
 } fy_agent_config;
 
 /* Defaults for every optional key. Cannot fail. */

@@ -91,6 +91,15 @@ static void flush(fy_agent_conn *c) {
   fy_session_out_consume(&c->session, len);
   req->data = c;
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  /* What the peer has not read counts against its memory ceiling, beside the largest frame the
+   * decoder may hold: a peer that asks and never reads loses its connection, not our memory. */
+  if (c->writing + len + FY_FRAME_MAX > c->agent->cfg.connection_memory) {
+    fy_log("warn", "peer %s: %s: over the per-connection memory ceiling (%llu bytes unread by the peer)", c->peer,
+           fy_err_name(FY_ETOOBIG), (unsigned long long)(c->writing + len));
+    free(req);
+    conn_close(c);
+    return;
+  }
   if (uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
     free(req);
     conn_close(c);
@@ -203,6 +212,8 @@ static int on_frame(void *ud, const fy_frame *f) {
     fy_conn_fail(c, FY_EPROTO, "%s before hello", fy_frame_type_name(f->type));
     return FY_ECANCELED;
   }
+  /* Idle means no complete frame: a peer that trickles bytes does not keep a connection. */
+  if (!c->held && !c->closing && !c->ending) uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
   return fn(c, f);
 }
 
@@ -215,7 +226,7 @@ static void on_timeout(uv_timer_t *t) {
     return;
   }
   int ready = c->session_ok && fy_session_ready(&c->session);
-  fy_conn_fail(c, FY_ETIMEDOUT, "%s: no data for %llu ms", ready ? "idle peer" : "TLS handshake not completed",
+  fy_conn_fail(c, FY_ETIMEDOUT, "%s %llu ms", ready ? "idle peer: no complete frame for" : "TLS handshake not completed within",
             (unsigned long long)(ready ? c->agent->cfg.idle_timeout_ms : c->agent->cfg.handshake_timeout_ms));
   /* Give the peer a short grace to read the error, then close regardless. */
   uv_timer_start(&c->timer, on_timeout, 2000, 0);
@@ -237,13 +248,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
-  int was_ready = fy_session_ready(&c->session);
   int rc = fy_session_recv(&c->session, (const uint8_t *)buf->base, (size_t)nread);
   if (fy_session_became_ready(&c->session)) {
     fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(c->session.tls),
            fy_tls_suite(c->session.tls));
-    uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
-  } else if (was_ready && !c->held) {
     uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
   }
   if (rc == FY_EEOF) {

@@ -121,6 +121,9 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
     mbed_err(err, errlen, "seeding the RNG", rc);
     goto cleanup;
   }
+  /* Reseed from the kernel before every output: a child forked with this conf in memory (a
+   * build worker, a helper) cannot replay the parent's random stream. */
+  mbedtls_ctr_drbg_set_prediction_resistance(&c->drbg, MBEDTLS_CTR_DRBG_PR_ON);
   if ((rc = parse_pem_crt(&c->ca, ca_pem, ca_len)) != 0) {
     mbed_err(err, errlen, "ca.pem", rc);
     goto cleanup;
@@ -190,6 +193,11 @@ const char *fy_tls_conf_name(const fy_tls_conf *c) { return c->name; }
 
 int fy_tls_conf_reseed(fy_tls_conf *c) {
   return mbedtls_ctr_drbg_reseed(&c->drbg, NULL, 0) == 0 ? FY_OK : FY_ETLS;
+}
+
+int fy_tls_conf_random(fy_tls_conf *c, void *buf, size_t n) {
+  if (n > 1024) return FY_EINVAL;
+  return mbedtls_ctr_drbg_random(&c->drbg, buf, n) == 0 ? FY_OK : FY_ETLS;
 }
 
 static int bio_send(void *ctx, const unsigned char *p, size_t n) {

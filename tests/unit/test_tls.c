@@ -1,6 +1,7 @@
 /* TLS over in-memory buffers (Mbed TLS ssl_helpers style): real handshakes between a real agent
  * and a real pusher configuration, plus each negative case of the foundation issue. */
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -188,6 +189,50 @@ static void test_session_ceiling(void) {
   fy_tls_conf_free(p);
 }
 
+/* No application byte before the handshake: a TLS application_data record, and a ferry frame
+ * in the clear, both refused by an agent session that has not finished its handshake. */
+static void test_no_early_data(void) {
+  fy_tls_conf *a = load("agent", FY_TLS_AGENT);
+  fy_session s;
+  struct got gs = {0};
+  static const uint8_t appdata[] = {0x17, 0x03, 0x03, 0x00, 0x10, 'F', 'Y', 1, 0, 0, 0, 0, 2, '{', '}', 0, 0, 0, 0, 0, 0};
+  CHECK_INT(fy_session_init(&s, a, NULL, FY_FRAME_MAX, on_frame, &gs), FY_OK);
+  CHECK(fy_session_recv(&s, appdata, sizeof appdata) < 0);
+  CHECK_INT(gs.frames, 0);
+  CHECK(!fy_session_ready(&s));
+  fy_session_free(&s);
+  static const uint8_t clear[] = {'F', 'Y', 1, 0, 0, 0, 0, 2, '{', '}'};
+  CHECK_INT(fy_session_init(&s, a, NULL, FY_FRAME_MAX, on_frame, &gs), FY_OK);
+  CHECK(fy_session_recv(&s, clear, sizeof clear) < 0);
+  CHECK_INT(gs.frames, 0);
+  fy_session_free(&s);
+  fy_tls_conf_free(a);
+}
+
+/* The RNG in a forked child does not repeat the parent's stream. */
+static void test_fork_reseed(void) {
+  fy_tls_conf *a = load("agent", FY_TLS_AGENT);
+  uint8_t warm[16], mine[32], theirs[32];
+  int fds[2];
+  CHECK_INT(fy_tls_conf_random(a, warm, sizeof warm), FY_OK);
+  CHECK_INT(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    uint8_t r[32] = {0};
+    if (fy_tls_conf_random(a, r, sizeof r) != FY_OK) _exit(1);
+    _exit(write(fds[1], r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
+  }
+  CHECK_INT(fy_tls_conf_random(a, mine, sizeof mine), FY_OK);
+  CHECK_INT(read(fds[0], theirs, sizeof theirs), (long long)sizeof theirs);
+  int st = 1;
+  waitpid(pid, &st, 0);
+  CHECK_INT(st, 0);
+  CHECK(memcmp(mine, theirs, sizeof mine) != 0);
+  close(fds[0]);
+  close(fds[1]);
+  fy_tls_conf_free(a);
+}
+
 static void test_negotiate(void) {
   unsigned v = 0;
   json_t *h = json_pack("{s:i,s:i}", "proto_min", 1, "proto_max", 9);
@@ -234,6 +279,8 @@ int main(void) {
   test_garbage_to_agent();
   test_session_ceiling();
   test_negotiate();
+  test_no_early_data();
+  test_fork_reseed();
 
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -35,8 +35,12 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
 void fy_tls_conf_free(fy_tls_conf *c);
 /* The name our own certificate carries (its first DNS SAN). */
 const char *fy_tls_conf_name(const fy_tls_conf *c);
-/* Reseeds the DRBG from fresh entropy; call in every forked child that uses the conf. */
+/* Reseeds the DRBG from fresh entropy. The DRBG also runs with prediction resistance (fresh
+ * entropy before every output), so a forked child never repeats its parent's stream even if
+ * nobody calls this. */
 int fy_tls_conf_reseed(fy_tls_conf *c) FY_WUR;
+/* n random bytes from the conf's DRBG (n <= 1024). */
+int fy_tls_conf_random(fy_tls_conf *c, void *buf, size_t n) FY_WUR;
 
 /* One connection. expected_peer: for a pusher, the agent name the certificate must carry (NULL
  * accepts any agent of the fleet CA); agents pass NULL. */
