@@ -10,10 +10,12 @@ FERRYD="$FERRY_BIN/ferryd"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-e2e.XXXXXX")
 PIDS=()
+MOUNTS=()   # unmounted after the agents are gone
 cleanup() {
   local rc=$?
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  for m in "${MOUNTS[@]:-}"; do [ -n "$m" ] && umount "$m" 2>/dev/null || true; done
   if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
     echo "--- test failed (rc=$rc); agent logs:" >&2
     for f in "$T"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 30 "$f" >&2; }; done

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Hardening against careless and hostile peers and a full disk, against a running ferryd:
+#  - slow peers: a byte at a time before the handshake, and after it (never a whole frame), are
+#    dropped within the configured timeouts while status answers and a crashing app keeps being
+#    restarted;
+#  - resource limits: 1,000 connect/disconnect cycles and 200 garbage connections leave RSS and
+#    the open file count flat (measured from /proc), max_connections refuses the excess;
+#  - disk full: state_dir on a 40 MiB tmpfs; a deploy too big for it is refused up front with a
+#    clear error, one that fills the disk while unpacking fails with ENOSPC; the old release keeps
+#    running, and after a restart no partial file is left.
+# The peers are Python's socket/ssl modules (tests/tools/hostile.py), not ferry's code.
+source "$(dirname "$0")/lib.sh"
+HOSTILE="python3 $FERRY_SRC/tests/tools/hostile.py"
+setup_fleet
+build_apps "$T/app"
+$MKIMAGE "$T/crashy" --variant linux/amd64="$T/app/x64" --env EXIT_AFTER=1 > /dev/null
+
+start_agent node $'limits: {handshake_timeout: 3s, idle_timeout: 3s, max_connections: 8}'
+AGENT=${PIDS[0]}
+N="node@127.0.0.1:$PORT_node"
+push_json "$T/c.json" "$T/crashy" --to "$N" --app crashy --settle 0
+restarts() { "$FERRY" status --identity "$T/me" --json --to "$N" > "$T/rs.json" && json_get "$T/rs.json" "d['nodes'][0]['apps'][0]['restarts']" | tr -dc 0-9; }
+
+# --- slow peers
+R0=$(restarts)
+$HOSTILE trickle-raw "127.0.0.1:$PORT_node" 1 > "$T/tr1.out" &
+T1=$!
+$HOSTILE trickle-tls "$T/me" "127.0.0.1:$PORT_node" 1 > "$T/tr2.out" &
+T2=$!
+for i in 1 2 3 4 5; do
+  "$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status while trickling ($i)"
+  sleep 0.5
+done
+wait $T1 || fail "the pre-handshake trickler was never dropped"
+wait $T2 || fail "the post-handshake trickler was never dropped"
+R1=$(restarts)
+grep -Eq 'dropped after [0-4]\.' "$T/tr1.out" || { cat "$T/tr1.out"; fail "pre-handshake trickle not dropped within 3 s"; }
+grep -Eq 'dropped after [0-4]\.' "$T/tr2.out" || { cat "$T/tr2.out"; fail "post-handshake trickle not dropped within 3 s"; }
+grep -q 'ETIMEDOUT: TLS handshake not completed within 3000 ms' "$T/node.log" || fail "handshake timeout log"
+grep -q 'ETIMEDOUT: idle peer: no complete frame for 3000 ms' "$T/node.log" || fail "idle timeout log"
+[ "$R1" -gt "$R0" ] || fail "the crashing app was not restarted while peers trickled ($R0 -> $R1)"
+pass "slow peers (1 byte/s before and after the handshake) dropped within the 3 s timeouts ($(cat "$T/tr1.out"), $(cat "$T/tr2.out")); status answered and the app restarted $((R1 - R0)) times meanwhile"
+
+# --- resource limits: flat RSS and fd count
+rss() { awk '/VmRSS/ {print $2}' "/proc/$AGENT/status"; }
+fds() { ls "/proc/$AGENT/fd" | wc -l; }
+$HOSTILE churn "$T/me" "127.0.0.1:$PORT_node" 100 || fail "warm-up churn"
+sleep 0.3
+RSS0=$(rss) FD0=$(fds)
+$HOSTILE churn "$T/me" "127.0.0.1:$PORT_node" 1000 || fail "churn"
+$HOSTILE garbage "127.0.0.1:$PORT_node" 200 || fail "garbage"
+for _ in $(seq 1 40); do [ "$(fds)" -le "$FD0" ] && break; sleep 0.25; done
+RSS1=$(rss) FD1=$(fds)
+kill -0 "$AGENT" || fail "ferryd died under churn"
+"$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status after churn"
+[ "$FD1" -le "$FD0" ] || { ls -l "/proc/$AGENT/fd"; fail "open files grew: $FD0 -> $FD1"; }
+[ $((RSS1 - RSS0)) -lt 1024 ] || fail "RSS grew by $((RSS1 - RSS0)) KiB"
+pass "1,000 connect/disconnect cycles (250 full TLS handshakes) + 200 garbage connections: RSS $RSS0 -> $RSS1 KiB, open files $FD0 -> $FD1"
+# max_connections: 8 open, the 9th is refused, and the agent still answers after they go
+python3 - "$PORT_node" <<'PY' &
+import socket, sys, time
+s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(8)]
+time.sleep(2)
+PY
+HOLD=$!
+sleep 0.5
+set +e; "$FERRY" status --identity "$T/me" --to "$N" --timeout 1 > /dev/null 2>&1; rc=$?; set -e
+[ $rc -ne 0 ] || fail "a 9th connection was served beyond max_connections"
+grep -q 'refused: too many connections' "$T/node.log" || fail "no refusal logged"
+wait $HOLD
+"$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status after the connection limit"
+pass "max_connections 8: the 9th is refused, and served again once the 8 are gone"
+
+# --- disk full
+if ! mkdir -p "$T/small" || ! mount -t tmpfs -o size=40m tmpfs "$T/small" 2>/dev/null; then
+  echo "skip: cannot mount a tmpfs here (needs root)" >&2
+  finish
+  exit 0
+fi
+MOUNTS+=("$T/small")
+mkdir -p "$T/r1" "$T/r2" "$T/zero"
+head -c $((8 << 20)) /dev/urandom > "$T/r1/data.bin"
+head -c $((24 << 20)) /dev/urandom > "$T/r2/data.bin"
+head -c $((96 << 20)) /dev/zero > "$T/zero/zeros.bin"   # compresses to almost nothing
+$MKIMAGE "$T/img" --ref v1 --variant linux/amd64="$T/app/x64,$T/r1" --env VERSION=1 > /dev/null
+$MKIMAGE "$T/img" --ref big --variant linux/amd64="$T/app/x64,$T/r2" --env VERSION=big > /dev/null
+$MKIMAGE "$T/img" --ref bomb --variant linux/amd64="$T/app/x64,$T/zero" --env VERSION=bomb > /dev/null
+cat > "$T/full.yaml" <<EOF
+name: full
+listen: 127.0.0.1:0
+state_dir: $T/small/state
+identity: $T/id-full
+EOF
+"$FERRY" cert issue --ca "$T/ca" --name full --role agent --out "$T/id-full" > /dev/null
+"$FERRYD" --config "$T/full.yaml" 2> "$T/full.log" &
+PIDS+=($!)
+wait_log "$T/full.log" 'listening on'
+PF=$(grep -o 'listening on [0-9.]*:[0-9]*' "$T/full.log" | sed 's/.*://')
+F="full@127.0.0.1:$PF"
+push_json "$T/f1.json" "$T/img:v1" --to "$F" --app hello --settle 0.5
+[ $PUSH_RC -eq 0 ] || { cat "$T/f1.json.err"; fail "v1 on the small disk"; }
+REL1=$(json_get "$T/f1.json" "d['nodes'][0]['release']")
+push_json "$T/f2.json" "$T/img:big" --to "$F" --app hello --settle 0.5
+[ $PUSH_RC -eq 1 ] || fail "a deploy bigger than the disk succeeded"
+json_get "$T/f2.json" "d['nodes'][0]['error']" | grep -q "not enough space in $T/small/state: the deploy needs about" || { cat "$T/f2.json"; fail "ENOSPC up front"; }
+[ -z "$(find "$T/small/state" -name '*.partial')" ] || fail "partial files after the up-front refusal"
+pass "a deploy bigger than the free space is refused before any byte: $(json_get "$T/f2.json" "d['nodes'][0]['error']" | cut -c1-90)..."
+push_json "$T/f3.json" "$T/img:bomb" --to "$F" --app hello --settle 0.5
+[ $PUSH_RC -eq 1 ] || fail "a deploy that fills the disk succeeded"
+json_get "$T/f3.json" "d['nodes'][0]['error']" | grep -qi "no space left" || { cat "$T/f3.json"; fail "ENOSPC while unpacking"; }
+"$FERRY" status --identity "$T/me" --json --to "$F" > "$T/fs.json"
+[ "$(json_get "$T/fs.json" "d['nodes'][0]['apps'][0]['release']")" = "$REL1" ] || { cat "$T/fs.json"; fail "the old release is not current"; }
+[ "$(json_get "$T/fs.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || fail "the old release is not running"
+"$FERRY" logs --identity "$T/me" --to "$F" --app hello --tail 1 | grep -q VERSION=1 || fail "v1 not running after ENOSPC"
+kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+"$FERRYD" --config "$T/full.yaml" 2>> "$T/full.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ "$(grep -c 'listening on' "$T/full.log")" -ge 2 ] && break; sleep 0.05; done
+PF=$(grep -o 'listening on [0-9.]*:[0-9]*' "$T/full.log" | tail -1 | sed 's/.*://')
+[ -z "$(find "$T/small/state" -name '*.partial')" ] || { find "$T/small/state" -name '*.partial'; fail "partial files after a restart"; }
+"$FERRYD" --config "$T/full.yaml" --check-state > "$T/cs.out" || { cat "$T/cs.out"; fail "check-state after ENOSPC"; }
+"$FERRY" logs --identity "$T/me" --to "full@127.0.0.1:$PF" --app hello --tail 1 | grep -q VERSION=1 || fail "v1 not running after the restart"
+pass "a deploy that fills the disk while unpacking fails with '$(json_get "$T/f3.json" "d['nodes'][0]['error']" | cut -c3-70)...'; v1 keeps running; no partial file after a restart"
+finish
