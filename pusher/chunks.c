@@ -58,7 +58,6 @@ int fy_chunks_get(fy_chunks *c, const fy_digest *d, uint64_t offset, size_t want
     fy_chunk_slot *s = &c->slots[i];
     if (s->used && s->offset == offset && s->len == want && fy_digest_equal(&s->digest, d)) {
       s->used = c->tick;
-      c->served_bytes += want;
       *data = s->data;
       return FY_OK;
     }
@@ -67,7 +66,6 @@ int fy_chunks_get(fy_chunks *c, const fy_digest *d, uint64_t offset, size_t want
   int rc = fill(c, victim, d, offset, want);
   if (rc != FY_OK) return rc;
   victim->used = c->tick;
-  c->served_bytes += want;
   *data = victim->data;
   return FY_OK;
 }

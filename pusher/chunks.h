@@ -11,6 +11,7 @@
 #include "ferry/store.h"
 
 #define FY_CHUNK (256u * 1024u)
+#define FY_BLOB_FRAME (16u * 1024u - 64u) /* BLOB payload: one TLS record with its frame header */
 #define FY_CHUNKS_MAX_SLOTS 64
 
 typedef struct fy_chunk_slot {
@@ -27,7 +28,7 @@ typedef struct fy_chunks {
   size_t nslots;           /* in use now: 1..FY_CHUNKS_MAX_SLOTS */
   uint64_t tick;
   uint64_t disk_bytes;     /* read from disk */
-  uint64_t served_bytes;   /* handed to nodes */
+  uint64_t served_bytes;   /* sent to nodes (the caller counts) */
 } fy_chunks;
 
 void fy_chunks_init(fy_chunks *c, const fy_store *store, size_t nslots);

@@ -156,20 +156,26 @@ static void pump(fy_pnode *n) {
       n->blobs_sent++;
       continue;
     }
-    uint64_t left = n->blob_end - n->blob_off;
-    size_t want = left < FY_CHUNK ? (size_t)left : FY_CHUNK;
+    /* Disk reads go by aligned FY_CHUNKs (shared by the wave, whatever offset a node resumes
+     * from); frames are FY_BLOB_FRAME, about one TLS record, so a cut link loses at most that. */
+    uint64_t chunk_start = n->blob_off - n->blob_off % FY_CHUNK;
+    uint64_t chunk_left = n->blob_end - chunk_start;
+    size_t chunk_len = chunk_left < FY_CHUNK ? (size_t)chunk_left : FY_CHUNK;
+    size_t in_chunk = (size_t)(n->blob_off - chunk_start);
+    size_t want = chunk_len - in_chunk < FY_BLOB_FRAME ? chunk_len - in_chunk : FY_BLOB_FRAME;
     if (fy_session_send_room(&c->session) < want) return; /* wait for on_writable */
     const uint8_t *data;
     const fy_digest *d = &n->v.m.layers[n->need[n->ni].layer].digest;
-    int rc = fy_chunks_get(n->cfg->chunks, d, n->blob_off, want, &data);
+    int rc = fy_chunks_get(n->cfg->chunks, d, chunk_start, chunk_len, &data);
     if (rc != FY_OK) {
       node_fail(n, rc, rc == FY_EIO ? "reading a layer from the layout failed (file shorter than its descriptor?)"
                                     : "reading a layer from the layout failed");
       return;
     }
-    if ((rc = fy_conn_send(c, FY_FT_BLOB, data, want)) != FY_OK) { node_fail(n, rc, "sending blob data failed"); return; }
+    if ((rc = fy_conn_send(c, FY_FT_BLOB, data + in_chunk, want)) != FY_OK) { node_fail(n, rc, "sending blob data failed"); return; }
     n->blob_off += want;
     n->bytes_sent += want;
+    n->cfg->chunks->served_bytes += want;
   }
 }
 
