@@ -305,33 +305,61 @@ static void write_pidfile(fy_app *app) {
   if (fy_file_write_atomic(path, text, strlen(text), 0644) != FY_OK) fy_log("warn", "app %s: cannot write %s", app->name, path);
 }
 
-static void kill_orphan(fy_agent *a, const char *app) {
-  char path[4200], *text = NULL, marker[4300];
-  size_t len;
-  fy_app_dir(a, app, path, sizeof path);
-  snprintf(marker, sizeof marker, "%s/releases/", path);
-  strncat(path, "/pid", sizeof path - strlen(path) - 1);
-  if (fy_file_read(path, 64, &text, &len) != FY_OK) return;
-  long pid = 0;
-  int prc = fy_parse_long(text, 2, 1L << 22, &pid);
-  free(text);
-  unlink(path);
-  if (prc != FY_OK) return;
-  /* Only a process whose command line names this app's releases is ours to kill. */
+/* A killed orphan stays a zombie until its new parent reaps it, which some container inits
+ * never do: dead is dead. */
+static int is_zombie(long pid) {
+  char path[64], st[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 1;
+  ssize_t n = read(fd, st, sizeof st - 1);
+  close(fd);
+  if (n <= 0) return 1;
+  st[n] = '\0';
+  const char *rp = strrchr(st, ')');
+  return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/* Whether /proc/PID/cmdline names a path under `marker` (this app's releases). */
+static int runs_from(long pid, const char *marker) {
   char cmd[64], cl[8192];
   snprintf(cmd, sizeof cmd, "/proc/%ld/cmdline", pid);
   int fd = open(cmd, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0) return 0;
   ssize_t n = read(fd, cl, sizeof cl - 1); /* /proc files report size 0: read, do not stat */
   close(fd);
-  if (n <= 0) return;
+  if (n <= 0) return 0;
   for (ssize_t i = 0; i < n; i++) if (cl[i] == '\0') cl[i] = ' ';
   cl[n] = '\0';
-  if (strstr(cl, marker)) {
+  return strstr(cl, marker) != NULL;
+}
+
+/* Stops what an earlier ferryd left running for this app. The pid file names the workload, but
+ * a ferryd killed between spawning it and writing the file leaves one the file does not name:
+ * so every process whose command line runs from this app's releases goes (only those: the
+ * marker is an absolute path under state_dir). */
+static void kill_orphan(fy_agent *a, const char *app) {
+  char path[4200], marker[4300];
+  fy_app_dir(a, app, path, sizeof path);
+  snprintf(marker, sizeof marker, "%s/releases/", path);
+  strncat(path, "/pid", sizeof path - strlen(path) - 1);
+  unlink(path);
+  DIR *d = opendir("/proc");
+  if (!d) return;
+  long killed[64];
+  size_t nk = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL && nk < sizeof killed / sizeof killed[0]) {
+    long pid;
+    if (fy_parse_long(e->d_name, 2, 1L << 22, &pid) != FY_OK || pid == (long)getpid()) continue;
+    if (!runs_from(pid, marker)) continue;
     fy_log("info", "app %s: stopping pid %ld left behind by an earlier ferryd", app, pid);
     kill((pid_t)pid, SIGKILL);
-    for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++) usleep(10000);
+    killed[nk++] = pid;
   }
+  closedir(d);
+  for (size_t k = 0; k < nk; k++)
+    for (int i = 0; i < 100 && kill((pid_t)killed[k], 0) == 0 && !is_zombie(killed[k]); i++) usleep(10000);
 }
 
 static void restart_cb(uv_timer_t *t) {

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# kill -9 of ferryd at random moments of deploys (transfer, unpack, switch, settle): after each,
-# `current` names a complete release; on restart ferryd removes partial releases, runs the
-# current app exactly once, and the next push completes (resuming partial blobs).
+# kill -9 of ferryd at 200 random moments of deploys (transfer, unpack, switch, settle, and the
+# garbage collection after each switch: three versions take turns, so every deploy removes the
+# blobs of the one before last) and of manual rollbacks: after each, `ferryd --check-state` finds
+# every invariant holding and `current` names a complete release; on restart ferryd removes
+# partial releases, runs the current app exactly once, and the next push completes (resuming
+# partial blobs). FERRY_CRASH_ROUNDS changes the 200 (the asan preset uses fewer).
 source "$(dirname "$0")/lib.sh"
-ROUNDS=${FERRY_CRASH_ROUNDS:-24}
+ROUNDS=${FERRY_CRASH_ROUNDS:-200}
+case "$FERRY_BIN" in *asan*) ROUNDS=${FERRY_CRASH_ROUNDS:-40} ;; esac
 setup_fleet
 build_apps "$T/app"
-for v in 1 2; do
+for v in 1 2 3; do
   mkdir -p "$T/big$v"
-  head -c 6000000 /dev/urandom > "$T/big$v/blob"
+  head -c 3000000 /dev/urandom > "$T/big$v/blob"
   $MKIMAGE "$T/img" --ref v$v --variant linux/amd64="$T/app/x64,$T/big$v" --compress none --env VERSION=$v > /dev/null
 done
 start_agent node ''
@@ -28,12 +32,20 @@ check_consistent() { # round
 }
 
 bad=0
+declare -A OPS=()
 for r in $(seq 1 "$ROUNDS"); do
-  v=$(( r % 2 + 1 ))
-  ( "$FERRY" push --identity "$T/me" --json "$T/img:v$v" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5 \
-      > "$T/push-$r.json" 2>/dev/null || true ) &
+  v=$(( r % 3 + 1 ))
+  if [ $((r % 4)) -eq 0 ]; then
+    op=rollback
+    ( "$FERRY" rollback --identity "$T/me" --to "node@127.0.0.1:$PORT_node" --app hello > /dev/null 2>&1 || true ) &
+  else
+    op=deploy
+    ( "$FERRY" push --identity "$T/me" --json "$T/img:v$v" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.3 \
+        > "$T/push.json" 2>/dev/null || true ) &
+  fi
+  OPS[$op]=$(( ${OPS[$op]:-0} + 1 ))
   PUSHER=$!
-  sleep "$(python3 -c "import random; print(round(random.uniform(0.0, 1.2), 3))")"
+  sleep "$(python3 -c "import random; print(round(random.uniform(0.0, 0.7), 3))")"
   kill -9 "${PIDS[-1]}" 2>/dev/null || true
   wait "${PIDS[-1]}" 2>/dev/null || true
   wait $PUSHER || true
@@ -48,11 +60,11 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || { echo "round $r: app not running after restart"; bad=$((bad + 1)); }
   n=$(pgrep -f "$APPDIR/releases/" | wc -l)
-  [ "$n" -eq 1 ] || { echo "round $r: $n copies of the app running"; bad=$((bad + 1)); }
+  [ "$n" -eq 1 ] || { echo "round $r: $n copies of the app running"; ps -eo pid,ppid,stat,cmd | grep -F "$APPDIR/releases/" | grep -v grep; bad=$((bad + 1)); }
 done
-echo "kill -9 rounds: $ROUNDS, inconsistent states: $bad"
+echo "kill -9 rounds: $ROUNDS (${OPS[deploy]} during deploys, ${OPS[rollback]} during rollbacks), inconsistent states: $bad"
 [ $bad -eq 0 ] || fail "$bad inconsistent states"
-pass "$ROUNDS kill -9 rounds at random moments of deploys: 0 inconsistent states"
+pass "$ROUNDS kill -9 rounds at random moments (${OPS[deploy]} deploys with their GC, ${OPS[rollback]} rollbacks): 0 inconsistent states, the current app running after each restart"
 
 push_json "$T/final.json" "$T/img:v2" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5
 [ $PUSH_RC -eq 0 ] || { cat "$T/final.json"; fail "the push after the kill loop"; }

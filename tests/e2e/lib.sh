@@ -15,6 +15,9 @@ cleanup() {
   local rc=$?
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  # Workloads outlive a ferryd killed with -9 (by design: the next ferryd stops them); the
+  # tests leave none behind.
+  pkill -9 -f "$T/" 2>/dev/null || true
   for m in "${MOUNTS[@]:-}"; do [ -n "$m" ] && umount "$m" 2>/dev/null || true; done
   if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
     echo "--- test failed (rc=$rc); agent logs:" >&2
