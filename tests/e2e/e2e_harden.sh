@@ -54,7 +54,8 @@ RSS1=$(rss) FD1=$(fds)
 kill -0 "$AGENT" || fail "ferryd died under churn"
 "$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status after churn"
 [ "$FD1" -le "$FD0" ] || { ls -l "/proc/$AGENT/fd"; fail "open files grew: $FD0 -> $FD1"; }
-[ $((RSS1 - RSS0)) -lt 1024 ] || fail "RSS grew by $((RSS1 - RSS0)) KiB"
+# (Under ASan freed memory sits in its quarantine, so RSS says nothing there: open files still do.)
+case "$FERRY_BIN" in *asan*) ;; *) [ $((RSS1 - RSS0)) -lt 1024 ] || fail "RSS grew by $((RSS1 - RSS0)) KiB" ;; esac
 pass "1,000 connect/disconnect cycles (250 full TLS handshakes) + 200 garbage connections: RSS $RSS0 -> $RSS1 KiB, open files $FD0 -> $FD1"
 # max_connections: 8 open, the 9th is refused, and the agent still answers after they go
 python3 - "$PORT_node" <<'PY' &
