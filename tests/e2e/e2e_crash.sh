@@ -59,7 +59,12 @@ for r in $(seq 1 "$ROUNDS"); do
     sleep 0.1
   done
   [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || { echo "round $r: app not running after restart"; bad=$((bad + 1)); }
-  n=$(pgrep -f "$APPDIR/releases/" | wc -l)
+  # exactly one copy: the helper or the app itself (the count can be caught mid-start: retry)
+  for _ in $(seq 1 20); do
+    n=$(pgrep -f "$APPDIR/releases/" | wc -l || true)
+    [ "$n" -eq 1 ] && break
+    sleep 0.1
+  done
   [ "$n" -eq 1 ] || { echo "round $r: $n copies of the app running"; ps -eo pid,ppid,stat,cmd | grep -F "$APPDIR/releases/" | grep -v grep; bad=$((bad + 1)); }
 done
 echo "kill -9 rounds: $ROUNDS (${OPS[deploy]} during deploys, ${OPS[rollback]} during rollbacks), inconsistent states: $bad"
