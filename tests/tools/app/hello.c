@@ -9,6 +9,13 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
+
+/* A small non-negative number from the environment, or dflt when unset or malformed. */
+static int env_num(const char *s, int dflt) {
+  char *end;
+  long v = s ? strtol(s, &end, 10) : -1;
+  return s && *s && !*end && v >= 0 && v <= 255 ? (int)v : dflt;
+}
 static void on_term(int s) { (void)s; stop = 1; }
 
 int main(int argc, char **argv) {
@@ -20,12 +27,12 @@ int main(int argc, char **argv) {
   fflush(stdout);
   if (argc > 1 && strcmp(argv[1], "--once") == 0) return 0; /* for `ferry test -- /app --once` */
   const char *fail = getenv("FAIL_WITH");
-  if (fail) return atoi(fail);
+  if (fail) return env_num(fail, 1);
   const char *bad_node = getenv("FAIL_ON_NODE"), *node = getenv("FERRY_NODE"); /* a release bad on one node */
   if (bad_node && node && strcmp(bad_node, node) == 0) return 5;
   const char *after = getenv("EXIT_AFTER"); /* crash later, for the restart tests */
   if (after) {
-    sleep((unsigned)atoi(after));
+    sleep((unsigned)env_num(after, 1));
     return 7;
   }
   signal(SIGTERM, on_term);
