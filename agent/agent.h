@@ -8,6 +8,7 @@
 #include "config.h"
 #include "apps.h"
 #include "facts.h"
+#include "trust.h"
 #include "ferry/store.h"
 #include "ferry/session.h"
 
@@ -31,6 +32,7 @@ typedef struct fy_agent {
   unsigned long accepted, refused;
   fy_store store;          /* STATE/blobs/sha256 */
   fy_app *apps;
+  fy_trust trust;          /* release signature policy */
 } fy_agent;
 
 /* Prints one log line to stderr: "ferryd: LEVEL message". */

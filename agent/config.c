@@ -60,8 +60,9 @@ static int parse_listen(const char *s, fy_agent_config *c) {
 
 int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) {
   static const char *const top[] = {"name", "listen", "state_dir", "identity", "labels", "runtime",
-                                    "limits", "board", "probe_root", NULL};
+                                    "limits", "board", "probe_root", "trust", NULL};
   static const char *const runtime_keys[] = {"isolation", "exec_wrapper", NULL};
+  static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
                                            "handshake_timeout", "idle_timeout", "max_connections", "connection_memory", NULL};
   char *text = NULL, *dircopy = NULL, yerr[256];
@@ -92,7 +93,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "expected a map of settings (name: ..., listen: ...)");
   bad = fy_yaml_unknown_key(root, top, &line);
   REQUIRE(!bad, line, "unknown key '%s' (expected one of: name, listen, state_dir, identity, labels, "
-                      "runtime, limits, board)", bad);
+                      "runtime, limits, trust, board, probe_root)", bad);
 
   n = fy_yaml_get(root, "name");
   REQUIRE(is_scalar(n) && strlen(n->str) > 0 && strlen(n->str) < sizeof c->name, n ? n->line : 1,
@@ -183,6 +184,29 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
       REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->connection_memory) == FY_OK && c->connection_memory >= (1u << 20) + (256u << 10) &&
                   c->connection_memory <= (1ull << 30),
               v->line, "limits.connection_memory: a size from 1280KiB to 1GiB (it must hold the largest frame, 1 MiB)");
+  }
+
+  if ((n = fy_yaml_get(root, "trust"))) {
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "trust: expected a map such as {keys: [release.pub], require_signature: true}");
+    bad = fy_yaml_unknown_key(n, trust_keys, &line);
+    REQUIRE(!bad, line, "unknown key 'trust.%s' (expected keys, require_signature, allow_downgrade)", bad);
+    if ((v = fy_yaml_get(n, "keys"))) {
+      REQUIRE(v->kind == FY_YAML_SEQ && v->n <= FY_CFG_MAX_KEYS, v->line,
+              "trust.keys: expected a list of at most %d public key files (from `ferry key gen`)", FY_CFG_MAX_KEYS);
+      for (size_t i = 0; i < v->n; i++)
+        REQUIRE(is_scalar(v->items[i]) && v->items[i]->str[0] &&
+                    set_path(c->trust_keys[i], sizeof c->trust_keys[i], cfg_dir, v->items[i]->str),
+                v->items[i]->line, "trust.keys: each item is the path of a public key file");
+      c->ntrust_keys = v->n;
+    }
+    if ((v = fy_yaml_get(n, "require_signature")))
+      REQUIRE(is_scalar(v) && fy_parse_bool(v->str, &c->require_signature) == FY_OK, v->line,
+              "trust.require_signature: expected true or false");
+    if ((v = fy_yaml_get(n, "allow_downgrade")))
+      REQUIRE(is_scalar(v) && fy_parse_bool(v->str, &c->allow_downgrade) == FY_OK, v->line,
+              "trust.allow_downgrade: expected true or false");
+    REQUIRE(!c->require_signature || c->ntrust_keys > 0, n->line,
+            "trust.require_signature is true but trust.keys lists no key: no release could be installed");
   }
 cleanup:
   free(dircopy);

@@ -10,6 +10,7 @@
 #define FY_CFG_PATH 1024
 #define FY_CFG_MAX_LABELS 64
 #define FY_CFG_MAX_WRAPPER 16
+#define FY_CFG_MAX_KEYS 16
 
 typedef enum { FY_ISOLATION_AUTO, FY_ISOLATION_CHROOT, FY_ISOLATION_NONE } fy_isolation;
 
@@ -33,6 +34,11 @@ typedef struct fy_agent_config {
   uint64_t idle_timeout_ms;
   int max_connections;
   uint64_t connection_memory; /* ceiling per connection: largest frame + unsent output */
+  /* trust: release signature policy (agent/trust.c) */
+  size_t ntrust_keys;
+  char trust_keys[FY_CFG_MAX_KEYS][FY_CFG_PATH]; /* public key files, resolved paths */
+  int require_signature;
+  int allow_downgrade;
 } fy_agent_config;
 
 /* Defaults for every optional key. Cannot fail. */

@@ -42,6 +42,7 @@ typedef struct fy_deploy {
   fy_blob_writer w;
   uint64_t bytes_received;
   int blobs_received, blobs_skipped;
+  uint64_t version;           /* the signed version, 0 when unsigned */
   char release[FY_RELEASE_ID_MAX], old_release[FY_RELEASE_ID_MAX], old_previous[FY_RELEASE_ID_MAX];
   int phase;
   uv_work_t work;
@@ -184,6 +185,11 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     goto fail;
   }
   snprintf(d->manifest_digest, sizeof d->manifest_digest, "%s", mdig);
+  /* The release policy, before anything is stored: a refused plan writes nothing. */
+  if ((rc = fy_trust_check_plan(a, app, j, &got, &d->version, err, sizeof err)) != FY_OK) {
+    rc = refuse(c, rc, "app %s: %s", app, err);
+    goto fail;
+  }
   if ((rc = fy_oci_manifest_parse(mbytes, mlen, &d->manifest, err, sizeof err)) != FY_OK) { rc = refuse(c, rc, "%s", err); goto fail; }
   const char *cbytes = json_string_value(jc);
   d->config_len = json_string_length(jc);
@@ -333,9 +339,9 @@ static json_t *run_json(fy_deploy *d) {
   json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.config.digest, ds)));
   for (size_t i = 0; i < d->manifest.nlayers; i++)
     json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.layers[i].digest, ds)));
-  return json_pack("{s:o, s:o, s:s, s:s, s:o, s:s}", "argv", argv, "env", env, "workdir",
+  return json_pack("{s:o, s:o, s:s, s:s, s:o, s:s, s:I}", "argv", argv, "env", env, "workdir",
                    d->config.workdir ? d->config.workdir : "/", "user", d->config.user ? d->config.user : "",
-                   "blobs", blobs, "manifest", d->manifest_digest);
+                   "blobs", blobs, "manifest", d->manifest_digest, "version", (json_int_t)d->version);
 }
 
 static void unpack_work(uv_work_t *w) {
@@ -499,6 +505,9 @@ static void start_new(fy_app *app, void *ud) {
     return;
   }
   fy_log("info", "app %s: current -> %s", app->name, d->release);
+  /* The counter moves with the switch; a health rollback below goes back without lowering it. */
+  if (fy_trust_record(d->agent, app->name, d->version) != FY_OK)
+    fy_log("warn", "app %s: cannot record version %llu", app->name, (unsigned long long)d->version);
   if (fy_app_start(app) != FY_OK) {
     char why[300];
     snprintf(why, sizeof why, "%s", app->exec_error);
@@ -616,7 +625,7 @@ static void manual_rb_stopped(fy_app *app, void *ud) {
 int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
   fy_agent *a = fy_conn_agent(c);
   json_t *j;
-  char err[300];
+  char err[600];
   int rc;
   if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
   const char *op = fy_msg_str(j, "op", 32), *app = fy_msg_str(j, "app", FY_APP_NAME_MAX - 1);
@@ -643,6 +652,7 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
     if (ap->deploying) return refuse(c, FY_EBUSY, "a deploy of %s is in progress", ap->name);
     if (!ap->previous[0] || strcmp(ap->previous, ap->release) == 0)
       return refuse(c, FY_ENOAPP, "app %s has no previous release to roll back to", ap->name);
+    if ((rc = fy_trust_check_rollback(a, ap->name, ap->previous, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
     struct manual_rb *m = calloc(1, sizeof *m);
     if (!m) return refuse(c, FY_ENOMEM, "out of memory");
     m->c = c;

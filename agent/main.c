@@ -67,6 +67,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ferryd: %s\n", err);
     return 1;
   }
+  if (fy_trust_open(&a->trust, &a->cfg, err, sizeof err) != FY_OK) {
+    fprintf(stderr, "ferryd: %s: %s\n", config, err);
+    fy_tls_conf_free(a->tls);
+    return 1;
+  }
   snprintf(a->name, sizeof a->name, "%s", fy_tls_conf_name(a->tls));
   if (strcmp(a->name, a->cfg.name) != 0) {
     fprintf(stderr, "ferryd: %s: name '%s' does not match the identity's certificate, which is for '%s'\n",
@@ -111,6 +116,7 @@ int main(int argc, char **argv) {
   uv_run(a->loop, UV_RUN_DEFAULT);
   uv_loop_close(a->loop);
   fy_tls_conf_free(a->tls);
+  fy_trust_close(&a->trust);
   fy_log("info", "stopped");
   return 0;
 }

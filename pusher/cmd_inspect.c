@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "ferry/fsutil.h"
 #include "layout.h"
+#include "signing.h"
 
 static json_t *strv(char **v, size_t n) {
   json_t *a = json_array();
@@ -65,11 +66,27 @@ int fy_cmd_inspect(int argc, char **argv) {
     json_array_append_new(mans, m);
   }
   json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "name", argv[optind], "mediaType", mt, "digest", top, "manifests", mans);
+  fy_layout_sig sig;
+  if (fy_layout_signature(&l, &sig, err, sizeof err) == FY_OK && sig.present) {
+    char exp[32];
+    fy_time_format_utc(sig.claim.expires, exp, sizeof exp);
+    json_object_set_new(out, "signature", json_pack("{s:s, s:s, s:I, s:s, s:s}", "app", sig.claim.app, "digest",
+                                                    fy_digest_format(&sig.claim.digest, ds), "version",
+                                                    (json_int_t)sig.claim.version, "expires", exp, "key", sig.key));
+  }
   if (json) {
     json_dumpf(out, stdout, JSON_INDENT(2));
     fputc('\n', stdout);
   } else {
-    printf("Name:      %s\nMediaType: %s\nDigest:    %s\n\nManifests:\n", argv[optind], mt, top);
+    printf("Name:      %s\nMediaType: %s\nDigest:    %s\n", argv[optind], mt, top);
+    const json_t *sj = json_object_get(out, "signature");
+    if (sj)
+      printf("Signed:    app %s, version %lld, expires %s, key %s\n           (over %s)\n",
+             json_string_value(json_object_get(sj, "app")), (long long)json_integer_value(json_object_get(sj, "version")),
+             json_string_value(json_object_get(sj, "expires")), json_string_value(json_object_get(sj, "key")),
+             json_string_value(json_object_get(sj, "digest")));
+    else printf("Signed:    no\n");
+    printf("\nManifests:\n");
     size_t i;
     json_t *m;
     json_array_foreach(mans, i, m) {

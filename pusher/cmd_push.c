@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "ferry/yaml.h"
 #include "rollout.h"
+#include "signing.h"
 
 static void push_usage(FILE *f, int plan) {
   fprintf(f,
@@ -31,18 +32,6 @@ static void push_usage(FILE *f, int plan) {
              "that took the release. Ctrl-C: in-flight nodes finish and no new one starts (twice: abort).\n"
              "A node keeps running its previous release unless the new one stays up for --settle seconds\n"
              "(default 3) and passes the health check. Exit status 0 only when every chosen node deployed.\n");
-}
-
-static void sanitize_app(const char *in, char *out, size_t len) {
-  size_t o = 0;
-  for (size_t i = 0; in[i] && o + 1 < len && o < 63; i++) {
-    char c = in[i];
-    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_')) c = '-';
-    if (o == 0 && (c == '-' || c == '.' || c == '_')) continue;
-    out[o++] = c;
-  }
-  out[o] = '\0';
 }
 
 /* A fleet file's rollout: defaults, for the flags that were not given. */
@@ -76,6 +65,7 @@ static int run(int argc, char **argv, int plan) {
   fy_rollout_opts o;
   fy_layout layout;
   char app[64] = "", err[1024];
+  static fy_layout_sig sig; /* lives as long as the rollout reads it */
   int c, ret = 2, r;
   long v;
   memset(&o, 0, sizeof o);
@@ -141,14 +131,15 @@ static int run(int argc, char **argv, int plan) {
     ret = 1;
     goto cleanup;
   }
-  if (!app[0]) {
-    char *copy = strdup(layout.dir);
-    /* The image's title (ferry build writes the recipe name), else the tag, else the folder. */
-    const char *t = layout.has_top_desc && layout.top_desc.title[0] ? layout.top_desc.title : NULL;
-    sanitize_app(t ? t : layout.ref[0] ? layout.ref : basename(copy), app, sizeof app);
-    free(copy);
-  }
+  if (!app[0]) fy_layout_app_name(&layout, app, sizeof app);
   if (!app[0]) { fy_cli_err("cannot derive an app name; use --app NAME"); goto cleanup; }
+  if (fy_layout_signature(&layout, &sig, err, sizeof err) == FY_OK && sig.present) {
+    if (strcmp(sig.claim.app, app) != 0) {
+      fy_cli_err("the image is signed for app '%s', not '%s' (drop --app, or sign it for '%s')", sig.claim.app, app, app);
+      goto cleanup;
+    }
+    o.push.signature = &sig;
+  }
   o.push.app = app;
   o.push.layout = &layout;
   if (fy_cli_load_identity(cc.identity, &o.push.tls) != FY_OK) { ret = 1; goto cleanup; }

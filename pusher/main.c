@@ -17,6 +17,8 @@ static const struct verb {
     {"plan", fy_cmd_plan, "plan LAYOUT[:REF] --fleet FILE [--selector SEL]   who would get what, and why"},
     {"build", fy_cmd_build, "build [-f ferry.yaml] -o LAYOUT   cross-build every platform into an OCI image"},
     {"test", fy_cmd_test, "test LAYOUT[:REF] [-- CMD]   run each variant, the arm ones under qemu"},
+    {"key", fy_cmd_key, "key gen [--out DIR]   create a release signing key"},
+    {"sign", fy_cmd_sign, "sign LAYOUT[:REF] --key FILE --version N   sign a release for devices that require it"},
     {"inspect", fy_cmd_inspect, "inspect LAYOUT[:REF] [--json]   index, platforms, layers, config"},
     {"doctor", fy_cmd_doctor, "doctor [--json]   cross compilers, sysroots, qemu-user, binfmt_misc"},
     {"sim", fy_cmd_sim, "sim up|down|ls   emulated boards on this machine (qemu-user)"},

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "push_node.h"
+#include "signing.h"
 
 #define HIGH_WATER (256u * 1024u)
 
@@ -89,6 +90,16 @@ static int got_facts(fy_pnode *n, json_t *j) {
                            "manifest_digest", ds, "config", n->v.config, n->v.config_len, "settle_ms", (json_int_t)settle);
   if (plan && hcmd) json_object_set_new(plan, "health_cmd", json_string(hcmd));
   if (plan && hport) json_object_set_new(plan, "health_port", json_integer(hport));
+  if (plan && P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
+    json_t *chain = NULL;
+    if ((rc = fy_layout_sig_chain(P->layout, P->signature, &n->v.desc.digest, &chain, err, sizeof err)) != FY_OK) {
+      json_decref(plan);
+      node_fail(n, rc, err);
+      return FY_ECANCELED;
+    }
+    json_object_set_new(plan, "signature", fy_layout_sig_json(P->signature));
+    json_object_set_new(plan, "chain", chain);
+  }
   rc = plan ? fy_conn_send_json(&n->conn, FY_FT_PLAN, plan) : FY_ENOMEM;
   json_decref(plan);
   if (rc != FY_OK) {

@@ -22,6 +22,7 @@ typedef struct fy_push_cfg {
   uint64_t timeout_ms;
   fy_chunks *chunks;
   int events;              /* print plain event lines to stderr */
+  const struct fy_layout_sig *signature; /* the layout's release signature, NULL if unsigned */
 } fy_push_cfg;
 
 typedef struct fy_pnode fy_pnode;

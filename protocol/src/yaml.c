@@ -247,7 +247,7 @@ int fy_parse_size(const char *s, uint64_t *out) {
 }
 
 int fy_parse_duration_ms(const char *s, uint64_t *out) {
-  static const struct unit units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000}};
+  static const struct unit units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
   return parse_scaled(s, units, sizeof units / sizeof units[0], out);
 }
 

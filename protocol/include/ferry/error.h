@@ -35,14 +35,19 @@
   X(EUNSUPPORTED,-26, "unsupported")                                                        \
   X(EPEER,      -27, "the peer reported an error")                                          \
   X(ENOAPP,     -28, "no such app on the node")                                             \
-  X(ECANCELED,  -29, "canceled")
+  X(ECANCELED,  -29, "canceled")                                                            \
+  X(EUNSIGNED,  -30, "release not signed")                                                  \
+  X(ESIGNATURE, -31, "release signature does not verify")                                   \
+  X(EUNTRUSTED, -32, "release signed by a key the node does not trust")                     \
+  X(EEXPIRED,   -33, "release signature expired")                                           \
+  X(EDOWNGRADE, -34, "release version lower than the installed one")
 
 enum fy_errno {
   FY_OK = 0,
 #define FY__ERR_ENUM(name, code, msg) FY_##name = (code),
   FY_ERRNO_MAP(FY__ERR_ENUM)
 #undef FY__ERR_ENUM
-  FY__ERR_MIN = -29
+  FY__ERR_MIN = -34
 };
 
 /* Stable short name, e.g. "ETOOBIG". Unknown codes give "EUNKNOWN". Never NULL; static storage. */

@@ -1,0 +1,236 @@
+/* Release signatures: ECDSA P-256 over SHA-256 through mbedTLS's pk layer (2.28 API; 3.x adds
+ * RNG arguments to pk_parse_key and pk_sign's output size). See sign.h for the format. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <mbedtls/base64.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
+
+#include "ferry/sign.h"
+
+struct fy_sign_key {
+  mbedtls_pk_context pk;
+  int has_private;
+  char id[FY_DIGEST_STR];
+};
+
+/* One DRBG per signing or key generation: both are rare, and nothing is shared across forks. */
+typedef struct rng {
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+} rng;
+
+static int rng_open(rng *r) {
+  static const char pers[] = "ferry-sign";
+  mbedtls_entropy_init(&r->entropy);
+  mbedtls_ctr_drbg_init(&r->drbg);
+  return mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, (const unsigned char *)pers,
+                               sizeof pers - 1) == 0
+             ? FY_OK
+             : FY_EIO;
+}
+
+static void rng_close(rng *r) {
+  mbedtls_ctr_drbg_free(&r->drbg);
+  mbedtls_entropy_free(&r->entropy);
+}
+
+static int is_p256(mbedtls_pk_context *pk) {
+  return mbedtls_pk_get_type(pk) == MBEDTLS_PK_ECKEY && mbedtls_pk_ec(*pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1;
+}
+
+static int compute_id(fy_sign_key *k) {
+  unsigned char der[256];
+  int n = mbedtls_pk_write_pubkey_der(&k->pk, der, sizeof der);
+  if (n <= 0) return FY_EINVAL;
+  fy_digest d;
+  fy_sha256_once(der + sizeof der - (size_t)n, (size_t)n, &d);
+  fy_digest_format(&d, k->id);
+  return FY_OK;
+}
+
+int fy_sign_keygen(char **priv_pem, char **pub_pem, char *err, size_t errlen) {
+  mbedtls_pk_context pk;
+  rng r;
+  int rc = FY_EIO;
+  *priv_pem = *pub_pem = NULL;
+  mbedtls_pk_init(&pk);
+  if (rng_open(&r) != FY_OK) {
+    snprintf(err, errlen, "cannot seed the random generator");
+    goto out;
+  }
+  if (mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0 ||
+      mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(pk), mbedtls_ctr_drbg_random, &r.drbg) != 0) {
+    snprintf(err, errlen, "cannot generate a P-256 key");
+    goto out;
+  }
+  *priv_pem = calloc(1, FY_KEY_PEM_MAX);
+  *pub_pem = calloc(1, FY_KEY_PEM_MAX);
+  if (!*priv_pem || !*pub_pem) {
+    rc = FY_ENOMEM;
+    goto out;
+  }
+  if (mbedtls_pk_write_key_pem(&pk, (unsigned char *)*priv_pem, FY_KEY_PEM_MAX) != 0 ||
+      mbedtls_pk_write_pubkey_pem(&pk, (unsigned char *)*pub_pem, FY_KEY_PEM_MAX) != 0) {
+    snprintf(err, errlen, "cannot write the key as PEM");
+    goto out;
+  }
+  rc = FY_OK;
+out:
+  if (rc != FY_OK) {
+    free(*priv_pem);
+    free(*pub_pem);
+    *priv_pem = *pub_pem = NULL;
+  }
+  mbedtls_pk_free(&pk);
+  rng_close(&r);
+  return rc;
+}
+
+int fy_sign_key_parse(const char *pem, size_t len, int want_private, fy_sign_key **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (len == 0 || len > FY_KEY_PEM_MAX) {
+    snprintf(err, errlen, "not a key (%zu bytes)", len);
+    return FY_EINVAL;
+  }
+  fy_sign_key *k = calloc(1, sizeof *k);
+  char *z = malloc(len + 1); /* mbedTLS wants PEM NUL-terminated, the length counting the NUL */
+  if (!k || !z) {
+    free(k);
+    free(z);
+    return FY_ENOMEM;
+  }
+  memcpy(z, pem, len);
+  z[len] = '\0';
+  mbedtls_pk_init(&k->pk);
+  int ok = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)z, len + 1, NULL, 0) == 0;
+  if (ok) k->has_private = 1;
+  else if (!want_private) {
+    mbedtls_pk_free(&k->pk);
+    mbedtls_pk_init(&k->pk);
+    ok = mbedtls_pk_parse_public_key(&k->pk, (const unsigned char *)z, len + 1) == 0;
+  }
+  mbedtls_platform_zeroize(z, len);
+  free(z);
+  if (!ok) {
+    snprintf(err, errlen, want_private ? "not a PEM private key (expected the file `ferry key gen` wrote)"
+                                       : "not a PEM public key (expected the .pub file `ferry key gen` wrote)");
+    fy_sign_key_free(k);
+    return FY_EINVAL;
+  }
+  if (!is_p256(&k->pk)) {
+    snprintf(err, errlen, "not an ECDSA P-256 key (release keys are P-256; make one with `ferry key gen`)");
+    fy_sign_key_free(k);
+    return FY_EINVAL;
+  }
+  if (compute_id(k) != FY_OK) {
+    snprintf(err, errlen, "cannot encode the public key");
+    fy_sign_key_free(k);
+    return FY_EINVAL;
+  }
+  *out = k;
+  return FY_OK;
+}
+
+void fy_sign_key_free(fy_sign_key *k) {
+  if (!k) return;
+  mbedtls_pk_free(&k->pk); /* zeroizes */
+  free(k);
+}
+
+const char *fy_sign_key_id(const fy_sign_key *k) { return k->id; }
+
+int fy_sign_data(fy_sign_key *k, const void *data, size_t len, char *sig, size_t siglen) {
+  unsigned char hash[32], der[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+  size_t derlen = 0, b64len = 0;
+  rng r;
+  if (!k->has_private) return FY_EINVAL;
+  if (rng_open(&r) != FY_OK) {
+    rng_close(&r);
+    return FY_EIO;
+  }
+  mbedtls_sha256_ret(data, len, hash, 0);
+  int rc = mbedtls_pk_sign(&k->pk, MBEDTLS_MD_SHA256, hash, sizeof hash, der, &derlen, mbedtls_ctr_drbg_random, &r.drbg);
+  rng_close(&r);
+  if (rc != 0) return FY_EIO;
+  if (mbedtls_base64_encode((unsigned char *)sig, siglen, &b64len, der, derlen) != 0) return FY_ETOOBIG;
+  return FY_OK;
+}
+
+int fy_sign_verify(const fy_sign_key *k, const void *data, size_t len, const char *sig) {
+  unsigned char hash[32], der[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+  size_t derlen = 0, slen = strnlen(sig, FY_SIG_B64_MAX + 1);
+  if (slen == 0 || slen > FY_SIG_B64_MAX) return FY_ESIGNATURE;
+  if (mbedtls_base64_decode(der, sizeof der, &derlen, (const unsigned char *)sig, slen) != 0) return FY_ESIGNATURE;
+  mbedtls_sha256_ret(data, len, hash, 0);
+  /* pk_verify does not write through the context; the cast only satisfies its prototype. */
+  return mbedtls_pk_verify((mbedtls_pk_context *)&k->pk, MBEDTLS_MD_SHA256, hash, sizeof hash, der, derlen) == 0
+             ? FY_OK
+             : FY_ESIGNATURE;
+}
+
+/* --- claims ----------------------------------------------------------------------------- */
+
+void fy_time_format_utc(int64_t t, char *buf, size_t len) {
+  struct tm tm;
+  time_t tt = (time_t)t;
+  if (!gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) snprintf(buf, len, "?");
+}
+
+int fy_time_parse_utc(const char *s, int64_t *out) {
+  struct tm tm;
+  memset(&tm, 0, sizeof tm);
+  if (!s || strlen(s) != 20) return FY_EINVAL;
+  const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (!end || *end) return FY_EINVAL;
+  time_t t = timegm(&tm);
+  if (t == (time_t)-1) return FY_EINVAL;
+  *out = (int64_t)t;
+  return FY_OK;
+}
+
+char *fy_claim_format(const fy_claim *c) {
+  char ds[FY_DIGEST_STR], exp[32];
+  fy_time_format_utc(c->expires, exp, sizeof exp);
+  json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "app", c->app, "digest", fy_digest_format(&c->digest, ds), "version",
+                        (json_int_t)c->version, "expires", exp);
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(j);
+  return s;
+}
+
+int fy_claim_parse(const char *text, size_t len, fy_claim *c, char *err, size_t errlen) {
+  json_error_t je;
+  memset(c, 0, sizeof *c);
+  if (len > FY_CLAIM_MAX) {
+    snprintf(err, errlen, "the signed claim is %zu bytes, over %d", len, FY_CLAIM_MAX);
+    return FY_ESIGNATURE;
+  }
+  json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  const json_t *app = json_object_get(j, "app"), *dg = json_object_get(j, "digest"), *ver = json_object_get(j, "version"),
+               *exp = json_object_get(j, "expires");
+  int rc = FY_ESIGNATURE;
+  if (!json_is_object(j)) snprintf(err, errlen, "the signed claim is not a JSON object");
+  else if (!json_is_string(app) || json_string_length(app) == 0 || json_string_length(app) >= sizeof c->app)
+    snprintf(err, errlen, "the signed claim has no valid app");
+  else if (!json_is_string(dg) || fy_digest_parse(json_string_value(dg), &c->digest) != FY_OK)
+    snprintf(err, errlen, "the signed claim has no valid digest");
+  else if (!json_is_integer(ver) || json_integer_value(ver) < 0)
+    snprintf(err, errlen, "the signed claim has no valid version (a number >= 0)");
+  else if (!json_is_string(exp) || fy_time_parse_utc(json_string_value(exp), &c->expires) != FY_OK)
+    snprintf(err, errlen, "the signed claim has no valid expires (YYYY-MM-DDTHH:MM:SSZ)");
+  else {
+    memcpy(c->app, json_string_value(app), json_string_length(app) + 1);
+    c->version = (uint64_t)json_integer_value(ver);
+    rc = FY_OK;
+  }
+  json_decref(j);
+  return rc;
+}

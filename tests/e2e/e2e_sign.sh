@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Signed releases with rollback protection (issue 6 §6), as a user runs them: `ferry key gen`,
+# `ferry sign`, agents whose config trusts the key, a host ferryd and an arm64 ferryd under
+# qemu-aarch64. Each refusal (unsigned, unknown key, tampered with, expired, lower version) shows
+# its error and leaves the node as it was: the same app running, no blob or release written.
+source "$(dirname "$0")/lib.sh"
+A64=$(cross_bin aarch64 ferryd)
+setup_fleet
+build_apps "$T/app"
+mkdir -p "$T/d1" "$T/d2" "$T/d3" "$T/d4"
+for v in 1 2 3 4; do echo "data v$v" > "$T/d$v/data.txt"; done
+IMG=$T/img
+for v in 1 2 3 4; do
+  extra=()
+  [ $v = 3 ] && extra=(--env FAIL_WITH=3)
+  $MKIMAGE "$IMG" --ref v$v --variant linux/amd64="$T/app/x64,$T/d$v" --variant linux/arm64="$T/app/a64,$T/d$v" \
+    --env VERSION=$v "${extra[@]}" > /dev/null
+done
+cp -a "$IMG" "$T/unsigned"
+
+# --- keys
+"$FERRY" key gen --out "$T/keys" > "$T/keygen.out"
+grep -q 'created release key sha256:' "$T/keygen.out" || { cat "$T/keygen.out"; fail "key gen output"; }
+[ "$(stat -c %a "$T/keys/release.key")" = 600 ] || fail "the private key is not mode 0600"
+head -1 "$T/keys/release.pub" | grep -q 'BEGIN PUBLIC KEY' || fail "release.pub is not a PEM public key"
+set +e; "$FERRY" key gen --out "$T/keys" 2> "$T/keygen2.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q 'exists' "$T/keygen2.err" || fail "key gen over an existing key must refuse"
+pass "ferry key gen: a P-256 key pair, private key 0600, never overwritten by accident"
+"$FERRY" key gen --out "$T/other" > /dev/null
+
+# --- signing
+for v in 1 2 3 4; do "$FERRY" sign "$IMG:v$v" --key "$T/keys/release.key" --app hello --version $v > "$T/sign$v.out"; done
+grep -q "signed $IMG:v2 (sha256:.*): app hello, version 2, expires .*, key sha256:" "$T/sign2.out" || { cat "$T/sign2.out"; fail "sign output"; }
+"$FERRY" inspect "$IMG:v2" > "$T/inspect.out"
+grep -q '^Signed:    app hello, version 2, expires' "$T/inspect.out" || { cat "$T/inspect.out"; fail "inspect: signature"; }
+"$FERRY" inspect "$T/unsigned:v2" | grep -q '^Signed:    no' || fail "inspect: unsigned"
+python3 - "$IMG" <<'PY' || fail "the signature annotations are not on the v2 entry of index.json"
+import json, sys
+ix = json.load(open(sys.argv[1] + "/index.json"))
+e = [m for m in ix["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "v2"][0]
+a = e["annotations"]
+claim = json.loads(a["dev.ferry.signature.payload"])
+assert claim["app"] == "hello" and claim["version"] == 2 and claim["digest"] == e["digest"], claim
+assert a["dev.ferry.signature"] and a["dev.ferry.signature.key"].startswith("sha256:")
+PY
+pass "ferry sign: the claim {app, digest, version, expires} and its signature are annotations on the ref's entry"
+for bad in "--version 0" "--version x" "--expires 2001-01-01T00:00:00Z" "--expires soon"; do
+  set +e; "$FERRY" sign "$IMG:v2" --key "$T/keys/release.key" --app hello $bad 2> "$T/bad.err"; rc=$?; set -e
+  [ $rc = 2 ] && grep -q -- "${bad%% *}" "$T/bad.err" || { cat "$T/bad.err"; fail "sign $bad: rc $rc"; }
+done
+set +e; "$FERRY" sign "$IMG:v2" --key "$T/keys/release.pub" --version 5 2> "$T/bad.err"; rc=$?; set -e
+[ $rc = 1 ] && grep -q 'not a PEM private key' "$T/bad.err" || { cat "$T/bad.err"; fail "signing with the public key"; }
+$MKIMAGE "$T/gz" --ref v1 --variant linux/amd64="$T/app/x64" --compress gzip > /dev/null
+set +e; "$FERRY" sign "$T/gz:v1" --key "$T/keys/release.key" --version 1 2> "$T/bad.err"; rc=$?; set -e
+[ $rc = 1 ] && grep -q 'gzip layers.*skopeo copy --dest-compress-format zstd' "$T/bad.err" || { cat "$T/bad.err"; fail "gzip image"; }
+pass "sign refuses a bad version, a past or malformed expiry, a public key and gzip layers, each with a clear error"
+
+# Images for the refusals
+cp -a "$T/unsigned" "$T/foreign"; "$FERRY" sign "$T/foreign:v4" --key "$T/other/release.key" --app hello --version 9 > /dev/null
+cp -a "$IMG" "$T/tampered"
+python3 - "$T/tampered" <<'PY'
+import json, sys
+p = sys.argv[1] + "/index.json"
+ix = json.load(open(p))
+by = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in ix["manifests"]}
+# v4 keeps its signature but now points at v1's image: what is sent is not what was signed.
+by["v4"]["digest"], by["v4"]["size"] = by["v1"]["digest"], by["v1"]["size"]
+# v3's claim is edited to a higher version: the signature no longer verifies.
+a = by["v3"]["annotations"]; c = json.loads(a["dev.ferry.signature.payload"]); c["version"] = 99
+a["dev.ferry.signature.payload"] = json.dumps(c, separators=(",", ":"))
+json.dump(ix, open(p, "w"))
+PY
+cp -a "$T/unsigned" "$T/expiring"; "$FERRY" sign "$T/expiring:v4" --key "$T/keys/release.key" --app hello --version 9 --expires 1s > /dev/null
+
+TRUST=$'trust:\n  keys: ['"$T"$'/keys/release.pub]\n  require_signature: true\n  allow_downgrade: false'
+start_agent x64 "$TRUST"
+FERRYD_BIN=$A64 start_agent pi-arm64 "$TRUST"$'\nruntime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
+X="x64@127.0.0.1:$PORT_x64"
+P="pi-arm64@127.0.0.1:$PORT_pi_arm64"
+
+push_json "$T/p2.json" "$IMG:v2" --to "$X" --to "$P" --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p2.json" "$T/p2.json.err"; fail "signed v2"; }
+"$FERRY" status --identity "$T/me" --json --to "$X" --to "$P" > "$T/s2.json"
+[ "$(json_get "$T/s2.json" "[(a['name'], a['state'], a.get('version')) for n in d['nodes'] for a in n['apps']]")" = \
+  "([('hello', 'running', 2), ('hello', 'running', 2)],)" ] || { cat "$T/s2.json"; fail "status after v2"; }
+[ "$(cat "$T/state-x64/apps/hello/version")" = 2 ] || fail "the version counter is not 2"
+pass "a signed v2 deploys to amd64 and to arm64 under qemu (app name from the signature); the counter reads 2"
+
+# snapshot: what is on each node now
+snap() { (cd "$T/state-$1" && find blobs apps -path '*/rootfs' -prune -o -print | sort; cat apps/hello/version) > "$T/snap-$1.$2"; }
+refused() { # refused NAME CODE PATTERN LAYOUT TARGET [push args...]
+  local name=$1 code=$2 pat=$3 layout=$4 target=$5 node=${5%%@*}; shift 5
+  snap "$node" before
+  push_json "$T/r-$name.json" "$layout" --to "$target" --settle 1 "$@"
+  [ $PUSH_RC -ne 0 ] || { cat "$T/r-$name.json"; fail "$name: the push succeeded"; }
+  [ "$(json_get "$T/r-$name.json" "(d['nodes'][0]['result'], d['nodes'][0]['code'])")" = "(('failed', '$code'),)" ] \
+    || { cat "$T/r-$name.json"; fail "$name: expected failed/$code"; }
+  json_get "$T/r-$name.json" "d['nodes'][0]['error']" | grep -q -- "$pat" || { cat "$T/r-$name.json"; fail "$name: error text"; }
+  snap "$node" after
+  cmp -s "$T/snap-$node.before" "$T/snap-$node.after" || { diff "$T/snap-$node.before" "$T/snap-$node.after"; fail "$name: the node's state changed"; }
+  "$FERRY" logs --identity "$T/me" --to "$target" --app hello --tail 1 | grep -q "VERSION=$RUNNING" || fail "$name: v$RUNNING is not running"
+  pass "$name: refused ($code: $(json_get "$T/r-$name.json" "d['nodes'][0]['error']" | cut -c3-90)…), nothing written, v$RUNNING still runs"
+}
+RUNNING=2
+refused unsigned EUNSIGNED 'not signed and trust.require_signature is on' "$T/unsigned:v4" "$X" --app hello
+refused unsigned-arm64 EUNSIGNED 'not signed' "$T/unsigned:v4" "$P" --app hello
+refused unknown-key EUNTRUSTED 'not in trust.keys' "$T/foreign:v4" "$X"
+refused tampered-claim ESIGNATURE 'tampered with: the signature does not verify' "$T/tampered:v3" "$X"
+refused tampered-image ESIGNATURE 'tampered with: the signature covers sha256:' "$T/tampered:v4" "$X"
+sleep 1.2
+refused expired EEXPIRED 'the signature expired at' "$T/expiring:v4" "$X"
+refused downgrade EDOWNGRADE 'version 1 is lower than the installed version 2 of hello' "$IMG:v1" "$X"
+refused downgrade-arm64 EDOWNGRADE 'version 1 is lower' "$IMG:v1" "$P"
+set +e; "$FERRY" push --identity "$T/me" "$IMG:v4" --to "$X" --app other 2> "$T/app.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q "signed for app 'hello', not 'other'" "$T/app.err" || { cat "$T/app.err"; fail "--app against the signature"; }
+pass "the pusher refuses --app that the signature does not name, before connecting"
+
+# --- a health rollback is not a downgrade; the counter stays where the switch put it
+push_json "$T/p3.json" "$IMG:v3" --to "$X" --settle 2
+[ "$(json_get "$T/p3.json" "d['nodes'][0]['result']")" = "('rolled-back',)" ] || { cat "$T/p3.json"; fail "v3 should roll back"; }
+"$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 1 | grep -q VERSION=2 || fail "v2 is not back"
+[ "$(cat "$T/state-x64/apps/hello/version")" = 3 ] || fail "counter after v3: $(cat "$T/state-x64/apps/hello/version")"
+pass "signed v3 fails its health check: ferryd rolls back to v2 by itself (not a downgrade); the counter keeps 3"
+refused downgrade-after-rollback EDOWNGRADE 'version 2 is lower than the installed version 3' "$IMG:v2" "$X"
+
+push_json "$T/p4.json" "$IMG:v4" --to "$X" --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p4.json"; fail "v4"; }
+RUNNING=4
+set +e; "$FERRY" rollback --identity "$T/me" --to "$X" --app hello > "$T/rb.out" 2>&1; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q 'EDOWNGRADE\|a rollback would be a downgrade' "$T/rb.out" || { cat "$T/rb.out"; fail "manual rollback should be refused"; }
+grep -q 'allow_downgrade is off' "$T/rb.out" || { cat "$T/rb.out"; fail "rollback error text"; }
+"$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 1 | grep -q VERSION=4 || fail "v4 should still run"
+pass "ferry rollback to an older signed release is refused while allow_downgrade is off (v4 keeps running)"
+
+# --- the counter is durable: kill -9, restart, still refused
+kill -9 "$(pgrep -f "ferryd --config $T/x64.yaml" | head -1)"
+sleep 0.3
+"$FERRYD" --config "$T/x64.yaml" --check-state > /dev/null || fail "check-state after kill"
+start_agent x64 "$TRUST"
+X="x64@127.0.0.1:$PORT_x64"
+refused downgrade-after-restart EDOWNGRADE 'version 3 is lower than the installed version 4' "$IMG:v3" "$X"
+
+# --- policy variants: allow_downgrade, signatures optional
+start_agent lenient $'trust:\n  keys: ['"$T"$'/keys/release.pub]\n  require_signature: false\n  allow_downgrade: true'
+L="lenient@127.0.0.1:$PORT_lenient"
+for v in 2 1; do push_json "$T/l$v.json" "$IMG:v$v" --to "$L" --settle 1; [ $PUSH_RC -eq 0 ] || { cat "$T/l$v.json"; fail "lenient v$v"; }; done
+"$FERRY" rollback --identity "$T/me" --to "$L" --app hello > /dev/null || fail "lenient rollback"
+push_json "$T/lu.json" "$T/unsigned:v4" --to "$L" --settle 1 --app hello
+[ $PUSH_RC -eq 0 ] || { cat "$T/lu.json"; fail "lenient unsigned"; }
+RUNNING=4
+refused lenient-tampered ESIGNATURE 'tampered with' "$T/tampered:v3" "$L"
+refused lenient-unknown-key EUNTRUSTED 'not in trust.keys' "$T/foreign:v4" "$L"
+pass "allow_downgrade: true lets v1 follow v2 and ferry rollback go back; require_signature: false takes unsigned, never a bad signature"
+
+# --- config errors
+printf 'name: x\nidentity: %s\ntrust:\n  require_signature: true\n' "$T/id-x64" > "$T/c1.yaml"
+set +e; "$FERRYD" --config "$T/c1.yaml" --check-config 2> "$T/c1.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q 'c1.yaml:4: trust.require_signature is true but trust.keys lists no key' "$T/c1.err" || { cat "$T/c1.err"; fail "require without keys"; }
+printf 'name: x64\nidentity: %s\ntrust:\n  keys: [%s]\n' "$T/id-x64" "$T/id-x64/cert.pem" > "$T/c2.yaml"
+set +e; "$FERRYD" --config "$T/c2.yaml" --check-config 2> "$T/c2.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q 'trust.keys: .*cert.pem: not a PEM public key' "$T/c2.err" || { cat "$T/c2.err"; fail "a certificate as key"; }
+printf 'name: x\nidentity: %s\ntrust:\n  require_signature: maybe\n  keys: [a]\n' "$T/id-x64" > "$T/c3.yaml"
+set +e; "$FERRYD" --config "$T/c3.yaml" --check-config 2> "$T/c3.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q 'c3.yaml:4: trust.require_signature: expected true or false' "$T/c3.err" || { cat "$T/c3.err"; fail "bad bool"; }
+pass "config errors: required signatures without a key, a file that is not a public key, a bad boolean"
+finish
