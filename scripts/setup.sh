@@ -13,7 +13,7 @@ HOST_PKGS=(
   qemu-user
   libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev zlib1g-dev
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server
-  skopeo buildah clang time bc
+  skopeo buildah clang time bc lintian fakeroot dpkg-dev
 )
 CROSS_PKGS=()
 for arch in arm64 armhf; do
