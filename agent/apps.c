@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ferry/elf.h"
 #include "apps.h"
 #include "ferry/fsutil.h"
 #include "ferry/store.h"
@@ -370,16 +371,9 @@ static void restart_cb(uv_timer_t *t) {
   if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);
 }
 
-/* e_machine values (ELF gABI) and what each is called in a message. */
-static const struct { unsigned machine; int cls; const char *desc; const char *arch; } elf_kinds[] = {
-    {62, 2, "an x86-64 ELF", "amd64"},   {3, 1, "an i386 ELF", "386"},
-    {183, 2, "an AArch64 ELF", "arm64"}, {40, 1, "a 32-bit ARM ELF", "arm"},
-    {243, 2, "a RISC-V 64 ELF", "riscv64"},
-};
-
 /* Catches the wrong architecture before exec so the error says what the file is. */
 static int check_elf(fy_app *app, const char *host_path, const char *shown) {
-  uint8_t h[20];
+  uint8_t h[FY_ELF_HEADER];
   int fd = open(host_path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     snprintf(app->exec_error, sizeof app->exec_error, "cannot execute %s: %s", shown, strerror(errno));
@@ -387,19 +381,16 @@ static int check_elf(fy_app *app, const char *host_path, const char *shown) {
   }
   ssize_t n = read(fd, h, sizeof h);
   close(fd);
-  if (n < (ssize_t)sizeof h || memcmp(h, "\177ELF", 4) != 0) return FY_OK; /* scripts: the kernel decides */
-  unsigned machine = (unsigned)(h[5] == 2 ? (h[18] << 8 | h[19]) : (h[18] | h[19] << 8));
+  fy_platform p;
+  char desc[64];
+  int rc = fy_elf_header_platform(h, n > 0 ? (size_t)n : 0, &p, desc, sizeof desc);
+  if (rc == FY_EINVAL) return FY_OK; /* scripts: the kernel decides */
   const fy_facts *f = &app->agent->facts;
-  for (size_t i = 0; i < sizeof elf_kinds / sizeof elf_kinds[0]; i++) {
-    if (elf_kinds[i].machine != machine) continue;
-    for (size_t k = 0; k < f->naccepts; k++)
-      if (strcmp(f->accepts[k].arch, elf_kinds[i].arch) == 0) return FY_OK;
-    char plat[FY_PLATFORM_STR];
-    snprintf(app->exec_error, sizeof app->exec_error, "exec format error: %s is %s, this node runs %s", shown,
-             elf_kinds[i].desc, fy_platform_format(&f->platform, plat, sizeof plat));
-    return FY_EEXEC;
-  }
-  snprintf(app->exec_error, sizeof app->exec_error, "exec format error: %s is an ELF for machine %u", shown, machine);
+  for (size_t k = 0; rc == FY_OK && k < f->naccepts; k++)
+    if (strcmp(f->accepts[k].arch, p.arch) == 0) return FY_OK;
+  char plat[FY_PLATFORM_STR];
+  snprintf(app->exec_error, sizeof app->exec_error, "exec format error: %s is %s, this node runs %s", shown, desc,
+           fy_platform_format(&f->platform, plat, sizeof plat));
   return FY_EEXEC;
 }
 

@@ -18,14 +18,16 @@ void fy_cli_err(const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
+void fy_cli_home(const char *rel, char *out, size_t len) {
+  const char *h = getenv("FERRY_HOME");
+  if (h && *h) snprintf(out, len, "%s%s%s", h, rel ? "/" : "", rel ? rel : "");
+  else snprintf(out, len, "%s/.ferry%s%s", getenv("HOME") ? getenv("HOME") : ".", rel ? "/" : "", rel ? rel : "");
+}
+
 int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) {
   char path[4096], err[512];
   if (!dir) {
-    const char *home = getenv("FERRY_HOME");
-    if (home && *home)
-      snprintf(path, sizeof path, "%s/identity", home);
-    else
-      snprintf(path, sizeof path, "%s/.ferry/identity", getenv("HOME") ? getenv("HOME") : ".");
+    fy_cli_home("identity", path, sizeof path);
     dir = path;
   }
   int rc = fy_identity_load(dir, FY_TLS_PUSHER, conf, err, sizeof err);

@@ -56,6 +56,8 @@ json_t *fy_cli_node_labels(const fy_cli_common *c, size_t i, const json_t *facts
 void fy_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Loads the pusher identity (explicit dir, or $FERRY_HOME/identity, or ~/.ferry/identity). */
+/* $FERRY_HOME/rel (~/.ferry/rel); rel may be NULL for the directory itself. */
+void fy_cli_home(const char *rel, char *out, size_t len);
 int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) FY_WUR;
 
 /* Adds a --to argument (one target, or several separated by commas). */
@@ -89,5 +91,7 @@ int fy_cmd_sim(int argc, char **argv);
 int fy_cmd_plan(int argc, char **argv);
 int fy_cmd_key(int argc, char **argv);
 int fy_cmd_sign(int argc, char **argv);
+int fy_cmd_install_agent(int argc, char **argv);
+int fy_cmd_uninstall_agent(int argc, char **argv);
 
 #endif

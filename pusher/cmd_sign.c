@@ -38,10 +38,7 @@ int fy_cmd_key(int argc, char **argv) {
     key_usage(stderr);
     return 2;
   }
-  if (!dir[0] && fy_cli_data_path("keys", dir, sizeof dir) != FY_OK) {
-    fy_cli_err("cannot find a home for the key: set FERRY_HOME or use --out DIR");
-    return 1;
-  }
+  if (!dir[0]) fy_cli_home("keys", dir, sizeof dir);
   snprintf(priv_path, sizeof priv_path, "%s/release.key", dir);
   snprintf(pub_path, sizeof pub_path, "%s/release.pub", dir);
   struct stat st;

@@ -20,11 +20,7 @@
 #include "ferry/yaml.h"
 #include "pki.h"
 
-static void home(char *out, size_t len) {
-  const char *h = getenv("FERRY_HOME");
-  if (h && *h) snprintf(out, len, "%s", h);
-  else snprintf(out, len, "%s/.ferry", getenv("HOME") ? getenv("HOME") : ".");
-}
+static void home(char *out, size_t len) { fy_cli_home(NULL, out, len); }
 
 static int read_pid(const char *dir) {
   char path[4200], *text = NULL;
