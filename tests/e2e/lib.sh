@@ -105,3 +105,27 @@ push_json() {
   PUSH_RC=$?
   set -e
 }
+
+# start_sshd NAME [extra sshd_config lines]: an OpenSSH server on a free loopback port playing a
+# device (root login with a key the test generates). Sets SSHD_PORT_<NAME>; writes
+# $T/ssh/config for the client and exports FERRY_SSH_COMMAND to use it. Needs root (sshd).
+start_sshd() {
+  local name=$1 extra=${2:-} var="SSHD_PORT_${1//-/_}" port i
+  [ "$(id -u)" = 0 ] || { echo "skip: sshd needs root" >&2; exit 77; }
+  mkdir -p "$T/ssh" /run/sshd
+  [ -f "$T/ssh/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host_key"
+  [ -f "$T/ssh/user_key" ] || { ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/user_key"; cp "$T/ssh/user_key.pub" "$T/ssh/authorized_keys"; }
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'Port %s\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile %s\n%s\n' \
+    "$port" "$T/ssh/host_key" "$T/ssh/authorized_keys" "$T/ssh/sshd-$name.pid" "$extra" > "$T/ssh/sshd-$name.conf"
+  /usr/sbin/sshd -D -e -f "$T/ssh/sshd-$name.conf" 2> "$T/sshd-$name.log" &
+  PIDS+=($!)
+  printf 'Host *\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n' \
+    "$T/ssh/user_key" "$T/ssh/known_hosts" > "$T/ssh/config"
+  export FERRY_SSH_COMMAND="ssh -F $T/ssh/config"
+  for i in $(seq 1 100); do
+    if ssh -F "$T/ssh/config" -o BatchMode=yes -p "$port" root@127.0.0.1 true 2>/dev/null; then printf -v "$var" '%s' "$port"; return 0; fi
+    sleep 0.1
+  done
+  cat "$T/sshd-$name.log" >&2; fail "sshd $name did not start"
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Enrolling a device (issue 7): an OpenSSH server on loopback plays the device, as the user's own
+# SSH access would. ferry install-agent --prefix installs ferryd there, ferry status reaches it, a
+# push works; a re-run upgrades in place; uninstall removes everything. Bad input: an unreachable
+# host, refused authentication, a riscv64 device, a full disk, each with its message and nothing
+# half-installed.
+source "$(dirname "$0")/lib.sh"
+setup_fleet
+export FERRY_HOME=$T/home
+mkdir -p "$FERRY_HOME"
+cp -a "$T/ca" "$FERRY_HOME/ca"; cp -a "$T/me" "$FERRY_HOME/identity"
+start_sshd dev
+D="root@127.0.0.1:$SSHD_PORT_dev"
+AGENT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PFX=$T/device
+install() { "$FERRY" install-agent "$D" --name pi-lab --prefix "$PFX" --listen "127.0.0.1:$AGENT_PORT" "$@"; }
+
+# --- install
+install --labels site=lab,topology.kubernetes.io/zone=a --fleet "$T/fleet.yaml" > "$T/i1.out" 2> "$T/i1.err" \
+  || { cat "$T/i1.out" "$T/i1.err"; fail "install-agent"; }
+grep -q "installed ferryd on $D\|installed ferryd on root@127.0.0.1 as pi-lab (linux/amd64), reachable at 127.0.0.1:$AGENT_PORT; started directly" "$T/i1.out" || { cat "$T/i1.out"; fail "install output"; }
+grep -q 'userland linux/amd64 (/bin/sh is an x86-64 ELF)' "$T/i1.err" || { cat "$T/i1.err"; fail "platform detection"; }
+[ -x "$PFX/usr/local/lib/ferry/ferryd" ] || fail "no ferryd binary"
+[ "$(stat -c %a "$PFX/etc/ferry/identity/key.pem")" = 600 ] || fail "the node's key is not 0600"
+grep -q '^name: pi-lab' "$PFX/etc/ferry/ferryd.yaml" || fail "config"
+grep -q 'pi-lab' "$T/fleet.yaml" && grep -q "address: 127.0.0.1:$AGENT_PORT" "$T/fleet.yaml" || { cat "$T/fleet.yaml"; fail "fleet file"; }
+pass "install-agent: platform from /bin/sh's ELF header, binary, config, identity (key 0600), started, added to the fleet file"
+
+"$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/s1.json" || { cat "$T/s1.json"; fail "status"; }
+[ "$(json_get "$T/s1.json" "(d['nodes'][0]['name'], d['nodes'][0]['platform'], d['nodes'][0]['labels'].get('site'))")" = "(('pi-lab', 'linux/amd64', 'lab'),)" ] \
+  || { cat "$T/s1.json"; fail "status through the fleet file"; }
+build_apps "$T/app"
+$MKIMAGE "$T/img" --ref v1 --variant linux/amd64="$T/app/x64" --env VERSION=1 > /dev/null
+push_json "$T/p1.json" "$T/img:v1" --fleet "$T/fleet.yaml" --app hello --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p1.json" "$T/p1.json.err"; fail "push to the installed node"; }
+pass "ferry status reaches the new node through the fleet file, and a push deploys to it"
+
+# --- re-run: upgrade in place, config and identity kept, the app back up
+PID1=$(cat "$PFX/run/ferryd.pid")
+CERT1=$(sha256sum < "$PFX/etc/ferry/identity/cert.pem")
+install --fleet "$T/fleet.yaml" > "$T/i2.out" 2> "$T/i2.err" || { cat "$T/i2.out" "$T/i2.err"; fail "re-run"; }
+grep -q 'upgraded ferryd on .*kept its config and identity' "$T/i2.out" || { cat "$T/i2.out"; fail "re-run output"; }
+grep -q 'already lists pi-lab' "$T/i2.out" || fail "the fleet file should not get a second entry"
+[ "$(grep -c 'name: pi-lab' "$T/fleet.yaml")" = 1 ] || fail "two fleet entries"
+[ "$(cat "$PFX/run/ferryd.pid")" != "$PID1" ] || fail "the agent was not restarted"
+[ "$CERT1" = "$(sha256sum < "$PFX/etc/ferry/identity/cert.pem")" ] || fail "the identity changed"
+[ -f "$PFX/usr/local/lib/ferry/ferryd.prev" ] || fail "no ferryd.prev kept"
+for i in $(seq 1 50); do
+  "$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/s2.json" 2>/dev/null && \
+    [ "$(json_get "$T/s2.json" "[a['state'] for a in d['nodes'][0]['apps']]")" = "(['running'],)" ] && break
+  sleep 0.2
+done
+[ "$(json_get "$T/s2.json" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/s2.json"; fail "app after the upgrade"; }
+pass "a re-run upgrades in place: new agent process, config and identity kept, the app running again"
+
+# --- bad input: nothing half-installed
+expect_fail() { # expect_fail NAME PATTERN CMD...
+  local name=$1 pat=$2; shift 2
+  set +e; "$@" > "$T/$name.out" 2> "$T/$name.err"; local rc=$?; set -e
+  [ $rc -ne 0 ] || { cat "$T/$name.out"; fail "$name: succeeded"; }
+  grep -q -- "$pat" "$T/$name.err" || { cat "$T/$name.err"; fail "$name: message"; }
+}
+CLOSED=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+expect_fail unreachable "cannot reach 127.0.0.1:$CLOSED over SSH: .*Connection refused" \
+  "$FERRY" install-agent "root@127.0.0.1:$CLOSED" --name x1 --prefix "$T/dev-x1"
+[ ! -e "$T/dev-x1" ] || fail "unreachable: something was created"
+expect_fail auth "SSH authentication refused by nobody@127.0.0.1 .*Permission denied" \
+  "$FERRY" install-agent "nobody@127.0.0.1:$SSHD_PORT_dev" --name x2 --prefix "$T/dev-x2"
+pass "an unreachable host and refused SSH authentication: clear messages, nothing created"
+
+# A riscv64 device: this sshd's sessions see FERRY_PROBE_SH, the one seam in the probe (a real
+# riscv64 userland cannot run here), pointing at a riscv64 ELF header.
+python3 -c "
+import struct, sys
+h = b'\x7fELF' + bytes([2, 1, 1, 0]) + bytes(8) + struct.pack('<HHIQQQIHHHHHH', 2, 243, 1, 0, 64, 0, 5, 64, 56, 0, 64, 0, 0)
+open(sys.argv[1], 'wb').write(h)" "$T/riscv-sh"
+start_sshd rv "SetEnv FERRY_PROBE_SH=$T/riscv-sh"
+expect_fail riscv "runs linux/riscv64 (its /bin/sh is a RISC-V 64 ELF): ferry has no agent for it; agents here: linux/amd64" \
+  "$FERRY" install-agent "root@127.0.0.1:$SSHD_PORT_rv" --name x3 --prefix "$T/dev-x3"
+[ ! -e "$T/dev-x3" ] || fail "riscv64: something was created"
+pass "a linux/riscv64 device is refused, naming the platforms ferry has agents for"
+
+mkdir -p "$T/small"
+mount -t tmpfs -o size=512k tmpfs "$T/small" || { echo "skip: cannot mount a tmpfs"; finish; exit 0; }
+MOUNTS+=("$T/small")
+expect_fail nospace "no space on the device: .* KiB free in $T/small, the agent needs .* KiB; nothing was installed" \
+  "$FERRY" install-agent "$D" --name x4 --prefix "$T/small/ferry" --listen 127.0.0.1:1
+[ -z "$(ls -A "$T/small")" ] || { ls -laR "$T/small"; fail "no space: files were left"; }
+pass "a device without the space: refused before anything is copied, nothing left"
+
+# --- uninstall
+"$FERRY" uninstall-agent "$D" --prefix "$PFX" > "$T/u.out" || fail "uninstall"
+grep -q "removed ferryd from $D\|removed ferryd from root@127.0.0.1" "$T/u.out" || { cat "$T/u.out"; fail "uninstall output"; }
+[ ! -e "$PFX" ] || { find "$PFX"; fail "uninstall left files"; }
+pgrep -f "$PFX/" > /dev/null && fail "processes from the prefix still run"
+expect_fail uninstall-again "no ferryd installed under $PFX" "$FERRY" uninstall-agent "$D" --prefix "$PFX"
+pass "uninstall-agent stops ferryd and its app and removes everything it installed"
+finish
