@@ -9,6 +9,7 @@
 #include "apps.h"
 #include "facts.h"
 #include "trust.h"
+#include "upgrade.h"
 #include "ferry/store.h"
 #include "ferry/session.h"
 
@@ -33,6 +34,15 @@ typedef struct fy_agent {
   fy_store store;          /* STATE/blobs/sha256 */
   fy_app *apps;
   fy_trust trust;          /* release signature policy */
+  /* self-upgrade (upgrade.c) */
+  const char *config_path;
+  int argc;
+  char **argv;
+  char self_path[4096];    /* this binary, from /proc/self/exe */
+  char self_digest[FY_DIGEST_STR];
+  json_t *handoff;         /* from the previous image of this process, until the apps are recovered */
+  int watchdog_pid;
+  int upgrade_pending;     /* confirmed by the first pusher hello */
 } fy_agent;
 
 /* Prints one log line to stderr: "ferryd: LEVEL message". */

@@ -72,6 +72,7 @@ fy_app *fy_app_get(fy_agent *a, const char *name) {
   p->agent = a;
   snprintf(p->name, sizeof p->name, "%s", name);
   p->log_fd = -1;
+  p->out_fd = -1;
   uv_timer_init(a->loop, &p->restart_timer);
   p->restart_timer.data = p;
   p->next = a->apps;
@@ -253,20 +254,51 @@ static void out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   *b = uv_buf_init(buf, sizeof buf);
 }
 
+static int runs_from(long pid, const char *marker);
+
+static int uv_fileno_or(const uv_handle_t *h) {
+  uv_os_fd_t fd;
+  return uv_fileno(h, &fd) == 0 ? fd : -2;
+}
+
 static void out_closed(uv_handle_t *h) { free(h->data); }
 
 static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   struct outpipe *o = s->data;
   if (n > 0 && o->app) log_write(o->app, b->base, (size_t)n);
-  if (n < 0 && !uv_is_closing((uv_handle_t *)s)) uv_close((uv_handle_t *)s, out_closed);
+  if (n < 0 && !uv_is_closing((uv_handle_t *)s)) {
+    if (o->app && o->app->out_fd == uv_fileno_or((uv_handle_t *)s)) o->app->out_fd = -1;
+    uv_close((uv_handle_t *)s, out_closed);
+  }
+}
+
+/* Reads the workload's output from fd into its log (fd is taken, even on failure). */
+static void watch_output(fy_app *app, int fd) {
+  struct outpipe *op = calloc(1, sizeof *op);
+  if (!op) {
+    close(fd);
+    return;
+  }
+  op->app = app;
+  uv_pipe_init(app->agent->loop, &op->pipe, 0);
+  op->pipe.data = op;
+  if (uv_pipe_open(&op->pipe, fd) == 0) {
+    app->out_fd = fd;
+    uv_read_start((uv_stream_t *)&op->pipe, out_alloc, out_read);
+  } else {
+    close(fd);
+    uv_close((uv_handle_t *)&op->pipe, out_closed);
+  }
 }
 
 static void restart_cb(uv_timer_t *t);
 
 /* Everything that follows an exit happens once the handle is closed, so that a restart can
  * reuse app->proc. */
-static void proc_closed(uv_handle_t *h) {
-  fy_app *app = h->data;
+static void proc_gone(fy_app *app);
+static void proc_closed(uv_handle_t *h) { proc_gone(h->data); }
+
+static void proc_gone(fy_app *app) {
   int64_t status = app->last_exit;
   int sig = app->last_signal;
   app->proc_alive = 0;
@@ -285,15 +317,74 @@ static void proc_closed(uv_handle_t *h) {
   }
 }
 
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
-  fy_app *app = p->data;
+static void note_exit(fy_app *app, int64_t status, int sig) {
   app->last_exit = status;
   app->last_signal = sig;
   app->state = (status == 0 && sig == 0) ? FY_APP_EXITED : FY_APP_FAILED;
   if (sig) log_line(app, "ferryd: %s exited on signal %d", app->name, sig);
   else log_line(app, "ferryd: %s exited with status %lld", app->name, (long long)status);
   fy_log("info", "app %s: release %s exited (status %lld, signal %d)", app->name, app->release, (long long)status, sig);
+}
+
+static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
+  note_exit(p->data, status, sig);
   uv_close((uv_handle_t *)p, proc_closed);
+}
+
+static void adopt_poll(uv_timer_t *t) {
+  fy_app *app = t->data;
+  int st = 0;
+  pid_t r = waitpid(app->adopted_pid, &st, WNOHANG);
+  if (r == 0 || (r < 0 && errno == EINTR)) return;
+  uv_timer_stop(t);
+  app->adopted_pid = 0;
+  note_exit(app, r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : 0, r > 0 && WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  proc_gone(app);
+}
+
+int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms) {
+  char marker[4300], dir[4200];
+  fy_app_dir(app->agent, app->name, dir, sizeof dir);
+  snprintf(marker, sizeof marker, "%s/releases/", dir);
+  /* Ours (a child of this process) and running from this app's releases, or it is not taken. */
+  char path[64], st[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, st, sizeof st - 1) : -1;
+  if (fd >= 0) close(fd);
+  if (n <= 0) return FY_ENOENT;
+  st[n] = '\0';
+  const char *rp = strrchr(st, ')');
+  int ppid = 0;
+  char state = '?';
+  if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2 || ppid != (int)getpid() || state == 'Z' || !runs_from(pid, marker))
+    return FY_ENOENT;
+  app->adopted_pid = pid;
+  app->proc_alive = 1;
+  app->want_running = 1;
+  app->state = FY_APP_RUNNING;
+  app->restarts = restarts;
+  uint64_t now = uv_now(app->agent->loop);
+  app->started_ms = age_ms < now ? now - age_ms : 0;
+  if (!app->adopt_timer.data) uv_timer_init(app->agent->loop, &app->adopt_timer);
+  app->adopt_timer.data = app;
+  uv_timer_start(&app->adopt_timer, adopt_poll, 200, 200);
+  if (out_fd >= 0) {
+    fcntl(out_fd, F_SETFD, FD_CLOEXEC);
+    watch_output(app, out_fd);
+  }
+  fy_log("info", "app %s: took over release %s, pid %d, from the previous agent", app->name, app->release, pid);
+  return FY_OK;
+}
+
+int fy_app_pid(const fy_app *app) {
+  if (!app->proc_alive) return 0;
+  return app->adopted_pid ? app->adopted_pid : app->proc.pid;
+}
+
+static int app_kill(fy_app *app, int sig) {
+  if (app->adopted_pid) return kill(app->adopted_pid, sig);
+  return uv_process_kill(&app->proc, sig);
 }
 
 /* STATE/apps/<app>/pid: after a kill -9 of ferryd, the workload it left behind is found and
@@ -617,18 +708,9 @@ int fy_app_start(fy_app *app) {
     goto cleanup;
   }
   app->proc_alive = 1;
-  struct outpipe *op = calloc(1, sizeof *op);
-  if (op) {
-    op->app = app;
-    uv_pipe_init(a->loop, &op->pipe, 0);
-    op->pipe.data = op;
-    if (uv_pipe_open(&op->pipe, fds[0]) == 0) {
-      fds[0] = -1;
-      uv_read_start((uv_stream_t *)&op->pipe, out_alloc, out_read);
-    } else {
-      uv_close((uv_handle_t *)&op->pipe, out_closed);
-    }
-  }
+  app->adopted_pid = 0;
+  watch_output(app, fds[0]);
+  fds[0] = -1;
   write_pidfile(app);
   app->state = FY_APP_RUNNING;
   app->want_running = 1;
@@ -675,20 +757,20 @@ static void stopper_exit(fy_app *app, int64_t status, int sig, void *ud) {
 
 static void stopper_kill(uv_timer_t *t) {
   struct stopper *s = t->data;
-  if (s->app->proc_alive) uv_process_kill(&s->app->proc, SIGKILL);
+  if (s->app->proc_alive) app_kill(s->app, SIGKILL);
 }
 
 void fy_app_stop(fy_app *app, void (*done)(fy_app *app, void *ud), void *ud) {
   app->want_running = 0;
   uv_timer_stop(&app->restart_timer);
-  if (!app->proc_alive || uv_is_closing((uv_handle_t *)&app->proc)) {
+  if (!app->proc_alive || (!app->adopted_pid && uv_is_closing((uv_handle_t *)&app->proc))) {
     app->state = FY_APP_STOPPED;
     if (done) done(app, ud);
     return;
   }
   struct stopper *s = calloc(1, sizeof *s);
   if (!s) {
-    uv_process_kill(&app->proc, SIGKILL);
+    app_kill(app, SIGKILL);
     if (done) done(app, ud);
     return;
   }
@@ -699,7 +781,7 @@ void fy_app_stop(fy_app *app, void (*done)(fy_app *app, void *ud), void *ud) {
   s->timer.data = s;
   app->on_exit = stopper_exit;
   app->on_exit_ud = s;
-  uv_process_kill(&app->proc, SIGTERM);
+  app_kill(app, SIGTERM);
   uv_timer_start(&s->timer, stopper_kill, STOP_GRACE_MS, 0);
 }
 
@@ -782,15 +864,22 @@ int fy_apps_recover(fy_agent *a) {
     if (!app) continue;
     read_link(dir, "current", app->release, sizeof app->release);
     read_link(dir, "previous", app->previous, sizeof app->previous);
-    kill_orphan(a, app->name);
+    /* After an agent upgrade's exec the workloads are still ours: take them over. */
+    const json_t *h = app->release[0] ? fy_upgrade_handoff_app(a, app->name) : NULL;
+    int adopted = h && fy_app_adopt(app, (int)json_integer_value(json_object_get(h, "pid")),
+                                    (int)json_integer_value(json_object_get(h, "fd")),
+                                    (int)json_integer_value(json_object_get(h, "restarts")),
+                                    (uint64_t)json_integer_value(json_object_get(h, "age_ms"))) == FY_OK;
+    if (!adopted) kill_orphan(a, app->name);
     /* A kill between a switch and the counter's write: the current release's version wins. */
     if (app->release[0] && fy_trust_record(a, app->name, fy_trust_release_version(a, app->name, app->release)) != FY_OK)
       fy_log("warn", "app %s: cannot record its version", app->name);
-    if (app->release[0]) {
+    if (app->release[0] && !adopted) {
       if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);
     }
   }
   closedir(d);
+  fy_upgrade_handoff_done(a);
   return FY_OK;
 }
 

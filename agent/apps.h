@@ -41,6 +41,9 @@ struct fy_app {
   fy_app_exit_cb on_exit;
   void *on_exit_ud;
   char exec_error[256];             /* why the last start failed, if it did */
+  int out_fd;                       /* read end of the workload's output pipe, -1 if none */
+  int adopted_pid;                  /* a workload taken over across an agent re-exec, 0 if none */
+  uv_timer_t adopt_timer;           /* polls waitpid for it (libuv only waits for what it spawned) */
   fy_app *next;
 };
 
@@ -74,6 +77,12 @@ char *fy_app_log_tail(const struct fy_agent *a, const char *app, int lines, size
 /* [{name, release, previous, state, restarts}] */
 json_t *fy_apps_json(struct fy_agent *a);
 const char *fy_app_state_name(fy_app_state s);
+
+/* Takes over a workload this process's previous image (same PID, before an agent upgrade's
+ * exec) started: pid must be our child; out_fd the read end of its output pipe. */
+int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms) FY_WUR;
+/* The pid of the running workload, 0 when none. */
+int fy_app_pid(const fy_app *app);
 
 /* Re-exec'd helper that enters namespaces and a chroot, then execs the workload
  * (`ferryd __exec ...`). Does not return on success. */

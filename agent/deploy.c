@@ -43,6 +43,9 @@ typedef struct fy_deploy {
   uint64_t bytes_received;
   int blobs_received, blobs_skipped;
   uint64_t version;           /* the signed version, 0 when unsigned */
+  int agent_upgrade;          /* the release is a new ferryd (upgrade.h) */
+  int upgrade_timeout_s;
+  char agent_digest[FY_DIGEST_STR];
   char release[FY_RELEASE_ID_MAX], old_release[FY_RELEASE_ID_MAX], old_previous[FY_RELEASE_ID_MAX];
   int phase;
   uv_work_t work;
@@ -112,12 +115,13 @@ static void send_result(fy_deploy *d, const char *result, int code, const char *
                         "release", d->app->release, "bytes_received", (json_int_t)d->bytes_received,
                         "blobs_received", (json_int_t)d->blobs_received, "blobs_skipped", (json_int_t)d->blobs_skipped);
   if (j && exit_code != INT64_MIN) json_object_set_new(j, "exit_code", json_integer(exit_code));
-  if (j && strcmp(result, "deployed") != 0) {
+  if (j && d->agent_digest[0]) json_object_set_new(j, "agent_digest", json_string(d->agent_digest));
+  if (j && strcmp(result, "deployed") != 0 && strcmp(result, "upgrading") != 0) {
     char *tail = fy_app_log_tail(a, d->app->name, 20, 4096);
     json_object_set_new(j, "log_tail", json_string(tail ? tail : ""));
     free(tail);
   }
-  fy_log(strcmp(result, "deployed") == 0 ? "info" : "warn", "app %s: %s%s%s", d->app->name, result,
+  fy_log(strcmp(result, "deployed") == 0 || strcmp(result, "upgrading") == 0 ? "info" : "warn", "app %s: %s%s%s", d->app->name, result,
          message && *message ? ": " : "", message ? message : "");
   if (d->conn && j) {
     fy_conn_hold(d->conn, 0);
@@ -169,6 +173,9 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     d->settle_ms = (uint64_t)json_integer_value(s);
   const char *hc = fy_msg_str(j, "health_cmd", sizeof d->health_cmd - 1);
   if (hc) snprintf(d->health_cmd, sizeof d->health_cmd, "%s", hc);
+  d->agent_upgrade = json_is_true(json_object_get(j, "agent_upgrade"));
+  const json_t *ut = json_object_get(j, "upgrade_timeout_s");
+  d->upgrade_timeout_s = json_is_integer(ut) && json_integer_value(ut) >= 5 && json_integer_value(ut) <= 600 ? (int)json_integer_value(ut) : 30;
   const json_t *hp = json_object_get(j, "health_port");
   if (json_is_integer(hp) && json_integer_value(hp) > 0 && json_integer_value(hp) < 65536)
     d->health_port = (int)json_integer_value(hp);
@@ -217,6 +224,14 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
       rc = refuse(c, FY_EUNSUPPORTED, "layer %zu is gzip; the wire carries zstd (the pusher recompresses)", i);
       goto fail;
     }
+  }
+  if (d->agent_upgrade) {
+    if (strcmp(app, "ferryd") != 0) { rc = refuse(c, FY_EINVAL, "plan: an agent upgrade is app 'ferryd'"); goto fail; }
+    for (fy_app *o = a->apps; o; o = o->next)
+      if (o->deploying) { rc = refuse(c, FY_EBUSY, "a deploy of %s is in progress; upgrade the agent after it", o->name); goto fail; }
+  } else if (strcmp(app, "ferryd") == 0) {
+    rc = refuse(c, FY_EINVAL, "the app name 'ferryd' is the agent's own (ferry upgrade-agent)");
+    goto fail;
   }
   fy_app *ap = fy_app_get(a, app);
   if (!ap) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
@@ -568,6 +583,22 @@ static void unpack_done(uv_work_t *w, int status) {
     return;
   }
   fy_log("info", "app %s: release %s unpacked", d->app->name, d->release);
+  if (d->agent_upgrade) {
+    char bin[4500], err[600], dir[4200];
+    fy_app_dir(d->agent, d->app->name, dir, sizeof dir);
+    snprintf(bin, sizeof bin, "%s/releases/%s/rootfs/ferryd", dir, d->release);
+    int rc = fy_upgrade_prepare(d->agent, bin, d->upgrade_timeout_s, d->agent_digest, err, sizeof err);
+    if (rc != FY_OK) {
+      d->agent_digest[0] = '\0';
+      send_result(d, "failed", rc, err, INT64_MIN);
+      return;
+    }
+    fy_agent *a = d->agent;
+    if (fy_trust_record(a, "ferryd", d->version) != FY_OK) fy_log("warn", "cannot record the agent's version");
+    send_result(d, "upgrading", FY_OK, "re-executing the new agent", INT64_MIN);
+    fy_upgrade_exec_later(a, 300);
+    return;
+  }
   snprintf(d->old_release, sizeof d->old_release, "%s", d->app->release);
   snprintf(d->old_previous, sizeof d->old_previous, "%s", d->app->previous);
   d->phase = PH_STOPPING;

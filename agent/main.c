@@ -40,6 +40,7 @@ int main(int argc, char **argv) {
   fy_agent *a = &agent;
 
   if (argc > 1 && strcmp(argv[1], "__exec") == 0) return fy_exec_helper_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "__watchdog") == 0) return fy_watchdog_main(argc, argv);
   while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
     switch (c) {
     case 'c': config = optarg; break;
@@ -102,6 +103,8 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   a->loop = uv_default_loop();
   a->started_ms = uv_now(a->loop);
+  a->config_path = config;
+  fy_upgrade_startup(a, argc, argv);
   if ((rc = fy_apps_recover(a)) != FY_OK) fy_log("warn", "recovering apps in %s: %s", a->cfg.state_dir, fy_strerror(rc));
   if (fy_server_start(a, err, sizeof err) != FY_OK) {
     fprintf(stderr, "ferryd: %s\n", err);

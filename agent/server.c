@@ -179,7 +179,9 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
   uint64_t up = (uv_now(a->loop) - a->started_ms) / 1000;
   json_t *facts = fy_facts_json(&a->cfg, &a->facts, a->name, up);
   if (facts) json_object_set_new(facts, "apps", fy_apps_json(a));
+  if (facts) json_object_set_new(facts, "agent_digest", json_string(a->self_digest));
   rc = facts ? fy_msg_send(&c->session, FY_FT_FACTS, facts) : FY_ENOMEM;
+  if (rc == FY_OK) fy_upgrade_answered(a);
   json_decref(facts);
   if (rc != FY_OK) {
     fy_conn_fail(c, rc, "cannot answer hello");

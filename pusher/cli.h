@@ -92,6 +92,7 @@ int fy_cmd_plan(int argc, char **argv);
 int fy_cmd_key(int argc, char **argv);
 int fy_cmd_sign(int argc, char **argv);
 int fy_cmd_install_agent(int argc, char **argv);
+int fy_cmd_upgrade_agent(int argc, char **argv);
 int fy_cmd_uninstall_agent(int argc, char **argv);
 
 #endif

@@ -33,6 +33,7 @@
 #include "fleet.h"
 #include "pki.h"
 #include "ssh.h"
+#include "agent_image.h"
 
 extern const char fy_unit_template[];
 
@@ -131,27 +132,43 @@ static int probe(install *in) {
   return 0;
 }
 
-/* The ferryd for the probed platform: --agent-binary, an installed share/ferry/agents/DIR/ferryd,
- * or this build tree's build/PRESET/bin/ferryd. */
-static int find_agent(install *in) {
-  char offered[256] = "", exe[4096];
+/* Where this machine keeps a ferryd for a platform: an installed share/ferry/agents/DIR/ferryd
+ * (or lib/ferry/agents), or this build tree's build/PRESET/bin/ferryd. */
+int fy_agent_binary_for(const char *platform, char *out, size_t len) {
+  char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = '\0';
   char *bindir = dirname(exe);
-  int want = -1;
   for (size_t i = 0; i < sizeof agents / sizeof agents[0]; i++) {
+    if (strcmp(agents[i].platform, platform) != 0) continue;
     char cand[3][4300];
     struct stat st;
     snprintf(cand[0], sizeof cand[0], "%s/../share/ferry/agents/%s/ferryd", bindir, agents[i].dir);
     snprintf(cand[1], sizeof cand[1], "%s/../../%s/bin/ferryd", bindir, agents[i].preset);
     snprintf(cand[2], sizeof cand[2], "%s/../lib/ferry/agents/%s/ferryd", bindir, agents[i].dir);
-    int found = -1;
-    for (int k = 0; k < 3 && found < 0; k++)
-      if (stat(cand[k], &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) found = k;
-    if (found >= 0) {
+    for (int k = 0; k < 3; k++)
+      if (stat(cand[k], &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
+        if (!realpath(cand[k], out)) snprintf(out, len, "%s", cand[k]);
+        return 1;
+      }
+  }
+  return 0;
+}
+
+size_t fy_agent_platforms(const char **out, size_t max) {
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof agents / sizeof agents[0] && n < max; i++) out[n++] = agents[i].platform;
+  return n;
+}
+
+/* The ferryd for the probed platform: --agent-binary, or fy_agent_binary_for. */
+static int find_agent(install *in) {
+  char offered[256] = "", path[4096];
+  int want = -1;
+  for (size_t i = 0; i < sizeof agents / sizeof agents[0]; i++) {
+    if (fy_agent_binary_for(agents[i].platform, path, sizeof path)) {
       snprintf(offered + strlen(offered), sizeof offered - strlen(offered), "%s%s", offered[0] ? ", " : "", agents[i].platform);
-      if (strcmp(agents[i].platform, in->platform_s) == 0 && !in->agent_bin[0] && !realpath(cand[found], in->agent_bin))
-        snprintf(in->agent_bin, sizeof in->agent_bin, "%s", cand[found]);
+      if (strcmp(agents[i].platform, in->platform_s) == 0 && !in->agent_bin[0]) snprintf(in->agent_bin, sizeof in->agent_bin, "%s", path);
     }
     if (strcmp(agents[i].platform, in->platform_s) == 0) want = (int)i;
   }

@@ -99,21 +99,6 @@ static json_t *strv_json(char *const *v, size_t n) {
   return a;
 }
 
-static json_t *platform_json(const fy_platform *p) {
-  json_t *o = json_pack("{s:s, s:s}", "os", p->os, "architecture", p->arch);
-  if (p->variant[0]) json_object_set_new(o, "variant", json_string(p->variant));
-  return o;
-}
-
-static int put_json(const fy_store *s, json_t *j, fy_digest *d, size_t *len) {
-  char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-  if (!text) return FY_ENOMEM;
-  *len = strlen(text);
-  fy_sha256_once(text, *len, d);
-  int rc = fy_store_put(s, d, text, *len);
-  free(text);
-  return rc;
-}
 
 /* The child: everything for one variant. Exit status 0 on success, the manifest descriptor in
  * v->dir/result.json. */
@@ -241,14 +226,14 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
     free(as);
     json_decref(aj);
   }
-  json_t *cfg = platform_json(&v->plat);
+  json_t *cfg = fy_pack_platform_json(&v->plat);
   json_object_set_new(cfg, "created", json_string(created));
   json_object_set_new(cfg, "config", json_pack("{s:o, s:o, s:o, s:s, s:o}", "Entrypoint", strv_json(r->entrypoint, r->nentrypoint),
                                                 "Cmd", strv_json(r->cmd, r->ncmd), "Env", env, "WorkingDir", r->workdir, "Labels", labels));
   json_object_set_new(cfg, "rootfs", json_pack("{s:s, s:[s]}", "type", "layers", "diff_ids", fy_digest_format(&pk.diff_id, ds)));
   fy_digest cd, md;
   size_t clen, mlen;
-  if (put_json(store, cfg, &cd, &clen) != FY_OK) { json_decref(cfg); step(v, "ERROR writing the config"); return 1; }
+  if (fy_pack_put_json(store, cfg, &cd, &clen) != FY_OK) { json_decref(cfg); step(v, "ERROR writing the config"); return 1; }
   json_decref(cfg);
   char cds[FY_DIGEST_STR], lds[FY_DIGEST_STR];
   json_t *man = json_pack("{s:i, s:s, s:{s:s, s:s, s:I}, s:[{s:s, s:s, s:I}], s:{s:s}}", "schemaVersion", 2, "mediaType",
@@ -256,7 +241,7 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
                           "size", (json_int_t)clen, "layers", "mediaType", FY_MT_OCI_LAYER_ZSTD, "digest",
                           fy_digest_format(&pk.digest, lds), "size", (json_int_t)pk.size, "annotations",
                           "org.opencontainers.image.version", r->version);
-  if (!man || put_json(store, man, &md, &mlen) != FY_OK) { json_decref(man); step(v, "ERROR writing the manifest"); return 1; }
+  if (!man || fy_pack_put_json(store, man, &md, &mlen) != FY_OK) { json_decref(man); step(v, "ERROR writing the manifest"); return 1; }
   json_decref(man);
   json_t *res = json_pack("{s:s, s:I}", "digest", fy_digest_format(&md, ds), "size", (json_int_t)mlen);
   char rp[4400];
@@ -408,7 +393,7 @@ int fy_cmd_build(int argc, char **argv) {
     free(text);
     if (!res) { json_decref(mans); fy_cli_err("%s: missing result", rp); goto cleanup; }
     json_t *e = json_pack("{s:s, s:O, s:O, s:o}", "mediaType", FY_MT_OCI_MANIFEST, "digest", json_object_get(res, "digest"),
-                          "size", json_object_get(res, "size"), "platform", platform_json(&vs[i].plat));
+                          "size", json_object_get(res, "size"), "platform", fy_pack_platform_json(&vs[i].plat));
     if (vs[i].board) json_object_set_new(e, "annotations", json_pack("{s:s}", "dev.ferry.board", vs[i].board->name));
     json_array_append_new(mans, e);
     json_decref(res);
@@ -417,7 +402,7 @@ int fy_cmd_build(int argc, char **argv) {
                          "annotations", "org.opencontainers.image.version", r.version);
   fy_digest id;
   size_t ilen;
-  if (put_json(&store, ix, &id, &ilen) != FY_OK) { json_decref(ix); fy_cli_err("writing the index"); goto cleanup; }
+  if (fy_pack_put_json(&store, ix, &id, &ilen) != FY_OK) { json_decref(ix); fy_cli_err("writing the index"); goto cleanup; }
   json_decref(ix);
   /* index.json: keep other tags, replace this version's. */
   snprintf(path, sizeof path, "%s/index.json", outdir);

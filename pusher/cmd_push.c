@@ -9,6 +9,10 @@
 #include "ferry/yaml.h"
 #include "rollout.h"
 #include "signing.h"
+#include "agent_image.h"
+#include "ferry/fsutil.h"
+#include <errno.h>
+#include <time.h>
 
 static void push_usage(FILE *f, int plan) {
   fprintf(f,
@@ -51,7 +55,46 @@ static int fleet_defaults(fy_rollout_opts *o, const fy_fleet *f) {
   return FY_OK;
 }
 
-static int run(int argc, char **argv, int plan) {
+enum { MODE_PUSH, MODE_PLAN, MODE_UPGRADE };
+
+/* Signs the generated agent image (for nodes whose trust policy requires it); a day to live. */
+static int sign_layout(const fy_layout *l, const char *key_file, uint64_t version, fy_layout_sig *sig) {
+  char *pem = NULL, err[600];
+  size_t len;
+  fy_sign_key *key = NULL;
+  int rc = fy_file_read(key_file, FY_KEY_PEM_MAX, &pem, &len);
+  if (rc == FY_OK) rc = fy_sign_key_parse(pem, len, 1, &key, err, sizeof err);
+  else snprintf(err, sizeof err, "%s", fy_strerror(rc));
+  free(pem);
+  if (rc == FY_OK) rc = fy_layout_sign(l, "ferryd", version, (int64_t)time(NULL) + 86400, key, sig, err, sizeof err);
+  fy_sign_key_free(key);
+  if (rc != FY_OK) fy_cli_err("--key %s: %s", key_file, err);
+  return rc;
+}
+
+static void upgrade_usage(FILE *f) {
+  fprintf(f,
+          "usage: ferry upgrade-agent " FY_CLI_TARGETS_USAGE "\n"
+          "       [--agent-binary PLATFORM=FILE]... [--upgrade-timeout SECONDS] [--key FILE --version N]\n"
+          "       [--canary N|P%%] [--max-parallel N|P%%] [--max-failures N|P%%] [--dry-run]\n"
+          "Sends each node the ferryd for its platform through the ferry channel (only what it lacks\n"
+          "travels). ferryd checks it (platform, --version, --check-config), installs it beside the old\n"
+          "one (kept as ferryd.prev) and re-executes itself in place: running apps keep running. If the\n"
+          "new agent does not answer within --upgrade-timeout (default 30 s), a watchdog on the node\n"
+          "brings the old one back by itself (the node's result: rolled-back). The agents come from\n"
+          "this build (build/<preset>/bin/ferryd) or the installed share/ferry/agents/, or are named\n"
+          "with --agent-binary. --key/--version sign the agent image for nodes whose trust policy\n"
+          "requires signatures. Canary and waves work as for ferry push.\n");
+}
+
+static int run(int argc, char **argv, int mode) {
+  int plan = mode == MODE_PLAN, upgrade = mode == MODE_UPGRADE;
+  char *agent_bins[16];
+  size_t nagent_bins = 0;
+  const char *key_file = NULL;
+  long sign_version = 0;
+  char tmpdir[] = "/tmp/ferry-agent-image.XXXXXX";
+  int made_tmp = 0;
   static const struct option opts[] = {
       FY_CLI_COMMON_OPTIONS,
       {"app", required_argument, 0, 'a'},          {"settle", required_argument, 0, 's'},
@@ -60,6 +103,8 @@ static int run(int argc, char **argv, int plan) {
       {"canary", required_argument, 0, 'c'},       {"max-parallel", required_argument, 0, 'p'},
       {"max-failures", required_argument, 0, 'f'}, {"revert-on-halt", no_argument, 0, 'R'},
       {"dry-run", no_argument, 0, 'n'},            {"help", no_argument, 0, 'h'},
+      {"agent-binary", required_argument, 0, 'B'}, {"upgrade-timeout", required_argument, 0, 'U'},
+      {"key", required_argument, 0, 'K'},          {"version", required_argument, 0, 'V'},
       {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 300000};
   fy_rollout_opts o;
@@ -74,6 +119,7 @@ static int run(int argc, char **argv, int plan) {
   o.push.settle_ms = 3000;
   o.revert_on_halt = -1;
   o.dry_run = plan;
+  o.push.upgrade_timeout_s = 30;
   optind = 1;
   while ((c = getopt_long(argc, argv, FY_CLI_COMMON_SHORT, opts, NULL)) != -1) {
     if ((r = fy_cli_common_opt(&cc, c, optarg)) != 0) {
@@ -114,9 +160,51 @@ static int run(int argc, char **argv, int plan) {
     }
     case 'R': o.revert_on_halt = 1; break;
     case 'n': o.dry_run = 1; break;
-    case 'h': push_usage(stdout, plan); ret = 0; goto cleanup;
-    default: push_usage(stderr, plan); goto cleanup;
+    case 'B': case 'U': case 'K': case 'V':
+      if (!upgrade) { push_usage(stderr, plan); goto cleanup; }
+      if (c == 'B' && nagent_bins < sizeof agent_bins / sizeof agent_bins[0]) agent_bins[nagent_bins++] = optarg;
+      if (c == 'U' && fy_parse_long(optarg, 5, 600, &v) != FY_OK) { fy_cli_err("--upgrade-timeout: seconds from 5 to 600"); goto cleanup; }
+      if (c == 'U') o.push.upgrade_timeout_s = (int)v;
+      if (c == 'K') key_file = optarg;
+      if (c == 'V' && fy_parse_long(optarg, 1, INT64_MAX, &sign_version) != FY_OK) { fy_cli_err("--version: a whole number from 1 up"); goto cleanup; }
+      break;
+    case 'h': if (upgrade) upgrade_usage(stdout); else push_usage(stdout, plan); ret = 0; goto cleanup;
+    default: if (upgrade) upgrade_usage(stderr); else push_usage(stderr, plan); goto cleanup;
     }
+  }
+  if (upgrade) {
+    if (argc != optind) { fy_cli_err("upgrade-agent takes no LAYOUT: it sends ferryd itself"); goto cleanup; }
+    if (!key_file != !sign_version) { fy_cli_err("--key and --version go together (they sign the agent image)"); goto cleanup; }
+    if (fy_cli_common_targets(&cc, "upgrade-agent") != FY_OK) goto cleanup;
+    /* Every platform this machine has an agent for, unless named with --agent-binary. */
+    static char specs[8][4200];
+    const char *plats[8];
+    size_t np = fy_agent_platforms(plats, 8);
+    for (size_t i = 0; i < np && nagent_bins < sizeof agent_bins / sizeof agent_bins[0]; i++) {
+      int named = 0;
+      for (size_t k = 0; k < nagent_bins; k++) named |= strncmp(agent_bins[k], plats[i], strlen(plats[i])) == 0 && agent_bins[k][strlen(plats[i])] == '=';
+      char bin[4096];
+      if (!named && fy_agent_binary_for(plats[i], bin, sizeof bin)) {
+        snprintf(specs[i], sizeof specs[i], "%s=%s", plats[i], bin);
+        agent_bins[nagent_bins++] = specs[i];
+      }
+    }
+    if (!mkdtemp(tmpdir)) { fy_cli_err("mkdtemp: %s", strerror(errno)); ret = 1; goto cleanup; }
+    made_tmp = 1;
+    if (fy_agent_image_build(tmpdir, agent_bins, nagent_bins, err, sizeof err) != FY_OK) { fy_cli_err("%s", err); ret = 1; goto cleanup; }
+    char spec[300];
+    snprintf(spec, sizeof spec, "%s:ferryd", tmpdir);
+    if (fy_layout_open(&layout, spec, err, sizeof err) != FY_OK) { fy_cli_err("%s", err); ret = 1; goto cleanup; }
+    if (key_file && sign_layout(&layout, key_file, (uint64_t)sign_version, &sig) != FY_OK) { ret = 1; goto cleanup; }
+    snprintf(app, sizeof app, "ferryd");
+    o.push.agent_upgrade = 1;
+    o.revert_on_halt = 0; /* the watchdog brings the old agent back by itself */
+    if (sig.present) o.push.signature = &sig;
+    o.push.app = app;
+    o.push.layout = &layout;
+    if (fy_cli_load_identity(cc.identity, &o.push.tls) != FY_OK) { ret = 1; goto cleanup; }
+    ret = fy_rollout_run(&o);
+    goto cleanup;
   }
   if (argc - optind != 1) {
     fy_cli_err("%s needs one LAYOUT[:REF]", plan ? "plan" : "push");
@@ -148,8 +236,14 @@ cleanup:
   fy_layout_close(&layout);
   fy_tls_conf_free(o.push.tls);
   fy_cli_common_free(&cc);
+  if (made_tmp) {
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fy_cli_err("cannot remove %s", tmpdir);
+  }
   return ret;
 }
 
-int fy_cmd_push(int argc, char **argv) { return run(argc, argv, 0); }
-int fy_cmd_plan(int argc, char **argv) { return run(argc, argv, 1); }
+int fy_cmd_push(int argc, char **argv) { return run(argc, argv, MODE_PUSH); }
+int fy_cmd_plan(int argc, char **argv) { return run(argc, argv, MODE_PLAN); }
+int fy_cmd_upgrade_agent(int argc, char **argv) { return run(argc, argv, MODE_UPGRADE); }

@@ -23,6 +23,7 @@ static const struct verb {
     {"doctor", fy_cmd_doctor, "doctor [--json]   cross compilers, sysroots, qemu-user, binfmt_misc"},
     {"sim", fy_cmd_sim, "sim up|down|ls   emulated boards on this machine (qemu-user)"},
     {"install-agent", fy_cmd_install_agent, "install-agent USER@HOST --name NAME   make a device a ferry node over SSH"},
+    {"upgrade-agent", fy_cmd_upgrade_agent, "upgrade-agent --to HOST:PORT | --fleet FILE   new ferryd through ferry, old one back if it fails"},
     {"uninstall-agent", fy_cmd_uninstall_agent, "uninstall-agent USER@HOST   remove ferryd from a device"},
     {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N]   an app's log"},
     {"rollback", fy_cmd_rollback, "rollback --to HOST:PORT --app NAME   back to the previous release"},

@@ -239,3 +239,19 @@ cleanup:
   free_list(&l);
   return rc;
 }
+
+json_t *fy_pack_platform_json(const fy_platform *p) {
+  json_t *o = json_pack("{s:s, s:s}", "os", p->os, "architecture", p->arch);
+  if (p->variant[0]) json_object_set_new(o, "variant", json_string(p->variant));
+  return o;
+}
+
+int fy_pack_put_json(const fy_store *s, json_t *j, fy_digest *d, size_t *len) {
+  char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!text) return FY_ENOMEM;
+  *len = strlen(text);
+  fy_sha256_once(text, *len, d);
+  int rc = fy_store_put(s, d, text, *len);
+  free(text);
+  return rc;
+}

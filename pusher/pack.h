@@ -4,6 +4,8 @@
 #ifndef FERRY_PUSHER_PACK_H
 #define FERRY_PUSHER_PACK_H
 
+#include <jansson.h>
+
 #include "ferry/store.h"
 #include "recipe.h"
 
@@ -17,5 +19,10 @@ typedef struct fy_packed {
 
 int fy_pack_stage(const fy_recipe *r, const char *stage, const fy_platform *p, const fy_store *store,
                   fy_packed *out, char *err, size_t errlen) FY_WUR;
+
+/* {"os", "architecture"[, "variant"]} as OCI indexes and configs carry it. */
+json_t *fy_pack_platform_json(const fy_platform *p);
+/* Serializes j (compact, sorted keys: deterministic), stores it as a blob; its digest and size. */
+int fy_pack_put_json(const fy_store *s, json_t *j, fy_digest *d, size_t *len) FY_WUR;
 
 #endif

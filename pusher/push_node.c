@@ -15,7 +15,7 @@ const char *fy_pnode_name(const fy_pnode *n) {
 }
 
 const char *fy_pnode_phase_name(int phase) {
-  static const char *const names[] = {"waiting", "connecting", "hello", "planning", "sending", "activating", "done"};
+  static const char *const names[] = {"waiting", "connecting", "hello", "planning", "sending", "activating", "confirming", "done"};
   return phase >= 0 && phase <= FY_PN_DONE ? names[phase] : "?";
 }
 
@@ -90,6 +90,10 @@ static int got_facts(fy_pnode *n, json_t *j) {
                            "manifest_digest", ds, "config", n->v.config, n->v.config_len, "settle_ms", (json_int_t)settle);
   if (plan && hcmd) json_object_set_new(plan, "health_cmd", json_string(hcmd));
   if (plan && hport) json_object_set_new(plan, "health_port", json_integer(hport));
+  if (plan && P->agent_upgrade) {
+    json_object_set_new(plan, "agent_upgrade", json_true());
+    json_object_set_new(plan, "upgrade_timeout_s", json_integer(P->upgrade_timeout_s));
+  }
   if (plan && P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
     json_t *chain = NULL;
     if ((rc = fy_layout_sig_chain(P->layout, P->signature, &n->v.desc.digest, &chain, err, sizeof err)) != FY_OK) {
@@ -194,6 +198,16 @@ static void on_writable(fy_conn *c) { pump(c->ud); }
 
 static int got_result(fy_pnode *n, json_t *j) {
   const char *r = fy_msg_str(j, "result", 20), *m = fy_msg_str(j, "message", FY_MSG_STR_MAX);
+  const char *ad = fy_msg_str(j, "agent_digest", 79);
+  if (n->cfg->agent_upgrade && r && strcmp(r, "upgrading") == 0 && ad) {
+    /* The old agent re-executes: ask the node until the new one answers, or the old is back. */
+    snprintf(n->expect_digest, sizeof n->expect_digest, "%s", ad);
+    fy_pnode_event(n, "the agent re-executes as %.19s...; waiting for it to answer", ad);
+    n->phase = FY_PN_CONFIRM;
+    n->confirm_deadline = uv_now(n->conn.loop) + (uint64_t)(n->cfg->upgrade_timeout_s + 15) * 1000;
+    fy_conn_close(&n->conn, FY_OK, NULL);
+    return FY_ECANCELED;
+  }
   const char *rel = fy_msg_str(j, "release", 79), *tail = fy_msg_str(j, "log_tail", 1 << 16);
   snprintf(n->result, sizeof n->result, "%s", r ? r : "failed");
   if (rel) snprintf(n->release, sizeof n->release, "%s", rel);
@@ -240,8 +254,22 @@ static int on_frame(fy_conn *c, const fy_frame *f) {
   return rc;
 }
 
+static void confirm_later(fy_pnode *n);
+
+static void finish(fy_pnode *n) {
+  free(n->need);
+  n->need = NULL;
+  if (n->have_variant) fy_variant_free(&n->v);
+  n->have_variant = 0;
+  if (n->on_finish) n->on_finish(n);
+}
+
 static void on_done(fy_conn *c, int err, const char *msg) {
   fy_pnode *n = c->ud;
+  if (n->phase == FY_PN_CONFIRM) {
+    confirm_later(n);
+    return;
+  }
   if (n->phase != FY_PN_DONE) {
     n->phase = FY_PN_DONE;
     if (!n->result[0] || strcmp(n->result, "deployed") == 0) snprintf(n->result, sizeof n->result, "failed");
@@ -251,11 +279,88 @@ static void on_done(fy_conn *c, int err, const char *msg) {
   }
   /* The variant and the need list are not needed any more: a 50-node rollout keeps only
    * results. */
-  free(n->need);
-  n->need = NULL;
-  if (n->have_variant) fy_variant_free(&n->v);
-  n->have_variant = 0;
-  if (n->on_finish) n->on_finish(n);
+  finish(n);
+}
+
+/* --- agent upgrade: confirming ----------------------------------------------------------- */
+
+static void confirm_ready(fy_conn *c) {
+  json_t *hello = fy_msg_hello("ferry " FY_VERSION_STRING, "status", NULL);
+  int rc = hello ? fy_conn_send_json(c, FY_FT_HELLO, hello) : FY_ENOMEM;
+  json_decref(hello);
+  if (rc != FY_OK) fy_conn_close(c, rc, "cannot send hello");
+}
+
+static int confirm_frame(fy_conn *c, const fy_frame *f) {
+  fy_pnode *n = c->ud;
+  json_t *j = NULL;
+  char err[300];
+  if (f->type == FY_FT_FACTS && fy_msg_parse(f, &j, err, sizeof err) == FY_OK) {
+    const char *d = fy_msg_str(j, "agent_digest", 79);
+    snprintf(n->seen_digest, sizeof n->seen_digest, "%s", d ? d : "");
+    if (d && strcmp(d, n->expect_digest) == 0) {
+      snprintf(n->result, sizeof n->result, "deployed");
+      snprintf(n->msg, sizeof n->msg, "agent upgraded to %.19s...", d);
+      n->err = FY_OK;
+      n->phase = FY_PN_DONE;
+      fy_pnode_event(n, "the new agent answers: upgraded");
+    }
+  }
+  json_decref(j);
+  fy_conn_close(c, FY_OK, NULL);
+  return FY_ECANCELED;
+}
+
+static void confirm_done(fy_conn *c, int err, const char *msg) {
+  fy_pnode *n = c->ud;
+  (void)err;
+  (void)msg;
+  if (n->phase == FY_PN_DONE) {
+    if (n->confirm_timer_open) {
+      n->confirm_timer_open = 0;
+      uv_close((uv_handle_t *)&n->confirm_timer, NULL);
+    }
+    finish(n);
+    return;
+  }
+  if (uv_now(c->loop) < n->confirm_deadline) {
+    confirm_later(n);
+    return;
+  }
+  n->phase = FY_PN_DONE;
+  if (n->seen_digest[0]) { /* the watchdog put the old agent back */
+    snprintf(n->result, sizeof n->result, "rolled-back");
+    n->err = FY_EUNHEALTHY;
+    snprintf(n->msg, sizeof n->msg, "the new agent did not answer within %d s; the old agent (%.19s...) is back",
+             n->cfg->upgrade_timeout_s, n->seen_digest);
+  } else {
+    snprintf(n->result, sizeof n->result, "failed");
+    n->err = FY_ETIMEDOUT;
+    snprintf(n->msg, sizeof n->msg, "no agent answered within %d s of the upgrade", n->cfg->upgrade_timeout_s + 15);
+  }
+  fy_pnode_event(n, "%s: %s", n->result, n->msg);
+  if (n->confirm_timer_open) {
+    n->confirm_timer_open = 0;
+    uv_close((uv_handle_t *)&n->confirm_timer, NULL);
+  }
+  finish(n);
+}
+
+static const fy_conn_ops confirm_ops = {.on_ready = confirm_ready, .on_frame = confirm_frame, .on_done = confirm_done};
+
+static void confirm_tick(uv_timer_t *t) {
+  fy_pnode *n = t->data;
+  fy_target target = n->conn.target;
+  fy_conn_start(&n->conn, t->loop, &target, n->cfg->tls, &confirm_ops, n, 3000);
+}
+
+static void confirm_later(fy_pnode *n) {
+  if (!n->confirm_timer_open) {
+    uv_timer_init(n->conn.loop, &n->confirm_timer);
+    n->confirm_timer.data = n;
+    n->confirm_timer_open = 1;
+  }
+  uv_timer_start(&n->confirm_timer, confirm_tick, 1000, 0);
 }
 
 static const fy_conn_ops push_ops = {.on_ready = on_ready, .on_frame = on_frame, .on_writable = on_writable, .on_done = on_done};

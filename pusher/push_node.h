@@ -9,7 +9,7 @@
 #include "conn.h"
 #include "layout.h"
 
-enum { FY_PN_IDLE, FY_PN_CONNECT, FY_PN_FACTS, FY_PN_PLAN, FY_PN_SEND, FY_PN_COMMIT, FY_PN_DONE };
+enum { FY_PN_IDLE, FY_PN_CONNECT, FY_PN_FACTS, FY_PN_PLAN, FY_PN_SEND, FY_PN_COMMIT, FY_PN_CONFIRM, FY_PN_DONE };
 
 typedef struct fy_push_cfg {
   fy_layout *layout;
@@ -23,6 +23,8 @@ typedef struct fy_push_cfg {
   fy_chunks *chunks;
   int events;              /* print plain event lines to stderr */
   const struct fy_layout_sig *signature; /* the layout's release signature, NULL if unsigned */
+  int agent_upgrade;       /* the layout holds ferryd itself (ferry upgrade-agent) */
+  int upgrade_timeout_s;   /* the agent's watchdog waits this long for the new agent */
 } fy_push_cfg;
 
 typedef struct fy_pnode fy_pnode;
@@ -45,6 +47,11 @@ struct fy_pnode {
   char msg[1024];
   char release[80];
   char *log_tail;
+  /* agent upgrade: the new agent's digest, polled for after the old one re-executed */
+  char expect_digest[80], seen_digest[80];
+  uv_timer_t confirm_timer;
+  int confirm_timer_open;
+  uint64_t confirm_deadline;
   void (*on_finish)(fy_pnode *n);  /* after the connection closed */
   void *ud;
 };

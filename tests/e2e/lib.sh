@@ -57,8 +57,8 @@ start_agent() {
   local bin=${FERRYD_BIN:-$FERRYD} var="PORT_${name//-/_}"
   [ -d "$T/id-$name" ] || "$FERRY" cert issue --ca "$T/ca" --name "$name" --role agent --out "$T/id-$name" >/dev/null
   mkdir -p "$T/state-$name"
-  printf 'name: %s\nlisten: 127.0.0.1:0\nstate_dir: %s\nidentity: %s\n%s\n' \
-    "$name" "$T/state-$name" "$T/id-$name" "$extra" > "$T/$name.yaml"
+  printf 'name: %s\nlisten: 127.0.0.1:%s\nstate_dir: %s\nidentity: %s\n%s\n' \
+    "$name" "${AGENT_LISTEN_PORT:-0}" "$T/state-$name" "$T/id-$name" "$extra" > "$T/$name.yaml"
   "$@" "$bin" --config "$T/$name.yaml" 2> "$T/$name.log" &
   PIDS+=($!)
   local pid=$! i
@@ -129,3 +129,6 @@ start_sshd() {
   done
   cat "$T/sshd-$name.log" >&2; fail "sshd $name did not start"
 }
+
+# free_port: a loopback TCP port nobody listens on right now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
