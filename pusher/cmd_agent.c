@@ -77,6 +77,12 @@ static void paths_script(const install *in, char *buf, size_t len) {
            "      while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
            "      kill -KILL \"$pid\" 2>/dev/null || true; fi\n"
            "    rm -f \"$PIDF\"; fi\n"
+           /* an agent the upgrade watchdog restarted has another pid: find it by its binary */
+           "  for d in /proc/[0-9]*; do\n"
+           "    if tr '\\000' ' ' < \"$d/cmdline\" 2>/dev/null | grep -q \"^$BIN_DIR/ferryd\\(.prev\\)\\? --config\"; then\n"
+           "      kill -TERM \"${d#/proc/}\" 2>/dev/null; i=0; while kill -0 \"${d#/proc/}\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
+           "      kill -KILL \"${d#/proc/}\" 2>/dev/null || true; fi\n"
+           "  done\n"
            "}\n",
            qp);
 }

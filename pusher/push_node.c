@@ -57,6 +57,8 @@ static int got_facts(fy_pnode *n, json_t *j) {
   char err[1200];
   const fy_push_cfg *P = n->cfg;
   snprintf(n->name, sizeof n->name, "%s", fy_tls_peer_name(n->conn.session.tls));
+  const char *od = fy_msg_str(j, "agent_digest", 79);
+  snprintf(n->old_digest, sizeof n->old_digest, "%s", od ? od : "");
   const char *plat = fy_msg_str(j, "platform", 64);
   if (plat) snprintf(n->platform, sizeof n->platform, "%s", plat);
   json_array_foreach(json_object_get(j, "accepts"), i, v) {
@@ -304,6 +306,14 @@ static int confirm_frame(fy_conn *c, const fy_frame *f) {
       n->err = FY_OK;
       n->phase = FY_PN_DONE;
       fy_pnode_event(n, "the new agent answers: upgraded");
+    } else if (d && n->old_digest[0] && strcmp(d, n->old_digest) == 0 && strcmp(d, n->expect_digest) != 0) {
+      /* The old image re-executed a second after its result: the watchdog put it back. */
+      snprintf(n->result, sizeof n->result, "rolled-back");
+      n->err = FY_EUNHEALTHY;
+      snprintf(n->msg, sizeof n->msg, "the new agent did not answer (within %d s, or it exited); the old agent (%.19s...) is back",
+               n->cfg->upgrade_timeout_s, d);
+      n->phase = FY_PN_DONE;
+      fy_pnode_event(n, "%s: %s", n->result, n->msg);
     }
   }
   json_decref(j);

@@ -48,7 +48,7 @@ struct fy_pnode {
   char release[80];
   char *log_tail;
   /* agent upgrade: the new agent's digest, polled for after the old one re-executed */
-  char expect_digest[80], seen_digest[80];
+  char old_digest[80], expect_digest[80], seen_digest[80];
   uv_timer_t confirm_timer;
   int confirm_timer_open;
   uint64_t confirm_deadline;

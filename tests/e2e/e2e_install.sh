@@ -88,6 +88,19 @@ expect_fail nospace "no space on the device: .* KiB free in $T/small, the agent 
 [ -z "$(ls -A "$T/small")" ] || { ls -laR "$T/small"; fail "no space: files were left"; }
 pass "a device without the space: refused before anything is copied, nothing left"
 
+# --- upgrade-agent on the installed node: a good one, then a broken one the watchdog undoes
+cp "$FERRYD" "$T/ferryd-v2"; echo "a newer build" >> "$T/ferryd-v2"
+gcc -O2 -o "$T/hang-ferryd" "$FERRY_SRC/tests/tools/broken_ferryd.c"
+APP_PID=$(cat "$PFX/var/lib/ferry/apps/hello/pid")
+"$FERRY" upgrade-agent --fleet "$T/fleet.yaml" --agent-binary linux/amd64="$T/ferryd-v2" > "$T/up1.out" 2>&1 || { cat "$T/up1.out"; fail "upgrade-agent"; }
+cmp -s "$PFX/usr/local/lib/ferry/ferryd" "$T/ferryd-v2" || fail "the installed binary is not the new one"
+set +e; "$FERRY" upgrade-agent --fleet "$T/fleet.yaml" --agent-binary linux/amd64="$T/hang-ferryd" --upgrade-timeout 5 > "$T/up2.out" 2>&1; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q 'rolled-back' "$T/up2.out" || { cat "$T/up2.out"; fail "broken agent"; }
+cmp -s "$PFX/usr/local/lib/ferry/ferryd" "$T/ferryd-v2" || fail "the old agent binary is not back"
+"$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/s3.json"
+[ "$(json_get "$T/s3.json" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/s3.json"; fail "app after the broken upgrade"; }
+pass "upgrade-agent on the installed node (app kept, pid $APP_PID); a broken new agent ends with the old one back and the app running"
+
 # --- uninstall
 "$FERRY" uninstall-agent "$D" --prefix "$PFX" > "$T/u.out" || fail "uninstall"
 grep -q "removed ferryd from $D\|removed ferryd from root@127.0.0.1" "$T/u.out" || { cat "$T/u.out"; fail "uninstall output"; }
