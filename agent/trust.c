@@ -1,6 +1,7 @@
 /* Release signature policy; see trust.h. */
 #include <stdarg.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,7 @@ uint64_t fy_trust_installed(fy_agent *a, const char *app) {
   counter_path(a, app, path, sizeof path);
   if (fy_file_read(path, 32, &text, &len) != FY_OK) return 0;
   while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) text[--len] = '\0';
-  if (fy_parse_long(text, 0, INT64_MAX, &v) != FY_OK) v = 0;
+  if (fy_parse_long(text, 0, LONG_MAX, &v) != FY_OK) v = 0;
   free(text);
   return (uint64_t)v;
 }

@@ -1,6 +1,7 @@
 /* ferry push / ferry plan: options, then the rollout engine (rollout.c). */
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,7 +167,7 @@ static int run(int argc, char **argv, int mode) {
       if (c == 'U' && fy_parse_long(optarg, 5, 600, &v) != FY_OK) { fy_cli_err("--upgrade-timeout: seconds from 5 to 600"); goto cleanup; }
       if (c == 'U') o.push.upgrade_timeout_s = (int)v;
       if (c == 'K') key_file = optarg;
-      if (c == 'V' && fy_parse_long(optarg, 1, INT64_MAX, &sign_version) != FY_OK) { fy_cli_err("--version: a whole number from 1 up"); goto cleanup; }
+      if (c == 'V' && fy_parse_long(optarg, 1, LONG_MAX, &sign_version) != FY_OK) { fy_cli_err("--version: a whole number from 1 up"); goto cleanup; }
       break;
     case 'h': if (upgrade) upgrade_usage(stdout); else push_usage(stdout, plan); ret = 0; goto cleanup;
     default: if (upgrade) upgrade_usage(stderr); else push_usage(stderr, plan); goto cleanup;

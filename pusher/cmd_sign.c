@@ -1,6 +1,7 @@
 /* ferry key gen / ferry sign: release keys and signatures (sign.h, signing.h). */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +112,7 @@ int fy_cmd_sign(int argc, char **argv) {
     return 2;
   }
   long version;
-  if (fy_parse_long(version_s, 1, INT64_MAX, &version) != FY_OK) {
+  if (fy_parse_long(version_s, 1, LONG_MAX, &version) != FY_OK) {
     fy_cli_err("--version: expected a whole number from 1 up, got '%s'", version_s);
     return 2;
   }
