@@ -318,12 +318,10 @@ int fy_watchdog_main(int argc, char **argv) {
     usleep(100000);
   }
   fprintf(stderr, "ferryd: watchdog: %s (%ld s); restoring %s and starting it\n", why, timeout, prev);
-  kill((pid_t)pid, SIGKILL);
-  for (int i = 0; i < 50 && !gone((pid_t)pid); i++) usleep(100000);
-  if (rename(prev, bin) != 0) {
-    fprintf(stderr, "ferryd: watchdog: cannot restore %s: %s\n", prev, strerror(errno));
-    return 1;
-  }
+  /* The old binary goes back first: under systemd the kill below ends this process too (the
+   * unit's main process died), and Restart=always must find the restored binary. */
+  int restored = rename(prev, bin) == 0;
+  if (!restored) fprintf(stderr, "ferryd: watchdog: cannot restore %s: %s\n", prev, strerror(errno));
   unlink(up);
   char handoff[4300];
   snprintf(handoff, sizeof handoff, "%s", up);
@@ -332,6 +330,9 @@ int fy_watchdog_main(int argc, char **argv) {
     snprintf(slash + 1, sizeof handoff - (size_t)(slash + 1 - handoff), "handoff.json");
     unlink(handoff);
   }
+  kill((pid_t)pid, SIGKILL);
+  for (int i = 0; i < 50 && !gone((pid_t)pid); i++) usleep(100000);
+  if (!restored) return 1;
   if (getenv("INVOCATION_ID")) return 0; /* systemd: Restart=always starts the restored binary */
   char *a_argv[] = {(char *)bin, "--config", (char *)cfg, NULL};
   execv(bin, a_argv);

@@ -6,6 +6,8 @@
 #          /var/lib/ferry (0700)
 # Build: cmake --build --preset P && (cd build/P && cpack -G DEB)  (scripts/package.sh)
 include(GNUInstallDirs)
+# cpack and install use what the build left; they never rebuild (tests package while others run).
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY TRUE)
 set(FERRY_DEB_DIR ${PROJECT_SOURCE_DIR}/cmake/deb)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
   set(FERRY_DEB_ARCH arm64)

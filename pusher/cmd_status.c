@@ -91,7 +91,7 @@ static void print_nodes(const struct status *s, const fy_ask *asks, size_t count
 
 /* The fleet view: NODE ARCH BOARD APP RELEASE STATE AGE [-L columns], a row per node and app. */
 static void print_fleet(const struct status *s, const fy_ask *asks, size_t count) {
-  printf("%-20s %-8s %-12s %-14s %-28s %-9s %-7s", "NODE", "ARCH", "BOARD", "APP", "RELEASE", "STATE", "AGE");
+  printf("%-20s %-8s %-14s %-14s %-28s %-9s %-7s", "NODE", "ARCH", "BOARD", "APP", "RELEASE", "STATE", "AGE");
   for (size_t c = 0; c < s->ncolumns; c++) {
     const char *slash = strrchr(s->columns[c], '/');
     char up[64];
@@ -104,7 +104,7 @@ static void print_fleet(const struct status *s, const fy_ask *asks, size_t count
     const fy_ask *a = &asks[i];
     if (a->skipped) continue;
     if (!a->facts) {
-      printf("%-20s %-8s %-12s %-14s %-28s %-9s %-7s\n", fy_ask_name(a), "?", "?", "-", "-", "Unreachable", "-");
+      printf("%-20s %-8s %-14s %-14s %-28s %-9s %-7s\n", fy_ask_name(a), "?", "?", "-", "-", "Unreachable", "-");
       continue;
     }
     json_t *labels = fy_cli_node_labels(s->cc, i, a->facts);
@@ -119,7 +119,7 @@ static void print_fleet(const struct status *s, const fy_ask *asks, size_t count
       char ages[32];
       if (json_is_integer(age)) fy_human_duration((uint64_t)json_integer_value(age), ages, sizeof ages);
       else snprintf(ages, sizeof ages, "-");
-      printf("%-20s %-8s %-12s %-14s %-28s %-9s %-7s", fy_ask_name(a), arch ? arch : "-", board ? board : "-",
+      printf("%-20s %-8s %-14s %-14s %-28s %-9s %-7s", fy_ask_name(a), arch ? arch : "-", board ? board : "-",
              an ? an : "<none>", rel ? rel : "-", st ? st : "-", ages);
       for (size_t c = 0; c < s->ncolumns; c++) {
         const char *v = fy_msg_str(labels, s->columns[c], 64);

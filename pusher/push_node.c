@@ -36,8 +36,25 @@ static void node_fail(fy_pnode *n, int err, const char *msg) {
   fy_conn_close(&n->conn, err, msg);
 }
 
+static void finish(fy_pnode *n);
+
 void fy_pnode_abort(fy_pnode *n, const char *why) {
   if (n->phase == FY_PN_IDLE || n->phase == FY_PN_DONE) return;
+  if (n->phase == FY_PN_CONFIRM) { /* the upgrade is under way on the node; stop asking */
+    n->phase = FY_PN_DONE;
+    snprintf(n->result, sizeof n->result, "failed");
+    n->err = FY_ECANCELED;
+    snprintf(n->msg, sizeof n->msg, "%s while waiting for the new agent to answer", why);
+    if (n->confirm_waiting) {
+      n->confirm_waiting = 0;
+      n->confirm_timer_open = 0;
+      uv_close((uv_handle_t *)&n->confirm_timer, NULL);
+      finish(n);
+    } else {
+      fy_conn_close(&n->conn, FY_ECANCELED, why);
+    }
+    return;
+  }
   node_fail(n, FY_ECANCELED, why);
 }
 
@@ -360,6 +377,7 @@ static const fy_conn_ops confirm_ops = {.on_ready = confirm_ready, .on_frame = c
 
 static void confirm_tick(uv_timer_t *t) {
   fy_pnode *n = t->data;
+  n->confirm_waiting = 0;
   fy_target target = n->conn.target;
   fy_conn_start(&n->conn, t->loop, &target, n->cfg->tls, &confirm_ops, n, 3000);
 }
@@ -370,6 +388,7 @@ static void confirm_later(fy_pnode *n) {
     n->confirm_timer.data = n;
     n->confirm_timer_open = 1;
   }
+  n->confirm_waiting = 1;
   uv_timer_start(&n->confirm_timer, confirm_tick, 1000, 0);
 }
 

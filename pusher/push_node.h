@@ -50,7 +50,7 @@ struct fy_pnode {
   /* agent upgrade: the new agent's digest, polled for after the old one re-executed */
   char old_digest[80], expect_digest[80], seen_digest[80];
   uv_timer_t confirm_timer;
-  int confirm_timer_open;
+  int confirm_timer_open, confirm_waiting;
   uint64_t confirm_deadline;
   void (*on_finish)(fy_pnode *n);  /* after the connection closed */
   void *ud;
