@@ -399,7 +399,7 @@ static void write_pidfile(fy_app *app) {
 
 /* A killed orphan stays a zombie until its new parent reaps it, which some container inits
  * never do: dead is dead. */
-static int is_zombie(long pid) {
+int fy_proc_dead(long pid) {
   char path[64], st[512];
   snprintf(path, sizeof path, "/proc/%ld/stat", pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -451,7 +451,7 @@ static void kill_orphan(fy_agent *a, const char *app) {
   }
   closedir(d);
   for (size_t k = 0; k < nk; k++)
-    for (int i = 0; i < 100 && kill((pid_t)killed[k], 0) == 0 && !is_zombie(killed[k]); i++) usleep(10000);
+    for (int i = 0; i < 100 && kill((pid_t)killed[k], 0) == 0 && !fy_proc_dead(killed[k]); i++) usleep(10000);
 }
 
 static void restart_cb(uv_timer_t *t) {

@@ -81,6 +81,9 @@ const char *fy_app_state_name(fy_app_state s);
 /* Takes over a workload this process's previous image (same PID, before an agent upgrade's
  * exec) started: pid must be our child; out_fd the read end of its output pipe. */
 int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms) FY_WUR;
+/* A process that is gone, or a zombie (a killed orphan stays one until its new parent reaps it,
+ * which some container inits never do: dead is dead). */
+int fy_proc_dead(long pid);
 /* The pid of the running workload, 0 when none. */
 int fy_app_pid(const fy_app *app);
 

@@ -123,15 +123,16 @@ static void send_result(fy_deploy *d, const char *result, int code, const char *
   }
   fy_log(strcmp(result, "deployed") == 0 || strcmp(result, "upgrading") == 0 ? "info" : "warn", "app %s: %s%s%s", d->app->name, result,
          message && *message ? ": " : "", message ? message : "");
+  /* The garbage collection first: when the pusher hears the result, the node's state is final. */
+  d->phase = PH_DONE;
+  release_app(d);
+  fy_app_gc(a);
   if (d->conn && j) {
     fy_conn_hold(d->conn, 0);
     if (fy_conn_send_json(d->conn, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the result");
     *fy_conn_deploy(d->conn) = NULL;
   }
   json_decref(j);
-  d->phase = PH_DONE;
-  release_app(d);
-  fy_app_gc(a);
   deploy_free(d);
 }
 
@@ -642,6 +643,7 @@ static void manual_rb_stopped(fy_app *app, void *ud) {
   if (rc == FY_OK && fy_app_start(app) != FY_OK) why = app->exec_error;
   app->deploying = 0;
   fy_log("info", "app %s: rolled back by hand to %s", app->name, m->to);
+  fy_app_gc(m->a);
   if (conn_alive(m->a, m->c)) {
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "result", rc == FY_OK ? "rolled-back" : "failed", "app", app->name,
                           "release", app->release, "previous", app->previous, "code", (json_int_t)rc, "message", why);
@@ -649,7 +651,6 @@ static void manual_rb_stopped(fy_app *app, void *ud) {
     if (fy_conn_send_json(m->c, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the rollback result");
     json_decref(j);
   }
-  fy_app_gc(m->a);
   free(m);
 }
 

@@ -287,19 +287,7 @@ void fy_upgrade_exec_later(fy_agent *a, unsigned delay_ms) {
 
 /* --- the watchdog ------------------------------------------------------------------------ */
 
-static int gone(pid_t pid) {
-  if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
-  char path[64], st[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 1;
-  ssize_t n = read(fd, st, sizeof st - 1);
-  close(fd);
-  if (n <= 0) return 1;
-  st[n] = '\0';
-  const char *rp = strrchr(st, ')');
-  return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
-}
+static int gone(pid_t pid) { return (kill(pid, 0) != 0 && errno == ESRCH) || fy_proc_dead((long)pid); }
 
 int fy_watchdog_main(int argc, char **argv) {
   /* ferryd __watchdog PID UPGRADE_JSON TIMEOUT_S BIN PREV CONFIG */

@@ -60,12 +60,17 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || { echo "round $r: app not running after restart"; bad=$((bad + 1)); }
   # exactly one copy: the helper or the app itself (the count can be caught mid-start: retry)
-  for _ in $(seq 1 20); do
+  for _ in $(seq 1 50); do
     n=$(pgrep -f "$APPDIR/releases/" | wc -l || true)
     [ "$n" -eq 1 ] && break
     sleep 0.1
   done
-  [ "$n" -eq 1 ] || { echo "round $r: $n copies of the app running"; ps -eo pid,ppid,stat,cmd | grep -F "$APPDIR/releases/" | grep -v grep; bad=$((bad + 1)); }
+  if [ "$n" -ne 1 ]; then
+    echo "round $r ($op): $n copies of the app running; pid file: $(cat "$APPDIR/pid" 2>/dev/null || echo none)"
+    ps -eo pid,ppid,stat,cmd | grep -F -e "$APPDIR/releases/" -e "$T/" | grep -v grep || true
+    tail -n 12 "$T/node.log" || true
+    bad=$((bad + 1))
+  fi
 done
 echo "kill -9 rounds: $ROUNDS (${OPS[deploy]} during deploys, ${OPS[rollback]} during rollbacks), inconsistent states: $bad"
 [ $bad -eq 0 ] || fail "$bad inconsistent states"
