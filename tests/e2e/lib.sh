@@ -1,6 +1,9 @@
 # Helpers for the end-to-end tests: real binaries, loopback only, temp state dirs.
 # Sourced by each e2e_*.sh. Waits are for readiness lines or answers, never blind sleeps.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that ends a test through set -e says which one it was (the test's own messages are
+# for the failures it expects).
+trap 'e2e_rc=$?; if [[ $- == *e* ]]; then echo "$(basename "$0"): ${FUNCNAME[0]:-main}, line $LINENO: \"$BASH_COMMAND\" failed (exit $e2e_rc)" >&2; fi' ERR
 
 : "${FERRY_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${FERRY_BIN:=$FERRY_SRC/build/host/bin}"
