@@ -575,13 +575,19 @@ static int common_opts(int argc, char **argv, install *in, int uninstall) {
     }
     const char *colon = strrchr(in->listen, ':');
     long port;
-    if (!colon || fy_parse_long(colon + 1, 1, 65535, &port) != FY_OK) {
+    if (!colon || fy_parse_long(colon + 1, 1, 65535, &port) != FY_OK ||
+        strspn(in->listen, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:[]") != strlen(in->listen)) {
       fy_cli_err("--listen: expected ADDR:PORT such as 0.0.0.0:7433, got '%s'", in->listen);
       return 2;
     }
     if (!in->address[0]) {
       int v6 = strchr(in->ssh.host, ':') != NULL;
       snprintf(in->address, sizeof in->address, "%s%s%s:%ld", v6 ? "[" : "", in->ssh.host, v6 ? "]" : "", port);
+    }
+    fy_target t;
+    if (fy_target_parse(in->address, &t, err, sizeof err) != FY_OK) {
+      fy_cli_err("--address: %s", err);
+      return 2;
     }
     if (!in->ca[0]) fy_cli_home("ca", in->ca, sizeof in->ca);
   }
