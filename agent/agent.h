@@ -53,6 +53,8 @@ int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj);
 void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void fy_conn_hold(fy_agent_conn *c, int hold); /* nonzero: no idle timeout (long agent-side work) */
 const char *fy_conn_peer(const fy_agent_conn *c);
+const char *fy_conn_pusher(const fy_agent_conn *c); /* the pusher's certificate name */
+void fy_conn_abort(fy_agent_conn *c);                /* closes now, without a word */
 fy_agent *fy_conn_agent(fy_agent_conn *c);
 int fy_agent_has_conn(fy_agent *a, const fy_agent_conn *c); /* still open? */
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c);

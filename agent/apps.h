@@ -30,6 +30,7 @@ struct fy_app {
   int64_t last_exit;
   int last_signal;
   int deploying;                    /* a deploy owns this app */
+  struct fy_agent_conn *transfer;   /* the connection of a deploy still receiving blobs, or NULL */
   int want_running;
   uv_process_t proc;
   int proc_alive;

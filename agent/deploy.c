@@ -72,7 +72,10 @@ static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
 }
 
 static void release_app(fy_deploy *d) {
-  if (d->app) d->app->deploying = 0;
+  if (d->app) {
+    d->app->deploying = 0;
+    d->app->transfer = NULL;
+  }
 }
 
 void fy_deploy_conn_closed(fy_agent_conn *c) {
@@ -236,6 +239,13 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   }
   fy_app *ap = fy_app_get(a, app);
   if (!ap) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
+  /* A pusher that vanished mid-transfer (no FIN: a dropped link) holds the app until its
+   * connection times out; the same pusher coming back supersedes it and resumes. */
+  if (ap->deploying && ap->transfer && ap->transfer != c && strcmp(fy_conn_pusher(ap->transfer), fy_conn_pusher(c)) == 0) {
+    fy_log("info", "app %s: a new plan from %s supersedes its unfinished transfer from %s", app, fy_conn_pusher(c),
+           fy_conn_peer(ap->transfer));
+    fy_conn_abort(ap->transfer); /* keeps the partial blobs, releases the app */
+  }
   if (ap->deploying) { rc = refuse(c, FY_EBUSY, "another deploy of %s is in progress", app); goto fail; }
   d->app = ap;
   ap->deploying = 1;
@@ -272,6 +282,7 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     goto fail_app;
   }
   *fy_conn_deploy(c) = d;
+  ap->transfer = c;
   fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", ap->name,
          fy_conn_peer(c), d->manifest_digest, (int)json_array_size(need), d->blobs_skipped);
   json_t *reply = json_pack("{s:o, s:I}", "need", need, "skipped", (json_int_t)d->blobs_skipped);
@@ -619,6 +630,7 @@ int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f) {
   if (fy_app_new_release_id(d->agent, d->app->name, d->manifest_digest, d->release, sizeof d->release) != FY_OK)
     return refuse(c, FY_EEXIST, "cannot name the new release");
   d->phase = PH_UNPACK;
+  d->app->transfer = NULL; /* committed: no longer superseded by a new plan */
   fy_conn_hold(c, 1);
   d->work.data = d;
   if (uv_queue_work(d->agent->loop, &d->work, unpack_work, unpack_done) != 0) return refuse(c, FY_ENOMEM, "cannot queue the unpack");

@@ -143,6 +143,10 @@ void fy_conn_hold(fy_agent_conn *c, int hold) {
 }
 
 const char *fy_conn_peer(const fy_agent_conn *c) { return c->peer; }
+const char *fy_conn_pusher(const fy_agent_conn *c) {
+  return c->session_ok && c->session.tls ? fy_tls_peer_name(c->session.tls) : "";
+}
+void fy_conn_abort(fy_agent_conn *c) { conn_close(c); }
 fy_agent *fy_conn_agent(fy_agent_conn *c) { return c->agent; }
 
 int fy_agent_has_conn(fy_agent *a, const fy_agent_conn *c) {

@@ -59,4 +59,24 @@ push_json "$T/s.json" "$T/img:v2" --to "node@127.0.0.1:$PROXY_PORT" --app hello 
 [ $PUSH_RC -eq 0 ] || { cat "$T/s.json.err"; fail "deploy over a stalling link"; }
 "$FERRY" logs --identity "$T/me" --to "node@127.0.0.1:$PORT_node" --app hello --tail 1 | grep -q VERSION=2 || fail "v2 not running"
 pass "a link that stalls 1.5 s every MiB still delivers a 4 MiB deploy"
+
+# A link that goes dead: the laptop drops off the network mid-transfer, and no FIN or reset ever
+# reaches the agent (the proxy freezes both ways after 2 MiB; the pusher is killed). The agent
+# still holds the app's deploy until its idle_timeout (60 s); the same pusher pushing again
+# supersedes that transfer at once and resumes from the bytes already on the node.
+mkdir -p "$T/d3"; head -c $((8 << 20)) /dev/urandom > "$T/d3/blob"
+$MKIMAGE "$T/img" --ref v3 --variant linux/amd64="$T/app/x64,$T/d3" --compress none --env VERSION=3 > /dev/null
+start_proxy dead --stall-ms 600000 --stall-every $((2 << 20))
+"$FERRY" push --identity "$T/me" "$T/img:v3" --to "node@127.0.0.1:$PROXY_PORT" --app hello --settle 0.5 --timeout 120 > /dev/null 2>&1 &
+DEAD_PUSHER=$!
+wait_log "$T/node.log" "plan from 127.0.0.1:.*, 2 blob(s) to receive\|plan from 127.0.0.1:.*, 1 blob(s) to receive, 1 already"
+sleep 1
+kill -9 $DEAD_PUSHER; wait $DEAD_PUSHER 2>/dev/null || true
+push_json "$T/d.json" "$T/img:v3" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5 --timeout 20
+[ $PUSH_RC -eq 0 ] || { cat "$T/d.json" "$T/d.json.err"; tail -5 "$T/node.log"; fail "the push after a dead link"; }
+grep -q 'a new plan from laptop supersedes its unfinished transfer' "$T/node.log" || fail "no takeover logged"
+SENT=$(json_get "$T/d.json" "d['nodes'][0]['bytes_sent']" | tr -d '(),')
+[ "$SENT" -lt $((8 << 20)) ] || fail "the second push sent $SENT bytes: nothing was resumed"
+"$FERRY" logs --identity "$T/me" --to "node@127.0.0.1:$PORT_node" --app hello --tail 1 | grep -q VERSION=3 || fail "v3 not running"
+pass "a dead link (no FIN reaches the agent): the same pusher's next push supersedes the stale transfer at once and resumes ($SENT of $((8 << 20)) bytes sent)"
 finish
