@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static const char *fuzz_dir(void) {
+static inline const char *fuzz_dir(void) {
   static char dir[256];
   if (!dir[0]) {
     snprintf(dir, sizeof dir, "%s/ferry-fuzz-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -17,7 +17,7 @@ static const char *fuzz_dir(void) {
   return dir;
 }
 
-static const char *fuzz_file(const char *name, const uint8_t *p, size_t n) {
+static inline const char *fuzz_file(const char *name, const uint8_t *p, size_t n) {
   static char path[512];
   snprintf(path, sizeof path, "%s/%s", fuzz_dir(), name);
   FILE *f = fopen(path, "wb");
