@@ -10,16 +10,7 @@
 
 #define CONFIG_MAX_BYTES (256u * 1024u)
 
-/* Check-and-fail with the file and line (STYLE.md 8). */
-#define REQUIRE(cond, node_line, ...)                                                  \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      int o_ = snprintf(err, errlen, "%s:%d: ", path, (node_line));                    \
-      if (o_ > 0 && (size_t)o_ < errlen) snprintf(err + o_, errlen - (size_t)o_, __VA_ARGS__); \
-      ret = FY_ECONFIG;                                                                \
-      goto cleanup;                                                                    \
-    }                                                                                  \
-  } while (0)
+#define REQUIRE FY_REQUIRE
 
 void fy_config_defaults(fy_agent_config *c) {
   memset(c, 0, sizeof *c);

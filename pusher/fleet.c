@@ -7,15 +7,7 @@
 #include "fleet.h"
 #include "pki.h"
 
-#define REQUIRE(cond, line_, ...)                                                     \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      int o_ = snprintf(err, errlen, "%s:%d: ", path, (line_));                       \
-      if (o_ > 0 && (size_t)o_ < errlen) snprintf(err + o_, errlen - (size_t)o_, __VA_ARGS__); \
-      ret = FY_ECONFIG;                                                               \
-      goto cleanup;                                                                   \
-    }                                                                                 \
-  } while (0)
+#define REQUIRE FY_REQUIRE
 
 static int scalar(const fy_ynode *n) { return n && n->kind == FY_YAML_SCALAR; }
 
