@@ -180,25 +180,30 @@ static void filter_nodes(struct rollout *r) {
 static void pick_replicas(struct rollout *r, long want) {
   const char *key = r->o->spread_by ? r->o->spread_by : "topology.kubernetes.io/zone";
   char *picked = calloc(r->n + 1, 1);
-  if (!picked) return;
+  size_t *dom = calloc(r->n + 1, sizeof *dom), *in_dom = calloc(r->n + 1, sizeof *in_dom), ndom = 1;
+  const char **names = calloc(r->n + 1, sizeof *names);
+  if (!picked || !dom || !in_dom || !names) goto out;
+  /* Each node's spread domain as a small number (0: no such label), then one count per domain:
+   * a pick costs one pass over the nodes. */
+  for (size_t i = 0; i < r->n; i++) {
+    const char *d = fy_msg_str(r->nodes[i].labels, key, 64);
+    size_t k = 1;
+    while (d && k < ndom && strcmp(names[k], d) != 0) k++;
+    if (d && k == ndom) names[ndom++] = d;
+    dom[i] = d ? k : 0;
+  }
   for (long k = 0; k < want; k++) {
-    long best = -1, best_dom = 0;
+    long best = -1;
     for (size_t i = 0; i < r->n; i++) {
       struct rnode *x = &r->nodes[i];
       if (x->excluded || picked[i]) continue;
-      const char *dom = fy_msg_str(x->labels, key, 64);
-      long in_dom = 0;
-      for (size_t j = 0; j < r->n; j++) {
-        const char *d2 = picked[j] ? fy_msg_str(r->nodes[j].labels, key, 64) : NULL;
-        if (picked[j] && ((!dom && !d2) || (dom && d2 && strcmp(dom, d2) == 0))) in_dom++;
-      }
-      if (best < 0 || x->score > r->nodes[best].score || (x->score == r->nodes[best].score && in_dom < best_dom)) {
+      if (best < 0 || x->score > r->nodes[best].score ||
+          (x->score == r->nodes[best].score && in_dom[dom[i]] < in_dom[dom[best]]))
         best = (long)i;
-        best_dom = in_dom;
-      }
     }
     if (best < 0) break;
     picked[best] = 1;
+    in_dom[dom[best]]++;
   }
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
@@ -206,7 +211,11 @@ static void pick_replicas(struct rollout *r, long want) {
     x->excluded = X_REPLICAS;
     snprintf(x->why, sizeof x->why, "not among the %ld best for --replicas %ld (preferred score %d)", want, want, x->score);
   }
+out:
   free(picked);
+  free(dom);
+  free(in_dom);
+  free(names);
 }
 
 static int by_score(const void *pa, const void *pb, void *ud) {

@@ -129,6 +129,19 @@ push_json "$T/rep.json" "$IMG:small" --fleet "$F" --app placed --settle 1 --repl
 [ "$(json_get "$T/rep.json" "sorted(n['name'] for n in d['nodes'] if n['result']=='deployed')")" = "(['n03', 'n07', 'n10'],)" ] || fail "replicas"
 grep -q "3 chosen for --replicas 3 by preferred affinity" "$T/rep.json.err" || fail "replicas summary"
 pass "--replicas 3 placed the app on the 3 nodes with the preferred label (tier=gold)"
+# equal scores: the replicas spread over --spread-by (the zones) before they double up
+fl plan "$IMG:small" --app spread --replicas 5 --selector 'tier notin (gold)' --json > "$T/spread.json" 2> /dev/null || true
+python3 - "$T/spread.json" <<'PY' || fail "--replicas did not spread over the zones"
+import collections, json, sys
+d = json.load(open(sys.argv[1]))
+zone = lambda n: n["labels"].get("topology.kubernetes.io/zone")
+chosen = [n for n in d["nodes"] if n["selected"]]
+cand = {zone(n) for n in d["nodes"] if n["selected"] or "--replicas" in (n.get("reason") or "")}
+per = collections.Counter(zone(n) for n in chosen)
+assert len(chosen) == 5, chosen
+assert max(per.values()) - min(per.get(z, 0) for z in cand) <= 1, (per, cand)
+PY
+pass "--replicas 5 with equal scores spreads over the zones ($(python3 -c "import collections,json; d=json.load(open('$T/spread.json')); print(dict(collections.Counter(n['labels'].get('topology.kubernetes.io/zone') for n in d['nodes'] if n['selected'])))"))"
 
 # --- logs and rollback over the fleet
 fl logs --group boards --app hello --tail 2 > "$T/logs" || fail "logs --fleet"
