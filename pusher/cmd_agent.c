@@ -42,11 +42,11 @@ extern const char fy_unit_template[];
 /* The platforms ferry builds agents for, where each comes from in a build tree, and how the
  * installed share/ferry/agents/ directory names it. */
 static const struct {
-  const char *platform, *preset, *dir;
+  const char *platform, *preset, *fallback, *dir;
 } agents[] = {
-    {"linux/amd64", "host", "linux-amd64"},
-    {"linux/arm64", "aarch64", "linux-arm64"},
-    {"linux/arm/v7", "armhf", "linux-arm-v7"},
+    {"linux/amd64", "amd64", "host", "linux-amd64"}, /* the static build; else the host's (dynamic) */
+    {"linux/arm64", "aarch64", NULL, "linux-arm64"},
+    {"linux/arm/v7", "armhf", NULL, "linux-arm-v7"},
 };
 
 typedef struct install {
@@ -147,12 +147,13 @@ int fy_agent_binary_for(const char *platform, char *out, size_t len) {
   char *bindir = dirname(exe);
   for (size_t i = 0; i < sizeof agents / sizeof agents[0]; i++) {
     if (strcmp(agents[i].platform, platform) != 0) continue;
-    char cand[3][4300];
+    char cand[4][4300];
     struct stat st;
-    snprintf(cand[0], sizeof cand[0], "%s/../share/ferry/agents/%s/ferryd", bindir, agents[i].dir);
-    snprintf(cand[1], sizeof cand[1], "%s/../../%s/bin/ferryd", bindir, agents[i].preset);
-    snprintf(cand[2], sizeof cand[2], "%s/../lib/ferry/agents/%s/ferryd", bindir, agents[i].dir);
-    for (int k = 0; k < 3; k++)
+    snprintf(cand[0], sizeof cand[0], "%s/../lib/ferry/agents/%s/ferryd", bindir, agents[i].dir);
+    snprintf(cand[1], sizeof cand[1], "%s/../share/ferry/agents/%s/ferryd", bindir, agents[i].dir);
+    snprintf(cand[2], sizeof cand[2], "%s/../../%s/bin/ferryd", bindir, agents[i].preset);
+    snprintf(cand[3], sizeof cand[3], "%s/../../%s/bin/ferryd", bindir, agents[i].fallback ? agents[i].fallback : agents[i].preset);
+    for (int k = 0; k < 4; k++)
       if (stat(cand[k], &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
         if (!realpath(cand[k], out)) snprintf(out, len, "%s", cand[k]);
         return 1;

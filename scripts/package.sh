@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p dist
-for p in aarch64 armhf host; do   # host last: the ferry package takes the cross agents along
+for p in amd64 aarch64 armhf host; do   # host last: the ferry package takes the static agents along
   cmake --preset "$p" > /dev/null
   cmake --build --preset "$p" -j "$(nproc)"
-  (cd "build/$p" && cpack -G DEB -B "$PWD/../../dist" > /dev/null)
+  [ "$p" = amd64 ] || (cd "build/$p" && cpack -G DEB -B "$PWD/../../dist" > /dev/null)
 done
 rm -rf dist/_CPack_Packages
 ls -l dist/*.deb
