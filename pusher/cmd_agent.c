@@ -305,28 +305,49 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
            "if [ ! -f \"$CONF_DIR/ferryd.yaml\" ] || [ \"$RECONF\" = 1 ]; then cp \"$S/ferryd.yaml\" \"$CONF_DIR/ferryd.yaml.new\"; fi\n"
            "if [ \"$USE_SYSTEMD\" = 1 ]; then mkdir -p \"$(dirname \"$UNIT\")\"; cp \"$S/ferryd.service\" \"$UNIT.new\"; fi\n"
            "upgrade=0; [ -f \"$BIN_DIR/ferryd\" ] && upgrade=1\n"
-           /* from here on: in place */
+           /* waits until the agent listens (direct start) or stays active (systemd); 0 when it does */
+           "started() {\n"
+           "  if [ \"$USE_SYSTEMD\" = 1 ]; then systemctl daemon-reload; systemctl enable ferryd.service >/dev/null 2>&1\n"
+           "    systemctl restart ferryd.service || return 1; sleep 2; systemctl is-active --quiet ferryd.service; return $?; fi\n"
+           "  n0=$(wc -l < \"$LOG\" 2>/dev/null || echo 0)\n"
+           "  (cd / && exec setsid \"$BIN_DIR/ferryd\" --config \"$CONF_DIR/ferryd.yaml\" </dev/null >>\"$LOG\" 2>&1) &\n"
+           "  echo $! > \"$PIDF\"; i=0\n"
+           "  while [ $i -lt 150 ]; do\n"
+           "    kill -0 \"$(cat \"$PIDF\")\" 2>/dev/null || return 1\n"
+           "    tail -n +$((n0 + 1)) \"$LOG\" | grep -q 'listening on' && return 0\n"
+           "    sleep 0.1; i=$((i+1)); done\n"
+           "  return 1\n"
+           "}\n"
+           /* from here on: in place; a new agent that does not start is undone */
            "stop_agent\n"
            "if [ -f \"$BIN_DIR/ferryd\" ]; then ln -f \"$BIN_DIR/ferryd\" \"$BIN_DIR/ferryd.prev\"; fi\n"
            "mv -f \"$BIN_DIR/ferryd.new\" \"$BIN_DIR/ferryd\"\n"
-           "if [ -f \"$CONF_DIR/ferryd.yaml.new\" ]; then mv -f \"$CONF_DIR/ferryd.yaml.new\" \"$CONF_DIR/ferryd.yaml\"; "
-           "conf=written; else conf=kept; fi\n"
-           "if [ ! -f \"$CONF_DIR/identity/key.pem\" ] || [ \"$RECONF\" = 1 ]; then rm -rf \"$CONF_DIR/identity\"; "
+           "rm -rf \"$CONF_DIR/ferryd.yaml.prev\" \"$CONF_DIR/identity.prev\"\n"
+           "if [ -f \"$CONF_DIR/ferryd.yaml.new\" ]; then [ -f \"$CONF_DIR/ferryd.yaml\" ] && cp -p \"$CONF_DIR/ferryd.yaml\" \"$CONF_DIR/ferryd.yaml.prev\"; "
+           "mv -f \"$CONF_DIR/ferryd.yaml.new\" \"$CONF_DIR/ferryd.yaml\"; conf=written; else conf=kept; fi\n"
+           "if [ ! -f \"$CONF_DIR/identity/key.pem\" ] || [ \"$RECONF\" = 1 ]; then [ -d \"$CONF_DIR/identity\" ] && mv \"$CONF_DIR/identity\" \"$CONF_DIR/identity.prev\"; "
            "mkdir -m 700 \"$CONF_DIR/identity\"; cp \"$S/identity/ca.pem\" \"$S/identity/cert.pem\" \"$CONF_DIR/identity/\"; "
            "(umask 077; cp \"$S/identity/key.pem\" \"$CONF_DIR/identity/key.pem\"); chmod 600 \"$CONF_DIR/identity/key.pem\"; "
            "ident=written; else ident=kept; fi\n"
-           "if [ \"$USE_SYSTEMD\" = 1 ]; then mv -f \"$UNIT.new\" \"$UNIT\"; systemctl daemon-reload; "
-           "systemctl enable ferryd.service >/dev/null 2>&1; systemctl restart ferryd.service; mode=systemd\n"
-           "else\n"
-           "  : > \"$LOG.start\"\n"
-           "  (cd / && exec setsid \"$BIN_DIR/ferryd\" --config \"$CONF_DIR/ferryd.yaml\" </dev/null >>\"$LOG\" 2>&1) &\n"
-           "  echo $! > \"$PIDF\"; mode=direct\n"
-           "  i=0; while [ $i -lt 150 ]; do\n"
-           "    if ! kill -0 \"$(cat \"$PIDF\")\" 2>/dev/null; then msg \"ferryd exited at start:\"; tail -n 5 \"$LOG\" >&2; exit 6; fi\n"
-           "    if tail -n 20 \"$LOG\" | grep -q 'listening on'; then break; fi\n"
-           "    sleep 0.1; i=$((i+1)); done\n"
-           "  rm -f \"$LOG.start\"\n"
+           "if [ \"$USE_SYSTEMD\" = 1 ]; then mv -f \"$UNIT.new\" \"$UNIT\"; mode=systemd; else mode=direct; fi\n"
+           "if ! started; then\n"
+           "  msg \"the new ferryd did not start:\"; tail -n 5 \"$LOG\" 2>/dev/null | sed 's/^/ferry-agent:   /' >&2\n"
+           "  stop_agent\n"
+           "  if [ \"$upgrade\" = 1 ]; then\n"
+           "    mv -f \"$BIN_DIR/ferryd.prev\" \"$BIN_DIR/ferryd\"\n"
+           "    [ -f \"$CONF_DIR/ferryd.yaml.prev\" ] && mv -f \"$CONF_DIR/ferryd.yaml.prev\" \"$CONF_DIR/ferryd.yaml\"\n"
+           "    [ -d \"$CONF_DIR/identity.prev\" ] && { rm -rf \"$CONF_DIR/identity\"; mv \"$CONF_DIR/identity.prev\" \"$CONF_DIR/identity\"; }\n"
+           "    if started; then msg \"the previous ferryd is back and running\"; else msg \"the previous ferryd does not start either\"; fi\n"
+           "  else\n"
+           "    [ \"$USE_SYSTEMD\" = 1 ] && { systemctl disable ferryd.service >/dev/null 2>&1; rm -f \"$UNIT\"; systemctl daemon-reload; }\n"
+           "    rm -rf \"$BIN_DIR\" \"$CONF_DIR\" \"$STATE\" \"$LOG\" \"$PIDF\"\n"
+           "    if [ -n \"$P\" ]; then for d in usr/local/lib usr/local usr etc/systemd/system etc/systemd etc var/lib var/log var run; "
+           "do rmdir \"$P/$d\" 2>/dev/null || true; done; rmdir \"$P\" 2>/dev/null || true; fi\n"
+           "    msg \"nothing was installed\"\n"
+           "  fi\n"
+           "  exit 6\n"
            "fi\n"
+           "rm -rf \"$CONF_DIR/ferryd.yaml.prev\" \"$CONF_DIR/identity.prev\"\n"
            "echo \"mode=$mode upgrade=$upgrade conf=$conf ident=$ident\"\n",
            paths, need_kb, in->reconfigure, in->systemd && !in->prefix[0]);
   const char *wrapped = script;
@@ -352,12 +373,27 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
     else {
       /* our own lines (ferry-agent: ...) say what went wrong; else the last line */
       const char *m = strstr(r.err, "ferry-agent: ");
-      snprintf(err, sizeof err, "%s: %s%s", in->ssh.dest, m ? m + 13 : r.err,
+      char said[600];
+      size_t o = 0;
+      /* our own lines, without their prefix; indented after the first */
+      for (const char *q = m ? m + 13 : r.err; *q && o + 4 < sizeof said; q++) {
+        if (q[0] == '\n' && strncmp(q + 1, "ferry-agent: ", 13) == 0) {
+          said[o++] = '\n';
+          said[o++] = ' ';
+          said[o++] = ' ';
+          q += 13;
+          continue;
+        }
+        said[o++] = *q;
+      }
+      said[o] = '\0';
+      snprintf(err, sizeof err, "%s: %s%s", in->ssh.dest, said,
                in->uid != 0 && strstr(r.err, "sudo") ? " (ferryd runs as root: log in as root, or allow sudo without a password)" : "");
       size_t l = strlen(err);
       while (l > 0 && err[l - 1] == '\n') err[--l] = '\0';
     }
-    fy_cli_err("%s; nothing was installed", err);
+    if (r.exit_code == 6) fy_cli_err("%s", err); /* the script said what it undid */
+    else fy_cli_err("%s; nothing was installed", err);
     fy_ssh_result_free(&r);
     return 1;
   }

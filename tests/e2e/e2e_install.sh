@@ -101,6 +101,23 @@ cmp -s "$PFX/usr/local/lib/ferry/ferryd" "$T/ferryd-v2" || fail "the old agent b
 [ "$(json_get "$T/s3.json" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/s3.json"; fail "app after the broken upgrade"; }
 pass "upgrade-agent on the installed node (app kept, pid $APP_PID); a broken new agent ends with the old one back and the app running"
 
+# --- a new agent that passes --version but does not start: undone, fresh or not
+gcc -O2 -DBROKEN_EXIT -o "$T/exit-ferryd" "$FERRY_SRC/tests/tools/broken_ferryd.c"
+expect_fail broken-fresh "the new ferryd did not start" \
+  "$FERRY" install-agent "$D" --name x5 --prefix "$T/dev-x5" --listen "127.0.0.1:$(free_port)" --agent-binary "$T/exit-ferryd"
+grep -q 'nothing was installed' "$T/broken-fresh.err" || { cat "$T/broken-fresh.err"; fail "broken fresh install: message"; }
+[ ! -e "$T/dev-x5" ] || { find "$T/dev-x5"; fail "a failed fresh install left files"; }
+expect_fail broken-upgrade "the previous ferryd is back and running" \
+  "$FERRY" install-agent "$D" --name pi-lab --prefix "$PFX" --listen "127.0.0.1:$AGENT_PORT" --agent-binary "$T/exit-ferryd"
+cmp -s "$PFX/usr/local/lib/ferry/ferryd" "$T/ferryd-v2" || fail "the previous binary is not back"
+for i in $(seq 1 50); do
+  "$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/s4.json" 2>/dev/null && \
+    [ "$(json_get "$T/s4.json" "[a['state'] for a in d['nodes'][0]['apps']]")" = "(['running'],)" ] && break
+  sleep 0.2
+done
+[ "$(json_get "$T/s4.json" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/s4.json"; fail "app after a failed re-install"; }
+pass "a new agent that does not start: a fresh install leaves nothing; a re-install puts the previous agent back (status answers, the app runs)"
+
 # --- uninstall
 "$FERRY" uninstall-agent "$D" --prefix "$PFX" > "$T/u.out" || fail "uninstall"
 grep -q "removed ferryd from $D\|removed ferryd from root@127.0.0.1" "$T/u.out" || { cat "$T/u.out"; fail "uninstall output"; }
