@@ -79,7 +79,7 @@ static void paths_script(const install *in, char *buf, size_t len) {
            "    rm -f \"$PIDF\"; fi\n"
            /* an agent the upgrade watchdog restarted has another pid: find it by its binary */
            "  for d in /proc/[0-9]*; do\n"
-           "    if tr '\\000' ' ' < \"$d/cmdline\" 2>/dev/null | grep -q \"^$BIN_DIR/ferryd\\(.prev\\)\\? --config\"; then\n"
+           "    if { tr '\\000' ' ' < \"$d/cmdline\"; } 2>/dev/null | grep -q \"^$BIN_DIR/ferryd\\(.prev\\)\\? --config\"; then\n"
            "      kill -TERM \"${d#/proc/}\" 2>/dev/null; i=0; while kill -0 \"${d#/proc/}\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
            "      kill -KILL \"${d#/proc/}\" 2>/dev/null || true; fi\n"
            "  done\n"
@@ -278,7 +278,7 @@ static int stage(install *in, const char *dir, char *tarpath, size_t tplen) {
 }
 
 static int remote_install(install *in, const char *tarpath, char *mode, size_t modelen) {
-  char script[16384], paths[4096], err[800];
+  char script[16384], paths[4096], err[2400];
   struct stat st;
   long need_kb = stat(tarpath, &st) == 0 ? (long)(st.st_size / 1024) * 2 + 1024 : 8192;
   paths_script(in, paths, sizeof paths);
@@ -331,7 +331,7 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
            "ident=written; else ident=kept; fi\n"
            "if [ \"$USE_SYSTEMD\" = 1 ]; then mv -f \"$UNIT.new\" \"$UNIT\"; mode=systemd; else mode=direct; fi\n"
            "if ! started; then\n"
-           "  msg \"the new ferryd did not start:\"; tail -n 5 \"$LOG\" 2>/dev/null | sed 's/^/ferry-agent:   /' >&2\n"
+           "  msg \"the new ferryd did not start:\"; tail -n +$((${n0:-0} + 1)) \"$LOG\" 2>/dev/null | tail -n 5 | sed 's/^/ferry-agent:   /' >&2\n"
            "  stop_agent\n"
            "  if [ \"$upgrade\" = 1 ]; then\n"
            "    mv -f \"$BIN_DIR/ferryd.prev\" \"$BIN_DIR/ferryd\"\n"
@@ -373,7 +373,7 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
     else {
       /* our own lines (ferry-agent: ...) say what went wrong; else the last line */
       const char *m = strstr(r.err, "ferry-agent: ");
-      char said[600];
+      char said[2048];
       size_t o = 0;
       /* our own lines, without their prefix; indented after the first */
       for (const char *q = m ? m + 13 : r.err; *q && o + 4 < sizeof said; q++) {
