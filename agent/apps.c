@@ -121,6 +121,7 @@ int fy_app_switch(fy_app *app, const char *id, const char *previous) {
   fsync_path(dir);
   snprintf(app->previous, sizeof app->previous, "%s", previous ? previous : "");
   snprintf(app->release, sizeof app->release, "%s", id ? id : "");
+  app->version = app->release[0] ? fy_trust_release_version(app->agent, app->name, app->release) : 0;
   return FY_OK;
 }
 
@@ -826,8 +827,7 @@ json_t *fy_apps_json(fy_agent *a) {
     strncat(cur, "/current", sizeof cur - strlen(cur) - 1);
     time_t now = time(NULL);
     if (o && lstat(cur, &st) == 0 && now >= st.st_mtime) json_object_set_new(o, "age_s", json_integer((json_int_t)(now - st.st_mtime)));
-    uint64_t version = fy_trust_release_version(a, app->name, app->release);
-    if (o && version) json_object_set_new(o, "version", json_integer((json_int_t)version));
+    if (o && app->version) json_object_set_new(o, "version", json_integer((json_int_t)app->version));
     if (o) json_array_append_new(arr, o);
   }
   return arr;
@@ -872,7 +872,8 @@ int fy_apps_recover(fy_agent *a) {
                                     (uint64_t)json_integer_value(json_object_get(h, "age_ms"))) == FY_OK;
     if (!adopted) kill_orphan(a, app->name);
     /* A kill between a switch and the counter's write: the current release's version wins. */
-    if (app->release[0] && fy_trust_record(a, app->name, fy_trust_release_version(a, app->name, app->release)) != FY_OK)
+    app->version = app->release[0] ? fy_trust_release_version(a, app->name, app->release) : 0;
+    if (app->release[0] && fy_trust_record(a, app->name, app->version) != FY_OK)
       fy_log("warn", "app %s: cannot record its version", app->name);
     if (app->release[0] && !adopted) {
       if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);

@@ -25,6 +25,7 @@ struct fy_app {
   char name[FY_APP_NAME_MAX];
   char release[FY_RELEASE_ID_MAX];  /* what current names, "" if none */
   char previous[FY_RELEASE_ID_MAX];
+  uint64_t version;                 /* current's signed version (its run.json), 0 if unsigned */
   fy_app_state state;
   int restarts;
   int64_t last_exit;

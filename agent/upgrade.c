@@ -162,7 +162,7 @@ static int run_checked(char *const argv[], int timeout_s, char *out, size_t outl
 }
 
 int fy_upgrade_prepare(fy_agent *a, const char *path, int timeout_s, char *digest, char *err, size_t errlen) {
-  char newp[4200], prev[4200], out[512], desc[80], p1[FY_PLATFORM_STR], p2[FY_PLATFORM_STR];
+  char newp[4200], prev[4200], out[512], desc[80], p2[FY_PLATFORM_STR];
   char *data = NULL;
   size_t len;
   int rc = fy_file_read(path, AGENT_BIN_MAX, &data, &len);
@@ -177,7 +177,6 @@ int fy_upgrade_prepare(fy_agent *a, const char *path, int timeout_s, char *diges
     free(data);
     return FY_EEXEC;
   }
-  (void)p1;
   snprintf(newp, sizeof newp, "%s.new", a->self_path);
   snprintf(prev, sizeof prev, "%s.prev", a->self_path);
   rc = fy_file_write_atomic(newp, data, len, 0755);

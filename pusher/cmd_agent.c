@@ -118,7 +118,7 @@ static int probe(install *in) {
   in->uid = -1;
   for (char *save = NULL, *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     if (strncmp(line, "uname=", 6) == 0) snprintf(uname, sizeof uname, "%s", line + 6);
-    else if (strncmp(line, "uid=", 4) == 0) in->uid = atoi(line + 4) == 0 && line[4] == '0' ? 0 : 1;
+    else if (strncmp(line, "uid=", 4) == 0) in->uid = strcmp(line + 4, "0") == 0 ? 0 : 1; /* root or not */
     else if (strncmp(line, "systemd=", 8) == 0) in->systemd = line[8] == '1';
     else if (strncmp(line, "elf=", 4) == 0)
       for (const char *h = line + 4; h[0] && h[1] && nh < sizeof hdr; h += 2) {
@@ -293,7 +293,7 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
            "tmp=$(df -Pk /tmp | awk 'NR==2 {print $4}')\n"
            "if [ -d \"$BIN_DIR\" ]; then S=\"$BIN_DIR/.install.$$\"; elif [ \"${tmp:-0}\" -ge \"$NEED_KB\" ]; then S=$(mktemp -d); "
            "else S=\"$d/.ferry-install.$$\"; fi\n"
-           "mkdir -p \"$S\"; created=\"\"\n"
+           "mkdir -p \"$S\"\n"
            "cleanup() { rm -rf \"$S\"; rm -f \"$BIN_DIR/ferryd.new\" \"$UNIT.new\" \"$CONF_DIR/ferryd.yaml.new\"; }\n"
            "trap cleanup EXIT\n"
            "tar -xf - -C \"$S\" || { msg \"cannot unpack the agent's files (no space?)\"; exit 4; }\n"
@@ -471,7 +471,8 @@ static int fleet_add(install *in) {
   snprintf(entry, sizeof entry, "  - name: %s\n    address: %s\n%s%s%s", in->name, in->address,
            in->labels[0] ? "    labels: {" : "", in->labels, in->labels[0] ? "}\n" : "");
   /* After the `nodes:` line, else a new `nodes:` section at the end. */
-  char *out = malloc(len + sizeof entry + 16);
+  size_t cap = len + sizeof entry + 16;
+  char *out = malloc(cap);
   if (!out) return 1;
   const char *nodes = NULL;
   for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
@@ -496,7 +497,8 @@ static int fleet_add(install *in) {
     if (len) memcpy(out, text, len);
     o = len;
     if (o && out[o - 1] != '\n') out[o++] = '\n';
-    o += (size_t)sprintf(out + o, "nodes:\n%s", entry);
+    int w = snprintf(out + o, cap - o, "nodes:\n%s", entry);
+    o += w > 0 && (size_t)w < cap - o ? (size_t)w : 0;
   }
   rc = fy_file_write_atomic(in->fleet, out, o, 0644);
   fy_fleet f;

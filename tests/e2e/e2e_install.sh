@@ -14,6 +14,16 @@ D="root@127.0.0.1:$SSHD_PORT_dev"
 AGENT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 PFX=$T/device
 install() { "$FERRY" install-agent "$D" --name pi-lab --prefix "$PFX" --listen "127.0.0.1:$AGENT_PORT" "$@"; }
+# app_running_again OUT WHY: waits up to 10 s for the node's app to run again after its agent restarted.
+app_running_again() {
+  local i
+  for i in $(seq 1 50); do
+    "$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/$1" 2>/dev/null && \
+      [ "$(json_get "$T/$1" "[a['state'] for a in d['nodes'][0]['apps']]")" = "(['running'],)" ] && break
+    sleep 0.2
+  done
+  [ "$(json_get "$T/$1" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/$1"; fail "$2"; }
+}
 
 # --- install
 install --labels site=lab,topology.kubernetes.io/zone=a --fleet "$T/fleet.yaml" > "$T/i1.out" 2> "$T/i1.err" \
@@ -45,12 +55,7 @@ grep -q 'already lists pi-lab' "$T/i2.out" || fail "the fleet file should not ge
 [ "$(cat "$PFX/run/ferryd.pid")" != "$PID1" ] || fail "the agent was not restarted"
 [ "$CERT1" = "$(sha256sum < "$PFX/etc/ferry/identity/cert.pem")" ] || fail "the identity changed"
 [ -f "$PFX/usr/local/lib/ferry/ferryd.prev" ] || fail "no ferryd.prev kept"
-for i in $(seq 1 50); do
-  "$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/s2.json" 2>/dev/null && \
-    [ "$(json_get "$T/s2.json" "[a['state'] for a in d['nodes'][0]['apps']]")" = "(['running'],)" ] && break
-  sleep 0.2
-done
-[ "$(json_get "$T/s2.json" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/s2.json"; fail "app after the upgrade"; }
+app_running_again s2.json "app after the upgrade"
 pass "a re-run upgrades in place: new agent process, config and identity kept, the app running again"
 
 # --- bad input: nothing half-installed
@@ -110,12 +115,7 @@ grep -q 'nothing was installed' "$T/broken-fresh.err" || { cat "$T/broken-fresh.
 expect_fail broken-upgrade "the previous ferryd is back and running" \
   "$FERRY" install-agent "$D" --name pi-lab --prefix "$PFX" --listen "127.0.0.1:$AGENT_PORT" --agent-binary "$T/exit-ferryd"
 cmp -s "$PFX/usr/local/lib/ferry/ferryd" "$T/ferryd-v2" || fail "the previous binary is not back"
-for i in $(seq 1 50); do
-  "$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/s4.json" 2>/dev/null && \
-    [ "$(json_get "$T/s4.json" "[a['state'] for a in d['nodes'][0]['apps']]")" = "(['running'],)" ] && break
-  sleep 0.2
-done
-[ "$(json_get "$T/s4.json" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/s4.json"; fail "app after a failed re-install"; }
+app_running_again s4.json "app after a failed re-install"
 pass "a new agent that does not start: a fresh install leaves nothing; a re-install puts the previous agent back (status answers, the app runs)"
 
 # --- uninstall
