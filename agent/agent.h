@@ -8,6 +8,7 @@
 #include "config.h"
 #include "apps.h"
 #include "facts.h"
+#include "log.h"
 #include "trust.h"
 #include "upgrade.h"
 #include "ferry/store.h"
@@ -29,6 +30,8 @@ typedef struct fy_agent {
   uint64_t started_ms;
   int nconns;
   fy_agent_conn *conns;    /* doubly linked, for shutdown */
+  uint64_t last_conn_id;   /* ids start at 1; 0 is "none" */
+  struct fy_deploy *deploys; /* every deploy not yet freed, for shutdown */
   int stopping;
   unsigned long accepted, refused;
   fy_store store;          /* STATE/blobs/sha256 */
@@ -42,21 +45,32 @@ typedef struct fy_agent {
   char self_digest[FY_DIGEST_STR];
   json_t *handoff;         /* from the previous image of this process, until the apps are recovered */
   int watchdog_pid;
+  uv_timer_t *watchdog_reaper; /* reaps the watchdog the previous image forked, until it ends */
+  uv_timer_t *exec_timer;      /* the re-exec into a new agent, once its result is sent */
   int upgrade_pending;     /* confirmed by the first pusher hello */
 } fy_agent;
 
-/* Prints one log line to stderr: "ferryd: LEVEL message". */
-void fy_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* What message handlers outside server.c may do with their connection. */
 int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj);
 void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void fy_conn_hold(fy_agent_conn *c, int hold); /* nonzero: no idle timeout (long agent-side work) */
+/* A handler that returned FY_FRAME_PAUSE (its frame's work is on a worker) ends the pause: the
+ * frames that waited are delivered, then the socket is read again. */
+void fy_conn_resume(fy_agent_conn *c);
+/* A handler that cannot act on its frame yet keeps it (a copy) and pauses the connection:
+ * return fy_conn_defer(c, f). fy_conn_redispatch later handles the kept frame as if it had just
+ * arrived, then reads on. */
+int fy_conn_defer(fy_agent_conn *c, const fy_frame *f);
+void fy_conn_redispatch(fy_agent_conn *c);
 const char *fy_conn_peer(const fy_agent_conn *c);
 const char *fy_conn_pusher(const fy_agent_conn *c); /* the pusher's certificate name */
 void fy_conn_abort(fy_agent_conn *c);                /* closes now, without a word */
 fy_agent *fy_conn_agent(fy_agent_conn *c);
-int fy_agent_has_conn(fy_agent *a, const fy_agent_conn *c); /* still open? */
+/* Connections are referred to by id past the callback that saw them (memory is reused; ids are
+ * not): fy_conn_find answers NULL once the connection is closing or gone. */
+uint64_t fy_conn_id(const fy_agent_conn *c);
+fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id);
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c);
 
 /* Message handlers (deploy.c). Return FY_OK, or FY_ECANCELED after fy_conn_fail. */
@@ -67,6 +81,9 @@ int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f);
 int fy_request_on_request(fy_agent_conn *c, const fy_frame *f);
 /* The connection is going away: a deploy keeps its blobs' partials for a resume. */
 void fy_deploy_conn_closed(fy_agent_conn *c);
+/* Shutdown: deploys waiting on a timer end now ("failed", FY_ECANCELED); the others end in the
+ * callback they wait for. */
+void fy_deploys_shutdown(fy_agent *a);
 
 /* ferryd --check-state: prints each broken invariant; 0 when none. Read-only. */
 int fy_check_state(fy_agent *a, int verify);

@@ -29,6 +29,7 @@
 #include "ferry/store.h"
 #include "ferry/unpack.h"
 #include "ferry/yaml.h"
+#include "ferry/work.h"
 
 #define RUN_JSON_MAX (1024u * 1024u)
 #define STOP_GRACE_MS 5000
@@ -74,7 +75,9 @@ fy_app *fy_app_get(fy_agent *a, const char *name) {
   p->log_fd = -1;
   p->out_fd = -1;
   uv_timer_init(a->loop, &p->restart_timer);
-  p->restart_timer.data = p;
+  uv_timer_init(a->loop, &p->stop_timer);
+  p->restart_timer.data = p->stop_timer.data = p;
+  p->open_handles = 2;
   p->next = a->apps;
   a->apps = p;
   return p;
@@ -155,54 +158,128 @@ static json_t *load_run(const fy_agent *a, const char *app, const char *id) {
 }
 
 /* Collects the digests the given release still needs. */
-static void keep_blobs(const fy_agent *a, const char *app, const char *id, fy_digest **keep, size_t *n, size_t *cap) {
-  if (!id[0]) return;
+/* Adds the blobs release id of app uses to keep. FY_OK, or the reason the set is incomplete (the
+ * caller must then delete no blob: a blob a release needs is never removed on a guess). */
+static int keep_blobs(const fy_agent *a, const char *app, const char *id, fy_digest **keep, size_t *n, size_t *cap) {
+  if (!id[0]) return FY_OK;
   json_t *run = load_run(a, app, id);
+  const json_t *blobs = json_object_get(run, "blobs");
+  int rc = json_is_array(blobs) ? FY_OK : FY_ENOENT;
   size_t i;
   json_t *v;
-  json_array_foreach(json_object_get(run, "blobs"), i, v) {
+  json_array_foreach(blobs, i, v) {
     fy_digest d;
-    if (!json_is_string(v) || fy_digest_parse(json_string_value(v), &d) != FY_OK) continue;
+    if (!json_is_string(v) || fy_digest_parse(json_string_value(v), &d) != FY_OK) {
+      rc = FY_EINVAL;
+      break;
+    }
     if (*n == *cap) {
       size_t nc = *cap ? *cap * 2 : 64;
       fy_digest *k = realloc(*keep, nc * sizeof *k);
-      if (!k) break;
+      if (!k) {
+        rc = FY_ENOMEM;
+        break;
+      }
       *keep = k;
       *cap = nc;
     }
     (*keep)[(*n)++] = d;
   }
   json_decref(run);
+  return rc;
 }
 
-void fy_app_gc(fy_agent *a) {
+/* Release trees to remove, renamed out of the way on the loop and removed on a worker. */
+struct gc_job {
+  fy_agent *a;
+  void (*done)(void *ud);
+  void *ud;
+  size_t n;
+  char (*paths)[4400];  /* STATE/apps/<app>/releases/<id>.partial */
+};
+
+static void gc_work(void *ud) {
+  struct gc_job *g = ud;
+  for (size_t i = 0; i < g->n; i++) {
+    char *slash = strrchr(g->paths[i], '/');
+    *slash = '\0';
+    int dfd = open(g->paths[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fy_remove_tree(dfd, slash + 1) != FY_OK) fy_log("warn", "cannot remove %s/%s", g->paths[i], slash + 1);
+    if (dfd >= 0) close(dfd);
+  }
+}
+
+static void gc_done(void *ud) {
+  struct gc_job *g = ud;
+  void (*done)(void *) = g->done;
+  void *dud = g->ud;
+  free(g->paths);
+  free(g);
+  if (done) done(dud);
+}
+
+/* Deciding what goes happens here, on the loop, so that it is atomic with plans (a plan that
+ * comes after sees a removed blob as missing and asks for it): old releases are renamed to
+ * <id>.partial (what a restart removes anyway) and blobs no release uses are unlinked (one
+ * unlink each). Only the removal of the release trees, which can hold thousands of files, goes
+ * to a worker. */
+void fy_app_gc(fy_agent *a, void (*done)(void *ud), void *ud) {
   fy_digest *keep = NULL;
   size_t n = 0, cap = 0, removed = 0;
+  int complete = 1;
+  struct gc_job *g = calloc(1, sizeof *g);
+  size_t gcap = 0;
   for (fy_app *app = a->apps; app; app = app->next) {
     char dir[4200], rel[4400];
     fy_app_dir(a, app->name, dir, sizeof dir);
     snprintf(rel, sizeof rel, "%s/releases", dir);
-    int dfd = open(rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      DIR *d = fdopendir(dfd);
-      struct dirent *e;
-      while (d && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        if (strcmp(e->d_name, app->release) == 0 || strcmp(e->d_name, app->previous) == 0) continue;
-        if (app->deploying) continue; /* an unpack in flight owns its partial directory */
-        if (fy_remove_tree(dfd, e->d_name) != FY_OK) fy_log("warn", "app %s: cannot remove old release %s", app->name, e->d_name);
+    int dfd = app->deploying ? -1 : open(rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* an unpack owns its partial */
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d && dfd >= 0) close(dfd);
+    struct dirent *e;
+    while (g && d && (e = readdir(d)) != NULL) {
+      if (e->d_name[0] == '.') continue;
+      if (strcmp(e->d_name, app->release) == 0 || strcmp(e->d_name, app->previous) == 0) continue;
+      if (g->n == gcap) {
+        size_t nc = gcap ? gcap * 2 : 8;
+        char(*p)[4400] = realloc(g->paths, nc * sizeof *p);
+        if (!p) break;
+        g->paths = p;
+        gcap = nc;
       }
-      if (d) closedir(d);
-      else close(dfd);
+      /* <id>.partial: an earlier GC's, being removed (a restart removes any left) */
+      size_t len = strlen(e->d_name);
+      if (len > 8 && strcmp(e->d_name + len - 8, ".partial") == 0) continue;
+      int w = snprintf(g->paths[g->n], sizeof g->paths[g->n], "%s/%s.partial", rel, e->d_name);
+      if (w < 0 || (size_t)w >= sizeof g->paths[g->n]) continue;
+      if (renameat(dirfd(d), e->d_name, dirfd(d), strrchr(g->paths[g->n], '/') + 1) != 0) {
+        fy_log("warn", "app %s: cannot set aside old release %s: %s", app->name, e->d_name, strerror(errno));
+        continue;
+      }
+      g->n++;
     }
-    keep_blobs(a, app->name, app->release, &keep, &n, &cap);
-    keep_blobs(a, app->name, app->previous, &keep, &n, &cap);
+    if (d) closedir(d);
+    if (keep_blobs(a, app->name, app->release, &keep, &n, &cap) != FY_OK ||
+        keep_blobs(a, app->name, app->previous, &keep, &n, &cap) != FY_OK) {
+      fy_log("warn", "app %s: cannot tell which blobs its releases use; no blob is removed", app->name);
+      complete = 0;
+    }
   }
   int deploying = 0;
   for (fy_app *app = a->apps; app; app = app->next) deploying |= app->deploying;
-  if (!deploying && fy_store_gc(&a->store, keep, n, &removed) == FY_OK && removed)
+  if (complete && !deploying && fy_store_gc(&a->store, keep, n, &removed) == FY_OK && removed)
     fy_log("info", "removed %zu blobs no release uses", removed);
   free(keep);
+  if (g && g->n > 0) {
+    g->a = a;
+    g->done = done;
+    g->ud = ud;
+    if (fy_work_queue(a->loop, gc_work, gc_done, g) == FY_OK) return;
+    /* not queued: the trees stay as <id>.partial, which the next start removes */
+  }
+  if (g) free(g->paths);
+  free(g);
+  if (done) done(ud);
 }
 
 /* --- processes ------------------------------------------------------------------------ */
@@ -243,10 +320,25 @@ static void log_line(fy_app *app, const char *fmt, ...) {
 }
 
 /* One pipe per process: the old one may still be draining when the next process starts. */
-struct outpipe {
+struct fy_outpipe {
   uv_pipe_t pipe;
   fy_app *app;
+  struct fy_outpipe *next;  /* app->pipes */
 };
+
+/* The close callback of every handle an app holds: the last one frees a closing app. */
+static void app_one_closed(fy_app *app) {
+  if (--app->open_handles > 0 || !app->closing) return;
+  fy_agent *a = app->agent;
+  for (fy_app **pp = &a->apps; *pp; pp = &(*pp)->next)
+    if (*pp == app) {
+      *pp = app->next;
+      break;
+    }
+  if (app->log_fd >= 0) close(app->log_fd);
+  free(app);
+}
+static void app_handle_closed(uv_handle_t *h) { app_one_closed(h->data); }
 
 static void out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   static char buf[16384];
@@ -262,10 +354,20 @@ static int uv_fileno_or(const uv_handle_t *h) {
   return uv_fileno(h, &fd) == 0 ? fd : -2;
 }
 
-static void out_closed(uv_handle_t *h) { free(h->data); }
+static void out_closed(uv_handle_t *h) {
+  struct fy_outpipe *o = h->data;
+  fy_app *app = o->app;
+  for (struct fy_outpipe **pp = &app->pipes; *pp; pp = &(*pp)->next)
+    if (*pp == o) {
+      *pp = o->next;
+      break;
+    }
+  free(o); /* h was inside it */
+  app_one_closed(app);
+}
 
 static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  struct outpipe *o = s->data;
+  struct fy_outpipe *o = s->data;
   if (n > 0 && o->app) log_write(o->app, b->base, (size_t)n);
   if (n < 0 && !uv_is_closing((uv_handle_t *)s)) {
     if (o->app && o->app->out_fd == uv_fileno_or((uv_handle_t *)s)) o->app->out_fd = -1;
@@ -275,7 +377,7 @@ static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 
 /* Reads the workload's output from fd into its log (fd is taken, even on failure). */
 static void watch_output(fy_app *app, int fd) {
-  struct outpipe *op = calloc(1, sizeof *op);
+  struct fy_outpipe *op = calloc(1, sizeof *op);
   if (!op) {
     close(fd);
     return;
@@ -283,6 +385,9 @@ static void watch_output(fy_app *app, int fd) {
   op->app = app;
   uv_pipe_init(app->agent->loop, &op->pipe, 0);
   op->pipe.data = op;
+  op->next = app->pipes;
+  app->pipes = op;
+  app->open_handles++;
   if (uv_pipe_open(&op->pipe, fd) == 0) {
     app->out_fd = fd;
     uv_read_start((uv_stream_t *)&op->pipe, out_alloc, out_read);
@@ -297,7 +402,15 @@ static void restart_cb(uv_timer_t *t);
 /* Everything that follows an exit happens once the handle is closed, so that a restart can
  * reuse app->proc. */
 static void proc_gone(fy_app *app);
-static void proc_closed(uv_handle_t *h) { proc_gone(h->data); }
+static void proc_closed(uv_handle_t *h) {
+  fy_app *app = h->data;
+  app->proc_closing = 0;
+  proc_gone(app);
+}
+static void proc_spawn_failed_closed(uv_handle_t *h) {
+  fy_app *app = h->data;
+  app->proc_closing = 0;
+}
 
 static void proc_gone(fy_app *app) {
   int64_t status = app->last_exit;
@@ -328,7 +441,9 @@ static void note_exit(fy_app *app, int64_t status, int sig) {
 }
 
 static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
-  note_exit(p->data, status, sig);
+  fy_app *app = p->data;
+  note_exit(app, status, sig);
+  app->proc_closing = 1;
   uv_close((uv_handle_t *)p, proc_closed);
 }
 
@@ -367,7 +482,11 @@ int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms
   app->restarts = restarts;
   uint64_t now = uv_now(app->agent->loop);
   app->started_ms = age_ms < now ? now - age_ms : 0;
-  if (!app->adopt_timer.data) uv_timer_init(app->agent->loop, &app->adopt_timer);
+  if (!app->adopt_timer_open) {
+    uv_timer_init(app->agent->loop, &app->adopt_timer);
+    app->adopt_timer_open = 1;
+    app->open_handles++;
+  }
   app->adopt_timer.data = app;
   uv_timer_start(&app->adopt_timer, adopt_poll, 200, 200);
   if (out_fd >= 0) {
@@ -582,6 +701,14 @@ int fy_app_start(fy_app *app) {
   int ret = FY_EEXEC, fds[2] = {-1, -1};
   json_t *run = NULL;
   app->exec_error[0] = '\0';
+  if (a->stopping || app->closing) {
+    snprintf(app->exec_error, sizeof app->exec_error, "the agent is shutting down");
+    return FY_ECANCELED;
+  }
+  if (app->proc_alive || app->proc_closing) {
+    snprintf(app->exec_error, sizeof app->exec_error, "the last process of %s is not gone yet", app->name);
+    return FY_EBUSY;
+  }
   if (!app->release[0]) {
     snprintf(app->exec_error, sizeof app->exec_error, "no current release");
     return FY_ENOAPP;
@@ -705,7 +832,8 @@ int fy_app_start(fy_app *app) {
   fds[1] = -1;
   if (rc != 0) {
     snprintf(app->exec_error, sizeof app->exec_error, "cannot execute %s: %s", prog, uv_strerror(rc));
-    uv_close((uv_handle_t *)&app->proc, NULL);
+    app->proc_closing = 1;
+    uv_close((uv_handle_t *)&app->proc, proc_spawn_failed_closed);
     goto cleanup;
   }
   app->proc_alive = 1;
@@ -735,55 +863,79 @@ cleanup:
   return ret;
 }
 
-struct stopper {
-  uv_timer_t timer;
-  fy_app *app;
-  void (*done)(fy_app *, void *);
-  void *ud;
-  fy_app_exit_cb prev_cb;
-  void *prev_ud;
-};
+/* --- stopping ---------------------------------------------------------------------------- */
 
-static void stopper_closed(uv_handle_t *h) { free(h->data); }
-
-static void stopper_exit(fy_app *app, int64_t status, int sig, void *ud) {
-  struct stopper *s = ud;
+static void stop_finish(fy_app *app, int64_t status, int sig, void *ud) {
   (void)status;
   (void)sig;
-  uv_timer_stop(&s->timer);
+  (void)ud;
+  uv_timer_stop(&app->stop_timer);
+  app->stop_pending = 0;
   app->state = FY_APP_STOPPED;
-  if (s->done) s->done(app, s->ud);
-  uv_close((uv_handle_t *)&s->timer, stopper_closed);
+  /* A waiter may start the app again or ask for another stop: take the list first. */
+  int n = app->nstop_waiters;
+  struct { fy_app_stopped_cb done; void *ud; } w[FY_APP_STOP_WAITERS];
+  memcpy(w, app->stop_waiters, sizeof w);
+  app->nstop_waiters = 0;
+  for (int i = 0; i < n; i++) w[i].done(app, w[i].ud);
 }
 
-static void stopper_kill(uv_timer_t *t) {
-  struct stopper *s = t->data;
-  if (s->app->proc_alive) app_kill(s->app, SIGKILL);
+static void stop_kill(uv_timer_t *t) {
+  fy_app *app = t->data;
+  if (app->proc_alive) app_kill(app, SIGKILL);
 }
 
-void fy_app_stop(fy_app *app, void (*done)(fy_app *app, void *ud), void *ud) {
+void fy_app_stop(fy_app *app, fy_app_stopped_cb done, void *ud) {
   app->want_running = 0;
   uv_timer_stop(&app->restart_timer);
-  if (!app->proc_alive || (!app->adopted_pid && uv_is_closing((uv_handle_t *)&app->proc))) {
+  if (!app->proc_alive) {
     app->state = FY_APP_STOPPED;
     if (done) done(app, ud);
     return;
   }
-  struct stopper *s = calloc(1, sizeof *s);
-  if (!s) {
-    app_kill(app, SIGKILL);
-    if (done) done(app, ud);
-    return;
+  if (done) {
+    if (app->nstop_waiters == FY_APP_STOP_WAITERS) {
+      fy_log("warn", "app %s: more than %d waiting for one stop", app->name, FY_APP_STOP_WAITERS);
+      done(app, ud);
+    } else {
+      app->stop_waiters[app->nstop_waiters].done = done;
+      app->stop_waiters[app->nstop_waiters++].ud = ud;
+    }
   }
-  s->app = app;
-  s->done = done;
-  s->ud = ud;
-  uv_timer_init(app->agent->loop, &s->timer);
-  s->timer.data = s;
-  app->on_exit = stopper_exit;
-  app->on_exit_ud = s;
+  if (app->stop_pending) return;
+  app->stop_pending = 1;
+  app->on_exit = stop_finish; /* replaces a deploy's settle watch: the deploy is one of the waiters */
+  app->on_exit_ud = NULL;
+  /* An exit already being closed (proc_alive until its close callback) needs no signal. */
+  if (!app->adopted_pid && app->proc_closing) return;
   app_kill(app, SIGTERM);
-  uv_timer_start(&s->timer, stopper_kill, STOP_GRACE_MS, 0);
+  uv_timer_start(&app->stop_timer, stop_kill, STOP_GRACE_MS, 0);
+}
+
+/* Closes every handle of an app that runs nothing; it is freed in the last close callback. */
+static void app_close(fy_app *app) {
+  if (app->closing) return;
+  app->closing = 1;
+  uv_close((uv_handle_t *)&app->restart_timer, app_handle_closed);
+  uv_close((uv_handle_t *)&app->stop_timer, app_handle_closed);
+  if (app->adopt_timer_open) uv_close((uv_handle_t *)&app->adopt_timer, app_handle_closed);
+  for (struct fy_outpipe *o = app->pipes; o; o = o->next)
+    if (!uv_is_closing((uv_handle_t *)&o->pipe)) uv_close((uv_handle_t *)&o->pipe, out_closed);
+}
+
+void fy_app_released(fy_app *app) {
+  if (app->agent->stopping && !app->deploying && !app->proc_alive && !app->stop_pending) app_close(app);
+}
+
+static void shutdown_stopped(fy_app *app, void *ud) {
+  (void)ud;
+  fy_app_released(app);
+}
+
+void fy_apps_shutdown(fy_agent *a) {
+  /* fy_app_stop may call back at once, and app_close frees nothing before its close callbacks:
+   * the list stays walkable. */
+  for (fy_app *app = a->apps; app; app = app->next) fy_app_stop(app, shutdown_stopped, NULL);
 }
 
 char *fy_app_log_tail(const fy_agent *a, const char *app, int lines, size_t max) {

@@ -19,6 +19,10 @@ typedef enum { FY_APP_STOPPED, FY_APP_STARTING, FY_APP_RUNNING, FY_APP_EXITED, F
 typedef struct fy_app fy_app;
 /* Told when the process exits (deploys watch their settle window with it). */
 typedef void (*fy_app_exit_cb)(fy_app *app, int64_t exit_status, int term_signal, void *ud);
+typedef void (*fy_app_stopped_cb)(fy_app *app, void *ud);
+#define FY_APP_STOP_WAITERS 4
+
+struct fy_outpipe;
 
 struct fy_app {
   struct fy_agent *agent;
@@ -31,10 +35,12 @@ struct fy_app {
   int64_t last_exit;
   int last_signal;
   int deploying;                    /* a deploy owns this app */
-  struct fy_agent_conn *transfer;   /* the connection of a deploy still receiving blobs, or NULL */
+  uint64_t transfer;                /* the connection id of a deploy still receiving blobs, or 0 */
+  uint64_t plan_waiting;            /* a connection whose plan waits for that transfer to end */
   int want_running;
   uv_process_t proc;
   int proc_alive;
+  int proc_closing;                 /* proc is closing: no spawn into it until its close callback */
   uv_timer_t restart_timer;
   unsigned backoff_ms;
   uint64_t started_ms;
@@ -46,6 +52,18 @@ struct fy_app {
   int out_fd;                       /* read end of the workload's output pipe, -1 if none */
   int adopted_pid;                  /* a workload taken over across an agent re-exec, 0 if none */
   uv_timer_t adopt_timer;           /* polls waitpid for it (libuv only waits for what it spawned) */
+  int adopt_timer_open;
+  /* A stop in progress: SIGTERM sent, SIGKILL after the grace on stop_timer; everyone who asked
+   * is told once the process is gone. */
+  uv_timer_t stop_timer;
+  int stop_pending;
+  int nstop_waiters;
+  struct { fy_app_stopped_cb done; void *ud; } stop_waiters[FY_APP_STOP_WAITERS];
+  struct fy_outpipe *pipes;         /* output pipes still open (a restart's old one drains to EOF) */
+  /* Lifetime (one rule for every object holding handles): the handles open, and freed in the
+   * last close callback once closing is set (fy_app_close). */
+  int open_handles;
+  int closing;
   fy_app *next;
 };
 
@@ -64,14 +82,24 @@ int fy_app_new_release_id(const struct fy_agent *a, const char *app, const char 
                           char *id, size_t len) FY_WUR;
 /* Points current at id and previous at what current was (or at keep_previous when given). */
 int fy_app_switch(fy_app *app, const char *id, const char *previous) FY_WUR;
-/* Removes releases other than current and previous, then blobs no release still uses. */
-void fy_app_gc(struct fy_agent *a);
+/* Removes releases other than current and previous, then blobs no release still uses (none when
+ * the set a release uses cannot be read). done(ud) is called once the node's state is final (at
+ * once, or after the old release trees were removed on a worker). */
+void fy_app_gc(struct fy_agent *a, void (*done)(void *ud), void *ud);
 
-/* Starts the current release (stopping what runs). FY_EEXEC with app->exec_error when it cannot
- * start at all. */
+/* Starts the current release; what ran before must be stopped (FY_EBUSY otherwise), and nothing
+ * starts once the agent is shutting down (FY_ECANCELED). FY_EEXEC with app->exec_error when it
+ * cannot start at all. Blocking: reads run.json and the image's files, writes the pid file. */
 int fy_app_start(fy_app *app) FY_WUR;
-/* Stops the process (SIGTERM, then SIGKILL after a grace period); calls done when it is gone. */
-void fy_app_stop(fy_app *app, void (*done)(fy_app *app, void *ud), void *ud);
+/* Stops the process (SIGTERM, then SIGKILL after a grace period); calls done (if not NULL) once
+ * it is gone, at once when nothing runs. A stop already in progress gains one more waiter (at most
+ * FY_APP_STOP_WAITERS; past that done is called at once, with a warning). */
+void fy_app_stop(fy_app *app, fy_app_stopped_cb done, void *ud);
+
+/* Shutdown: stops every app and frees each once its process is gone and no deploy holds it. */
+void fy_apps_shutdown(struct fy_agent *a);
+/* A deploy let go of the app: during shutdown that may be the last thing it waited for. */
+void fy_app_released(fy_app *app);
 
 /* The last lines of the app's log, at most max bytes. Caller frees. */
 char *fy_app_log_tail(const struct fy_agent *a, const char *app, int lines, size_t max);

@@ -2,8 +2,13 @@
  * switch -> start -> settle and health -> result; or rollback to what ran before.
  *
  * Ownership: the deploy hangs off its connection until commit. After commit it owns itself
- * (a dropped pusher does not stop a switch half-way); the connection only receives the result
- * if it is still there. */
+ * (a dropped pusher does not stop a switch half-way); the connection, named by its id, only
+ * receives the result if it is still there.
+ *
+ * Lifetime: a deploy holds a timer, and during its health check a TCP probe or a process. It
+ * counts the handles it has open and is freed in the last close callback (deploy_close starts
+ * that); a timeout kills the health command it owns and closes its probe. Every deploy is on
+ * the agent's list until then, so that shutdown can end it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,6 +23,7 @@
 #include "ferry/msg.h"
 #include "ferry/oci.h"
 #include "ferry/unpack.h"
+#include "ferry/work.h"
 
 #define HEALTH_TIMEOUT_MS 10000
 #define SETTLE_DEFAULT_MS 3000
@@ -27,7 +33,7 @@ enum { PH_BLOBS, PH_UNPACK, PH_STOPPING, PH_SETTLE, PH_HEALTH, PH_DONE };
 
 typedef struct fy_deploy {
   fy_agent *agent;
-  fy_agent_conn *conn;
+  uint64_t conn;              /* the connection's id; 0 once it went away */
   fy_app *app;
   char manifest_digest[FY_DIGEST_STR];
   fy_manifest manifest;
@@ -48,17 +54,32 @@ typedef struct fy_deploy {
   char agent_digest[FY_DIGEST_STR];
   char release[FY_RELEASE_ID_MAX], old_release[FY_RELEASE_ID_MAX], old_previous[FY_RELEASE_ID_MAX];
   int phase;
-  uv_work_t work;
   int work_rc;
   char work_err[600];
   uv_timer_t timer;
-  int timer_open;
   uv_tcp_t probe;
   uv_connect_t probe_req;
   uv_process_t hproc;
+  int probe_open, hproc_running;
+  /* The one disk operation in flight for the transfer (blob_io_*): the writer belongs to the
+   * worker until it is done. */
+  int io_busy, io_op, io_rc, io_finish_rc, io_layer;
+  fy_digest io_digest;
+  uint64_t io_size, io_offset;
+  uint8_t *fill, *flight;      /* the batch being gathered, the one on the worker */
+  size_t fill_len, fill_cap, flight_len, flight_cap;
+  fy_frame deferred;          /* a frame kept until the writes before it are done */
+  uint8_t *deferred_payload;
+  int has_deferred;
+  json_t *result;             /* the result, sent once the GC is done */
+  uint64_t progress_ms;       /* when the transfer's last frame came */
+  int open_handles;           /* handles and works; freed when the last one ends */
+  int closing;
+  struct fy_deploy *prev, *next; /* agent->deploys */
 } fy_deploy;
 
-static void deploy_free(fy_deploy *d);
+static void deploy_close(fy_deploy *d);
+static void blob_wind_down(fy_deploy *d);
 
 static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
@@ -72,71 +93,131 @@ static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
 }
 
 static void release_app(fy_deploy *d) {
-  if (d->app) {
-    d->app->deploying = 0;
-    d->app->transfer = NULL;
+  fy_app *app = d->app;
+  if (!app) return;
+  d->app = NULL;
+  if (app->on_exit_ud == d) app->on_exit = NULL; /* no settle watch for a deploy that is over */
+  app->deploying = 0;
+  app->transfer = 0;
+  uint64_t waiting = app->plan_waiting;
+  app->plan_waiting = 0;
+  fy_app_released(app);
+  /* A plan that waited for this transfer to end goes ahead now. */
+  fy_agent_conn *w = fy_conn_find(d->agent, waiting);
+  if (w) fy_conn_redispatch(w);
+}
+
+/* The transfer a newer plan waits for: while its connection still delivers frames (what the
+ * link carried before it was cut), it drains; a second without a frame and it is a dead link
+ * (no FIN ever came), closed so that the newer plan resumes from what is on disk. */
+#define STALE_GRACE_MS 1000
+static void stale_watch(uv_timer_t *t) {
+  fy_deploy *d = t->data;
+  fy_agent_conn *c = fy_conn_find(d->agent, d->conn);
+  if (d->closing || d->phase != PH_BLOBS || !c) {
+    uv_timer_stop(t);
+    return;
   }
+  if (uv_now(d->agent->loop) - d->progress_ms < STALE_GRACE_MS) return;
+  uv_timer_stop(t);
+  fy_log("info", "app %s: a new plan from %s supersedes its unfinished transfer from %s", d->app ? d->app->name : "?",
+         fy_conn_pusher(c), fy_conn_peer(c));
+  fy_conn_abort(c); /* keeps the partial blobs; the app is released once the writes are done */
 }
 
 void fy_deploy_conn_closed(fy_agent_conn *c) {
   fy_deploy **slot = fy_conn_deploy(c), *d = *slot;
   if (!d) return;
   *slot = NULL;
-  d->conn = NULL;
+  d->conn = 0;
   if (d->phase == PH_BLOBS) { /* nothing switched yet: keep the partials, drop the rest */
-    fy_blob_writer_close(&d->w);
     fy_log("info", "app %s: pusher went away during the transfer; %llu bytes kept for a resume",
            d->app ? d->app->name : "?", (unsigned long long)d->bytes_received);
-    release_app(d);
-    deploy_free(d);
+    /* A batch on a worker owns the writer and the partial: the app is released once the
+     * writes are done, so that no second transfer writes the same partial meanwhile. */
+    blob_wind_down(d);
+    deploy_close(d);
   }
 }
 
-static void timer_closed(uv_handle_t *h) {
-  fy_deploy *d = h->data;
+static void deploy_one_closed(fy_deploy *d) {
+  if (--d->open_handles > 0 || !d->closing) return;
+  fy_agent *a = d->agent;
+  if (d->prev) d->prev->next = d->next;
+  else a->deploys = d->next;
+  if (d->next) d->next->prev = d->prev;
   fy_oci_manifest_free(&d->manifest);
   fy_oci_config_free(&d->config);
   free(d->config_raw);
   free(d->need);
+  free(d->fill);
+  free(d->flight);
+  free(d->deferred_payload);
   free(d);
 }
+static void deploy_handle_closed(uv_handle_t *h) { deploy_one_closed(h->data); }
 
-static void deploy_free(fy_deploy *d) {
-  fy_blob_writer_close(&d->w);
-  if (d->timer_open) {
-    uv_close((uv_handle_t *)&d->timer, timer_closed);
-    return;
+/* Ends the health check's children: the command's whole process group is killed (its exit
+ * callback closes the handle), the probe is closed (its connect callback sees UV_ECANCELED). */
+static void health_stop(fy_deploy *d) {
+  if (d->hproc_running) {
+    kill(-d->hproc.pid, SIGKILL);
+    uv_process_kill(&d->hproc, SIGKILL);
   }
-  d->timer.data = d;
-  timer_closed((uv_handle_t *)&d->timer);
+  if (d->probe_open && !uv_is_closing((uv_handle_t *)&d->probe)) uv_close((uv_handle_t *)&d->probe, deploy_handle_closed);
 }
 
-static void send_result(fy_deploy *d, const char *result, int code, const char *message, int64_t exit_code) {
+static void deploy_close(fy_deploy *d) {
+  if (d->closing) return;
+  d->closing = 1;
+  if (!d->io_busy) fy_blob_writer_close(&d->w);
+  health_stop(d);
+  uv_close((uv_handle_t *)&d->timer, deploy_handle_closed);
+}
+
+static void result_after_gc(void *ud) {
+  fy_deploy *d = ud;
+  fy_agent_conn *c = fy_conn_find(d->agent, d->conn);
+  if (c) {
+    *fy_conn_deploy(c) = NULL;
+    d->conn = 0;
+    fy_conn_hold(c, 0);
+    if (d->result && fy_conn_send_json(c, FY_FT_RESULT, d->result) != FY_OK) fy_log("warn", "cannot send the result");
+  }
+  json_decref(d->result);
+  d->result = NULL;
+  deploy_close(d);
+  deploy_one_closed(d); /* the GC's hold */
+}
+
+static void send_result(fy_deploy *d, fy_result result, int code, const char *message, int64_t exit_code) {
   fy_agent *a = d->agent;
-  json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:I, s:I}", "result", result, "app", d->app->name,
+  json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:I, s:I}", "result", fy_result_name(result), "app", d->app->name,
                         "code", (json_int_t)code, "name", fy_err_name(code), "message", message ? message : "",
                         "release", d->app->release, "bytes_received", (json_int_t)d->bytes_received,
                         "blobs_received", (json_int_t)d->blobs_received, "blobs_skipped", (json_int_t)d->blobs_skipped);
   if (j && exit_code != INT64_MIN) json_object_set_new(j, "exit_code", json_integer(exit_code));
   if (j && d->agent_digest[0]) json_object_set_new(j, "agent_digest", json_string(d->agent_digest));
-  if (j && strcmp(result, "deployed") != 0 && strcmp(result, "upgrading") != 0) {
+  int good = result == FY_RESULT_DEPLOYED || result == FY_RESULT_UPGRADING;
+  if (j && !good) {
     char *tail = fy_app_log_tail(a, d->app->name, 20, 4096);
     json_object_set_new(j, "log_tail", json_string(tail ? tail : ""));
     free(tail);
   }
-  fy_log(strcmp(result, "deployed") == 0 || strcmp(result, "upgrading") == 0 ? "info" : "warn", "app %s: %s%s%s", d->app->name, result,
+  fy_log(good ? "info" : "warn", "app %s: %s%s%s", d->app->name, fy_result_name(result),
          message && *message ? ": " : "", message ? message : "");
-  /* The garbage collection first: when the pusher hears the result, the node's state is final. */
+  /* The garbage collection first: when the pusher hears the result, the node's state is final.
+   * An agent about to re-execute answers at once (what its GC leaves, the next start removes). */
   d->phase = PH_DONE;
   release_app(d);
-  fy_app_gc(a);
-  if (d->conn && j) {
-    fy_conn_hold(d->conn, 0);
-    if (fy_conn_send_json(d->conn, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the result");
-    *fy_conn_deploy(d->conn) = NULL;
+  d->result = j;
+  d->open_handles++; /* the GC holds the deploy until it calls back */
+  if (result == FY_RESULT_UPGRADING) {
+    fy_app_gc(a, NULL, NULL);
+    result_after_gc(d);
+  } else {
+    fy_app_gc(a, result_after_gc, d);
   }
-  json_decref(j);
-  deploy_free(d);
 }
 
 /* --- plan ------------------------------------------------------------------------------ */
@@ -165,13 +246,17 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     return refuse(c, FY_ENOMEM, "out of memory");
   }
   d->agent = a;
-  d->conn = c;
+  d->conn = fy_conn_id(c);
   d->cur = -1;
   d->w.fd = -1;
   d->settle_ms = SETTLE_DEFAULT_MS;
   uv_timer_init(a->loop, &d->timer);
   d->timer.data = d;
-  d->timer_open = 1;
+  d->open_handles = 1;
+  d->progress_ms = uv_now(a->loop);
+  d->next = a->deploys;
+  if (a->deploys) a->deploys->prev = d;
+  a->deploys = d;
   const json_t *s = json_object_get(j, "settle_ms");
   if (json_is_integer(s) && json_integer_value(s) >= 0 && json_integer_value(s) <= SETTLE_MAX_MS)
     d->settle_ms = (uint64_t)json_integer_value(s);
@@ -241,10 +326,18 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   if (!ap) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
   /* A pusher that vanished mid-transfer (no FIN: a dropped link) holds the app until its
    * connection times out; the same pusher coming back supersedes it and resumes. */
-  if (ap->deploying && ap->transfer && ap->transfer != c && strcmp(fy_conn_pusher(ap->transfer), fy_conn_pusher(c)) == 0) {
-    fy_log("info", "app %s: a new plan from %s supersedes its unfinished transfer from %s", app, fy_conn_pusher(c),
-           fy_conn_peer(ap->transfer));
-    fy_conn_abort(ap->transfer); /* keeps the partial blobs, releases the app */
+  fy_agent_conn *stale = ap->deploying ? fy_conn_find(a, ap->transfer) : NULL;
+  if (ap->deploying && ap->transfer && (!stale || (stale != c && strcmp(fy_conn_pusher(stale), fy_conn_pusher(c)) == 0)) &&
+      (!ap->plan_waiting || ap->plan_waiting == fy_conn_id(c))) {
+    /* The same pusher again while its last transfer still runs (a cut link: the bytes it sent
+     * before may still be on their way in), or a transfer whose connection is gone and whose last
+     * writes are finishing: this plan waits for it to end, then resumes from what reached the disk. */
+    ap->plan_waiting = fy_conn_id(c);
+    fy_deploy *sd = stale ? *fy_conn_deploy(stale) : NULL;
+    if (sd && !uv_is_active((uv_handle_t *)&sd->timer)) uv_timer_start(&sd->timer, stale_watch, STALE_GRACE_MS / 4, STALE_GRACE_MS / 4);
+    json_decref(j);
+    deploy_close(d);
+    return fy_conn_defer(c, f);
   }
   if (ap->deploying) { rc = refuse(c, FY_EBUSY, "another deploy of %s is in progress", app); goto fail; }
   d->app = ap;
@@ -282,7 +375,7 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     goto fail_app;
   }
   *fy_conn_deploy(c) = d;
-  ap->transfer = c;
+  ap->transfer = fy_conn_id(c);
   fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", ap->name,
          fy_conn_peer(c), d->manifest_digest, (int)json_array_size(need), d->blobs_skipped);
   json_t *reply = json_pack("{s:o, s:I}", "need", need, "skipped", (json_int_t)d->blobs_skipped);
@@ -291,14 +384,166 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   json_decref(j);
   return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot answer the plan");
 fail_app:
-  ap->deploying = 0;
+  release_app(d);
 fail:
   json_decref(j);
-  deploy_free(d);
+  deploy_close(d);
   return rc;
 }
 
 /* --- blobs ----------------------------------------------------------------------------- */
+
+/* Blob bytes reach the disk on the worker pool, so the loop keeps serving status and supervision
+ * during a transfer. Chunks are gathered into a batch of up to BLOB_BATCH bytes while the
+ * previous batch is written (and hashed) on a worker: the agent keeps reading at disk speed and
+ * holds at most two batches. When the batch is full, or a frame needs the writes behind it to be
+ * done first (blob-begin, commit), that frame is kept aside and the connection pauses; the
+ * worker's done callback hands it back. A resume's re-hash of the partial, and the final fsync
+ * and rename of each blob, run on the worker too.
+ *
+ * A resumed partial is re-hashed from disk on the worker rather than restored from a saved hash
+ * state: what the node verifies is what is on its disk (a torn or tampered partial is caught),
+ * and the SHA-256 context is private in mbedTLS 3.6, so a saved state would depend on one build's
+ * struct layout. The cost is one sequential read of the partial, off the loop. */
+
+#define BLOB_BATCH (1u << 20)
+
+enum { IO_OPEN, IO_WRITE };
+
+static void blob_io_work(void *ud) {
+  fy_deploy *d = ud;
+  if (d->io_op == IO_OPEN) {
+    fy_blob_writer_close(&d->w);
+    d->io_rc = fy_blob_writer_open(&d->w, &d->agent->store, &d->io_digest, d->io_size, d->io_offset);
+    return;
+  }
+  d->io_rc = fy_blob_writer_write(&d->w, d->flight, d->flight_len);
+  d->io_finish_rc = FY_OK;
+  if (d->io_rc == FY_OK && d->w.written == d->w.size) d->io_finish_rc = fy_blob_writer_finish(&d->w);
+}
+
+static void blob_io_done(void *ud);
+
+/* Queues the deploy's one disk operation; a work in flight holds the deploy like a handle. */
+static int blob_io_start(fy_deploy *d, int op) {
+  d->io_op = op;
+  d->io_busy = 1;
+  d->open_handles++;
+  int rc = fy_work_queue(d->agent->loop, blob_io_work, blob_io_done, d);
+  if (rc != FY_OK) {
+    d->io_busy = 0;
+    d->open_handles--;
+  }
+  return rc;
+}
+
+/* Hands what was gathered to a worker, when none is writing. */
+static int blob_flush_start(fy_deploy *d) {
+  if (d->io_busy || d->fill_len == 0) return FY_OK;
+  uint8_t *t = d->flight;
+  size_t tc = d->flight_cap;
+  d->flight = d->fill;
+  d->flight_cap = d->fill_cap;
+  d->flight_len = d->fill_len;
+  d->fill = t;
+  d->fill_cap = tc;
+  d->fill_len = 0;
+  return blob_io_start(d, IO_WRITE);
+}
+
+static int blob_flush(fy_agent_conn *c, fy_deploy *d) {
+  if (blob_flush_start(d) == FY_OK) return FY_OK;
+  refuse(c, FY_ENOMEM, "cannot queue the disk write");
+  return FY_ECANCELED;
+}
+
+/* The transfer ended (its connection went, or the agent stops): what was gathered still reaches
+ * the partial, then the writer closes and the app is free for the next push to resume. */
+static void blob_wind_down(fy_deploy *d) {
+  if (d->io_busy) return; /* blob_io_done comes back here */
+  if (d->fill_len && d->cur >= 0 && blob_flush_start(d) == FY_OK) return;
+  d->fill_len = 0;
+  fy_blob_writer_close(&d->w);
+  release_app(d);
+}
+
+/* Keeps a frame aside until the writes before it are done; the connection pauses. */
+static int defer_frame(fy_agent_conn *c, fy_deploy *d, const fy_frame *f) {
+  uint8_t *p = f->len ? malloc(f->len) : NULL;
+  if (f->len && !p) return refuse(c, FY_ENOMEM, "out of memory");
+  if (f->len) memcpy(p, f->payload, f->len);
+  free(d->deferred_payload);
+  d->deferred_payload = p;
+  d->deferred = *f;
+  d->deferred.payload = p;
+  d->has_deferred = 1;
+  return FY_FRAME_PAUSE;
+}
+
+static void blob_io_done(void *ud) {
+  fy_deploy *d = ud;
+  fy_agent *a = d->agent;
+  char ds[FY_DIGEST_STR];
+  d->io_busy = 0;
+  if (d->closing) { /* the transfer ended meanwhile: keep the partial for a resume */
+    if (d->io_op == IO_WRITE && d->io_rc != FY_OK) d->fill_len = 0;
+    blob_wind_down(d);
+    deploy_one_closed(d);
+    return;
+  }
+  d->open_handles--; /* the work counted as one: the deploy is not closing, so nothing frees here */
+  fy_agent_conn *c = fy_conn_find(a, d->conn);
+  if (!c) return;
+  fy_digest_format(d->io_op == IO_OPEN ? &d->io_digest : &d->w.want, ds);
+  if (d->io_op == IO_OPEN) {
+    if (d->io_rc != FY_OK) {
+      refuse(c, d->io_rc, "cannot open the blob %s: %s", ds, fy_strerror(d->io_rc));
+      return;
+    }
+    d->cur = d->io_layer;
+  } else if (d->io_rc == FY_ETOOBIG) {
+    refuse(c, FY_EDIGEST, "more bytes than the manifest's size for the blob");
+    return;
+  } else if (d->io_rc != FY_OK) {
+    refuse(c, d->io_rc, "writing the blob: %s", fy_strerror(d->io_rc));
+    return;
+  } else {
+    d->bytes_received += d->flight_len;
+    if (d->w.written == d->w.size) {
+      if (d->io_finish_rc == FY_EDIGEST) {
+        refuse(c, FY_EDIGEST, "blob %s: the bytes do not match the digest (discarded)", ds);
+        return;
+      }
+      if (d->io_finish_rc != FY_OK) {
+        refuse(c, d->io_finish_rc, "storing the blob %s: %s", ds, fy_strerror(d->io_finish_rc));
+        return;
+      }
+      for (size_t i = 0; i < d->manifest.nlayers; i++)
+        if (fy_digest_equal(&d->manifest.layers[i].digest, &d->w.want)) d->need[i] = 0;
+      d->blobs_received++;
+      d->cur = -1;
+    }
+  }
+  if (blob_flush(c, d) != FY_OK) return;
+  if (d->has_deferred) { /* the frame that waited, handled again now */
+    fy_frame f = d->deferred;
+    d->has_deferred = 0;
+    int rc = f.type == FY_FT_BLOB_BEGIN ? fy_deploy_on_blob_begin(c, &f)
+           : f.type == FY_FT_BLOB       ? fy_deploy_on_blob(c, &f)
+                                        : fy_deploy_on_commit(c, &f);
+    if (f.payload == d->deferred_payload && !d->has_deferred) {
+      free(d->deferred_payload);
+      d->deferred_payload = NULL;
+    }
+    if (rc != FY_OK) return; /* paused again, or refused */
+  }
+  fy_conn_resume(c);
+}
+
+static int blob_io_queue(fy_agent_conn *c, fy_deploy *d, int op) {
+  if (blob_io_start(d, op) != FY_OK) return refuse(c, FY_ENOMEM, "cannot queue the disk write");
+  return FY_FRAME_PAUSE;
+}
 
 int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f) {
   fy_deploy *d = *fy_conn_deploy(c);
@@ -307,6 +552,8 @@ int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f) {
   char err[300];
   int rc;
   if (!d || d->phase != PH_BLOBS) return refuse(c, FY_EPROTO, "blob-begin without a plan");
+  d->progress_ms = uv_now(a->loop);
+  if (d->io_busy || d->fill_len) return defer_frame(c, d, f); /* after the blob before it is written */
   if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
   const char *ds = fy_msg_str(j, "digest", 80);
   const json_t *jo = json_object_get(j, "offset");
@@ -316,42 +563,43 @@ int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f) {
     return refuse(c, FY_EPROTO, "blob-begin: digest and offset are required");
   }
   uint64_t off = (uint64_t)json_integer_value(jo);
+  char dss[FY_DIGEST_STR];
+  snprintf(dss, sizeof dss, "%s", ds);
   json_decref(j);
   int idx = -1;
   for (size_t i = 0; i < d->manifest.nlayers; i++)
     if (d->need[i] && fy_digest_equal(&d->manifest.layers[i].digest, &dg)) idx = (int)i;
-  if (idx < 0) return refuse(c, FY_EPROTO, "blob-begin: %s is not a blob this deploy still needs", ds);
-  fy_blob_writer_close(&d->w);
+  if (idx < 0) return refuse(c, FY_EPROTO, "blob-begin: %s is not a blob this deploy still needs", dss);
   const fy_descriptor *l = &d->manifest.layers[idx];
   uint64_t have = fy_store_partial(&a->store, &l->digest, l->size);
-  if (off != have) return refuse(c, FY_EPROTO, "blob-begin: offset %llu, but %llu bytes of %s are here", (unsigned long long)off, (unsigned long long)have, ds);
-  if ((rc = fy_blob_writer_open(&d->w, &a->store, &l->digest, l->size, off)) != FY_OK)
-    return refuse(c, rc, "cannot open the blob %s: %s", ds, fy_strerror(rc));
-  d->cur = idx;
-  return FY_OK;
+  if (off != have)
+    return refuse(c, FY_EPROTO, "blob-begin: offset %llu, but %llu bytes of %s are here", (unsigned long long)off,
+                  (unsigned long long)have, dss);
+  d->cur = -1;
+  d->io_layer = idx;
+  d->io_digest = l->digest;
+  d->io_size = l->size;
+  d->io_offset = off;
+  return blob_io_queue(c, d, IO_OPEN);
 }
 
 int fy_deploy_on_blob(fy_agent_conn *c, const fy_frame *f) {
   fy_deploy *d = *fy_conn_deploy(c);
-  int rc;
-  if (!d || d->cur < 0 || d->w.fd < 0) return refuse(c, FY_EPROTO, "blob data without blob-begin");
-  if ((rc = fy_blob_writer_write(&d->w, f->payload, f->len)) != FY_OK) {
-    if (rc == FY_ETOOBIG) return refuse(c, FY_EDIGEST, "more bytes than the manifest's size for the blob");
-    return refuse(c, rc, "writing the blob: %s", fy_strerror(rc));
+  if (!d || d->phase != PH_BLOBS) return refuse(c, FY_EPROTO, "blob data without blob-begin");
+  d->progress_ms = uv_now(d->agent->loop);
+  if (d->io_busy && d->io_op == IO_OPEN) return defer_frame(c, d, f);
+  if (d->cur < 0) return refuse(c, FY_EPROTO, "blob data without blob-begin");
+  if (d->fill_len + f->len > BLOB_BATCH && d->fill_len > 0) return defer_frame(c, d, f); /* the batch is full */
+  if (d->fill_len + f->len > d->fill_cap) {
+    size_t want = f->len > BLOB_BATCH ? f->len : BLOB_BATCH;
+    uint8_t *p = realloc(d->fill, want);
+    if (!p) return refuse(c, FY_ENOMEM, "out of memory");
+    d->fill = p;
+    d->fill_cap = want;
   }
-  d->bytes_received += f->len;
-  if (d->w.written == d->w.size) {
-    char ds[FY_DIGEST_STR];
-    fy_digest_format(&d->w.want, ds);
-    rc = fy_blob_writer_finish(&d->w);
-    if (rc == FY_EDIGEST) return refuse(c, FY_EDIGEST, "blob %s: the bytes do not match the digest (discarded)", ds);
-    if (rc != FY_OK) return refuse(c, rc, "storing the blob %s: %s", ds, fy_strerror(rc));
-    for (size_t i = 0; i < d->manifest.nlayers; i++)
-      if (fy_digest_equal(&d->manifest.layers[i].digest, &d->w.want)) d->need[i] = 0;
-    d->blobs_received++;
-    d->cur = -1;
-  }
-  return FY_OK;
+  if (f->len) memcpy(d->fill + d->fill_len, f->payload, f->len);
+  d->fill_len += f->len;
+  return blob_flush(c, d) == FY_OK ? FY_OK : FY_ECANCELED;
 }
 
 /* --- commit: unpack on a worker, then switch, start, settle ---------------------------- */
@@ -371,8 +619,10 @@ static json_t *run_json(fy_deploy *d) {
                    "blobs", blobs, "manifest", d->manifest_digest, "version", (json_int_t)d->version);
 }
 
-static void unpack_work(uv_work_t *w) {
-  fy_deploy *d = w->data;
+/* On the worker pool: unpack into a fresh release, and for an agent upgrade check the new
+ * binary (it runs it twice and waits for it). */
+static void unpack_work(void *ud) {
+  fy_deploy *d = ud;
   fy_agent *a = d->agent;
   char dir[4200], partial[4400], final[4400], rootfs[4500], layer[4300];
   int rootfd = -1, rc;
@@ -427,6 +677,12 @@ out:
     }
   }
   d->work_rc = rc;
+  if (rc == FY_OK && d->agent_upgrade) {
+    char bin[4500];
+    snprintf(bin, sizeof bin, "%s/releases/%s/rootfs/ferryd", dir, d->release);
+    d->work_rc = fy_upgrade_prepare(a, bin, d->upgrade_timeout_s, d->agent_digest, d->work_err, sizeof d->work_err);
+    if (d->work_rc != FY_OK) d->agent_digest[0] = '\0';
+  }
 }
 
 static void rollback_now(fy_deploy *d, int code, const char *why, int64_t exit_code);
@@ -435,7 +691,7 @@ static void health_done(fy_deploy *d, int ok, const char *why) {
   d->app->on_exit = NULL;
   if (ok) {
     d->app->backoff_ms = 0;
-    send_result(d, "deployed", FY_OK, "", INT64_MIN);
+    send_result(d, FY_RESULT_DEPLOYED, FY_OK, "", INT64_MIN);
   } else {
     rollback_now(d, FY_EUNHEALTHY, why, INT64_MIN);
   }
@@ -451,12 +707,10 @@ static void settle_exit(fy_app *app, int64_t status, int sig, void *ud) {
   rollback_now(d, FY_EUNHEALTHY, why, sig ? 128 + sig : status);
 }
 
-static void probe_closed(uv_handle_t *h) { (void)h; }
-
 static void probe_connected(uv_connect_t *req, int status) {
   fy_deploy *d = req->data;
-  uv_close((uv_handle_t *)&d->probe, probe_closed);
-  if (d->phase != PH_HEALTH) return;
+  if (!uv_is_closing((uv_handle_t *)&d->probe)) uv_close((uv_handle_t *)&d->probe, deploy_handle_closed);
+  if (d->phase != PH_HEALTH || d->closing) return; /* late, or cancelled by the timeout */
   uv_timer_stop(&d->timer);
   char why[160];
   snprintf(why, sizeof why, "health port %d: %s", d->health_port, status == 0 ? "ok" : uv_strerror(status));
@@ -465,8 +719,9 @@ static void probe_connected(uv_connect_t *req, int status) {
 
 static void hproc_exit(uv_process_t *p, int64_t status, int sig) {
   fy_deploy *d = p->data;
-  uv_close((uv_handle_t *)p, NULL);
-  if (d->phase != PH_HEALTH) return;
+  d->hproc_running = 0;
+  uv_close((uv_handle_t *)p, deploy_handle_closed);
+  if (d->phase != PH_HEALTH || d->closing) return; /* late, or killed by the timeout */
   uv_timer_stop(&d->timer);
   char why[700];
   snprintf(why, sizeof why, "health command '%s' %s %lld", d->health_cmd, sig ? "died on signal" : "exited with status",
@@ -478,6 +733,7 @@ static void health_timeout(uv_timer_t *t) {
   fy_deploy *d = t->data;
   if (d->phase != PH_HEALTH) return;
   d->phase = PH_SETTLE; /* late answers are ignored */
+  health_stop(d);
   health_done(d, 0, "the health check did not answer in time");
 }
 
@@ -489,9 +745,12 @@ static void settle_over(uv_timer_t *t) {
     struct sockaddr_in sa;
     uv_ip4_addr("127.0.0.1", d->health_port, &sa);
     uv_tcp_init(d->agent->loop, &d->probe);
+    d->probe.data = d;
+    d->probe_open = 1;
+    d->open_handles++;
     d->probe_req.data = d;
     if (uv_tcp_connect(&d->probe_req, &d->probe, (struct sockaddr *)&sa, probe_connected) != 0) {
-      uv_close((uv_handle_t *)&d->probe, probe_closed);
+      uv_close((uv_handle_t *)&d->probe, deploy_handle_closed);
       uv_timer_stop(&d->timer);
       health_done(d, 0, "cannot probe the health port");
     }
@@ -512,9 +771,13 @@ static void settle_over(uv_timer_t *t) {
     o.env = env;
     o.cwd = rootfs;
     o.exit_cb = hproc_exit;
+    o.flags = UV_PROCESS_DETACHED; /* its own process group: a timeout kills all of it */
     d->hproc.data = d;
-    if (uv_spawn(d->agent->loop, &d->hproc, &o) != 0) {
-      uv_close((uv_handle_t *)&d->hproc, NULL);
+    d->open_handles++;
+    if (uv_spawn(d->agent->loop, &d->hproc, &o) == 0) {
+      d->hproc_running = 1;
+    } else {
+      uv_close((uv_handle_t *)&d->hproc, deploy_handle_closed);
       uv_timer_stop(&d->timer);
       health_done(d, 0, "cannot run the health command");
     }
@@ -526,9 +789,13 @@ static void settle_over(uv_timer_t *t) {
 
 static void start_new(fy_app *app, void *ud) {
   fy_deploy *d = ud;
+  if (d->agent->stopping) { /* current still names the old release, which starts with the next agent */
+    send_result(d, FY_RESULT_FAILED, FY_ECANCELED, "the agent is shutting down", INT64_MIN);
+    return;
+  }
   int rc = fy_app_switch(app, d->release, d->old_release[0] ? d->old_release : d->old_previous);
   if (rc != FY_OK) {
-    send_result(d, "failed", rc, "cannot switch the current release", INT64_MIN);
+    send_result(d, FY_RESULT_FAILED, rc, "cannot switch the current release", INT64_MIN);
     return;
   }
   fy_log("info", "app %s: current -> %s", app->name, d->release);
@@ -560,14 +827,14 @@ static void rollback_stopped(fy_app *app, void *ud) {
   char msg[600];
   if (d->old_release[0]) {
     if (fy_app_switch(app, d->old_release, d->old_previous) != FY_OK) fy_log("warn", "app %s: rollback switch failed", app->name);
-    if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: the previous release does not start either: %s", app->name, app->exec_error);
+    if (!d->agent->stopping && fy_app_start(app) != FY_OK) fy_log("warn", "app %s: the previous release does not start either: %s", app->name, app->exec_error);
     snprintf(msg, sizeof msg, "%s; rolled back to %s", r->why, d->old_release);
-    send_result(d, "rolled-back", r->code, msg, r->exit_code);
+    send_result(d, FY_RESULT_ROLLED_BACK, r->code, msg, r->exit_code);
   } else {
     if (fy_app_switch(app, "", "") != FY_OK) fy_log("warn", "app %s: cannot clear current", app->name);
     app->state = FY_APP_FAILED;
     snprintf(msg, sizeof msg, "%s; there is no previous release to go back to", r->why);
-    send_result(d, "failed", r->code, msg, r->exit_code);
+    send_result(d, FY_RESULT_FAILED, r->code, msg, r->exit_code);
   }
   free(r);
 }
@@ -577,7 +844,7 @@ static void rollback_now(fy_deploy *d, int code, const char *why, int64_t exit_c
   d->phase = PH_STOPPING;
   d->app->on_exit = NULL;
   if (!r) {
-    send_result(d, "failed", FY_ENOMEM, why, exit_code);
+    send_result(d, FY_RESULT_FAILED, FY_ENOMEM, why, exit_code);
     return;
   }
   r->d = d;
@@ -587,27 +854,22 @@ static void rollback_now(fy_deploy *d, int code, const char *why, int64_t exit_c
   fy_app_stop(d->app, rollback_stopped, r);
 }
 
-static void unpack_done(uv_work_t *w, int status) {
-  fy_deploy *d = w->data;
-  (void)status;
+static void unpack_done(void *ud) {
+  fy_deploy *d = ud;
+  d->open_handles--; /* the work held the deploy; its timer still does */
+  if (d->agent->stopping) {
+    send_result(d, FY_RESULT_FAILED, FY_ECANCELED, "the agent is shutting down", INT64_MIN);
+    return;
+  }
   if (d->work_rc != FY_OK) {
-    send_result(d, "failed", d->work_rc, d->work_err, INT64_MIN);
+    send_result(d, FY_RESULT_FAILED, d->work_rc, d->work_err, INT64_MIN);
     return;
   }
   fy_log("info", "app %s: release %s unpacked", d->app->name, d->release);
-  if (d->agent_upgrade) {
-    char bin[4500], err[600], dir[4200];
-    fy_app_dir(d->agent, d->app->name, dir, sizeof dir);
-    snprintf(bin, sizeof bin, "%s/releases/%s/rootfs/ferryd", dir, d->release);
-    int rc = fy_upgrade_prepare(d->agent, bin, d->upgrade_timeout_s, d->agent_digest, err, sizeof err);
-    if (rc != FY_OK) {
-      d->agent_digest[0] = '\0';
-      send_result(d, "failed", rc, err, INT64_MIN);
-      return;
-    }
+  if (d->agent_upgrade) { /* checked and installed on the worker */
     fy_agent *a = d->agent;
     if (fy_trust_record(a, "ferryd", d->version) != FY_OK) fy_log("warn", "cannot record the agent's version");
-    send_result(d, "upgrading", FY_OK, "re-executing the new agent", INT64_MIN);
+    send_result(d, FY_RESULT_UPGRADING, FY_OK, "re-executing the new agent", INT64_MIN);
     fy_upgrade_exec_later(a, 300);
     return;
   }
@@ -621,6 +883,7 @@ int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f) {
   fy_deploy *d = *fy_conn_deploy(c);
   (void)f;
   if (!d || d->phase != PH_BLOBS) return refuse(c, FY_EPROTO, "commit without a plan");
+  if (d->io_busy || d->fill_len) return defer_frame(c, d, f); /* after the last bytes are written */
   for (size_t i = 0; i < d->manifest.nlayers; i++) {
     if (d->need[i]) {
       char ds[FY_DIGEST_STR];
@@ -630,37 +893,53 @@ int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f) {
   if (fy_app_new_release_id(d->agent, d->app->name, d->manifest_digest, d->release, sizeof d->release) != FY_OK)
     return refuse(c, FY_EEXIST, "cannot name the new release");
   d->phase = PH_UNPACK;
-  d->app->transfer = NULL; /* committed: no longer superseded by a new plan */
+  d->app->transfer = 0; /* committed: no longer superseded by a new plan */
   fy_conn_hold(c, 1);
-  d->work.data = d;
-  if (uv_queue_work(d->agent->loop, &d->work, unpack_work, unpack_done) != 0) return refuse(c, FY_ENOMEM, "cannot queue the unpack");
+  d->open_handles++;
+  if (fy_work_queue(d->agent->loop, unpack_work, unpack_done, d) != FY_OK) {
+    d->open_handles--;
+    return refuse(c, FY_ENOMEM, "cannot queue the unpack");
+  }
   return FY_OK;
 }
 
 /* --- requests: logs, rollback ---------------------------------------------------------- */
 
 struct manual_rb {
-  fy_agent_conn *c;   /* may be gone by the time the app stopped: checked through the agent */
+  char app[FY_APP_NAME_MAX]; /* found again by name: at shutdown the record may go meanwhile */
+  uint64_t conn;      /* may be gone by the time the app stopped */
   fy_agent *a;
-  char app[FY_APP_NAME_MAX];
   char to[FY_RELEASE_ID_MAX], from[FY_RELEASE_ID_MAX];
+  int rc;
+  char why[256];
 };
 
-static int conn_alive(fy_agent *a, fy_agent_conn *c);
+static void manual_rb_answer(void *ud);
 
 static void manual_rb_stopped(fy_app *app, void *ud) {
   struct manual_rb *m = ud;
   int rc = fy_app_switch(app, m->to, m->from);
   const char *why = "";
   if (rc == FY_OK && fy_app_start(app) != FY_OK) why = app->exec_error;
-  app->deploying = 0;
   fy_log("info", "app %s: rolled back by hand to %s", app->name, m->to);
-  fy_app_gc(m->a);
-  if (conn_alive(m->a, m->c)) {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "result", rc == FY_OK ? "rolled-back" : "failed", "app", app->name,
-                          "release", app->release, "previous", app->previous, "code", (json_int_t)rc, "message", why);
-    fy_conn_hold(m->c, 0);
-    if (fy_conn_send_json(m->c, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the rollback result");
+  m->rc = rc;
+  snprintf(m->why, sizeof m->why, "%s", why);
+  app->deploying = 0;
+  fy_app_gc(m->a, manual_rb_answer, m);
+  fy_app_released(app);
+}
+
+/* After the GC: the node's state is final when the pusher hears the answer. */
+static void manual_rb_answer(void *ud) {
+  struct manual_rb *m = ud;
+  fy_app *app = fy_app_find(m->a, m->app);
+  int rc = m->rc;
+  fy_agent_conn *c = fy_conn_find(m->a, m->conn);
+  if (c && app) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "result", fy_result_name(rc == FY_OK ? FY_RESULT_ROLLED_BACK : FY_RESULT_FAILED), "app", app->name,
+                          "release", app->release, "previous", app->previous, "code", (json_int_t)rc, "message", m->why);
+    fy_conn_hold(c, 0);
+    if (fy_conn_send_json(c, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the rollback result");
     json_decref(j);
   }
   free(m);
@@ -699,7 +978,7 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
     if ((rc = fy_trust_check_rollback(a, ap->name, ap->previous, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
     struct manual_rb *m = calloc(1, sizeof *m);
     if (!m) return refuse(c, FY_ENOMEM, "out of memory");
-    m->c = c;
+    m->conn = fy_conn_id(c);
     m->a = a;
     snprintf(m->app, sizeof m->app, "%s", ap->name);
     snprintf(m->to, sizeof m->to, "%s", ap->previous);
@@ -714,4 +993,23 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
   return rc;
 }
 
-static int conn_alive(fy_agent *a, fy_agent_conn *c) { return fy_agent_has_conn(a, c); }
+/* --- shutdown ------------------------------------------------------------------------------ */
+
+void fy_deploys_shutdown(fy_agent *a) {
+  /* deploy_close frees nothing before its close callbacks: the list stays walkable. */
+  for (fy_deploy *d = a->deploys; d; d = d->next) {
+    if (d->closing) continue;
+    switch (d->phase) {
+    case PH_SETTLE:
+    case PH_HEALTH:
+      /* current names the new release already; the next agent starts it, as after a power cut */
+      uv_timer_stop(&d->timer);
+      send_result(d, FY_RESULT_FAILED, FY_ECANCELED, "the agent is shutting down", INT64_MIN);
+      break;
+    default:
+      /* transfers end with their connection; an unpack or a stop in progress ends in its own
+       * callback, which sees a->stopping */
+      break;
+    }
+  }
+}

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "facts.h"
+#include "ferry/version.h"
 #include "ferry/frame.h"
 #include "ferry/fsutil.h"
 
@@ -121,7 +122,7 @@ json_t *fy_facts_json(const fy_agent_config *cfg, const fy_facts *f, const char 
 
   json_object_set_new(j, "proto", json_integer(FY_PROTO_VERSION));
   json_object_set_new(j, "name", json_string(name));
-  json_object_set_new(j, "agent_version", json_string(FY_AGENT_VERSION));
+  json_object_set_new(j, "agent_version", json_string(FY_VERSION));
   json_object_set_new(j, "platform", json_string(fy_platform_format(&f->platform, plat, sizeof plat)));
   json_object_set_new(j, "accepts", accepts);
   json_object_set_new(j, "labels", labels);

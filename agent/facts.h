@@ -27,6 +27,5 @@ int fy_facts_detect(const fy_agent_config *cfg, fy_facts *f, char *err, size_t e
 json_t *fy_facts_json(const fy_agent_config *cfg, const fy_facts *f, const char *name,
                       uint64_t uptime_s);
 
-#define FY_AGENT_VERSION "0.1.0"
 
 #endif

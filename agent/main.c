@@ -5,19 +5,28 @@
 #include <string.h>
 
 #include "agent.h"
+#include "ferry/version.h"
 #include "ferry/fsutil.h"
 
 static void on_signal(uv_signal_t *s, int signum) {
   fy_agent *a = s->data;
   fy_log("info", "received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  /* Every handle is closed, so that the loop ends by itself and uv_loop_close finds none open:
+   * connections (and their transfers), deploys waiting on a timer, the upgrade's timers, and the
+   * workloads, which stop with their agent (a restarted ferryd starts current again). */
+  a->stopping = 1;
   fy_server_stop(a);
-  /* The workloads stop with their agent (a restarted ferryd starts current again). */
-  for (fy_app *app = a->apps; app; app = app->next) {
-    uv_timer_stop(&app->restart_timer);
-    fy_app_stop(app, NULL, NULL);
-  }
+  fy_deploys_shutdown(a);
+  fy_upgrade_shutdown(a);
+  fy_apps_shutdown(a);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void name_open_handle(uv_handle_t *h, void *ud) {
+  (void)ud;
+  fy_log("error", "still open at exit: a %s handle%s", uv_handle_type_name(uv_handle_get_type(h)),
+         uv_is_closing(h) ? " (closing)" : "");
 }
 
 static void usage(FILE *f) {
@@ -47,7 +56,7 @@ int main(int argc, char **argv) {
     case 'k': check_only = 1; break;
     case 's': check_state = 1; break;
     case 'V': verify = 1; break;
-    case 'v': printf("ferryd %s\n", FY_AGENT_VERSION); return 0;
+    case 'v': printf("ferryd %s\n", FY_VERSION); return 0;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -117,9 +126,13 @@ int main(int argc, char **argv) {
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
   uv_signal_start(&a->sigint, on_signal, SIGINT);
   uv_run(a->loop, UV_RUN_DEFAULT);
-  uv_loop_close(a->loop);
+  int rc_close = uv_loop_close(a->loop);
+  if (rc_close != 0) {
+    fy_log("error", "the event loop still has work at exit: %s", uv_strerror(rc_close));
+    uv_walk(a->loop, name_open_handle, NULL);
+  }
   fy_tls_conf_free(a->tls);
   fy_trust_close(&a->trust);
   fy_log("info", "stopped");
-  return 0;
+  return rc_close == 0 ? 0 : 1;
 }

@@ -17,6 +17,7 @@ struct fy_agent_conn {
   uv_tcp_t tcp;            /* first: container_of from the stream */
   uv_timer_t timer;
   fy_agent *agent;
+  uint64_t id;             /* how anything that outlives a callback refers to this connection */
   fy_session session;
   int session_ok;
   int open_handles;
@@ -25,25 +26,14 @@ struct fy_agent_conn {
   size_t writing;
   unsigned version;        /* negotiated; 0 before hello */
   int held;                /* agent-side work in progress: no idle timeout */
+  int read_paused;         /* a handler paused the frames: the socket is not read meanwhile */
+  fy_frame kept;           /* a frame a handler kept for later (fy_conn_defer), payload owned */
+  int has_kept;
   struct fy_deploy *deploy;
   char peer[64];           /* "ip:port" */
   fy_agent_conn *prev, *next;
   char rbuf[READ_BUF];
 };
-
-void fy_log(const char *level, const char *fmt, ...) {
-  va_list ap;
-  char ts[32];
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  fprintf(stderr, "ferryd: %s %s ", ts, level);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-}
 
 static void conn_handle_closed(uv_handle_t *h) {
   fy_agent_conn *c = h->data;
@@ -54,6 +44,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   a->nconns--;
   if (c->session_ok) fy_session_free(&c->session);
+  free((void *)c->kept.payload);
   free(c);
 }
 
@@ -149,10 +140,13 @@ const char *fy_conn_pusher(const fy_agent_conn *c) {
 void fy_conn_abort(fy_agent_conn *c) { conn_close(c); }
 fy_agent *fy_conn_agent(fy_agent_conn *c) { return c->agent; }
 
-int fy_agent_has_conn(fy_agent *a, const fy_agent_conn *c) {
-  for (const fy_agent_conn *p = a->conns; p; p = p->next)
-    if (p == c) return !p->closing && !p->ending;
-  return 0;
+uint64_t fy_conn_id(const fy_agent_conn *c) { return c->id; }
+
+fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id) {
+  if (id == 0) return NULL;
+  for (fy_agent_conn *p = a->conns; p; p = p->next)
+    if (p->id == id) return !p->closing && !p->ending ? p : NULL;
+  return NULL;
 }
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c) { return &c->deploy; }
 
@@ -206,6 +200,35 @@ static const struct {
     [FY_FT_REQUEST] = {fy_request_on_request, 1},
 };
 
+int fy_conn_defer(fy_agent_conn *c, const fy_frame *f) {
+  uint8_t *p = f->len ? malloc(f->len) : NULL;
+  if (f->len && !p) {
+    fy_conn_fail(c, FY_ENOMEM, "out of memory");
+    return FY_ECANCELED;
+  }
+  if (f->len) memcpy(p, f->payload, f->len);
+  free((void *)c->kept.payload);
+  c->kept = *f;
+  c->kept.payload = p;
+  c->has_kept = 1;
+  return FY_FRAME_PAUSE;
+}
+
+static int on_frame(void *ud, const fy_frame *f);
+
+void fy_conn_redispatch(fy_agent_conn *c) {
+  if (c->closing || c->ending) return;
+  if (c->has_kept) {
+    fy_frame f = c->kept;
+    c->has_kept = 0;
+    c->kept.payload = NULL;
+    int rc = on_frame(c, &f);
+    if (f.payload != c->kept.payload) free((void *)f.payload); /* unless kept again */
+    if (rc != FY_OK) return; /* kept again, or the connection failed */
+  }
+  fy_conn_resume(c);
+}
+
 static int on_frame(void *ud, const fy_frame *f) {
   fy_agent_conn *c = ud;
   if (c->ending) return FY_ECANCELED;
@@ -244,6 +267,14 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
+static void after_recv(fy_agent_conn *c, int rc);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+void fy_conn_resume(fy_agent_conn *c) {
+  if (c->closing || c->ending) return;
+  after_recv(c, fy_session_resume(&c->session));
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   fy_agent_conn *c = s->data;
   if (c->closing || c->ending) return;
@@ -254,7 +285,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
-  int rc = fy_session_recv(&c->session, (const uint8_t *)buf->base, (size_t)nread);
+  after_recv(c, fy_session_recv(&c->session, (const uint8_t *)buf->base, (size_t)nread));
+}
+
+/* What follows feeding the session, from a read or a resume. */
+static void after_recv(fy_agent_conn *c, int rc) {
+  if (c->closing) return;
   if (fy_session_became_ready(&c->session)) {
     fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(c->session.tls),
            fy_tls_suite(c->session.tls));
@@ -274,7 +310,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       fy_conn_fail(c, rc, "%s", why[0] ? why : fy_strerror(rc));
     }
   }
-  if (!c->closing) flush(c);
+  if (c->closing) return;
+  if (!c->ending) {
+    int paused = fy_session_paused(&c->session);
+    if (paused && !c->read_paused) uv_read_stop((uv_stream_t *)&c->tcp);
+    else if (!paused && c->read_paused) uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+    c->read_paused = paused;
+  }
+  flush(c);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -286,6 +329,7 @@ static void on_connection(uv_stream_t *server, int status) {
   fy_agent_conn *c = calloc(1, sizeof *c);
   if (!c) return;
   c->agent = a;
+  c->id = ++a->last_conn_id;
   uv_tcp_init(a->loop, &c->tcp);
   uv_timer_init(a->loop, &c->timer);
   c->tcp.data = c->timer.data = c;

@@ -50,6 +50,7 @@ static void reap_watchdog(uv_timer_t *t) {
   fy_agent *a = t->data;
   if (a->watchdog_pid <= 0 || waitpid(a->watchdog_pid, NULL, WNOHANG) != 0) {
     a->watchdog_pid = 0;
+    a->watchdog_reaper = NULL;
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
   }
 }
@@ -79,6 +80,7 @@ void fy_upgrade_startup(fy_agent *a, int argc, char **argv) {
     t->data = a;
     uv_timer_start(t, reap_watchdog, 500, 500);
     uv_unref((uv_handle_t *)t);
+    a->watchdog_reaper = t;
   }
   agent_file(a, "upgrade.json", path, sizeof path);
   json_t *u = load_json(path);
@@ -238,6 +240,7 @@ int fy_upgrade_prepare(fy_agent *a, const char *path, int timeout_s, char *diges
 
 static void do_exec(uv_timer_t *t) {
   fy_agent *a = t->data;
+  a->exec_timer = NULL;
   uv_close((uv_handle_t *)t, (uv_close_cb)free);
   for (fy_app *app = a->apps; app; app = app->next)
     if (app->deploying) { /* a deploy started in the meantime: after it */
@@ -277,11 +280,21 @@ static void do_exec(uv_timer_t *t) {
 }
 
 void fy_upgrade_exec_later(fy_agent *a, unsigned delay_ms) {
+  if (a->stopping || a->exec_timer) return;
   uv_timer_t *t = calloc(1, sizeof *t);
   if (!t) return;
   uv_timer_init(a->loop, t);
   t->data = a;
   uv_timer_start(t, do_exec, delay_ms, 0);
+  a->exec_timer = t;
+}
+
+void fy_upgrade_shutdown(fy_agent *a) {
+  /* A stopped agent does not re-execute; the watchdog, which is not ours to stop, restores the
+   * old binary when the new one does not answer. */
+  if (a->exec_timer) uv_close((uv_handle_t *)a->exec_timer, (uv_close_cb)free);
+  if (a->watchdog_reaper) uv_close((uv_handle_t *)a->watchdog_reaper, (uv_close_cb)free);
+  a->exec_timer = a->watchdog_reaper = NULL;
 }
 
 /* --- the watchdog ------------------------------------------------------------------------ */

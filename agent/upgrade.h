@@ -31,9 +31,13 @@ void fy_upgrade_answered(struct fy_agent *a);
 /* Checks the new binary at path (platform, --version, --check-config), installs it in place of
  * the running one (the old one kept as ferryd.prev) and starts the watchdog. digest: the new
  * binary's. FY_EEXEC / FY_EIO with the reason. */
+/* Blocking (runs on the worker pool): reads and checks the new binary, runs it twice (--version,
+ * --check-config; up to 10 s each), installs it beside the old one and forks the watchdog. */
 int fy_upgrade_prepare(struct fy_agent *a, const char *path, int timeout_s, char *digest, char *err, size_t errlen) FY_WUR;
 /* Re-executes the installed binary after delay_ms (time for the result to reach the pusher). */
 void fy_upgrade_exec_later(struct fy_agent *a, unsigned delay_ms);
+/* Shutdown: closes the upgrade's timers (no re-exec after it). */
+void fy_upgrade_shutdown(struct fy_agent *a);
 
 /* `ferryd __watchdog ...` */
 int fy_watchdog_main(int argc, char **argv);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ask.h"
+#include "ferry/version.h"
 #include "cli.h"
 #include "ferry/platform.h"
 
@@ -10,7 +11,7 @@ static void start_more(fy_ask_batch *b);
 
 static void on_ready(fy_conn *c) {
   fy_ask *a = c->ud;
-  json_t *h = fy_msg_hello("ferry " FY_VERSION_STRING, a->batch->op, a->batch->app);
+  json_t *h = fy_msg_hello("ferry " FY_VERSION, a->batch->op, a->batch->app);
   int rc = h ? fy_conn_send_json(c, FY_FT_HELLO, h) : FY_ENOMEM;
   json_decref(h);
   if (rc != FY_OK) fy_conn_close(c, rc, "cannot send hello");

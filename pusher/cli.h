@@ -12,7 +12,6 @@
 #include "fleet.h"
 #include "target.h"
 
-#define FY_VERSION_STRING "0.1.0"
 #define FY_MAX_TARGETS 4096
 
 /* What every verb that talks to nodes takes: where (--to, --fleet, --group), which (--selector),

@@ -27,6 +27,7 @@
 
 #include "ask.h"
 #include "cli.h"
+#include "ferry/unpack.h"
 #include "ferry/elf.h"
 #include "ferry/fsutil.h"
 #include "ferry/selector.h"
@@ -689,8 +690,7 @@ int fy_cmd_install_agent(int argc, char **argv) {
   ret = 0;
   if (in.fleet[0] && fleet_add(&in)) ret = 1;
 out:;
-  char *const rm[] = {"rm", "-rf", dir, NULL};
-  (void)run_cmd(rm);
+  if (fy_remove_path(dir) != FY_OK) fy_cli_err("cannot remove %s", dir);
   return ret;
 }
 

@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "elfcheck.h"
+#include "ferry/unpack.h"
 #include "ferry/fsutil.h"
 #include "ferry/oci.h"
 #include "pack.h"
@@ -119,9 +120,8 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
     step(v, "ERROR no cross compiler %s: apt-get install gcc-%s (see 'ferry doctor')", cc, triplet);
     return 1;
   }
-  char rm[4500];
-  snprintf(rm, sizeof rm, "rm -rf '%s' '%s'", stage, log);
-  if (system(rm) != 0 || fy_mkdirs(stage, 0755) != FY_OK || fy_mkdirs(bdir, 0755) != FY_OK) {
+  if (fy_remove_path(stage) != FY_OK || fy_remove_path(log) != FY_OK || fy_mkdirs(stage, 0755) != FY_OK ||
+      fy_mkdirs(bdir, 0755) != FY_OK) {
     step(v, "ERROR cannot prepare %s", v->dir);
     return 1;
   }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ferry/unpack.h"
 #include "ferry/yaml.h"
 #include "rollout.h"
 #include "signing.h"
@@ -238,9 +239,7 @@ cleanup:
   fy_tls_conf_free(o.push.tls);
   fy_cli_common_free(&cc);
   if (made_tmp) {
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fy_cli_err("cannot remove %s", tmpdir);
+    if (fy_remove_path(tmpdir) != FY_OK) fy_cli_err("cannot remove %s", tmpdir);
   }
   return ret;
 }

@@ -76,7 +76,7 @@ static int run_request(const char *op, int argc, char **argv) {
     int ok = a->err == FY_OK;
     if (ok && !is_logs) {
       const char *res = fy_msg_str(a->answer, "result", 20), *m = fy_msg_str(a->answer, "message", 500);
-      ok = res && strcmp(res, "rolled-back") == 0;
+      ok = fy_result_parse(res) == FY_RESULT_ROLLED_BACK;
       if (!ok) snprintf(a->msg, sizeof a->msg, "%s", m ? m : "failed");
     }
     if (!ok) ret = 1;

@@ -159,9 +159,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
   json_decref(tj);
 out:
   {
-    char rm[4200];
-    snprintf(rm, sizeof rm, "rm -rf '%s'", root);
-    if (system(rm) != 0) fprintf(stderr, "ferry: cannot remove %s\n", root);
+    if (fy_remove_path(root) != FY_OK) fprintf(stderr, "ferry: cannot remove %s\n", root);
   }
   return res->ok ? 0 : 1;
 }

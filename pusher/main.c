@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ferry/version.h"
 
 static const struct verb {
   const char *name;
@@ -31,7 +32,7 @@ static const struct verb {
 
 static void usage(FILE *f) {
   fprintf(f, "ferry %s - deploy to arm64 and x64 edge devices\n\nusage: ferry VERB [options]\n\n",
-          FY_VERSION_STRING);
+          FY_VERSION);
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %s\n", verbs[i].summary);
   fprintf(f, "\n'ferry VERB --help' describes a verb. Targets are HOST:PORT or NAME@HOST:PORT, or the\n"
              "nodes of a fleet file (--fleet FILE); status, push, plan, logs and rollback take both;\n"
@@ -50,7 +51,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
-    printf("ferry %s\n", FY_VERSION_STRING);
+    printf("ferry %s\n", FY_VERSION);
     return 0;
   }
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ferry/version.h"
 #include "push_node.h"
 #include "signing.h"
 
@@ -30,7 +31,7 @@ void fy_pnode_event(const fy_pnode *n, const char *fmt, ...) {
 }
 
 static void node_fail(fy_pnode *n, int err, const char *msg) {
-  snprintf(n->result, sizeof n->result, "failed");
+  n->result = FY_RESULT_FAILED;
   n->err = err;
   snprintf(n->msg, sizeof n->msg, "%s", msg);
   fy_conn_close(&n->conn, err, msg);
@@ -42,7 +43,7 @@ void fy_pnode_abort(fy_pnode *n, const char *why) {
   if (n->phase == FY_PN_IDLE || n->phase == FY_PN_DONE) return;
   if (n->phase == FY_PN_CONFIRM) { /* the upgrade is under way on the node; stop asking */
     n->phase = FY_PN_DONE;
-    snprintf(n->result, sizeof n->result, "failed");
+    n->result = FY_RESULT_FAILED;
     n->err = FY_ECANCELED;
     snprintf(n->msg, sizeof n->msg, "%s while waiting for the new agent to answer", why);
     if (n->confirm_waiting) {
@@ -60,7 +61,7 @@ void fy_pnode_abort(fy_pnode *n, const char *why) {
 
 static void on_ready(fy_conn *c) {
   fy_pnode *n = c->ud;
-  json_t *hello = fy_msg_hello("ferry " FY_VERSION_STRING, "deploy", n->cfg->app);
+  json_t *hello = fy_msg_hello("ferry " FY_VERSION, "deploy", n->cfg->app);
   int rc = hello ? fy_conn_send_json(c, FY_FT_HELLO, hello) : FY_ENOMEM;
   json_decref(hello);
   if (rc != FY_OK) node_fail(n, rc, "cannot send hello");
@@ -218,7 +219,7 @@ static void on_writable(fy_conn *c) { pump(c->ud); }
 static int got_result(fy_pnode *n, json_t *j) {
   const char *r = fy_msg_str(j, "result", 20), *m = fy_msg_str(j, "message", FY_MSG_STR_MAX);
   const char *ad = fy_msg_str(j, "agent_digest", 79);
-  if (n->cfg->agent_upgrade && r && strcmp(r, "upgrading") == 0 && ad) {
+  if (n->cfg->agent_upgrade && fy_result_parse(r) == FY_RESULT_UPGRADING && ad) {
     /* The old agent re-executes: ask the node until the new one answers, or the old is back. */
     snprintf(n->expect_digest, sizeof n->expect_digest, "%s", ad);
     fy_pnode_event(n, "the agent re-executes as %.19s...; waiting for it to answer", ad);
@@ -228,11 +229,12 @@ static int got_result(fy_pnode *n, json_t *j) {
     return FY_ECANCELED;
   }
   const char *rel = fy_msg_str(j, "release", 79), *tail = fy_msg_str(j, "log_tail", 1 << 16);
-  snprintf(n->result, sizeof n->result, "%s", r ? r : "failed");
+  n->result = fy_result_parse(r);
+  if (n->result == FY_RESULT_NONE) n->result = FY_RESULT_FAILED; /* what the agent said is not a result */
   if (rel) snprintf(n->release, sizeof n->release, "%s", rel);
   json_t *code = json_object_get(j, "code");
   n->err = json_is_integer(code) ? (int)json_integer_value(code) : FY_EPEER;
-  if (strcmp(n->result, "deployed") != 0) {
+  if (n->result != FY_RESULT_DEPLOYED) {
     json_t *ec = json_object_get(j, "exit_code");
     if (json_is_integer(ec))
       snprintf(n->msg, sizeof n->msg, "%s (exit code %lld)", m ? m : "", (long long)json_integer_value(ec));
@@ -240,7 +242,7 @@ static int got_result(fy_pnode *n, json_t *j) {
       snprintf(n->msg, sizeof n->msg, "%s", m ? m : "");
     if (tail) n->log_tail = strdup(tail);
   }
-  fy_pnode_event(n, "%s%s%s", n->result, n->msg[0] ? ": " : "", n->msg);
+  fy_pnode_event(n, "%s%s%s", fy_result_name(n->result), n->msg[0] ? ": " : "", n->msg);
   n->phase = FY_PN_DONE;
   fy_conn_close(&n->conn, FY_OK, NULL);
   return FY_ECANCELED;
@@ -291,7 +293,7 @@ static void on_done(fy_conn *c, int err, const char *msg) {
   }
   if (n->phase != FY_PN_DONE) {
     n->phase = FY_PN_DONE;
-    if (!n->result[0] || strcmp(n->result, "deployed") == 0) snprintf(n->result, sizeof n->result, "failed");
+    if (n->result == FY_RESULT_NONE || n->result == FY_RESULT_DEPLOYED) n->result = FY_RESULT_FAILED;
     if (!n->msg[0]) snprintf(n->msg, sizeof n->msg, "%s", msg ? msg : fy_strerror(err ? err : FY_ECONN));
     if (!n->err) n->err = err ? err : FY_ECONN;
     fy_pnode_event(n, "failed: %s", n->msg);
@@ -304,7 +306,7 @@ static void on_done(fy_conn *c, int err, const char *msg) {
 /* --- agent upgrade: confirming ----------------------------------------------------------- */
 
 static void confirm_ready(fy_conn *c) {
-  json_t *hello = fy_msg_hello("ferry " FY_VERSION_STRING, "status", NULL);
+  json_t *hello = fy_msg_hello("ferry " FY_VERSION, "status", NULL);
   int rc = hello ? fy_conn_send_json(c, FY_FT_HELLO, hello) : FY_ENOMEM;
   json_decref(hello);
   if (rc != FY_OK) fy_conn_close(c, rc, "cannot send hello");
@@ -318,19 +320,19 @@ static int confirm_frame(fy_conn *c, const fy_frame *f) {
     const char *d = fy_msg_str(j, "agent_digest", 79);
     snprintf(n->seen_digest, sizeof n->seen_digest, "%s", d ? d : "");
     if (d && strcmp(d, n->expect_digest) == 0) {
-      snprintf(n->result, sizeof n->result, "deployed");
+      n->result = FY_RESULT_DEPLOYED;
       snprintf(n->msg, sizeof n->msg, "agent upgraded to %.19s...", d);
       n->err = FY_OK;
       n->phase = FY_PN_DONE;
       fy_pnode_event(n, "the new agent answers: upgraded");
     } else if (d && n->old_digest[0] && strcmp(d, n->old_digest) == 0 && strcmp(d, n->expect_digest) != 0) {
       /* The old image re-executed a second after its result: the watchdog put it back. */
-      snprintf(n->result, sizeof n->result, "rolled-back");
+      n->result = FY_RESULT_ROLLED_BACK;
       n->err = FY_EUNHEALTHY;
       snprintf(n->msg, sizeof n->msg, "the new agent did not answer (within %d s, or it exited); the old agent (%.19s...) is back",
                n->cfg->upgrade_timeout_s, d);
       n->phase = FY_PN_DONE;
-      fy_pnode_event(n, "%s: %s", n->result, n->msg);
+      fy_pnode_event(n, "%s: %s", fy_result_name(n->result), n->msg);
     }
   }
   json_decref(j);
@@ -356,16 +358,16 @@ static void confirm_done(fy_conn *c, int err, const char *msg) {
   }
   n->phase = FY_PN_DONE;
   if (n->seen_digest[0]) { /* the watchdog put the old agent back */
-    snprintf(n->result, sizeof n->result, "rolled-back");
+    n->result = FY_RESULT_ROLLED_BACK;
     n->err = FY_EUNHEALTHY;
     snprintf(n->msg, sizeof n->msg, "the new agent did not answer within %d s; the old agent (%.19s...) is back",
              n->cfg->upgrade_timeout_s, n->seen_digest);
   } else {
-    snprintf(n->result, sizeof n->result, "failed");
+    n->result = FY_RESULT_FAILED;
     n->err = FY_ETIMEDOUT;
     snprintf(n->msg, sizeof n->msg, "no agent answered within %d s of the upgrade", n->cfg->upgrade_timeout_s + 15);
   }
-  fy_pnode_event(n, "%s: %s", n->result, n->msg);
+  fy_pnode_event(n, "%s: %s", fy_result_name(n->result), n->msg);
   if (n->confirm_timer_open) {
     n->confirm_timer_open = 0;
     uv_close((uv_handle_t *)&n->confirm_timer, NULL);

@@ -42,7 +42,7 @@ struct fy_pnode {
   int in_blob;
   uint64_t bytes_sent, total_to_send;
   int blobs_sent, blobs_skipped;
-  char result[24];         /* deployed | rolled-back | failed | skipped */
+  fy_result result;        /* deployed | rolled-back | failed (ferry/msg.h) */
   int err;
   char msg[1024];
   char release[80];

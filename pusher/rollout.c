@@ -19,6 +19,7 @@
 
 #include "ask.h"
 #include "rollout.h"
+#include "ferry/work.h"
 
 enum { X_NONE, X_UNREACHABLE, X_SELECTOR, X_AFFINITY, X_PLATFORM, X_REPLICAS, X_COUNT };
 
@@ -277,6 +278,61 @@ static void schedule(struct rollout *r) {
   r->max_failures = count_of(&r->o->max_failures, r->nsched, 0);
 }
 
+/* ---- recompressing, before the waves ----
+ * gzip layers (as docker and buildah write them) are recompressed to zstd once per variant that
+ * a scheduled node will get, on a worker through the loop, one variant after the other (two
+ * variants may share a layer, and its cached rewrite is written once). The nodes then find the
+ * rewrite cached in the layout. A failure here is left to the node's own push to report. */
+
+struct rezstd {
+  struct rollout *r;
+  size_t k;                  /* next index into r->order */
+  fy_variant v;
+  int rc, converted, total;
+  char err[1200];
+};
+
+static void rezstd_next(struct rezstd *z);
+
+static void rezstd_work(void *ud) {
+  struct rezstd *z = ud;
+  z->rc = fy_layout_to_zstd(z->r->o->push.layout, &z->v, &z->converted, z->err, sizeof z->err);
+}
+
+static void rezstd_done(void *ud) {
+  struct rezstd *z = ud;
+  if (z->rc == FY_OK && z->converted > 0) z->total += z->converted;
+  fy_variant_free(&z->v);
+  rezstd_next(z);
+}
+
+static void rezstd_next(struct rezstd *z) {
+  struct rollout *r = z->r;
+  while (z->k < r->nsched) {
+    size_t i = r->order[z->k++];
+    int seen = 0;
+    for (size_t k = 0; k + 1 < z->k; k++) seen |= strcmp(r->nodes[r->order[k]].digest, r->nodes[i].digest) == 0;
+    if (seen) continue;
+    fy_ask *a = &r->asks[i];
+    fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
+    int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
+    if (nacc == 0 || fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), &z->v,
+                                      z->err, sizeof z->err) != FY_OK)
+      continue;
+    int gzip = 0;
+    for (size_t l = 0; l < z->v.m.nlayers; l++) gzip |= z->v.m.layers[l].kind == FY_KIND_LAYER_GZIP;
+    if (gzip && fy_work_queue(&r->loop, rezstd_work, rezstd_done, z) == FY_OK) return;
+    fy_variant_free(&z->v);
+  }
+}
+
+static void recompress_scheduled(struct rollout *r) {
+  struct rezstd z = {.r = r};
+  rezstd_next(&z);
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+  if (z.total > 0) event(r, "recompressed %d gzip layer(s) to zstd (cached in the layout)", z.total);
+}
+
 /* ---- running ---- */
 
 static void draw(struct rollout *r, int final) {
@@ -292,7 +348,7 @@ static void draw(struct rollout *r, int final) {
     sent += x->push.bytes_sent;
     if (x->started && x->push.phase == FY_PN_DONE) {
       done++;
-      failed += strcmp(x->push.result, "deployed") != 0;
+      failed += x->push.result != FY_RESULT_DEPLOYED;
     }
     if (!x->started || x->push.phase == FY_PN_DONE) continue;
     char a[32], b[32];
@@ -330,10 +386,10 @@ static void node_finished(fy_pnode *p) {
   struct rnode *x = p->ud;
   struct rollout *r = (struct rollout *)p->conn.loop->data;
   r->running--;
-  if (strcmp(p->result, "deployed") != 0) {
+  if (p->result != FY_RESULT_DEPLOYED) {
     r->failures++;
     if (x->wave == 0 && r->o->canary.set && count_of(&r->o->canary, r->nsched, 0) > 0)
-      halt(r, "the canary %s %s: %s", rname(r, x), p->result, p->msg);
+      halt(r, "the canary %s %s: %s", rname(r, x), fy_result_name(p->result), p->msg);
     else if (r->max_failures > 0 && r->failures >= r->max_failures)
       halt(r, "%ld failure(s) reached --max-failures %ld", r->failures, r->max_failures);
   }
@@ -342,7 +398,7 @@ static void node_finished(fy_pnode *p) {
   for (size_t k = r->wave_start[r->cur]; k < r->wave_start[r->cur + 1]; k++) {
     struct rnode *y = &r->nodes[r->order[k]];
     if (!y->started) continue;
-    if (strcmp(y->push.result, "deployed") == 0) ok++;
+    if (y->push.result == FY_RESULT_DEPLOYED) ok++;
     else bad++;
   }
   event(r, "wave %d/%d done: %zu deployed, %zu failed", r->cur + 1, r->nwaves, ok, bad);
@@ -384,7 +440,7 @@ static void revert_done(fy_ask_batch *b) {
     struct rnode *x = &r->nodes[r->revert_nodes[k]];
     fy_ask *a = &r->revert_asks[k];
     const char *res = fy_msg_str(a->answer, "result", 20), *m = fy_msg_str(a->answer, "message", 250);
-    if (a->err == FY_OK && res && strcmp(res, "rolled-back") == 0) {
+    if (a->err == FY_OK && fy_result_parse(res) == FY_RESULT_ROLLED_BACK) {
       x->reverted = 1;
       event(r, "%s: reverted to %s", rname(r, x), fy_msg_str(a->answer, "release", 100) ? fy_msg_str(a->answer, "release", 100) : "?");
     } else {
@@ -399,7 +455,7 @@ static void finish(struct rollout *r) {
   if (r->halted && r->o->revert_on_halt) {
     for (size_t k = 0; k < r->nsched; k++) {
       struct rnode *x = &r->nodes[r->order[k]];
-      if (x->started && strcmp(x->push.result, "deployed") == 0) r->revert_nodes[r->nrevert++] = r->order[k];
+      if (x->started && x->push.result == FY_RESULT_DEPLOYED) r->revert_nodes[r->nrevert++] = r->order[k];
     }
     if (r->nrevert) {
       event(r, "reverting %zu node(s) that took the release", r->nrevert);
@@ -434,29 +490,29 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 /* ---- reporting ---- */
 
-static const char *node_result(const struct rollout *r, const struct rnode *x, const char **err) {
+static fy_result node_result(const struct rollout *r, const struct rnode *x, const char **err) {
   if (x->started) {
-    *err = strcmp(x->push.result, "deployed") == 0 ? NULL : x->push.msg;
+    *err = x->push.result == FY_RESULT_DEPLOYED ? NULL : x->push.msg;
     if (x->reverted) {
       *err = "reverted: the rollout halted";
-      return "rolled-back";
+      return FY_RESULT_ROLLED_BACK;
     }
     return x->push.result;
   }
   if (x->excluded == X_UNREACHABLE) {
     *err = x->why;
-    return "failed";
+    return FY_RESULT_FAILED;
   }
   if (x->excluded == X_PLATFORM && !r->cc->inventory[x->ti] && r->cc->selector.n == 0) {
     *err = x->why; /* asked for by name with --to: that it cannot run the image is a failure */
-    return "failed";
+    return FY_RESULT_FAILED;
   }
   if (x->excluded) {
     *err = NULL;
-    return "skipped";
+    return FY_RESULT_SKIPPED;
   }
   *err = r->halted ? "not started: the rollout halted" : r->interrupted ? "not started: interrupted" : "not started";
-  return "skipped";
+  return FY_RESULT_SKIPPED;
 }
 
 static int report(struct rollout *r) {
@@ -466,10 +522,11 @@ static int report(struct rollout *r) {
   json_t *arr = json_array();
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
-    const char *err, *res = node_result(r, x, &err);
+    const char *err;
+    fy_result res = node_result(r, x, &err);
     int chosen = x->excluded == X_NONE;
-    if (strcmp(res, "deployed") == 0) ndeployed++;
-    else if (strcmp(res, "skipped") == 0 && !chosen) nskipped++;
+    if (res == FY_RESULT_DEPLOYED) ndeployed++;
+    else if (res == FY_RESULT_SKIPPED && !chosen) nskipped++;
     else nfailed++, ret = 1;
     const char *plat = fy_msg_str(r->asks[i].facts, "platform", 64);
     json_t *o = json_pack("{s:s, s:s, s:s?, s:b}", "name", rname(r, x), "address", cc->targets[i].address, "platform", plat,
@@ -477,7 +534,7 @@ static int report(struct rollout *r) {
     if (r->o->dry_run) {
       json_object_set_new(o, "action", json_string(chosen ? "deploy" : "skip"));
     } else {
-      json_object_set_new(o, "result", json_string(res));
+      json_object_set_new(o, "result", json_string(fy_result_name(res)));
       json_object_set_new(o, "bytes_sent", json_integer((json_int_t)x->push.bytes_sent));
       json_object_set_new(o, "blobs_sent", json_integer(x->push.blobs_sent));
       json_object_set_new(o, "blobs_skipped", json_integer(x->push.blobs_skipped));
@@ -516,14 +573,16 @@ static int report(struct rollout *r) {
   }
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
-    const char *err, *res = node_result(r, x, &err), *plat = fy_msg_str(r->asks[i].facts, "platform", 64);
+    const char *err;
+    fy_result res = node_result(r, x, &err);
+    const char *plat = fy_msg_str(r->asks[i].facts, "platform", 64);
     char wave[8] = "-", b[32];
     if (x->wave >= 0) snprintf(wave, sizeof wave, "%d", x->wave + 1);
     if (r->o->dry_run) {
       printf("%-20s %-16s %-7s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-", x->excluded ? "skip" : "deploy", wave,
              x->variant[0] ? x->variant : "-", x->digest[0] ? x->digest : "-", x->why);
-    } else if (x->excluded == X_NONE || strcmp(res, "failed") == 0) {
-      printf("%-20s %-16s %-12s %-5s %-26s %10s %6d %8d\n", rname(r, x), plat ? plat : "-", res,
+    } else if (x->excluded == X_NONE || res == FY_RESULT_FAILED) {
+      printf("%-20s %-16s %-12s %-5s %-26s %10s %6d %8d\n", rname(r, x), plat ? plat : "-", fy_result_name(res),
              wave, x->push.release[0] ? x->push.release : "-", fy_human_bytes(x->push.bytes_sent, b, sizeof b), x->push.blobs_sent,
              x->push.blobs_skipped);
     }
@@ -535,9 +594,10 @@ static int report(struct rollout *r) {
            r->halted ? "; halted: " : "", r->halted ? r->halt_reason : "");
     for (size_t i = 0; i < r->n; i++) {
       struct rnode *x = &r->nodes[i];
-      const char *err, *res = node_result(r, x, &err);
-      if (!err || strcmp(res, "deployed") == 0) continue;
-      fy_cli_err("%s: %s: %s%s%s", rname(r, x), res, err, x->revert_msg[0] ? "; " : "", x->revert_msg);
+      const char *err;
+    fy_result res = node_result(r, x, &err);
+      if (!err || res == FY_RESULT_DEPLOYED) continue;
+      fy_cli_err("%s: %s: %s%s%s", rname(r, x), fy_result_name(res), err, x->revert_msg[0] ? "; " : "", x->revert_msg);
       if (x->started && x->push.log_tail && x->push.log_tail[0]) fprintf(stderr, "--- last log lines on %s:\n%s\n", rname(r, x), x->push.log_tail);
     }
   }
@@ -613,6 +673,8 @@ int fy_rollout_run(fy_rollout_opts *o) {
   } else if (r.max_failures > 0 && r.failures >= r.max_failures) {
     halt(&r, "%ld node(s) unreachable before the start reached --max-failures %ld", r.failures, r.max_failures);
   }
+
+  if (!r.halted) recompress_scheduled(&r);
 
   /* 3. waves */
   uv_timer_init(&r.loop, &r.progress);

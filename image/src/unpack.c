@@ -20,7 +20,7 @@
 #include "ferry/unpack.h"
 
 #define IN_CHUNK (128u * 1024u)
-#define MAX_DEPTH 128
+#define MAX_DEPTH FY_UNPACK_MAX_DEPTH
 #define MAX_ENTRIES 1000000u
 
 #ifndef SYS_openat2
@@ -52,6 +52,7 @@ static int refuse(struct unpacker *u, int rc, const char *path, const char *fmt,
 static int clean_path(struct unpacker *u, const char *in, char *out, size_t cap, const char *what) {
   if (in[0] == '/') return refuse(u, FY_EUNSAFE, in, "%s is an absolute name", what);
   size_t o = 0;
+  int levels = 0;
   const char *p = in;
   while (*p) {
     const char *s = p;
@@ -60,6 +61,7 @@ static int clean_path(struct unpacker *u, const char *in, char *out, size_t cap,
     while (*p == '/') p++;
     if (n == 0 || (n == 1 && s[0] == '.')) continue;
     if (n == 2 && s[0] == '.' && s[1] == '.') return refuse(u, FY_EUNSAFE, in, "%s has a '..' component", what);
+    if (++levels > MAX_DEPTH) return refuse(u, FY_ETOOBIG, in, "%s is more than %d levels deep", what, MAX_DEPTH);
     if (o + n + 2 > cap) return refuse(u, FY_ETOOBIG, in, "name too long");
     if (o) out[o++] = '/';
     memcpy(out + o, s, n);
@@ -132,7 +134,7 @@ static int remove_at(int dirfd, const char *name, int depth);
 
 /* Removes everything inside the directory open at fd (fd stays open and owned by the caller). */
 static int remove_children(int fd, int depth) {
-  if (depth > MAX_DEPTH) return FY_ETOOBIG;
+  if (depth > MAX_DEPTH + FY_REMOVE_MARGIN) return FY_ETOOBIG;
   int dup_fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dup_fd < 0) return FY_EIO;
   DIR *d = fdopendir(dup_fd);
@@ -160,6 +162,28 @@ static int remove_at(int dirfd, const char *name, int depth) {
 }
 
 int fy_remove_tree(int dirfd, const char *name) { return remove_at(dirfd, name, 0); }
+
+int fy_remove_path(const char *path) {
+  char buf[FY_TAR_PATH_MAX];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf) return n ? FY_ETOOBIG : FY_EINVAL;
+  memcpy(buf, path, n + 1);
+  while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0';
+  char *slash = strrchr(buf, '/');
+  const char *name = slash ? slash + 1 : buf;
+  if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return FY_EINVAL;
+  int dfd;
+  if (!slash) dfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  else if (slash == buf) dfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  else {
+    *slash = '\0';
+    dfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  }
+  if (dfd < 0) return errno == ENOENT ? FY_OK : fy_err_from_errno(errno);
+  int rc = fy_remove_tree(dfd, name);
+  close(dfd);
+  return rc;
+}
 
 /* A relative symlink target, read from the link's directory, must not climb above the root. */
 static int target_stays_inside(const char *linkdir, const char *target) {

@@ -37,11 +37,13 @@ void fy_frame_decoder_init(fy_frame_decoder *d, size_t max_payload) {
   memset(d, 0, sizeof *d);
   d->max_payload = max_payload > FY_FRAME_MAX ? FY_FRAME_MAX : max_payload;
   fy_buf_init(&d->payload, d->max_payload);
+  fy_buf_init(&d->held, FY_FRAME_MAX);
 }
 
 void fy_frame_decoder_free(fy_frame_decoder *d) {
   if (d == NULL) return;
   fy_buf_free(&d->payload, 1);
+  fy_buf_free(&d->held, 1);
 }
 
 static int emit(fy_frame_decoder *d, const uint8_t *payload, fy_frame_cb cb, void *ud) {
@@ -56,6 +58,10 @@ int fy_frame_decoder_feed(fy_frame_decoder *d, const uint8_t *p, size_t n, fy_fr
                           void *ud) {
   int rc = FY_OK;
   if (d->failed) return d->failed;
+  if (d->paused) {
+    if ((rc = fy_buf_append(&d->held, p, n)) != FY_OK) goto fail;
+    return FY_FRAME_PAUSE;
+  }
   while (n > 0) {
     if (d->hdr_got < FY_FRAME_HEADER) {
       size_t take = FY_FRAME_HEADER - d->hdr_got;
@@ -71,7 +77,7 @@ int fy_frame_decoder_feed(fy_frame_decoder *d, const uint8_t *p, size_t n, fy_fr
       d->want = fy_load_u32(d->hdr + 4);
       if (d->want > d->max_payload) { rc = FY_ETOOBIG; goto fail; }
       if (d->want == 0) {
-        if ((rc = emit(d, NULL, cb, ud)) != FY_OK) goto fail;
+        if ((rc = emit(d, NULL, cb, ud)) != FY_OK) goto stop;
         continue;
       }
     }
@@ -83,18 +89,34 @@ int fy_frame_decoder_feed(fy_frame_decoder *d, const uint8_t *p, size_t n, fy_fr
       /* Whole payload in the caller's buffer: no copy. */
       p += take;
       n -= take;
-      if ((rc = emit(d, p - take, cb, ud)) != FY_OK) goto fail;
+      if ((rc = emit(d, p - take, cb, ud)) != FY_OK) goto stop;
       continue;
     }
     if ((rc = fy_buf_append(&d->payload, p, take)) != FY_OK) goto fail;
     p += take;
     n -= take;
     if (d->payload.len == d->want) {
-      if ((rc = emit(d, d->payload.data, cb, ud)) != FY_OK) goto fail;
+      if ((rc = emit(d, d->payload.data, cb, ud)) != FY_OK) goto stop;
     }
   }
   return FY_OK;
+stop:
+  if (rc != FY_FRAME_PAUSE) goto fail;
+  d->paused = 1;
+  if (n > 0 && (rc = fy_buf_append(&d->held, p, n)) != FY_OK) goto fail;
+  return FY_FRAME_PAUSE;
 fail:
   d->failed = rc;
+  return rc;
+}
+
+int fy_frame_decoder_resume(fy_frame_decoder *d, fy_frame_cb cb, void *ud) {
+  if (d->failed) return d->failed;
+  d->paused = 0;
+  /* What was held is fed from a buffer of its own: a new pause holds its rest afresh. */
+  fy_buf held = d->held;
+  fy_buf_init(&d->held, FY_FRAME_MAX);
+  int rc = held.len ? fy_frame_decoder_feed(d, held.data, held.len, cb, ud) : FY_OK;
+  fy_buf_free(&held, 1);
   return rc;
 }

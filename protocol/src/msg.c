@@ -4,6 +4,23 @@
 
 #include "ferry/msg.h"
 
+static const char *const result_names[] = {
+#define FY_RESULT_NAME(name, text) text,
+    FY_RESULT_MAP(FY_RESULT_NAME)
+#undef FY_RESULT_NAME
+};
+
+const char *fy_result_name(fy_result r) {
+  return (size_t)r < sizeof result_names / sizeof result_names[0] ? result_names[r] : "";
+}
+
+fy_result fy_result_parse(const char *name) {
+  if (!name) return FY_RESULT_NONE;
+  for (size_t i = 1; i < sizeof result_names / sizeof result_names[0]; i++)
+    if (strcmp(name, result_names[i]) == 0) return (fy_result)i;
+  return FY_RESULT_NONE;
+}
+
 int fy_msg_send(fy_session *s, uint8_t type, const json_t *obj) {
   char *text = json_dumps(obj, JSON_COMPACT);
   if (!text) return FY_ENOMEM;

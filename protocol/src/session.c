@@ -18,8 +18,24 @@ void fy_session_free(fy_session *s) {
   fy_frame_decoder_free(&s->dec);
 }
 
-int fy_session_recv(fy_session *s, const uint8_t *p, size_t n) {
+/* Decrypts and decodes until TLS has no whole record left or a callback pauses. */
+static int drain(fy_session *s) {
   uint8_t plain[16384];
+  for (;;) {
+    size_t got;
+    int rc = fy_tls_read(s->tls, plain, sizeof plain, &got);
+    if (rc == FY_EAGAIN) return FY_OK;
+    if (rc != FY_OK) return rc;
+    rc = fy_frame_decoder_feed(&s->dec, plain, got, s->on_frame, s->ud);
+    if (rc == FY_FRAME_PAUSE) {
+      s->paused = 1;
+      return FY_OK;
+    }
+    if (rc != FY_OK) return rc;
+  }
+}
+
+int fy_session_recv(fy_session *s, const uint8_t *p, size_t n) {
   int rc;
   if (n > 0 && (rc = fy_tls_feed(s->tls, p, n)) != FY_OK) return rc;
   if (!fy_tls_established(s->tls)) {
@@ -27,13 +43,18 @@ int fy_session_recv(fy_session *s, const uint8_t *p, size_t n) {
     if (rc == FY_EAGAIN) return FY_OK;
     if (rc != FY_OK) return rc;
   }
-  for (;;) {
-    size_t got;
-    rc = fy_tls_read(s->tls, plain, sizeof plain, &got);
-    if (rc == FY_EAGAIN) return FY_OK;
-    if (rc != FY_OK) return rc;
-    if ((rc = fy_frame_decoder_feed(&s->dec, plain, got, s->on_frame, s->ud)) != FY_OK) return rc;
+  return s->paused ? FY_OK : drain(s);
+}
+
+int fy_session_resume(fy_session *s) {
+  if (!s->paused) return FY_OK;
+  s->paused = 0;
+  int rc = fy_frame_decoder_resume(&s->dec, s->on_frame, s->ud);
+  if (rc == FY_FRAME_PAUSE) {
+    s->paused = 1;
+    return FY_OK;
   }
+  return rc != FY_OK ? rc : drain(s);
 }
 
 int fy_session_became_ready(fy_session *s) {

@@ -73,7 +73,7 @@ PidFile $T/ssh/pid
 CFG
 /usr/sbin/sshd -D -f "$T/ssh/sshd_config" -E "$T/ssh/log" &
 PIDS+=($!)
-for _ in $(seq 1 100); do ssh -q -p "$SSHPORT" -i "$T/ssh/user" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes root@127.0.0.1 true 2>/dev/null && break; sleep 0.1; done
+wait_for 60 "sshd to answer" ssh -q -p "$SSHPORT" -i "$T/ssh/user" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes root@127.0.0.1 true
 t0=$(secs)
 for l in $LAYERS; do
   ssh -q -p "$SSHPORT" -i "$T/ssh/user" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes root@127.0.0.1 \

@@ -20,13 +20,15 @@ still_serving() {
 
 # 1. random bytes
 head -c 8192 /dev/urandom > "$T/random.bin"
-( exec 3<>/dev/tcp/127.0.0.1/$P; cat "$T/random.bin" >&3; sleep 0.2 ) || true
+# The connection stays open until the agent has said why it drops it (a subshell: the agent may
+# close it while the bytes are still going out, and SIGPIPE must end only the subshell).
+( exec 3<>/dev/tcp/127.0.0.1/$P; cat "$T/random.bin" >&3; wait_log "$LOG" 'ETLS.*not a TLS peer' ) || true
 wait_log "$LOG" 'ETLS.*not a TLS peer'
 still_serving "random bytes"
 
 # 2. plaintext (an HTTP request)
-( exec 3<>/dev/tcp/127.0.0.1/$P; printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3; sleep 0.2 ) || true
-[ "$(grep -c 'ETLS.*not a TLS peer' "$LOG")" -ge 2 ] || wait_log "$LOG" 'ETLS.*not a TLS peer'
+( exec 3<>/dev/tcp/127.0.0.1/$P; printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3; wait_log "$LOG" 'ETLS.*not a TLS peer' 2 ) || true
+wait_log "$LOG" 'ETLS.*not a TLS peer' 2
 still_serving "plaintext"
 
 # 3. a TLS client with no certificate (openssl s_client, TLS 1.2)
@@ -59,7 +61,8 @@ wait_log "$LOG" "EROLE.*lacks the pusher role"
 still_serving "an agent's identity used as a pusher"
 
 # 6. a frame header announcing a length over the ceiling, inside a good TLS session
-( printf 'FY\001\000\377\377\377\377'; sleep 1 ) | openssl s_client -quiet -connect 127.0.0.1:$P -tls1_2 \
+# (-quiet implies -ign_eof: s_client reads until the agent closes, whatever happens to its stdin.)
+printf 'FY\001\000\377\377\377\377' | openssl s_client -quiet -connect 127.0.0.1:$P -tls1_2 \
   -cert "$T/me/cert.pem" -key "$T/me/key.pem" -CAfile "$T/ca/ca.pem" > "$T/big.out" 2> "$T/big.err" || true
 grep -q '"name":"ETOOBIG"' "$T/big.out" || { cat "$T/big.out" "$T/big.err"; fail "no ETOOBIG error frame to the peer"; }
 wait_log "$LOG" 'ETOOBIG: frame length over the ceiling'
@@ -72,8 +75,8 @@ still_serving "a silent peer (timed out)"
 exec 3>&-
 
 # 7b. a peer that completes TLS, then idles: timed out (idle_timeout 2s) with an error frame
-( sleep 4 ) | openssl s_client -quiet -connect 127.0.0.1:$P -tls1_2 -cert "$T/me/cert.pem" \
-  -key "$T/me/key.pem" -CAfile "$T/ca/ca.pem" > "$T/idle.out" 2>/dev/null &
+openssl s_client -quiet -connect 127.0.0.1:$P -tls1_2 -cert "$T/me/cert.pem" \
+  -key "$T/me/key.pem" -CAfile "$T/ca/ca.pem" < /dev/null > "$T/idle.out" 2>/dev/null &
 IDLE=$!
 wait_log "$LOG" 'ETIMEDOUT: idle peer'
 still_serving "an idle TLS peer (timed out)"
@@ -89,7 +92,8 @@ openssl s_client -connect 127.0.0.1:$P -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA256
   -CAfile "$T/ca/ca.pem" </dev/null > "$T/cbc.out" 2>&1 || true
 grep -q 'Cipher is (NONE)' "$T/cbc.out" || { cat "$T/cbc.out"; fail "a non-AEAD suite accepted"; }
 wait_log "$LOG" 'no ciphersuites in common'
-(sleep 1; echo R; sleep 1) | openssl s_client -connect 127.0.0.1:$P -tls1_2 -cert "$T/me/cert.pem" -key "$T/me/key.pem" \
+# "R" asks for a renegotiation once the handshake is done; stdin stays open until the answer.
+( wait_log "$T/reneg.out" 'Cipher is'; echo R; wait_log "$T/reneg.out" 'no renegotiation\|RENEGOTIATING' ) | openssl s_client -connect 127.0.0.1:$P -tls1_2 -cert "$T/me/cert.pem" -key "$T/me/key.pem" \
   -CAfile "$T/ca/ca.pem" > "$T/reneg.out" 2>&1 || true
 grep -q 'ECDHE-ECDSA-CHACHA20-POLY1305' "$T/reneg.out" || { cat "$T/reneg.out"; fail "ChaCha20-Poly1305 is not first"; }
 grep -q 'no renegotiation' "$T/reneg.out" || { cat "$T/reneg.out"; fail "renegotiation not refused"; }

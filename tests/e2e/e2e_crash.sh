@@ -20,6 +20,12 @@ push_json "$T/first.json" "$T/img:v1" --to "node@127.0.0.1:$PORT_node" --app hel
 [ $PUSH_RC -eq 0 ] || fail "first deploy"
 APPDIR=$T/state-node/apps/hello
 
+app_running() {
+  "$FERRY" status --identity "$T/me" --json --to "127.0.0.1:$PORT_node" > "$T/st.json" 2>/dev/null &&
+    [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']" 2>/dev/null)" = "('running',)" ]
+}
+copies() { pgrep -f "$APPDIR/releases/" | wc -l || true; }
+one_copy() { [ "$(copies)" -eq 1 ]; }
 check_consistent() { # round
   local cur
   cur=$(readlink "$APPDIR/current") || { echo "round $1: no current link"; return 1; }
@@ -45,6 +51,7 @@ for r in $(seq 1 "$ROUNDS"); do
   fi
   OPS[$op]=$(( ${OPS[$op]:-0} + 1 ))
   PUSHER=$!
+  # The kill lands at a random moment of the operation: this pause is the experiment, not a wait.
   sleep "$(python3 -c "import random; print(round(random.uniform(0.0, 0.7), 3))")"
   kill -9 "${PIDS[-1]}" 2>/dev/null || true
   wait "${PIDS[-1]}" 2>/dev/null || true
@@ -53,18 +60,16 @@ for r in $(seq 1 "$ROUNDS"); do
   start_agent node ''
   # after the restart: no partial release, the current app runs exactly once
   [ -z "$(find "$APPDIR/releases" -maxdepth 1 -name '*.partial')" ] || { echo "round $r: partial release left after restart"; bad=$((bad + 1)); }
-  for _ in $(seq 1 100); do
-    "$FERRY" status --identity "$T/me" --json --to "127.0.0.1:$PORT_node" > "$T/st.json" 2>/dev/null || true
-    [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']" 2>/dev/null)" = "('running',)" ] && break
-    sleep 0.1
-  done
-  [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || { echo "round $r: app not running after restart"; bad=$((bad + 1)); }
+  try_for 60 app_running || true
+  if ! app_running; then
+    echo "round $r ($op): app not running after restart; status: $(cat "$T/st.json" 2>/dev/null)"
+    ls -l "$APPDIR" "$APPDIR/releases" || true
+    tail -n 15 "$T/node.log" || true
+    bad=$((bad + 1))
+  fi
   # exactly one copy: the helper or the app itself (the count can be caught mid-start: retry)
-  for _ in $(seq 1 50); do
-    n=$(pgrep -f "$APPDIR/releases/" | wc -l || true)
-    [ "$n" -eq 1 ] && break
-    sleep 0.1
-  done
+  try_for 30 one_copy || true
+  n=$(copies)
   if [ "$n" -ne 1 ]; then
     echo "round $r ($op): $n copies of the app running; pid file: $(cat "$APPDIR/pid" 2>/dev/null || echo none)"
     ps -eo pid,ppid,stat,cmd | grep -F -e "$APPDIR/releases/" -e "$T/" | grep -v grep || true
@@ -78,7 +83,7 @@ pass "$ROUNDS kill -9 rounds at random moments (${OPS[deploy]} deploys with thei
 
 push_json "$T/final.json" "$T/img:v2" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5
 [ $PUSH_RC -eq 0 ] || { cat "$T/final.json"; fail "the push after the kill loop"; }
-"$FERRY" logs --identity "$T/me" --to "127.0.0.1:$PORT_node" --app hello --tail 2 | grep -q VERSION=2 || fail "v2 not running at the end"
+wait_version "127.0.0.1:$PORT_node" hello 2 || fail "v2 not running at the end"
 pass "the next push completes and runs"
 "$FERRYD" --config "$T/node.yaml" --check-state --verify > "$T/check.out" || { cat "$T/check.out"; fail "check-state --verify"; }
 grep -q ' 0 problem(s)' "$T/check.out" || fail "check-state output"

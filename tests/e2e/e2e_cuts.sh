@@ -30,7 +30,7 @@ start_proxy() { # start_proxy NAME ARGS...: sets PROXY_PORT
   local name=$1; shift
   python3 "$FERRY_SRC/tests/tools/cutproxy.py" "127.0.0.1:$PORT_node" "$T/$name.port" "$T/$name.stats" "$@" &
   PIDS+=($!)
-  for _ in $(seq 1 100); do [ -s "$T/$name.port" ] && break; sleep 0.05; done
+  wait_for 30 "the proxy $name to listen" test -s "$T/$name.port"
   PROXY_PORT=$(cat "$T/$name.port")
 }
 start_proxy cut --cuts "$CUTS" --mean $((IMAGE_BYTES / CUTS)) --seed 7
@@ -47,7 +47,7 @@ read -r cuts c2s < <(python3 -c "import json; s=json.load(open('$T/cut.stats'));
 RESENT=$((c2s - IMAGE_BYTES))
 PCT=$(python3 -c "print(round(100 * $RESENT / $IMAGE_BYTES, 2))")
 "$FERRYD" --config "$T/node.yaml" --check-state --verify > "$T/verify.out" || { cat "$T/verify.out"; fail "digests after the cuts"; }
-"$FERRY" logs --identity "$T/me" --to "node@127.0.0.1:$PORT_node" --app hello --tail 1 | grep -q VERSION=1 || fail "v1 not running"
+wait_version "node@127.0.0.1:$PORT_node" hello 1 || fail "v1 not running"
 python3 -c "import sys; sys.exit(0 if $RESENT * 10 <= $IMAGE_BYTES else 1)" || fail "re-sent $RESENT bytes ($PCT %) > 10 %"
 pass "$CUTS cuts at random offsets of a $((IMAGE_BYTES >> 20)) MiB deploy, $attempts pushes: digests verify, v1 runs; $RESENT bytes beyond the image crossed the link ($PCT % incl. handshakes)"
 echo "cuts=$CUTS attempts=$attempts resent_bytes=$RESENT resent_pct=$PCT" > "${FERRY_CUTS_FIGURES:-/dev/null}"
@@ -57,7 +57,7 @@ echo "cuts=$CUTS attempts=$attempts resent_bytes=$RESENT resent_pct=$PCT" > "${F
 start_proxy stall --stall-ms 1500 --stall-every $((1 << 20))
 push_json "$T/s.json" "$T/img:v2" --to "node@127.0.0.1:$PROXY_PORT" --app hello --settle 0.5 --timeout 10
 [ $PUSH_RC -eq 0 ] || { cat "$T/s.json.err"; fail "deploy over a stalling link"; }
-"$FERRY" logs --identity "$T/me" --to "node@127.0.0.1:$PORT_node" --app hello --tail 1 | grep -q VERSION=2 || fail "v2 not running"
+wait_version "node@127.0.0.1:$PORT_node" hello 2 || fail "v2 not running"
 pass "a link that stalls 1.5 s every MiB still delivers a 4 MiB deploy"
 
 # A link that goes dead: the laptop drops off the network mid-transfer, and no FIN or reset ever
@@ -70,13 +70,15 @@ start_proxy dead --stall-ms 600000 --stall-every $((2 << 20))
 "$FERRY" push --identity "$T/me" "$T/img:v3" --to "node@127.0.0.1:$PROXY_PORT" --app hello --settle 0.5 --timeout 120 > /dev/null 2>&1 &
 DEAD_PUSHER=$!
 wait_log "$T/node.log" "plan from 127.0.0.1:.*, 2 blob(s) to receive\|plan from 127.0.0.1:.*, 1 blob(s) to receive, 1 already"
-sleep 1
+# some of the blob is on the node before the link dies
+partial_on_node() { [ -n "$(find "$T/state-node/blobs" -name '*.partial' -size +512k 2>/dev/null)" ]; }
+wait_for 60 "the first 512 KiB of the blob on the node" partial_on_node
 kill -9 $DEAD_PUSHER; wait $DEAD_PUSHER 2>/dev/null || true
 push_json "$T/d.json" "$T/img:v3" --to "node@127.0.0.1:$PORT_node" --app hello --settle 0.5 --timeout 20
 [ $PUSH_RC -eq 0 ] || { cat "$T/d.json" "$T/d.json.err"; tail -5 "$T/node.log"; fail "the push after a dead link"; }
 grep -q 'a new plan from laptop supersedes its unfinished transfer' "$T/node.log" || fail "no takeover logged"
 SENT=$(json_get "$T/d.json" "d['nodes'][0]['bytes_sent']" | tr -d '(),')
 [ "$SENT" -lt $((8 << 20)) ] || fail "the second push sent $SENT bytes: nothing was resumed"
-"$FERRY" logs --identity "$T/me" --to "node@127.0.0.1:$PORT_node" --app hello --tail 1 | grep -q VERSION=3 || fail "v3 not running"
+wait_version "node@127.0.0.1:$PORT_node" hello 3 || fail "v3 not running"
 pass "a dead link (no FIN reaches the agent): the same pusher's next push supersedes the stale transfer at once and resumes ($SENT of $((8 << 20)) bytes sent)"
 finish

@@ -84,11 +84,11 @@ pass "--health-port that does not answer rolls back; a passing --health-cmd depl
 $MKIMAGE "$T/crashy" --variant linux/amd64="$T/app/x64" --env EXIT_AFTER=1 > /dev/null
 push_json "$T/pr.json" "$T/crashy" --to "$X" --app crashy --settle 0.5
 [ $PUSH_RC -eq 0 ] || { cat "$T/pr.json"; fail "crashy deploy"; }
-for _ in $(seq 1 100); do
-  "$FERRY" status --identity "$T/me" --json --to "$X" > "$T/sr.json"
-  [ "$(json_get "$T/sr.json" "[a['restarts'] for a in d['nodes'][0]['apps'] if a['name'] == 'crashy'][0] >= 2")" = "(True,)" ] && break
-  sleep 0.2
-done
+restarted_twice() {
+  "$FERRY" status --identity "$T/me" --json --to "$X" > "$T/sr.json" &&
+    [ "$(json_get "$T/sr.json" "[a['restarts'] for a in d['nodes'][0]['apps'] if a['name'] == 'crashy'][0] >= 2")" = "(True,)" ]
+}
+try_for 60 restarted_twice || true
 [ "$(json_get "$T/sr.json" "[a['restarts'] for a in d['nodes'][0]['apps'] if a['name'] == 'crashy'][0] >= 2")" = "(True,)" ] || { cat "$T/sr.json"; fail "no restarts"; }
 grep -q 'restart 2 after 2000 ms' "$T/x64.log" || fail "the backoff does not grow"
 pass "a workload that exits later is restarted with a growing backoff; status counts the restarts"
@@ -100,7 +100,8 @@ BEFORE=$(json_get "$T/before.json" "[(a['release'], a['previous']) for a in d['n
 "$FERRY" status --identity "$T/me" --json --to "$X" > "$T/after.json"
 AFTER=$(json_get "$T/after.json" "[(a['previous'], a['release']) for a in d['nodes'][0]['apps'] if a['name'] == 'hello'][0]")
 [ "$BEFORE" = "$AFTER" ] || fail "rollback: before (current, previous) $BEFORE, after (previous, current) $AFTER"
-for _ in $(seq 1 50); do "$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 3 | grep -q "starting hello release" && break; sleep 0.1; done
+hello_started() { "$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 3 | grep -q "starting hello release"; }
+wait_for 60 "the previous release to start again" hello_started
 pass "ferry rollback switches to the previous release and back again is possible (current and previous swap)"
 
 # --- several apps per node
@@ -142,4 +143,25 @@ push_json "$T/gz2.json" "$T/gz" --to "$P" --app gz --settle 1
 [ $PUSH_RC -eq 0 ] || { cat "$T/gz2.json" "$T/gz2.json.err"; fail "gzip push to arm64"; }
 "$FERRY" logs --identity "$T/me" --to "$P" --app gz | grep -q 'aarch64.*VERSION=gz' || fail "gzip image on arm64"
 pass "gzip layers are recompressed to zstd once, cached in the layout, and deploy"
+
+# --- shutdown with apps running and a health check in flight: every handle is closed, the loop
+# ends by itself (uv_loop_close returns 0) and the exit status is 0; the workloads are stopped.
+"$FERRY" push --identity "$T/me" "$IMG:v2" --to "$X" --app slowcheck --settle 0 \
+  --health-cmd "while :; do sleep 1; done # $T" > "$T/sc.out" 2>&1 &
+SC=$!
+health_running() { pgrep -f "^/bin/sh -c while :; do sleep 1; done # $T" > /dev/null; }
+wait_for 60 "the health command to run" health_running
+XPID=${PIDS[0]}
+kill -TERM "$XPID"
+set +e; wait "$XPID"; XRC=$?; set -e
+wait "$SC" || true
+[ "$XRC" -eq 0 ] || { tail -20 "$T/x64.log"; fail "ferryd exited with $XRC after SIGTERM"; }
+grep -q 'still open at exit\|still has work at exit' "$T/x64.log" && { grep 'still' "$T/x64.log"; fail "handles left open at exit"; }
+grep -q 'ferryd: .* info stopped' "$T/x64.log" || fail "no 'stopped' line"
+grep -q "app slowcheck: failed: the agent is shutting down" "$T/x64.log" || { grep -e slowcheck -e SIGTERM "$T/x64.log"; fail "the deploy in its health check was not ended"; }
+no_workloads() { ! pgrep -f "$T/state-x64/apps/" > /dev/null; }
+try_for 30 no_workloads || { pgrep -af "$T/state-x64/apps/" || true; fail "workloads outlived their agent"; }
+no_health() { ! health_running; }
+try_for 30 no_health || fail "the health command outlived its agent"
+pass "SIGTERM during a health check: the deploy ends, the workloads stop, every handle is closed (uv_loop_close 0), exit 0"
 finish

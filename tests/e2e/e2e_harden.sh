@@ -27,10 +27,14 @@ $HOSTILE trickle-raw "127.0.0.1:$PORT_node" 1 > "$T/tr1.out" &
 T1=$!
 $HOSTILE trickle-tls "$T/me" "127.0.0.1:$PORT_node" 1 > "$T/tr2.out" &
 T2=$!
-for i in 1 2 3 4 5; do
+# status answers all the while the tricklers are connected (until the agent drops them both)
+i=0; deadline=$(deadline_in 60)
+while kill -0 $T1 2>/dev/null || kill -0 $T2 2>/dev/null; do
+  i=$((i + 1))
   "$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status while trickling ($i)"
-  sleep 0.5
+  past_deadline "$deadline" && fail "the tricklers were not dropped"
 done
+[ $i -ge 1 ] || fail "no status was asked while the tricklers were connected"
 wait $T1 || fail "the pre-handshake trickler was never dropped"
 wait $T2 || fail "the post-handshake trickler was never dropped"
 R1=$(restarts)
@@ -44,12 +48,14 @@ pass "slow peers (1 byte/s before and after the handshake) dropped within the 3 
 # --- resource limits: flat RSS and fd count
 rss() { awk '/VmRSS/ {print $2}' "/proc/$AGENT/status"; }
 fds() { ls "/proc/$AGENT/fd" | wc -l; }
+FDW=$(fds)
 $HOSTILE churn "$T/me" "127.0.0.1:$PORT_node" 100 || fail "warm-up churn"
-sleep 0.3
+fds_back() { [ "$(fds)" -le "$1" ]; }
+wait_for 30 "the warm-up connections to be closed" fds_back "$FDW"
 RSS0=$(rss) FD0=$(fds)
 $HOSTILE churn "$T/me" "127.0.0.1:$PORT_node" 1000 || fail "churn"
 $HOSTILE garbage "127.0.0.1:$PORT_node" 200 || fail "garbage"
-for _ in $(seq 1 40); do [ "$(fds)" -le "$FD0" ] && break; sleep 0.25; done
+try_for 30 fds_back "$FD0" || true
 RSS1=$(rss) FD1=$(fds)
 kill -0 "$AGENT" || fail "ferryd died under churn"
 "$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status after churn"
@@ -58,17 +64,24 @@ kill -0 "$AGENT" || fail "ferryd died under churn"
 case "$FERRY_BIN" in *asan*) ;; *) [ $((RSS1 - RSS0)) -lt 1024 ] || fail "RSS grew by $((RSS1 - RSS0)) KiB" ;; esac
 pass "1,000 connect/disconnect cycles (250 full TLS handshakes) + 200 garbage connections: RSS $RSS0 -> $RSS1 KiB, open files $FD0 -> $FD1"
 # max_connections: 8 open, the 9th is refused, and the agent still answers after they go
-python3 - "$PORT_node" <<'PY' &
-import socket, sys, time
+fds_over() { [ "$(fds)" -ge "$1" ]; }
+FDH=$(fds)
+python3 - "$PORT_node" "$T/release-hold" <<'PY' &
+import os, socket, sys, time
 s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(8)]
-time.sleep(2)
+deadline = time.monotonic() + 120
+while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.05)
 PY
 HOLD=$!
-sleep 0.5
+# the agent has accepted all 8 (one descriptor each)
+wait_for 60 "the agent to accept the 8 connections" fds_over $((FDH + 8))
 set +e; "$FERRY" status --identity "$T/me" --to "$N" --timeout 1 > /dev/null 2>&1; rc=$?; set -e
 [ $rc -ne 0 ] || fail "a 9th connection was served beyond max_connections"
 grep -q 'refused: too many connections' "$T/node.log" || fail "no refusal logged"
+touch "$T/release-hold"
 wait $HOLD
+wait_for 30 "the 8 connections to be closed" fds_back "$FDH"
 "$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status after the connection limit"
 pass "max_connections 8: the 9th is refused, and served again once the 8 are gone"
 
@@ -95,7 +108,7 @@ EOF
 "$FERRY" cert issue --ca "$T/ca" --name full --role agent --out "$T/id-full" > /dev/null
 "$FERRYD" --config "$T/full.yaml" 2> "$T/full.log" &
 PIDS+=($!)
-wait_log "$T/full.log" 'listening on'
+wait_log "$T/full.log" 'listening on [0-9.]*:[0-9]* as '
 PF=$(grep -o 'listening on [0-9.]*:[0-9]*' "$T/full.log" | sed 's/.*://')
 F="full@127.0.0.1:$PF"
 push_json "$T/f1.json" "$T/img:v1" --to "$F" --app hello --settle 0.5
@@ -112,14 +125,14 @@ json_get "$T/f3.json" "d['nodes'][0]['error']" | grep -qi "no space left" || { c
 "$FERRY" status --identity "$T/me" --json --to "$F" > "$T/fs.json"
 [ "$(json_get "$T/fs.json" "d['nodes'][0]['apps'][0]['release']")" = "$REL1" ] || { cat "$T/fs.json"; fail "the old release is not current"; }
 [ "$(json_get "$T/fs.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || fail "the old release is not running"
-"$FERRY" logs --identity "$T/me" --to "$F" --app hello --tail 1 | grep -q VERSION=1 || fail "v1 not running after ENOSPC"
+wait_version "$F" hello 1 || fail "v1 not running after ENOSPC"
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 "$FERRYD" --config "$T/full.yaml" 2>> "$T/full.log" &
 PIDS+=($!)
-for _ in $(seq 1 100); do [ "$(grep -c 'listening on' "$T/full.log")" -ge 2 ] && break; sleep 0.05; done
+wait_log "$T/full.log" 'listening on [0-9.]*:[0-9]* as ' 2
 PF=$(grep -o 'listening on [0-9.]*:[0-9]*' "$T/full.log" | tail -1 | sed 's/.*://')
 [ -z "$(find "$T/small/state" -name '*.partial')" ] || { find "$T/small/state" -name '*.partial'; fail "partial files after a restart"; }
 "$FERRYD" --config "$T/full.yaml" --check-state > "$T/cs.out" || { cat "$T/cs.out"; fail "check-state after ENOSPC"; }
-"$FERRY" logs --identity "$T/me" --to "full@127.0.0.1:$PF" --app hello --tail 1 | grep -q VERSION=1 || fail "v1 not running after the restart"
+wait_version "full@127.0.0.1:$PF" hello 1 || fail "v1 not running after the restart"
 pass "a deploy that fills the disk while unpacking fails with '$(json_get "$T/f3.json" "d['nodes'][0]['error']" | cut -c3-70)...'; v1 keeps running; no partial file after a restart"
 finish

@@ -14,14 +14,13 @@ D="root@127.0.0.1:$SSHD_PORT_dev"
 AGENT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 PFX=$T/device
 install() { "$FERRY" install-agent "$D" --name pi-lab --prefix "$PFX" --listen "127.0.0.1:$AGENT_PORT" "$@"; }
-# app_running_again OUT WHY: waits up to 10 s for the node's app to run again after its agent restarted.
+# app_running_again OUT WHY: waits (60 s at most) for the node's app to run again after its agent restarted.
 app_running_again() {
-  local i
-  for i in $(seq 1 50); do
-    "$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/$1" 2>/dev/null && \
-      [ "$(json_get "$T/$1" "[a['state'] for a in d['nodes'][0]['apps']]")" = "(['running'],)" ] && break
-    sleep 0.2
-  done
+  running_again() {
+    "$FERRY" status --fleet "$T/fleet.yaml" --json > "$T/$1" 2>/dev/null &&
+      [ "$(json_get "$T/$1" "[a['state'] for a in d['nodes'][0]['apps']]")" = "(['running'],)" ]
+  }
+  try_for 60 running_again "$1" || true
   [ "$(json_get "$T/$1" "[(a['name'], a['state']) for a in d['nodes'][0]['apps']]")" = "([('hello', 'running')],)" ] || { cat "$T/$1"; fail "$2"; }
 }
 

@@ -98,7 +98,7 @@ refused() { # refused NAME CODE PATTERN LAYOUT TARGET [push args...]
   json_get "$T/r-$name.json" "d['nodes'][0]['error']" | grep -q -- "$pat" || { cat "$T/r-$name.json"; fail "$name: error text"; }
   snap "$node" after
   cmp -s "$T/snap-$node.before" "$T/snap-$node.after" || { diff "$T/snap-$node.before" "$T/snap-$node.after"; fail "$name: the node's state changed"; }
-  "$FERRY" logs --identity "$T/me" --to "$target" --app hello --tail 1 | grep -q "VERSION=$RUNNING" || fail "$name: v$RUNNING is not running"
+  wait_version "$target" hello $RUNNING || fail "$name: v$RUNNING is not running"
   pass "$name: refused ($code: $(json_get "$T/r-$name.json" "d['nodes'][0]['error']" | cut -c3-90)…), nothing written, v$RUNNING still runs"
 }
 RUNNING=2
@@ -107,7 +107,20 @@ refused unsigned-arm64 EUNSIGNED 'not signed' "$T/unsigned:v4" "$P" --app hello
 refused unknown-key EUNTRUSTED 'not in trust.keys' "$T/foreign:v4" "$X"
 refused tampered-claim ESIGNATURE 'tampered with: the signature does not verify' "$T/tampered:v3" "$X"
 refused tampered-image ESIGNATURE 'tampered with: the signature covers sha256:' "$T/tampered:v4" "$X"
-sleep 1.2
+# a clock condition: the time the claim names has passed
+expires_at=$(python3 - "$T/expiring/index.json" <<'PY'
+import datetime, json, sys
+for m in json.load(open(sys.argv[1]))["manifests"]:
+    claim = (m.get("annotations") or {}).get("dev.ferry.signature.payload")
+    if claim:
+        t = json.loads(claim)["expires"].replace("Z", "+00:00")
+        print(int(datetime.datetime.fromisoformat(t).timestamp()))
+        break
+PY
+)
+[ -n "$expires_at" ] || fail "no expiry in the expiring image's signature"
+expired() { [ "$(date +%s)" -gt "$expires_at" ]; }
+wait_for 30 "the 1 s signature to expire" expired
 refused expired EEXPIRED 'the signature expired at' "$T/expiring:v4" "$X"
 refused downgrade EDOWNGRADE 'version 1 is lower than the installed version 2 of hello' "$IMG:v1" "$X"
 refused downgrade-arm64 EDOWNGRADE 'version 1 is lower' "$IMG:v1" "$P"
@@ -118,7 +131,7 @@ pass "the pusher refuses --app that the signature does not name, before connecti
 # --- a health rollback is not a downgrade; the counter stays where the switch put it
 push_json "$T/p3.json" "$IMG:v3" --to "$X" --settle 2
 [ "$(json_get "$T/p3.json" "d['nodes'][0]['result']")" = "('rolled-back',)" ] || { cat "$T/p3.json"; fail "v3 should roll back"; }
-"$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 1 | grep -q VERSION=2 || fail "v2 is not back"
+wait_version "$X" hello 2 || fail "v2 is not back"
 [ "$(cat "$T/state-x64/apps/hello/version")" = 3 ] || fail "counter after v3: $(cat "$T/state-x64/apps/hello/version")"
 pass "signed v3 fails its health check: ferryd rolls back to v2 by itself (not a downgrade); the counter keeps 3"
 refused downgrade-after-rollback EDOWNGRADE 'version 2 is lower than the installed version 3' "$IMG:v2" "$X"
@@ -129,12 +142,14 @@ RUNNING=4
 set +e; "$FERRY" rollback --identity "$T/me" --to "$X" --app hello > "$T/rb.out" 2>&1; rc=$?; set -e
 [ $rc -ne 0 ] && grep -q 'EDOWNGRADE\|a rollback would be a downgrade' "$T/rb.out" || { cat "$T/rb.out"; fail "manual rollback should be refused"; }
 grep -q 'allow_downgrade is off' "$T/rb.out" || { cat "$T/rb.out"; fail "rollback error text"; }
-"$FERRY" logs --identity "$T/me" --to "$X" --app hello --tail 1 | grep -q VERSION=4 || fail "v4 should still run"
+wait_version "$X" hello 4 || fail "v4 should still run"
 pass "ferry rollback to an older signed release is refused while allow_downgrade is off (v4 keeps running)"
 
 # --- the counter is durable: kill -9, restart, still refused
-kill -9 "$(pgrep -f "ferryd --config $T/x64.yaml" | head -1)"
-sleep 0.3
+XPID=$(pgrep -f "ferryd --config $T/x64.yaml" | head -1)
+kill -9 "$XPID"
+gone() { ! kill -0 "$1" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+wait_for 30 "the killed agent to be gone" gone "$XPID"
 "$FERRYD" --config "$T/x64.yaml" --check-state > /dev/null || fail "check-state after kill"
 start_agent x64 "$TRUST"
 X="x64@127.0.0.1:$PORT_x64"

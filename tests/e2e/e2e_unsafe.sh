@@ -101,6 +101,6 @@ push_json "$T/resume.json" "$T/resume:v1" --to "$N" --app hello --settle 1
 [ $PUSH_RC -eq 0 ] || { cat "$T/resume.json" "$T/resume.json.err"; fail "resumed push"; }
 [ "$(json_get "$T/resume.json" "d['nodes'][0]['bytes_sent']")" = "($((total - 1000000)),)" ] \
   || { cat "$T/resume.json"; fail "the resumed push should send $((total - 1000000)) bytes"; }
-"$FERRY" logs --identity "$T/me" --to "$N" --app hello --tail 2 | grep -q VERSION=resumed || fail "resumed release not running"
+wait_version "$N" hello resumed || fail "resumed release not running"
 pass "a connection dropped mid-blob loses nothing: the next push resumes from byte 1000000 and completes"
 finish

@@ -22,6 +22,20 @@ cleanup() {
   # tests leave none behind.
   pkill -9 -f "$T/" 2>/dev/null || true
   for m in "${MOUNTS[@]:-}"; do [ -n "$m" ] && umount "$m" 2>/dev/null || true; done
+  # Under FERRY_VALGRIND the agents' memory errors fail the test (they stopped above, through
+  # their shutdown path).
+  if [ "${FERRY_VALGRIND:-0}" = 1 ] && [ $rc -ne 77 ]; then
+    local vg
+    for vg in "$T"/vg-*.log; do
+      [ -f "$vg" ] || continue
+      if grep -Eq 'Invalid (read|write|free)|uninitialised|Mismatched free|overlap|Jump to the invalid' "$vg"; then
+        echo "--- valgrind found memory errors in the agent ($(basename "$vg")):" >&2
+        head -n 80 "$vg" >&2
+        [ $rc -ne 0 ] || rc=1
+      fi
+    done
+    [ $rc -ne 0 ] || echo "valgrind: no invalid read or write in $(ls "$T"/vg-*.log 2>/dev/null | wc -l) agent process(es)"
+  fi
   if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
     echo "--- test failed (rc=$rc); agent logs:" >&2
     for f in "$T"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 30 "$f" >&2; }; done
@@ -57,36 +71,66 @@ setup_fleet() {
 # FERRYD_BIN overrides the binary (a cross-built one run under the launcher).
 start_agent() {
   local name=$1 extra=${2:-}; shift 2 || shift $#
-  local bin=${FERRYD_BIN:-$FERRYD} var="PORT_${name//-/_}"
+  local bin=${FERRYD_BIN:-$FERRYD} var="PORT_${name//-/_}" deadline
+  deadline=$(deadline_in)
   [ -d "$T/id-$name" ] || "$FERRY" cert issue --ca "$T/ca" --name "$name" --role agent --out "$T/id-$name" >/dev/null
   mkdir -p "$T/state-$name"
   printf 'name: %s\nlisten: 127.0.0.1:%s\nstate_dir: %s\nidentity: %s\n%s\n' \
     "$name" "${AGENT_LISTEN_PORT:-0}" "$T/state-$name" "$T/id-$name" "$extra" > "$T/$name.yaml"
-  "$@" "$bin" --config "$T/$name.yaml" 2> "$T/$name.log" &
+  # The log is emptied here, not by the background job's redirection: that one happens whenever
+  # the job gets to it, and until then the wait below would read the previous agent's
+  # "listening on" line (and its port).
+  : > "$T/$name.log"
+  # FERRY_VALGRIND=1: host agents (no launcher) run under memcheck; cleanup reads the reports.
+  # Children (the exec helper, the re-executed agent) run natively.
+  if [ "${FERRY_VALGRIND:-0}" = 1 ] && [ $# -eq 0 ]; then
+    set -- valgrind --quiet --trace-children=no --error-limit=no --num-callers=30 --log-file="$T/vg-$name.%p.log"
+  fi
+  "$@" "$bin" --config "$T/$name.yaml" 2>> "$T/$name.log" &
   PIDS+=($!)
-  local pid=$! i
-  for i in $(seq 1 600); do
-    if grep -q 'listening on' "$T/$name.log" 2>/dev/null; then
-      local port
-      port=$(grep -o 'listening on [0-9.]*:[0-9]*' "$T/$name.log" | head -1 | sed 's/.*://')
-      printf -v "$var" '%s' "$port"
-      return 0
-    fi
+  local pid=$! port
+  # The whole readiness line: "listening on HOST:PORT as NAME (…)" (ferryd writes each line at once).
+  until port=$(grep -Eo 'listening on [0-9.]+:[0-9]+ as ' "$T/$name.log" 2>/dev/null | head -1) && [ -n "$port" ]; do
     kill -0 "$pid" 2>/dev/null || { cat "$T/$name.log" >&2; fail "ferryd $name exited during start-up"; }
+    past_deadline "$deadline" && fail "ferryd $name did not become ready in ${WAIT_LIMIT} s"
     sleep 0.05
   done
-  fail "ferryd $name did not become ready in 30 s"
+  port=${port##*:}; port=${port%% *}
+  printf -v "$var" '%s' "$port"
 }
 
-# wait_log FILE PATTERN: waits up to 30 s for a line in an agent's log.
-wait_log() {
-  local i
-  for i in $(seq 1 600); do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
+# Waits are for a condition, with a deadline; never for a length of time. The deadline only bounds
+# a failure: on a busy machine a wait simply takes longer. WAIT_LIMIT (s) is the default.
+: "${WAIT_LIMIT:=90}"
+deadline_in() { echo $((SECONDS + ${1:-$WAIT_LIMIT})); }
+past_deadline() { [ "$SECONDS" -ge "$1" ]; }
+
+# try_for SECONDS CMD...: runs CMD until it succeeds (0) or SECONDS pass (1).
+try_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    past_deadline "$deadline" && return 1
     sleep 0.05
   done
-  fail "no line matching '$2' in $1"
 }
+
+# wait_for SECONDS WHAT CMD...: like try_for, but a test failure naming WHAT when time runs out.
+wait_for() {
+  local limit=$1 what=$2; shift 2
+  try_for "$limit" "$@" || fail "$what (not within $limit s)"
+}
+
+# wait_log FILE PATTERN [COUNT]: waits for COUNT (1) lines matching PATTERN in an agent's log.
+log_has() { [ "$(grep -c -- "$2" "$1" 2>/dev/null)" -ge "${3:-1}" ]; }
+wait_log() { wait_for "$WAIT_LIMIT" "no line matching '$2' in $1" log_has "$1" "$2" "${3:-1}"; }
+
+# runs_version TARGET APP V: the last "VERSION=" line the app wrote (ferry logs) is VERSION=V.
+# The test workload prints it when it starts; wait_version waits for it (a restart or rollback
+# starts the process before it has written a line).
+runs_version() {
+  "$FERRY" logs --identity "$T/me" --to "$1" --app "$2" --tail 20 2>/dev/null | grep -o 'VERSION=[^ ]*' | tail -1 | grep -qx "VERSION=$3"
+}
+wait_version() { try_for "${WAIT_LIMIT}" runs_version "$@"; }
 
 # json_get FILE PYTHON-EXPR: evaluates an expression over the parsed JSON document `d`.
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(repr(($2,)))" "$1"; }
@@ -113,7 +157,7 @@ push_json() {
 # device (root login with a key the test generates). Sets SSHD_PORT_<NAME>; writes
 # $T/ssh/config for the client and exports FERRY_SSH_COMMAND to use it. Needs root (sshd).
 start_sshd() {
-  local name=$1 extra=${2:-} var="SSHD_PORT_${1//-/_}" port i
+  local name=$1 extra=${2:-} var="SSHD_PORT_${1//-/_}" port
   [ "$(id -u)" = 0 ] || { echo "skip: sshd needs root" >&2; exit 77; }
   mkdir -p "$T/ssh" /run/sshd
   [ -f "$T/ssh/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host_key"
@@ -126,11 +170,9 @@ start_sshd() {
   printf 'Host *\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n' \
     "$T/ssh/user_key" "$T/ssh/known_hosts" > "$T/ssh/config"
   export FERRY_SSH_COMMAND="ssh -F $T/ssh/config"
-  for i in $(seq 1 100); do
-    if ssh -F "$T/ssh/config" -o BatchMode=yes -p "$port" root@127.0.0.1 true 2>/dev/null; then printf -v "$var" '%s' "$port"; return 0; fi
-    sleep 0.1
-  done
-  cat "$T/sshd-$name.log" >&2; fail "sshd $name did not start"
+  try_for "$WAIT_LIMIT" ssh -F "$T/ssh/config" -o BatchMode=yes -p "$port" root@127.0.0.1 true 2>/dev/null ||
+    { cat "$T/sshd-$name.log" >&2; fail "sshd $name did not start"; }
+  printf -v "$var" '%s' "$port"
 }
 
 # free_port: a loopback TCP port nobody listens on right now.

@@ -9,12 +9,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n);
 
+/* 1 when the input ran, 0 when it could not be read (which fails the replay). */
 static int one(const char *path) {
   FILE *f = fopen(path, "rb");
-  if (!f) return 0;
+  if (!f) {
+    fprintf(stderr, "%s: cannot open\n", path);
+    return 0;
+  }
   static uint8_t buf[1 << 20];
   size_t n = fread(buf, 1, sizeof buf, f);
+  int tail = fgetc(f);
   fclose(f);
+  if (tail != EOF) {
+    fprintf(stderr, "%s: larger than the replay's %zu-byte buffer\n", path, sizeof buf);
+    return 0;
+  }
   uint8_t *copy = malloc(n ? n : 1); /* exact-size buffer so ASan sees overreads */
   memcpy(copy, buf, n);
   LLVMFuzzerTestOneInput(copy, n);
@@ -22,22 +31,45 @@ static int one(const char *path) {
   return 1;
 }
 
+/* A missing corpus, an unreadable input or an empty corpus fails: a replay that ran nothing
+ * would pass without testing the target. */
 int main(int argc, char **argv) {
-  int count = 0;
+  int count = 0, bad = 0;
   for (int i = 1; i < argc; i++) {
     struct stat st;
-    if (stat(argv[i], &st) != 0) continue;
-    if (!S_ISDIR(st.st_mode)) { count += one(argv[i]); continue; }
+    if (stat(argv[i], &st) != 0) {
+      fprintf(stderr, "%s: no such corpus\n", argv[i]);
+      bad++;
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      if (one(argv[i])) count++;
+      else bad++;
+      continue;
+    }
     DIR *d = opendir(argv[i]);
+    if (!d) {
+      fprintf(stderr, "%s: cannot open the corpus\n", argv[i]);
+      bad++;
+      continue;
+    }
     struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
+    while ((e = readdir(d)) != NULL) {
       if (e->d_name[0] == '.') continue;
       char p[4096];
-      snprintf(p, sizeof p, "%s/%s", argv[i], e->d_name);
-      count += one(p);
+      if (snprintf(p, sizeof p, "%s/%s", argv[i], e->d_name) >= (int)sizeof p) {
+        bad++;
+        continue;
+      }
+      if (one(p)) count++;
+      else bad++;
     }
-    if (d) closedir(d);
+    closedir(d);
   }
-  printf("replayed %d inputs: %d passed, 0 failed\n", count, count);
-  return 0;
+  if (count == 0 && bad == 0) {
+    fprintf(stderr, "no input replayed\n");
+    bad = 1;
+  }
+  printf("replayed %d inputs: %d passed, %d failed\n", count, count, bad);
+  return bad ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 /* A minimal test harness: CHECK counts, prints failures with file and line, and the last line
- * of every test program is "N passed, N failed" (the closing line CI reads). */
+ * of every test program is "N passed, N failed" (the closing line CI reads). A program that ran
+ * no check at all fails. */
 #ifndef FERRY_TEST_CHECK_H
 #define FERRY_TEST_CHECK_H
 
@@ -54,7 +55,12 @@ static int check_passed, check_failed;
     }                                                                                             \
   } while (0)
 
+/* A test program that checked nothing proves nothing: it fails. */
 static inline int check_done(const char *name) {
+  if (check_passed + check_failed == 0) {
+    fprintf(stderr, "%s: no check ran\n", name);
+    check_failed = 1;
+  }
   printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);
   return check_failed ? 1 : 0;
 }

@@ -76,7 +76,7 @@ static const struct {
     {"name: a\nlabels: [x, y]\n", ":2:", "expected a map"},
     {"name: a\nlabels:\n  'bad key!': x\n", ":3:", "not a valid label key"},
     {"name: a\nlabels: {site: \"two words\"}\n", ":2:", "labels.site"},
-    {"name: a\nlisten: [1\n", ":3:", ""},            /* YAML syntax error */
+    {"name: a\nlisten: [1\n", ":3:", "while parsing a flow sequence"}, /* YAML syntax error */
     {"name: a\nname: b\n", ":2:", "duplicate key"},
     {"- just\n- a list\n", ":1:", "expected a map"},
     {"name: &x a\nlisten: *x\n", ":2:", "aliases"},

@@ -64,6 +64,66 @@ static void test_every_chunk_size(void) {
   }
 }
 
+/* A consumer that pauses after every frame (as ferryd does while a blob chunk is on a worker):
+ * input fed meanwhile is held, resume delivers it, and in every chunk size the frames arrive once,
+ * in order, never while paused. */
+struct pausing {
+  struct seen s;
+  int paused;
+  int delivered_while_paused;
+};
+static int pause_each(void *ud, const fy_frame *f) {
+  struct pausing *p = ud;
+  if (p->paused) p->delivered_while_paused++;
+  collect(&p->s, f);
+  p->paused = 1;
+  return FY_FRAME_PAUSE;
+}
+
+static void test_pause_every_chunk_size(void) {
+  for (size_t chunk = 1; chunk <= sizeof golden; chunk++) {
+    fy_frame_decoder d;
+    struct pausing p = {0};
+    int rc = FY_OK;
+    fy_frame_decoder_init(&d, 1024);
+    for (size_t off = 0; off < sizeof golden; off += chunk) {
+      size_t n = sizeof golden - off < chunk ? sizeof golden - off : chunk;
+      rc = fy_frame_decoder_feed(&d, golden + off, n, pause_each, &p);
+      if (rc != FY_OK && rc != FY_FRAME_PAUSE) break;
+      /* the consumer finishes its work some time later: resume until it pauses again or all is in */
+      while (p.paused && rc == FY_FRAME_PAUSE && off + n >= sizeof golden) {
+        p.paused = 0;
+        rc = fy_frame_decoder_resume(&d, pause_each, &p);
+      }
+      if (p.paused && (chunk % 2)) { /* in odd sizes also resume between feeds */
+        p.paused = 0;
+        rc = fy_frame_decoder_resume(&d, pause_each, &p);
+      }
+    }
+    while (p.paused) {
+      p.paused = 0;
+      rc = fy_frame_decoder_resume(&d, pause_each, &p);
+    }
+    CHECK(rc == FY_OK || rc == FY_FRAME_PAUSE);
+    CHECK_INT(p.delivered_while_paused, 0);
+    CHECK_INT(p.s.count, 3);
+    CHECK_INT(p.s.types[0], FY_FT_HELLO);
+    CHECK(memcmp(p.s.payload0, "{\"a\":1}", 7) == 0);
+    CHECK_INT(p.s.types[1], FY_FT_COMMIT);
+    CHECK_INT(p.s.types[2], FY_FT_BLOB);
+    CHECK_INT(p.s.lens[2], 3);
+    fy_frame_decoder_free(&d);
+  }
+  /* What waits while paused has a ceiling. */
+  fy_frame_decoder d;
+  struct pausing p = {0};
+  fy_frame_decoder_init(&d, 1024);
+  CHECK_INT(fy_frame_decoder_feed(&d, golden, sizeof golden, pause_each, &p), FY_FRAME_PAUSE);
+  static uint8_t big[FY_FRAME_MAX + 1];
+  CHECK_INT(fy_frame_decoder_feed(&d, big, sizeof big, pause_each, &p), FY_ETOOBIG);
+  fy_frame_decoder_free(&d);
+}
+
 static void test_round_trip_large(void) {
   size_t n = 300000;
   uint8_t *payload = malloc(n);
@@ -174,6 +234,7 @@ static void test_type_names(void) {
 int main(void) {
   test_encode_golden();
   test_every_chunk_size();
+  test_pause_every_chunk_size();
   test_round_trip_large();
   test_ceiling();
   test_garbage();

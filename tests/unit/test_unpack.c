@@ -29,6 +29,8 @@ static void tw_put(struct tw *t, const void *p, size_t n) {
 }
 
 static void tw_entry(struct tw *t, const char *name, char type, const char *link, const char *data, size_t size) {
+  if (strlen(name) >= 100) /* a GNU long name entry first, as GNU tar writes it */
+    tw_entry(t, "././@LongLink", 'L', NULL, name, strlen(name) + 1);
   uint8_t h[512];
   memset(h, 0, sizeof h);
   snprintf((char *)h, 100, "%s", name);
@@ -60,8 +62,10 @@ static void tw_end(struct tw *t) {
 
 static void write_file(const char *path, const void *p, size_t n) {
   FILE *f = fopen(path, "wb");
-  fwrite(p, 1, n, f);
-  fclose(f);
+  if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
+    fprintf(stderr, "cannot write %s\n", path);
+    abort();
+  }
 }
 
 static int exists(const char *rel) {
@@ -134,7 +138,11 @@ struct hostile {
 static void one_hostile(int walk, void (*build)(struct tw *), const struct hostile *h) {
   struct tw t = {0};
   char err[512] = "";
+  char outside_file[300];
   reset_root();
+  /* Something outside the root for an escaping whiteout to delete. */
+  snprintf(outside_file, sizeof outside_file, "%s/outside/file", base);
+  write_file(outside_file, "keep", 4);
   build(&t);
   tw_end(&t);
   int rc = unpack(&t, walk, 1 << 20, err, sizeof err);
@@ -143,6 +151,8 @@ static void one_hostile(int walk, void (*build)(struct tw *), const struct hosti
   CHECK_CONTAINS(err, h->msg);
   CHECK(!exists("outside/pwned"));
   CHECK(!exists("pwned"));
+  if (!exists("outside/file")) fprintf(stderr, "case '%s' (walk=%d) deleted a file outside the root\n", h->what, walk);
+  CHECK(exists("outside/file"));
   free(t.p);
 }
 
@@ -192,14 +202,44 @@ static void test_hostile(int walk) {
       {b_whiteout_through_link, {"a whiteout through a symlink", FY_EUNSAFE, "symlink"}},
       {b_too_big, {"a layer past max_bytes", FY_ETOOBIG, "max_release_bytes"}},
   };
-  char outside_file[300];
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    one_hostile(walk, cases[i].build, &cases[i].h);
-    snprintf(outside_file, sizeof outside_file, "%s/outside/file", base);
-    write_file(outside_file, "keep", 4);
-  }
-  /* The whiteout cases must not have removed the outside file. */
-  CHECK(exists("outside/file"));
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) one_hostile(walk, cases[i].build, &cases[i].h);
+}
+
+/* One depth limit: the deepest name a layer may create is removable again, with the release and
+ * rootfs directories above it; one level more is refused up front. */
+static void test_depth_limit(void) {
+  char deep[4 * FY_UNPACK_MAX_DEPTH + 8], err[512];
+  size_t n = 0;
+  for (int i = 0; i < FY_UNPACK_MAX_DEPTH - 1; i++) n += (size_t)snprintf(deep + n, sizeof deep - n, "d/");
+  snprintf(deep + n, sizeof deep - n, "f");
+  struct tw t = {0};
+  reset_root();
+  tw_entry(&t, deep, '0', NULL, "x", 1); /* FY_UNPACK_MAX_DEPTH components: fine */
+  tw_end(&t);
+  CHECK_INT(unpack(&t, 0, 1 << 20, err, sizeof err), FY_OK);
+  free(t.p);
+  memset(&t, 0, sizeof t);
+  char deeper[sizeof deep + 4];
+  snprintf(deeper, sizeof deeper, "d/%s", deep);
+  tw_entry(&t, deeper, '0', NULL, "x", 1);
+  tw_end(&t);
+  CHECK_INT(unpack(&t, 1, 1 << 20, err, sizeof err), FY_ETOOBIG);
+  CHECK_CONTAINS(err, "levels deep");
+  free(t.p);
+  /* base/rel/<id>/rootfs/d/.../f, removed from base/rel as GC does */
+  char cmd[900];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s/rel/id' && mv '%s/root' '%s/rel/id/rootfs'", base, base, base);
+  CHECK_INT(system(cmd), 0);
+  char rel[300];
+  snprintf(rel, sizeof rel, "%s/rel", base);
+  int dfd = open(rel, O_RDONLY | O_DIRECTORY);
+  CHECK_INT(fy_remove_tree(dfd, "id"), FY_OK);
+  close(dfd);
+  CHECK(!exists("rel/id"));
+  CHECK_INT(fy_remove_path(rel), FY_OK);
+  CHECK(!exists("rel"));
+  CHECK_INT(fy_remove_path(rel), FY_OK); /* gone already: nothing to do */
+  mkdir(rel, 0755);
 }
 
 static void test_zstd_window(void) {
@@ -319,6 +359,7 @@ int main(void) {
   test_good_layers(1);
   test_hostile(0);
   test_hostile(1);
+  test_depth_limit();
   printf("resolver without force_walk: %s\n", used_openat2 ? "openat2(RESOLVE_IN_ROOT)" : "O_NOFOLLOW walk (no openat2 here)");
   test_zstd_window();
   test_tar_chunks();

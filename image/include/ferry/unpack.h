@@ -33,8 +33,18 @@ typedef struct fy_unpack_stats {
 int fy_unpack_layer(int rootfd, const char *layer_path, fy_media_kind kind, const fy_unpack_opts *o,
                     fy_unpack_stats *st, char *err, size_t errlen) FY_WUR;
 
+/* One depth limit for what the unpacker creates and what fy_remove_tree removes: a layer's names
+ * have at most FY_UNPACK_MAX_DEPTH components (deeper is FY_ETOOBIG), and fy_remove_tree goes
+ * FY_UNPACK_MAX_DEPTH levels plus FY_REMOVE_MARGIN (the release and rootfs directories above an
+ * unpacked root) deep, so anything an unpack made can be removed again. */
+#define FY_UNPACK_MAX_DEPTH 128
+#define FY_REMOVE_MARGIN 8
+
 /* Removes a directory tree below dirfd (name may be "."-free relative path), not following
- * symlinks. Depth-bounded. */
+ * symlinks. Depth-bounded (see above): FY_ETOOBIG past it. Blocking. */
 int fy_remove_tree(int dirfd, const char *name) FY_WUR;
+
+/* fy_remove_tree for a path (its parent is opened first). A missing path is FY_OK. Blocking. */
+int fy_remove_path(const char *path) FY_WUR;
 
 #endif

@@ -62,8 +62,12 @@ int fy_frame_header(uint8_t out[FY_FRAME_HEADER], uint8_t type, uint8_t flags, s
 int fy_frame_append(fy_buf *b, uint8_t type, uint8_t flags, const void *payload, size_t len,
                     size_t max_payload) FY_WUR;
 
-/* Returns FY_OK to continue, or a negative code that stops the decoder and is returned by feed. */
+/* Returns FY_OK to continue, FY_FRAME_PAUSE when the frame is taken but no more may come until
+ * fy_frame_decoder_resume (its consumer works on it elsewhere: a blob chunk being written), or a
+ * negative code that stops the decoder and is returned by feed. The payload is only valid during
+ * the callback: a consumer that pauses copies what it needs. */
 typedef int (*fy_frame_cb)(void *ud, const fy_frame *f);
+#define FY_FRAME_PAUSE 1
 
 typedef struct fy_frame_decoder {
   uint8_t hdr[FY_FRAME_HEADER];
@@ -71,6 +75,8 @@ typedef struct fy_frame_decoder {
   fy_buf payload;    /* ceiling: max_payload */
   uint32_t want;     /* payload length announced by the current header */
   int failed;        /* sticky: once a stream is bad, it stays bad */
+  int paused;
+  fy_buf held;       /* input that arrived after a pause, ceiling FY_FRAME_MAX */
   size_t max_payload;
 } fy_frame_decoder;
 
@@ -78,9 +84,13 @@ typedef struct fy_frame_decoder {
 void fy_frame_decoder_init(fy_frame_decoder *d, size_t max_payload);
 void fy_frame_decoder_free(fy_frame_decoder *d);
 /* Consumes all n bytes, calling cb for each complete frame.
+ * Returns FY_OK, or FY_FRAME_PAUSE when cb paused (the rest of the input is held; so is anything
+ * fed while paused, up to FY_FRAME_MAX bytes, past which FY_ETOOBIG).
  * Errors: FY_EPROTO (bad magic), FY_ETOOBIG (length over the ceiling), FY_ENOMEM, or what cb
  * returned. After an error the decoder refuses further input with the same code. */
 int fy_frame_decoder_feed(fy_frame_decoder *d, const uint8_t *p, size_t n, fy_frame_cb cb,
                           void *ud) FY_WUR;
+/* Ends a pause: delivers what was held (which may pause again). Same returns as feed. */
+int fy_frame_decoder_resume(fy_frame_decoder *d, fy_frame_cb cb, void *ud) FY_WUR;
 
 #endif

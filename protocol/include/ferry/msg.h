@@ -40,4 +40,24 @@ int fy_msg_send_error(fy_session *s, int code, const char *message) FY_WUR;
 /* Reads an error frame's code and message (bounded); code is FY_EPEER if missing. */
 void fy_msg_error_fields(const json_t *obj, int *code, const char **message);
 
+/* What a node ended in, for one push or request: one enum, one name table. The names are what
+ * the result frame's "result" field and the --json reports carry. */
+#define FY_RESULT_MAP(X)               \
+  X(NONE, "")                          \
+  X(DEPLOYED, "deployed")              \
+  X(UNCHANGED, "unchanged")            \
+  X(ROLLED_BACK, "rolled-back")        \
+  X(FAILED, "failed")                  \
+  X(SKIPPED, "skipped")                \
+  X(UPGRADING, "upgrading")            \
+  X(NOT_REACHED, "not-reached")
+typedef enum {
+#define FY_RESULT_ENUM(name, text) FY_RESULT_##name,
+  FY_RESULT_MAP(FY_RESULT_ENUM)
+#undef FY_RESULT_ENUM
+} fy_result;
+const char *fy_result_name(fy_result r);
+/* FY_RESULT_NONE for NULL or a name not in the table (a peer's text is never trusted). */
+fy_result fy_result_parse(const char *name);
+
 #endif

@@ -15,6 +15,7 @@ typedef struct fy_session {
   fy_frame_cb on_frame;
   void *ud;
   int ready_reported;
+  int paused;        /* a frame callback paused: no frame is delivered until fy_session_resume */
 } fy_session;
 
 /* Sets up a session. on_frame may return FY_OK to go on or a negative code to stop. */
@@ -25,6 +26,12 @@ void fy_session_free(fy_session *s); /* NULL-safe */
 /* Feeds ciphertext, advances the handshake, decodes and delivers frames.
  * Returns FY_OK, FY_EEOF when the peer closed cleanly, or an error (TLS, frame, callback). */
 int fy_session_recv(fy_session *s, const uint8_t *p, size_t n) FY_WUR;
+
+/* After a frame callback returned FY_FRAME_PAUSE, recv only buffers ciphertext (the owner stops
+ * reading the socket) until resume, which delivers what waits and reads on. Same returns as
+ * recv. */
+static inline int fy_session_paused(const fy_session *s) { return s->paused; }
+int fy_session_resume(fy_session *s) FY_WUR;
 
 /* Nonzero exactly once: on the first call after the handshake completed. */
 int fy_session_became_ready(fy_session *s);
