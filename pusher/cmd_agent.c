@@ -62,44 +62,33 @@ typedef struct install {
   int uid, systemd;
 } install;
 
-static void paths_script(const install *in, char *buf, size_t len) {
-  char qp[2200];
-  if (fy_sh_quote(in->prefix, qp, sizeof qp) != FY_OK) qp[0] = '\0';
-  snprintf(buf, len,
-           "P=%s\n"
-           "BIN_DIR=\"$P/usr/local/lib/ferry\"; CONF_DIR=\"$P/etc/ferry\"; STATE=\"$P/var/lib/ferry\"\n"
-           "UNIT=\"$P/etc/systemd/system/ferryd.service\"; LOG=\"$P/var/log/ferryd.log\"; PIDF=\"$P/run/ferryd.pid\"\n"
-           "msg() { echo \"ferry-agent: $*\" >&2; }\n"
-           /* stop whatever runs: systemd's unit, else the pid file's process (TERM, then KILL) */
-           "stop_agent() {\n"
-           "  if [ -z \"$P\" ] && [ -d /run/systemd/system ] && [ -f \"$UNIT\" ]; then systemctl stop ferryd.service || true; fi\n"
-           "  if [ -f \"$PIDF\" ]; then pid=$(cat \"$PIDF\"); i=0\n"
-           "    if kill -0 \"$pid\" 2>/dev/null && grep -q ferryd \"/proc/$pid/cmdline\" 2>/dev/null; then kill -TERM \"$pid\"\n"
-           "      while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
-           "      kill -KILL \"$pid\" 2>/dev/null || true; fi\n"
-           "    rm -f \"$PIDF\"; fi\n"
-           /* an agent the upgrade watchdog restarted has another pid: find it by its binary */
-           "  for d in /proc/[0-9]*; do\n"
-           "    if { tr '\\000' ' ' < \"$d/cmdline\"; } 2>/dev/null | grep -q \"^$BIN_DIR/ferryd\\(.prev\\)\\? --config\"; then\n"
-           "      kill -TERM \"${d#/proc/}\" 2>/dev/null; i=0; while kill -0 \"${d#/proc/}\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
-           "      kill -KILL \"${d#/proc/}\" 2>/dev/null || true; fi\n"
-           "  done\n"
-           "}\n",
-           qp);
+/* The device-side scripts (the files in pusher/device/, embedded at build time). */
+extern const char fy_device_common[], fy_device_probe[], fy_device_install[], fy_device_uninstall[];
+
+/* What one ssh session runs: the parameters as shell-quoted FERRY_* assignments, common.sh, then
+ * the script. params: "NAME=value" lines (values quoted here). FY_ETOOBIG when it does not fit. */
+static int device_script(char *buf, size_t len, const char *const *params, size_t nparams, const char *body) {
+  size_t o = 0;
+  for (size_t i = 0; i < nparams; i++) {
+    const char *eq = strchr(params[i], '=');
+    char q[2400];
+    if (!eq || fy_sh_quote(eq + 1, q, sizeof q) != FY_OK) return FY_ETOOBIG;
+    int n = snprintf(buf + o, len - o, "%.*s=%s\n", (int)(eq - params[i]), params[i], q);
+    if (n < 0 || (size_t)n >= len - o) return FY_ETOOBIG;
+    o += (size_t)n;
+  }
+  int n = snprintf(buf + o, len - o, "%s\n%s", fy_device_common, body);
+  return n < 0 || (size_t)n >= len - o ? FY_ETOOBIG : FY_OK;
 }
 
 static int probe(install *in) {
-  char script[8192], paths[4096], err[600];
-  paths_script(in, paths, sizeof paths);
-  /* FERRY_PROBE_SH: which file stands for the device's userland. Only the tests set it (to
-   * play a riscv64 device through sshd's SetEnv); a device's /bin/sh is what runs its programs. */
-  snprintf(script, sizeof script,
-           "%s"
-           "sh_path=\"${FERRY_PROBE_SH:-/bin/sh}\"\n"
-           "echo \"uname=$(uname -m)\"; echo \"uid=$(id -u)\"\n"
-           "echo \"elf=$(od -An -tx1 -N 52 \"$sh_path\" | tr -d ' \\n')\"\n"
-           "if [ -d /run/systemd/system ]; then echo systemd=1; else echo systemd=0; fi\n",
-           paths);
+  char script[16384], err[600], pfx[1100];
+  snprintf(pfx, sizeof pfx, "FERRY_PREFIX=%s", in->prefix);
+  const char *params[] = {pfx};
+  if (device_script(script, sizeof script, params, 1, fy_device_probe) != FY_OK) {
+    fy_cli_err("--prefix is too long");
+    return 1;
+  }
   fy_ssh_result r;
   int rc = fy_ssh_run(&in->ssh, script, NULL, SSH_TIMEOUT_S, &r);
   if (rc != FY_OK) {
@@ -279,78 +268,18 @@ static int stage(install *in, const char *dir, char *tarpath, size_t tplen) {
 }
 
 static int remote_install(install *in, const char *tarpath, char *mode, size_t modelen) {
-  char script[16384], paths[4096], err[2400];
+  char script[16384], err[2400], pfx[1100], need[48], reconf[32], sysd[32];
   struct stat st;
   long need_kb = stat(tarpath, &st) == 0 ? (long)(st.st_size / 1024) * 2 + 1024 : 8192;
-  paths_script(in, paths, sizeof paths);
-  snprintf(script, sizeof script,
-           "%s"
-           "NEED_KB=%ld; RECONF=%d; USE_SYSTEMD=%d\n"
-           "set -e\n"
-           "d=\"$P/\"; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n"
-           "avail=$(df -Pk \"$d\" | awk 'NR==2 {print $4}')\n"
-           "if [ \"${avail:-0}\" -lt \"$NEED_KB\" ]; then msg \"no space on the device: ${avail:-0} KiB free in $d, the agent "
-           "needs $NEED_KB KiB\"; exit 4; fi\n"
-           "tmp=$(df -Pk /tmp | awk 'NR==2 {print $4}')\n"
-           "if [ -d \"$BIN_DIR\" ]; then S=\"$BIN_DIR/.install.$$\"; elif [ \"${tmp:-0}\" -ge \"$NEED_KB\" ]; then S=$(mktemp -d); "
-           "else S=\"$d/.ferry-install.$$\"; fi\n"
-           "mkdir -p \"$S\"\n"
-           "cleanup() { rm -rf \"$S\"; rm -f \"$BIN_DIR/ferryd.new\" \"$UNIT.new\" \"$CONF_DIR/ferryd.yaml.new\"; }\n"
-           "trap cleanup EXIT\n"
-           "tar -xf - -C \"$S\" || { msg \"cannot unpack the agent's files (no space?)\"; exit 4; }\n"
-           "v=$(\"$S/ferryd\" --version 2>&1) || { msg \"the new ferryd does not run on this device: $v\"; exit 5; }\n"
-           "case \"$v\" in ferryd*) ;; *) msg \"the new ferryd answered '$v' to --version\"; exit 5;; esac\n"
-           "for dir in \"$BIN_DIR\" \"$CONF_DIR\" \"$STATE\" \"$P/var/log\" \"$P/run\"; do mkdir -p \"$dir\"; done\n"
-           "chmod 700 \"$STATE\"\n"
-           "cp \"$S/ferryd\" \"$BIN_DIR/ferryd.new\" && chmod 755 \"$BIN_DIR/ferryd.new\" || { msg \"cannot copy ferryd to $BIN_DIR (no space?)\"; exit 4; }\n"
-           "if [ ! -f \"$CONF_DIR/ferryd.yaml\" ] || [ \"$RECONF\" = 1 ]; then cp \"$S/ferryd.yaml\" \"$CONF_DIR/ferryd.yaml.new\"; fi\n"
-           "if [ \"$USE_SYSTEMD\" = 1 ]; then mkdir -p \"$(dirname \"$UNIT\")\"; cp \"$S/ferryd.service\" \"$UNIT.new\"; fi\n"
-           "upgrade=0; [ -f \"$BIN_DIR/ferryd\" ] && upgrade=1\n"
-           /* waits until the agent listens (direct start) or stays active (systemd); 0 when it does */
-           "started() {\n"
-           "  if [ \"$USE_SYSTEMD\" = 1 ]; then systemctl daemon-reload; systemctl enable ferryd.service >/dev/null 2>&1\n"
-           "    systemctl restart ferryd.service || return 1; sleep 2; systemctl is-active --quiet ferryd.service; return $?; fi\n"
-           "  n0=$(wc -l < \"$LOG\" 2>/dev/null || echo 0)\n"
-           "  (cd / && exec setsid \"$BIN_DIR/ferryd\" --config \"$CONF_DIR/ferryd.yaml\" </dev/null >>\"$LOG\" 2>&1) &\n"
-           "  echo $! > \"$PIDF\"; i=0\n"
-           "  while [ $i -lt 150 ]; do\n"
-           "    kill -0 \"$(cat \"$PIDF\")\" 2>/dev/null || return 1\n"
-           "    tail -n +$((n0 + 1)) \"$LOG\" | grep -q 'listening on' && return 0\n"
-           "    sleep 0.1; i=$((i+1)); done\n"
-           "  return 1\n"
-           "}\n"
-           /* from here on: in place; a new agent that does not start is undone */
-           "stop_agent\n"
-           "if [ -f \"$BIN_DIR/ferryd\" ]; then ln -f \"$BIN_DIR/ferryd\" \"$BIN_DIR/ferryd.prev\"; fi\n"
-           "mv -f \"$BIN_DIR/ferryd.new\" \"$BIN_DIR/ferryd\"\n"
-           "rm -rf \"$CONF_DIR/ferryd.yaml.prev\" \"$CONF_DIR/identity.prev\"\n"
-           "if [ -f \"$CONF_DIR/ferryd.yaml.new\" ]; then [ -f \"$CONF_DIR/ferryd.yaml\" ] && cp -p \"$CONF_DIR/ferryd.yaml\" \"$CONF_DIR/ferryd.yaml.prev\"; "
-           "mv -f \"$CONF_DIR/ferryd.yaml.new\" \"$CONF_DIR/ferryd.yaml\"; conf=written; else conf=kept; fi\n"
-           "if [ ! -f \"$CONF_DIR/identity/key.pem\" ] || [ \"$RECONF\" = 1 ]; then [ -d \"$CONF_DIR/identity\" ] && mv \"$CONF_DIR/identity\" \"$CONF_DIR/identity.prev\"; "
-           "mkdir -m 700 \"$CONF_DIR/identity\"; cp \"$S/identity/ca.pem\" \"$S/identity/cert.pem\" \"$CONF_DIR/identity/\"; "
-           "(umask 077; cp \"$S/identity/key.pem\" \"$CONF_DIR/identity/key.pem\"); chmod 600 \"$CONF_DIR/identity/key.pem\"; "
-           "ident=written; else ident=kept; fi\n"
-           "if [ \"$USE_SYSTEMD\" = 1 ]; then mv -f \"$UNIT.new\" \"$UNIT\"; mode=systemd; else mode=direct; fi\n"
-           "if ! started; then\n"
-           "  msg \"the new ferryd did not start:\"; tail -n +$((${n0:-0} + 1)) \"$LOG\" 2>/dev/null | tail -n 5 | sed 's/^/ferry-agent:   /' >&2\n"
-           "  stop_agent\n"
-           "  if [ \"$upgrade\" = 1 ]; then\n"
-           "    mv -f \"$BIN_DIR/ferryd.prev\" \"$BIN_DIR/ferryd\"\n"
-           "    [ -f \"$CONF_DIR/ferryd.yaml.prev\" ] && mv -f \"$CONF_DIR/ferryd.yaml.prev\" \"$CONF_DIR/ferryd.yaml\"\n"
-           "    [ -d \"$CONF_DIR/identity.prev\" ] && { rm -rf \"$CONF_DIR/identity\"; mv \"$CONF_DIR/identity.prev\" \"$CONF_DIR/identity\"; }\n"
-           "    if started; then msg \"the previous ferryd is back and running\"; else msg \"the previous ferryd does not start either\"; fi\n"
-           "  else\n"
-           "    [ \"$USE_SYSTEMD\" = 1 ] && { systemctl disable ferryd.service >/dev/null 2>&1; rm -f \"$UNIT\"; systemctl daemon-reload; }\n"
-           "    rm -rf \"$BIN_DIR\" \"$CONF_DIR\" \"$STATE\" \"$LOG\" \"$PIDF\"\n"
-           "    if [ -n \"$P\" ]; then for d in usr/local/lib usr/local usr etc/systemd/system etc/systemd etc var/lib var/log var run; "
-           "do rmdir \"$P/$d\" 2>/dev/null || true; done; rmdir \"$P\" 2>/dev/null || true; fi\n"
-           "    msg \"nothing was installed\"\n"
-           "  fi\n"
-           "  exit 6\n"
-           "fi\n"
-           "rm -rf \"$CONF_DIR/ferryd.yaml.prev\" \"$CONF_DIR/identity.prev\"\n"
-           "echo \"mode=$mode upgrade=$upgrade conf=$conf ident=$ident\"\n",
-           paths, need_kb, in->reconfigure, in->systemd && !in->prefix[0]);
+  snprintf(pfx, sizeof pfx, "FERRY_PREFIX=%s", in->prefix);
+  snprintf(need, sizeof need, "FERRY_NEED_KB=%ld", need_kb);
+  snprintf(reconf, sizeof reconf, "FERRY_RECONFIGURE=%d", in->reconfigure ? 1 : 0);
+  snprintf(sysd, sizeof sysd, "FERRY_SYSTEMD=%d", in->systemd && !in->prefix[0]);
+  const char *params[] = {pfx, need, reconf, sysd};
+  if (device_script(script, sizeof script, params, 4, fy_device_install) != FY_OK) {
+    fy_cli_err("--prefix is too long");
+    return 1;
+  }
   const char *wrapped = script;
   char *sudo = NULL;
   if (in->uid != 0 && !in->prefix[0]) { /* ferryd runs as root: through sudo, without a prompt */
@@ -704,23 +633,14 @@ int fy_cmd_uninstall_agent(int argc, char **argv) {
     return 0;
   }
   if (rc) return rc;
-  char script[8192], paths[4096], err[800];
-  paths_script(&in, paths, sizeof paths);
-  snprintf(script, sizeof script,
-           "%s"
-           "KEEP=%d\n"
-           "if [ ! -f \"$BIN_DIR/ferryd\" ] && [ ! -d \"$CONF_DIR\" ]; then msg \"no ferryd installed under ${P:-/}\"; exit 3; fi\n"
-           "if [ -z \"$P\" ] && [ -d /run/systemd/system ] && [ -f \"$UNIT\" ]; then systemctl disable --now ferryd.service "
-           ">/dev/null 2>&1 || true; fi\n"
-           "stop_agent\n"
-           "rm -f \"$UNIT\"; [ -z \"$P\" ] && [ -d /run/systemd/system ] && systemctl daemon-reload || true\n"
-           "rm -rf \"$BIN_DIR\" \"$CONF_DIR\" \"$LOG\" \"$LOG.start\" \"$PIDF\"\n"
-           "if [ \"$KEEP\" = 0 ]; then rm -rf \"$STATE\"; fi\n"
-           /* the directories install-agent made under the prefix, when nothing else is in them */
-           "if [ -n \"$P\" ]; then for d in usr/local/lib usr/local usr etc/systemd/system etc/systemd etc var/lib var/log var run; "
-           "do rmdir \"$P/$d\" 2>/dev/null || true; done; rmdir \"$P\" 2>/dev/null || true; fi\n"
-           "echo removed\n",
-           paths, in.keep_state);
+  char script[16384], err[800], pfx[1100], keep[32];
+  snprintf(pfx, sizeof pfx, "FERRY_PREFIX=%s", in.prefix);
+  snprintf(keep, sizeof keep, "FERRY_KEEP_STATE=%d", in.keep_state ? 1 : 0);
+  const char *params[] = {pfx, keep};
+  if (device_script(script, sizeof script, params, 2, fy_device_uninstall) != FY_OK) {
+    fy_cli_err("--prefix is too long");
+    return 1;
+  }
   fy_ssh_result r;
   rc = fy_ssh_run(&in.ssh, script, NULL, SSH_TIMEOUT_S, &r);
   if (rc != FY_OK) {

@@ -34,10 +34,14 @@ cp /var/lib/dpkg/arch "$T/dpkg/arch" 2>/dev/null || printf 'amd64\narm64\narmhf\
 # A fresh machine: no foreign package installed yet.
 awk -v RS= -v ORS='\n\n' '!/\nArchitecture: (arm64|armhf)\n/' /var/lib/dpkg/status > "$T/dpkg/status"
 
-removed=$(cd "$T/state/lists" && ls | grep -E '_dists_[a-z]+-(security|updates)_.*binary-(arm64|armhf)_Packages' || true)
-[ -n "$removed" ] || { echo "skip: no update suite in this machine's apt sources"; exit 77; }
-(cd "$T/state/lists" && rm -f $removed)
-echo "removed from the copy: $(echo $removed)"
+removed=()
+for f in "$T"/state/lists/*_dists_*-security_*binary-arm64_Packages* "$T"/state/lists/*_dists_*-security_*binary-armhf_Packages* \
+         "$T"/state/lists/*_dists_*-updates_*binary-arm64_Packages* "$T"/state/lists/*_dists_*-updates_*binary-armhf_Packages*; do
+  [ -f "$f" ] && removed+=("$f")
+done
+[ ${#removed[@]} -gt 0 ] || { echo "skip: no update suite in this machine's apt sources"; exit 77; }
+rm -f "${removed[@]}"
+echo "removed from the copy: ${removed[*]##*/}"
 
 OPTS="-o Dir::State=$T/state -o Dir::State::status=$T/dpkg/status -o Dir::Cache=$T/cache"
 OPTS+=" -o Dir::Etc::SourceList=$T/etc/sources.list -o Dir::Etc::SourceParts=$T/etc/sources.list.d"
