@@ -24,6 +24,7 @@
 
 #include "agent.h"
 #include "ferry/elf.h"
+#include "ferry/text.h"
 #include "apps.h"
 #include "ferry/fsutil.h"
 #include "ferry/store.h"
@@ -91,7 +92,7 @@ static void read_link(const char *dir, const char *name, char *out, size_t len) 
   if (n <= 0) return;
   buf[n] = '\0';
   const char *id = strncmp(buf, "releases/", 9) == 0 ? buf + 9 : buf;
-  snprintf(out, len, "%s", id);
+  if (fy_path_fmt(out, len, "%s", id) != FY_OK) out[0] = '\0'; /* too long for a release id: names none */
 }
 
 static int set_link(const char *dir, const char *name, const char *id) {
@@ -587,7 +588,7 @@ static int check_elf(fy_app *app, const char *host_path, const char *shown) {
   uint8_t h[FY_ELF_HEADER];
   int fd = open(host_path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    snprintf(app->exec_error, sizeof app->exec_error, "cannot execute %s: %s", shown, strerror(errno));
+    fy_text_fmt(app->exec_error, sizeof app->exec_error, "cannot execute %s: %s", shown, strerror(errno));
     return FY_EEXEC;
   }
   ssize_t n = read(fd, h, sizeof h);
@@ -600,7 +601,7 @@ static int check_elf(fy_app *app, const char *host_path, const char *shown) {
   for (size_t k = 0; rc == FY_OK && k < f->naccepts; k++)
     if (strcmp(f->accepts[k].arch, p.arch) == 0) return FY_OK;
   char plat[FY_PLATFORM_STR];
-  snprintf(app->exec_error, sizeof app->exec_error, "exec format error: %s is %s, this node runs %s", shown, desc,
+  fy_text_fmt(app->exec_error, sizeof app->exec_error, "exec format error: %s is %s, this node runs %s", shown, desc,
            fy_platform_format(&f->platform, plat, sizeof plat));
   return FY_EEXEC;
 }
@@ -625,8 +626,8 @@ static int resolve_prog(const char *rootfs, const char *prog, json_t *env, char 
       dir[n] = '\0';
       char host[4400];
       struct stat st;
-      snprintf(host, sizeof host, "%s%s/%s", rootfs, dir, prog);
-      if (stat(host, &st) == 0 && S_ISREG(st.st_mode)) {
+      if (fy_path_fmt(host, sizeof host, "%s%s/%s", rootfs, dir, prog) == FY_OK && stat(host, &st) == 0 &&
+          S_ISREG(st.st_mode)) {
         snprintf(out, len, "%s/%s", dir, prog);
         return 1;
       }
@@ -656,8 +657,7 @@ static int resolve_user(const char *rootfs, const char *user, unsigned *uid, uns
   } else {
     char path[4200], *text = NULL;
     size_t len;
-    snprintf(path, sizeof path, "%s/etc/passwd", rootfs);
-    if (fy_file_read(path, 1 << 20, &text, &len) == FY_OK) {
+    if (fy_path_fmt(path, sizeof path, "%s/etc/passwd", rootfs) == FY_OK && fy_file_read(path, 1 << 20, &text, &len) == FY_OK) {
       char *save = NULL;
       for (char *line = strtok_r(text, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save)) {
         char *f[4] = {0};
@@ -754,7 +754,7 @@ int fy_app_start(fy_app *app) {
   if (use_wrapper) {
     char w0[4096];
     if (!fy_find_in_path(a->cfg.exec_wrapper[0], w0, sizeof w0)) {
-      snprintf(app->exec_error, sizeof app->exec_error, "exec_wrapper '%s' not found in PATH", a->cfg.exec_wrapper[0]);
+      fy_text_fmt(app->exec_error, sizeof app->exec_error, "exec_wrapper '%s' not found in PATH", a->cfg.exec_wrapper[0]);
       goto cleanup;
     }
     argv[nargv++] = strdup(w0);
@@ -831,7 +831,7 @@ int fy_app_start(fy_app *app) {
   close(fds[1]);
   fds[1] = -1;
   if (rc != 0) {
-    snprintf(app->exec_error, sizeof app->exec_error, "cannot execute %s: %s", prog, uv_strerror(rc));
+    fy_text_fmt(app->exec_error, sizeof app->exec_error, "cannot execute %s: %s", prog, uv_strerror(rc));
     app->proc_closing = 1;
     uv_close((uv_handle_t *)&app->proc, proc_spawn_failed_closed);
     goto cleanup;

@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "ferry/fsutil.h"
+#include "ferry/text.h"
 
 static int check_release(const fy_agent *a, const char *app, const char *link, int verify, int *problems) {
   char dir[4200], path[4400], target[512], id[512];
@@ -32,9 +33,8 @@ static int check_release(const fy_agent *a, const char *app, const char *link, i
     return ++*problems;
   }
   struct stat st;
-  snprintf(path, sizeof path, "%s/releases/%s/rootfs", dir, id);
-  int ok = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-  snprintf(path, sizeof path, "%s/releases/%s/run.json", dir, id);
+  int ok = fy_path_fmt(path, sizeof path, "%s/releases/%s/rootfs", dir, id) == FY_OK && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+  ok = ok && fy_path_fmt(path, sizeof path, "%s/releases/%s/run.json", dir, id) == FY_OK;
   char *text = NULL;
   size_t len;
   json_t *run = ok && fy_file_read(path, 1 << 20, &text, &len) == FY_OK ? json_loadb(text, len, 0, NULL) : NULL;
@@ -74,8 +74,7 @@ int fy_check_state(fy_agent *a, int verify) {
     check_release(a, e->d_name, "current", verify, &problems);
     check_release(a, e->d_name, "previous", verify, &problems);
     char rel[4400];
-    snprintf(rel, sizeof rel, "%s/%s/releases", apps, e->d_name);
-    DIR *r = opendir(rel);
+    DIR *r = fy_path_fmt(rel, sizeof rel, "%s/%s/releases", apps, e->d_name) == FY_OK ? opendir(rel) : NULL;
     struct dirent *re;
     while (r && (re = readdir(r)) != NULL) {
       size_t n = strlen(re->d_name);

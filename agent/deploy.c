@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "ferry/digest.h"
+#include "ferry/text.h"
 #include "ferry/fsutil.h"
 #include "ferry/msg.h"
 #include "ferry/oci.h"
@@ -631,7 +632,7 @@ static void unpack_work(void *ud) {
   snprintf(final, sizeof final, "%s/releases/%s", dir, d->release);
   snprintf(rootfs, sizeof rootfs, "%s/rootfs", partial);
   if ((rc = fy_mkdirs(rootfs, 0755)) != FY_OK) {
-    snprintf(d->work_err, sizeof d->work_err, "%s: %s", rootfs, fy_strerror(rc));
+    fy_text_fmt(d->work_err, sizeof d->work_err, "%s: %s", rootfs, fy_strerror(rc));
     goto out;
   }
   rootfd = open(rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

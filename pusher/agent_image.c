@@ -5,6 +5,7 @@
 
 #include "agent_image.h"
 #include "ferry/elf.h"
+#include "ferry/text.h"
 #include "ferry/fsutil.h"
 #include "ferry/oci.h"
 #include "pack.h"
@@ -50,9 +51,9 @@ int fy_agent_image_build(const char *dir, char *const *specs, size_t n, char *er
       break;
     }
     char stage[4400];
-    snprintf(stage, sizeof stage, "%s/.stage-%zu", dir, i);
-    snprintf(path, sizeof path, "%s/ferryd", stage);
-    rc = fy_mkdirs(stage, 0755);
+    rc = fy_path_fmt(stage, sizeof stage, "%s/.stage-%zu", dir, i);
+    if (rc == FY_OK) rc = fy_path_fmt(path, sizeof path, "%s/ferryd", stage);
+    if (rc == FY_OK) rc = fy_mkdirs(stage, 0755);
     if (rc == FY_OK) rc = fy_file_write_atomic(path, data, len, 0755);
     free(data);
     fy_packed packed;

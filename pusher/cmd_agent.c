@@ -28,6 +28,7 @@
 #include "ask.h"
 #include "cli.h"
 #include "ferry/unpack.h"
+#include "ferry/text.h"
 #include "ferry/elf.h"
 #include "ferry/fsutil.h"
 #include "ferry/selector.h"
@@ -317,7 +318,7 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
         said[o++] = *q;
       }
       said[o] = '\0';
-      snprintf(err, sizeof err, "%s: %s%s", in->ssh.dest, said,
+      fy_text_fmt(err, sizeof err, "%s: %s%s", in->ssh.dest, said,
                in->uid != 0 && strstr(r.err, "sudo") ? " (ferryd runs as root: log in as root, or allow sudo without a password)" : "");
       size_t l = strlen(err);
       while (l > 0 && err[l - 1] == '\n') err[--l] = '\0';

@@ -114,8 +114,9 @@ static int sim_up(int argc, char **argv) {
     return 1;
   }
   char cfg[2048];
-  int off = snprintf(cfg, sizeof cfg, "# ferry sim: board %s%s\nname: %s\nlisten: 127.0.0.1:%d\nstate_dir: %s/state\nidentity: %s/identity\nboard: %s\nlabels: {ferry.dev/emulated: \"%s\"}\n",
+  int off = snprintf(cfg, sizeof cfg - 512, "# ferry sim: board %s%s\nname: %s\nlisten: 127.0.0.1:%d\nstate_dir: %s/state\nidentity: %s/identity\nboard: %s\nlabels: {ferry.dev/emulated: \"%s\"}\n",
                      b->name, emulated ? " under qemu-user" : "", name, port, dir, dir, b->name, emulated ? "true" : "false");
+  if (off < 0 || (size_t)off >= sizeof cfg - 512) { fy_cli_err("the sim's paths are too long: %s", dir); free(boards); return 1; }
   if (emulated)
     snprintf(cfg + off, sizeof cfg - (size_t)off, "runtime:\n  exec_wrapper: [%s%s%s, -L, \"{rootfs}\"]\n", q,
              b->qemu_cpu[0] ? ", -cpu, " : "", b->qemu_cpu);

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "elfcheck.h"
 #include "ferry/board.h"
+#include "ferry/text.h"
 #include "ferry/fsutil.h"
 #include "ferry/unpack.h"
 #include "ferry/yaml.h"
@@ -47,7 +48,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
     return 1;
   }
   if ((rc = fy_layout_to_zstd(l, v, &conv, err, sizeof err)) != FY_OK) {
-    snprintf(res->error, sizeof res->error, "%s", err);
+    fy_text_fmt(res->error, sizeof res->error, "%s", err);
     goto out;
   }
   int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -57,7 +58,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
     char path[4200];
     fy_store_path(&l->store, &v->m.layers[i].digest, path, sizeof path);
     if ((rc = fy_unpack_layer(rootfd, path, v->m.layers[i].kind, &o, &st, err, sizeof err)) != FY_OK) {
-      snprintf(res->error, sizeof res->error, "unpack: %s", err);
+      fy_text_fmt(res->error, sizeof res->error, "unpack: %s", err);
       close(rootfd);
       goto out;
     }

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "ferry/version.h"
+#include "ferry/text.h"
 #include "push_node.h"
 #include "signing.h"
 
@@ -33,7 +34,7 @@ void fy_pnode_event(const fy_pnode *n, const char *fmt, ...) {
 static void node_fail(fy_pnode *n, int err, const char *msg) {
   n->result = FY_RESULT_FAILED;
   n->err = err;
-  snprintf(n->msg, sizeof n->msg, "%s", msg);
+  fy_text_fmt(n->msg, sizeof n->msg, "%s", msg);
   fy_conn_close(&n->conn, err, msg);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ferry/fsutil.h"
+#include "ferry/text.h"
 #include "ferry/yaml.h"
 #include "recipe.h"
 
@@ -137,7 +138,9 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   REQUIRE((cm != NULL) != (cmdn != NULL), n->line, "build: give exactly one of 'cmake' (a source dir) or 'command'");
   if (cm) {
     REQUIRE(scalar(cm) && cm->str[0], cm->line, "build.cmake: the CMake source directory, relative to the recipe");
-    snprintf(r->cmake_dir, sizeof r->cmake_dir, "%s%s%s", cm->str[0] == '/' ? "" : r->dir, cm->str[0] == '/' ? "" : "/", cm->str);
+    REQUIRE(fy_path_fmt(r->cmake_dir, sizeof r->cmake_dir, "%s%s%s", cm->str[0] == '/' ? "" : r->dir,
+                        cm->str[0] == '/' ? "" : "/", cm->str) == FY_OK,
+            cm->line, "build.cmake: the path is too long");
     if ((v = fy_yaml_get(n, "options")))
       REQUIRE(strlist(v, r->cmake_options, &r->ncmake_options, 0), v->line, "build.options: a list of CMake arguments");
   } else {

@@ -20,6 +20,7 @@
 #include "ask.h"
 #include "rollout.h"
 #include "ferry/work.h"
+#include "ferry/text.h"
 
 enum { X_NONE, X_UNREACHABLE, X_SELECTOR, X_AFFINITY, X_PLATFORM, X_REPLICAS, X_COUNT };
 
@@ -167,7 +168,7 @@ static void filter_nodes(struct rollout *r) {
     char err[1200];
     if (nacc == 0 || fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), &v, err, sizeof err) != FY_OK) {
       x->excluded = X_PLATFORM;
-      snprintf(x->why, sizeof x->why, "%s", nacc ? err : "the agent reported no platform");
+      fy_text_fmt(x->why, sizeof x->why, "%s", nacc ? err : "the agent reported no platform");
       continue;
     }
     explain_variant(x, a->facts, &v);
@@ -444,7 +445,7 @@ static void revert_done(fy_ask_batch *b) {
       x->reverted = 1;
       event(r, "%s: reverted to %s", rname(r, x), fy_msg_str(a->answer, "release", 100) ? fy_msg_str(a->answer, "release", 100) : "?");
     } else {
-      snprintf(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", a->err ? a->msg : m ? m : "?");
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", a->err ? a->msg : m ? m : "?");
       event(r, "%s: %s", rname(r, x), x->revert_msg);
     }
   }
@@ -576,7 +577,7 @@ static int report(struct rollout *r) {
     const char *err;
     fy_result res = node_result(r, x, &err);
     const char *plat = fy_msg_str(r->asks[i].facts, "platform", 64);
-    char wave[8] = "-", b[32];
+    char wave[16] = "-", b[32];
     if (x->wave >= 0) snprintf(wave, sizeof wave, "%d", x->wave + 1);
     if (r->o->dry_run) {
       printf("%-20s %-16s %-7s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-", x->excluded ? "skip" : "deploy", wave,

@@ -181,7 +181,8 @@ int fy_store_gc(const fy_store *s, const fy_digest *keep, size_t nkeep, size_t *
     char name[80];
     fy_digest dg;
     if (strlen(e->d_name) != 64) continue; /* partials, temp files: not ours to judge here */
-    snprintf(name, sizeof name, "sha256:%s", e->d_name);
+    memcpy(name, "sha256:", 7);
+    memcpy(name + 7, e->d_name, 65); /* 64 hex digits and the NUL, checked above */
     if (fy_digest_parse(name, &dg) != FY_OK) continue;
     int kept = 0;
     for (size_t i = 0; i < nkeep && !kept; i++) kept = fy_digest_equal(&keep[i], &dg);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "ferry/text.h"
 #include "ferry/fsutil.h"
 #include "fuzz_file.h"
 
@@ -24,8 +25,9 @@ static fy_agent *agent(void) {
   static int ready;
   if (ready) return &a;
   char err[300], path[600];
-  snprintf(a.cfg.state_dir, sizeof a.cfg.state_dir, "%s/state", fuzz_dir());
-  snprintf(path, sizeof path, "%s/apps/hello", a.cfg.state_dir);
+  if (fy_path_fmt(a.cfg.state_dir, sizeof a.cfg.state_dir, "%s/state", fuzz_dir()) != FY_OK ||
+      fy_path_fmt(path, sizeof path, "%s/apps/hello", a.cfg.state_dir) != FY_OK)
+    abort();
   if (fy_mkdirs(path, 0700) != FY_OK) abort();
   strncat(path, "/version", sizeof path - strlen(path) - 1);
   if (fy_file_write_atomic(path, "5\n", 2, 0644) != FY_OK) abort();

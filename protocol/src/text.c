@@ -1,0 +1,29 @@
+/* Bounded formatting (see text.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ferry/text.h"
+
+int fy_path_fmt(char *buf, size_t len, const char *fmt, ...) {
+  if (len == 0) return FY_ETOOBIG;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= len) {
+    buf[0] = '\0';
+    return FY_ETOOBIG;
+  }
+  return FY_OK;
+}
+
+void fy_text_fmt(char *buf, size_t len, const char *fmt, ...) {
+  if (len == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  if (n < 0) buf[0] = '\0';
+  else if ((size_t)n >= len && len > 4) memcpy(buf + len - 4, "...", 4);
+}
