@@ -1,5 +1,5 @@
 /* ferryd's state: one per process, owned by main, reached from every handle through
- * container_of or handle->data (STYLE.md 10; no globals, STYLE.md 12). */
+ * container_of or handle->data (no globals: docs/conventions.md). */
 #ifndef FERRY_AGENT_AGENT_H
 #define FERRY_AGENT_AGENT_H
 

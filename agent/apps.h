@@ -1,5 +1,6 @@
-/* Apps on the device: releases on disk (STATE/apps/<app>/releases/<id>, `current` and
- * `previous` symlinks switched by rename(2)) and the supervised process of each app. */
+/* The supervisor: one record per app on the device, its process started from an exec plan
+ * (launch.h), watched, restarted with backoff, stopped, taken over across an agent re-exec, and
+ * closed at shutdown. The releases on disk are release.h's, the log applog.h's. */
 #ifndef FERRY_AGENT_APPS_H
 #define FERRY_AGENT_APPS_H
 
@@ -67,25 +68,12 @@ struct fy_app {
   fy_app *next;
 };
 
-/* Valid app names: like node names (1-63 of a-z 0-9 - . _). */
-int fy_app_valid_name(const char *name);
 
 /* Loads every app under STATE/apps: removes stale partial releases, reads current/previous,
  * and starts each current release. */
 int fy_apps_recover(struct fy_agent *a) FY_WUR;
 fy_app *fy_app_find(struct fy_agent *a, const char *name);
 fy_app *fy_app_get(struct fy_agent *a, const char *name); /* creates the record if missing */
-
-/* Directory helpers (blocking). */
-void fy_app_dir(const struct fy_agent *a, const char *app, char *buf, size_t len);
-int fy_app_new_release_id(const struct fy_agent *a, const char *app, const char *manifest_digest,
-                          char *id, size_t len) FY_WUR;
-/* Points current at id and previous at what current was (or at keep_previous when given). */
-int fy_app_switch(fy_app *app, const char *id, const char *previous) FY_WUR;
-/* Removes releases other than current and previous, then blobs no release still uses (none when
- * the set a release uses cannot be read). done(ud) is called once the node's state is final (at
- * once, or after the old release trees were removed on a worker). */
-void fy_app_gc(struct fy_agent *a, void (*done)(void *ud), void *ud);
 
 /* Starts the current release; what ran before must be stopped (FY_EBUSY otherwise), and nothing
  * starts once the agent is shutting down (FY_ECANCELED). FY_EEXEC with app->exec_error when it
@@ -101,9 +89,6 @@ void fy_apps_shutdown(struct fy_agent *a);
 /* A deploy let go of the app: during shutdown that may be the last thing it waited for. */
 void fy_app_released(fy_app *app);
 
-/* The last lines of the app's log, at most max bytes. Caller frees. */
-char *fy_app_log_tail(const struct fy_agent *a, const char *app, int lines, size_t max);
-
 /* [{name, release, previous, state, restarts}] */
 json_t *fy_apps_json(struct fy_agent *a);
 const char *fy_app_state_name(fy_app_state s);
@@ -117,8 +102,7 @@ int fy_proc_dead(long pid);
 /* The pid of the running workload, 0 when none. */
 int fy_app_pid(const fy_app *app);
 
-/* Re-exec'd helper that enters namespaces and a chroot, then execs the workload
- * (`ferryd __exec ...`). Does not return on success. */
-int fy_exec_helper_main(int argc, char **argv);
+/* Cross-file internal (applog.c): one of the app's handles finished closing. */
+void fy__app_handle_done(fy_app *app);
 
 #endif

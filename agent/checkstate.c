@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "agent.h"
+#include "release.h"
 #include "ferry/fsutil.h"
 #include "ferry/text.h"
 
@@ -34,11 +35,7 @@ static int check_release(const fy_agent *a, const char *app, const char *link, i
   }
   struct stat st;
   int ok = fy_path_fmt(path, sizeof path, "%s/releases/%s/rootfs", dir, id) == FY_OK && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-  ok = ok && fy_path_fmt(path, sizeof path, "%s/releases/%s/run.json", dir, id) == FY_OK;
-  char *text = NULL;
-  size_t len;
-  json_t *run = ok && fy_file_read(path, 1 << 20, &text, &len) == FY_OK ? json_loadb(text, len, 0, NULL) : NULL;
-  free(text);
+  json_t *run = ok ? fy_release_run(a, app, id) : NULL;
   if (!run) {
     printf("app %s: %s -> %s is not a complete release (rootfs/ or run.json missing)\n", app, link, id);
     return ++*problems;

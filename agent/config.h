@@ -1,4 +1,4 @@
-/* ferryd's configuration file (YAML; DESIGN.md "Interfaces the tests rely on"). */
+/* ferryd's configuration file (YAML; every key in docs/device-layout.md). */
 #ifndef FERRY_AGENT_CONFIG_H
 #define FERRY_AGENT_CONFIG_H
 

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "applog.h"
+#include "release.h"
 #include "ferry/digest.h"
 #include "ferry/text.h"
 #include "ferry/fsutil.h"

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "exec_helper.h"
 #include "ferry/version.h"
 #include "ferry/fsutil.h"
 

@@ -1,5 +1,5 @@
 /* The listener and its connections: TCP on libuv, TLS and frames through fy_session,
- * messages dispatched through a table by frame type (STYLE.md 5). One bad peer costs one
+ * messages dispatched through a table by frame type. One bad peer costs one
  * connection: every failure here ends in conn_fail for that connection only. */
 #include <stdarg.h>
 #include <stdio.h>

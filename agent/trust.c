@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "agent.h"
+#include "release.h"
 #include "ferry/fsutil.h"
 #include "ferry/msg.h"
 #include "ferry/oci.h"
@@ -179,18 +180,10 @@ int fy_trust_record(fy_agent *a, const char *app, uint64_t version) {
 }
 
 uint64_t fy_trust_release_version(fy_agent *a, const char *app, const char *release) {
-  char dir[4200], path[4400], *text = NULL;
-  size_t len;
-  uint64_t version = 0;
-  fy_app_dir(a, app, dir, sizeof dir);
-  snprintf(path, sizeof path, "%s/releases/%s/run.json", dir, release);
-  if (fy_file_read(path, 1u << 20, &text, &len) == FY_OK) {
-    json_t *j = json_loadb(text, len, 0, NULL);
-    const json_t *v = json_object_get(j, "version");
-    if (json_is_integer(v) && json_integer_value(v) > 0) version = (uint64_t)json_integer_value(v);
-    json_decref(j);
-    free(text);
-  }
+  json_t *j = fy_release_run(a, app, release);
+  const json_t *v = json_object_get(j, "version");
+  uint64_t version = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+  json_decref(j);
   return version;
 }
 

@@ -1,4 +1,4 @@
-/* The release signature policy (config `trust:`; issue 6 §6, DESIGN.md "Security model").
+/* The release signature policy (config `trust:`; docs/security.md).
  *
  * A plan may carry `signature` {payload, signature, key} and `chain` (the raw indexes from the
  * signed digest down to the one that lists the manifest). The agent accepts a release when:

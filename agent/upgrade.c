@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "release.h"
 #include "ferry/elf.h"
 #include "ferry/fsutil.h"
 #include "ferry/msg.h"

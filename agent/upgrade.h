@@ -1,4 +1,4 @@
-/* Agent self-upgrade (issue 7 §3): a new ferryd arrives like a release (a plan with
+/* Agent self-upgrade: a new ferryd arrives like a release (a plan with
  * agent_upgrade, one layer holding /ferryd), is checked on this device, installed beside the
  * running binary (which stays as ferryd.prev), and ferryd re-executes itself in place: same PID,
  * so the workloads (its children) keep running; the new image takes them over through

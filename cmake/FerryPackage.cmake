@@ -1,4 +1,4 @@
-# .deb packages through CPack (issue 7 §4):
+# .deb packages through CPack:
 #   ferry  (amd64; the host preset): /usr/bin/ferry, and the agents install-agent copies, from
 #          the sibling cross builds when they exist: /usr/lib/ferry/agents/<platform>/ferryd
 #   ferryd (amd64, arm64, armhf; each preset): /usr/lib/ferry/ferryd (+ /usr/sbin/ferryd link),

@@ -67,7 +67,7 @@ void fy_cli_common_free(fy_cli_common *c);
  * <exe>/../share/ferry, then the source tree the binary was built in. 0 when missing. */
 int fy_cli_data_path(const char *rel, char *out, size_t len);
 
-/* Prints {"nodes": arr} (DESIGN.md's report shape) to stdout; takes arr. */
+/* Prints {"nodes": arr} (the report shape in docs/architecture.md) to stdout; takes arr. */
 void fy_cli_print_nodes(json_t *arr);
 
 /* "1.5 GiB", "312 KiB" */

@@ -250,7 +250,7 @@ static int stage(install *in, const char *dir, char *tarpath, size_t tplen) {
   snprintf(ident, sizeof ident, "%s/etc/ferry/identity", in->prefix);
   snprintf(text, sizeof text,
            "# Written by ferry install-agent (kept by later runs; --reconfigure rewrites it).\n"
-           "# Every key: see the README, \"On the device\".\n"
+           "# Every key: docs/device-layout.md in the ferry repository.\n"
            "name: %s\nlisten: %s\nstate_dir: %s\nidentity: %s\n%s",
            in->name, in->listen, state, ident, lab);
   snprintf(path, sizeof path, "%s/files/ferryd.yaml", dir);

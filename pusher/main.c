@@ -1,4 +1,4 @@
-/* ferry, the pusher CLI: one table maps verbs to their functions (STYLE.md 5). */
+/* ferry, the pusher CLI: one table maps verbs to their functions (dispatch through a table, docs/conventions.md). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

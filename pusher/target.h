@@ -1,4 +1,4 @@
-/* Targets: "HOST:PORT" or "NAME@HOST:PORT" (DESIGN.md). IPv6 hosts go in brackets. */
+/* Targets: "HOST:PORT" or "NAME@HOST:PORT" (docs/usage.md). IPv6 hosts go in brackets. */
 #ifndef FERRY_PUSHER_TARGET_H
 #define FERRY_PUSHER_TARGET_H
 

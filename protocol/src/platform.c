@@ -1,11 +1,11 @@
 /* Normalization and fallback tables follow containerd's platforms package (database.go,
- * compare.go); PLATFORMS.md beside DESIGN.md has them as tables. */
+ * compare.go); docs/platforms.md has them as tables. */
 #include <stdio.h>
 #include <string.h>
 
 #include "ferry/platform.h"
 
-/* The build's own platform, chosen once at file level (STYLE.md 4). */
+/* The build's own platform, chosen once at file level (platform differences by file and macro, not #ifdef in bodies). */
 #if defined(__x86_64__)
 #define FY_NATIVE_ARCH "amd64"
 #define FY_NATIVE_VARIANT ""

@@ -1,4 +1,4 @@
-/* The only file that talks to mbedTLS's SSL API (DESIGN.md: keep TLS in one file). Written
+/* The only file that talks to mbedTLS's SSL API (TLS stays in one file). Written
  * against mbedTLS 2.28; the 3.x differences are the pk_parse_key RNG arguments, private struct
  * fields (ext_types, in_msg) and the version setters. */
 #include <stdio.h>

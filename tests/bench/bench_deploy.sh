@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deploy figures for the README (prints, asserts nothing):
+# Deploy figures for docs/figures.md (prints, asserts nothing):
 #  - full deploy of a two-layer image, 256 MiB uncompressed (half text-like, half incompressible)
 #    to a fresh host ferryd on loopback, against the baseline the issue names: OpenSSH on
 #    loopback carrying the same compressed layers through sha256sum and zstd -d | tar -x;

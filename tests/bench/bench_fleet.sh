@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fleet figures for the README (prints; exits 1 only when the goal is missed):
+# Fleet figures for docs/figures.md (prints; exits 1 only when the goal is missed):
 #  - the pusher's peak RSS pushing an 8 MiB image to 10, 25 and 50 ferryd on loopback, every
 #    node in one wave (the worst case for memory), against the goal: at most 64 MiB at
 #    50 nodes, growing less than linearly (RSS at 50 under 5x RSS at 10);

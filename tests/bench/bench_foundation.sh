@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Foundation figures for the README: stripped static ferryd size per architecture (and what
+# Foundation figures for docs/figures.md: stripped static ferryd size per architecture (and what
 # dominates it), idle RSS of the host ferryd, and the status round trip (connect + TLS
 # handshake + hello) on loopback, native and with the arm64 agent under qemu-aarch64.
 # Needs the host, aarch64 and armhf presets built. Prints figures; asserts nothing.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Enrolling a device (issue 7): an OpenSSH server on loopback plays the device, as the user's own
+# Enrolling a device: an OpenSSH server on loopback plays the device, as the user's own
 # SSH access would. ferry install-agent --prefix installs ferryd there, ferry status reaches it, a
 # push works; a re-run upgrades in place; uninstall removes everything. Bad input: an unreachable
 # host, refused authentication, a riscv64 device, a full disk, each with its message and nothing

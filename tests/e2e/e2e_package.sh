@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The .deb packages (issue 7 §4): CPack builds ferry (amd64) and ferryd (amd64 here, arm64 and
+# The .deb packages: CPack builds ferry (amd64) and ferryd (amd64 here, arm64 and
 # armhf from the cross presets when they are built). Checked as Debian would: dpkg-deb --info
 # and --contents, lintian (no error), the unit file through systemd-analyze verify, and the
 # packaged binaries run (the arm64 one under qemu-aarch64).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Signed releases with rollback protection (issue 6 §6), as a user runs them: `ferry key gen`,
+# Signed releases with rollback protection, as a user runs them: `ferry key gen`,
 # `ferry sign`, agents whose config trusts the key, a host ferryd and an arm64 ferryd under
 # qemu-aarch64. Each refusal (unsigned, unknown key, tampered with, expired, lower version) shows
 # its error and leaves the node as it was: the same app running, no blob or release written.

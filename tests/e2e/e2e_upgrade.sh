@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Agent self-upgrade (issue 7 §3): ferry upgrade-agent sends the new ferryd through the ferry
+# Agent self-upgrade: ferry upgrade-agent sends the new ferryd through the ferry
 # channel; the agent re-executes in place and its running app keeps running (same pid, its output
 # still reaching the log); a broken new agent (one that hangs, one that exits) is replaced by the
 # old one by the node's watchdog, the app still running; a binary that does not run on the node

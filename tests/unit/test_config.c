@@ -1,4 +1,4 @@
-/* ferryd's config: the DESIGN.md example loads; each malformed file is refused with the file,
+/* ferryd's config: the documented example loads; each malformed file is refused with the file,
  * the line and what was expected. Also the YAML loader's bounds. */
 #include <stdlib.h>
 #include <unistd.h>

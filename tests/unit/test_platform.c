@@ -1,4 +1,4 @@
-/* Platform names and matching, table-driven (PLATFORMS.md). */
+/* Platform names and matching, table-driven (docs/platforms.md). */
 #include "check.h"
 #include "ferry/board.h"
 #include "ferry/platform.h"
@@ -102,7 +102,7 @@ static int takes(const char *dev_s, const char *img_s) {
 }
 
 static void test_consequences(void) {
-  /* PLATFORMS.md: "Consequences worth a test each". */
+  /* The consequences docs/platforms.md spells out, one test each. */
   CHECK_INT(takes("linux/arm64", "linux/arm64/v8.1"), -1);
   CHECK_INT(takes("linux/arm64", "linux/arm64/v9"), -1);
   CHECK_INT(takes("linux/arm/v6", "linux/arm"), -1);

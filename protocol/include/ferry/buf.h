@@ -1,4 +1,4 @@
-/* Bounded byte buffers and a bounds-checked read cursor (STYLE.md 11).
+/* Bounded byte buffers and a bounds-checked read cursor.
  *
  * fy_buf grows on demand up to a ceiling set at init; growing past it fails with FY_ETOOBIG
  * instead of allocating. fy_rd never reads past its end: every getter checks what remains and

@@ -1,4 +1,4 @@
-/* ferry's one error space (STYLE.md 6).
+/* ferry's one error space.
  *
  * Every fallible function in ferry returns 0 (FY_OK) or one of these negative codes. The same
  * numbers travel on the wire in error and result messages, so a pusher can say exactly what

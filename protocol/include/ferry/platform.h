@@ -1,4 +1,4 @@
-/* Platform names and matching, after containerd's `platforms` package (PLATFORMS.md).
+/* Platform names and matching, after containerd's `platforms` package (docs/platforms.md).
  *
  * A platform is os/architecture[/variant] with Go's GOOS/GOARCH values. Every function here is
  * pure: no files, no clocks. */
@@ -42,7 +42,7 @@ static inline const char *fy_platform_k8s_arch(const fy_platform *p) { return p-
 
 #define FY_PLATFORM_NO_AARCH32 0x1u /* arm64 CPU/kernel that cannot run 32-bit arm code */
 
-/* Fills out[] with what a device of platform `dev` runs, best first (PLATFORMS.md table).
+/* Fills out[] with what a device of platform `dev` runs, best first (the table in docs/platforms.md).
  * Returns how many were written (at most max; at least 1, the device itself). */
 size_t fy_platform_accepts(const fy_platform *dev, unsigned flags, fy_platform *out, size_t max);
 

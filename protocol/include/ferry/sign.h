@@ -1,4 +1,4 @@
-/* Release signatures (issue 6 §6; TUF's arbitrary-install and rollback threats).
+/* Release signatures (TUF's arbitrary-install and rollback threats).
  *
  * A release key is an ECDSA P-256 key pair (Debian's mbedTLS 2.28 has no Ed25519). `ferry sign`
  * signs a claim, compact JSON that names what may be installed:

@@ -50,7 +50,7 @@ int fy_parse_long(const char *s, long min, long max, long *out) FY_WUR;
 /* true/false/yes/no/on/off. */
 int fy_parse_bool(const char *s, int *out) FY_WUR;
 
-/* Check-and-fail for the YAML loaders (STYLE.md 8). In a function with `path`, `err`, `errlen`, an
+/* Check-and-fail for the YAML loaders. In a function with `path`, `err`, `errlen`, an
  * int `ret` and a `cleanup:` label: when cond is false, writes "PATH:LINE: message" into err, sets
  * ret to FY_ECONFIG and jumps to cleanup. */
 #define FY_REQUIRE(cond, line_, ...)                                                          \
