@@ -49,6 +49,8 @@ static int parse_listen(const char *s, fy_agent_config *c) {
   return 1;
 }
 
+/* Long on purpose: the agent config's schema reads top to bottom here, one FY_REQUIRE per rule with
+ * the line it points at (docs/device-layout.md lists the same keys in the same order). */
 int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) {
   static const char *const top[] = {"name", "listen", "state_dir", "identity", "labels", "runtime",
                                     "limits", "board", "probe_root", "trust", NULL};

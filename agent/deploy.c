@@ -225,29 +225,10 @@ static void send_result(fy_deploy *d, fy_result result, int code, const char *me
 
 /* --- plan ------------------------------------------------------------------------------ */
 
-int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
-  fy_agent *a = fy_conn_agent(c);
-  json_t *j = NULL;
-  char err[600];
-  int rc;
-  if (*fy_conn_deploy(c)) return refuse(c, FY_EPROTO, "a second plan on one connection");
-  if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
-  const char *app = fy_msg_str(j, "app", FY_APP_NAME_MAX - 1);
-  const json_t *jm = json_object_get(j, "manifest"), *jc = json_object_get(j, "config");
-  const char *mdig = fy_msg_str(j, "manifest_digest", 80);
-  if (!app || !fy_app_valid_name(app)) {
-    json_decref(j);
-    return refuse(c, FY_EINVAL, "plan: the app name must be 1-63 of a-z, 0-9, '-', '.', '_'");
-  }
-  if (!json_is_string(jm) || !json_is_string(jc) || !mdig) {
-    json_decref(j);
-    return refuse(c, FY_EPROTO, "plan: manifest, manifest_digest and config are required");
-  }
+/* A deploy record on the agent's list, with its timer (see "Lifetime" above). */
+static fy_deploy *deploy_new(fy_agent *a, fy_agent_conn *c) {
   fy_deploy *d = calloc(1, sizeof *d);
-  if (!d) {
-    json_decref(j);
-    return refuse(c, FY_ENOMEM, "out of memory");
-  }
+  if (!d) return NULL;
   d->agent = a;
   d->conn = fy_conn_id(c);
   d->cur = -1;
@@ -260,6 +241,11 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   d->next = a->deploys;
   if (a->deploys) a->deploys->prev = d;
   a->deploys = d;
+  return d;
+}
+
+/* The plan's run options, each bounded; what is out of range keeps its default. */
+static void plan_options(fy_deploy *d, const json_t *j) {
   const json_t *s = json_object_get(j, "settle_ms");
   if (json_is_integer(s) && json_integer_value(s) >= 0 && json_integer_value(s) <= SETTLE_MAX_MS)
     d->settle_ms = (uint64_t)json_integer_value(s);
@@ -271,64 +257,115 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   const json_t *hp = json_object_get(j, "health_port");
   if (json_is_integer(hp) && json_integer_value(hp) > 0 && json_integer_value(hp) < 65536)
     d->health_port = (int)json_integer_value(hp);
+}
 
-  /* The manifest's digest is computed here, from the bytes, never taken on trust. */
-  fy_digest want, got;
+/* Everything the node checks before it stores a byte: the manifest's digest computed from its
+ * bytes (never taken on trust), the release policy, the config's digest, the platform, the size,
+ * the layer kinds, the agent-upgrade rules. FY_OK, or the code after refusing the connection. */
+static int plan_verify(fy_agent_conn *c, fy_deploy *d, const json_t *j, const char *app, fy_digest *want) {
+  fy_agent *a = d->agent;
+  const json_t *jm = json_object_get(j, "manifest"), *jc = json_object_get(j, "config");
+  const char *mdig = fy_msg_str(j, "manifest_digest", 80);
+  char err[600], gots[FY_DIGEST_STR];
+  fy_digest got;
+  int rc;
   const char *mbytes = json_string_value(jm);
   size_t mlen = json_string_length(jm);
-  char gots[FY_DIGEST_STR];
-  if (fy_digest_parse(mdig, &want) != FY_OK) { rc = refuse(c, FY_EINVAL, "plan: malformed manifest_digest"); goto fail; }
+  if (fy_digest_parse(mdig, want) != FY_OK) return refuse(c, FY_EINVAL, "plan: malformed manifest_digest");
   fy_sha256_once(mbytes, mlen, &got);
-  if (!fy_digest_equal(&want, &got)) {
-    rc = refuse(c, FY_EDIGEST, "manifest digest mismatch: the plan names %s, the bytes hash to %s", mdig, fy_digest_format(&got, gots));
-    goto fail;
-  }
+  if (!fy_digest_equal(want, &got))
+    return refuse(c, FY_EDIGEST, "manifest digest mismatch: the plan names %s, the bytes hash to %s", mdig, fy_digest_format(&got, gots));
   snprintf(d->manifest_digest, sizeof d->manifest_digest, "%s", mdig);
   /* The release policy, before anything is stored: a refused plan writes nothing. */
-  if ((rc = fy_trust_check_plan(a, app, j, &got, &d->version, err, sizeof err)) != FY_OK) {
-    rc = refuse(c, rc, "app %s: %s", app, err);
-    goto fail;
-  }
-  if ((rc = fy_oci_manifest_parse(mbytes, mlen, &d->manifest, err, sizeof err)) != FY_OK) { rc = refuse(c, rc, "%s", err); goto fail; }
+  if ((rc = fy_trust_check_plan(a, app, j, &got, &d->version, err, sizeof err)) != FY_OK) return refuse(c, rc, "app %s: %s", app, err);
+  if ((rc = fy_oci_manifest_parse(mbytes, mlen, &d->manifest, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
   const char *cbytes = json_string_value(jc);
   d->config_len = json_string_length(jc);
   fy_sha256_once(cbytes, d->config_len, &got);
-  if (!fy_digest_equal(&got, &d->manifest.config.digest) || d->config_len != d->manifest.config.size) {
-    rc = refuse(c, FY_EDIGEST, "config digest mismatch: the manifest names %s", fy_digest_format(&d->manifest.config.digest, gots));
-    goto fail;
-  }
-  if (!(d->config_raw = malloc(d->config_len + 1))) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
+  if (!fy_digest_equal(&got, &d->manifest.config.digest) || d->config_len != d->manifest.config.size)
+    return refuse(c, FY_EDIGEST, "config digest mismatch: the manifest names %s", fy_digest_format(&d->manifest.config.digest, gots));
+  if (!(d->config_raw = malloc(d->config_len + 1))) return refuse(c, FY_ENOMEM, "out of memory");
   memcpy(d->config_raw, cbytes, d->config_len);
-  if ((rc = fy_oci_config_parse(cbytes, d->config_len, &d->config, err, sizeof err)) != FY_OK) { rc = refuse(c, rc, "%s", err); goto fail; }
+  if ((rc = fy_oci_config_parse(cbytes, d->config_len, &d->config, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
   if (fy_platform_rank(a->facts.accepts, a->facts.naccepts, &d->config.platform) < 0) {
     char p1[FY_PLATFORM_STR], p2[FY_PLATFORM_STR];
-    rc = refuse(c, FY_ENOPLATFORM, "the image is %s, this node runs %s", fy_platform_format(&d->config.platform, p1, sizeof p1),
-                fy_platform_format(&a->facts.platform, p2, sizeof p2));
-    goto fail;
+    return refuse(c, FY_ENOPLATFORM, "the image is %s, this node runs %s", fy_platform_format(&d->config.platform, p1, sizeof p1),
+                  fy_platform_format(&a->facts.platform, p2, sizeof p2));
   }
-  if (d->manifest.layers_size > a->cfg.max_release_bytes) {
-    rc = refuse(c, FY_ETOOBIG, "the layers (%llu bytes) exceed limits.max_release_bytes (%llu)",
-                (unsigned long long)d->manifest.layers_size, (unsigned long long)a->cfg.max_release_bytes);
-    goto fail;
-  }
-  for (size_t i = 0; i < d->manifest.nlayers; i++) {
-    if (d->manifest.layers[i].kind == FY_KIND_LAYER_GZIP) {
-      rc = refuse(c, FY_EUNSUPPORTED, "layer %zu is gzip; the wire carries zstd (the pusher recompresses)", i);
-      goto fail;
-    }
-  }
+  if (d->manifest.layers_size > a->cfg.max_release_bytes)
+    return refuse(c, FY_ETOOBIG, "the layers (%llu bytes) exceed limits.max_release_bytes (%llu)",
+                  (unsigned long long)d->manifest.layers_size, (unsigned long long)a->cfg.max_release_bytes);
+  for (size_t i = 0; i < d->manifest.nlayers; i++)
+    if (d->manifest.layers[i].kind == FY_KIND_LAYER_GZIP)
+      return refuse(c, FY_EUNSUPPORTED, "layer %zu is gzip; the wire carries zstd (the pusher recompresses)", i);
   if (d->agent_upgrade) {
-    if (strcmp(app, "ferryd") != 0) { rc = refuse(c, FY_EINVAL, "plan: an agent upgrade is app 'ferryd'"); goto fail; }
+    if (strcmp(app, "ferryd") != 0) return refuse(c, FY_EINVAL, "plan: an agent upgrade is app 'ferryd'");
     for (fy_app *o = a->apps; o; o = o->next)
-      if (o->deploying) { rc = refuse(c, FY_EBUSY, "a deploy of %s is in progress; upgrade the agent after it", o->name); goto fail; }
+      if (o->deploying) return refuse(c, FY_EBUSY, "a deploy of %s is in progress; upgrade the agent after it", o->name);
   } else if (strcmp(app, "ferryd") == 0) {
-    rc = refuse(c, FY_EINVAL, "the app name 'ferryd' is the agent's own (ferry upgrade-agent)");
-    goto fail;
+    return refuse(c, FY_EINVAL, "the app name 'ferryd' is the agent's own (ferry upgrade-agent)");
   }
+  return FY_OK;
+}
+
+/* The blobs this node still needs, each with the offset its partial reached; refuses when the
+ * disk cannot hold them. *need is the reply's array (caller's). */
+static int plan_need(fy_agent_conn *c, fy_deploy *d, json_t **need) {
+  fy_agent *a = d->agent;
+  d->need = calloc(d->manifest.nlayers + 1, 1);
+  *need = json_array();
+  if (!d->need || !*need) return refuse(c, FY_ENOMEM, "out of memory");
+  uint64_t missing = 0;
+  for (size_t i = 0; i < d->manifest.nlayers; i++) {
+    const fy_descriptor *l = &d->manifest.layers[i];
+    char ds[FY_DIGEST_STR];
+    int dup = 0;
+    for (size_t k = 0; k < i; k++) dup |= fy_digest_equal(&d->manifest.layers[k].digest, &l->digest);
+    if (dup) continue;
+    if (fy_store_has(&a->store, &l->digest, l->size)) {
+      d->blobs_skipped++;
+      continue;
+    }
+    uint64_t off = fy_store_partial(&a->store, &l->digest, l->size);
+    d->need[i] = 1;
+    missing += l->size - off;
+    json_array_append_new(*need, json_pack("{s:s, s:I, s:I}", "digest", fy_digest_format(&l->digest, ds),
+                                           "size", (json_int_t)l->size, "offset", (json_int_t)off));
+  }
+  uint64_t free_b = fy_fs_free_bytes(a->cfg.state_dir);
+  if (missing + d->manifest.layers_size / 2 > free_b && missing > 0)
+    return refuse(c, FY_ENOSPC, "not enough space in %s: the deploy needs about %llu bytes, %llu are free", a->cfg.state_dir,
+                  (unsigned long long)(missing + d->manifest.layers_size / 2), (unsigned long long)free_b);
+  return FY_OK;
+}
+
+int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
+  fy_agent *a = fy_conn_agent(c);
+  json_t *j = NULL, *need = NULL;
+  char err[600];
+  int rc;
+  if (*fy_conn_deploy(c)) return refuse(c, FY_EPROTO, "a second plan on one connection");
+  if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
+  const char *app = fy_msg_str(j, "app", FY_APP_NAME_MAX - 1);
+  if (!app || !fy_app_valid_name(app)) {
+    json_decref(j);
+    return refuse(c, FY_EINVAL, "plan: the app name must be 1-63 of a-z, 0-9, '-', '.', '_'");
+  }
+  if (!json_is_string(json_object_get(j, "manifest")) || !json_is_string(json_object_get(j, "config")) ||
+      !fy_msg_str(j, "manifest_digest", 80)) {
+    json_decref(j);
+    return refuse(c, FY_EPROTO, "plan: manifest, manifest_digest and config are required");
+  }
+  fy_deploy *d = deploy_new(a, c);
+  if (!d) {
+    json_decref(j);
+    return refuse(c, FY_ENOMEM, "out of memory");
+  }
+  plan_options(d, j);
+  fy_digest want;
+  if ((rc = plan_verify(c, d, j, app, &want)) != FY_OK) goto fail;
   fy_app *ap = fy_app_get(a, app);
   if (!ap) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
-  /* A pusher that vanished mid-transfer (no FIN: a dropped link) holds the app until its
-   * connection times out; the same pusher coming back supersedes it and resumes. */
   fy_agent_conn *stale = ap->deploying ? fy_conn_find(a, ap->transfer) : NULL;
   if (ap->deploying && ap->transfer && (!stale || (stale != c && strcmp(fy_conn_pusher(stale), fy_conn_pusher(c)) == 0)) &&
       (!ap->plan_waiting || ap->plan_waiting == fy_conn_id(c))) {
@@ -345,38 +382,12 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   if (ap->deploying) { rc = refuse(c, FY_EBUSY, "another deploy of %s is in progress", app); goto fail; }
   d->app = ap;
   ap->deploying = 1;
-  if (fy_store_put(&a->store, &want, mbytes, mlen) != FY_OK ||
-      fy_store_put(&a->store, &d->manifest.config.digest, cbytes, d->config_len) != FY_OK) {
+  if (fy_store_put(&a->store, &want, json_string_value(json_object_get(j, "manifest")), json_string_length(json_object_get(j, "manifest"))) != FY_OK ||
+      fy_store_put(&a->store, &d->manifest.config.digest, d->config_raw, d->config_len) != FY_OK) {
     rc = refuse(c, FY_EIO, "cannot store the manifest and config in %s", a->store.dir);
-    goto fail_app;
+    goto fail;
   }
-  d->need = calloc(d->manifest.nlayers + 1, 1);
-  if (!d->need) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail_app; }
-  json_t *need = json_array();
-  uint64_t missing = 0;
-  for (size_t i = 0; i < d->manifest.nlayers; i++) {
-    const fy_descriptor *l = &d->manifest.layers[i];
-    char ds[FY_DIGEST_STR];
-    int dup = 0;
-    for (size_t k = 0; k < i; k++) dup |= fy_digest_equal(&d->manifest.layers[k].digest, &l->digest);
-    if (dup) continue;
-    if (fy_store_has(&a->store, &l->digest, l->size)) {
-      d->blobs_skipped++;
-      continue;
-    }
-    uint64_t off = fy_store_partial(&a->store, &l->digest, l->size);
-    d->need[i] = 1;
-    missing += l->size - off;
-    json_array_append_new(need, json_pack("{s:s, s:I, s:I}", "digest", fy_digest_format(&l->digest, ds),
-                                          "size", (json_int_t)l->size, "offset", (json_int_t)off));
-  }
-  uint64_t free_b = fy_fs_free_bytes(a->cfg.state_dir);
-  if (missing + d->manifest.layers_size / 2 > free_b && missing > 0) {
-    json_decref(need);
-    rc = refuse(c, FY_ENOSPC, "not enough space in %s: the deploy needs about %llu bytes, %llu are free", a->cfg.state_dir,
-                (unsigned long long)(missing + d->manifest.layers_size / 2), (unsigned long long)free_b);
-    goto fail_app;
-  }
+  if ((rc = plan_need(c, d, &need)) != FY_OK) goto fail;
   *fy_conn_deploy(c) = d;
   ap->transfer = fy_conn_id(c);
   fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", ap->name,
@@ -386,9 +397,9 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   json_decref(reply);
   json_decref(j);
   return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot answer the plan");
-fail_app:
-  release_app(d);
 fail:
+  json_decref(need);
+  release_app(d);
   json_decref(j);
   deploy_close(d);
   return rc;

@@ -35,6 +35,8 @@ static void usage(FILE *f) {
              "The ferry agent: receives, verifies, runs and supervises releases.\n");
 }
 
+/* Long on purpose: ferryd's start-up in the order it must happen (modes that exit early, config,
+ * identity, state, recovery, listener, signals, the loop, its close). */
 int main(int argc, char **argv) {
   static const struct option opts[] = {{"config", required_argument, 0, 'c'},
                                        {"check-config", no_argument, 0, 'k'},

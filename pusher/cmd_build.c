@@ -103,6 +103,8 @@ static json_t *strv_json(char *const *v, size_t n) {
 
 /* The child: everything for one variant. Exit status 0 on success, the manifest descriptor in
  * v->dir/result.json. */
+/* Long on purpose: one variant's build as the child runs it, step by step (toolchain, configure,
+ * build, stage, ELF check, pack), each step logging what it did; the order is the contract. */
 static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *store) {
   char stage[4400], bdir[4400], log[4400], err[1024], tc[4096], plat[FY_PLATFORM_STR];
   const char *triplet = fy_platform_triplet(&v->base);
@@ -266,6 +268,8 @@ static void build_usage(FILE *f) {
              "OCI image layout tagged with the recipe's version. SOURCE_DATE_EPOCH sets file times.\n");
 }
 
+/* Long on purpose: the verb's whole sequence in one place (options, recipe, one child per variant,
+ * their results gathered into one index), each step a few lines that only make sense in order. */
 int fy_cmd_build(int argc, char **argv) {
   static const struct option opts[] = {{"file", required_argument, 0, 'f'}, {"platform", required_argument, 0, 'p'},
                                        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};

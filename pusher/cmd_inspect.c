@@ -15,6 +15,7 @@ static json_t *strv(char **v, size_t n) {
   return a;
 }
 
+/* Long on purpose: the report is printed in the order a person reads it, field after field. */
 int fy_cmd_inspect(int argc, char **argv) {
   static const struct option opts[] = {{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   int json = 0, c;

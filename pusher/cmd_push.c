@@ -89,6 +89,8 @@ static void upgrade_usage(FILE *f) {
           "requires signatures. Canary and waves work as for ferry push.\n");
 }
 
+/* Long on purpose: push, plan and upgrade-agent share this one option table and sequence (options,
+ * image, signature, targets, rollout); splitting it would give three copies of the option rules. */
 static int run(int argc, char **argv, int mode) {
   int plan = mode == MODE_PLAN, upgrade = mode == MODE_UPGRADE;
   char *agent_bins[16];

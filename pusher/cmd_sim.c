@@ -46,6 +46,8 @@ static int agent_for(const fy_platform *p, char *out, size_t len) {
   return 0;
 }
 
+/* Long on purpose: bringing up one emulated board is a fixed sequence (identity, config, emulator,
+ * start, wait for its readiness line, record it) that only makes sense in order. */
 static int sim_up(int argc, char **argv) {
   static const struct option opts[] = {{"board", required_argument, 0, 'b'}, {"port", required_argument, 0, 'p'},
                                        {"agent", required_argument, 0, 'a'}, {0, 0, 0, 0}};

@@ -165,6 +165,8 @@ out:
   return res->ok ? 0 : 1;
 }
 
+/* Long on purpose: the verb's sequence (options, image, per variant: rootfs, emulator, run, verdict)
+ * reads as the user sees it happen. */
 int fy_cmd_test(int argc, char **argv) {
   static const struct option opts[] = {{"platform", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
                                        {"timeout", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};

@@ -53,6 +53,8 @@ void fy_recipe_free(fy_recipe *r) {
   fy_affinity_free(&r->affinity);
 }
 
+/* Long on purpose: ferry.yaml's schema reads top to bottom here, one FY_REQUIRE per rule with the
+ * line it points at; split into helpers, the rules of one key would be spread over several. */
 int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   static const char *const top[] = {"name", "version", "platforms", "boards", "build", "files", "run", "test",
                                     "affinity", "compression_level", "mtime", NULL};

@@ -82,6 +82,8 @@ static void append(char **buf, size_t *len, const char *p, size_t n) {
   *buf = nb;
 }
 
+/* Long on purpose: process plumbing in one place (argv, three pipes, fork/exec, a poll loop with
+ * the deadline, reaping); split, the file descriptors would have to be passed around. */
 int fy_ssh_run(const fy_ssh *s, const char *script, const char *stdin_path, int timeout_s, fy_ssh_result *r) {
   char *words[SSH_MAX_WORDS + 16], *cmdcopy = NULL, timeout_opt[48];
   size_t nw = 0;
