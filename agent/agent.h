@@ -70,6 +70,7 @@ fy_agent *fy_conn_agent(fy_agent_conn *c);
 /* Connections are referred to by id past the callback that saw them (memory is reused; ids are
  * not): fy_conn_find answers NULL once the connection is closing or gone. */
 uint64_t fy_conn_id(const fy_agent_conn *c);
+unsigned fy_conn_version(const fy_agent_conn *c); /* negotiated in hello; 0 before */
 fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id);
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c);
 

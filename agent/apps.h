@@ -8,9 +8,8 @@
 #include <uv.h>
 
 #include "ferry/error.h"
+#include "ferry/wire.h"
 
-#define FY_APP_NAME_MAX 64
-#define FY_RELEASE_ID_MAX 64
 #define FY_LOG_CAP (1024u * 1024u) /* the log rotates to log.1 past this */
 
 struct fy_agent;

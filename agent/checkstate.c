@@ -14,6 +14,7 @@
 #include "agent.h"
 #include "release.h"
 #include "ferry/fsutil.h"
+#include "ferry/wire.h"
 #include "ferry/text.h"
 
 static int check_release(const fy_agent *a, const char *app, const char *link, int verify, int *problems) {
@@ -42,10 +43,17 @@ static int check_release(const fy_agent *a, const char *app, const char *link, i
   }
   size_t i;
   json_t *b;
-  json_array_foreach(json_object_get(run, "blobs"), i, b) {
+  fy_run_meta meta;
+  char merr[200];
+  if (fy_run_meta_decode(run, &meta, merr, sizeof merr) != FY_OK) {
+    printf("app %s: release %s: %s\n", app, id, merr);
+    json_decref(run);
+    return ++*problems;
+  }
+  json_array_foreach(meta.blobs, i, b) {
     fy_digest d;
     char bp[4200];
-    if (!json_is_string(b) || fy_digest_parse(json_string_value(b), &d) != FY_OK) continue;
+    if (fy_digest_parse(json_string_value(b), &d) != FY_OK) continue;
     fy_store_path(&a->store, &d, bp, sizeof bp);
     if (stat(bp, &st) != 0) {
       printf("app %s: release %s needs blob %s, which is not in the store\n", app, id, json_string_value(b));

@@ -26,6 +26,7 @@
 #include "ferry/msg.h"
 #include "ferry/oci.h"
 #include "ferry/unpack.h"
+#include "ferry/wire.h"
 #include "ferry/work.h"
 
 #define HEALTH_TIMEOUT_MS 10000
@@ -178,6 +179,16 @@ static void deploy_close(fy_deploy *d) {
   uv_close((uv_handle_t *)&d->timer, deploy_handle_closed);
 }
 
+/* Tells a pusher that speaks protocol 2 where the deploy stands (older pushers hear nothing). */
+static void progress(fy_deploy *d, fy_step step, uint64_t done, uint64_t total) {
+  fy_agent_conn *c = fy_conn_find(d->agent, d->conn);
+  if (!c || fy_conn_version(c) < 2 || !d->app) return;
+  fy_progress_msg pm = {.app = d->app->name, .step = step, .done = done, .total = total};
+  json_t *j = fy_progress_encode(&pm);
+  if (j && fy_conn_send_json(c, FY_FT_PROGRESS, j) != FY_OK) fy_log("warn", "app %s: cannot send progress", d->app->name);
+  json_decref(j);
+}
+
 static void result_after_gc(void *ud) {
   fy_deploy *d = ud;
   fy_agent_conn *c = fy_conn_find(d->agent, d->conn);
@@ -195,18 +206,14 @@ static void result_after_gc(void *ud) {
 
 static void send_result(fy_deploy *d, fy_result result, int code, const char *message, int64_t exit_code) {
   fy_agent *a = d->agent;
-  json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:I, s:I}", "result", fy_result_name(result), "app", d->app->name,
-                        "code", (json_int_t)code, "name", fy_err_name(code), "message", message ? message : "",
-                        "release", d->app->release, "bytes_received", (json_int_t)d->bytes_received,
-                        "blobs_received", (json_int_t)d->blobs_received, "blobs_skipped", (json_int_t)d->blobs_skipped);
-  if (j && exit_code != INT64_MIN) json_object_set_new(j, "exit_code", json_integer(exit_code));
-  if (j && d->agent_digest[0]) json_object_set_new(j, "agent_digest", json_string(d->agent_digest));
   int good = result == FY_RESULT_DEPLOYED || result == FY_RESULT_UPGRADING;
-  if (j && !good) {
-    char *tail = fy_app_log_tail(a, d->app->name, 20, 4096);
-    json_object_set_new(j, "log_tail", json_string(tail ? tail : ""));
-    free(tail);
-  }
+  char *tail = good ? NULL : fy_app_log_tail(a, d->app->name, 20, 4096);
+  fy_result_msg rm = {.result = result, .app = d->app->name, .code = code, .message = message, .release = d->app->release,
+                      .bytes_received = d->bytes_received, .blobs_received = (uint32_t)d->blobs_received,
+                      .blobs_skipped = (uint32_t)d->blobs_skipped, .has_exit_code = exit_code != INT64_MIN,
+                      .exit_code = exit_code, .agent_digest = d->agent_digest, .log_tail = good ? NULL : tail ? tail : ""};
+  json_t *j = fy_result_encode(&rm);
+  free(tail);
   fy_log(good ? "info" : "warn", "app %s: %s%s%s", d->app->name, fy_result_name(result),
          message && *message ? ": " : "", message ? message : "");
   /* The garbage collection first: when the pusher hears the result, the node's state is final.
@@ -244,43 +251,36 @@ static fy_deploy *deploy_new(fy_agent *a, fy_agent_conn *c) {
   return d;
 }
 
-/* The plan's run options, each bounded; what is out of range keeps its default. */
-static void plan_options(fy_deploy *d, const json_t *j) {
-  const json_t *s = json_object_get(j, "settle_ms");
-  if (json_is_integer(s) && json_integer_value(s) >= 0 && json_integer_value(s) <= SETTLE_MAX_MS)
-    d->settle_ms = (uint64_t)json_integer_value(s);
-  const char *hc = fy_msg_str(j, "health_cmd", sizeof d->health_cmd - 1);
-  if (hc) snprintf(d->health_cmd, sizeof d->health_cmd, "%s", hc);
-  d->agent_upgrade = json_is_true(json_object_get(j, "agent_upgrade"));
-  const json_t *ut = json_object_get(j, "upgrade_timeout_s");
-  d->upgrade_timeout_s = json_is_integer(ut) && json_integer_value(ut) >= 5 && json_integer_value(ut) <= 600 ? (int)json_integer_value(ut) : 30;
-  const json_t *hp = json_object_get(j, "health_port");
-  if (json_is_integer(hp) && json_integer_value(hp) > 0 && json_integer_value(hp) < 65536)
-    d->health_port = (int)json_integer_value(hp);
+/* The plan's run options (bounded by the decoder). */
+static void plan_options(fy_deploy *d, const fy_plan_msg *pm) {
+  d->settle_ms = pm->settle_ms;
+  if (pm->health_cmd) snprintf(d->health_cmd, sizeof d->health_cmd, "%s", pm->health_cmd);
+  d->health_port = pm->health_port;
+  d->agent_upgrade = pm->agent_upgrade;
+  d->upgrade_timeout_s = pm->upgrade_timeout_s;
 }
 
 /* Everything the node checks before it stores a byte: the manifest's digest computed from its
  * bytes (never taken on trust), the release policy, the config's digest, the platform, the size,
  * the layer kinds, the agent-upgrade rules. FY_OK, or the code after refusing the connection. */
-static int plan_verify(fy_agent_conn *c, fy_deploy *d, const json_t *j, const char *app, fy_digest *want) {
+static int plan_verify(fy_agent_conn *c, fy_deploy *d, const json_t *j, const fy_plan_msg *pm) {
   fy_agent *a = d->agent;
-  const json_t *jm = json_object_get(j, "manifest"), *jc = json_object_get(j, "config");
-  const char *mdig = fy_msg_str(j, "manifest_digest", 80);
-  char err[600], gots[FY_DIGEST_STR];
+  const char *app = pm->app;
+  char err[600], gots[FY_DIGEST_STR], mdig[FY_DIGEST_STR];
   fy_digest got;
   int rc;
-  const char *mbytes = json_string_value(jm);
-  size_t mlen = json_string_length(jm);
-  if (fy_digest_parse(mdig, want) != FY_OK) return refuse(c, FY_EINVAL, "plan: malformed manifest_digest");
+  const char *mbytes = pm->manifest;
+  size_t mlen = pm->manifest_len;
+  fy_digest_format(&pm->manifest_digest, mdig);
   fy_sha256_once(mbytes, mlen, &got);
-  if (!fy_digest_equal(want, &got))
+  if (!fy_digest_equal(&pm->manifest_digest, &got))
     return refuse(c, FY_EDIGEST, "manifest digest mismatch: the plan names %s, the bytes hash to %s", mdig, fy_digest_format(&got, gots));
   snprintf(d->manifest_digest, sizeof d->manifest_digest, "%s", mdig);
   /* The release policy, before anything is stored: a refused plan writes nothing. */
   if ((rc = fy_trust_check_plan(a, app, j, &got, &d->version, err, sizeof err)) != FY_OK) return refuse(c, rc, "app %s: %s", app, err);
   if ((rc = fy_oci_manifest_parse(mbytes, mlen, &d->manifest, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
-  const char *cbytes = json_string_value(jc);
-  d->config_len = json_string_length(jc);
+  const char *cbytes = pm->config;
+  d->config_len = pm->config_len;
   fy_sha256_once(cbytes, d->config_len, &got);
   if (!fy_digest_equal(&got, &d->manifest.config.digest) || d->config_len != d->manifest.config.size)
     return refuse(c, FY_EDIGEST, "config digest mismatch: the manifest names %s", fy_digest_format(&d->manifest.config.digest, gots));
@@ -310,15 +310,14 @@ static int plan_verify(fy_agent_conn *c, fy_deploy *d, const json_t *j, const ch
 
 /* The blobs this node still needs, each with the offset its partial reached; refuses when the
  * disk cannot hold them. *need is the reply's array (caller's). */
-static int plan_need(fy_agent_conn *c, fy_deploy *d, json_t **need) {
+static int plan_need(fy_agent_conn *c, fy_deploy *d, fy_need_msg *need) {
   fy_agent *a = d->agent;
   d->need = calloc(d->manifest.nlayers + 1, 1);
-  *need = json_array();
-  if (!d->need || !*need) return refuse(c, FY_ENOMEM, "out of memory");
+  need->n = 0;
+  if (!d->need) return refuse(c, FY_ENOMEM, "out of memory");
   uint64_t missing = 0;
   for (size_t i = 0; i < d->manifest.nlayers; i++) {
     const fy_descriptor *l = &d->manifest.layers[i];
-    char ds[FY_DIGEST_STR];
     int dup = 0;
     for (size_t k = 0; k < i; k++) dup |= fy_digest_equal(&d->manifest.layers[k].digest, &l->digest);
     if (dup) continue;
@@ -329,8 +328,7 @@ static int plan_need(fy_agent_conn *c, fy_deploy *d, json_t **need) {
     uint64_t off = fy_store_partial(&a->store, &l->digest, l->size);
     d->need[i] = 1;
     missing += l->size - off;
-    json_array_append_new(*need, json_pack("{s:s, s:I, s:I}", "digest", fy_digest_format(&l->digest, ds),
-                                           "size", (json_int_t)l->size, "offset", (json_int_t)off));
+    need->items[need->n++] = (fy_need_item){l->digest, l->size, off};
   }
   uint64_t free_b = fy_fs_free_bytes(a->cfg.state_dir);
   if (missing + d->manifest.layers_size / 2 > free_b && missing > 0)
@@ -341,29 +339,26 @@ static int plan_need(fy_agent_conn *c, fy_deploy *d, json_t **need) {
 
 int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   fy_agent *a = fy_conn_agent(c);
-  json_t *j = NULL, *need = NULL;
+  json_t *j = NULL;
+  fy_need_msg need; /* 12 KiB */
+  fy_plan_msg pm;
   char err[600];
   int rc;
   if (*fy_conn_deploy(c)) return refuse(c, FY_EPROTO, "a second plan on one connection");
   if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
-  const char *app = fy_msg_str(j, "app", FY_APP_NAME_MAX - 1);
-  if (!app || !fy_app_valid_name(app)) {
+  if ((rc = fy_plan_decode(j, &pm, err, sizeof err)) != FY_OK) {
     json_decref(j);
-    return refuse(c, FY_EINVAL, "plan: the app name must be 1-63 of a-z, 0-9, '-', '.', '_'");
+    return refuse(c, rc, "%s", err);
   }
-  if (!json_is_string(json_object_get(j, "manifest")) || !json_is_string(json_object_get(j, "config")) ||
-      !fy_msg_str(j, "manifest_digest", 80)) {
-    json_decref(j);
-    return refuse(c, FY_EPROTO, "plan: manifest, manifest_digest and config are required");
-  }
+  const char *app = pm.app;
   fy_deploy *d = deploy_new(a, c);
   if (!d) {
     json_decref(j);
     return refuse(c, FY_ENOMEM, "out of memory");
   }
-  plan_options(d, j);
-  fy_digest want;
-  if ((rc = plan_verify(c, d, j, app, &want)) != FY_OK) goto fail;
+  plan_options(d, &pm);
+  fy_digest want = pm.manifest_digest;
+  if ((rc = plan_verify(c, d, j, &pm)) != FY_OK) goto fail;
   fy_app *ap = fy_app_get(a, app);
   if (!ap) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
   fy_agent_conn *stale = ap->deploying ? fy_conn_find(a, ap->transfer) : NULL;
@@ -382,7 +377,7 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   if (ap->deploying) { rc = refuse(c, FY_EBUSY, "another deploy of %s is in progress", app); goto fail; }
   d->app = ap;
   ap->deploying = 1;
-  if (fy_store_put(&a->store, &want, json_string_value(json_object_get(j, "manifest")), json_string_length(json_object_get(j, "manifest"))) != FY_OK ||
+  if (fy_store_put(&a->store, &want, pm.manifest, pm.manifest_len) != FY_OK ||
       fy_store_put(&a->store, &d->manifest.config.digest, d->config_raw, d->config_len) != FY_OK) {
     rc = refuse(c, FY_EIO, "cannot store the manifest and config in %s", a->store.dir);
     goto fail;
@@ -391,14 +386,14 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   *fy_conn_deploy(c) = d;
   ap->transfer = fy_conn_id(c);
   fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", ap->name,
-         fy_conn_peer(c), d->manifest_digest, (int)json_array_size(need), d->blobs_skipped);
-  json_t *reply = json_pack("{s:o, s:I}", "need", need, "skipped", (json_int_t)d->blobs_skipped);
-  rc = fy_conn_send_json(c, FY_FT_REPLY, reply);
+         fy_conn_peer(c), d->manifest_digest, (int)need.n, d->blobs_skipped);
+  need.skipped = (uint32_t)d->blobs_skipped;
+  json_t *reply = fy_need_encode(&need);
+  rc = reply ? fy_conn_send_json(c, FY_FT_REPLY, reply) : FY_ENOMEM;
   json_decref(reply);
   json_decref(j);
   return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot answer the plan");
 fail:
-  json_decref(need);
   release_app(d);
   json_decref(j);
   deploy_close(d);
@@ -569,17 +564,14 @@ int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f) {
   d->progress_ms = uv_now(a->loop);
   if (d->io_busy || d->fill_len) return defer_frame(c, d, f); /* after the blob before it is written */
   if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
-  const char *ds = fy_msg_str(j, "digest", 80);
-  const json_t *jo = json_object_get(j, "offset");
-  fy_digest dg;
-  if (!ds || fy_digest_parse(ds, &dg) != FY_OK || !json_is_integer(jo) || json_integer_value(jo) < 0) {
-    json_decref(j);
-    return refuse(c, FY_EPROTO, "blob-begin: digest and offset are required");
-  }
-  uint64_t off = (uint64_t)json_integer_value(jo);
-  char dss[FY_DIGEST_STR];
-  snprintf(dss, sizeof dss, "%s", ds);
+  fy_blob_begin_msg bb;
+  rc = fy_blob_begin_decode(j, &bb, err, sizeof err);
   json_decref(j);
+  if (rc != FY_OK) return refuse(c, rc, "%s", err);
+  fy_digest dg = bb.digest;
+  uint64_t off = bb.offset;
+  char dss[FY_DIGEST_STR];
+  fy_digest_format(&dg, dss);
   int idx = -1;
   for (size_t i = 0; i < d->manifest.nlayers; i++)
     if (d->need[i] && fy_digest_equal(&d->manifest.layers[i].digest, &dg)) idx = (int)i;
@@ -628,9 +620,13 @@ static json_t *run_json(fy_deploy *d) {
   json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.config.digest, ds)));
   for (size_t i = 0; i < d->manifest.nlayers; i++)
     json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.layers[i].digest, ds)));
-  return json_pack("{s:o, s:o, s:s, s:s, s:o, s:s, s:I}", "argv", argv, "env", env, "workdir",
-                   d->config.workdir ? d->config.workdir : "/", "user", d->config.user ? d->config.user : "",
-                   "blobs", blobs, "manifest", d->manifest_digest, "version", (json_int_t)d->version);
+  fy_run_meta m = {.argv = argv, .env = env, .workdir = d->config.workdir, .user = d->config.user, .blobs = blobs,
+                   .manifest = d->manifest_digest, .version = d->version};
+  json_t *run = argv && env && blobs ? fy_run_meta_encode(&m) : NULL;
+  json_decref(argv);
+  json_decref(env);
+  json_decref(blobs);
+  return run;
 }
 
 /* On the worker pool: unpack into a fresh release, and for an agent upgrade check the new
@@ -754,6 +750,7 @@ static void health_timeout(uv_timer_t *t) {
 static void settle_over(uv_timer_t *t) {
   fy_deploy *d = t->data;
   d->phase = PH_HEALTH;
+  if (d->health_port || d->health_cmd[0]) progress(d, FY_STEP_HEALTH, 0, 0);
   uv_timer_start(&d->timer, health_timeout, HEALTH_TIMEOUT_MS, 0);
   if (d->health_port) {
     struct sockaddr_in sa;
@@ -807,6 +804,7 @@ static void start_new(fy_app *app, void *ud) {
     send_result(d, FY_RESULT_FAILED, FY_ECANCELED, "the agent is shutting down", INT64_MIN);
     return;
   }
+  progress(d, FY_STEP_SWITCHING, 0, 0);
   int rc = fy_app_switch(app, d->release, d->old_release[0] ? d->old_release : d->old_previous);
   if (rc != FY_OK) {
     send_result(d, FY_RESULT_FAILED, rc, "cannot switch the current release", INT64_MIN);
@@ -823,6 +821,7 @@ static void start_new(fy_app *app, void *ud) {
     return;
   }
   d->phase = PH_SETTLE;
+  progress(d, FY_STEP_SETTLING, 0, d->settle_ms);
   app->on_exit = settle_exit;
   app->on_exit_ud = d;
   uv_timer_start(&d->timer, settle_over, d->settle_ms, 0);
@@ -914,6 +913,7 @@ int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f) {
     d->open_handles--;
     return refuse(c, FY_ENOMEM, "cannot queue the unpack");
   }
+  progress(d, FY_STEP_UNPACKING, 0, d->manifest.layers_size);
   return FY_OK;
 }
 
@@ -950,8 +950,9 @@ static void manual_rb_answer(void *ud) {
   int rc = m->rc;
   fy_agent_conn *c = fy_conn_find(m->a, m->conn);
   if (c && app) {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "result", fy_result_name(rc == FY_OK ? FY_RESULT_ROLLED_BACK : FY_RESULT_FAILED), "app", app->name,
-                          "release", app->release, "previous", app->previous, "code", (json_int_t)rc, "message", m->why);
+    fy_result_msg rm = {.result = rc == FY_OK ? FY_RESULT_ROLLED_BACK : FY_RESULT_FAILED, .app = app->name, .code = rc,
+                        .message = m->why, .release = app->release, .previous = app->previous};
+    json_t *j = fy_result_encode(&rm);
     fy_conn_hold(c, 0);
     if (fy_conn_send_json(c, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "cannot send the rollback result");
     json_decref(j);
@@ -965,18 +966,19 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
   char err[600];
   int rc;
   if ((rc = fy_msg_parse(f, &j, err, sizeof err)) != FY_OK) return refuse(c, rc, "%s", err);
-  const char *op = fy_msg_str(j, "op", 32), *app = fy_msg_str(j, "app", FY_APP_NAME_MAX - 1);
-  fy_app *ap = app ? fy_app_find(a, app) : NULL;
-  if (!op) { json_decref(j); return refuse(c, FY_EPROTO, "request without op"); }
+  fy_request_msg rq;
+  if ((rc = fy_request_decode(j, &rq, err, sizeof err)) != FY_OK) {
+    json_decref(j);
+    return refuse(c, rc, "%s", err);
+  }
+  fy_app *ap = fy_app_find(a, rq.app);
   if (!ap || !ap->release[0]) {
-    rc = refuse(c, FY_ENOAPP, "no app '%s' on %s", app ? app : "", a->name);
+    rc = refuse(c, FY_ENOAPP, "no app '%s' on %s", rq.app, a->name);
     json_decref(j);
     return rc;
   }
-  if (strcmp(op, "logs") == 0) {
-    const json_t *t = json_object_get(j, "tail");
-    int tail = json_is_integer(t) && json_integer_value(t) > 0 && json_integer_value(t) < 100000 ? (int)json_integer_value(t) : 100;
-    char *log = fy_app_log_tail(a, ap->name, tail, 512 * 1024);
+  if (rq.op == FY_REQ_LOGS) {
+    char *log = fy_app_log_tail(a, ap->name, rq.tail, 512 * 1024);
     json_t *r = json_pack("{s:s, s:s, s:s}", "app", ap->name, "release", ap->release, "log", log ? log : "");
     free(log);
     rc = fy_conn_send_json(c, FY_FT_REPLY, r);
@@ -984,8 +986,8 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
     json_decref(j);
     return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot send the log");
   }
-  if (strcmp(op, "rollback") == 0) {
-    json_decref(j);
+  json_decref(j);
+  {
     if (ap->deploying) return refuse(c, FY_EBUSY, "a deploy of %s is in progress", ap->name);
     if (!ap->previous[0] || strcmp(ap->previous, ap->release) == 0)
       return refuse(c, FY_ENOAPP, "app %s has no previous release to roll back to", ap->name);
@@ -1002,9 +1004,6 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
     fy_app_stop(ap, manual_rb_stopped, m);
     return FY_OK;
   }
-  rc = refuse(c, FY_EUNSUPPORTED, "unknown request '%s'", op);
-  json_decref(j);
-  return rc;
 }
 
 /* --- shutdown ------------------------------------------------------------------------------ */

@@ -9,6 +9,7 @@
 
 #include "launch.h"
 #include "ferry/elf.h"
+#include "ferry/wire.h"
 #include "ferry/fsutil.h"
 #include "ferry/text.h"
 
@@ -193,11 +194,12 @@ static void environment(const fy_launch_in *in, fy_launch_plan *p, const json_t 
 int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, size_t errlen) {
   memset(p, 0, sizeof *p);
   err[0] = '\0';
-  const json_t *jargs = json_object_get(in->run, "argv"), *jenv = json_object_get(in->run, "env");
-  const char *workdir = json_string_value(json_object_get(in->run, "workdir"));
-  const char *user = json_string_value(json_object_get(in->run, "user"));
-  size_t nargs = json_array_size(jargs);
-  if (!workdir || workdir[0] != '/') workdir = "/";
+  fy_run_meta meta;
+  int rc = fy_run_meta_decode(in->run, &meta, err, errlen);
+  if (rc != FY_OK) return FY_EEXEC;
+  const json_t *jargs = meta.argv, *jenv = meta.env;
+  const char *workdir = meta.workdir, *user = meta.user;
+  size_t nargs = meta.nargv;
   if (nargs == 0 || !json_is_string(json_array_get(jargs, 0))) {
     fy_text_fmt(err, errlen, "the image config has no Entrypoint or Cmd");
     return FY_EEXEC;
@@ -213,7 +215,7 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
     fy_text_fmt(err, errlen, "cannot execute %s: the path is too long", p->prog);
     return FY_EEXEC;
   }
-  int rc = check_elf(in->facts, host_prog, p->prog, err, errlen);
+  rc = check_elf(in->facts, host_prog, p->prog, err, errlen);
   if (rc != FY_OK) return rc;
   p->mode = in->cfg->nwrapper > 0 ? FY_LAUNCH_WRAPPER
           : in->cfg->isolation == FY_ISOLATION_CHROOT || (in->cfg->isolation == FY_ISOLATION_AUTO && in->is_root) ? FY_LAUNCH_CHROOT

@@ -17,23 +17,13 @@
 #include "agent.h"
 #include "release.h"
 #include "ferry/fsutil.h"
+#include "ferry/wire.h"
 #include "ferry/store.h"
 #include "ferry/text.h"
 #include "ferry/unpack.h"
 #include "ferry/work.h"
 
 #define RUN_JSON_MAX (1024u * 1024u) /* the one ceiling for a release's run.json */
-
-int fy_app_valid_name(const char *name) {
-  size_t n = strlen(name);
-  if (n == 0 || n >= FY_APP_NAME_MAX) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = name[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || ((c == '-' || c == '.' || c == '_') && i > 0)))
-      return 0;
-  }
-  return 1;
-}
 
 void fy_app_dir(const fy_agent *a, const char *app, char *buf, size_t len) {
   snprintf(buf, len, "%s/apps/%s", a->cfg.state_dir, app);
@@ -118,13 +108,14 @@ json_t *fy_release_run(const fy_agent *a, const char *app, const char *id) {
 static int keep_blobs(const fy_agent *a, const char *app, const char *id, fy_digest **keep, size_t *n, size_t *cap) {
   if (!id[0]) return FY_OK;
   json_t *run = fy_release_run(a, app, id);
-  const json_t *blobs = json_object_get(run, "blobs");
-  int rc = json_is_array(blobs) ? FY_OK : FY_ENOENT;
+  fy_run_meta m;
+  char err[200];
+  int rc = run ? fy_run_meta_decode(run, &m, err, sizeof err) : FY_ENOENT;
   size_t i;
   json_t *v;
-  json_array_foreach(blobs, i, v) {
+  json_array_foreach(rc == FY_OK ? m.blobs : NULL, i, v) {
     fy_digest d;
-    if (!json_is_string(v) || fy_digest_parse(json_string_value(v), &d) != FY_OK) {
+    if (fy_digest_parse(json_string_value(v), &d) != FY_OK) {
       rc = FY_EINVAL;
       break;
     }

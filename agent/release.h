@@ -13,8 +13,7 @@
 
 struct fy_agent;
 
-/* Valid app names: like node names (1-63 of a-z 0-9 - . _). */
-int fy_app_valid_name(const char *name);
+/* (App names: fy_app_valid_name, ferry/wire.h.) */
 /* STATE/apps/<app> */
 void fy_app_dir(const struct fy_agent *a, const char *app, char *buf, size_t len);
 /* The release id a link (current, previous) names, "" when none. */

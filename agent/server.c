@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "agent.h"
+#include "ferry/conv.h"
 #include "ferry/msg.h"
 #include <stdint.h>
 
@@ -19,6 +20,7 @@ struct fy_agent_conn {
   fy_agent *agent;
   uint64_t id;             /* how anything that outlives a callback refers to this connection */
   fy_session session;
+  fy_conv conv;            /* which frame is legal now (ferry/conv.h) */
   int session_ok;
   int open_handles;
   int ending;              /* stop reading; close when writes drain */
@@ -119,6 +121,10 @@ void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) {
 
 int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj) {
   if (c->closing || c->ending) return FY_ECONN;
+  if (fy_conv_send(&c->conv, type) != FY_OK) { /* a bug on this side: say so, end the connection */
+    fy_log("error", "peer %s: %s", c->peer, c->conv.why);
+    return FY_EPROTO;
+  }
   int rc = fy_msg_send(&c->session, type, obj);
   if (rc == FY_OK) flush(c);
   return rc;
@@ -141,6 +147,7 @@ void fy_conn_abort(fy_agent_conn *c) { conn_close(c); }
 fy_agent *fy_conn_agent(fy_agent_conn *c) { return c->agent; }
 
 uint64_t fy_conn_id(const fy_agent_conn *c) { return c->id; }
+unsigned fy_conn_version(const fy_agent_conn *c) { return c->version; }
 
 fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id) {
   if (id == 0) return NULL;
@@ -158,10 +165,6 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
   json_t *hello;
   char err[256];
   int rc;
-  if (c->version != 0) {
-    fy_conn_fail(c, FY_EPROTO, "a second hello");
-    return FY_ECANCELED;
-  }
   if ((rc = fy_msg_parse(f, &hello, err, sizeof err)) != FY_OK) {
     fy_conn_fail(c, rc, "%s", err);
     return FY_ECANCELED;
@@ -178,7 +181,8 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
   json_t *facts = fy_facts_json(&a->cfg, &a->facts, a->name, up);
   if (facts) json_object_set_new(facts, "apps", fy_apps_json(a));
   if (facts) json_object_set_new(facts, "agent_digest", json_string(a->self_digest));
-  rc = facts ? fy_msg_send(&c->session, FY_FT_FACTS, facts) : FY_ENOMEM;
+  if (facts) json_object_set_new(facts, "proto", json_integer(c->version)); /* the version both speak */
+  rc = facts ? fy_conn_send_json(c, FY_FT_FACTS, facts) : FY_ENOMEM;
   if (rc == FY_OK) fy_upgrade_answered(a);
   json_decref(facts);
   if (rc != FY_OK) {
@@ -188,17 +192,25 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
   return FY_OK;
 }
 
-static const struct {
-  handler_fn fn;
-  int needs_version; /* only after a successful hello */
-} handlers[FY_FT__MAX + 1] = {
-    [FY_FT_HELLO] = {on_hello, 0},
-    [FY_FT_PLAN] = {fy_deploy_on_plan, 1},
-    [FY_FT_BLOB_BEGIN] = {fy_deploy_on_blob_begin, 1},
-    [FY_FT_BLOB] = {fy_deploy_on_blob, 1},
-    [FY_FT_COMMIT] = {fy_deploy_on_commit, 1},
-    [FY_FT_REQUEST] = {fy_request_on_request, 1},
+/* What a pusher may send; the conversation (ferry/conv.h) has already said whether it may send
+ * it now. */
+static const handler_fn handlers[FY_FT__MAX + 1] = {
+    [FY_FT_HELLO] = on_hello,
+    [FY_FT_PLAN] = fy_deploy_on_plan,
+    [FY_FT_BLOB_BEGIN] = fy_deploy_on_blob_begin,
+    [FY_FT_BLOB] = fy_deploy_on_blob,
+    [FY_FT_COMMIT] = fy_deploy_on_commit,
+    [FY_FT_REQUEST] = fy_request_on_request,
 };
+
+static int dispatch(fy_agent_conn *c, const fy_frame *f) {
+  handler_fn fn = f->type <= FY_FT__MAX ? handlers[f->type] : NULL;
+  if (!fn) {
+    fy_conn_fail(c, FY_EPROTO, "unexpected %s message (type %u)", fy_frame_type_name(f->type), f->type);
+    return FY_ECANCELED;
+  }
+  return fn(c, f);
+}
 
 int fy_conn_defer(fy_agent_conn *c, const fy_frame *f) {
   uint8_t *p = f->len ? malloc(f->len) : NULL;
@@ -214,15 +226,13 @@ int fy_conn_defer(fy_agent_conn *c, const fy_frame *f) {
   return FY_FRAME_PAUSE;
 }
 
-static int on_frame(void *ud, const fy_frame *f);
-
 void fy_conn_redispatch(fy_agent_conn *c) {
   if (c->closing || c->ending) return;
   if (c->has_kept) {
     fy_frame f = c->kept;
     c->has_kept = 0;
     c->kept.payload = NULL;
-    int rc = on_frame(c, &f);
+    int rc = dispatch(c, &f); /* the conversation took it when it arrived */
     if (f.payload != c->kept.payload) free((void *)f.payload); /* unless kept again */
     if (rc != FY_OK) return; /* kept again, or the connection failed */
   }
@@ -232,18 +242,13 @@ void fy_conn_redispatch(fy_agent_conn *c) {
 static int on_frame(void *ud, const fy_frame *f) {
   fy_agent_conn *c = ud;
   if (c->ending) return FY_ECANCELED;
-  handler_fn fn = f->type <= FY_FT__MAX ? handlers[f->type].fn : NULL;
-  if (!fn) {
-    fy_conn_fail(c, FY_EPROTO, "unexpected %s message (type %u)", fy_frame_type_name(f->type), f->type);
-    return FY_ECANCELED;
-  }
-  if (handlers[f->type].needs_version && c->version == 0) {
-    fy_conn_fail(c, FY_EPROTO, "%s before hello", fy_frame_type_name(f->type));
+  if (fy_conv_recv(&c->conv, f->type) != FY_OK) {
+    fy_conn_fail(c, FY_EPROTO, "%s", c->conv.why);
     return FY_ECANCELED;
   }
   /* Idle means no complete frame: a peer that trickles bytes does not keep a connection. */
   if (!c->held && !c->closing && !c->ending) uv_timer_start(&c->timer, on_timeout, c->agent->cfg.idle_timeout_ms, 0);
-  return fn(c, f);
+  return dispatch(c, f);
 }
 
 /* --- socket callbacks ------------------------------------------------------------------- */
@@ -361,6 +366,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   a->accepted++;
+  fy_conv_init(&c->conv, FY_SIDE_AGENT);
   if (fy_session_init(&c->session, a->tls, NULL, FY_FRAME_MAX, on_frame, c) != FY_OK) {
     conn_close(c);
     return;

@@ -10,6 +10,7 @@
 #include "agent.h"
 #include "release.h"
 #include "ferry/fsutil.h"
+#include "ferry/wire.h"
 #include "ferry/msg.h"
 #include "ferry/oci.h"
 #include "ferry/yaml.h"
@@ -181,8 +182,9 @@ int fy_trust_record(fy_agent *a, const char *app, uint64_t version) {
 
 uint64_t fy_trust_release_version(fy_agent *a, const char *app, const char *release) {
   json_t *j = fy_release_run(a, app, release);
-  const json_t *v = json_object_get(j, "version");
-  uint64_t version = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+  fy_run_meta m;
+  char err[200];
+  uint64_t version = j && fy_run_meta_decode(j, &m, err, sizeof err) == FY_OK ? m.version : 0;
   json_decref(j);
   return version;
 }

@@ -7,6 +7,8 @@
 #include "ask.h"
 #include "cli.h"
 #include "ferry/yaml.h"
+#include "ferry/wire.h"
+#include "ferry/text.h"
 
 static int selected(fy_ask_batch *b, fy_ask *a) {
   fy_cli_common *cc = b->ud;
@@ -56,7 +58,8 @@ static int run_request(const char *op, int argc, char **argv) {
   if (fy_cli_common_targets(&cc, op) != FY_OK) goto cleanup;
   if (fy_cli_load_identity(cc.identity, &tls) != FY_OK) { ret = 1; goto cleanup; }
   asks = calloc(cc.ntargets, sizeof *asks);
-  req = json_pack("{s:s, s:s, s:i}", "op", op, "app", app, "tail", tail);
+  fy_request_msg rq = {.op = is_logs ? FY_REQ_LOGS : FY_REQ_ROLLBACK, .app = app, .tail = tail};
+  req = fy_request_encode(&rq);
   if (!asks || !req) { ret = 1; goto cleanup; }
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -75,9 +78,15 @@ static int run_request(const char *op, int argc, char **argv) {
     if (a->skipped) continue;
     int ok = a->err == FY_OK;
     if (ok && !is_logs) {
-      const char *res = fy_msg_str(a->answer, "result", 20), *m = fy_msg_str(a->answer, "message", 500);
-      ok = fy_result_parse(res) == FY_RESULT_ROLLED_BACK;
-      if (!ok) snprintf(a->msg, sizeof a->msg, "%s", m ? m : "failed");
+      fy_result_msg rm;
+      char err[300];
+      if (fy_result_decode(a->answer, &rm, err, sizeof err) != FY_OK) {
+        ok = 0;
+        fy_text_fmt(a->msg, sizeof a->msg, "%s", err);
+      } else {
+        ok = rm.result == FY_RESULT_ROLLED_BACK;
+        if (!ok) fy_text_fmt(a->msg, sizeof a->msg, "%s", rm.message[0] ? rm.message : "failed");
+      }
     }
     if (!ok) ret = 1;
     if (cc.json) {

@@ -78,6 +78,12 @@ static int flush(fy_conn *c) {
 
 static int session_frame(void *ud, const fy_frame *f) {
   fy_conn *c = ud;
+  if (fy_conv_recv(&c->conv, f->type) != FY_OK) {
+    char m[200];
+    snprintf(m, sizeof m, "%s", c->conv.why);
+    fy_conn_close(c, FY_EPROTO, m);
+    return FY_ECANCELED;
+  }
   if (f->type == FY_FT_ERROR) {
     json_t *j = NULL;
     char err[200];
@@ -143,6 +149,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   const char *expect = c->target.name[0] ? c->target.name : NULL;
+  fy_conv_init(&c->conv, FY_SIDE_PUSHER);
   if (fy_session_init(&c->session, c->tls, expect, FY_FRAME_MAX, session_frame, c) != FY_OK) {
     fy_conn_close(c, FY_ENOMEM, NULL);
     return;
@@ -214,16 +221,30 @@ void fy_conn_start(fy_conn *c, uv_loop_t *loop, const fy_target *t, fy_tls_conf 
   }
 }
 
+/* The conversation moves on only for a frame that was queued. */
+static int conv_check(fy_conn *c, uint8_t type, fy_conv *next) {
+  *next = c->conv;
+  if (fy_conv_send(next, type) == FY_OK) return FY_OK;
+  snprintf(c->msg, sizeof c->msg, "%s", next->why);
+  return FY_EPROTO;
+}
+
 int fy_conn_send(fy_conn *c, uint8_t type, const void *p, size_t n) {
+  fy_conv next;
   if (c->closing || !c->session_ok) return FY_ECONN;
-  int rc = fy_session_send(&c->session, type, 0, p, n);
+  int rc = conv_check(c, type, &next);
+  if (rc == FY_OK) rc = fy_session_send(&c->session, type, 0, p, n);
   if (rc != FY_OK) return rc;
+  c->conv = next;
   return flush(c);
 }
 
 int fy_conn_send_json(fy_conn *c, uint8_t type, const json_t *obj) {
+  fy_conv next;
   if (c->closing || !c->session_ok) return FY_ECONN;
-  int rc = fy_msg_send(&c->session, type, obj);
+  int rc = conv_check(c, type, &next);
+  if (rc == FY_OK) rc = fy_msg_send(&c->session, type, obj);
   if (rc != FY_OK) return rc;
+  c->conv = next;
   return flush(c);
 }

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "ferry/msg.h"
+#include "ferry/conv.h"
 #include "ferry/session.h"
 #include "target.h"
 
@@ -27,6 +28,7 @@ struct fy_conn {
   void *ud;
   fy_tls_conf *tls;
   fy_session session;
+  fy_conv conv;         /* which frame is legal now (ferry/conv.h) */
   int session_ok;
   uv_getaddrinfo_t gai;
   uv_connect_t connect;

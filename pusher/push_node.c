@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "ferry/version.h"
+#include "ferry/wire.h"
 #include "ferry/text.h"
 #include "push_node.h"
 #include "signing.h"
@@ -107,24 +108,23 @@ static int got_facts(fy_pnode *n, json_t *j) {
   uint64_t settle = P->settle_set ? P->settle_ms : n->v.cfg.settle_ms >= 0 ? (uint64_t)n->v.cfg.settle_ms : P->settle_ms;
   const char *hcmd = P->health_cmd ? P->health_cmd : n->v.cfg.health_cmd;
   int hport = P->health_port ? P->health_port : n->v.cfg.health_port;
-  json_t *plan = json_pack("{s:s, s:s%, s:s, s:s%, s:I}", "app", P->app, "manifest", n->v.manifest, n->v.manifest_len,
-                           "manifest_digest", ds, "config", n->v.config, n->v.config_len, "settle_ms", (json_int_t)settle);
-  if (plan && hcmd) json_object_set_new(plan, "health_cmd", json_string(hcmd));
-  if (plan && hport) json_object_set_new(plan, "health_port", json_integer(hport));
-  if (plan && P->agent_upgrade) {
-    json_object_set_new(plan, "agent_upgrade", json_true());
-    json_object_set_new(plan, "upgrade_timeout_s", json_integer(P->upgrade_timeout_s));
-  }
-  if (plan && P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
-    json_t *chain = NULL;
+  fy_plan_msg pm = {.app = P->app, .manifest = n->v.manifest, .manifest_len = n->v.manifest_len,
+                    .manifest_digest = n->v.desc.digest, .config = n->v.config, .config_len = n->v.config_len,
+                    .settle_ms = settle, .health_cmd = hcmd, .health_port = hport, .agent_upgrade = P->agent_upgrade,
+                    .upgrade_timeout_s = P->upgrade_timeout_s};
+  json_t *chain = NULL, *sig = NULL;
+  if (P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
     if ((rc = fy_layout_sig_chain(P->layout, P->signature, &n->v.desc.digest, &chain, err, sizeof err)) != FY_OK) {
-      json_decref(plan);
       node_fail(n, rc, err);
       return FY_ECANCELED;
     }
-    json_object_set_new(plan, "signature", fy_layout_sig_json(P->signature));
-    json_object_set_new(plan, "chain", chain);
+    sig = fy_layout_sig_json(P->signature);
+    pm.signature = sig;
+    pm.chain = chain;
   }
+  json_t *plan = fy_plan_encode(&pm);
+  json_decref(sig);
+  json_decref(chain);
   rc = plan ? fy_conn_send_json(&n->conn, FY_FT_PLAN, plan) : FY_ENOMEM;
   json_decref(plan);
   if (rc != FY_OK) {
@@ -136,26 +136,23 @@ static int got_facts(fy_pnode *n, json_t *j) {
 }
 
 static int got_need(fy_pnode *n, json_t *j) {
-  json_t *arr = json_object_get(j, "need"), *v;
-  size_t i;
+  fy_need_msg m;
+  char err[300];
+  int rc = fy_need_decode(j, &m, err, sizeof err);
+  if (rc != FY_OK) return rc;
   n->nneed = 0;
-  if (json_array_size(arr) > n->v.m.nlayers) return FY_EPROTO;
-  n->need = calloc(json_array_size(arr) + 1, sizeof *n->need);
+  n->need = calloc(m.n + 1, sizeof *n->need);
   if (!n->need) return FY_ENOMEM;
-  json_array_foreach(arr, i, v) {
-    fy_digest d;
-    const char *ds = fy_msg_str(v, "digest", 80);
-    json_int_t off = json_integer_value(json_object_get(v, "offset"));
-    if (!ds || fy_digest_parse(ds, &d) != FY_OK) return FY_EPROTO;
+  for (size_t i = 0; i < m.n; i++) {
     int layer = -1;
     for (size_t k = 0; k < n->v.m.nlayers; k++)
-      if (fy_digest_equal(&n->v.m.layers[k].digest, &d)) layer = (int)k;
-    if (layer < 0 || off < 0 || (uint64_t)off > n->v.m.layers[layer].size) return FY_EPROTO;
-    n->need[n->nneed++] = (struct fy_pneed){layer, (uint64_t)off, n->v.m.layers[layer].size};
-    n->total_to_send += n->v.m.layers[layer].size - (uint64_t)off;
+      if (fy_digest_equal(&n->v.m.layers[k].digest, &m.items[i].digest)) layer = (int)k;
+    /* the node names blobs of this manifest, with their sizes as the manifest has them */
+    if (layer < 0 || m.items[i].size != n->v.m.layers[layer].size) return FY_EPROTO;
+    n->need[n->nneed++] = (struct fy_pneed){layer, m.items[i].offset, n->v.m.layers[layer].size};
+    n->total_to_send += n->v.m.layers[layer].size - m.items[i].offset;
   }
-  json_t *sk = json_object_get(j, "skipped");
-  n->blobs_skipped = json_is_integer(sk) ? (int)json_integer_value(sk) : 0;
+  n->blobs_skipped = (int)m.skipped;
   fy_pnode_event(n, "%zu blob(s) to send (%llu bytes), %d already on the node", n->nneed, (unsigned long long)n->total_to_send,
                  n->blobs_skipped);
   n->phase = FY_PN_SEND;
@@ -179,7 +176,9 @@ static void pump(fy_pnode *n) {
       n->blob_off = nd->offset;
       n->blob_end = nd->size;
       n->in_blob = 1;
-      json_t *b = json_pack("{s:s, s:I}", "digest", fy_digest_format(&l->digest, ds), "offset", (json_int_t)nd->offset);
+      fy_blob_begin_msg bm = {.digest = l->digest, .offset = nd->offset};
+      json_t *b = fy_blob_begin_encode(&bm);
+      fy_digest_format(&l->digest, ds);
       int rc = fy_conn_send_json(c, FY_FT_BLOB_BEGIN, b);
       json_decref(b);
       if (rc != FY_OK) { node_fail(n, rc, "cannot send blob-begin"); return; }
@@ -218,30 +217,28 @@ static void pump(fy_pnode *n) {
 static void on_writable(fy_conn *c) { pump(c->ud); }
 
 static int got_result(fy_pnode *n, json_t *j) {
-  const char *r = fy_msg_str(j, "result", 20), *m = fy_msg_str(j, "message", FY_MSG_STR_MAX);
-  const char *ad = fy_msg_str(j, "agent_digest", 79);
-  if (n->cfg->agent_upgrade && fy_result_parse(r) == FY_RESULT_UPGRADING && ad) {
+  fy_result_msg r;
+  char err[300];
+  if (fy_result_decode(j, &r, err, sizeof err) != FY_OK) {
+    node_fail(n, FY_EPROTO, err);
+    return FY_ECANCELED;
+  }
+  if (n->cfg->agent_upgrade && r.result == FY_RESULT_UPGRADING && r.agent_digest[0]) {
     /* The old agent re-executes: ask the node until the new one answers, or the old is back. */
-    snprintf(n->expect_digest, sizeof n->expect_digest, "%s", ad);
-    fy_pnode_event(n, "the agent re-executes as %.19s...; waiting for it to answer", ad);
+    snprintf(n->expect_digest, sizeof n->expect_digest, "%s", r.agent_digest);
+    fy_pnode_event(n, "the agent re-executes as %.19s...; waiting for it to answer", r.agent_digest);
     n->phase = FY_PN_CONFIRM;
     n->confirm_deadline = uv_now(n->conn.loop) + (uint64_t)(n->cfg->upgrade_timeout_s + 15) * 1000;
     fy_conn_close(&n->conn, FY_OK, NULL);
     return FY_ECANCELED;
   }
-  const char *rel = fy_msg_str(j, "release", 79), *tail = fy_msg_str(j, "log_tail", 1 << 16);
-  n->result = fy_result_parse(r);
-  if (n->result == FY_RESULT_NONE) n->result = FY_RESULT_FAILED; /* what the agent said is not a result */
-  if (rel) snprintf(n->release, sizeof n->release, "%s", rel);
-  json_t *code = json_object_get(j, "code");
-  n->err = json_is_integer(code) ? (int)json_integer_value(code) : FY_EPEER;
+  n->result = r.result == FY_RESULT_UPGRADING ? FY_RESULT_FAILED : r.result; /* upgrading answers only an upgrade */
+  if (r.release[0]) snprintf(n->release, sizeof n->release, "%s", r.release);
+  n->err = r.code;
   if (n->result != FY_RESULT_DEPLOYED) {
-    json_t *ec = json_object_get(j, "exit_code");
-    if (json_is_integer(ec))
-      snprintf(n->msg, sizeof n->msg, "%s (exit code %lld)", m ? m : "", (long long)json_integer_value(ec));
-    else
-      snprintf(n->msg, sizeof n->msg, "%s", m ? m : "");
-    if (tail) n->log_tail = strdup(tail);
+    if (r.has_exit_code) fy_text_fmt(n->msg, sizeof n->msg, "%s (exit code %lld)", r.message, (long long)r.exit_code);
+    else fy_text_fmt(n->msg, sizeof n->msg, "%s", r.message);
+    if (r.log_tail) n->log_tail = strdup(r.log_tail);
   }
   fy_pnode_event(n, "%s%s%s", fy_result_name(n->result), n->msg[0] ? ": " : "", n->msg);
   n->phase = FY_PN_DONE;
@@ -258,7 +255,14 @@ static int on_frame(fy_conn *c, const fy_frame *f) {
     node_fail(n, rc, err);
     return FY_ECANCELED;
   }
-  if (n->phase == FY_PN_FACTS && f->type == FY_FT_FACTS) {
+  if (f->type == FY_FT_PROGRESS) { /* protocol 2: where the node's deploy stands */
+    fy_progress_msg pm;
+    if (fy_progress_decode(j, &pm, err, sizeof err) == FY_OK) {
+      if (pm.total && pm.step == FY_STEP_UNPACKING) fy_pnode_event(n, "%s %llu bytes", fy_step_name(pm.step), (unsigned long long)pm.total);
+      else fy_pnode_event(n, "%s", fy_step_name(pm.step));
+    }
+    rc = FY_OK;
+  } else if (n->phase == FY_PN_FACTS && f->type == FY_FT_FACTS) {
     rc = got_facts(n, j);
   } else if (n->phase == FY_PN_PLAN && f->type == FY_FT_REPLY) {
     rc = got_need(n, j);

@@ -20,6 +20,7 @@
 #include "ask.h"
 #include "rollout.h"
 #include "ferry/work.h"
+#include "ferry/wire.h"
 #include "ferry/text.h"
 
 enum { X_NONE, X_UNREACHABLE, X_SELECTOR, X_AFFINITY, X_PLATFORM, X_REPLICAS, X_COUNT };
@@ -462,7 +463,8 @@ static void finish(struct rollout *r) {
       event(r, "reverting %zu node(s) that took the release", r->nrevert);
       r->revert_asks = calloc(r->nrevert, sizeof *r->revert_asks);
       r->revert_targets = calloc(r->nrevert, sizeof *r->revert_targets);
-      json_t *req = r->revert_req = json_pack("{s:s, s:s}", "op", "rollback", "app", r->o->push.app);
+      fy_request_msg rq = {.op = FY_REQ_ROLLBACK, .app = r->o->push.app};
+      json_t *req = r->revert_req = fy_request_encode(&rq);
       if (r->revert_asks && r->revert_targets && req) {
         for (size_t k = 0; k < r->nrevert; k++) r->revert_targets[k] = r->cc->targets[r->nodes[r->revert_nodes[k]].ti];
         r->revert = (fy_ask_batch){.loop = &r->loop, .tls = r->o->push.tls, .timeout_ms = r->o->push.timeout_ms, .op = "rollback",

@@ -55,7 +55,7 @@ int main(void) {
 
   /* no isolation: the program by its host path, the image's args and Env, ferry's variables */
   cfg.isolation = FY_ISOLATION_NONE;
-  CHECK_INT(plan("{\"argv\":[\"/bin/app\",\"-v\"],\"env\":[\"A=1\"],\"workdir\":\"/srv\"}", 0, &p, err, sizeof err), FY_OK);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\",\"-v\"],\"env\":[\"A=1\"],\"workdir\":\"/srv\"}", 0, &p, err, sizeof err), FY_OK);
   snprintf(want, sizeof want, "%s/bin/app", root);
   CHECK_INT(p.mode, FY_LAUNCH_PLAIN);
   CHECK_STR(p.argv[0], want);
@@ -71,7 +71,7 @@ int main(void) {
   fy_launch_plan_free(&p);
 
   /* a bare name is looked up in the image's PATH, inside the rootfs; User by name, as root */
-  CHECK_INT(plan("{\"argv\":[\"tool\"],\"env\":[\"PATH=/usr/bin\"],\"user\":\"svc\"}", 1, &p, err, sizeof err), FY_OK);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"tool\"],\"env\":[\"PATH=/usr/bin\"],\"user\":\"svc\"}", 1, &p, err, sizeof err), FY_OK);
   CHECK_INT(p.mode, FY_LAUNCH_PLAIN);
   CHECK_STR(p.prog, "/usr/bin/tool");
   CHECK(p.set_ids && p.uid == 1000 && p.gid == 1001);
@@ -79,7 +79,7 @@ int main(void) {
 
   /* chroot (auto, as root): the helper with root, workdir, ids and the program inside */
   cfg.isolation = FY_ISOLATION_AUTO;
-  CHECK_INT(plan("{\"argv\":[\"/bin/app\",\"x\"],\"user\":\"1000:5\"}", 1, &p, err, sizeof err), FY_OK);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\",\"x\"],\"user\":\"1000:5\"}", 1, &p, err, sizeof err), FY_OK);
   CHECK_INT(p.mode, FY_LAUNCH_CHROOT);
   const char *helper[] = {"/usr/sbin/ferryd", "__exec", root, "/", "1000", "5", "--", "/bin/app", "x"};
   CHECK_INT(p.nargv, 9);
@@ -94,7 +94,7 @@ int main(void) {
   snprintf(cfg.exec_wrapper[0], sizeof cfg.exec_wrapper[0], "sh");
   snprintf(cfg.exec_wrapper[1], sizeof cfg.exec_wrapper[1], "-L");
   snprintf(cfg.exec_wrapper[2], sizeof cfg.exec_wrapper[2], "{rootfs}");
-  CHECK_INT(plan("{\"argv\":[\"/bin/app\"]}", 1, &p, err, sizeof err), FY_OK);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"]}", 1, &p, err, sizeof err), FY_OK);
   CHECK_INT(p.mode, FY_LAUNCH_WRAPPER);
   CHECK(p.nargv == 4 && strstr(p.argv[0], "/sh") != NULL);
   CHECK_STR(p.argv[1], "-L");
@@ -103,19 +103,19 @@ int main(void) {
   CHECK_STR(p.argv[3], want);
   fy_launch_plan_free(&p);
   snprintf(cfg.exec_wrapper[0], sizeof cfg.exec_wrapper[0], "no-such-wrapper-here");
-  CHECK_INT(plan("{\"argv\":[\"/bin/app\"]}", 1, &p, err, sizeof err), FY_EEXEC);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"]}", 1, &p, err, sizeof err), FY_EEXEC);
   CHECK_CONTAINS(err, "exec_wrapper 'no-such-wrapper-here' not found in PATH");
   fy_launch_plan_free(&p);
   cfg.nwrapper = 0;
 
   /* what a person is told */
-  CHECK_INT(plan("{\"argv\":[]}", 0, &p, err, sizeof err), FY_EEXEC);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[]}", 0, &p, err, sizeof err), FY_EEXEC);
   CHECK_CONTAINS(err, "no Entrypoint or Cmd");
   fy_launch_plan_free(&p);
-  CHECK_INT(plan("{\"argv\":[\"missing\"]}", 0, &p, err, sizeof err), FY_EEXEC);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"missing\"]}", 0, &p, err, sizeof err), FY_EEXEC);
   CHECK_CONTAINS(err, "cannot execute missing: not found in the image's PATH");
   fy_launch_plan_free(&p);
-  CHECK_INT(plan("{\"argv\":[\"/bin/app\"],\"user\":\"nobody-here\"}", 0, &p, err, sizeof err), FY_EEXEC);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"nobody-here\"}", 0, &p, err, sizeof err), FY_EEXEC);
   CHECK_CONTAINS(err, "User 'nobody-here' is not in the image's /etc/passwd");
   fy_launch_plan_free(&p);
   /* an arm64 ELF on an amd64 node: the wrong architecture, said before exec */
@@ -123,7 +123,7 @@ int main(void) {
   char p64[512];
   snprintf(p64, sizeof p64, "%s/bin/arm", root);
   if (fy_file_write_atomic(p64, arm64_elf, sizeof arm64_elf, 0755) != FY_OK) abort();
-  CHECK_INT(plan("{\"argv\":[\"/bin/arm\"]}", 0, &p, err, sizeof err), FY_EEXEC);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/arm\"]}", 0, &p, err, sizeof err), FY_EEXEC);
   CHECK_CONTAINS(err, "exec format error: /bin/arm is");
   CHECK_CONTAINS(err, "this node runs linux/amd64");
   fy_launch_plan_free(&p);

@@ -1,6 +1,6 @@
 /* Control messages: JSON objects (jansson) carried in frames.
  *
- *   hello   pusher -> agent   {"proto_min":1,"proto_max":1,"client":"ferry 0.1.0","intent":"status"}
+ *   hello   pusher -> agent   {"proto_min":1,"proto_max":2,"client":"ferry 0.2.0","intent":"status"}
  *   facts   agent -> pusher   {"proto":1,"name":..,"agent_version":..,"platform":"linux/arm64",
  *                              "accepts":[..],"labels":{..},"board":..,"free_bytes":N,
  *                              "uptime_s":N,"apps":[..]}

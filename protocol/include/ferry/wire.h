@@ -1,0 +1,127 @@
+/* The deploy conversation's messages, one C type each with one encoder and one decoder. Every
+ * bound a peer could stretch is checked once, in the decoder; the code on either side works with
+ * the typed values. The JSON shapes (carried in frames, see frame.h and msg.h):
+ *
+ *   plan        pusher -> agent  {"app","manifest","manifest_digest","config","settle_ms",
+ *                                 "health_cmd"?,"health_port"?,"agent_upgrade"?,"upgrade_timeout_s"?,
+ *                                 "signature"?,"chain"?}
+ *   need        agent -> pusher  {"need":[{"digest","size","offset"}],"skipped"}   (a reply frame)
+ *   blob-begin  pusher -> agent  {"digest","offset"}
+ *   result      agent -> pusher  {"result","app","code","name","message","release","previous"?,
+ *                                 "bytes_received"?,"blobs_received"?,"blobs_skipped"?,
+ *                                 "exit_code"?,"agent_digest"?,"log_tail"?}
+ *   request     pusher -> agent  {"op":"logs"|"rollback","app","tail"?}
+ *   progress    agent -> pusher  {"app","step","done"?,"total"?}      (protocol version 2)
+ *
+ * and run.json, the record of what a release runs, which the agent writes beside each release:
+ *   {"argv":[..],"env":[..],"workdir","user","blobs":[digest..],"manifest","version"}
+ *
+ * Decoders: FY_OK, or FY_EPROTO / FY_ETOOBIG with the reason in err. A decoded message may borrow
+ * strings from the JSON object it came from (said per field); the object must outlive it. */
+#ifndef FERRY_WIRE_H
+#define FERRY_WIRE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "ferry/digest.h"
+#include "ferry/error.h"
+#include "ferry/msg.h"
+#include "ferry/oci.h"
+
+#define FY_APP_NAME_MAX 64       /* 1-63 characters and the NUL */
+#define FY_RELEASE_ID_MAX 64
+#define FY_HEALTH_CMD_MAX 512
+#define FY_SETTLE_MAX_MS 600000u
+#define FY_LOG_TAIL_MAX 65536u   /* the last log lines a result carries */
+#define FY_RUN_ARGS_MAX 4096     /* argv and env entries of a release */
+
+/* App names: like node names, 1-63 of a-z 0-9 - . _ (not starting with . or -). */
+int fy_app_valid_name(const char *name);
+
+typedef struct fy_plan_msg {
+  const char *app;                       /* borrowed; a valid app name */
+  const char *manifest;                  /* borrowed; the manifest's bytes */
+  size_t manifest_len;
+  fy_digest manifest_digest;             /* as the plan names it (the agent recomputes it) */
+  const char *config;                    /* borrowed; the image config's bytes */
+  size_t config_len;
+  uint64_t settle_ms;                    /* default 3000, at most FY_SETTLE_MAX_MS */
+  const char *health_cmd;                /* borrowed or NULL; at most FY_HEALTH_CMD_MAX - 1 bytes */
+  int health_port;                       /* 0: none */
+  int agent_upgrade;
+  int upgrade_timeout_s;                 /* 5-600, default 30 */
+  json_t *signature, *chain;             /* encode: added when set (not owned); decode: left in the object */
+} fy_plan_msg;
+json_t *fy_plan_encode(const fy_plan_msg *m);
+int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) FY_WUR;
+
+typedef struct fy_need_item {
+  fy_digest digest;
+  uint64_t size, offset;                 /* offset <= size */
+} fy_need_item;
+typedef struct fy_need_msg {
+  fy_need_item items[FY_OCI_MAX_LAYERS]; /* a manifest's layers, each at most once */
+  size_t n;
+  uint32_t skipped;
+} fy_need_msg;
+json_t *fy_need_encode(const fy_need_msg *m);
+int fy_need_decode(const json_t *j, fy_need_msg *m, char *err, size_t errlen) FY_WUR;
+
+typedef struct fy_blob_begin_msg {
+  fy_digest digest;
+  uint64_t offset;
+} fy_blob_begin_msg;
+json_t *fy_blob_begin_encode(const fy_blob_begin_msg *m);
+int fy_blob_begin_decode(const json_t *j, fy_blob_begin_msg *m, char *err, size_t errlen) FY_WUR;
+
+typedef struct fy_result_msg {
+  fy_result result;
+  const char *app;                       /* borrowed */
+  int code;                              /* an error code (0 when it went well) */
+  const char *message;                   /* borrowed, "" when none */
+  const char *release, *previous;        /* borrowed, "" when none */
+  uint64_t bytes_received;
+  uint32_t blobs_received, blobs_skipped;
+  int has_exit_code;
+  int64_t exit_code;
+  const char *agent_digest;              /* borrowed, "" when none */
+  const char *log_tail;                  /* borrowed, NULL when none; at most FY_LOG_TAIL_MAX bytes */
+} fy_result_msg;
+json_t *fy_result_encode(const fy_result_msg *m);
+int fy_result_decode(const json_t *j, fy_result_msg *m, char *err, size_t errlen) FY_WUR;
+
+typedef enum { FY_REQ_LOGS = 1, FY_REQ_ROLLBACK } fy_request_op;
+typedef struct fy_request_msg {
+  fy_request_op op;
+  const char *app;                       /* borrowed; a valid app name */
+  int tail;                              /* logs: lines, 1-99999, default 100 */
+} fy_request_msg;
+json_t *fy_request_encode(const fy_request_msg *m);
+int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errlen) FY_WUR;
+
+/* Where a deploy stands after commit (protocol version 2 and later). */
+typedef enum { FY_STEP_UNPACKING = 1, FY_STEP_SWITCHING, FY_STEP_STARTING, FY_STEP_SETTLING, FY_STEP_HEALTH } fy_step;
+const char *fy_step_name(fy_step s);     /* "unpacking", ..., "health-check" */
+typedef struct fy_progress_msg {
+  const char *app;                       /* borrowed */
+  fy_step step;
+  uint64_t done, total;                  /* 0 when not counted */
+} fy_progress_msg;
+json_t *fy_progress_encode(const fy_progress_msg *m);
+int fy_progress_decode(const json_t *j, fy_progress_msg *m, char *err, size_t errlen) FY_WUR;
+
+typedef struct fy_run_meta {
+  const json_t *argv, *env;              /* borrowed arrays of strings (Entrypoint + Cmd; Env, NULL if none) */
+  size_t nargv, nenv;
+  const char *workdir;                   /* borrowed, absolute ("/" when the image has none) */
+  const char *user;                      /* borrowed, "" when none */
+  const json_t *blobs;                   /* borrowed array of digests: manifest, config, layers */
+  size_t nblobs;
+  const char *manifest;                  /* borrowed digest string */
+  uint64_t version;                      /* the signed version, 0 when unsigned */
+} fy_run_meta;
+json_t *fy_run_meta_encode(const fy_run_meta *m);
+int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen) FY_WUR;
+
+#endif

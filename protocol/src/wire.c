@@ -1,0 +1,344 @@
+/* The deploy conversation's messages (see wire.h). Decoders read every field through one of
+ * the bounded getters below and name the field that is wrong. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ferry/wire.h"
+
+static int bad(char *err, size_t errlen, const char *what, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int bad(char *err, size_t errlen, const char *what, const char *fmt, ...) {
+  char m[200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m, sizeof m, fmt, ap);
+  va_end(ap);
+  snprintf(err, errlen, "%s: %s", what, m);
+  return FY_EPROTO;
+}
+
+int fy_app_valid_name(const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n >= FY_APP_NAME_MAX || name[0] == '.' || name[0] == '-') return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_')) return 0;
+  }
+  return 1;
+}
+
+/* A string field: required or not, at most max bytes, no NUL inside. */
+static int get_str(const json_t *j, const char *key, size_t max, int required, const char **out, const char *what, char *err,
+                   size_t errlen) {
+  const json_t *v = json_object_get(j, key);
+  *out = NULL;
+  if (!v || json_is_null(v)) return required ? bad(err, errlen, what, "'%s' is required", key) : FY_OK;
+  if (!json_is_string(v)) return bad(err, errlen, what, "'%s' is not a string", key);
+  size_t n = json_string_length(v);
+  if (n > max) {
+    snprintf(err, errlen, "%s: '%s' is %zu bytes, at most %zu", what, key, n, max);
+    return FY_ETOOBIG;
+  }
+  if (strlen(json_string_value(v)) != n) return bad(err, errlen, what, "'%s' holds a NUL byte", key);
+  *out = json_string_value(v);
+  return FY_OK;
+}
+
+/* An integer field in [min, max]; absent keeps *out (the default) unless required. */
+static int get_int(const json_t *j, const char *key, int64_t min, int64_t max, int required, int64_t *out, const char *what,
+                   char *err, size_t errlen) {
+  const json_t *v = json_object_get(j, key);
+  if (!v || json_is_null(v)) return required ? bad(err, errlen, what, "'%s' is required", key) : FY_OK;
+  if (!json_is_integer(v)) return bad(err, errlen, what, "'%s' is not an integer", key);
+  json_int_t x = json_integer_value(v);
+  if (x < min || x > max) return bad(err, errlen, what, "'%s' is %lld, not within %lld to %lld", key, (long long)x, (long long)min, (long long)max);
+  *out = x;
+  return FY_OK;
+}
+
+static int get_digest(const json_t *j, const char *key, fy_digest *d, const char *what, char *err, size_t errlen) {
+  const char *s;
+  int rc = get_str(j, key, FY_DIGEST_STR, 1, &s, what, err, errlen);
+  if (rc != FY_OK) return rc;
+  if (fy_digest_parse(s, d) != FY_OK) return bad(err, errlen, what, "'%s' is not a sha256 digest", key);
+  return FY_OK;
+}
+
+static const char *str_or_empty(const char *s) { return s ? s : ""; }
+
+/* --- plan --------------------------------------------------------------------------------- */
+
+json_t *fy_plan_encode(const fy_plan_msg *m) {
+  char ds[FY_DIGEST_STR];
+  json_t *j = json_pack("{s:s, s:s%, s:s, s:s%, s:I}", "app", m->app, "manifest", m->manifest, m->manifest_len, "manifest_digest",
+                        fy_digest_format(&m->manifest_digest, ds), "config", m->config, m->config_len, "settle_ms",
+                        (json_int_t)m->settle_ms);
+  if (!j) return NULL;
+  if (m->health_cmd) json_object_set_new(j, "health_cmd", json_string(m->health_cmd));
+  if (m->health_port) json_object_set_new(j, "health_port", json_integer(m->health_port));
+  if (m->agent_upgrade) {
+    json_object_set_new(j, "agent_upgrade", json_true());
+    json_object_set_new(j, "upgrade_timeout_s", json_integer(m->upgrade_timeout_s));
+  }
+  if (m->signature) json_object_set(j, "signature", m->signature);
+  if (m->chain) json_object_set(j, "chain", m->chain);
+  return j;
+}
+
+int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) {
+  int rc;
+  int64_t v;
+  memset(m, 0, sizeof *m);
+  m->settle_ms = 3000;
+  m->upgrade_timeout_s = 30;
+  if ((rc = get_str(j, "app", FY_APP_NAME_MAX - 1, 1, &m->app, "plan", err, errlen)) != FY_OK) return rc;
+  if (!fy_app_valid_name(m->app)) return bad(err, errlen, "plan", "the app name must be 1-63 of a-z, 0-9, '-', '.', '_'");
+  if ((rc = get_str(j, "manifest", FY_FRAME_MAX, 1, &m->manifest, "plan", err, errlen)) != FY_OK) return rc;
+  m->manifest_len = json_string_length(json_object_get(j, "manifest"));
+  if ((rc = get_digest(j, "manifest_digest", &m->manifest_digest, "plan", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "config", FY_FRAME_MAX, 1, &m->config, "plan", err, errlen)) != FY_OK) return rc;
+  m->config_len = json_string_length(json_object_get(j, "config"));
+  v = (int64_t)m->settle_ms;
+  if ((rc = get_int(j, "settle_ms", 0, FY_SETTLE_MAX_MS, 0, &v, "plan", err, errlen)) != FY_OK) return rc;
+  m->settle_ms = (uint64_t)v;
+  if ((rc = get_str(j, "health_cmd", FY_HEALTH_CMD_MAX - 1, 0, &m->health_cmd, "plan", err, errlen)) != FY_OK) return rc;
+  v = 0;
+  if ((rc = get_int(j, "health_port", 1, 65535, 0, &v, "plan", err, errlen)) != FY_OK) return rc;
+  m->health_port = (int)v;
+  const json_t *up = json_object_get(j, "agent_upgrade");
+  if (up && !json_is_boolean(up)) return bad(err, errlen, "plan", "'agent_upgrade' is not true or false");
+  m->agent_upgrade = json_is_true(up);
+  v = m->upgrade_timeout_s;
+  if ((rc = get_int(j, "upgrade_timeout_s", 5, 600, 0, &v, "plan", err, errlen)) != FY_OK) return rc;
+  m->upgrade_timeout_s = (int)v;
+  return FY_OK;
+}
+
+/* --- need --------------------------------------------------------------------------------- */
+
+json_t *fy_need_encode(const fy_need_msg *m) {
+  json_t *arr = json_array();
+  char ds[FY_DIGEST_STR];
+  for (size_t i = 0; arr && i < m->n; i++)
+    json_array_append_new(arr, json_pack("{s:s, s:I, s:I}", "digest", fy_digest_format(&m->items[i].digest, ds), "size",
+                                         (json_int_t)m->items[i].size, "offset", (json_int_t)m->items[i].offset));
+  return arr ? json_pack("{s:o, s:I}", "need", arr, "skipped", (json_int_t)m->skipped) : NULL;
+}
+
+int fy_need_decode(const json_t *j, fy_need_msg *m, char *err, size_t errlen) {
+  const json_t *arr = json_object_get(j, "need");
+  int rc;
+  m->n = 0;
+  m->skipped = 0;
+  if (!json_is_array(arr)) return bad(err, errlen, "need", "'need' is not a list");
+  if (json_array_size(arr) > FY_OCI_MAX_LAYERS) {
+    snprintf(err, errlen, "need: %zu blobs, a manifest has at most %d", json_array_size(arr), FY_OCI_MAX_LAYERS);
+    return FY_ETOOBIG;
+  }
+  size_t i;
+  const json_t *v;
+  json_array_foreach(arr, i, v) {
+    fy_need_item *it = &m->items[m->n];
+    int64_t size = 0, off = 0;
+    if (!json_is_object(v)) return bad(err, errlen, "need", "entry %zu is not an object", i);
+    if ((rc = get_digest(v, "digest", &it->digest, "need", err, errlen)) != FY_OK) return rc;
+    if ((rc = get_int(v, "size", 0, INT64_MAX, 1, &size, "need", err, errlen)) != FY_OK) return rc;
+    if ((rc = get_int(v, "offset", 0, size, 1, &off, "need", err, errlen)) != FY_OK) return rc;
+    for (size_t k = 0; k < m->n; k++)
+      if (fy_digest_equal(&m->items[k].digest, &it->digest)) return bad(err, errlen, "need", "blob %zu is listed twice", i);
+    it->size = (uint64_t)size;
+    it->offset = (uint64_t)off;
+    m->n++;
+  }
+  int64_t sk = 0;
+  if ((rc = get_int(j, "skipped", 0, FY_OCI_MAX_LAYERS, 0, &sk, "need", err, errlen)) != FY_OK) return rc;
+  m->skipped = (uint32_t)sk;
+  return FY_OK;
+}
+
+/* --- blob-begin ---------------------------------------------------------------------------- */
+
+json_t *fy_blob_begin_encode(const fy_blob_begin_msg *m) {
+  char ds[FY_DIGEST_STR];
+  return json_pack("{s:s, s:I}", "digest", fy_digest_format(&m->digest, ds), "offset", (json_int_t)m->offset);
+}
+
+int fy_blob_begin_decode(const json_t *j, fy_blob_begin_msg *m, char *err, size_t errlen) {
+  int rc;
+  int64_t off = 0;
+  if ((rc = get_digest(j, "digest", &m->digest, "blob-begin", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_int(j, "offset", 0, INT64_MAX, 1, &off, "blob-begin", err, errlen)) != FY_OK) return rc;
+  m->offset = (uint64_t)off;
+  return FY_OK;
+}
+
+/* --- result ------------------------------------------------------------------------------- */
+
+json_t *fy_result_encode(const fy_result_msg *m) {
+  json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:I, s:I}", "result", fy_result_name(m->result), "app",
+                        str_or_empty(m->app), "code", (json_int_t)m->code, "name", fy_err_name(m->code), "message",
+                        str_or_empty(m->message), "release", str_or_empty(m->release), "bytes_received",
+                        (json_int_t)m->bytes_received, "blobs_received", (json_int_t)m->blobs_received, "blobs_skipped",
+                        (json_int_t)m->blobs_skipped);
+  if (!j) return NULL;
+  if (m->previous && m->previous[0]) json_object_set_new(j, "previous", json_string(m->previous));
+  if (m->has_exit_code) json_object_set_new(j, "exit_code", json_integer(m->exit_code));
+  if (m->agent_digest && m->agent_digest[0]) json_object_set_new(j, "agent_digest", json_string(m->agent_digest));
+  if (m->log_tail) json_object_set_new(j, "log_tail", json_string(m->log_tail));
+  return j;
+}
+
+int fy_result_decode(const json_t *j, fy_result_msg *m, char *err, size_t errlen) {
+  const char *r;
+  int64_t v;
+  int rc;
+  memset(m, 0, sizeof *m);
+  if ((rc = get_str(j, "result", 20, 1, &r, "result", err, errlen)) != FY_OK) return rc;
+  if ((m->result = fy_result_parse(r)) == FY_RESULT_NONE) return bad(err, errlen, "result", "'%s' is not a result", r);
+  if ((rc = get_str(j, "app", FY_APP_NAME_MAX - 1, 0, &m->app, "result", err, errlen)) != FY_OK) return rc;
+  v = 0;
+  if ((rc = get_int(j, "code", -1000, 0, 0, &v, "result", err, errlen)) != FY_OK) return rc;
+  m->code = (int)v;
+  if ((rc = get_str(j, "message", FY_MSG_STR_MAX, 0, &m->message, "result", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "release", FY_RELEASE_ID_MAX - 1, 0, &m->release, "result", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "previous", FY_RELEASE_ID_MAX - 1, 0, &m->previous, "result", err, errlen)) != FY_OK) return rc;
+  v = 0;
+  if ((rc = get_int(j, "bytes_received", 0, INT64_MAX, 0, &v, "result", err, errlen)) != FY_OK) return rc;
+  m->bytes_received = (uint64_t)v;
+  v = 0;
+  if ((rc = get_int(j, "blobs_received", 0, FY_OCI_MAX_LAYERS, 0, &v, "result", err, errlen)) != FY_OK) return rc;
+  m->blobs_received = (uint32_t)v;
+  v = 0;
+  if ((rc = get_int(j, "blobs_skipped", 0, FY_OCI_MAX_LAYERS, 0, &v, "result", err, errlen)) != FY_OK) return rc;
+  m->blobs_skipped = (uint32_t)v;
+  if (json_object_get(j, "exit_code")) {
+    if ((rc = get_int(j, "exit_code", INT32_MIN, INT32_MAX, 1, &m->exit_code, "result", err, errlen)) != FY_OK) return rc;
+    m->has_exit_code = 1;
+  }
+  if ((rc = get_str(j, "agent_digest", FY_DIGEST_STR, 0, &m->agent_digest, "result", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "log_tail", FY_LOG_TAIL_MAX, 0, &m->log_tail, "result", err, errlen)) != FY_OK) return rc;
+  m->app = str_or_empty(m->app);
+  m->message = str_or_empty(m->message);
+  m->release = str_or_empty(m->release);
+  m->previous = str_or_empty(m->previous);
+  m->agent_digest = str_or_empty(m->agent_digest);
+  return FY_OK;
+}
+
+/* --- request ------------------------------------------------------------------------------ */
+
+json_t *fy_request_encode(const fy_request_msg *m) {
+  json_t *j = json_pack("{s:s, s:s}", "op", m->op == FY_REQ_LOGS ? "logs" : "rollback", "app", m->app);
+  if (j && m->op == FY_REQ_LOGS && m->tail > 0) json_object_set_new(j, "tail", json_integer(m->tail));
+  return j;
+}
+
+int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errlen) {
+  const char *op;
+  int64_t tail = 100;
+  int rc;
+  memset(m, 0, sizeof *m);
+  if ((rc = get_str(j, "op", 31, 1, &op, "request", err, errlen)) != FY_OK) return rc;
+  if (strcmp(op, "logs") == 0) m->op = FY_REQ_LOGS;
+  else if (strcmp(op, "rollback") == 0) m->op = FY_REQ_ROLLBACK;
+  else {
+    snprintf(err, errlen, "unknown request '%s'", op);
+    return FY_EUNSUPPORTED;
+  }
+  if ((rc = get_str(j, "app", FY_APP_NAME_MAX - 1, 1, &m->app, "request", err, errlen)) != FY_OK) return rc;
+  if (!fy_app_valid_name(m->app)) return bad(err, errlen, "request", "'%s' is not an app name", m->app);
+  if ((rc = get_int(j, "tail", 1, 99999, 0, &tail, "request", err, errlen)) != FY_OK) return rc;
+  m->tail = (int)tail;
+  return FY_OK;
+}
+
+/* --- progress ----------------------------------------------------------------------------- */
+
+static const char *const step_names[] = {"", "unpacking", "switching", "starting", "settling", "health-check"};
+
+const char *fy_step_name(fy_step s) { return (size_t)s < sizeof step_names / sizeof step_names[0] ? step_names[s] : ""; }
+
+json_t *fy_progress_encode(const fy_progress_msg *m) {
+  json_t *j = json_pack("{s:s, s:s}", "app", m->app, "step", fy_step_name(m->step));
+  if (j && m->total) {
+    json_object_set_new(j, "done", json_integer((json_int_t)m->done));
+    json_object_set_new(j, "total", json_integer((json_int_t)m->total));
+  }
+  return j;
+}
+
+int fy_progress_decode(const json_t *j, fy_progress_msg *m, char *err, size_t errlen) {
+  const char *step;
+  int64_t done = 0, total = 0;
+  int rc;
+  memset(m, 0, sizeof *m);
+  if ((rc = get_str(j, "app", FY_APP_NAME_MAX - 1, 1, &m->app, "progress", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "step", 31, 1, &step, "progress", err, errlen)) != FY_OK) return rc;
+  for (size_t i = 1; i < sizeof step_names / sizeof step_names[0]; i++)
+    if (strcmp(step, step_names[i]) == 0) m->step = (fy_step)i;
+  if (!m->step) return bad(err, errlen, "progress", "'%s' is not a step", step);
+  if ((rc = get_int(j, "total", 0, INT64_MAX, 0, &total, "progress", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_int(j, "done", 0, total, 0, &done, "progress", err, errlen)) != FY_OK) return rc;
+  m->done = (uint64_t)done;
+  m->total = (uint64_t)total;
+  return FY_OK;
+}
+
+/* --- run.json ----------------------------------------------------------------------------- */
+
+json_t *fy_run_meta_encode(const fy_run_meta *m) {
+  return json_pack("{s:O, s:O, s:s, s:s, s:O, s:s, s:I}", "argv", m->argv, "env", m->env, "workdir",
+                   m->workdir && m->workdir[0] ? m->workdir : "/", "user", str_or_empty(m->user), "blobs", m->blobs,
+                   "manifest", str_or_empty(m->manifest), "version", (json_int_t)m->version);
+}
+
+/* A list of strings; absent is NULL (no entries) when optional. */
+static int string_list(const json_t *j, const char *key, size_t max, int required, const json_t **out, size_t *n, char *err,
+                       size_t errlen) {
+  const json_t *a = json_object_get(j, key);
+  if (!a && !required) { /* NULL: jansson reads it as an empty array */
+    *out = NULL;
+    *n = 0;
+    return FY_OK;
+  }
+  if (!json_is_array(a)) return bad(err, errlen, "run.json", "'%s' is not a list", key);
+  if (json_array_size(a) > max) {
+    snprintf(err, errlen, "run.json: '%s' has %zu entries, at most %zu", key, json_array_size(a), max);
+    return FY_ETOOBIG;
+  }
+  size_t i;
+  const json_t *v;
+  json_array_foreach(a, i, v) {
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+      return bad(err, errlen, "run.json", "'%s' entry %zu is not a string", key, i);
+  }
+  *out = a;
+  *n = json_array_size(a);
+  return FY_OK;
+}
+
+int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen) {
+  int rc;
+  int64_t v = 0;
+  memset(m, 0, sizeof *m);
+  if (!json_is_object(j)) return bad(err, errlen, "run.json", "not a JSON object");
+  if ((rc = string_list(j, "argv", FY_RUN_ARGS_MAX, 1, &m->argv, &m->nargv, err, errlen)) != FY_OK) return rc;
+  if ((rc = string_list(j, "env", FY_RUN_ARGS_MAX, 0, &m->env, &m->nenv, err, errlen)) != FY_OK) return rc;
+  /* required: the garbage collection keeps what this list names, and nothing it cannot read */
+  if ((rc = string_list(j, "blobs", FY_OCI_MAX_LAYERS + 2, 1, &m->blobs, &m->nblobs, err, errlen)) != FY_OK) return rc;
+  size_t i;
+  const json_t *b;
+  json_array_foreach(m->blobs, i, b) {
+    fy_digest d;
+    if (fy_digest_parse(json_string_value(b), &d) != FY_OK) return bad(err, errlen, "run.json", "blob %zu is not a sha256 digest", i);
+  }
+  if ((rc = get_str(j, "workdir", 4095, 0, &m->workdir, "run.json", err, errlen)) != FY_OK) return rc;
+  if (!m->workdir || m->workdir[0] != '/') m->workdir = "/";
+  if ((rc = get_str(j, "user", 255, 0, &m->user, "run.json", err, errlen)) != FY_OK) return rc;
+  m->user = str_or_empty(m->user);
+  if ((rc = get_str(j, "manifest", FY_DIGEST_STR, 0, &m->manifest, "run.json", err, errlen)) != FY_OK) return rc;
+  m->manifest = str_or_empty(m->manifest);
+  if ((rc = get_int(j, "version", 0, INT64_MAX, 0, &v, "run.json", err, errlen)) != FY_OK) return rc;
+  m->version = (uint64_t)v;
+  return FY_OK;
+}
