@@ -58,7 +58,7 @@ static int on_frame(fy_conn *c, const fy_frame *f) {
     return FY_ECANCELED;
   }
   a->facts = j;
-  snprintf(a->peer, sizeof a->peer, "%s", fy_tls_peer_name(c->session.tls));
+  snprintf(a->peer, sizeof a->peer, "%s", fy_tls_peer_name(c->s.session.tls));
   if (b->filter && !b->filter(b, a)) {
     a->skipped = 1;
     fy_conn_close(c, FY_OK, NULL);

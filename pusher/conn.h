@@ -1,15 +1,16 @@
-/* One pusher-to-agent connection on a libuv loop: resolve, connect, TLS, frames.
+/* One pusher-to-agent connection on a libuv loop: resolve, connect, then the shared stream
+ * (net/: TLS, frames, the conversation, writes, counted close).
  *
  * The owner embeds fy_conn, fills ops, and calls fy_conn_start. Exactly one on_done call
- * follows, after every handle is closed; the owner may free the memory from there. */
+ * follows, after every handle is closed and the name lookup is over; the owner may free the
+ * memory from there. */
 #ifndef FERRY_PUSHER_CONN_H
 #define FERRY_PUSHER_CONN_H
 
 #include <uv.h>
 
 #include "ferry/msg.h"
-#include "ferry/conv.h"
-#include "ferry/session.h"
+#include "ferry/stream.h"
 #include "target.h"
 
 typedef struct fy_conn fy_conn;
@@ -22,21 +23,17 @@ typedef struct fy_conn_ops {
 } fy_conn_ops;
 
 struct fy_conn {
+  fy_stream s;          /* the TCP handle, timer, TLS session, conversation and writes */
   uv_loop_t *loop;
   fy_target target;
   const fy_conn_ops *ops;
   void *ud;
   fy_tls_conf *tls;
-  fy_session session;
-  fy_conv conv;         /* which frame is legal now (ferry/conv.h) */
-  int session_ok;
   uv_getaddrinfo_t gai;
+  int resolving;        /* the lookup holds the connection until its callback */
+  int stream_closed;
   uv_connect_t connect;
-  uv_tcp_t tcp;
-  uv_timer_t timer;
   uint64_t timeout_ms;
-  size_t writing;       /* bytes handed to uv_write, not yet completed */
-  int open_handles;
   int closing;
   int err;
   char msg[512];

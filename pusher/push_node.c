@@ -76,7 +76,7 @@ static int got_facts(fy_pnode *n, json_t *j) {
   json_t *v;
   char err[1200];
   const fy_push_cfg *P = n->cfg;
-  snprintf(n->name, sizeof n->name, "%s", fy_tls_peer_name(n->conn.session.tls));
+  snprintf(n->name, sizeof n->name, "%s", fy_tls_peer_name(n->conn.s.session.tls));
   const char *od = fy_msg_str(j, "agent_digest", 79);
   snprintf(n->old_digest, sizeof n->old_digest, "%s", od ? od : "");
   const char *plat = fy_msg_str(j, "platform", 64);
@@ -163,7 +163,7 @@ static int got_need(fy_pnode *n, json_t *j) {
 static void pump(fy_pnode *n) {
   fy_conn *c = &n->conn;
   char ds[FY_DIGEST_STR];
-  while (n->phase == FY_PN_SEND && !c->closing && c->writing < HIGH_WATER) {
+  while (n->phase == FY_PN_SEND && !c->closing && c->s.writing < HIGH_WATER) {
     if (!n->in_blob) {
       if (n->ni == n->nneed) {
         if (fy_conn_send(c, FY_FT_COMMIT, NULL, 0) != FY_OK) { node_fail(n, FY_ECONN, "cannot send commit"); return; }
@@ -198,7 +198,7 @@ static void pump(fy_pnode *n) {
     size_t chunk_len = chunk_left < FY_CHUNK ? (size_t)chunk_left : FY_CHUNK;
     size_t in_chunk = (size_t)(n->blob_off - chunk_start);
     size_t want = chunk_len - in_chunk < FY_BLOB_FRAME ? chunk_len - in_chunk : FY_BLOB_FRAME;
-    if (fy_session_send_room(&c->session) < want) return; /* wait for on_writable */
+    if (fy_session_send_room(&c->s.session) < want) return; /* wait for on_writable */
     const uint8_t *data;
     const fy_digest *d = &n->v.m.layers[n->need[n->ni].layer].digest;
     int rc = fy_chunks_get(n->cfg->chunks, d, chunk_start, chunk_len, &data);
@@ -246,36 +246,50 @@ static int got_result(fy_pnode *n, json_t *j) {
   return FY_ECANCELED;
 }
 
+static int got_progress(fy_pnode *n, json_t *j) { /* protocol 2: where the node's deploy stands */
+  fy_progress_msg pm;
+  char err[300];
+  if (fy_progress_decode(j, &pm, err, sizeof err) != FY_OK) return FY_OK; /* only news: ignored when malformed */
+  if (pm.total && pm.step == FY_STEP_UNPACKING) fy_pnode_event(n, "%s %llu bytes", fy_step_name(pm.step), (unsigned long long)pm.total);
+  else fy_pnode_event(n, "%s", fy_step_name(pm.step));
+  return FY_OK;
+}
+
+static int got_reply(fy_pnode *n, json_t *j) {
+  int rc = got_need(n, j);
+  if (rc != FY_OK) {
+    node_fail(n, rc, "malformed need list from the agent");
+    return FY_ECANCELED;
+  }
+  pump(n);
+  return FY_OK;
+}
+
+/* What an agent may answer a deploy with; the conversation (ferry/conv.h) already checked that
+ * it may answer it now. */
+static int (*const frame_handlers[FY_FT__MAX + 1])(fy_pnode *, json_t *) = {
+    [FY_FT_FACTS] = got_facts,
+    [FY_FT_REPLY] = got_reply,
+    [FY_FT_RESULT] = got_result,
+    [FY_FT_PROGRESS] = got_progress,
+};
+
 static int on_frame(fy_conn *c, const fy_frame *f) {
   fy_pnode *n = c->ud;
   json_t *j = NULL;
   char err[300];
+  int (*fn)(fy_pnode *, json_t *) = f->type <= FY_FT__MAX ? frame_handlers[f->type] : NULL;
+  if (!fn) {
+    snprintf(err, sizeof err, "unexpected %s message", fy_frame_type_name(f->type));
+    node_fail(n, FY_EPROTO, err);
+    return FY_ECANCELED;
+  }
   int rc = fy_msg_parse(f, &j, err, sizeof err);
   if (rc != FY_OK) {
     node_fail(n, rc, err);
     return FY_ECANCELED;
   }
-  if (f->type == FY_FT_PROGRESS) { /* protocol 2: where the node's deploy stands */
-    fy_progress_msg pm;
-    if (fy_progress_decode(j, &pm, err, sizeof err) == FY_OK) {
-      if (pm.total && pm.step == FY_STEP_UNPACKING) fy_pnode_event(n, "%s %llu bytes", fy_step_name(pm.step), (unsigned long long)pm.total);
-      else fy_pnode_event(n, "%s", fy_step_name(pm.step));
-    }
-    rc = FY_OK;
-  } else if (n->phase == FY_PN_FACTS && f->type == FY_FT_FACTS) {
-    rc = got_facts(n, j);
-  } else if (n->phase == FY_PN_PLAN && f->type == FY_FT_REPLY) {
-    rc = got_need(n, j);
-    if (rc != FY_OK) node_fail(n, rc, "malformed need list from the agent");
-    else pump(n);
-    rc = rc == FY_OK ? FY_OK : FY_ECANCELED;
-  } else if ((n->phase == FY_PN_COMMIT || n->phase == FY_PN_SEND) && f->type == FY_FT_RESULT) {
-    rc = got_result(n, j);
-  } else {
-    snprintf(err, sizeof err, "unexpected %s message", fy_frame_type_name(f->type));
-    node_fail(n, FY_EPROTO, err);
-    rc = FY_ECANCELED;
-  }
+  rc = fn(n, j);
   json_decref(j);
   return rc;
 }
