@@ -415,7 +415,7 @@ fail:
  * and the SHA-256 context is private in mbedTLS 3.6, so a saved state would depend on one build's
  * struct layout. The cost is one sequential read of the partial, off the loop. */
 
-#define BLOB_BATCH (1u << 20)
+#define BLOB_BATCH (512u << 10)
 
 enum { IO_OPEN, IO_WRITE };
 

@@ -1,8 +1,15 @@
 /* The uv_queue_work wrapper (see work.h). The request is allocated here so that callers need
  * no uv_work_t of their own; it is freed after done. */
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "ferry/work.h"
+
+/* The pool's threads run below the loop's priority: on a small board a deploy's hashing and
+ * writing yields to the loop that answers status, supervises apps and reads the next bytes. */
+#define WORK_NICE 10
 
 typedef struct {
   uv_work_t req;
@@ -12,6 +19,11 @@ typedef struct {
 } work;
 
 static void run(uv_work_t *r) {
+  static _Thread_local int niced;
+  if (!niced) {
+    niced = 1;
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORK_NICE); /* per thread on Linux */
+  }
   work *w = r->data;
   w->fn(w->ud);
 }
