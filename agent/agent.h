@@ -73,6 +73,8 @@ uint64_t fy_conn_id(const fy_agent_conn *c);
 unsigned fy_conn_version(const fy_agent_conn *c); /* negotiated in hello; 0 before */
 fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id);
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c);
+/* A deploy that ends: no connection, open or closing, points at it any more. */
+void fy_conn_forget_deploy(fy_agent *a, const struct fy_deploy *d);
 
 /* Message handlers (deploy.c). Return FY_OK, or FY_ECANCELED after fy_conn_fail. */
 int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f);

@@ -45,7 +45,7 @@ typedef struct fy_deploy {
   char *config_raw;
   size_t config_len;
   uint64_t settle_ms;
-  char health_cmd[512];
+  char health_cmd[FY_HEALTH_CMD_MAX];
   int health_port;
   unsigned char *need;        /* per layer: 1 while still expected */
   int cur;                    /* layer being written, -1 none */
@@ -69,6 +69,10 @@ typedef struct fy_deploy {
    * worker until it is done. */
   int io_busy, io_op, io_rc, io_finish_rc, io_layer;
   fy_digest io_digest;
+  /* The blob this transfer writes: one writer per digest across all connections, or a second
+   * one could write into a file the first has just verified and renamed into the store. */
+  int owns_blob;
+  fy_digest owned;
   uint64_t io_size, io_offset;
   uint8_t *fill, *flight;      /* the batch being gathered, the one on the worker */
   size_t fill_len, fill_cap, flight_len, flight_cap;
@@ -174,7 +178,11 @@ static void health_stop(fy_deploy *d) {
 static void deploy_close(fy_deploy *d) {
   if (d->closing) return;
   d->closing = 1;
-  if (!d->io_busy) fy_blob_writer_close(&d->w);
+  fy_conn_forget_deploy(d->agent, d); /* a connection still closing must not reach it later */
+  if (!d->io_busy) {
+    fy_blob_writer_close(&d->w);
+    d->owns_blob = 0;
+  }
   health_stop(d);
   uv_close((uv_handle_t *)&d->timer, deploy_handle_closed);
 }
@@ -424,6 +432,10 @@ static void blob_io_work(void *ud) {
   if (d->io_op == IO_OPEN) {
     fy_blob_writer_close(&d->w);
     d->io_rc = fy_blob_writer_open(&d->w, &d->agent->store, &d->io_digest, d->io_size, d->io_offset);
+    /* a partial that holds every byte (a kill came between the last write and the rename): no
+     * data will follow, so it is verified and stored now */
+    d->io_finish_rc = FY_OK;
+    if (d->io_rc == FY_OK && d->w.written == d->w.size) d->io_finish_rc = fy_blob_writer_finish(&d->w);
     return;
   }
   d->io_rc = fy_blob_writer_write(&d->w, d->flight, d->flight_len);
@@ -473,6 +485,7 @@ static void blob_wind_down(fy_deploy *d) {
   if (d->fill_len && d->cur >= 0 && blob_flush_start(d) == FY_OK) return;
   d->fill_len = 0;
   fy_blob_writer_close(&d->w);
+  d->owns_blob = 0;
   release_app(d);
 }
 
@@ -489,6 +502,18 @@ static int defer_frame(fy_agent_conn *c, fy_deploy *d, const fy_frame *f) {
   return FY_FRAME_PAUSE;
 }
 
+/* A blob's last byte was written (and the writer finished it): stored, or refused. */
+static int blob_stored(fy_agent_conn *c, fy_deploy *d, const char *ds) {
+  d->owns_blob = 0; /* the blob is in the store, or gone: another transfer may take it */
+  if (d->io_finish_rc == FY_EDIGEST) return refuse(c, FY_EDIGEST, "blob %s: the bytes do not match the digest (discarded)", ds);
+  if (d->io_finish_rc != FY_OK) return refuse(c, d->io_finish_rc, "storing the blob %s: %s", ds, fy_strerror(d->io_finish_rc));
+  for (size_t i = 0; i < d->manifest.nlayers; i++)
+    if (fy_digest_equal(&d->manifest.layers[i].digest, &d->w.want)) d->need[i] = 0;
+  d->blobs_received++;
+  d->cur = -1;
+  return FY_OK;
+}
+
 static void blob_io_done(void *ud) {
   fy_deploy *d = ud;
   fy_agent *a = d->agent;
@@ -501,6 +526,7 @@ static void blob_io_done(void *ud) {
     return;
   }
   d->open_handles--; /* the work counted as one: the deploy is not closing, so nothing frees here */
+  d->progress_ms = uv_now(a->loop); /* this side's work is progress too (stale_watch) */
   fy_agent_conn *c = fy_conn_find(a, d->conn);
   if (!c) return;
   fy_digest_format(d->io_op == IO_OPEN ? &d->io_digest : &d->w.want, ds);
@@ -510,6 +536,7 @@ static void blob_io_done(void *ud) {
       return;
     }
     d->cur = d->io_layer;
+    if (d->w.written == d->w.size && blob_stored(c, d, ds) != FY_OK) return;
   } else if (d->io_rc == FY_ETOOBIG) {
     refuse(c, FY_EDIGEST, "more bytes than the manifest's size for the blob");
     return;
@@ -518,20 +545,7 @@ static void blob_io_done(void *ud) {
     return;
   } else {
     d->bytes_received += d->flight_len;
-    if (d->w.written == d->w.size) {
-      if (d->io_finish_rc == FY_EDIGEST) {
-        refuse(c, FY_EDIGEST, "blob %s: the bytes do not match the digest (discarded)", ds);
-        return;
-      }
-      if (d->io_finish_rc != FY_OK) {
-        refuse(c, d->io_finish_rc, "storing the blob %s: %s", ds, fy_strerror(d->io_finish_rc));
-        return;
-      }
-      for (size_t i = 0; i < d->manifest.nlayers; i++)
-        if (fy_digest_equal(&d->manifest.layers[i].digest, &d->w.want)) d->need[i] = 0;
-      d->blobs_received++;
-      d->cur = -1;
-    }
+    if (d->w.written == d->w.size && blob_stored(c, d, ds) != FY_OK) return;
   }
   if (blob_flush(c, d) != FY_OK) return;
   if (d->has_deferred) { /* the frame that waited, handled again now */
@@ -576,12 +590,17 @@ int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f) {
   for (size_t i = 0; i < d->manifest.nlayers; i++)
     if (d->need[i] && fy_digest_equal(&d->manifest.layers[i].digest, &dg)) idx = (int)i;
   if (idx < 0) return refuse(c, FY_EPROTO, "blob-begin: %s is not a blob this deploy still needs", dss);
+  for (fy_deploy *o = a->deploys; o; o = o->next)
+    if (o != d && o->owns_blob && fy_digest_equal(&o->owned, &dg))
+      return refuse(c, FY_EBUSY, "blob %s is being received on another connection; push again when that transfer is done", dss);
   const fy_descriptor *l = &d->manifest.layers[idx];
   uint64_t have = fy_store_partial(&a->store, &l->digest, l->size);
   if (off != have)
     return refuse(c, FY_EPROTO, "blob-begin: offset %llu, but %llu bytes of %s are here", (unsigned long long)off,
                   (unsigned long long)have, dss);
   d->cur = -1;
+  d->owns_blob = 1;
+  d->owned = dg;
   d->io_layer = idx;
   d->io_digest = l->digest;
   d->io_size = l->size;
@@ -734,7 +753,7 @@ static void hproc_exit(uv_process_t *p, int64_t status, int sig) {
   if (d->phase != PH_HEALTH || d->closing) return; /* late, or killed by the timeout */
   uv_timer_stop(&d->timer);
   char why[700];
-  snprintf(why, sizeof why, "health command '%s' %s %lld", d->health_cmd, sig ? "died on signal" : "exited with status",
+  fy_text_fmt(why, sizeof why, "health command '%s' %s %lld", d->health_cmd, sig ? "died on signal" : "exited with status",
            (long long)(sig ? sig : status));
   health_done(d, status == 0 && sig == 0, why);
 }

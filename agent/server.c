@@ -82,7 +82,16 @@ void fy_conn_abort(fy_agent_conn *c) { fy_stream_close(&c->s); }
 fy_agent *fy_conn_agent(fy_agent_conn *c) { return c->agent; }
 uint64_t fy_conn_id(const fy_agent_conn *c) { return c->id; }
 unsigned fy_conn_version(const fy_agent_conn *c) { return c->version; }
-void fy_conn_resume(fy_agent_conn *c) { fy_stream_resume(&c->s); }
+/* The idle clock measures the peer: it does not run while this side works on a frame. */
+static void idle_clock(fy_agent_conn *c, int rc) {
+  if (c->s.closing || c->s.ending || c->held) return;
+  fy_stream_timer(&c->s, rc == FY_FRAME_PAUSE ? 0 : c->agent->cfg.idle_timeout_ms, 0);
+}
+
+void fy_conn_resume(fy_agent_conn *c) {
+  idle_clock(c, FY_OK);
+  fy_stream_resume(&c->s);
+}
 
 fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id) {
   if (id == 0) return NULL;
@@ -91,6 +100,11 @@ fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id) {
   return NULL;
 }
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c) { return &c->deploy; }
+
+void fy_conn_forget_deploy(fy_agent *a, const struct fy_deploy *d) {
+  for (fy_agent_conn *p = a->conns; p; p = p->next) /* closing ones too: their close callback reads it */
+    if (p->deploy == d) p->deploy = NULL;
+}
 
 /* --- message handlers ------------------------------------------------------------------- */
 
@@ -171,7 +185,7 @@ void fy_conn_redispatch(fy_agent_conn *c) {
     if (f.payload != c->kept.payload) free((void *)f.payload); /* unless kept again */
     if (rc != FY_OK) return;                                   /* kept again, or the connection failed */
   }
-  fy_stream_resume(&c->s);
+  fy_conn_resume(c);
 }
 
 /* --- stream callbacks -------------------------------------------------------------------- */
@@ -179,8 +193,9 @@ void fy_conn_redispatch(fy_agent_conn *c) {
 static int on_frame(fy_stream *s, const fy_frame *f) {
   fy_agent_conn *c = of(s);
   /* Idle means no complete frame: a peer that trickles bytes does not keep a connection. */
-  if (!c->held) fy_stream_timer(s, c->agent->cfg.idle_timeout_ms, 0);
-  return dispatch(c, f);
+  int rc = dispatch(c, f);
+  idle_clock(c, rc);
+  return rc;
 }
 
 static void on_ready(fy_stream *s) {

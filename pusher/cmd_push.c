@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ferry/wire.h"
 #include "ferry/unpack.h"
 #include "ferry/yaml.h"
 #include "rollout.h"
@@ -140,7 +141,13 @@ static int run(int argc, char **argv, int mode) {
       o.push.settle_set = 1;
       break;
     }
-    case 'H': o.push.health_cmd = optarg; break;
+    case 'H':
+      if (strlen(optarg) >= FY_HEALTH_CMD_MAX) {
+        fy_cli_err("--health-cmd: at most %d bytes", FY_HEALTH_CMD_MAX - 1);
+        goto cleanup;
+      }
+      o.push.health_cmd = optarg;
+      break;
     case 'P':
       if (fy_parse_long(optarg, 1, 65535, &v) != FY_OK) { fy_cli_err("--health-port: 1-65535"); goto cleanup; }
       o.push.health_port = (int)v;

@@ -40,7 +40,10 @@ static int run_request(const char *op, int argc, char **argv) {
     case 'a': app = optarg; break;
     case 'n': {
       long v;
-      if (fy_parse_long(optarg, 1, 100000, &v) != FY_OK) { fy_cli_err("--tail: a number of lines from 1 to 100000"); goto cleanup; }
+      if (fy_parse_long(optarg, 1, FY_LOG_TAIL_LINES_MAX, &v) != FY_OK) {
+        fy_cli_err("--tail: a number of lines from 1 to %d", FY_LOG_TAIL_LINES_MAX);
+        goto cleanup;
+      }
       tail = (int)v;
       break;
     }

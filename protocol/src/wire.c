@@ -247,7 +247,7 @@ int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errl
   }
   if ((rc = get_str(j, "app", FY_APP_NAME_MAX - 1, 1, &m->app, "request", err, errlen)) != FY_OK) return rc;
   if (!fy_app_valid_name(m->app)) return bad(err, errlen, "request", "'%s' is not an app name", m->app);
-  if ((rc = get_int(j, "tail", 1, 99999, 0, &tail, "request", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_int(j, "tail", 1, FY_LOG_TAIL_LINES_MAX, 0, &tail, "request", err, errlen)) != FY_OK) return rc;
   m->tail = (int)tail;
   return FY_OK;
 }

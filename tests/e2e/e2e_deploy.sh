@@ -164,4 +164,17 @@ try_for 30 no_workloads || { pgrep -af "$T/state-x64/apps/" || true; fail "workl
 no_health() { ! health_running; }
 try_for 30 no_health || fail "the health command outlived its agent"
 pass "SIGTERM during a health check: the deploy ends, the workloads stop, every handle is closed (uv_loop_close 0), exit 0"
+
+# --- the same during the settle time, with the pusher's connection still open (its close and the
+# deploy's end race: under valgrind this showed a use-after-free once)
+start_agent settle ''
+"$FERRY" push --identity "$T/me" "$IMG:v2" --to "settle@127.0.0.1:$PORT_settle" --app hello --settle 30 > "$T/st.out" 2>&1 &
+ST=$!
+wait_log "$T/settle.log" 'app hello: started release'
+SPID=${PIDS[-1]}
+kill -TERM "$SPID"
+set +e; wait "$SPID"; SRC_RC=$?; wait "$ST"; set -e
+[ "$SRC_RC" -eq 0 ] || { tail -20 "$T/settle.log"; fail "ferryd exited with $SRC_RC after SIGTERM during a settle"; }
+grep -q 'still open at exit\|still has work at exit' "$T/settle.log" && fail "handles left open at exit (settle)"
+pass "SIGTERM during a settle with the pusher connected: exit 0, every handle closed"
 finish

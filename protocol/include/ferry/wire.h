@@ -31,10 +31,11 @@
 
 #define FY_APP_NAME_MAX 64       /* 1-63 characters and the NUL */
 #define FY_RELEASE_ID_MAX 64
-#define FY_HEALTH_CMD_MAX 512
+#define FY_HEALTH_CMD_MAX 1025 /* 1024 bytes and the NUL, as the image label allows */
 #define FY_SETTLE_MAX_MS 600000u
 #define FY_LOG_TAIL_MAX 65536u   /* the last log lines a result carries */
 #define FY_RUN_ARGS_MAX 4096     /* argv and env entries of a release */
+#define FY_LOG_TAIL_LINES_MAX 99999 /* lines a logs request may ask for */
 
 /* App names: like node names, 1-63 of a-z 0-9 - . _ (not starting with . or -). */
 int fy_app_valid_name(const char *name);
