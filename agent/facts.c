@@ -6,6 +6,7 @@
 
 #include "facts.h"
 #include "ferry/version.h"
+#include "ferry/wire.h"
 #include "ferry/frame.h"
 #include "ferry/fsutil.h"
 
@@ -94,16 +95,12 @@ int fy_facts_detect(const fy_agent_config *cfg, fy_facts *f, char *err, size_t e
 
 json_t *fy_facts_json(const fy_agent_config *cfg, const fy_facts *f, const char *name,
                       uint64_t uptime_s) {
-  char plat[FY_PLATFORM_STR];
-  json_t *j = json_object(), *labels = json_object(), *accepts = json_array();
-  if (!j || !labels || !accepts) {
-    json_decref(j);
+  json_t *labels = json_object(), *apps = json_array();
+  if (!labels || !apps) {
     json_decref(labels);
-    json_decref(accepts);
+    json_decref(apps);
     return NULL;
   }
-  for (size_t i = 0; i < f->naccepts; i++)
-    json_array_append_new(accepts, json_string(fy_platform_format(&f->accepts[i], plat, sizeof plat)));
   /* Precedence, lowest first: board profile labels, the config's labels, then the facts the
    * agent measures, which nobody can override (a scheduler must be able to trust them). */
   if (f->have_board)
@@ -120,15 +117,12 @@ json_t *fy_facts_json(const fy_agent_config *cfg, const fy_facts *f, const char 
   snprintf(ps, sizeof ps, "%ld", f->page_size);
   json_object_set_new(labels, "ferry.dev/page-size", json_string(ps));
 
-  json_object_set_new(j, "proto", json_integer(FY_PROTO_VERSION));
-  json_object_set_new(j, "name", json_string(name));
-  json_object_set_new(j, "agent_version", json_string(FY_VERSION));
-  json_object_set_new(j, "platform", json_string(fy_platform_format(&f->platform, plat, sizeof plat)));
-  json_object_set_new(j, "accepts", accepts);
-  json_object_set_new(j, "labels", labels);
-  json_object_set_new(j, "board", f->have_board ? json_string(f->board.name) : json_null());
-  json_object_set_new(j, "free_bytes", json_integer((json_int_t)fy_fs_free_bytes(cfg->state_dir)));
-  json_object_set_new(j, "uptime_s", json_integer((json_int_t)uptime_s));
-  json_object_set_new(j, "apps", json_array());
+  fy_facts_msg m = {.proto = FY_PROTO_VERSION, .name = name, .agent_version = FY_VERSION, .platform = f->platform,
+                    .naccepts = f->naccepts, .board = f->have_board ? f->board.name : "", .labels = labels,
+                    .free_bytes = fy_fs_free_bytes(cfg->state_dir), .uptime_s = uptime_s, .apps = apps};
+  memcpy(m.accepts, f->accepts, f->naccepts * sizeof f->accepts[0]);
+  json_t *j = fy_facts_encode(&m);
+  json_decref(labels);
+  json_decref(apps);
   return j;
 }

@@ -71,25 +71,17 @@ static void on_ready(fy_conn *c) {
 }
 
 static int got_facts(fy_pnode *n, json_t *j) {
-  fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
-  size_t nacc = 0, i;
-  json_t *v;
   char err[1200];
   const fy_push_cfg *P = n->cfg;
+  fy_facts_msg fm;
   snprintf(n->name, sizeof n->name, "%s", fy_tls_peer_name(n->conn.s.session.tls));
-  const char *od = fy_msg_str(j, "agent_digest", 79);
-  snprintf(n->old_digest, sizeof n->old_digest, "%s", od ? od : "");
-  const char *plat = fy_msg_str(j, "platform", 64);
-  if (plat) snprintf(n->platform, sizeof n->platform, "%s", plat);
-  json_array_foreach(json_object_get(j, "accepts"), i, v) {
-    if (nacc < FY_PLATFORM_ACCEPT_MAX && json_is_string(v) && fy_platform_parse(json_string_value(v), &acc[nacc]) == FY_OK) nacc++;
-  }
-  if (nacc == 0 && plat && fy_platform_parse(plat, &acc[0]) == FY_OK) nacc = 1;
-  if (nacc == 0) {
-    node_fail(n, FY_EPROTO, "the agent reported no platform");
+  if (fy_facts_decode(j, &fm, err, sizeof err) != FY_OK) {
+    node_fail(n, FY_EPROTO, err);
     return FY_ECANCELED;
   }
-  int rc = fy_layout_choose(P->layout, acc, nacc, fy_msg_str(j, "board", 31), &n->v, err, sizeof err);
+  snprintf(n->old_digest, sizeof n->old_digest, "%s", fm.agent_digest);
+  fy_platform_format(&fm.platform, n->platform, sizeof n->platform);
+  int rc = fy_layout_choose(P->layout, fm.accepts, fm.naccepts, fm.board[0] ? fm.board : NULL, &n->v, err, sizeof err);
   if (rc != FY_OK) {
     node_fail(n, rc, err);
     return FY_ECANCELED;

@@ -128,14 +128,13 @@ static void explain_variant(struct rnode *x, const json_t *facts, const fy_varia
   }
 }
 
+/* What the node runs, best first, from its facts (0 when they do not decode). */
 static int accepts_of(const json_t *facts, fy_platform *acc, size_t max) {
-  size_t n = 0, i;
-  json_t *v;
-  json_array_foreach(json_object_get(facts, "accepts"), i, v) {
-    if (n < max && json_is_string(v) && fy_platform_parse(json_string_value(v), &acc[n]) == FY_OK) n++;
-  }
-  const char *plat = fy_msg_str(facts, "platform", 64);
-  if (n == 0 && plat && fy_platform_parse(plat, &acc[0]) == FY_OK) n = 1;
+  fy_facts_msg fm;
+  char err[300];
+  if (fy_facts_decode(facts, &fm, err, sizeof err) != FY_OK) return 0;
+  size_t n = fm.naccepts < max ? fm.naccepts : max;
+  memcpy(acc, fm.accepts, n * sizeof acc[0]);
   return (int)n;
 }
 

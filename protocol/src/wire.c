@@ -284,6 +284,84 @@ int fy_progress_decode(const json_t *j, fy_progress_msg *m, char *err, size_t er
   return FY_OK;
 }
 
+/* --- facts ------------------------------------------------------------------------------- */
+
+json_t *fy_facts_encode(const fy_facts_msg *m) {
+  char plat[FY_PLATFORM_STR];
+  json_t *acc = json_array();
+  for (size_t i = 0; acc && i < m->naccepts; i++) json_array_append_new(acc, json_string(fy_platform_format(&m->accepts[i], plat, sizeof plat)));
+  json_t *j = acc ? json_pack("{s:I, s:s, s:s, s:s, s:o, s:O, s:s?, s:I, s:I, s:O}", "proto", (json_int_t)m->proto, "name",
+                              str_or_empty(m->name), "agent_version", str_or_empty(m->agent_version), "platform",
+                              fy_platform_format(&m->platform, plat, sizeof plat), "accepts", acc, "labels", m->labels,
+                              "board", m->board && m->board[0] ? m->board : NULL, "free_bytes", (json_int_t)m->free_bytes,
+                              "uptime_s", (json_int_t)m->uptime_s, "apps", m->apps)
+                  : NULL;
+  if (j && m->agent_digest && m->agent_digest[0]) json_object_set_new(j, "agent_digest", json_string(m->agent_digest));
+  return j;
+}
+
+int fy_facts_decode(const json_t *j, fy_facts_msg *m, char *err, size_t errlen) {
+  const char *plat;
+  int64_t v = 0;
+  int rc;
+  memset(m, 0, sizeof *m);
+  if ((rc = get_int(j, "proto", 1, 1000, 0, &v, "facts", err, errlen)) != FY_OK) return rc;
+  m->proto = (unsigned)v;
+  if ((rc = get_str(j, "name", 255, 0, &m->name, "facts", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "agent_version", 63, 0, &m->agent_version, "facts", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "agent_digest", FY_DIGEST_STR, 0, &m->agent_digest, "facts", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "platform", FY_PLATFORM_STR - 1, 1, &plat, "facts", err, errlen)) != FY_OK) return rc;
+  if (fy_platform_parse(plat, &m->platform) != FY_OK) return bad(err, errlen, "facts", "'%s' is not a platform", plat);
+  const json_t *acc = json_object_get(j, "accepts");
+  if (acc && !json_is_array(acc)) return bad(err, errlen, "facts", "'accepts' is not a list");
+  size_t i;
+  const json_t *e;
+  json_array_foreach(acc, i, e) { /* past the table's length: what the node runs least well, dropped */
+    if (m->naccepts == FY_PLATFORM_ACCEPT_MAX) break;
+    if (!json_is_string(e) || fy_platform_parse(json_string_value(e), &m->accepts[m->naccepts]) != FY_OK)
+      return bad(err, errlen, "facts", "accepts entry %zu is not a platform", i);
+    m->naccepts++;
+  }
+  if (m->naccepts == 0) m->accepts[m->naccepts++] = m->platform; /* a node runs at least its own */
+  const json_t *b = json_object_get(j, "board");
+  if (b && !json_is_null(b) && (rc = get_str(j, "board", 63, 0, &m->board, "facts", err, errlen)) != FY_OK) return rc;
+  m->labels = json_object_get(j, "labels");
+  if (m->labels && !json_is_object(m->labels)) return bad(err, errlen, "facts", "'labels' is not a map");
+  if (json_object_size(m->labels) > FY_FACTS_LABELS_MAX) {
+    snprintf(err, errlen, "facts: %zu labels, at most %d", json_object_size(m->labels), FY_FACTS_LABELS_MAX);
+    return FY_ETOOBIG;
+  }
+  const char *k;
+  json_object_foreach((json_t *)m->labels, k, e) {
+    if (strlen(k) > 317 || !json_is_string(e) || json_string_length(e) > 63)
+      return bad(err, errlen, "facts", "label '%.40s' is not a key of at most 317 bytes with a string of at most 63", k);
+  }
+  v = 0;
+  if ((rc = get_int(j, "free_bytes", 0, INT64_MAX, 0, &v, "facts", err, errlen)) != FY_OK) return rc;
+  m->free_bytes = (uint64_t)v;
+  v = 0;
+  if ((rc = get_int(j, "uptime_s", 0, INT64_MAX, 0, &v, "facts", err, errlen)) != FY_OK) return rc;
+  m->uptime_s = (uint64_t)v;
+  m->apps = json_object_get(j, "apps");
+  if (m->apps && !json_is_array(m->apps)) return bad(err, errlen, "facts", "'apps' is not a list");
+  if (json_array_size(m->apps) > FY_FACTS_APPS_MAX) {
+    snprintf(err, errlen, "facts: %zu apps, at most %d", json_array_size(m->apps), FY_FACTS_APPS_MAX);
+    return FY_ETOOBIG;
+  }
+  json_array_foreach(m->apps, i, e) {
+    const char *s;
+    if (!json_is_object(e)) return bad(err, errlen, "facts", "app %zu is not an object", i);
+    if ((rc = get_str(e, "name", FY_APP_NAME_MAX - 1, 1, &s, "facts: app", err, errlen)) != FY_OK) return rc;
+    if ((rc = get_str(e, "release", FY_RELEASE_ID_MAX - 1, 0, &s, "facts: app", err, errlen)) != FY_OK) return rc;
+    if ((rc = get_str(e, "state", 31, 0, &s, "facts: app", err, errlen)) != FY_OK) return rc;
+  }
+  m->name = str_or_empty(m->name);
+  m->agent_version = str_or_empty(m->agent_version);
+  m->agent_digest = str_or_empty(m->agent_digest);
+  m->board = str_or_empty(m->board);
+  return FY_OK;
+}
+
 /* --- run.json ----------------------------------------------------------------------------- */
 
 json_t *fy_run_meta_encode(const fy_run_meta *m) {

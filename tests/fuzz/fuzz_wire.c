@@ -54,6 +54,12 @@ static void round_trips(const json_t *j) {
     SAME(e && fy_progress_decode(e, &gm2, err, sizeof err) == FY_OK && gm.step == gm2.step && gm.total == gm2.total);
     json_decref(e);
   }
+  fy_facts_msg fm, fm2;
+  if (fy_facts_decode(j, &fm, err, sizeof err) == FY_OK && fm.labels && fm.apps) {
+    json_t *e = fy_facts_encode(&fm);
+    SAME(e && fy_facts_decode(e, &fm2, err, sizeof err) == FY_OK && fm.naccepts == fm2.naccepts && fm.free_bytes == fm2.free_bytes);
+    json_decref(e);
+  }
   fy_run_meta rr, rr2;
   if (fy_run_meta_decode(j, &rr, err, sizeof err) == FY_OK) {
     json_t *e = rr.env ? fy_run_meta_encode(&rr) : NULL; /* the agent always writes env */

@@ -237,6 +237,55 @@ static void test_run_meta(void) {
   json_decref(j);
 }
 
+static void test_facts(void) {
+  json_t *labels = json_pack("{s:s}", "site", "kitchen"), *apps = json_array();
+  fy_facts_msg m = {.proto = 2, .name = "pi", .agent_version = "0.2.0", .board = "rpi4", .labels = labels, .free_bytes = 5,
+                    .uptime_s = 9, .apps = apps, .agent_digest = D1};
+  CHECK_INT(fy_platform_parse("linux/arm64", &m.platform), FY_OK);
+  CHECK_INT(fy_platform_parse("linux/arm/v7", &m.accepts[1]), FY_OK);
+  m.accepts[0] = m.platform;
+  m.naccepts = 2;
+  golden("facts", fy_facts_encode(&m),
+         "{\"proto\":2,\"name\":\"pi\",\"agent_version\":\"0.2.0\",\"platform\":\"linux/arm64\",\"accepts\":[\"linux/arm64\","
+         "\"linux/arm/v7\"],\"labels\":{\"site\":\"kitchen\"},\"board\":\"rpi4\",\"free_bytes\":5,\"uptime_s\":9,\"apps\":[],"
+         "\"agent_digest\":\"" D1 "\"}");
+  json_decref(labels);
+  json_decref(apps);
+  char err[300];
+  fy_facts_msg d;
+  /* what a v0.1.0 agent sends: board null, no agent_digest before the upgrade work, apps with names */
+  json_t *j = load("{\"proto\":1,\"name\":\"old\",\"agent_version\":\"0.1.0\",\"platform\":\"linux/amd64\","
+                   "\"accepts\":[\"linux/amd64\",\"linux/386\"],\"labels\":{},\"board\":null,\"free_bytes\":1,\"uptime_s\":2,"
+                   "\"apps\":[{\"name\":\"hello\",\"release\":\"r1\",\"previous\":\"\",\"state\":\"running\",\"restarts\":0}]}");
+  CHECK_INT(fy_facts_decode(j, &d, err, sizeof err), FY_OK);
+  CHECK_INT(d.naccepts, 2);
+  CHECK_STR(d.board, "");
+  CHECK_STR(d.agent_digest, "");
+  json_decref(j);
+  j = load("{\"platform\":\"linux/arm64\"}"); /* no accepts: a node runs at least its own platform */
+  CHECK_INT(fy_facts_decode(j, &d, err, sizeof err), FY_OK);
+  CHECK_INT(d.naccepts, 1);
+  json_decref(j);
+  static const struct {
+    const char *json, *why;
+  } bad[] = {
+      {"{}", "'platform' is required"},
+      {"{\"platform\":\"a/b/c/d/e\"}", "is not a platform"},
+      {"{\"platform\":\"linux/arm64\",\"accepts\":[7]}", "accepts entry 0"},
+      {"{\"platform\":\"linux/arm64\",\"labels\":[]}", "'labels' is not a map"},
+      {"{\"platform\":\"linux/arm64\",\"labels\":{\"a\":1}}", "label 'a'"},
+      {"{\"platform\":\"linux/arm64\",\"apps\":[{\"release\":\"r\"}]}", "'name' is required"},
+      {"{\"platform\":\"linux/arm64\",\"free_bytes\":-1}", "'free_bytes' is -1"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    j = load(bad[i].json);
+    err[0] = '\0';
+    CHECK(fy_facts_decode(j, &d, err, sizeof err) != FY_OK);
+    CHECK_CONTAINS(err, bad[i].why);
+    json_decref(j);
+  }
+}
+
 static void test_app_names(void) {
   CHECK(fy_app_valid_name("hello-svc_2.0"));
   CHECK(!fy_app_valid_name(""));
@@ -322,6 +371,7 @@ int main(void) {
   test_blob_begin_and_request();
   test_result_and_progress();
   test_run_meta();
+  test_facts();
   test_app_names();
   test_conversation();
   return check_done("test_wire");

@@ -12,6 +12,8 @@
  *                                 "exit_code"?,"agent_digest"?,"log_tail"?}
  *   request     pusher -> agent  {"op":"logs"|"rollback","app","tail"?}
  *   progress    agent -> pusher  {"app","step","done"?,"total"?}      (protocol version 2)
+ *   facts       agent -> pusher  {"proto","name","agent_version","platform","accepts":[..],"labels":{..},
+ *                                 "board","free_bytes","uptime_s","apps":[..],"agent_digest"?}
  *
  * and run.json, the record of what a release runs, which the agent writes beside each release:
  *   {"argv":[..],"env":[..],"workdir","user","blobs":[digest..],"manifest","version"}
@@ -28,6 +30,7 @@
 #include "ferry/error.h"
 #include "ferry/msg.h"
 #include "ferry/oci.h"
+#include "ferry/platform.h"
 
 #define FY_APP_NAME_MAX 64       /* 1-63 characters and the NUL */
 #define FY_RELEASE_ID_MAX 64
@@ -111,6 +114,24 @@ typedef struct fy_progress_msg {
 } fy_progress_msg;
 json_t *fy_progress_encode(const fy_progress_msg *m);
 int fy_progress_decode(const json_t *j, fy_progress_msg *m, char *err, size_t errlen) FY_WUR;
+
+/* What an agent says about itself in answer to hello. */
+#define FY_FACTS_LABELS_MAX 256
+#define FY_FACTS_APPS_MAX 1024
+typedef struct fy_facts_msg {
+  unsigned proto;                        /* the version both chose */
+  const char *name, *agent_version;      /* borrowed */
+  const char *agent_digest;              /* borrowed, "" when none */
+  fy_platform platform;                  /* its userland */
+  fy_platform accepts[FY_PLATFORM_ACCEPT_MAX]; /* what it runs, best first; at least the platform */
+  size_t naccepts;
+  const char *board;                     /* borrowed, "" when unknown */
+  const json_t *labels;                  /* borrowed object, every value a bounded string */
+  uint64_t free_bytes, uptime_s;
+  const json_t *apps;                    /* borrowed array of objects (name, release, state, ...) */
+} fy_facts_msg;
+json_t *fy_facts_encode(const fy_facts_msg *m);
+int fy_facts_decode(const json_t *j, fy_facts_msg *m, char *err, size_t errlen) FY_WUR;
 
 typedef struct fy_run_meta {
   const json_t *argv, *env;              /* borrowed arrays of strings (Entrypoint + Cmd; Env, NULL if none) */
