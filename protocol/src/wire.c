@@ -302,7 +302,7 @@ json_t *fy_facts_encode(const fy_facts_msg *m) {
 
 int fy_facts_decode(const json_t *j, fy_facts_msg *m, char *err, size_t errlen) {
   const char *plat;
-  int64_t v = 0;
+  int64_t v = 1; /* absent: the first version */
   int rc;
   memset(m, 0, sizeof *m);
   if ((rc = get_int(j, "proto", 1, 1000, 0, &v, "facts", err, errlen)) != FY_OK) return rc;
