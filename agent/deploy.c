@@ -126,6 +126,8 @@ static void stale_watch(uv_timer_t *t) {
     uv_timer_stop(t);
     return;
   }
+  /* Busy on this side (a batch on a worker, a frame waiting for it): the link is not what is slow. */
+  if (d->io_busy || d->has_deferred) d->progress_ms = uv_now(d->agent->loop);
   if (uv_now(d->agent->loop) - d->progress_ms < STALE_GRACE_MS) return;
   uv_timer_stop(t);
   fy_log("info", "app %s: a new plan from %s supersedes its unfinished transfer from %s", d->app ? d->app->name : "?",

@@ -8,7 +8,8 @@ can stall them.
 Listens on a free loopback port (written to PORT_FILE). For each connection it picks a cut point
 uniformly in [1, 2*mean] bytes of client-to-server traffic; when the forwarded bytes reach it the
 proxy resets both sides (SO_LINGER 0), until N cuts were made; after that it forwards faithfully.
-With --stall-ms it pauses the client-to-server direction for MS every BYTES forwarded.
+With --stall-ms it pauses the client-to-server direction for MS every BYTES forwarded, and
+creates STATS_FILE.stalled when a pause begins.
 STATS_FILE gets one JSON object, rewritten after every connection: cuts, connections,
 client_to_server bytes (what crossed the "link" towards the agent), server_to_client bytes.
 """
@@ -75,6 +76,7 @@ def handle(client, args, rnd):
                     if state["cut"]:
                         break
                 if next_stall and sent >= next_stall:
+                    open(args.stats + ".stalled", "w").close()  # tests wait for this, not for time
                     time.sleep(args.stall_ms / 1000.0)
                     next_stall += args.stall_every
         except OSError:
