@@ -86,10 +86,14 @@ static void test_fallback_order(void) {
     char joined[1024] = "", buf[FY_PLATFORM_STR];
     CHECK_INT(fy_platform_parse(accept_table[i].dev, &dev), FY_OK);
     size_t n = fy_platform_accepts(&dev, accept_table[i].flags, out, FY_PLATFORM_ACCEPT_MAX);
-    for (size_t k = 0; k < n; k++) {
-      if (k) strcat(joined, " ");
-      strcat(joined, fy_platform_format(&out[k], buf, sizeof buf));
+    size_t used = 0;
+    int fits = 1;
+    for (size_t k = 0; k < n && fits; k++) {
+      int w = snprintf(joined + used, sizeof joined - used, "%s%s", k ? " " : "", fy_platform_format(&out[k], buf, sizeof buf));
+      fits = w >= 0 && (size_t)w < sizeof joined - used;
+      if (fits) used += (size_t)w;
     }
+    CHECK(fits);
     CHECK_STR(joined, accept_table[i].list);
   }
 }
