@@ -37,6 +37,7 @@ typedef struct fy_agent {
   fy_store store;          /* STATE/blobs/sha256 */
   fy_app *apps;
   fy_trust trust;          /* release signature policy */
+  fy_cgroup_sys cgroups;   /* the hierarchies resource limits go to (cgroup.h) */
   /* self-upgrade (upgrade.c) */
   const char *config_path;
   int argc;

@@ -20,7 +20,6 @@
 #include "ferry/text.h"
 #include "ferry/yaml.h"
 
-#define STOP_GRACE_MS 5000
 #define BACKOFF_MAX_MS 30000
 
 
@@ -112,7 +111,15 @@ static void note_exit(fy_app *app, int64_t status, int sig) {
   app->last_exit = status;
   app->last_signal = sig;
   app->state = (status == 0 && sig == 0) ? FY_APP_EXITED : FY_APP_FAILED;
-  if (sig) fy_applog_line(app, "ferryd: %s exited on signal %d", app->name, sig);
+  app->exit_reason[0] = '\0';
+  uint64_t kills = fy_cgroup_oom_kills(&app->cg);
+  if (sig == SIGKILL && kills > app->oom_kills) {
+    fy_text_fmt(app->exit_reason, sizeof app->exit_reason, "out of memory (its limit is %.1f MiB)",
+                (double)app->limits.memory / (1024.0 * 1024.0));
+  }
+  app->oom_kills = kills;
+  if (app->exit_reason[0]) fy_applog_line(app, "ferryd: %s was killed: %s", app->name, app->exit_reason);
+  else if (sig) fy_applog_line(app, "ferryd: %s exited on signal %d", app->name, sig);
   else fy_applog_line(app, "ferryd: %s exited with status %lld", app->name, (long long)status);
   fy_log("info", "app %s: release %s exited (status %lld, signal %d)", app->name, app->release, (long long)status, sig);
 }
@@ -305,6 +312,142 @@ static int spawn(fy_app *app, const fy_launch_plan *p) {
   return FY_OK;
 }
 
+/* RELEASE/hostname: the node's name, which the runtime helper mounts at /etc/hostname. */
+static int write_hostname(fy_app *app, const char *dir) {
+  char path[4400], text[80];
+  if (fy_path_fmt(path, sizeof path, "%s/releases/%s/hostname", dir, app->release) != FY_OK) return FY_EEXEC;
+  int n = snprintf(text, sizeof text, "%s\n", app->agent->cfg.name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+  if (fd < 0 || write(fd, text, (size_t)n) != n) {
+    fy_text_fmt(app->exec_error, sizeof app->exec_error, "cannot write %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return FY_EEXEC;
+  }
+  close(fd);
+  return FY_OK;
+}
+
+/* The app's resource limits: its cgroups made and joined by the helper (contained mode only). */
+static void limits(fy_app *app, const json_t *run, fy_launch_in *in, const char **dirs) {
+  fy_run_meta meta;
+  char err[200];
+  memset(&app->limits, 0, sizeof app->limits);
+  memset(&app->cg, 0, sizeof app->cg);
+  if (!run || fy_run_meta_decode(run, &meta, err, sizeof err) != FY_OK) return;
+  app->limits = meta.spec;
+  if (!meta.spec.memory && !meta.spec.cpu_milli && !meta.spec.pids) return;
+  const fy_agent_config *cfg = &app->agent->cfg;
+  int contain = cfg->nwrapper == 0 && (cfg->isolation == FY_ISOLATION_CHROOT || (cfg->isolation == FY_ISOLATION_AUTO && geteuid() == 0));
+  if (!contain) {
+    snprintf(app->cg.not_enforced, sizeof app->cg.not_enforced, "the app runs without containment (%s)",
+             cfg->nwrapper ? "exec_wrapper" : geteuid() != 0 ? "ferryd is not root" : "isolation: none");
+  } else {
+    fy_cgroup_prepare(&app->agent->cgroups, app->name, &meta.spec, &app->cg);
+    for (size_t i = 0; i < app->cg.ndirs; i++) dirs[i] = app->cg.dirs[i];
+    in->cgroups = dirs;
+    in->ncgroups = app->cg.ndirs;
+    app->oom_kills = fy_cgroup_oom_kills(&app->cg);
+  }
+  if (app->cg.not_enforced[0]) fy_applog_line(app, "ferryd: limits not enforced: %s", app->cg.not_enforced);
+}
+
+int fy_app_health_plan(fy_app *app, const json_t *argv, fy_launch_plan *plan, char *err, size_t errlen) {
+  fy_agent *a = app->agent;
+  char dir[4200], rootfs[4400], self[4096];
+  memset(plan, 0, sizeof *plan);
+  fy_app_dir(a, app->name, dir, sizeof dir);
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[n > 0 ? n : 0] = '\0';
+  if (fy_path_fmt(rootfs, sizeof rootfs, "%s/releases/%s/rootfs", dir, app->release) != FY_OK) {
+    fy_text_fmt(err, errlen, "the release's path is too long");
+    return FY_EEXEC;
+  }
+  json_t *run = fy_release_run(a, app->name, app->release);
+  const char *cgdirs[FY_CG_MAX_DIRS];
+  for (size_t i = 0; i < app->cg.ndirs; i++) cgdirs[i] = app->cg.dirs[i];
+  fy_launch_in in = {.run = run, .rootfs = rootfs, .app = app->name, .release = app->release, .node = a->cfg.name,
+                     .cfg = &a->cfg, .facts = &a->facts, .is_root = geteuid() == 0, .self_exe = self,
+                     .cgroups = cgdirs, .ncgroups = app->cg.ndirs, .argv_override = argv, .join_pid = fy_app_pid(app)};
+  int rc = FY_EEXEC;
+  if (!run) fy_text_fmt(err, errlen, "release %s has no run.json", app->release);
+  else if (!in.join_pid) fy_text_fmt(err, errlen, "%s is not running", app->name);
+  else rc = fy_launch_plan_make(&in, plan, err, errlen);
+  json_decref(run);
+  return rc;
+}
+
+/* One line of /proc/net/tcp{,6}: a listening socket on port -> its inode. */
+static int listening_inodes(int port, unsigned long *inodes, int max) {
+  static const char *const files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+  int n = 0;
+  for (int f = 0; f < 2; f++) {
+    FILE *fp = fopen(files[f], "re");
+    char line[512];
+    if (!fp) continue;
+    while (fgets(line, sizeof line, fp) && n < max) {
+      char local[128];
+      unsigned st;
+      unsigned long inode;
+      /* sl local rem st tx:rx tr:when retr uid timeout inode */
+      if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st, &inode) != 3 || st != 0x0A) continue;
+      const char *colon = strrchr(local, ':');
+      if (colon && strtol(colon + 1, NULL, 16) == port) inodes[n++] = inode;
+    }
+    fclose(fp);
+  }
+  return n;
+}
+
+/* ppid of pid from /proc/PID/stat, or -1. */
+static long parent_of(long pid) {
+  char path[64], st[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, st, sizeof st - 1) : -1;
+  if (fd >= 0) close(fd);
+  if (n <= 0) return -1;
+  st[n] = '\0';
+  const char *rp = strrchr(st, ')');
+  long ppid;
+  char state;
+  return rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 ? ppid : -1;
+}
+
+int fy_app_owns_port(fy_app *app, int port) {
+  long root = fy_app_pid(app);
+  unsigned long inodes[16];
+  int ni = listening_inodes(port, inodes, 16);
+  if (root <= 0 || ni == 0) return 0;
+  DIR *proc = opendir("/proc");
+  struct dirent *e;
+  int found = 0;
+  while (proc && !found && (e = readdir(proc)) != NULL) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0) continue;
+    long p = pid;
+    for (int depth = 0; p > 1 && p != root && depth < 64; depth++) p = parent_of(p);
+    if (p != root) continue; /* not the app's helper or one of its descendants */
+    char fdpath[64];
+    snprintf(fdpath, sizeof fdpath, "/proc/%ld/fd", pid);
+    DIR *fds = opendir(fdpath);
+    struct dirent *f;
+    while (fds && !found && (f = readdir(fds)) != NULL) {
+      char link[340], target[64];
+      snprintf(link, sizeof link, "%s/%s", fdpath, f->d_name);
+      ssize_t n = readlink(link, target, sizeof target - 1);
+      if (n <= 0) continue;
+      target[n] = '\0';
+      unsigned long ino;
+      if (sscanf(target, "socket:[%lu]", &ino) != 1) continue;
+      for (int i = 0; i < ni; i++) found |= ino == inodes[i];
+    }
+    if (fds) closedir(fds);
+  }
+  if (proc) closedir(proc);
+  return found;
+}
+
 int fy_app_start(fy_app *app) {
   fy_agent *a = app->agent;
   app->exec_error[0] = '\0';
@@ -329,13 +472,19 @@ int fy_app_start(fy_app *app) {
                      .cfg = &a->cfg, .facts = &a->facts, .is_root = geteuid() == 0, .self_exe = self};
   fy_launch_plan plan = {0};
   int ret = FY_EEXEC;
+  const char *cgdirs[FY_CG_MAX_DIRS];
+  limits(app, run, &in, cgdirs);
   if (!run) {
     snprintf(app->exec_error, sizeof app->exec_error, "release %s has no run.json", app->release);
   } else if (fy_path_fmt(rootfs, sizeof rootfs, "%s/releases/%s/rootfs", dir, app->release) != FY_OK) {
     snprintf(app->exec_error, sizeof app->exec_error, "the release's path is too long");
-  } else if ((ret = fy_launch_plan_make(&in, &plan, app->exec_error, sizeof app->exec_error)) == FY_OK &&
+  } else if ((ret = write_hostname(app, dir)) == FY_OK &&
+             (ret = fy_launch_plan_make(&in, &plan, app->exec_error, sizeof app->exec_error)) == FY_OK &&
              (ret = spawn(app, &plan)) == FY_OK) {
     write_pidfile(app);
+    app->stop_signal = plan.stop_signal;
+    app->stop_timeout_ms = plan.stop_timeout_ms;
+    app->contained = plan.mode == FY_LAUNCH_CONTAIN;
     app->state = FY_APP_RUNNING;
     app->want_running = 1;
     app->started_ms = uv_now(a->loop);
@@ -396,8 +545,8 @@ void fy_app_stop(fy_app *app, fy_app_stopped_cb done, void *ud) {
   app->on_exit_ud = NULL;
   /* An exit already being closed (proc_alive until its close callback) needs no signal. */
   if (!app->adopted_pid && app->proc_closing) return;
-  app_kill(app, SIGTERM);
-  uv_timer_start(&app->stop_timer, stop_kill, STOP_GRACE_MS, 0);
+  app_kill(app, app->stop_signal ? app->stop_signal : SIGTERM);
+  uv_timer_start(&app->stop_timer, stop_kill, app->stop_timeout_ms ? app->stop_timeout_ms : FY_STOP_TIMEOUT_DEFAULT_MS, 0);
 }
 
 /* Closes every handle of an app that runs nothing; it is freed in the last close callback. */
@@ -441,6 +590,13 @@ json_t *fy_apps_json(fy_agent *a) {
     time_t now = time(NULL);
     if (o && lstat(cur, &st) == 0 && now >= st.st_mtime) json_object_set_new(o, "age_s", json_integer((json_int_t)(now - st.st_mtime)));
     if (o && app->version) json_object_set_new(o, "version", json_integer((json_int_t)app->version));
+    if (o && app->exit_reason[0]) json_object_set_new(o, "reason", json_string(app->exit_reason));
+    if (o && (app->limits.memory || app->limits.cpu_milli || app->limits.pids)) {
+      json_t *l = fy_resources_to_json(&app->limits);
+      json_object_set_new(l, "enforced", json_boolean(!app->cg.not_enforced[0]));
+      if (app->cg.not_enforced[0]) json_object_set_new(l, "not_enforced", json_string(app->cg.not_enforced));
+      json_object_set_new(o, "limits", l);
+    }
     if (o) json_array_append_new(arr, o);
   }
   return arr;

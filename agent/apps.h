@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "cgroup.h"
 #include "ferry/error.h"
 #include "ferry/wire.h"
 
@@ -49,6 +50,13 @@ struct fy_app {
   fy_app_exit_cb on_exit;
   void *on_exit_ud;
   char exec_error[256];             /* why the last start failed, if it did */
+  char exit_reason[160];            /* why the kernel ended it ("out of memory (limit 64 MiB)"), or "" */
+  int stop_signal;                  /* the image's StopSignal (SIGTERM by default) */
+  uint64_t stop_timeout_ms;         /* then SIGKILL */
+  fy_runspec limits;                /* the resources it asked for */
+  fy_cgroup_app cg;                 /* where they are enforced */
+  uint64_t oom_kills;               /* the memory cgroup's count when it started */
+  int contained;                    /* started by the runtime helper (a health command can join it) */
   int out_fd;                       /* read end of the workload's output pipe, -1 if none */
   int adopted_pid;                  /* a workload taken over across an agent re-exec, 0 if none */
   uv_timer_t adopt_timer;           /* polls waitpid for it (libuv only waits for what it spawned) */
@@ -78,6 +86,15 @@ fy_app *fy_app_get(struct fy_agent *a, const char *name); /* creates the record 
  * starts once the agent is shutting down (FY_ECANCELED). FY_EEXEC with app->exec_error when it
  * cannot start at all. Blocking: reads run.json and the image's files, writes the pid file. */
 int fy_app_start(fy_app *app) FY_WUR;
+/* The health command's exec plan: argv (the image's or the plan's) run inside the running app,
+ * the way the app runs (contained: in its namespaces, root, cgroups, as its user with its
+ * capabilities and filter). Blocking like fy_app_start. */
+struct fy_launch_plan;
+int fy_app_health_plan(fy_app *app, const json_t *argv, struct fy_launch_plan *plan, char *err, size_t errlen) FY_WUR;
+/* Is a socket listening on port held by the app's own processes (its /proc/net/tcp{,6} inode
+ * among the fds of the app's process tree)? Not a neighbour that happens to hold the port. */
+int fy_app_owns_port(fy_app *app, int port);
+
 /* Stops the process (SIGTERM, then SIGKILL after a grace period); calls done (if not NULL) once
  * it is gone, at once when nothing runs. A stop already in progress gains one more waiter (at most
  * FY_APP_STOP_WAITERS; past that done is called at once, with a warning). */

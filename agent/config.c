@@ -54,7 +54,7 @@ static int parse_listen(const char *s, fy_agent_config *c) {
 int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) {
   static const char *const top[] = {"name", "listen", "state_dir", "identity", "labels", "runtime",
                                     "limits", "board", "probe_root", "trust", NULL};
-  static const char *const runtime_keys[] = {"isolation", "exec_wrapper", NULL};
+  static const char *const runtime_keys[] = {"isolation", "exec_wrapper", "allow_pusher_commands", NULL};
   static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
                                            "handshake_timeout", "idle_timeout", "max_connections", "connection_memory", NULL};
@@ -127,7 +127,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   if ((n = fy_yaml_get(root, "runtime"))) {
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "runtime: expected a map");
     bad = fy_yaml_unknown_key(n, runtime_keys, &line);
-    REQUIRE(!bad, line, "unknown key 'runtime.%s' (expected isolation, exec_wrapper)", bad);
+    REQUIRE(!bad, line, "unknown key 'runtime.%s' (expected isolation, exec_wrapper, allow_pusher_commands)", bad);
     if ((v = fy_yaml_get(n, "isolation"))) {
       REQUIRE(is_scalar(v), v->line, "runtime.isolation: expected auto, chroot or none");
       if (strcmp(v->str, "auto") == 0) c->isolation = FY_ISOLATION_AUTO;
@@ -135,6 +135,9 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
       else if (strcmp(v->str, "none") == 0) c->isolation = FY_ISOLATION_NONE;
       else REQUIRE(0, v->line, "runtime.isolation: expected auto, chroot or none, got '%s'", v->str);
     }
+    if ((v = fy_yaml_get(n, "allow_pusher_commands")))
+      REQUIRE(is_scalar(v) && fy_parse_bool(v->str, &c->allow_pusher_commands) == FY_OK, v->line,
+              "runtime.allow_pusher_commands: expected true or false");
     if ((v = fy_yaml_get(n, "exec_wrapper"))) {
       REQUIRE(v->kind == FY_YAML_SEQ && v->n <= FY_CFG_MAX_WRAPPER, v->line,
               "runtime.exec_wrapper: expected a list such as [qemu-aarch64, -L, \"{rootfs}\"]");

@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "applog.h"
+#include "launch.h"
 #include "release.h"
 #include "ferry/digest.h"
 #include "ferry/text.h"
@@ -45,8 +46,11 @@ typedef struct fy_deploy {
   char *config_raw;
   size_t config_len;
   uint64_t settle_ms;
-  char health_cmd[FY_HEALTH_CMD_MAX];
+  char health_cmd[FY_HEALTH_CMD_MAX]; /* as shown in messages */
+  json_t *health_argv;        /* what runs (the image's, or the plan's where the node allows it) */
   int health_port;
+  fy_runspec spec;            /* the image's capabilities and resources */
+  int stop_signal;            /* the image's StopSignal, 0 for the default */
   unsigned char *need;        /* per layer: 1 while still expected */
   int cur;                    /* layer being written, -1 none */
   fy_blob_writer w;
@@ -158,6 +162,7 @@ static void deploy_one_closed(fy_deploy *d) {
   if (d->next) d->next->prev = d->prev;
   fy_oci_manifest_free(&d->manifest);
   fy_oci_config_free(&d->config);
+  json_decref(d->health_argv);
   free(d->config_raw);
   free(d->need);
   free(d->fill);
@@ -270,6 +275,52 @@ static void plan_options(fy_deploy *d, const fy_plan_msg *pm) {
   d->upgrade_timeout_s = pm->upgrade_timeout_s;
 }
 
+/* How the release will run, checked before anything is stored or stopped: the image's stop
+ * signal, capabilities and resources must be valid, and a health command that is not the
+ * image's own (ferry push --health-cmd) is code the release signature does not cover: refused
+ * where signatures are required, and where apps run without containment unless the node's
+ * config allows it. d->health_cmd holds the plan's command on entry. */
+static int run_policy(fy_agent_conn *c, fy_deploy *d) {
+  const fy_agent_config *cfg = &d->agent->cfg;
+  char err[300];
+  json_t *j;
+  if (d->config.stop_signal && fy_signal_parse(d->config.stop_signal, &d->stop_signal) != FY_OK)
+    return refuse(c, FY_EINVAL, "the image's StopSignal '%.20s' is not a signal this node can send", d->config.stop_signal);
+  if (d->config.capabilities) {
+    j = json_loads(d->config.capabilities, 0, NULL);
+    int rc = fy_caps_from_json(j, &d->spec, err, sizeof err);
+    json_decref(j);
+    if (rc != FY_OK) return refuse(c, FY_EINVAL, "the image's run.%s", err);
+  }
+  if (d->config.resources) {
+    j = json_loads(d->config.resources, 0, NULL);
+    int rc = fy_resources_from_json(j, &d->spec, err, sizeof err);
+    json_decref(j);
+    if (rc != FY_OK) return refuse(c, FY_EINVAL, "the image's run.%s", err);
+  }
+  const char *image_cmd = d->config.health_cmd ? d->config.health_cmd : "";
+  if (d->health_cmd[0] && strcmp(d->health_cmd, image_cmd) != 0) {
+    int contained = cfg->nwrapper == 0 && (cfg->isolation == FY_ISOLATION_CHROOT || (cfg->isolation == FY_ISOLATION_AUTO && geteuid() == 0));
+    if (cfg->require_signature)
+      return refuse(c, FY_EPOLICY,
+                    "--health-cmd is refused: this node requires signed releases and a command from the command line is not "
+                    "covered by the signature; put it in ferry.yaml (run.health.cmd) so the signed image carries it");
+    if (!contained && !cfg->allow_pusher_commands)
+      return refuse(c, FY_EPOLICY,
+                    "--health-cmd is refused: apps on this node run without containment (%s); set "
+                    "runtime.allow_pusher_commands: true in ferryd's config to allow commands from pushers",
+                    cfg->nwrapper ? "exec_wrapper" : "isolation: none");
+    d->health_argv = json_pack("[s, s, s]", "/bin/sh", "-c", d->health_cmd);
+  } else if (d->config.nhealth_argv) {
+    d->health_argv = json_array();
+    for (size_t i = 0; i < d->config.nhealth_argv; i++) json_array_append_new(d->health_argv, json_string(d->config.health_argv[i]));
+    snprintf(d->health_cmd, sizeof d->health_cmd, "%s", image_cmd);
+  }
+  if (d->health_cmd[0] && !d->health_argv) return refuse(c, FY_ENOMEM, "out of memory");
+  if (!d->health_port) d->health_port = d->config.health_port;
+  return FY_OK;
+}
+
 /* Everything the node checks before it stores a byte: the manifest's digest computed from its
  * bytes (never taken on trust), the release policy, the config's digest, the platform, the size,
  * the layer kinds, the agent-upgrade rules. FY_OK, or the code after refusing the connection. */
@@ -302,6 +353,7 @@ static int plan_verify(fy_agent_conn *c, fy_deploy *d, const json_t *j, const fy
     return refuse(c, FY_ENOPLATFORM, "the image is %s, this node runs %s", fy_platform_format(&d->config.platform, p1, sizeof p1),
                   fy_platform_format(&a->facts.platform, p2, sizeof p2));
   }
+  if ((rc = run_policy(c, d)) != FY_OK) return rc;
   if (d->manifest.layers_size > a->cfg.max_release_bytes)
     return refuse(c, FY_ETOOBIG, "the layers (%llu bytes) exceed limits.max_release_bytes (%llu)",
                   (unsigned long long)d->manifest.layers_size, (unsigned long long)a->cfg.max_release_bytes);
@@ -642,8 +694,15 @@ static json_t *run_json(fy_deploy *d) {
   for (size_t i = 0; i < d->manifest.nlayers; i++)
     json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.layers[i].digest, ds)));
   fy_run_meta m = {.argv = argv, .env = env, .workdir = d->config.workdir, .user = d->config.user, .blobs = blobs,
-                   .manifest = d->manifest_digest, .version = d->version};
-  json_t *run = argv && env && blobs ? fy_run_meta_encode(&m) : NULL;
+                   .manifest = d->manifest_digest, .version = d->version, .health_port = d->config.health_port,
+                   .stop_signal = d->stop_signal, .stop_timeout_ms = d->config.stop_timeout_ms, .spec = d->spec};
+  json_t *health = json_array();
+  for (size_t i = 0; i < d->config.nhealth_argv; i++) json_array_append_new(health, json_string(d->config.health_argv[i]));
+  m.health = health;
+  m.nhealth = d->config.nhealth_argv;
+  m.health_text = d->config.health_cmd;
+  json_t *run = argv && env && blobs && health ? fy_run_meta_encode(&m) : NULL;
+  json_decref(health);
   json_decref(argv);
   json_decref(env);
   json_decref(blobs);
@@ -743,9 +802,13 @@ static void probe_connected(uv_connect_t *req, int status) {
   if (!uv_is_closing((uv_handle_t *)&d->probe)) uv_close((uv_handle_t *)&d->probe, deploy_handle_closed);
   if (d->phase != PH_HEALTH || d->closing) return; /* late, or cancelled by the timeout */
   uv_timer_stop(&d->timer);
-  char why[160];
-  snprintf(why, sizeof why, "health port %d: %s", d->health_port, status == 0 ? "ok" : uv_strerror(status));
-  health_done(d, status == 0, why);
+  char why[200];
+  /* Someone answers; it must be the app, not a neighbour that holds the port. */
+  int ours = status == 0 && fy_app_owns_port(d->app, d->health_port);
+  if (status != 0) snprintf(why, sizeof why, "health port %d: %s", d->health_port, uv_strerror(status));
+  else if (!ours) snprintf(why, sizeof why, "health port %d: the process listening there is not part of %s", d->health_port, d->app->name);
+  else snprintf(why, sizeof why, "health port %d: ok", d->health_port);
+  health_done(d, ours, why);
 }
 
 static void hproc_exit(uv_process_t *p, int64_t status, int sig) {
@@ -771,7 +834,7 @@ static void health_timeout(uv_timer_t *t) {
 static void settle_over(uv_timer_t *t) {
   fy_deploy *d = t->data;
   d->phase = PH_HEALTH;
-  if (d->health_port || d->health_cmd[0]) progress(d, FY_STEP_HEALTH, 0, 0);
+  if (d->health_port || d->health_argv) progress(d, FY_STEP_HEALTH, 0, 0);
   uv_timer_start(&d->timer, health_timeout, HEALTH_TIMEOUT_MS, 0);
   if (d->health_port) {
     struct sockaddr_in sa;
@@ -788,25 +851,35 @@ static void settle_over(uv_timer_t *t) {
     }
     return;
   }
-  if (d->health_cmd[0]) {
-    char dir[4200], rootfs[4500], envr[4600], enva[128];
-    fy_app_dir(d->agent, d->app->name, dir, sizeof dir);
-    snprintf(rootfs, sizeof rootfs, "%s/releases/%s/rootfs", dir, d->release);
-    snprintf(envr, sizeof envr, "FERRY_ROOTFS=%s", rootfs);
-    snprintf(enva, sizeof enva, "FERRY_APP=%s", d->app->name);
-    char *args[] = {"/bin/sh", "-c", d->health_cmd, NULL};
-    char *env[] = {envr, enva, "PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+  if (d->health_argv) {
+    fy_launch_plan plan;
+    char err[300];
+    if (fy_app_health_plan(d->app, d->health_argv, &plan, err, sizeof err) != FY_OK) {
+      fy_launch_plan_free(&plan);
+      uv_timer_stop(&d->timer);
+      char why[400];
+      fy_text_fmt(why, sizeof why, "health command: %s", err);
+      health_done(d, 0, why);
+      return;
+    }
     uv_process_options_t o;
     memset(&o, 0, sizeof o);
-    o.file = args[0];
-    o.args = args;
-    o.env = env;
-    o.cwd = rootfs;
+    o.file = plan.argv[0];
+    o.args = plan.argv;
+    o.env = plan.env;
+    o.cwd = plan.cwd[0] ? plan.cwd : NULL;
     o.exit_cb = hproc_exit;
     o.flags = UV_PROCESS_DETACHED; /* its own process group: a timeout kills all of it */
+    if (plan.set_ids) {
+      o.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+      o.uid = plan.uid;
+      o.gid = plan.gid;
+    }
     d->hproc.data = d;
     d->open_handles++;
-    if (uv_spawn(d->agent->loop, &d->hproc, &o) == 0) {
+    int rc = uv_spawn(d->agent->loop, &d->hproc, &o);
+    fy_launch_plan_free(&plan);
+    if (rc == 0) {
       d->hproc_running = 1;
     } else {
       uv_close((uv_handle_t *)&d->hproc, deploy_handle_closed);

@@ -1,81 +1,403 @@
-/* The chroot helper (see exec_helper.h). */
+/* The runtime helper (see exec_helper.h). Runs as a short-lived process of its own: errors go to
+ * stderr (the app's log) and end it with status 125. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <jansson.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "exec_helper.h"
+#include "syscall_filter.h"
 #include "ferry/fsutil.h"
-#include "ferry/yaml.h"
 
-/* The chroot helper, run as `ferryd __exec ROOTFS WORKDIR UID GID -- PROG ARGS...`: new mount
- * and PID namespaces, the workload as PID 1 of its namespace inside the release root. */
+extern char **environ;
+
+#define MAX_GROUPS 64
+
+typedef struct spec {
+  const char *rootfs, *workdir, *hostname;
+  long uid, gid;
+  gid_t groups[MAX_GROUPS];
+  size_t ngroups;
+  unsigned long long caps;
+  int seccomp;
+  const json_t *cgroups;
+  long join;
+} spec;
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "ferryd: %s\n", msg);
+  _exit(125);
+}
+
+static int parse_spec(const char *text, json_t **keep, spec *s) {
+  json_error_t je;
+  json_t *j = json_loads(text, 0, &je);
+  memset(s, 0, sizeof *s);
+  s->uid = s->gid = -1;
+  if (!json_is_object(j)) return -1;
+  *keep = j;
+  s->rootfs = json_string_value(json_object_get(j, "rootfs"));
+  s->workdir = json_string_value(json_object_get(j, "workdir"));
+  s->hostname = json_string_value(json_object_get(j, "hostname"));
+  const char *caps = json_string_value(json_object_get(j, "caps"));
+  s->caps = caps ? strtoull(caps, NULL, 16) : 0;
+  s->seccomp = json_is_true(json_object_get(j, "seccomp"));
+  s->cgroups = json_object_get(j, "cgroups");
+  json_t *v;
+  if (json_is_integer(v = json_object_get(j, "uid"))) s->uid = (long)json_integer_value(v);
+  if (json_is_integer(v = json_object_get(j, "gid"))) s->gid = (long)json_integer_value(v);
+  if (json_is_integer(v = json_object_get(j, "join"))) s->join = (long)json_integer_value(v);
+  size_t i;
+  json_array_foreach(json_object_get(j, "groups"), i, v) {
+    if (s->ngroups < MAX_GROUPS && json_is_integer(v)) s->groups[s->ngroups++] = (gid_t)json_integer_value(v);
+  }
+  if (!s->workdir || s->workdir[0] != '/') s->workdir = "/";
+  if (s->uid < -1 || s->uid > 0x7fffffff || s->gid < -1 || s->gid > 0x7fffffff) return -1;
+  return s->join ? 0 : (s->rootfs && s->rootfs[0] == '/' ? 0 : -1);
+}
+
+/* Moves this process into each of the app's cgroups (they were made and limited by ferryd). */
+static void join_cgroups(const spec *s) {
+  size_t i;
+  const json_t *v;
+  json_array_foreach(s->cgroups, i, v) {
+    char path[4200], pid[24];
+    if (!json_is_string(v)) continue;
+    snprintf(path, sizeof path, "%s/cgroup.procs", json_string_value(v));
+    int n = snprintf(pid, sizeof pid, "%d", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || write(fd, pid, (size_t)n) != n) die("cannot join the cgroup %s: %s", json_string_value(v), strerror(errno));
+    close(fd);
+  }
+}
+
+/* --- the root ------------------------------------------------------------------------------ */
+
+static void xmount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
+  if (mount(src, dst, type, flags, data) != 0) die("cannot mount %s on %s: %s", type ? type : src, dst, strerror(errno));
+}
+
+/* A directory in the new root (after pivot_root every path resolves inside it). */
+static void ensure_dir(const char *path, mode_t mode) {
+  if (mkdir(path, mode) != 0 && errno != EEXIST) die("cannot create %s: %s", path, strerror(errno));
+}
+
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+/* A detached copy of a host path's mount (Linux 5.2), taken before the old root goes away and
+ * attached in the new root later (move_tree). -1 when the host has no such path. */
+static int clone_tree(const char *path, int recursive) {
+  return (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | O_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+}
+
+/* Attaches a cloned tree onto path in the new root (a file created when missing). */
+static int move_tree(int tree, const char *path, int is_file, int ro) {
+  if (is_file) {
+    int t = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
+    if (t < 0) t = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (t < 0) return -1;
+    close(t);
+  }
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) != 0) return -1;
+  close(tree);
+  if (ro && mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) return -1;
+  return 0;
+}
+
+/* Read-only or hidden parts of /proc and /sys, as Docker's default spec has them. */
+static void mask_paths(void) {
+  static const char *const ro[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+  static const char *const masked[] = {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                                       "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                                       "/sys/firmware", "/sys/devices/virtual/powercap"};
+  for (size_t i = 0; i < sizeof ro / sizeof ro[0]; i++) {
+    if (mount(ro[i], ro[i], NULL, MS_BIND | MS_REC, NULL) != 0) continue; /* not on this kernel */
+    if (mount(NULL, ro[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+      die("cannot make %s read-only: %s", ro[i], strerror(errno));
+  }
+  for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) {
+    struct stat st;
+    if (lstat(masked[i], &st) != 0) continue;
+    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs", MS_RDONLY, "size=0")
+                                 : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
+    if (rc != 0) die("cannot hide %s: %s", masked[i], strerror(errno));
+  }
+}
+
+/* Makes the release root this namespace's root, with the environment an image expects. */
+static void enter_root(const spec *s) {
+  static const char *const devs[] = {"null", "zero", "full", "random", "urandom", "tty"};
+  int devtree[6], etctree[3], systree;
+  char path[4300];
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("cannot make mounts private: %s", strerror(errno));
+  xmount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL); /* pivot_root needs a mount point */
+  /* Device nodes the app makes (MKNOD is in the default set, as in Docker) open nowhere: every
+   * writable mount is nodev; the nodes of /dev are bind mounts of their own. */
+  xmount(NULL, s->rootfs, NULL, MS_BIND | MS_REMOUNT | MS_NODEV | MS_NOSUID, NULL);
+  /* What comes from the host, as detached copies that survive the old root's removal. */
+  for (size_t i = 0; i < 6; i++) {
+    snprintf(path, sizeof path, "/dev/%s", devs[i]);
+    if ((devtree[i] = clone_tree(path, 0)) < 0) die("cannot take %s from the host: %s (ferryd needs Linux 5.2 or later)", path, strerror(errno));
+  }
+  static const char *const etc[] = {"/etc/resolv.conf", "/etc/hosts", "/etc/hostname"};
+  etctree[0] = clone_tree("/etc/resolv.conf", 0);
+  etctree[1] = clone_tree("/etc/hosts", 0);
+  snprintf(path, sizeof path, "%s/../hostname", s->rootfs);
+  etctree[2] = clone_tree(path, 0);
+  systree = clone_tree("/sys", 1);
+  if (chdir(s->rootfs) != 0) die("cannot enter %s: %s", s->rootfs, strerror(errno));
+  if (syscall(SYS_pivot_root, ".", ".") != 0) die("pivot_root into %s: %s", s->rootfs, strerror(errno));
+  if (umount2(".", MNT_DETACH) != 0) die("cannot detach the old root: %s", strerror(errno));
+  if (chdir("/") != 0) die("chdir /: %s", strerror(errno));
+  /* From here every path, symlinks in the image included, resolves inside the release root. */
+  ensure_dir("/proc", 0555);
+  xmount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  ensure_dir("/dev", 0755);
+  xmount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k");
+  for (size_t i = 0; i < 6; i++) {
+    snprintf(path, sizeof path, "/dev/%s", devs[i]);
+    if (move_tree(devtree[i], path, 1, 0) != 0) die("cannot provide %s: %s", path, strerror(errno));
+  }
+  ensure_dir("/dev/pts", 0755);
+  xmount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+  ensure_dir("/dev/shm", 01777);
+  xmount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+  ensure_dir("/dev/mqueue", 0755);
+  static const char *const links[][2] = {{"pts/ptmx", "/dev/ptmx"}, {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
+                                         {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}};
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+    if (symlink(links[i][0], links[i][1]) != 0) die("cannot link %s: %s", links[i][1], strerror(errno));
+  ensure_dir("/sys", 0555);
+  if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+    /* Without a network namespace of its own some kernels refuse a new sysfs: the host's, read-only. */
+    if (systree < 0 || move_tree(systree, "/sys", 0, 1) != 0) die("cannot provide /sys: %s", strerror(errno));
+  } else if (systree >= 0) {
+    close(systree);
+  }
+  ensure_dir("/tmp", 01777);
+  xmount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  ensure_dir("/etc", 0755);
+  for (size_t i = 0; i < 3; i++) {
+    if (etctree[i] < 0) continue;
+    if (move_tree(etctree[i], etc[i], 1, 1) != 0) fprintf(stderr, "ferryd: cannot provide %s: %s\n", etc[i], strerror(errno));
+  }
+  mask_paths();
+  if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) != 0) die("sethostname: %s", strerror(errno));
+}
+
+/* --- the workload's identity ---------------------------------------------------------------- */
+
+/* Creates the working directory when the image lacks it (as runc does), then enters it. */
+static void enter_workdir(const char *wd) {
+  if (chdir(wd) == 0) return;
+  char p[4096];
+  snprintf(p, sizeof p, "%s", wd);
+  for (char *c = p + 1; *c; c++)
+    if (*c == '/') {
+      *c = '\0';
+      (void)mkdir(p, 0755);
+      *c = '/';
+    }
+  (void)mkdir(p, 0755);
+  if (chdir(wd) != 0) die("cannot enter the working directory %s: %s", wd, strerror(errno));
+}
+
+/* User, groups, capabilities, no_new_privs and the filter; the last step before exec. */
+static void drop_privileges(const spec *s) {
+  for (int c = 0; c <= 63; c++) {
+    if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) < 0) break; /* past the kernel's last capability */
+    if (!((s->caps >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) die("cannot drop capability %d: %s", c, strerror(errno));
+  }
+  if (s->gid >= 0) {
+    if (setgroups(s->ngroups, s->groups) != 0) die("setgroups: %s", strerror(errno));
+    if (setresgid((gid_t)s->gid, (gid_t)s->gid, (gid_t)s->gid) != 0) die("setgid %ld: %s", s->gid, strerror(errno));
+  }
+  if (s->uid >= 0 && setresuid((uid_t)s->uid, (uid_t)s->uid, (uid_t)s->uid) != 0) die("setuid %ld: %s", s->uid, strerror(errno));
+  struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof d);
+  if (s->uid <= 0) { /* root keeps the set; any other user has none (the kernel cleared them at setuid) */
+    d[0].effective = d[0].permitted = (uint32_t)s->caps;
+    d[1].effective = d[1].permitted = (uint32_t)(s->caps >> 32);
+  }
+  if (syscall(SYS_capset, &h, d) != 0) die("capset: %s", strerror(errno));
+  (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die("no_new_privs: %s", strerror(errno));
+  int rc;
+  if (s->seccomp && (rc = fy_seccomp_load(s->caps)) != 0) die("cannot load the seccomp filter: %s", strerror(-rc));
+}
+
+static void exec_prog(const spec *s, char **argv) __attribute__((noreturn));
+static void exec_prog(const spec *s, char **argv) {
+  sigset_t none;
+  sigemptyset(&none);
+  for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  enter_workdir(s->workdir);
+  drop_privileges(s);
+  execvp(argv[0], argv); /* PATH: the image's (the environment ferryd passed) */
+  fprintf(stderr, "ferryd: cannot execute %s: %s\n", argv[0], strerror(errno));
+  _exit(errno == ENOEXEC || errno == EACCES ? 126 : 127);
+}
+
+/* --- signals and exits ---------------------------------------------------------------------- */
+
+/* Waits for child while forwarding every signal this process receives to it; returns its wait
+ * status. With reap_all (PID 1), every other child that ends is reaped too. */
+static int forward_until_exit(pid_t child, int reap_all) {
+  sigset_t all;
+  sigfillset(&all);
+  for (;;) {
+    siginfo_t si;
+    int sig = sigwaitinfo(&all, &si);
+    if (sig < 0) continue;
+    if (sig == SIGCHLD) {
+      int status;
+      pid_t r;
+      while ((r = waitpid(reap_all ? -1 : child, &status, WNOHANG)) > 0)
+        if (r == child) return status;
+      continue;
+    }
+    kill(child, sig);
+  }
+}
+
+/* Ends this process the way the workload ended. */
+static void exit_like(int status) __attribute__((noreturn));
+static void exit_like(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    signal(sig, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    raise(sig);
+    _exit(128 + sig);
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 125); /* no atexit work (LSan) in a helper */
+}
+
+/* The PID-1 shim: the root, then the workload; forwards signals, reaps, reports the status. */
+static void shim(const spec *s, char **argv, int report) __attribute__((noreturn));
+static void shim(const spec *s, char **argv, int report) {
+  enter_root(s);
+  pid_t w = fork();
+  if (w < 0) die("fork: %s", strerror(errno));
+  if (w == 0) {
+    close(report);
+    exec_prog(s, argv);
+  }
+  int status = forward_until_exit(w, 1);
+  if (write(report, &status, sizeof status) != (ssize_t)sizeof status) _exit(125);
+  _exit(0); /* leaving PID 1 ends whatever else still runs in the namespace */
+}
+
+/* The first child of pid (the shim of a helper). */
+static pid_t child_of(pid_t parent) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)parent, (int)parent);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0) {
+      buf[n] = '\0';
+      return (pid_t)atol(buf);
+    }
+  }
+  return 0;
+}
+
+/* Runs argv inside the app that helper `join` started (the health command). */
+static int join_main(const spec *s, char **argv) {
+  pid_t sh = child_of((pid_t)s->join);
+  if (sh <= 0) die("the app's process %ld is not running", s->join);
+  static const char *const kinds[] = {"ipc", "uts", "pid", "mnt"};
+  int fds[4];
+  for (int i = 0; i < 4; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)sh, kinds[i]);
+    if ((fds[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) die("cannot open %s: %s", path, strerror(errno));
+  }
+  join_cgroups(s);
+  for (int i = 0; i < 4; i++) {
+    if (setns(fds[i], 0) != 0) die("cannot enter the app's %s namespace: %s", kinds[i], strerror(errno));
+    close(fds[i]);
+  }
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, NULL);
+  pid_t c = fork();
+  if (c < 0) die("fork: %s", strerror(errno));
+  if (c == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (chdir("/") != 0) _exit(125);
+    exec_prog(s, argv);
+  }
+  exit_like(forward_until_exit(c, 0));
+}
+
 int fy_exec_helper_main(int argc, char **argv) {
-  if (argc < 8 || strcmp(argv[6], "--") != 0) {
+  json_t *keep = NULL;
+  spec s;
+  if (argc < 5 || strcmp(argv[3], "--") != 0 || parse_spec(argv[2], &keep, &s) != 0) {
     fprintf(stderr, "ferryd __exec: bad arguments\n");
     return 125;
   }
-  const char *rootfs = argv[2], *workdir = argv[3];
-  long uid, gid;
-  if (fy_parse_long(argv[4], -1, 0x7fffffff, &uid) != FY_OK || fy_parse_long(argv[5], -1, 0x7fffffff, &gid) != FY_OK) {
-    fprintf(stderr, "ferryd __exec: bad uid/gid\n");
-    return 125;
+  char **prog = argv + 4;
+  if (s.join) return join_main(&s, prog);
+  join_cgroups(&s);
+  if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC) != 0)
+    die("cannot create the app's namespaces: %s (the kernel needs CONFIG_NAMESPACES; or set runtime.isolation: none)", strerror(errno));
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) die("pipe: %s", strerror(errno));
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, NULL); /* nothing is lost between here and the wait */
+  pid_t sh = fork();
+  if (sh < 0) die("fork: %s", strerror(errno));
+  if (sh == 0) {
+    /* The helper killed: the namespace goes too. (getppid() is 0 in the new namespace, so the
+     * window before this call cannot be checked that way; ferryd kills the helper only after
+     * it has started.) */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(pfd[0]);
+    shim(&s, prog, pfd[1]);
   }
-  if (unshare(CLONE_NEWNS | CLONE_NEWPID) != 0) {
-    fprintf(stderr, "ferryd: cannot create namespaces (%s); running with chroot only\n", strerror(errno));
-  } else {
-    (void)mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-  }
-  pid_t child = fork();
-  if (child < 0) {
-    fprintf(stderr, "ferryd: fork: %s\n", strerror(errno));
-    return 125;
-  }
-  if (child == 0) prctl(PR_SET_PDEATHSIG, SIGKILL); /* the helper killed: the workload goes too */
-  if (child > 0) {
-    /* Forward termination to the workload and report its status as ours. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    for (;;) {
-      int status;
-      pid_t r = waitpid(child, &status, WNOHANG);
-      if (r == child) {
-        if (WIFSIGNALED(status)) {
-          signal(WTERMSIG(status), SIG_DFL);
-          sigprocmask(SIG_UNBLOCK, &set, NULL);
-          raise(WTERMSIG(status));
-        }
-        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 125); /* no atexit work (LSan) in a helper */
-      }
-      struct timespec ts = {0, 50 * 1000 * 1000};
-      siginfo_t si;
-      if (sigtimedwait(&set, &si, &ts) > 0) kill(child, si.si_signo);
-    }
-  }
-  if (chroot(rootfs) != 0 || chdir(workdir) != 0) {
-    if (chdir("/") != 0) {}
-    fprintf(stderr, "ferryd: cannot enter %s (%s)\n", rootfs, strerror(errno));
-    _exit(125);
-  }
-  if (gid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)gid) != 0)) {
-    fprintf(stderr, "ferryd: setgid %ld: %s\n", gid, strerror(errno));
-    _exit(125);
-  }
-  if (uid >= 0 && setuid((uid_t)uid) != 0) {
-    fprintf(stderr, "ferryd: setuid %ld: %s\n", uid, strerror(errno));
-    _exit(125);
-  }
-  execv(argv[7], argv + 7);
-  fprintf(stderr, "ferryd: cannot execute %s: %s\n", argv[7], strerror(errno));
-  _exit(errno == ENOEXEC ? 126 : 127);
+  close(pfd[1]);
+  int shim_status = forward_until_exit(sh, 0), status;
+  if (read(pfd[0], &status, sizeof status) != (ssize_t)sizeof status) status = shim_status; /* the shim's own error */
+  exit_like(status);
 }

@@ -1,6 +1,22 @@
-/* The chroot helper: ferryd re-executed as `ferryd __exec ROOTFS WORKDIR UID GID -- PROG ARGS...`
- * enters new mount and PID namespaces and the release root, drops to the image's user, and execs
- * the workload as PID 1 of its namespace, forwarding SIGTERM/SIGINT and reporting its status. */
+/* The runtime helper: ferryd re-executed as `ferryd __exec SPEC -- PROG ARGS...`, where SPEC is a
+ * JSON object written by launch.c:
+ *   {"rootfs","workdir","uid","gid","groups":[..],"hostname","caps":"0x..","seccomp":bool,
+ *    "cgroups":[dir..],"join"?:pid}
+ *
+ * Without "join" it starts an app the way an OCI runtime's default spec does: it joins the app's
+ * cgroups, enters new mount, PID, UTS and IPC namespaces (host network), and forks a PID-1 shim
+ * there. The shim makes the release root the root (pivot_root, private propagation) with /proc,
+ * a /dev tmpfs (null zero full random urandom tty, ptmx + pts, shm, fd links), /sys read-only, a
+ * /tmp tmpfs and the node's resolv.conf, hosts and hostname, hides what Docker hides in /proc and
+ * /sys, sets the hostname, and forks the workload: the image's user and groups, the capability
+ * set (bounding set too), no_new_privs, the seccomp filter, then exec. The shim forwards every
+ * signal to the workload and reaps orphans; the helper forwards every signal to the shim and ends
+ * the way the workload ended (its exit status, or the same signal).
+ *
+ * With "join": PID it runs PROG inside the namespaces and root of the app that helper PID started
+ * (the health command), with the same user, capabilities and filter.
+ *
+ * Killing the helper (SIGKILL) ends everything in the app's PID namespace. */
 #ifndef FERRY_AGENT_EXEC_HELPER_H
 #define FERRY_AGENT_EXEC_HELPER_H
 

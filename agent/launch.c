@@ -1,6 +1,7 @@
 /* Launch preparation (see launch.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +10,22 @@
 
 #include "launch.h"
 #include "ferry/elf.h"
-#include "ferry/wire.h"
 #include "ferry/fsutil.h"
 #include "ferry/text.h"
+#include "ferry/wire.h"
 
-/* Catches the wrong architecture before exec so the error says what the file is. */
-static int check_elf(const fy_facts *f, const char *host_path, const char *shown, char *err, size_t errlen) {
+#define ETC_FILE_MAX (1u << 20) /* /etc/passwd and /etc/group: larger is not an image's */
+#define MAX_GROUPS 64
+
+/* Catches the wrong architecture before exec so the error says what the file is. The program is
+ * opened inside the root, so a symlink to /dev/zero or a FIFO cannot hang the agent. */
+static int check_elf(const fy_facts *f, const char *rootfs, const char *prog, char *err, size_t errlen) {
   uint8_t h[FY_ELF_HEADER];
-  int fd = open(host_path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    fy_text_fmt(err, errlen, "cannot execute %s: %s", shown, strerror(errno));
+  int fd = fy_open_in_root(rootfs, prog, O_RDONLY);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    fy_text_fmt(err, errlen, "cannot execute %s: %s", prog, fd < 0 ? strerror(errno) : "not a regular file");
+    if (fd >= 0) close(fd);
     return FY_EEXEC;
   }
   ssize_t n = read(fd, h, sizeof h);
@@ -30,9 +37,17 @@ static int check_elf(const fy_facts *f, const char *host_path, const char *shown
   for (size_t k = 0; rc == FY_OK && k < f->naccepts; k++)
     if (strcmp(f->accepts[k].arch, p.arch) == 0) return FY_OK;
   char plat[FY_PLATFORM_STR];
-  fy_text_fmt(err, errlen, "exec format error: %s is %s, this node runs %s", shown, desc,
-           fy_platform_format(&f->platform, plat, sizeof plat));
+  fy_text_fmt(err, errlen, "exec format error: %s is %s, this node runs %s", prog, desc,
+              fy_platform_format(&f->platform, plat, sizeof plat));
   return FY_EEXEC;
+}
+
+static int is_file_in_root(const char *rootfs, const char *path) {
+  int fd = fy_open_in_root(rootfs, path, O_PATH);
+  struct stat st;
+  int ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  if (fd >= 0) close(fd);
+  return ok;
 }
 
 /* Finds prog (no '/') in the image's PATH inside rootfs. */
@@ -47,71 +62,120 @@ static int resolve_prog(const char *rootfs, const char *prog, const json_t *env,
   json_array_foreach(env, i, v) {
     if (json_is_string(v) && strncmp(json_string_value(v), "PATH=", 5) == 0) path = json_string_value(v) + 5;
   }
-  char dir[1024];
   while (*path) {
     size_t n = strcspn(path, ":");
-    if (n < sizeof dir) {
-      memcpy(dir, path, n);
-      dir[n] = '\0';
-      char host[4400];
-      struct stat st;
-      if (fy_path_fmt(host, sizeof host, "%s%s/%s", rootfs, dir, prog) == FY_OK && stat(host, &st) == 0 &&
-          S_ISREG(st.st_mode)) {
-        snprintf(out, len, "%s/%s", dir, prog);
-        return 1;
-      }
-    }
+    char cand[4400];
+    if (n < 1024 && fy_path_fmt(cand, sizeof cand, "%.*s/%s", (int)n, path, prog) == FY_OK && is_file_in_root(rootfs, cand))
+      return fy_path_fmt(out, len, "%s", cand) == FY_OK;
     path += n;
     if (*path == ':') path++;
   }
   return 0;
 }
 
-/* "uid[:gid]" or a name from the rootfs's /etc/passwd (never the host's). */
-static int resolve_user(const char *rootfs, const char *user, unsigned *uid, unsigned *gid) {
+/* --- User, as Docker and runc read it ------------------------------------------------------ */
+
+typedef struct user_info {
+  unsigned uid, gid;
+  unsigned groups[MAX_GROUPS];
+  size_t ngroups;
+  char home[1024];
+} user_info;
+
+/* Splits a passwd/group line into at most n fields (in place). */
+static size_t fields(char *line, char **f, size_t n) {
+  size_t k = 0;
+  while (k < n) {
+    f[k++] = line;
+    char *c = strchr(line, ':');
+    if (!c) break;
+    *c = '\0';
+    line = c + 1;
+  }
+  return k;
+}
+
+static int parse_id(const char *s, unsigned *out) {
+  char *end;
+  if (!*s || *s == '-' || *s == '+') return 0;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (*end || errno || v > 0x7fffffff) return 0;
+  *out = (unsigned)v;
+  return 1;
+}
+
+/* "" (root), "uid", "name", "uid:gid", "name:group", looked up in the image's own /etc/passwd and
+ * /etc/group (never the host's). A numeric user missing from passwd gets gid 0; supplementary
+ * groups are those of /etc/group that list the user's name. */
+static int resolve_user(const char *rootfs, const char *spec, user_info *u, char *err, size_t errlen) {
   char name[256], grp[256] = "";
-  snprintf(name, sizeof name, "%s", user);
+  memset(u, 0, sizeof *u);
+  snprintf(u->home, sizeof u->home, "/");
+  snprintf(name, sizeof name, "%s", spec);
   char *colon = strchr(name, ':');
   if (colon) {
     *colon = '\0';
     snprintf(grp, sizeof grp, "%s", colon + 1);
   }
-  char *end;
-  unsigned long v = strtoul(name, &end, 10);
-  int found = 0;
-  if (*name && !*end) {
-    *uid = (unsigned)v;
-    *gid = (unsigned)v;
-    found = 1;
-  } else {
-    char path[4200], *text = NULL;
-    size_t len;
-    if (fy_path_fmt(path, sizeof path, "%s/etc/passwd", rootfs) == FY_OK && fy_file_read(path, 1 << 20, &text, &len) == FY_OK) {
-      char *save = NULL;
-      for (char *line = strtok_r(text, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save)) {
-        char *f[4] = {0};
-        char *s = line;
-        for (int i = 0; i < 4 && s; i++) {
-          f[i] = s;
-          s = strchr(s, ':');
-          if (s) *s++ = '\0';
-        }
-        if (f[0] && f[2] && f[3] && strcmp(f[0], name) == 0) {
-          *uid = (unsigned)strtoul(f[2], NULL, 10);
-          *gid = (unsigned)strtoul(f[3], NULL, 10);
-          found = 1;
-        }
-      }
-      free(text);
+  if (!name[0]) snprintf(name, sizeof name, "0");
+  char *text = NULL, *save = NULL;
+  size_t len;
+  int rc = fy_file_read_in_root(rootfs, "/etc/passwd", ETC_FILE_MAX, &text, &len);
+  if (rc != FY_OK && rc != FY_ENOENT) {
+    fy_text_fmt(err, errlen, "cannot read the image's /etc/passwd: %s", rc == FY_EINVAL ? "not a regular file" : fy_strerror(rc));
+    return FY_EEXEC;
+  }
+  int numeric = parse_id(name, &u->uid), found = 0;
+  char user_name[256] = "";
+  for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line && !found; line = strtok_r(NULL, "\n", &save)) {
+    char *f[7];
+    unsigned id, gid;
+    if (fields(line, f, 7) < 7 || !parse_id(f[2], &id) || !parse_id(f[3], &gid)) continue;
+    if (numeric ? id == u->uid : strcmp(f[0], name) == 0) {
+      u->uid = id;
+      u->gid = gid;
+      snprintf(user_name, sizeof user_name, "%s", f[0]);
+      snprintf(u->home, sizeof u->home, "%s", f[5][0] ? f[5] : "/");
+      found = 1;
     }
   }
-  if (found && grp[0]) {
-    v = strtoul(grp, &end, 10);
-    if (*end) return 0; /* group names: numeric only for now */
-    *gid = (unsigned)v;
+  free(text);
+  if (!found && !numeric) {
+    fy_text_fmt(err, errlen, "User '%s' is not in the image's /etc/passwd", spec);
+    return FY_EEXEC;
   }
-  return found;
+  int group_numeric = grp[0] && parse_id(grp, &u->gid), group_found = !grp[0] || group_numeric;
+  text = NULL;
+  rc = fy_file_read_in_root(rootfs, "/etc/group", ETC_FILE_MAX, &text, &len);
+  if (rc != FY_OK && rc != FY_ENOENT) {
+    fy_text_fmt(err, errlen, "cannot read the image's /etc/group: %s", rc == FY_EINVAL ? "not a regular file" : fy_strerror(rc));
+    return FY_EEXEC;
+  }
+  for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+    char *f[4];
+    unsigned gid;
+    if (fields(line, f, 4) < 4 || !parse_id(f[2], &gid)) continue;
+    if (grp[0] && !group_numeric && strcmp(f[0], grp) == 0) {
+      u->gid = gid;
+      group_found = 1;
+    }
+    if (!user_name[0]) continue;
+    for (char *m = f[3], *e; m && *m; m = e ? e + 1 : NULL) {
+      e = strchr(m, ',');
+      size_t ml = e ? (size_t)(e - m) : strlen(m);
+      if (ml == strlen(user_name) && strncmp(m, user_name, ml) == 0 && u->ngroups < MAX_GROUPS) u->groups[u->ngroups++] = gid;
+    }
+  }
+  free(text);
+  if (!group_found) {
+    fy_text_fmt(err, errlen, "group '%s' of User '%s' is not in the image's /etc/group", grp, spec);
+    return FY_EEXEC;
+  }
+  return FY_OK;
 }
+
+/* --- the plan ------------------------------------------------------------------------------ */
 
 static char *subst_rootfs(const char *arg, const char *rootfs) {
   const char *p = strstr(arg, "{rootfs}");
@@ -123,7 +187,9 @@ static char *subst_rootfs(const char *arg, const char *rootfs) {
 }
 
 const char *fy_launch_mode_name(fy_launch_mode m) {
-  return m == FY_LAUNCH_WRAPPER ? "through exec_wrapper" : m == FY_LAUNCH_CHROOT ? "chroot + mount/PID namespaces" : "no isolation";
+  return m == FY_LAUNCH_WRAPPER ? "through exec_wrapper"
+       : m == FY_LAUNCH_CONTAIN ? "contained: namespaces, pivot_root, capabilities, seccomp"
+                                : "no isolation";
 }
 
 void fy_launch_plan_free(fy_launch_plan *p) {
@@ -136,8 +202,24 @@ void fy_launch_plan_free(fy_launch_plan *p) {
   p->nargv = p->nenv = 0;
 }
 
+/* The helper's instructions (exec_helper.h). */
+static char *helper_spec(const fy_launch_in *in, const fy_launch_plan *p, const user_info *u, const char *workdir) {
+  char caps[32];
+  snprintf(caps, sizeof caps, "0x%" PRIx64, p->caps);
+  json_t *groups = json_array(), *cgroups = json_array();
+  for (size_t i = 0; i < u->ngroups; i++) json_array_append_new(groups, json_integer(u->groups[i]));
+  for (size_t i = 0; i < in->ncgroups; i++) json_array_append_new(cgroups, json_string(in->cgroups[i]));
+  json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:b, s:o}", "rootfs", in->rootfs, "workdir", workdir, "uid",
+                        (json_int_t)u->uid, "gid", (json_int_t)u->gid, "groups", groups, "hostname", in->node, "caps", caps,
+                        "seccomp", 1, "cgroups", cgroups);
+  if (j && in->join_pid) json_object_set_new(j, "join", json_integer(in->join_pid));
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  return s;
+}
+
 /* argv[0..]: what starts the program in each mode (the image's own arguments follow). */
-static int launcher(const fy_launch_in *in, fy_launch_plan *p, const char *host_prog, const char *workdir, int have_user,
+static int launcher(const fy_launch_in *in, fy_launch_plan *p, const char *host_prog, const char *workdir, const user_info *u,
                     char *err, size_t errlen) {
   const fy_agent_config *cfg = in->cfg;
   if (p->mode == FY_LAUNCH_WRAPPER) {
@@ -149,20 +231,14 @@ static int launcher(const fy_launch_in *in, fy_launch_plan *p, const char *host_
     p->argv[p->nargv++] = strdup(w0);
     for (size_t i = 1; i < cfg->nwrapper; i++) p->argv[p->nargv++] = subst_rootfs(cfg->exec_wrapper[i], in->rootfs);
     p->argv[p->nargv++] = strdup(host_prog);
-  } else if (p->mode == FY_LAUNCH_CHROOT) {
+  } else if (p->mode == FY_LAUNCH_CONTAIN) {
     if (!in->self_exe || !in->self_exe[0]) {
-      fy_text_fmt(err, errlen, "cannot find ferryd's own binary for the chroot helper");
+      fy_text_fmt(err, errlen, "cannot find ferryd's own binary for the runtime helper");
       return FY_EEXEC;
     }
-    char num[32];
     p->argv[p->nargv++] = strdup(in->self_exe);
     p->argv[p->nargv++] = strdup("__exec");
-    p->argv[p->nargv++] = strdup(in->rootfs);
-    p->argv[p->nargv++] = strdup(workdir);
-    snprintf(num, sizeof num, "%d", have_user ? (int)p->uid : -1);
-    p->argv[p->nargv++] = strdup(num);
-    snprintf(num, sizeof num, "%d", have_user ? (int)p->gid : -1);
-    p->argv[p->nargv++] = strdup(num);
+    p->argv[p->nargv++] = helper_spec(in, p, u, workdir);
     p->argv[p->nargv++] = strdup("--");
     p->argv[p->nargv++] = strdup(p->prog);
   } else {
@@ -171,18 +247,34 @@ static int launcher(const fy_launch_in *in, fy_launch_plan *p, const char *host_
   return FY_OK;
 }
 
-/* The image's Env, a PATH when it has none, and what ferry tells every workload. */
-static void environment(const fy_launch_in *in, fy_launch_plan *p, const json_t *jenv) {
+static int env_has(const json_t *jenv, const char *key) {
+  size_t i, kl = strlen(key);
+  json_t *v;
+  json_array_foreach(jenv, i, v) {
+    const char *s = json_string_value(v);
+    if (s && strncmp(s, key, kl) == 0 && s[kl] == '=') return 1;
+  }
+  return 0;
+}
+
+/* The image's Env, then what Docker adds when the image has none (PATH, HOME, HOSTNAME), and
+ * what ferry tells every workload. */
+static void environment(const fy_launch_in *in, fy_launch_plan *p, const json_t *jenv, const user_info *u) {
   size_t i;
   json_t *v;
-  int have_path = 0;
   json_array_foreach(jenv, i, v) {
-    if (!json_is_string(v)) continue;
-    have_path |= strncmp(json_string_value(v), "PATH=", 5) == 0;
-    p->env[p->nenv++] = strdup(json_string_value(v));
+    if (json_is_string(v)) p->env[p->nenv++] = strdup(json_string_value(v));
   }
-  if (!have_path) p->env[p->nenv++] = strdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  char fa[160];
+  char fa[1200];
+  if (!env_has(jenv, "PATH")) p->env[p->nenv++] = strdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  if (p->mode == FY_LAUNCH_CONTAIN && !env_has(jenv, "HOME")) {
+    fy_text_fmt(fa, sizeof fa, "HOME=%s", u->home);
+    p->env[p->nenv++] = strdup(fa);
+  }
+  if (p->mode == FY_LAUNCH_CONTAIN && !env_has(jenv, "HOSTNAME")) {
+    fy_text_fmt(fa, sizeof fa, "HOSTNAME=%s", in->node);
+    p->env[p->nenv++] = strdup(fa);
+  }
   fy_text_fmt(fa, sizeof fa, "FERRY_APP=%s", in->app);
   p->env[p->nenv++] = strdup(fa);
   fy_text_fmt(fa, sizeof fa, "FERRY_RELEASE=%s", in->release);
@@ -197,11 +289,14 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
   fy_run_meta meta;
   int rc = fy_run_meta_decode(in->run, &meta, err, errlen);
   if (rc != FY_OK) return FY_EEXEC;
-  const json_t *jargs = meta.argv, *jenv = meta.env;
+  const json_t *jargs = in->argv_override ? in->argv_override : meta.argv, *jenv = meta.env;
   const char *workdir = meta.workdir, *user = meta.user;
-  size_t nargs = meta.nargv;
+  size_t nargs = json_array_size(jargs);
+  p->caps = fy_runspec_caps(&meta.spec);
+  p->stop_signal = meta.stop_signal ? meta.stop_signal : 15;
+  p->stop_timeout_ms = meta.stop_timeout_ms > 0 ? (uint64_t)meta.stop_timeout_ms : FY_STOP_TIMEOUT_DEFAULT_MS;
   if (nargs == 0 || !json_is_string(json_array_get(jargs, 0))) {
-    fy_text_fmt(err, errlen, "the image config has no Entrypoint or Cmd");
+    fy_text_fmt(err, errlen, in->argv_override ? "the health command is empty" : "the image config has no Entrypoint or Cmd");
     return FY_EEXEC;
   }
   const char *arg0 = json_string_value(json_array_get(jargs, 0));
@@ -215,27 +310,27 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
     fy_text_fmt(err, errlen, "cannot execute %s: the path is too long", p->prog);
     return FY_EEXEC;
   }
-  rc = check_elf(in->facts, host_prog, p->prog, err, errlen);
-  if (rc != FY_OK) return rc;
+  if ((rc = check_elf(in->facts, in->rootfs, p->prog, err, errlen)) != FY_OK) return rc;
   p->mode = in->cfg->nwrapper > 0 ? FY_LAUNCH_WRAPPER
-          : in->cfg->isolation == FY_ISOLATION_CHROOT || (in->cfg->isolation == FY_ISOLATION_AUTO && in->is_root) ? FY_LAUNCH_CHROOT
+          : in->cfg->isolation == FY_ISOLATION_CHROOT || (in->cfg->isolation == FY_ISOLATION_AUTO && in->is_root) ? FY_LAUNCH_CONTAIN
           : FY_LAUNCH_PLAIN;
-  int have_user = user && user[0] && resolve_user(in->rootfs, user, &p->uid, &p->gid);
-  if (user && user[0] && !have_user) {
-    fy_text_fmt(err, errlen, "User '%s' is not in the image's /etc/passwd", user);
-    return FY_EEXEC;
-  }
-  p->set_ids = have_user && p->mode != FY_LAUNCH_CHROOT && in->is_root;
-  if (p->mode == FY_LAUNCH_CHROOT) p->cwd[0] = '\0'; /* the helper enters the workdir inside the root */
+  user_info u;
+  if ((p->mode == FY_LAUNCH_CONTAIN || (user && user[0])) && (rc = resolve_user(in->rootfs, user ? user : "", &u, err, errlen)) != FY_OK)
+    return rc;
+  if (p->mode != FY_LAUNCH_CONTAIN && !(user && user[0])) memset(&u, 0, sizeof u);
+  p->uid = u.uid;
+  p->gid = u.gid;
+  p->set_ids = user && user[0] && p->mode != FY_LAUNCH_CONTAIN && in->is_root;
+  if (p->mode == FY_LAUNCH_CONTAIN) p->cwd[0] = '\0'; /* the helper enters (or creates) the workdir inside the root */
   p->argv = calloc(in->cfg->nwrapper + nargs + 16, sizeof *p->argv);
-  p->env = calloc(json_array_size(jenv) + 5, sizeof *p->env);
+  p->env = calloc(json_array_size(jenv) + 8, sizeof *p->env);
   if (!p->argv || !p->env) return FY_ENOMEM;
-  if ((rc = launcher(in, p, host_prog, workdir, have_user, err, errlen)) != FY_OK) return rc;
+  if ((rc = launcher(in, p, host_prog, workdir, &u, err, errlen)) != FY_OK) return rc;
   for (size_t i = 1; i < nargs; i++) {
     const char *s = json_string_value(json_array_get(jargs, i));
     p->argv[p->nargv++] = strdup(s ? s : "");
   }
-  environment(in, p, jenv);
+  environment(in, p, jenv, &u);
   for (size_t k = 0; k < p->nargv; k++)
     if (!p->argv[k]) return FY_ENOMEM;
   for (size_t k = 0; k < p->nenv; k++)

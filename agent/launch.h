@@ -1,12 +1,14 @@
 /* Launch preparation: from a release's run.json, the node's config and the image's files, the
  * exact command ferryd spawns (an exec plan). No process is started here, so unit tests can
  * check every plan; the supervisor (apps.c) spawns it. Blocking: reads the image's files (the
- * program's ELF header, /etc/passwd) under the release's rootfs. */
+ * program's ELF header, /etc/passwd, /etc/group) inside the release's rootfs, each opened inside
+ * that root (fsutil.h's fy_open_in_root), non-blocking, and only when it is a regular file. */
 #ifndef FERRY_AGENT_LAUNCH_H
 #define FERRY_AGENT_LAUNCH_H
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "facts.h"
@@ -17,11 +19,17 @@ typedef struct fy_launch_in {
   const char *app, *release, *node;
   const fy_agent_config *cfg; /* runtime.isolation, runtime.exec_wrapper */
   const fy_facts *facts;      /* the platforms this node executes */
-  int is_root;                /* geteuid() == 0: chroot isolation possible, ids can be set */
-  const char *self_exe;       /* this ferryd, which re-executes as the chroot helper */
+  int is_root;                /* geteuid() == 0: containment possible, ids can be set */
+  const char *self_exe;       /* this ferryd, which re-executes as the runtime helper */
+  const char *const *cgroups; /* the app's cgroup directories the helper joins (cgroup.h) */
+  size_t ncgroups;
+  /* The health command: run instead of the image's Entrypoint/Cmd, inside the running app
+   * (the helper with pid join_pid), NULL for the app itself. */
+  const json_t *argv_override;
+  int join_pid;
 } fy_launch_in;
 
-typedef enum { FY_LAUNCH_WRAPPER, FY_LAUNCH_CHROOT, FY_LAUNCH_PLAIN } fy_launch_mode;
+typedef enum { FY_LAUNCH_WRAPPER, FY_LAUNCH_CONTAIN, FY_LAUNCH_PLAIN } fy_launch_mode;
 
 typedef struct fy_launch_plan {
   fy_launch_mode mode;
@@ -33,6 +41,9 @@ typedef struct fy_launch_plan {
   int set_ids;                /* spawn with uid/gid (plain mode as root) */
   unsigned uid, gid;
   char prog[4096];            /* the program, as the image names it */
+  uint64_t caps;              /* the capabilities the workload keeps (contained mode) */
+  int stop_signal;            /* what stops it: the image's StopSignal, SIGTERM by default */
+  uint64_t stop_timeout_ms;   /* then SIGKILL after this */
 } fy_launch_plan;
 
 /* Builds the plan. FY_OK; FY_EEXEC with a message a person can act on in err ("cannot execute
@@ -41,7 +52,7 @@ typedef struct fy_launch_plan {
  * arrays: fy_launch_plan_free (NULL-safe, also after a failure). */
 int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *out, char *err, size_t errlen) FY_WUR;
 void fy_launch_plan_free(fy_launch_plan *p);
-/* "through exec_wrapper", "chroot + mount/PID namespaces", "no isolation" */
+/* "through exec_wrapper", "contained: namespaces, pivot_root, capabilities, seccomp", "no isolation" */
 const char *fy_launch_mode_name(fy_launch_mode m);
 
 #endif

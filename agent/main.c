@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
   a->started_ms = uv_now(a->loop);
   a->config_path = config;
   fy_upgrade_startup(a, argc, argv);
+  fy_cgroup_detect_self(&a->cgroups);
   if ((rc = fy_apps_recover(a)) != FY_OK) fy_log("warn", "recovering apps in %s: %s", a->cfg.state_dir, fy_strerror(rc));
   if (fy_server_start(a, err, sizeof err) != FY_OK) {
     fprintf(stderr, "ferryd: %s\n", err);

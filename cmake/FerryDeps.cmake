@@ -15,6 +15,9 @@ ferry_find_lib(FERRY_LIB_MBEDCRYPTO mbedcrypto)
 ferry_find_lib(FERRY_LIB_ZSTD    zstd)
 ferry_find_lib(FERRY_LIB_YAML    yaml)
 ferry_find_lib(FERRY_LIB_JANSSON jansson)
+# libseccomp: the agent's default system-call filter for contained apps (agent/seccomp.c).
+ferry_find_lib(FERRY_LIB_SECCOMP seccomp)
+find_path(FERRY_SECCOMP_INCLUDE seccomp.h REQUIRED)
 # zlib: only the pusher needs it (gzip layers to zstd); Debian 12 cannot co-install
 # zlib1g-dev for arm64/armhf beside amd64 here, so cross builds go without (recompress_none.c).
 find_library(FERRY_LIB_Z NAMES z)

@@ -219,7 +219,35 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
     snprintf(num, sizeof num, "%d", r->health_port);
     json_object_set_new(labels, "dev.ferry.health_port", json_string(num));
   }
-  if (r->health_cmd[0]) json_object_set_new(labels, "dev.ferry.health_cmd", json_string(r->health_cmd));
+  /* The health command: Docker's Healthcheck (what buildah and docker write too), and for the
+   * shell form also the label agents before the runtime read. */
+  json_t *health = NULL;
+  if (r->health_cmd[0]) {
+    json_object_set_new(labels, "dev.ferry.health_cmd", json_string(r->health_cmd));
+    health = json_pack("{s:[s, s]}", "Test", "CMD-SHELL", r->health_cmd);
+  } else if (r->nhealth_argv) {
+    json_t *t = strv_json(r->health_argv, r->nhealth_argv);
+    json_array_insert_new(t, 0, json_string("CMD"));
+    health = json_pack("{s:o}", "Test", t);
+  }
+  if (r->stop_timeout_ms >= 0) {
+    snprintf(num, sizeof num, "%lld", (long long)r->stop_timeout_ms);
+    json_object_set_new(labels, "dev.ferry.stop_timeout_ms", json_string(num));
+  }
+  if (r->spec.cap_add || r->spec.cap_drop) {
+    json_t *cj = fy_caps_to_json(&r->spec);
+    char *cs = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+    if (cs) json_object_set_new(labels, "dev.ferry.capabilities", json_string(cs));
+    free(cs);
+    json_decref(cj);
+  }
+  if (r->spec.memory || r->spec.cpu_milli || r->spec.pids) {
+    json_t *rj = fy_resources_to_json(&r->spec);
+    char *rs = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
+    if (rs) json_object_set_new(labels, "dev.ferry.resources", json_string(rs));
+    free(rs);
+    json_decref(rj);
+  }
   if (v->board) json_object_set_new(labels, "dev.ferry.board", json_string(v->board->name));
   if (r->affinity.nrequired || r->affinity.npreferred) {
     json_t *aj = fy_affinity_to_json(&r->affinity);
@@ -230,8 +258,12 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
   }
   json_t *cfg = fy_pack_platform_json(&v->plat);
   json_object_set_new(cfg, "created", json_string(created));
-  json_object_set_new(cfg, "config", json_pack("{s:o, s:o, s:o, s:s, s:o}", "Entrypoint", strv_json(r->entrypoint, r->nentrypoint),
-                                                "Cmd", strv_json(r->cmd, r->ncmd), "Env", env, "WorkingDir", r->workdir, "Labels", labels));
+  json_t *ccfg = json_pack("{s:o, s:o, s:o, s:s, s:o}", "Entrypoint", strv_json(r->entrypoint, r->nentrypoint), "Cmd",
+                         strv_json(r->cmd, r->ncmd), "Env", env, "WorkingDir", r->workdir, "Labels", labels);
+  if (r->user[0]) json_object_set_new(ccfg, "User", json_string(r->user));
+  if (r->stop_signal[0]) json_object_set_new(ccfg, "StopSignal", json_string(r->stop_signal));
+  if (health) json_object_set_new(ccfg, "Healthcheck", health);
+  json_object_set_new(cfg, "config", ccfg);
   json_object_set_new(cfg, "rootfs", json_pack("{s:s, s:[s]}", "type", "layers", "diff_ids", fy_digest_format(&pk.diff_id, ds)));
   fy_digest cd, md;
   size_t clen, mlen;

@@ -44,13 +44,41 @@ static int strlist(const fy_ynode *n, char **out, size_t *count, int allow_scala
 }
 
 void fy_recipe_free(fy_recipe *r) {
-  char **lists[] = {r->cmake_options, r->entrypoint, r->cmd, r->env, r->test};
-  size_t *counts[] = {&r->ncmake_options, &r->nentrypoint, &r->ncmd, &r->nenv, &r->ntest};
-  for (int k = 0; k < 5; k++) {
+  char **lists[] = {r->cmake_options, r->entrypoint, r->cmd, r->env, r->test, r->health_argv};
+  size_t *counts[] = {&r->ncmake_options, &r->nentrypoint, &r->ncmd, &r->nenv, &r->ntest, &r->nhealth_argv};
+  for (int k = 0; k < 6; k++) {
     for (size_t i = 0; i < *counts[k]; i++) free(lists[k][i]);
     *counts[k] = 0;
   }
   fy_affinity_free(&r->affinity);
+}
+
+/* A YAML map of scalars and lists of scalars as JSON (capabilities and resources), NULL if it
+ * is anything else. */
+static json_t *yaml_json(const fy_ynode *n) {
+  if (n->kind == FY_YAML_SCALAR) return json_string(n->str);
+  if (n->kind == FY_YAML_SEQ) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n->n; i++) {
+      if (n->items[i]->kind != FY_YAML_SCALAR) {
+        json_decref(a);
+        return NULL;
+      }
+      json_array_append_new(a, json_string(n->items[i]->str));
+    }
+    return a;
+  }
+  json_t *o = json_object();
+  for (size_t i = 0; i < n->n; i++) {
+    json_t *v = yaml_json(n->items[i]);
+    if (!v || n->items[i]->kind == FY_YAML_MAP) {
+      json_decref(v);
+      json_decref(o);
+      return NULL;
+    }
+    json_object_set_new(o, n->keys[i], v);
+  }
+  return o;
 }
 
 /* Long on purpose: ferry.yaml's schema reads top to bottom here, one FY_REQUIRE per rule with the
@@ -59,7 +87,8 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   static const char *const top[] = {"name", "version", "platforms", "boards", "build", "files", "run", "test",
                                     "affinity", "compression_level", "mtime", NULL};
   static const char *const build_keys[] = {"cmake", "options", "command", NULL};
-  static const char *const run_keys[] = {"entrypoint", "cmd", "env", "workdir", "settle", "health", NULL};
+  static const char *const run_keys[] = {"entrypoint", "cmd", "env", "workdir", "settle", "health", "user", "stop_signal",
+                                         "stop_timeout", "capabilities", "resources", NULL};
   static const char *const health_keys[] = {"port", "cmd", NULL};
   static const char *const test_keys[] = {"command", NULL};
   char *text = NULL, *dcopy = NULL, yerr[300];
@@ -72,6 +101,7 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   snprintf(r->path, sizeof r->path, "%s", path);
   r->zstd_level = 19;
   r->settle_ms = 3000;
+  r->stop_timeout_ms = -1;
   snprintf(r->workdir, sizeof r->workdir, "/");
   ret = fy_file_read(path, 256 * 1024, &text, &len);
   if (ret != FY_OK) {
@@ -169,9 +199,38 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   }
 
   if ((n = fy_yaml_get(root, "run"))) {
-    REQUIRE(n->kind == FY_YAML_MAP, n->line, "run: a map (entrypoint, cmd, env, workdir, settle, health)");
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "run: a map (entrypoint, cmd, env, workdir, settle, health, user, ...)");
     bad = fy_yaml_unknown_key(n, run_keys, &line);
-    REQUIRE(!bad, line, "unknown key 'run.%s' (expected entrypoint, cmd, env, workdir, settle, health)", bad);
+    REQUIRE(!bad, line,
+            "unknown key 'run.%s' (expected entrypoint, cmd, env, workdir, settle, health, user, stop_signal, stop_timeout, "
+            "capabilities, resources)",
+            bad);
+    if ((v = fy_yaml_get(n, "user"))) REQUIRE(copy(r->user, sizeof r->user, v) && r->user[0], v->line, "run.user: a user such as app, 1000 or 1000:1000");
+    if ((v = fy_yaml_get(n, "stop_signal"))) {
+      int sig;
+      REQUIRE(copy(r->stop_signal, sizeof r->stop_signal, v) && fy_signal_parse(r->stop_signal, &sig) == FY_OK, v->line,
+              "run.stop_signal: a signal such as SIGTERM, SIGINT or SIGQUIT");
+    }
+    if ((v = fy_yaml_get(n, "stop_timeout"))) {
+      uint64_t ms;
+      REQUIRE(scalar(v) && fy_parse_duration_ms(v->str, &ms) == FY_OK && ms <= FY_STOP_TIMEOUT_MAX_MS, v->line,
+              "run.stop_timeout: a duration such as 10s (at most 10m)");
+      r->stop_timeout_ms = (int64_t)ms;
+    }
+    if ((v = fy_yaml_get(n, "capabilities"))) {
+      json_t *j = yaml_json(v);
+      char why[300];
+      int crc = j ? fy_caps_from_json(j, &r->spec, why, sizeof why) : FY_EINVAL;
+      json_decref(j);
+      REQUIRE(crc == FY_OK, v->line, "run.%s", j ? why : "capabilities: {add: [NET_ADMIN], drop: [NET_RAW]}");
+    }
+    if ((v = fy_yaml_get(n, "resources"))) {
+      json_t *j = yaml_json(v);
+      char why[300];
+      int crc = j ? fy_resources_from_json(j, &r->spec, why, sizeof why) : FY_EINVAL;
+      json_decref(j);
+      REQUIRE(crc == FY_OK, v->line, "run.%s", j ? why : "resources: {memory: 64MiB, cpus: 0.5, pids: 100}");
+    }
     if ((v = fy_yaml_get(n, "entrypoint"))) REQUIRE(strlist(v, r->entrypoint, &r->nentrypoint, 1), v->line, "run.entrypoint: a list such as [/app/hello]");
     if ((v = fy_yaml_get(n, "cmd"))) REQUIRE(strlist(v, r->cmd, &r->ncmd, 1), v->line, "run.cmd: a list of arguments");
     if ((v = fy_yaml_get(n, "env"))) {
@@ -188,7 +247,7 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
     if ((v = fy_yaml_get(n, "workdir"))) REQUIRE(copy(r->workdir, sizeof r->workdir, v) && r->workdir[0] == '/', v->line, "run.workdir: an absolute path");
     if ((v = fy_yaml_get(n, "settle"))) REQUIRE(scalar(v) && fy_parse_duration_ms(v->str, &r->settle_ms) == FY_OK, v->line, "run.settle: a duration such as 3s");
     if ((v = fy_yaml_get(n, "health"))) {
-      REQUIRE(v->kind == FY_YAML_MAP, v->line, "run.health: {port: N} or {cmd: \"...\"}");
+      REQUIRE(v->kind == FY_YAML_MAP, v->line, "run.health: {port: N} or {cmd: \"...\"} or {cmd: [PROGRAM, ARGS...]}");
       bad = fy_yaml_unknown_key(v, health_keys, &line);
       REQUIRE(!bad, line, "unknown key 'run.health.%s' (expected port, cmd)", bad);
       const fy_ynode *hp = fy_yaml_get(v, "port"), *hc = fy_yaml_get(v, "cmd");
@@ -197,7 +256,12 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
         REQUIRE(scalar(hp) && fy_parse_long(hp->str, 1, 65535, &num) == FY_OK, hp->line, "run.health.port: 1-65535");
         r->health_port = (int)num;
       }
-      if (hc) REQUIRE(copy(r->health_cmd, sizeof r->health_cmd, hc), hc->line, "run.health.cmd: a shell command");
+      if (hc && hc->kind == FY_YAML_SEQ)
+        REQUIRE(strlist(hc, r->health_argv, &r->nhealth_argv, 0) && r->nhealth_argv > 0, hc->line,
+                "run.health.cmd: a list [PROGRAM, ARGS...] (run directly) or a string (run by the image's /bin/sh)");
+      else if (hc)
+        REQUIRE(copy(r->health_cmd, sizeof r->health_cmd, hc), hc->line,
+                "run.health.cmd: a string (run by the image's /bin/sh) or a list [PROGRAM, ARGS...] (run directly)");
     }
   }
   if ((n = fy_yaml_get(root, "test"))) {

@@ -7,6 +7,7 @@
 #include "ferry/board.h"
 #include "ferry/error.h"
 #include "ferry/platform.h"
+#include "ferry/runspec.h"
 #include "ferry/selector.h"
 
 #define FY_RECIPE_MAX_LIST 64
@@ -37,9 +38,14 @@ typedef struct fy_recipe {
   char *cmd[FY_RECIPE_MAX_LIST]; size_t ncmd;
   char *env[FY_RECIPE_MAX_LIST]; size_t nenv; /* "K=V" */
   char workdir[1024];
+  char user[256];         /* User: "name", "uid", "uid:gid", "name:group" */
   uint64_t settle_ms;
   int health_port;
-  char health_cmd[1024];
+  char health_cmd[1024];  /* shell form (run by the image's /bin/sh) */
+  char *health_argv[FY_RECIPE_MAX_LIST]; size_t nhealth_argv; /* exec form */
+  char stop_signal[16];   /* StopSignal, "" for SIGTERM */
+  int64_t stop_timeout_ms; /* -1: the agent's default (10 s) */
+  fy_runspec spec;        /* run.capabilities and run.resources */
   fy_affinity affinity;   /* where it should run (nodeAffinity); carried in the image config */
   /* test */
   char *test[FY_RECIPE_MAX_LIST]; size_t ntest;

@@ -33,14 +33,14 @@ HOST_PKGS=(
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf
   libc6-dev-arm64-cross libc6-dev-armhf-cross
   qemu-user
-  libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev zlib1g-dev
+  libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev zlib1g-dev libseccomp-dev
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server
-  skopeo buildah clang time bc lintian fakeroot dpkg-dev valgrind shellcheck
+  skopeo buildah clang time bc lintian fakeroot dpkg-dev valgrind shellcheck mmdebstrap busybox-static
 )
 CROSS_PKGS=()
 for arch in "${FOREIGN[@]}"; do
   CROSS_PKGS+=("libuv1-dev:$arch" "libmbedtls-dev:$arch" "libzstd-dev:$arch"
-               "libyaml-dev:$arch" "libjansson-dev:$arch")
+               "libyaml-dev:$arch" "libjansson-dev:$arch" "libseccomp-dev:$arch")
 done
 
 apt_get() { $SUDO apt-get "${APT_OPTS[@]}" "$@"; }

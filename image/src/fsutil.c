@@ -1,3 +1,5 @@
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -8,16 +10,17 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
 #include "ferry/fsutil.h"
 
-int fy_file_read(const char *path, size_t max, char **data, size_t *len) {
+/* Reads the regular file open on fd (closed here). */
+static int read_fd(int fd, size_t max, char **data, size_t *len) {
   int ret = FY_EIO;
   char *buf = NULL;
   struct stat st;
-  *data = NULL;
-  *len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fy_err_from_errno(errno);
   if (fstat(fd, &st) != 0) goto cleanup;
   if (!S_ISREG(st.st_mode)) { ret = FY_EINVAL; goto cleanup; }
   if ((uint64_t)st.st_size > max) { ret = FY_ETOOBIG; goto cleanup; }
@@ -38,6 +41,37 @@ cleanup:
   free(buf);
   close(fd);
   return ret;
+}
+
+int fy_file_read(const char *path, size_t max, char **data, size_t *len) {
+  *data = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the open */
+  if (fd < 0) return fy_err_from_errno(errno);
+  return read_fd(fd, max, data, len);
+}
+
+int fy_open_in_root(const char *root, const char *path, int flags) {
+  int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rfd < 0) return -1;
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = (uint64_t)(flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NONBLOCK)); /* openat2 takes O_PATH alone */
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  while (*path == '/') path++;
+  int fd = (int)syscall(SYS_openat2, rfd, *path ? path : ".", &how, sizeof how);
+  int e = errno;
+  close(rfd);
+  errno = e;
+  return fd;
+}
+
+int fy_file_read_in_root(const char *root, const char *path, size_t max, char **data, size_t *len) {
+  *data = NULL;
+  *len = 0;
+  int fd = fy_open_in_root(root, path, O_RDONLY);
+  if (fd < 0) return fy_err_from_errno(errno);
+  return read_fd(fd, max, data, len);
 }
 
 static int fsync_dir_of(const char *path) {

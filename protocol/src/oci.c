@@ -214,10 +214,66 @@ static int strv(const json_t *a, char ***out, size_t *n, const char *what, char 
   return FY_OK;
 }
 
+/* The health command: Docker's Healthcheck.Test (["CMD", PROG, ARGS...], ["CMD-SHELL", TEXT] or
+ * ["NONE"]) when the config has one, else the dev.ferry.health_cmd label (shell form). */
+static int health(const json_t *c, const char *label, fy_image_config *out, char *err, size_t errlen) {
+  const json_t *hcj = json_object_get(c, "Healthcheck");
+  const json_t *test = json_is_object(hcj) ? json_object_get(hcj, "Test") : NULL;
+  char **v = NULL;
+  size_t n = 0;
+  int rc;
+  if (test && (rc = strv(test, &v, &n, "Healthcheck.Test", err, errlen)) != FY_OK) return rc;
+  const char *kind = n ? v[0] : NULL;
+  char *text = NULL, **argv = NULL;
+  size_t nargv = 0;
+  if (kind && strcmp(kind, "NONE") == 0) {
+    free_strv(v, n);
+    return FY_OK;
+  }
+  if (kind && strcmp(kind, "CMD") == 0 && n >= 2) {
+    size_t tl = 0;
+    for (size_t i = 1; i < n; i++) tl += strlen(v[i]) + 1;
+    argv = calloc(n, sizeof *argv);
+    text = calloc(1, tl);
+    if (!argv || !text) goto nomem;
+    for (size_t i = 1; i < n; i++) {
+      if (!(argv[i - 1] = strdup(v[i]))) goto nomem;
+      nargv = i;
+      if (i > 1) strcat(text, " ");
+      strcat(text, v[i]);
+    }
+  } else if ((kind && strcmp(kind, "CMD-SHELL") == 0 && n == 2) || (!kind && label && *label)) {
+    const char *t = kind ? v[1] : label;
+    argv = calloc(4, sizeof *argv);
+    if (!argv || !(text = strdup(t))) goto nomem;
+    if (!(argv[0] = strdup("/bin/sh")) || !(argv[1] = strdup("-c")) || !(argv[2] = strdup(t))) goto nomem;
+    nargv = 3;
+  } else if (kind) {
+    free_strv(v, n);
+    return bad(err, errlen, FY_EPROTO, "config: Healthcheck.Test must start with CMD, CMD-SHELL or NONE");
+  }
+  free_strv(v, n);
+  if (text && strlen(text) > 1024) {
+    free(text);
+    free_strv(argv, nargv);
+    return bad(err, errlen, FY_ETOOBIG, "config: the health command is longer than 1024 bytes");
+  }
+  out->health_cmd = text;
+  out->health_argv = argv;
+  out->nhealth_argv = nargv;
+  return FY_OK;
+nomem:
+  free_strv(v, n);
+  free_strv(argv, nargv);
+  free(text);
+  return FY_ENOMEM;
+}
+
 int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char *err, size_t errlen) {
   int rc;
   memset(out, 0, sizeof *out);
   out->settle_ms = -1;
+  out->stop_timeout_ms = -1;
   json_t *j = load(json, len, "config", err, errlen, &rc);
   if (!j) return rc;
   const char *os = str_field(j, "os", 32), *arch = str_field(j, "architecture", 32),
@@ -245,7 +301,13 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
     long lv;
     if (sm && fy_parse_long(sm, 0, 600000, &lv) == FY_OK) out->settle_ms = lv;
     if (hp && fy_parse_long(hp, 1, 65535, &lv) == FY_OK) out->health_port = (int)lv;
-    if (hc && !(out->health_cmd = strdup(hc))) { rc = FY_ENOMEM; goto out; }
+    if ((rc = health(c, hc, out, err, errlen)) != FY_OK) goto out;
+    const char *ss = str_field(c, "StopSignal", 16), *st = json_is_object(labels) ? str_field(labels, "dev.ferry.stop_timeout_ms", 16) : NULL;
+    const char *cp = json_is_object(labels) ? str_field(labels, "dev.ferry.capabilities", 4096) : NULL;
+    const char *rs = json_is_object(labels) ? str_field(labels, "dev.ferry.resources", 1024) : NULL;
+    out->stop_timeout_ms = st && fy_parse_long(st, 0, 600000, &lv) == FY_OK ? lv : -1;
+    if ((ss && *ss && !(out->stop_signal = strdup(ss))) || (cp && !(out->capabilities = strdup(cp))) ||
+        (rs && !(out->resources = strdup(rs)))) { rc = FY_ENOMEM; goto out; }
     const char *af = json_is_object(labels) ? str_field(labels, "dev.ferry.affinity", 16384) : NULL;
     if (af && !(out->affinity = strdup(af))) { rc = FY_ENOMEM; goto out; }
   }
@@ -268,6 +330,10 @@ void fy_oci_config_free(fy_image_config *c) {
   free(c->test);
   free(c->board);
   free(c->health_cmd);
+  free_strv(c->health_argv, c->nhealth_argv);
+  free(c->stop_signal);
+  free(c->capabilities);
+  free(c->resources);
   free(c->affinity);
   memset(c, 0, sizeof *c);
 }

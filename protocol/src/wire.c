@@ -365,9 +365,25 @@ int fy_facts_decode(const json_t *j, fy_facts_msg *m, char *err, size_t errlen) 
 /* --- run.json ----------------------------------------------------------------------------- */
 
 json_t *fy_run_meta_encode(const fy_run_meta *m) {
-  return json_pack("{s:O, s:O, s:s, s:s, s:O, s:s, s:I}", "argv", m->argv, "env", m->env, "workdir",
-                   m->workdir && m->workdir[0] ? m->workdir : "/", "user", str_or_empty(m->user), "blobs", m->blobs,
-                   "manifest", str_or_empty(m->manifest), "version", (json_int_t)m->version);
+  json_t *j = json_pack("{s:O, s:O, s:s, s:s, s:O, s:s, s:I}", "argv", m->argv, "env", m->env, "workdir",
+                        m->workdir && m->workdir[0] ? m->workdir : "/", "user", str_or_empty(m->user), "blobs", m->blobs,
+                        "manifest", str_or_empty(m->manifest), "version", (json_int_t)m->version);
+  if (!j) return NULL;
+  int bad_set = 0;
+  if (m->health && json_array_size(m->health)) {
+    bad_set |= json_object_set(j, "health", (json_t *)m->health);
+    bad_set |= json_object_set_new(j, "health_text", json_string(str_or_empty(m->health_text)));
+  }
+  if (m->health_port) bad_set |= json_object_set_new(j, "health_port", json_integer(m->health_port));
+  if (m->stop_signal) bad_set |= json_object_set_new(j, "stop_signal", json_integer(m->stop_signal));
+  if (m->stop_timeout_ms > 0) bad_set |= json_object_set_new(j, "stop_timeout_ms", json_integer(m->stop_timeout_ms));
+  if (m->spec.cap_add || m->spec.cap_drop) bad_set |= json_object_set_new(j, "caps", fy_caps_to_json(&m->spec));
+  if (m->spec.memory || m->spec.cpu_milli || m->spec.pids) bad_set |= json_object_set_new(j, "resources", fy_resources_to_json(&m->spec));
+  if (bad_set) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
 }
 
 /* A list of strings; absent is NULL (no entries) when optional. */
@@ -418,5 +434,24 @@ int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen
   m->manifest = str_or_empty(m->manifest);
   if ((rc = get_int(j, "version", 0, INT64_MAX, 0, &v, "run.json", err, errlen)) != FY_OK) return rc;
   m->version = (uint64_t)v;
+  if ((rc = string_list(j, "health", 256, 0, &m->health, &m->nhealth, err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(j, "health_text", FY_HEALTH_CMD_MAX - 1, 0, &m->health_text, "run.json", err, errlen)) != FY_OK) return rc;
+  m->health_text = str_or_empty(m->health_text);
+  v = 0;
+  if ((rc = get_int(j, "health_port", 0, 65535, 0, &v, "run.json", err, errlen)) != FY_OK) return rc;
+  m->health_port = (int)v;
+  v = 0;
+  if ((rc = get_int(j, "stop_signal", 0, 31, 0, &v, "run.json", err, errlen)) != FY_OK) return rc;
+  m->stop_signal = (int)v;
+  m->stop_timeout_ms = -1;
+  if (json_object_get(j, "stop_timeout_ms") &&
+      (rc = get_int(j, "stop_timeout_ms", 0, FY_STOP_TIMEOUT_MAX_MS, 0, &m->stop_timeout_ms, "run.json", err, errlen)) != FY_OK)
+    return rc;
+  const json_t *o;
+  char why[200];
+  if ((o = json_object_get(j, "caps")) && fy_caps_from_json(o, &m->spec, why, sizeof why) != FY_OK)
+    return bad(err, errlen, "run.json", "%s", why);
+  if ((o = json_object_get(j, "resources")) && fy_resources_from_json(o, &m->spec, why, sizeof why) != FY_OK)
+    return bad(err, errlen, "run.json", "%s", why);
   return FY_OK;
 }

@@ -76,9 +76,15 @@ pass "a release that exits at once is rolled back; the push says why (exit code,
 push_json "$T/ph.json" "$IMG:v2" --to "$X" --app hello --settle 1 --health-port 1
 [ $PUSH_RC -eq 1 ] && json_get "$T/ph.json" "d['nodes'][0]['result'], d['nodes'][0]['error']" | grep -q "rolled-back.*health port 1" \
   || { cat "$T/ph.json"; fail "health port"; }
-push_json "$T/pc.json" "$IMG:v2" --to "$X" --app hello --settle 1 --health-cmd 'test -x "$FERRY_ROOTFS/app"'
+# A health command runs inside the release (its root, as its user): the image needs a shell.
+mkdir -p "$T/bb/bin" && cp /bin/busybox "$T/bb/bin/sh"
+$MKIMAGE "$T/hc" --variant linux/amd64="$T/app/x64,$T/data2,$T/bb" --env VERSION=hc > /dev/null
+push_json "$T/pc.json" "$T/hc" --to "$X" --app hello --settle 1 --health-cmd 'test -x /app && test -f /data.txt'
 [ $PUSH_RC -eq 0 ] || { cat "$T/pc.json"; fail "a passing health command"; }
-pass "--health-port that does not answer rolls back; a passing --health-cmd deploys"
+push_json "$T/pc2.json" "$T/hc" --to "$X" --app hello --settle 1 --health-cmd 'test -f /etc/shadow-of-the-host'
+[ $PUSH_RC -eq 1 ] && json_get "$T/pc2.json" "d['nodes'][0]['error']" | grep -q "health command 'test -f /etc/shadow-of-the-host' exited with status 1" \
+  || { cat "$T/pc2.json"; fail "a failing health command"; }
+pass "--health-port that does not answer rolls back; --health-cmd runs inside the release: passing deploys, failing rolls back"
 
 # --- a workload that crashes after it settled is restarted with backoff
 $MKIMAGE "$T/crashy" --variant linux/amd64="$T/app/x64" --env EXIT_AFTER=1 > /dev/null
@@ -146,7 +152,7 @@ pass "gzip layers are recompressed to zstd once, cached in the layout, and deplo
 
 # --- shutdown with apps running and a health check in flight: every handle is closed, the loop
 # ends by itself (uv_loop_close returns 0) and the exit status is 0; the workloads are stopped.
-"$FERRY" push --identity "$T/me" "$IMG:v2" --to "$X" --app slowcheck --settle 0 \
+"$FERRY" push --identity "$T/me" "$T/hc" --to "$X" --app slowcheck --settle 0 \
   --health-cmd "while :; do sleep 1; done # $T" > "$T/sc.out" 2>&1 &
 SC=$!
 health_running() { pgrep -f "^/bin/sh -c while :; do sleep 1; done # $T" > /dev/null; }

@@ -82,6 +82,9 @@ def main():
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--workdir", default="/")
     ap.add_argument("--user", default="")
+    ap.add_argument("--stop-signal", default="")
+    ap.add_argument("--healthcheck", default="", help='Docker Healthcheck.Test as JSON, e.g. ["CMD", "/probe", "health"]')
+    ap.add_argument("--label", action="append", default=[], help="KEY=VALUE")
     ap.add_argument("--compress", default="zstd", choices=["zstd", "gzip", "none"])
     ap.add_argument("--docker", action="store_true", help="Docker manifest-list media types")
     ap.add_argument("--no-platform", action="store_true", help="leave platform out of the index entries")
@@ -109,6 +112,12 @@ def main():
                             "Env": a.env, "WorkingDir": a.workdir}
         if a.user:
             config["config"]["User"] = a.user
+        if a.stop_signal:
+            config["config"]["StopSignal"] = a.stop_signal
+        if a.healthcheck:
+            config["config"]["Healthcheck"] = {"Test": json.loads(a.healthcheck)}
+        if a.label:
+            config["config"]["Labels"] = dict(kv.split("=", 1) for kv in a.label)
         config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
         cdg, csize = put(a.out, json.dumps(config, sort_keys=True).encode())
         manifest = {"schemaVersion": 2, "mediaType": MT["dmanifest" if a.docker else "manifest"],

@@ -3,6 +3,7 @@
  * rootfs holds the image's files; nothing is started. */
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <jansson.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -47,6 +48,7 @@ int main(void) {
   put("bin/app", "#!/bin/sh\necho hi\n", 0755);    /* a script: the kernel decides, no ELF check */
   put("usr/bin/tool", "#!/bin/sh\n", 0755);
   put("etc/passwd", "root:x:0:0::/root:/bin/sh\nsvc:x:1000:1001::/home/svc:/bin/sh\n", 0644);
+  put("etc/group", "root:x:0:\ndialout:x:20:svc\nvideo:x:44:other,svc\nsvc:x:1001:\n", 0644);
   CHECK_INT(fy_platform_parse("linux/amd64", &facts.platform), FY_OK);
   facts.accepts[0] = facts.platform;
   facts.naccepts = 1;
@@ -77,16 +79,82 @@ int main(void) {
   CHECK(p.set_ids && p.uid == 1000 && p.gid == 1001);
   fy_launch_plan_free(&p);
 
-  /* chroot (auto, as root): the helper with root, workdir, ids and the program inside */
+  /* contained (auto, as root): the runtime helper with its spec, then the program inside */
   cfg.isolation = FY_ISOLATION_AUTO;
-  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\",\"x\"],\"user\":\"1000:5\"}", 1, &p, err, sizeof err), FY_OK);
-  CHECK_INT(p.mode, FY_LAUNCH_CHROOT);
-  const char *helper[] = {"/usr/sbin/ferryd", "__exec", root, "/", "1000", "5", "--", "/bin/app", "x"};
-  CHECK_INT(p.nargv, 9);
-  for (size_t i = 0; i < 9 && i < p.nargv; i++) CHECK_STR(p.argv[i], helper[i]);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\",\"x\"],\"user\":\"1000:5\",\"workdir\":\"/srv/new\"}", 1, &p, err, sizeof err), FY_OK);
+  CHECK_INT(p.mode, FY_LAUNCH_CONTAIN);
+  CHECK_INT(p.nargv, 6);
+  CHECK_STR(p.argv[0], "/usr/sbin/ferryd");
+  CHECK_STR(p.argv[1], "__exec");
+  json_t *spec = json_loads(p.argv[2], 0, NULL);
+  CHECK(spec != NULL);
+  CHECK_STR(json_string_value(json_object_get(spec, "rootfs")), root);
+  CHECK_STR(json_string_value(json_object_get(spec, "workdir")), "/srv/new"); /* created inside the root if missing */
+  CHECK_INT(json_integer_value(json_object_get(spec, "uid")), 1000);
+  CHECK_INT(json_integer_value(json_object_get(spec, "gid")), 5);
+  CHECK_STR(json_string_value(json_object_get(spec, "caps")), "0xa80425fb"); /* Docker's default set */
+  CHECK(json_is_true(json_object_get(spec, "seccomp")));
+  CHECK_STR(json_string_value(json_object_get(spec, "hostname")), "pi");
+  json_decref(spec);
+  CHECK_STR(p.argv[3], "--");
+  CHECK_STR(p.argv[4], "/bin/app");
+  CHECK_STR(p.argv[5], "x");
   CHECK_STR(p.cwd, "");
   CHECK(!p.set_ids); /* the helper drops to the user inside the root */
-  CHECK_STR(fy_launch_mode_name(p.mode), "chroot + mount/PID namespaces");
+  CHECK(has(p.env, p.nenv, "HOME=/home/svc") && has(p.env, p.nenv, "HOSTNAME=pi")); /* uid 1000 is svc */
+  CHECK_INT(p.stop_signal, 15);
+  CHECK_INT(p.stop_timeout_ms, 10000);
+  CHECK_STR(fy_launch_mode_name(p.mode), "contained: namespaces, pivot_root, capabilities, seccomp");
+  fy_launch_plan_free(&p);
+
+  /* Docker's User rules: a name gives its passwd gid, HOME and the groups that list it; a
+   * number not in passwd runs with gid 0; user:group takes a group name */
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"svc\"}", 1, &p, err, sizeof err), FY_OK);
+  spec = json_loads(p.argv[2], 0, NULL);
+  CHECK_INT(json_integer_value(json_object_get(spec, "uid")), 1000);
+  CHECK_INT(json_integer_value(json_object_get(spec, "gid")), 1001);
+  CHECK_INT(json_array_size(json_object_get(spec, "groups")), 2);
+  CHECK_INT(json_integer_value(json_array_get(json_object_get(spec, "groups"), 0)), 20);
+  CHECK(has(p.env, p.nenv, "HOME=/home/svc"));
+  json_decref(spec);
+  fy_launch_plan_free(&p);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"1234\"}", 1, &p, err, sizeof err), FY_OK);
+  spec = json_loads(p.argv[2], 0, NULL);
+  CHECK_INT(json_integer_value(json_object_get(spec, "uid")), 1234);
+  CHECK_INT(json_integer_value(json_object_get(spec, "gid")), 0);
+  json_decref(spec);
+  fy_launch_plan_free(&p);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"svc:video\"}", 1, &p, err, sizeof err), FY_OK);
+  spec = json_loads(p.argv[2], 0, NULL);
+  CHECK_INT(json_integer_value(json_object_get(spec, "gid")), 44);
+  json_decref(spec);
+  fy_launch_plan_free(&p);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"svc:nogroup-here\"}", 1, &p, err, sizeof err), FY_EEXEC);
+  CHECK_CONTAINS(err, "group 'nogroup-here' of User 'svc:nogroup-here' is not in the image's /etc/group");
+  fy_launch_plan_free(&p);
+  /* the image's stop signal, capabilities and stop timeout */
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"stop_signal\":2,\"stop_timeout_ms\":3000,"
+                 "\"caps\":{\"add\":[\"NET_ADMIN\"],\"drop\":[\"NET_RAW\"]}}", 1, &p, err, sizeof err), FY_OK);
+  CHECK_INT(p.stop_signal, 2);
+  CHECK_INT(p.stop_timeout_ms, 3000);
+  CHECK(p.caps == ((0xa80425fbULL | (1ULL << 12)) & ~(1ULL << 13)));
+  fy_launch_plan_free(&p);
+  /* a FIFO where /etc/passwd should be: refused at once, never waited on */
+  char fifo[512];
+  snprintf(fifo, sizeof fifo, "%s/etc/passwd", root);
+  unlink(fifo);
+  CHECK(mkfifo(fifo, 0644) == 0);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"svc\"}", 1, &p, err, sizeof err), FY_EEXEC);
+  CHECK_CONTAINS(err, "cannot read the image's /etc/passwd: not a regular file");
+  fy_launch_plan_free(&p);
+  unlink(fifo);
+  put("etc/passwd", "root:x:0:0::/root:/bin/sh\nsvc:x:1000:1001::/home/svc:/bin/sh\n", 0644);
+  /* an entrypoint that is a symlink to /dev/zero resolves inside the root: not the host's device */
+  char lnk[512];
+  snprintf(lnk, sizeof lnk, "%s/bin/zero", root);
+  CHECK(symlink("/dev/zero", lnk) == 0);
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/zero\"]}", 1, &p, err, sizeof err), FY_EEXEC);
+  CHECK_CONTAINS(err, "cannot execute /bin/zero");
   fy_launch_plan_free(&p);
 
   /* exec_wrapper: its argv with {rootfs} filled in, then the program's host path */

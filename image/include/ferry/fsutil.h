@@ -14,6 +14,15 @@
  * the NUL). FY_ENOENT, FY_ETOOBIG (larger than max), FY_EIO. */
 int fy_file_read(const char *path, size_t max, char **data, size_t *len) FY_WUR;
 
+/* A file inside a release root, resolved the way the release itself would see it: symlinks
+ * (absolute ones and "..") stay inside root (openat2 RESOLVE_IN_ROOT; no /proc magic links, no
+ * crossing into another mount), opened O_NONBLOCK so a FIFO cannot hang the caller. An fd, or
+ * -1 with errno (ENOSYS before Linux 5.6). */
+int fy_open_in_root(const char *root, const char *path, int flags);
+/* fy_file_read for a file inside root, opened as above: only a regular file of at most max
+ * bytes (FY_EINVAL for a FIFO, a device or a directory). */
+int fy_file_read_in_root(const char *root, const char *path, size_t max, char **data, size_t *len) FY_WUR;
+
 /* Writes data to path atomically: path.tmp, fsync, rename, fsync of the directory.
  * mode applies to the new file (0600 for keys). */
 int fy_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode) FY_WUR;

@@ -40,7 +40,8 @@
   X(ESIGNATURE, -31, "release signature does not verify")                                   \
   X(EUNTRUSTED, -32, "release signed by a key the node does not trust")                     \
   X(EEXPIRED,   -33, "release signature expired")                                           \
-  X(EDOWNGRADE, -34, "release version lower than the installed one")
+  X(EDOWNGRADE, -34, "release version lower than the installed one")                      \
+  X(EPOLICY,    -35, "refused by the node's policy")
 
 enum fy_errno {
   FY_OK = 0,

@@ -77,7 +77,16 @@ typedef struct fy_image_config {
   char *board;                /* label dev.ferry.board, NULL if unset */
   int64_t settle_ms;          /* label dev.ferry.settle_ms, -1 if unset */
   int health_port;            /* label dev.ferry.health_port, 0 if unset */
-  char *health_cmd;           /* label dev.ferry.health_cmd, NULL if unset */
+  char *health_cmd;           /* the health command as text (shell form as written, exec form joined
+                                 by spaces), NULL if unset */
+  char **health_argv;         /* what runs: exec form as listed, shell form as /bin/sh -c TEXT;
+                                 from Healthcheck.Test (CMD / CMD-SHELL) or the dev.ferry.health_cmd
+                                 label (shell form) */
+  size_t nhealth_argv;
+  char *stop_signal;          /* StopSignal as written ("SIGTERM"), NULL if unset */
+  int64_t stop_timeout_ms;    /* label dev.ferry.stop_timeout_ms, -1 if unset */
+  char *capabilities;         /* label dev.ferry.capabilities: JSON (runspec.h), NULL if unset */
+  char *resources;            /* label dev.ferry.resources: JSON (runspec.h), NULL if unset */
   char *affinity;             /* label dev.ferry.affinity: JSON (selector.h), NULL if unset */
 } fy_image_config;
 

@@ -16,7 +16,9 @@
  *                                 "board","free_bytes","uptime_s","apps":[..],"agent_digest"?}
  *
  * and run.json, the record of what a release runs, which the agent writes beside each release:
- *   {"argv":[..],"env":[..],"workdir","user","blobs":[digest..],"manifest","version"}
+ *   {"argv":[..],"env":[..],"workdir","user","blobs":[digest..],"manifest","version",
+ *    "health"?:[..],"health_text"?,"health_port"?,"stop_signal"?,"stop_timeout_ms"?,
+ *    "caps"?:{"add","drop"},"resources"?:{"memory","cpu_milli","pids"}}
  *
  * Decoders: FY_OK, or FY_EPROTO / FY_ETOOBIG with the reason in err. A decoded message may borrow
  * strings from the JSON object it came from (said per field); the object must outlive it. */
@@ -31,6 +33,7 @@
 #include "ferry/msg.h"
 #include "ferry/oci.h"
 #include "ferry/platform.h"
+#include "ferry/runspec.h"
 
 #define FY_APP_NAME_MAX 64       /* 1-63 characters and the NUL */
 #define FY_RELEASE_ID_MAX 64
@@ -142,6 +145,14 @@ typedef struct fy_run_meta {
   size_t nblobs;
   const char *manifest;                  /* borrowed digest string */
   uint64_t version;                      /* the signed version, 0 when unsigned */
+  /* From the image config (signed with it); absent in releases older than the runtime. */
+  const json_t *health;                  /* borrowed array: the image's health command argv, NULL if none */
+  size_t nhealth;
+  const char *health_text;               /* borrowed, "" when none */
+  int health_port;                       /* 0: none */
+  int stop_signal;                       /* 0: SIGTERM */
+  int64_t stop_timeout_ms;               /* -1: the default (FY_STOP_TIMEOUT_DEFAULT_MS) */
+  fy_runspec spec;                       /* capabilities and resources */
 } fy_run_meta;
 json_t *fy_run_meta_encode(const fy_run_meta *m);
 int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen) FY_WUR;
