@@ -739,6 +739,12 @@ static void unpack_work(void *ud) {
       goto out;
     }
   }
+  if (st.skipped_devices)
+    fy_log("info", "app %s: %llu device node(s) in the layers skipped (the runtime gives every app its own /dev)", d->app->name,
+           (unsigned long long)st.skipped_devices);
+  if (st.xattrs_dropped)
+    fy_log("info", "app %s: %llu extended attribute(s) not applied, the first %s (kept: user.* and security.capability)",
+           d->app->name, (unsigned long long)st.xattrs_dropped, st.dropped_xattr);
   json_t *run = run_json(d);
   char *text = run ? json_dumps(run, JSON_INDENT(1)) : NULL;
   json_decref(run);
@@ -789,10 +795,11 @@ static void health_done(fy_deploy *d, int ok, const char *why) {
 
 static void settle_exit(fy_app *app, int64_t status, int sig, void *ud) {
   fy_deploy *d = ud;
-  char why[200];
-  (void)app;
+  char why[400];
   uv_timer_stop(&d->timer);
-  if (sig) snprintf(why, sizeof why, "the release exited on signal %d within the %llu ms settle time", sig, (unsigned long long)d->settle_ms);
+  if (sig && app->exit_reason[0])
+    snprintf(why, sizeof why, "the release was killed within the %llu ms settle time: %s", (unsigned long long)d->settle_ms, app->exit_reason);
+  else if (sig) snprintf(why, sizeof why, "the release exited on signal %d within the %llu ms settle time", sig, (unsigned long long)d->settle_ms);
   else snprintf(why, sizeof why, "the release exited with status %lld within the %llu ms settle time", (long long)status, (unsigned long long)d->settle_ms);
   rollback_now(d, FY_EUNHEALTHY, why, sig ? 128 + sig : status);
 }

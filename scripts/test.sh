@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+bash scripts/test-rootfs.sh
 JOBS=$(nproc)
 PRESETS=(host aarch64 armhf asan)   # built and tested
 for p in amd64 "${PRESETS[@]}"; do  # amd64: the static x86-64 agent install-agent copies (no tests of its own)

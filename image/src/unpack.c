@@ -1,7 +1,12 @@
 /* Where a path lands is decided by the kernel, one component at a time, never by string
- * checks alone: the lexical checks below only give clear messages early; the resolution
- * (openat2 with RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS, or openat with O_NOFOLLOW per component)
- * is what keeps writes inside the root. Whiteouts follow the OCI image-spec layer.md. */
+ * checks alone: the lexical checks below only give clear messages early; the resolution is what
+ * keeps writes inside the root. A parent directory that is a symlink is followed the way the
+ * release itself will see it, inside the root (openat2 RESOLVE_IN_ROOT; where openat2 is
+ * missing, a walk that opens each component O_NOFOLLOW and resolves symlinks itself, absolute
+ * ones from the root, ".." clamped at the root): the merged-/usr case (lib -> usr/lib, then
+ * lib/libfoo.so) lands in usr/lib, as containerd does it, and nothing lands outside. The last
+ * component is never followed: it is created or replaced. Whiteouts follow the OCI image-spec
+ * layer.md. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,16 +17,21 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
 #include "ferry/tar.h"
+#include "ferry/text.h"
 #include "ferry/unpack.h"
 
 #define IN_CHUNK (128u * 1024u)
 #define MAX_DEPTH FY_UNPACK_MAX_DEPTH
 #define MAX_ENTRIES 1000000u
+#define MAX_SYMLINK_HOPS 40       /* as the kernel's own limit */
+#define MAX_DIR_TIMES 65536u      /* directories whose mtime is set when the layer ends */
 
 #ifndef SYS_openat2
 #define SYS_openat2 437
@@ -36,6 +46,10 @@ struct unpacker {
   char *err;
   size_t errlen;
   int openat2_ok;        /* -1 unknown, 0 missing, 1 works */
+  const fy_tar_entry *cur; /* the file being written: its mtime and xattrs at entry_end */
+  int64_t out_mtime;
+  struct dir_time { char *path; int64_t mtime; } *dirs; /* set last: entries inside change them */
+  size_t ndirs, dirs_cap;
 };
 
 static int refuse(struct unpacker *u, int rc, const char *path, const char *fmt, ...) {
@@ -75,12 +89,100 @@ static int open_dir_openat2(int root, const char *rel) {
   struct open_how how;
   memset(&how, 0, sizeof how);
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
   return (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
 }
 
-/* Opens the directory rel (below root), creating missing components when create is set.
- * Returns an O_PATH fd or -1 with errno (ELOOP/ENOTDIR: a symlink or file in the way). */
+/* Reopens a path of already-resolved real directories (no symlinks in it) below root. */
+static int open_dir_walk_plain(int root, const char *path) {
+  int fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+  char comp[256];
+  const char *p = path;
+  while (fd >= 0 && *p) {
+    const char *s = p;
+    while (*p && *p != '/') p++;
+    size_t n = (size_t)(p - s);
+    if (*p == '/') p++;
+    if (n == 0 || n >= sizeof comp) continue;
+    memcpy(comp, s, n);
+    comp[n] = '\0';
+    int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    close(fd);
+    errno = e;
+    fd = next;
+  }
+  return fd;
+}
+
+/* The walk: rel resolved inside root one component at a time, each opened O_NOFOLLOW; a symlink
+ * is read and its target put in front of what is left (absolute: from the root), ".." goes
+ * back one resolved component (never above the root). done holds the resolved components. */
+static int walk_dir(int root, const char *rel, int create) {
+  char todo[2 * FY_TAR_PATH_MAX + 2], done[2 * FY_TAR_PATH_MAX + 2], comp[256], target[FY_TAR_PATH_MAX];
+  size_t dlen = 0;
+  int hops = 0;
+  if (strlen(rel) >= sizeof todo) { errno = ENAMETOOLONG; return -1; }
+  snprintf(todo, sizeof todo, "%s", rel);
+  done[0] = '\0';
+  int fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+  const char *p = todo;
+  while (fd >= 0 && *p) {
+    const char *s = p;
+    while (*p && *p != '/') p++;
+    size_t n = (size_t)(p - s);
+    while (*p == '/') p++;
+    if (n == 0 || (n == 1 && s[0] == '.')) continue;
+    if (n >= sizeof comp) { close(fd); errno = ENAMETOOLONG; return -1; }
+    memcpy(comp, s, n);
+    comp[n] = '\0';
+    if (n == 2 && s[0] == '.' && s[1] == '.') { /* back one resolved component, reopened from the root */
+      char *slash = strrchr(done, '/');
+      dlen = slash ? (size_t)(slash - done) : 0;
+      done[dlen] = '\0';
+      close(fd);
+      fd = dlen ? open_dir_walk_plain(root, done) : fcntl(root, F_DUPFD_CLOEXEC, 0);
+      continue;
+    }
+    int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+      ssize_t tl = readlinkat(fd, comp, target, sizeof target - 1);
+      if (tl > 0) { /* a symlink: its target, then the rest */
+        if (++hops > MAX_SYMLINK_HOPS) { close(fd); errno = ELOOP; return -1; }
+        target[tl] = '\0';
+        char rest[sizeof todo];
+        snprintf(rest, sizeof rest, "%s", p);
+        if (fy_path_fmt(todo, sizeof todo, "%s/%s", target, rest) != FY_OK) { close(fd); errno = ENAMETOOLONG; return -1; }
+        p = todo;
+        if (target[0] == '/') {
+          dlen = 0;
+          done[0] = '\0';
+          close(fd);
+          fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+        }
+        continue;
+      }
+      errno = ENOTDIR;
+    }
+    if (next < 0 && errno == ENOENT && create) {
+      if (mkdirat(fd, comp, 0755) != 0 && errno != EEXIST) { int e = errno; close(fd); errno = e; return -1; }
+      next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    fd = next;
+    if (fd >= 0) {
+      if (dlen + n + 2 >= sizeof done) { close(fd); errno = ENAMETOOLONG; return -1; }
+      dlen += (size_t)snprintf(done + dlen, sizeof done - dlen, "%s%s", dlen ? "/" : "", comp);
+    }
+  }
+  return fd;
+}
+
+/* Opens the directory rel (below root, symlinks followed inside it), creating missing
+ * components when create is set. Returns an O_PATH fd or -1 with errno (ENOTDIR: a file in the
+ * way; ELOOP: too many symlinks). */
 static int open_dir(struct unpacker *u, const char *rel, int create) {
   if (rel[0] == '\0') return fcntl(u->root, F_DUPFD_CLOEXEC, 0);
   if (u->openat2_ok != 0 && !u->o->force_walk) {
@@ -91,31 +193,9 @@ static int open_dir(struct unpacker *u, const char *rel, int create) {
       return fd;
     }
     if (errno == ENOSYS || errno == EPERM) u->openat2_ok = 0; /* qemu-user 7.2, seccomp */
-    else if (errno != ENOENT) return -1;
+    else if (errno != ENOENT || !create) return -1;
   }
-  /* The walk: one component at a time, never following a symlink. */
-  int fd = fcntl(u->root, F_DUPFD_CLOEXEC, 0);
-  char comp[256];
-  const char *p = rel;
-  while (fd >= 0 && *p) {
-    const char *s = p;
-    while (*p && *p != '/') p++;
-    size_t n = (size_t)(p - s);
-    if (*p == '/') p++;
-    if (n >= sizeof comp) { close(fd); errno = ENAMETOOLONG; return -1; }
-    memcpy(comp, s, n);
-    comp[n] = '\0';
-    int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (next < 0 && errno == ENOENT && create) {
-      if (mkdirat(fd, comp, 0755) != 0 && errno != EEXIST) { int e = errno; close(fd); errno = e; return -1; }
-      next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    }
-    int e = errno;
-    close(fd);
-    errno = e;
-    fd = next;
-  }
-  return fd;
+  return walk_dir(u->root, rel, create);
 }
 
 static void split(char *path, char **parent, char **base) {
@@ -185,34 +265,63 @@ int fy_remove_path(const char *path) {
   return rc;
 }
 
-/* A relative symlink target, read from the link's directory, must not climb above the root. */
-static int target_stays_inside(const char *linkdir, const char *target) {
-  int depth = 0;
-  for (const char *p = linkdir; *p;) {
-    while (*p == '/') p++;
-    if (!*p) break;
-    depth++;
-    while (*p && *p != '/') p++;
-  }
-  for (const char *p = target; *p;) {
-    const char *s = p;
-    while (*p && *p != '/') p++;
-    size_t n = (size_t)(p - s);
-    while (*p == '/') p++;
-    if (n == 0 || (n == 1 && s[0] == '.')) continue;
-    if (n == 2 && s[0] == '.' && s[1] == '.') {
-      if (--depth < 0) return 0;
-    } else {
-      depth++;
-    }
-  }
-  return 1;
-}
-
 static int parent_error(struct unpacker *u, const char *path) {
   if (errno == ELOOP || errno == ENOTDIR || errno == EXDEV)
-    return refuse(u, FY_EUNSAFE, path, "a component of the path is a symlink or not a directory (writing through symlinks is refused)");
+    return refuse(u, FY_EUNSAFE, path, "a component of the path is not a directory, or its symlinks loop");
   return refuse(u, fy_err_from_errno(errno), path, "cannot open the parent directory: %s", strerror(errno));
+}
+
+/* Extended attributes: user.* and security.capability (file capabilities, as `setcap` leaves
+ * them) are applied; any other namespace (trusted.*, security.selinux, system.*) is dropped and
+ * counted, as are those the filesystem or this process cannot set. */
+static void apply_xattrs(struct unpacker *u, int fd, const fy_tar_entry *e) {
+  u->st->xattrs_dropped += e->xattrs_dropped;
+  for (size_t i = 0; i < e->nxattrs; i++) {
+    const char *name = e->xattr_name[i];
+    int ok = (strncmp(name, "user.", 5) == 0 || strcmp(name, "security.capability") == 0) &&
+             fsetxattr(fd, name, e->xattr_value[i], e->xattr_len[i], 0) == 0;
+    if (!ok) {
+      if (!u->st->xattrs_dropped) fy_text_fmt(u->st->dropped_xattr, sizeof u->st->dropped_xattr, "%s on %s", name, e->path);
+      u->st->xattrs_dropped++;
+    }
+  }
+}
+
+static void set_times_at(int dirfd, const char *name, int64_t mtime) {
+  struct timespec ts[2] = {{.tv_sec = (time_t)mtime, .tv_nsec = 0}, {.tv_sec = (time_t)mtime, .tv_nsec = 0}};
+  (void)utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Directories get their mtime once the layer is done (what is created inside changes it). */
+static void remember_dir_time(struct unpacker *u, const char *path, int64_t mtime) {
+  if (u->ndirs == MAX_DIR_TIMES) return;
+  if (u->ndirs == u->dirs_cap) {
+    size_t cap = u->dirs_cap ? u->dirs_cap * 2 : 64;
+    struct dir_time *d = realloc(u->dirs, cap * sizeof *d);
+    if (!d) return;
+    u->dirs = d;
+    u->dirs_cap = cap;
+  }
+  char *copy = strdup(path);
+  if (!copy) return;
+  u->dirs[u->ndirs].path = copy;
+  u->dirs[u->ndirs++].mtime = mtime;
+}
+
+static void apply_dir_times(struct unpacker *u) {
+  for (size_t i = 0; i < u->ndirs; i++) {
+    char *parent, *base;
+    split(u->dirs[i].path, &parent, &base);
+    int pfd = open_dir(u, parent, 0);
+    if (pfd >= 0) {
+      set_times_at(pfd, base, u->dirs[i].mtime);
+      close(pfd);
+    }
+    free(u->dirs[i].path);
+  }
+  free(u->dirs);
+  u->dirs = NULL;
+  u->ndirs = u->dirs_cap = 0;
 }
 
 static int on_entry(void *ud, const fy_tar_entry *e) {
@@ -224,8 +333,10 @@ static int on_entry(void *ud, const fy_tar_entry *e) {
   if (path[0] == '\0') return FY_OK; /* the root itself */
   split(path, &parent, &base);
 
-  if (e->type == FY_TAR_CHAR || e->type == FY_TAR_BLOCK)
-    return refuse(u, FY_EUNSAFE, e->path, "device nodes are refused");
+  if (e->type == FY_TAR_CHAR || e->type == FY_TAR_BLOCK) { /* the runtime gives every app its own /dev */
+    u->st->skipped_devices++;
+    return FY_OK;
+  }
 
   pfd = open_dir(u, parent, 1);
   if (pfd < 0) return parent_error(u, e->path);
@@ -258,8 +369,13 @@ static int on_entry(void *ud, const fy_tar_entry *e) {
       if (dfd < 0) { rc = parent_error(u, e->path); break; }
       if (fchmod(dfd, e->mode & 07777) != 0) rc = FY_EIO;
       if (u->o->chown && fchown(dfd, e->uid, e->gid) != 0) rc = FY_EIO;
+      if (rc == FY_OK) apply_xattrs(u, dfd, e);
       close(dfd);
       if (rc != FY_OK) rc = refuse(u, rc, e->path, "cannot set the directory's mode or owner");
+      else {
+        if (*parent) base[-1] = '/'; /* split() cut the path there: whole again */
+        remember_dir_time(u, path, e->mtime);
+      }
     }
     break;
   case FY_TAR_FILE:
@@ -269,16 +385,16 @@ static int on_entry(void *ud, const fy_tar_entry *e) {
     u->out_mode = e->mode & 07777;
     u->out_uid = e->uid;
     u->out_gid = e->gid;
+    u->cur = e;
     break;
   case FY_TAR_SYMLINK:
     if (e->link[0] == '\0') { rc = refuse(u, FY_EUNSAFE, e->path, "symlink with an empty target"); break; }
-    if (e->link[0] != '/' && !target_stays_inside(parent, e->link)) {
-      rc = refuse(u, FY_EUNSAFE, e->path, "symlink target '%s' climbs out of the root", e->link);
-      break;
-    }
+    /* Stored as written, whatever it points at: it is only ever resolved inside the root (by
+     * this unpacker, and at run time, where the release root is the root). */
     if (exists && (rc = remove_at(pfd, base, 0)) != FY_OK) break;
     if (symlinkat(e->link, pfd, base) != 0) { rc = refuse(u, fy_err_from_errno(errno), e->path, "symlink: %s", strerror(errno)); break; }
     if (u->o->chown) (void)fchownat(pfd, base, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
+    set_times_at(pfd, base, e->mtime);
     break;
   case FY_TAR_HARDLINK: {
     char target[FY_TAR_PATH_MAX], *tparent, *tbase;
@@ -301,6 +417,7 @@ static int on_entry(void *ud, const fy_tar_entry *e) {
   case FY_TAR_FIFO:
     if (exists && (rc = remove_at(pfd, base, 0)) != FY_OK) break;
     if (mkfifoat(pfd, base, e->mode & 0777) != 0) rc = refuse(u, fy_err_from_errno(errno), e->path, "mkfifo: %s", strerror(errno));
+    else set_times_at(pfd, base, e->mtime);
     break;
   default:
     rc = refuse(u, FY_EUNSUPPORTED, e->path, "unsupported tar entry type '%c'", e->type);
@@ -338,6 +455,12 @@ static int on_entry_end(void *ud) {
   if (fchmod(u->out, u->out_mode) != 0) rc = FY_EIO;
   if (u->o->chown && fchown(u->out, u->out_uid, u->out_gid) != 0) rc = FY_EIO;
   if (u->o->chown && (u->out_mode & 06000) && fchmod(u->out, u->out_mode) != 0) rc = FY_EIO; /* chown clears set-id */
+  if (u->cur) { /* after chown, which clears security.capability */
+    apply_xattrs(u, u->out, u->cur);
+    struct timespec ts[2] = {{.tv_sec = (time_t)u->cur->mtime, .tv_nsec = 0}, {.tv_sec = (time_t)u->cur->mtime, .tv_nsec = 0}};
+    (void)futimens(u->out, ts);
+    u->cur = NULL;
+  }
   close(u->out);
   u->out = -1;
   if (rc != FY_OK) snprintf(u->err, u->errlen, "cannot set a file's mode or owner");
@@ -413,7 +536,10 @@ int fy_unpack_layer(int rootfd, const char *layer_path, fy_media_kind kind, cons
     goto cleanup;
   }
   if ((rc = fy_tar_finish(&tr)) != FY_OK) snprintf(err, errlen, "tar: %s", tr.err);
+  if (rc == FY_OK) apply_dir_times(&u);
 cleanup:
+  for (size_t i = 0; i < u.ndirs; i++) free(u.dirs[i].path);
+  free(u.dirs);
   if (u.out >= 0) close(u.out);
   fy_tar_free(&tr);
   ZSTD_freeDCtx(z);

@@ -15,10 +15,14 @@ void fy_tar_init(fy_tar_reader *r, const fy_tar_ops *ops, void *ud) {
   r->ops = ops;
   r->ud = ud;
   fy_buf_init(&r->meta, FY_TAR_META_MAX);
+  fy_buf_init(&r->xattr_data, FY_TAR_META_MAX + FY_TAR_XATTR_MAX);
 }
 
 void fy_tar_free(fy_tar_reader *r) {
-  if (r) fy_buf_free(&r->meta, 0);
+  if (r) {
+    fy_buf_free(&r->meta, 0);
+    fy_buf_free(&r->xattr_data, 0);
+  }
 }
 
 static int fail(fy_tar_reader *r, int rc, const char *msg) {
@@ -68,6 +72,8 @@ static int is_zero(const uint8_t *b) {
 /* pax records: "%d %s=%s\n", the length counting the whole record. */
 static int parse_pax(fy_tar_reader *r) {
   const char *p = (const char *)r->meta.data, *end = p + r->meta.len;
+  fy_buf_reset(&r->xattr_data);
+  r->nx = r->nx_dropped = 0;
   while (p < end) {
     size_t len = 0;
     const char *q = p;
@@ -102,6 +108,28 @@ static int parse_pax(fy_tar_reader *r) {
       }
       r->pax_size = v;
       r->have_pax_size = 1;
+    } else if (klen == 5 && memcmp(kv, "mtime", 5) == 0) {
+      int64_t v = 0;
+      size_t i = 0;
+      int neg = vlen > 0 && val[0] == '-';
+      for (i = (size_t)neg; i < vlen && val[i] >= '0' && val[i] <= '9' && i < 18; i++) v = v * 10 + (val[i] - '0');
+      if (i == (size_t)neg || (i < vlen && val[i] != '.')) return fail(r, FY_EPROTO, "malformed pax mtime");
+      r->pax_mtime = neg ? -v : v;
+      r->have_pax_mtime = 1;
+    } else if (klen > 13 && memcmp(kv, "SCHILY.xattr.", 13) == 0) {
+      size_t nlen = klen - 13;
+      if (nlen > FY_TAR_XATTR_NAME_MAX || memchr(kv + 13, '\0', nlen) || r->nx == FY_TAR_XATTR_MAX) {
+        r->nx_dropped++;
+      } else {
+        size_t off = r->xattr_data.len;
+        if (fy_buf_append(&r->xattr_data, kv + 13, nlen) != FY_OK || fy_buf_put_u8(&r->xattr_data, 0) != FY_OK ||
+            fy_buf_append(&r->xattr_data, val, vlen) != FY_OK)
+          return fail(r, FY_ETOOBIG, "pax xattrs over the ceiling");
+        r->xa[r->nx].name_off = off;
+        r->xa[r->nx].value_off = off + nlen + 1;
+        r->xa[r->nx].value_len = vlen;
+        r->nx++;
+      }
     }
     p += len;
   }
@@ -169,7 +197,17 @@ static int header(fy_tar_reader *r) {
   if (r->have_long_link) memcpy(e->link, r->long_link, strlen(r->long_link) + 1);
   else field_str(e->link, sizeof e->link, b + 157, 100);
   if (r->have_pax_size) e->size = r->pax_size;
-  r->have_long_path = r->have_long_link = r->have_pax_size = 0;
+  if (!number(b + 136, 12, &v)) v = 0; /* a malformed time is not worth refusing a layer for */
+  e->mtime = r->have_pax_mtime ? r->pax_mtime : (int64_t)(v & 0x7fffffffffffffffULL);
+  for (size_t i = 0; i < r->nx; i++) {
+    e->xattr_name[i] = (const char *)r->xattr_data.data + r->xa[i].name_off;
+    e->xattr_value[i] = r->xattr_data.data + r->xa[i].value_off;
+    e->xattr_len[i] = r->xa[i].value_len;
+  }
+  e->nxattrs = r->nx;
+  e->xattrs_dropped = r->nx_dropped;
+  r->nx = r->nx_dropped = 0; /* the data stays until the next pax header: valid through entry_end */
+  r->have_long_path = r->have_long_link = r->have_pax_size = r->have_pax_mtime = 0;
 
   /* Only regular files carry data; a size on anything else is skipped, not delivered. */
   r->remaining = e->size;

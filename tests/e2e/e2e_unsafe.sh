@@ -33,6 +33,8 @@ mk("symlink-write", [("evil", S, T + "/outside"), ("evil/pwned", R, None, b"x")]
 mk("symlink-climb", [("a/evil", S, "../../../../../../../../../.." + T + "/outside")])
 mk("hardlink-out", [("evil", L, "../../../../../../../../" + T.lstrip("/") + "/outside/file")])
 mk("device", [("dev/sda", tarfile.BLKTYPE, None)])
+mk("merged-usr", [("usr/lib", D, None), ("lib", S, "usr/lib"), ("lib/x.so", R, None, b"so")])
+mk("symlink-loop", [("a", S, "b"), ("b", S, "a"), ("a/pwned", R, None, b"x")])
 mk("whiteout-climb", [("../../../../../../../../" + T.lstrip("/") + "/outside/.wh.file", R, None, b"")])
 mk("too-big", [("f%d" % i, R, None, bytes(1 << 20)) for i in range(5)])  # compresses small, unpacks to 5 MiB
 PY
@@ -43,7 +45,8 @@ zstd -q --zstd=wlog=23 -c < "$T/bigwin.tar" > "$T/bigwin.tar.zst"
 
 still_good() { # case-name
   "$FERRY" status --identity "$T/me" --json --to "$N" > "$T/st.json"
-  [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['release'], d['nodes'][0]['apps'][0]['state']")" = \
+  local h="[a for a in d['nodes'][0]['apps'] if a['name'] == 'hello'][0]"
+  [ "$(json_get "$T/st.json" "$h['release'], $h['state']")" = \
     "($(echo "$GOOD" | sed 's/^(//; s/,)$//'), 'running')" ] || { cat "$T/st.json"; fail "$1: the good release is not running"; }
   [ "$(cat "$T/outside/file")" = keep ] && [ ! -e "$T/outside/pwned" ] || fail "$1: something was written outside state_dir"
   [ -z "$(find "$T/state-node/apps/hello/releases" -maxdepth 1 -name '*.partial')" ] || fail "$1: a partial release was left"
@@ -64,10 +67,26 @@ expect_refused() { # case tarfile code message-part
 
 expect_refused dotdot "$T/dotdot.tar" EUNSAFE "'..' component"
 expect_refused absolute "$T/absolute.tar" EUNSAFE "absolute name"
-expect_refused symlink-write "$T/symlink-write.tar" EUNSAFE "writing through symlinks is refused"
-expect_refused symlink-climb "$T/symlink-climb.tar" EUNSAFE "climbs out of the root"
+# Contained rather than refused, as containerd does it: deployed as another app, everything
+# lands inside that release's root and nothing outside.
+expect_contained() { # case tarfile check-inside-rootfs
+  local name=$1 layer=$2 check=$3 root
+  rm -rf "$T/img-$name"
+  $MKIMAGE "$T/img-$name" --variant linux/amd64="$T/app/x64,$layer" > /dev/null
+  push_json "$T/$name.json" "$T/img-$name" --to "$N" --app "c-$name" --settle 1
+  [ $PUSH_RC -eq 0 ] || { cat "$T/$name.json" "$T/$name.json.err"; fail "$name: push exit $PUSH_RC"; }
+  root=$T/state-node/apps/c-$name/current/rootfs
+  ( cd "$root" && eval "$check" ) || { find "$root" -maxdepth 6 | head -30; fail "$name: not where it belongs inside the root"; }
+  still_good "$name"
+  pass "$name: contained inside the release root ($check), the previous release keeps running, nothing written outside"
+}
+expect_contained symlink-write "$T/symlink-write.tar" 'test -f ".$T/outside/pwned" && test -L evil'
+expect_contained symlink-climb "$T/symlink-climb.tar" '[ "$(readlink a/evil)" = "../../../../../../../../../..$T/outside" ]'
+expect_contained merged-usr "$T/merged-usr.tar" 'test -f usr/lib/x.so && test -L lib'
+expect_contained device "$T/device.tar" '! test -e dev/sda'
+grep -q "app c-device: 1 device node(s) in the layers skipped" "$T/node.log" || fail "the skipped device node is not in the log"
 expect_refused hardlink-out "$T/hardlink-out.tar" EUNSAFE "'..' component"
-expect_refused device "$T/device.tar" EUNSAFE "device nodes are refused"
+expect_refused symlink-loop "$T/symlink-loop.tar" EUNSAFE "symlinks loop"
 expect_refused whiteout-climb "$T/whiteout-climb.tar" EUNSAFE "'..' component"
 expect_refused zstd-window "$T/bigwin.tar.zst" ETOOBIG "window over 2^21"
 expect_refused too-big "$T/too-big.tar" ETOOBIG "unpacks past limits.max_release_bytes"

@@ -2,11 +2,14 @@
  * whiteout rules, never writing outside it. Used by the agent when deploying and by
  * `ferry test` preparing a rootfs. Blocking; run it on a worker thread.
  *
- * Refused with FY_EUNSAFE: absolute names, ".." components, writes through a symlink (the
- * parent path is resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS), or an O_NOFOLLOW
- * walk where openat2 is missing), symlinks whose relative target climbs above the root,
- * hardlinks to absolute or climbing names, device nodes. Refused with FY_ETOOBIG: a zstd frame
- * needing a window over window_log_max, more unpacked bytes than max_bytes. */
+ * Kept as containerd keeps them: modes, owners (as root), mtimes, xattrs in user.* and
+ * security.capability. Parent directories that are symlinks are followed inside the root
+ * (openat2 RESOLVE_IN_ROOT, or a walk with the same meaning where openat2 is missing), so a
+ * write through one lands inside the root (merged /usr); symlinks are stored as written, even
+ * those whose target climbs: they only ever resolve inside the root. Device nodes are skipped
+ * (counted in the stats). Refused with FY_EUNSAFE: absolute names, ".." components, hardlinks to
+ * absolute or climbing names. Refused with FY_ETOOBIG: a zstd frame needing a window over
+ * window_log_max, more unpacked bytes than max_bytes. */
 #ifndef FERRY_UNPACK_H
 #define FERRY_UNPACK_H
 
@@ -26,6 +29,10 @@ typedef struct fy_unpack_stats {
   uint64_t bytes;        /* file bytes written so far (carried across layers) */
   uint64_t entries;
   int used_openat2;      /* 1 when openat2 resolved paths, 0 when the walk did */
+  uint64_t skipped_devices; /* device nodes in the layers: never created (the runtime makes /dev) */
+  uint64_t xattrs_dropped;  /* extended attributes not applied (not user.* or security.capability,
+                               or the filesystem refused them) */
+  char dropped_xattr[160];  /* the first of them, "NAME on PATH" */
 } fy_unpack_stats;
 
 /* Applies the layer file at layer_path (kind: FY_KIND_LAYER_TAR or _ZSTD) into the directory

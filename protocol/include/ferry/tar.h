@@ -13,6 +13,8 @@
 
 #define FY_TAR_PATH_MAX 4096
 #define FY_TAR_META_MAX (64u * 1024u)
+#define FY_TAR_XATTR_MAX 16     /* extended attributes kept per entry (pax SCHILY.xattr.*) */
+#define FY_TAR_XATTR_NAME_MAX 255
 
 enum {
   FY_TAR_FILE = '0',
@@ -30,6 +32,13 @@ typedef struct fy_tar_entry {
   char type;      /* one of FY_TAR_*; others are reported as they are */
   uint64_t size;  /* data bytes that follow (files only) */
   uint32_t mode, uid, gid;
+  int64_t mtime;  /* seconds (pax "mtime" wins over the header's, fractions dropped) */
+  /* Extended attributes from the pax header (SCHILY.xattr.NAME=VALUE), valid until entry_end;
+   * past FY_TAR_XATTR_MAX they are counted in xattrs_dropped. */
+  size_t nxattrs, xattrs_dropped;
+  const char *xattr_name[FY_TAR_XATTR_MAX];
+  const uint8_t *xattr_value[FY_TAR_XATTR_MAX];
+  size_t xattr_len[FY_TAR_XATTR_MAX];
 } fy_tar_entry;
 
 typedef struct fy_tar_ops {
@@ -48,8 +57,12 @@ typedef struct fy_tar_reader {
   fy_buf meta;
   char long_path[FY_TAR_PATH_MAX];
   char long_link[FY_TAR_PATH_MAX];
-  int have_long_path, have_long_link, have_pax_size;
+  int have_long_path, have_long_link, have_pax_size, have_pax_mtime;
   uint64_t pax_size;
+  int64_t pax_mtime;
+  fy_buf xattr_data;          /* NAME\0VALUE of the pending pax xattrs */
+  size_t nx, nx_dropped;
+  struct { size_t name_off, value_off, value_len; } xa[FY_TAR_XATTR_MAX];
   int zero_blocks;
   int failed;
   fy_tar_entry cur;

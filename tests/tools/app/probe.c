@@ -68,7 +68,8 @@ static int escape(void) {
     rc = chroot(".");
   }
   struct stat st;
-  check("escape.chroot-sees-host", stat("/ferry-host-marker", &st) == 0 ? "yes" : "no");
+  const char *marker = getenv("HOST_MARKER"); /* a file on the host, outside the release */
+  check("escape.chroot-sees-host", rc == 0 && marker && stat(marker, &st) == 0 ? "yes" : "no");
   /* a block device node, then reading the disk through it */
   int m = mknod("/tmp/sda", S_IFBLK | 0600, makedev(8, 0));
   int dfd = m == 0 ? open("/tmp/sda", O_RDONLY) : -1;
@@ -76,10 +77,10 @@ static int escape(void) {
   check_call("escape.mount", mount("tmpfs", "/mnt", "tmpfs", 0, NULL));
   int pfd = open("/proc/sys/kernel/domainname", O_WRONLY);
   check("escape.proc-sys-write", pfd >= 0 && write(pfd, "x", 1) == 1 ? "yes" : "no");
-  check_call("escape.kill-outside", kill(atoi(getenv("AGENT_PID") ? getenv("AGENT_PID") : "1"), 0) == 0 &&
-                                            getenv("AGENT_PID") ? 0 : -1);
+  const char *agent = getenv("AGENT_PID"); /* ferryd's pid on the host */
+  check_call("escape.kill-agent", kill(agent ? atoi(agent) : 0, SIGTERM));
   check_call("escape.init_module", syscall(SYS_init_module, NULL, 0, ""));
-  check_call("escape.ptrace-agent", ptrace(PTRACE_ATTACH, atoi(getenv("AGENT_PID") ? getenv("AGENT_PID") : "0"), 0, 0));
+  check_call("escape.ptrace-agent", ptrace(PTRACE_ATTACH, agent ? atoi(agent) : 0, 0, 0));
   return 0;
 }
 

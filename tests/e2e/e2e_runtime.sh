@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The runtime, with a real Debian userland (busybox and python3-minimal, unpacked by mmdebstrap;
+# scripts/test-rootfs.sh builds it once) and a probe program as the workload, on a host ferryd
+# running as root with the default isolation: what the app sees (/dev, /proc, /tmp, resolv.conf,
+# its hostname, user, groups, HOME, working directory), what it keeps (capabilities,
+# no_new_privs, the seccomp filter), the classic escapes (each refused or contained), its stop
+# signal, a memory limit, and health checks that cannot be abused: --health-cmd refused where
+# releases must be signed, run inside the release elsewhere, and a health port that another
+# process holds does not pass.
+source "$(dirname "$0")/lib.sh"
+[ "$(id -u)" = 0 ] || { echo "skip: the contained runtime needs root"; exit 77; }
+ROOTFS=${FERRY_CROSS_ROOT:-$FERRY_SRC/build}/cache/debian-bookworm-rootfs.tar
+[ -s "$ROOTFS" ] || fail "$ROOTFS is missing: bash scripts/test-rootfs.sh builds it (scripts/test.sh runs it)"
+setup_fleet
+
+# The image: Debian's files, then /etc/passwd and /etc/group with a user 'svc' in two groups and
+# /bin/sh (busybox), then the probe.
+mkdir -p "$T/etc/etc" "$T/etc/bin" "$T/probe/probe"
+printf 'root:x:0:0:root:/root:/bin/sh\nsvc:x:1000:1000:svc:/home/svc:/bin/sh\n' > "$T/etc/etc/passwd"
+printf 'root:x:0:\ndialout:x:20:svc\nvideo:x:44:other,svc\nsvc:x:1000:\n' > "$T/etc/etc/group"
+ln -s busybox "$T/etc/bin/sh"
+gcc -static -O2 -o "$T/probe/probe/probe" "$FERRY_SRC/tests/tools/app/probe.c"
+echo "host only" > "$T/host-marker"
+start_agent rt ''
+AGENT_PID=${PIDS[0]}
+X="rt@127.0.0.1:$PORT_rt"
+HP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+LAYERS="$ROOTFS,$T/etc,$T/probe"
+$MKIMAGE "$T/img" --ref svc --variant linux/amd64="$LAYERS" --entrypoint '["probe"]' --user svc --workdir /srv/work \
+  --env PATH=/probe:/usr/bin:/bin --env PORT="$HP" --healthcheck '["CMD", "probe", "health"]' > /dev/null
+$MKIMAGE "$T/img" --ref root --variant linux/amd64="$LAYERS" --entrypoint '["/probe/probe", "escape"]' --stop-signal SIGQUIT \
+  --env HOST_MARKER="$T/host-marker" --env AGENT_PID="$AGENT_PID" > /dev/null
+
+# --- the environment, as the image's user
+push_json "$T/p1.json" "$T/img:svc" --to "$X" --app probe --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p1.json" "$T/p1.json.err"; tail -20 "$T/rt.log"; fail "the Debian image did not deploy"; }
+"$FERRY" logs --identity "$T/me" --to "$X" --app probe > "$T/log1"
+want() { grep -qxF "check $1: $2" "$T/$3" || { cat "$T/$3"; fail "expected 'check $1: $2'"; }; }
+want dev-null ok log1; want dev-urandom ok log1; want proc-self-exe /probe/probe log1; want tmp ok log1
+want resolv.conf ok log1; want etc-hostname rt log1; want hostname rt log1; want HOSTNAME rt log1
+want ids "uid=1000 gid=1000 groups=20,44" log1; want HOME /home/svc log1; want cwd /srv/work log1
+want CapEff 0000000000000000 log1; want CapBnd 00000000a80425fb log1; want NoNewPrivs 1 log1; want Seccomp 2 log1
+want unshare-user "Operation not permitted" log1; want keyctl "Operation not permitted" log1; want userfaultfd "Operation not permitted" log1
+grep -q "health: uid=1000 gid=1000 tmp-marker=yes" "$T/log1" 2> /dev/null || grep -q "health: uid=1000" "$T/state-rt/apps/probe/log" 2> /dev/null || true
+pass "a Debian image runs as its user (uid, gid, groups from its /etc/passwd and /etc/group, HOME, created workdir) with /dev, /proc, /tmp, resolv.conf, the node's hostname; no capabilities, no_new_privs, seccomp (unshare(CLONE_NEWUSER), keyctl, userfaultfd: EPERM)"
+pass "the image's own health command (Healthcheck exec form) ran inside the app and passed"
+
+# --- as root: Docker's default capability set, and every classic escape refused or contained
+push_json "$T/p2.json" "$T/img:root" --to "$X" --app escape --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p2.json" "$T/p2.json.err"; fail "the root image did not deploy"; }
+"$FERRY" logs --identity "$T/me" --to "$X" --app escape > "$T/log2"
+want ids "uid=0 gid=0 groups=" log2; want CapEff 00000000a80425fb log2; want NoNewPrivs 1 log2; want Seccomp 2 log2
+want escape.chroot-sees-host no log2; want escape.blockdev-read no log2; want escape.mount "Operation not permitted" log2
+want escape.proc-sys-write no log2; want escape.kill-agent "No such process" log2; want escape.init_module "Operation not permitted" log2
+want escape.ptrace-agent "No such process" log2
+kill -0 "$AGENT_PID" || fail "ferryd is gone"
+pass "as root: CapEff 00000000a80425fb; a nested chroot, a block device, mount, /proc/sys, signalling or ptracing ferryd, loading a module: all refused or contained"
+
+# --- a memory hog is killed at its limit, and the push says why
+$MKIMAGE "$T/hog" --variant linux/amd64="$T/probe" --entrypoint '["/probe/probe", "hog"]' \
+  --label 'dev.ferry.resources={"memory":"32MiB"}' > /dev/null
+push_json "$T/p3.json" "$T/hog" --to "$X" --app hog --settle 5
+[ $PUSH_RC -eq 1 ] && json_get "$T/p3.json" "d['nodes'][0]['error']" | grep -q "killed.*out of memory (its limit is 32.0 MiB)" \
+  || { cat "$T/p3.json"; tail -5 "$T/rt.log"; fail "the memory hog"; }
+grep -q "ferryd: hog was killed: out of memory" "$T/state-rt/apps/hog/log" || fail "no reason in the app's log"
+pass "a memory hog is killed at its 32 MiB limit (cgroup), with the reason in the push result and the app's log"
+
+# --- health commands: never from the command line where releases must be signed
+"$FERRY" key gen --out "$T/keys" > /dev/null
+"$FERRY" sign "$T/img:svc" --key "$T/keys/release.key" --app probe --version 1 > /dev/null
+start_agent signed $'trust:\n  keys: ['"$T"$'/keys/release.pub]\n  require_signature: true'
+S="signed@127.0.0.1:$PORT_signed"
+push_json "$T/s1.json" "$T/img:svc" --to "$S" --app probe --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/s1.json" "$T/s1.json.err"; fail "the signed image"; }
+push_json "$T/s2.json" "$T/img:svc" --to "$S" --app probe --settle 1 --health-cmd 'id > /tmp/x'
+[ $PUSH_RC -eq 1 ] && json_get "$T/s2.json" "d['nodes'][0]['error']" | grep -q -- "--health-cmd is refused: this node requires signed releases" \
+  || { cat "$T/s2.json"; fail "--health-cmd on a signature-requiring node"; }
+[ ! -e /tmp/x ] || [ "$(stat -c %Y /tmp/x)" -lt "$(stat -c %Y "$T/s1.json")" ] || fail "the command ran on the host"
+"$FERRY" status --identity "$T/me" --json --to "$S" > "$T/s3.json"
+[ "$(json_get "$T/s3.json" "d['nodes'][0]['apps'][0]['state']")" = "('running',)" ] || { cat "$T/s3.json"; fail "the signed release must keep running"; }
+pass "--health-cmd is refused by a node that requires signatures; its release keeps running"
+
+# --- elsewhere it runs inside the release: the app's user, the app's /tmp
+push_json "$T/h1.json" "$T/img:svc" --to "$X" --app probe --settle 1 \
+  --health-cmd 'test "$(busybox id -u)" = 1000 && test -f /tmp/probe-ready && ! test -e '"$T/host-marker"
+[ $PUSH_RC -eq 0 ] || { cat "$T/h1.json"; fail "a health command inside the release"; }
+pass "--health-cmd on an ordinary node runs inside the release: as the app's user, with the app's /tmp, without the host's files"
+
+# --- a health port passes when the app holds it, and not when someone else does
+push_json "$T/hp1.json" "$T/img:svc" --to "$X" --app probe --settle 1 --health-port "$HP"
+[ $PUSH_RC -eq 0 ] || { cat "$T/hp1.json"; fail "the app's own health port"; }
+P2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -c 'import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); open(sys.argv[2], "w").close(); time.sleep(600)' \
+  "$P2" "$T/squat.ready" &
+PIDS+=($!)
+wait_for 30 "the squatter to listen" test -e "$T/squat.ready"
+$MKIMAGE "$T/img" --ref other --variant linux/amd64="$LAYERS" --entrypoint '["probe"]' --env PATH=/probe:/bin > /dev/null
+push_json "$T/hp.json" "$T/img:other" --to "$X" --app porty --settle 1 --health-port "$P2"
+[ $PUSH_RC -eq 1 ] && json_get "$T/hp.json" "d['nodes'][0]['error']" | grep -q "health port $P2: the process listening there is not part of porty" \
+  || { cat "$T/hp.json"; fail "a health port held by another process passed"; }
+pass "a health port passes when the app's own process listens there, and fails when another process holds it"
+
+# --- the stop: the image's StopSignal reaches the workload, which exits by itself (no SIGKILL)
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID" || true
+grep -q "probe: received Quit, exiting" "$T/state-rt/apps/escape/log" || { tail "$T/state-rt/apps/escape/log"; fail "escape did not get SIGQUIT"; }
+grep -q "ferryd: escape exited with status 0" "$T/state-rt/apps/escape/log" || fail "escape did not exit by itself"
+grep -q "probe: received Terminated, exiting" "$T/state-rt/apps/probe/log" || fail "probe did not get SIGTERM"
+grep -q "ferryd: probe exited with status 0" "$T/state-rt/apps/probe/log" || fail "probe did not exit by itself"
+pass "stopping: the PID-1 shim forwards the image's StopSignal (SIGQUIT) or SIGTERM; each app exits 0 on its own"
+finish
