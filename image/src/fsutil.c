@@ -15,6 +15,7 @@
 #endif
 
 #include "ferry/fsutil.h"
+#include "ferry/text.h"
 
 /* Reads the regular file open on fd (closed here). */
 static int read_fd(int fd, size_t max, char **data, size_t *len) {
@@ -51,6 +52,108 @@ int fy_file_read(const char *path, size_t max, char **data, size_t *len) {
   return read_fd(fd, max, data, len);
 }
 
+
+#define MAX_SYMLINK_HOPS 40 /* the kernel's own limit */
+
+/* Reopens a path of already-resolved real directories (no symlinks in it) below root. */
+static int reopen_plain(int root, const char *path) {
+  int fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+  char comp[256];
+  const char *p = path;
+  while (fd >= 0 && *p) {
+    const char *s = p;
+    while (*p && *p != '/') p++;
+    size_t n = (size_t)(p - s);
+    if (*p == '/') p++;
+    if (n == 0 || n >= sizeof comp) continue;
+    memcpy(comp, s, n);
+    comp[n] = '\0';
+    int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    close(fd);
+    errno = e;
+    fd = next;
+  }
+  return fd;
+}
+
+int fy_walk_in_root(int root, const char *rel, int flags, int create) {
+  char todo[8200], done[8200], comp[256], target[4096];
+  size_t dlen = 0;
+  int hops = 0;
+  if (fy_path_fmt(todo, sizeof todo, "%s", rel) != FY_OK) { errno = ENAMETOOLONG; return -1; }
+  done[0] = '\0';
+  int fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+  const char *p = todo;
+  while (*p == '/') p++;
+  if (!*p) { /* the root itself */
+    if (fd >= 0) close(fd);
+    return openat(root, ".", flags | O_CLOEXEC);
+  }
+  while (fd >= 0 && *p) {
+    const char *s = p;
+    while (*p && *p != '/') p++;
+    size_t n = (size_t)(p - s);
+    while (*p == '/') p++;
+    int last = *p == '\0';
+    if (n == 0 || (n == 1 && s[0] == '.')) {
+      if (last) { int r = openat(fd, ".", flags | O_CLOEXEC), e = errno; close(fd); errno = e; return r; }
+      continue;
+    }
+    if (n >= sizeof comp) { close(fd); errno = ENAMETOOLONG; return -1; }
+    memcpy(comp, s, n);
+    comp[n] = '\0';
+    if (n == 2 && s[0] == '.' && s[1] == '.') { /* back one resolved component; never above the root */
+      char *slash = strrchr(done, '/');
+      dlen = slash ? (size_t)(slash - done) : 0;
+      done[dlen] = '\0';
+      close(fd);
+      fd = reopen_plain(root, done);
+      if (last && fd >= 0) { int r = openat(fd, ".", flags | O_CLOEXEC), e = errno; close(fd); errno = e; return r; }
+      continue;
+    }
+    ssize_t tl = readlinkat(fd, comp, target, sizeof target - 1);
+    if (tl > 0) { /* a symlink: its target, then the rest; absolute ones from the root */
+      if (++hops > MAX_SYMLINK_HOPS) { close(fd); errno = ELOOP; return -1; }
+      target[tl] = '\0';
+      char rest[sizeof todo];
+      snprintf(rest, sizeof rest, "%s", p);
+      if (fy_path_fmt(todo, sizeof todo, "%s%s%s", target, *rest ? "/" : "", rest) != FY_OK) { close(fd); errno = ENAMETOOLONG; return -1; }
+      p = todo;
+      if (target[0] == '/') {
+        dlen = 0;
+        done[0] = '\0';
+        close(fd);
+        fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+        while (*p == '/') p++;
+        if (!*p && fd >= 0) { int r = openat(fd, ".", flags | O_CLOEXEC), e = errno; close(fd); errno = e; return r; }
+      }
+      continue;
+    }
+    int next;
+    if (last) {
+      next = openat(fd, comp, flags | O_NOFOLLOW | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NONBLOCK), 0644);
+      if (next < 0 && errno == ENOENT && create && (flags & O_DIRECTORY) && mkdirat(fd, comp, 0755) == 0)
+        next = openat(fd, comp, flags | O_NOFOLLOW | O_CLOEXEC);
+    } else {
+      next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0 && errno == ENOENT && create) {
+        if (mkdirat(fd, comp, 0755) != 0 && errno != EEXIST) { int e = errno; close(fd); errno = e; return -1; }
+        next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      }
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    fd = next;
+    if (fd >= 0 && !last) {
+      if (dlen + n + 2 >= sizeof done) { close(fd); errno = ENAMETOOLONG; return -1; }
+      dlen += (size_t)snprintf(done + dlen, sizeof done - dlen, "%s%s", dlen ? "/" : "", comp);
+    }
+  }
+  return fd;
+}
+
 int fy_open_in_root(const char *root, const char *path, int flags) {
   int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rfd < 0) return -1;
@@ -60,6 +163,8 @@ int fy_open_in_root(const char *root, const char *path, int flags) {
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
   while (*path == '/') path++;
   int fd = (int)syscall(SYS_openat2, rfd, *path ? path : ".", &how, sizeof how);
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) /* qemu-user, kernels before 5.6, seccomp */
+    fd = fy_walk_in_root(rfd, path, flags & ~O_CREAT, 0);
   int e = errno;
   close(rfd);
   errno = e;

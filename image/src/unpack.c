@@ -23,6 +23,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "ferry/fsutil.h"
 #include "ferry/tar.h"
 #include "ferry/text.h"
 #include "ferry/unpack.h"
@@ -30,7 +31,6 @@
 #define IN_CHUNK (128u * 1024u)
 #define MAX_DEPTH FY_UNPACK_MAX_DEPTH
 #define MAX_ENTRIES 1000000u
-#define MAX_SYMLINK_HOPS 40       /* as the kernel's own limit */
 #define MAX_DIR_TIMES 65536u      /* directories whose mtime is set when the layer ends */
 
 #ifndef SYS_openat2
@@ -93,93 +93,6 @@ static int open_dir_openat2(int root, const char *rel) {
   return (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
 }
 
-/* Reopens a path of already-resolved real directories (no symlinks in it) below root. */
-static int open_dir_walk_plain(int root, const char *path) {
-  int fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
-  char comp[256];
-  const char *p = path;
-  while (fd >= 0 && *p) {
-    const char *s = p;
-    while (*p && *p != '/') p++;
-    size_t n = (size_t)(p - s);
-    if (*p == '/') p++;
-    if (n == 0 || n >= sizeof comp) continue;
-    memcpy(comp, s, n);
-    comp[n] = '\0';
-    int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int e = errno;
-    close(fd);
-    errno = e;
-    fd = next;
-  }
-  return fd;
-}
-
-/* The walk: rel resolved inside root one component at a time, each opened O_NOFOLLOW; a symlink
- * is read and its target put in front of what is left (absolute: from the root), ".." goes
- * back one resolved component (never above the root). done holds the resolved components. */
-static int walk_dir(int root, const char *rel, int create) {
-  char todo[2 * FY_TAR_PATH_MAX + 2], done[2 * FY_TAR_PATH_MAX + 2], comp[256], target[FY_TAR_PATH_MAX];
-  size_t dlen = 0;
-  int hops = 0;
-  if (strlen(rel) >= sizeof todo) { errno = ENAMETOOLONG; return -1; }
-  snprintf(todo, sizeof todo, "%s", rel);
-  done[0] = '\0';
-  int fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
-  const char *p = todo;
-  while (fd >= 0 && *p) {
-    const char *s = p;
-    while (*p && *p != '/') p++;
-    size_t n = (size_t)(p - s);
-    while (*p == '/') p++;
-    if (n == 0 || (n == 1 && s[0] == '.')) continue;
-    if (n >= sizeof comp) { close(fd); errno = ENAMETOOLONG; return -1; }
-    memcpy(comp, s, n);
-    comp[n] = '\0';
-    if (n == 2 && s[0] == '.' && s[1] == '.') { /* back one resolved component, reopened from the root */
-      char *slash = strrchr(done, '/');
-      dlen = slash ? (size_t)(slash - done) : 0;
-      done[dlen] = '\0';
-      close(fd);
-      fd = dlen ? open_dir_walk_plain(root, done) : fcntl(root, F_DUPFD_CLOEXEC, 0);
-      continue;
-    }
-    int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (next < 0 && (errno == ENOTDIR || errno == ELOOP)) {
-      ssize_t tl = readlinkat(fd, comp, target, sizeof target - 1);
-      if (tl > 0) { /* a symlink: its target, then the rest */
-        if (++hops > MAX_SYMLINK_HOPS) { close(fd); errno = ELOOP; return -1; }
-        target[tl] = '\0';
-        char rest[sizeof todo];
-        snprintf(rest, sizeof rest, "%s", p);
-        if (fy_path_fmt(todo, sizeof todo, "%s/%s", target, rest) != FY_OK) { close(fd); errno = ENAMETOOLONG; return -1; }
-        p = todo;
-        if (target[0] == '/') {
-          dlen = 0;
-          done[0] = '\0';
-          close(fd);
-          fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
-        }
-        continue;
-      }
-      errno = ENOTDIR;
-    }
-    if (next < 0 && errno == ENOENT && create) {
-      if (mkdirat(fd, comp, 0755) != 0 && errno != EEXIST) { int e = errno; close(fd); errno = e; return -1; }
-      next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    }
-    int e = errno;
-    close(fd);
-    errno = e;
-    fd = next;
-    if (fd >= 0) {
-      if (dlen + n + 2 >= sizeof done) { close(fd); errno = ENAMETOOLONG; return -1; }
-      dlen += (size_t)snprintf(done + dlen, sizeof done - dlen, "%s%s", dlen ? "/" : "", comp);
-    }
-  }
-  return fd;
-}
-
 /* Opens the directory rel (below root, symlinks followed inside it), creating missing
  * components when create is set. Returns an O_PATH fd or -1 with errno (ENOTDIR: a file in the
  * way; ELOOP: too many symlinks). */
@@ -195,7 +108,7 @@ static int open_dir(struct unpacker *u, const char *rel, int create) {
     if (errno == ENOSYS || errno == EPERM) u->openat2_ok = 0; /* qemu-user 7.2, seccomp */
     else if (errno != ENOENT || !create) return -1;
   }
-  return walk_dir(u->root, rel, create);
+  return fy_walk_in_root(u->root, rel, O_PATH | O_DIRECTORY, create);
 }
 
 static void split(char *path, char **parent, char **base) {

@@ -365,9 +365,11 @@ int fy_facts_decode(const json_t *j, fy_facts_msg *m, char *err, size_t errlen) 
 /* --- run.json ----------------------------------------------------------------------------- */
 
 json_t *fy_run_meta_encode(const fy_run_meta *m) {
-  json_t *j = json_pack("{s:O, s:O, s:s, s:s, s:O, s:s, s:I}", "argv", m->argv, "env", m->env, "workdir",
+  json_t *none = json_array();
+  json_t *j = json_pack("{s:O, s:O, s:s, s:s, s:O, s:s, s:I}", "argv", m->argv, "env", m->env ? m->env : none, "workdir",
                         m->workdir && m->workdir[0] ? m->workdir : "/", "user", str_or_empty(m->user), "blobs", m->blobs,
                         "manifest", str_or_empty(m->manifest), "version", (json_int_t)m->version);
+  json_decref(none);
   if (!j) return NULL;
   int bad_set = 0;
   if (m->health && json_array_size(m->health)) {

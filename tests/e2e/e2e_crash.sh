@@ -24,7 +24,16 @@ app_running() {
   "$FERRY" status --identity "$T/me" --json --to "127.0.0.1:$PORT_node" > "$T/st.json" 2>/dev/null &&
     [ "$(json_get "$T/st.json" "d['nodes'][0]['apps'][0]['state']" 2>/dev/null)" = "('running',)" ]
 }
-copies() { pgrep -f "$APPDIR/releases/" | wc -l || true; }
+# One copy is one runtime helper: the processes that name the release (the helper and its PID-1
+# shim, a fork of it) counted once per tree, by leaving out those whose parent is one of them.
+copies() {
+  local pids p n=0
+  pids=" $(pgrep -f "$APPDIR/releases/" | tr '\n' ' ') "
+  for p in $pids; do
+    case "$pids" in *" $(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ') "*) ;; *) n=$((n + 1)) ;; esac
+  done
+  echo "$n"
+}
 one_copy() { [ "$(copies)" -eq 1 ]; }
 check_consistent() { # round
   local cur

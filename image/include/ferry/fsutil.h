@@ -14,10 +14,19 @@
  * the NUL). FY_ENOENT, FY_ETOOBIG (larger than max), FY_EIO. */
 int fy_file_read(const char *path, size_t max, char **data, size_t *len) FY_WUR;
 
+/* The resolution of RESOLVE_IN_ROOT done by hand (where openat2 is missing: qemu-user 7.2,
+ * Linux before 5.6): rel below root, one component at a time, each opened O_NOFOLLOW; a symlink
+ * is read and its target put in front of what is left (absolute ones from root), ".." goes back
+ * one resolved component and never above root. The last component is opened with flags (and
+ * followed if it is a symlink, unless flags has O_PATH|O_NOFOLLOW semantics wanted by the
+ * caller: then pass O_NOFOLLOW yourself and check). create: missing directories are made (for
+ * O_DIRECTORY, the last too). An fd, or -1 with errno (ELOOP past 40 symlinks). */
+int fy_walk_in_root(int root, const char *rel, int flags, int create);
+
 /* A file inside a release root, resolved the way the release itself would see it: symlinks
  * (absolute ones and "..") stay inside root (openat2 RESOLVE_IN_ROOT; no /proc magic links, no
  * crossing into another mount), opened O_NONBLOCK so a FIFO cannot hang the caller. An fd, or
- * -1 with errno (ENOSYS before Linux 5.6). */
+ * -1 with errno. Where openat2 is missing, fy_walk_in_root gives the same answer. */
 int fy_open_in_root(const char *root, const char *path, int flags);
 /* fy_file_read for a file inside root, opened as above: only a regular file of at most max
  * bytes (FY_EINVAL for a FIFO, a device or a directory). */
