@@ -85,6 +85,21 @@ static void print_nodes(const struct status *s, const fy_ask *asks, size_t count
                  *st = fy_msg_str(app, "state", 32), *prev = fy_msg_str(app, "previous", 128);
       printf("  app %-14s release %-20s previous %-20s %-8s restarts %lld\n", an ? an : "?", rel ? rel : "-",
              prev ? prev : "-", st ? st : "?", (long long)json_integer_value(json_object_get(app, "restarts")));
+      const char *reason = fy_msg_str(app, "reason", 160);
+      if (reason) printf("      last exit: killed, %s\n", reason);
+      const json_t *lim = json_object_get(app, "limits");
+      if (json_is_object(lim)) {
+        char mem[32] = "";
+        json_int_t m = json_integer_value(json_object_get(lim, "memory")), c = json_integer_value(json_object_get(lim, "cpu_milli")),
+                   p = json_integer_value(json_object_get(lim, "pids"));
+        if (m > 0) fy_human_bytes((uint64_t)m, mem, sizeof mem);
+        const char *why = fy_msg_str(lim, "not_enforced", 300);
+        printf("      limits:");
+        if (m > 0) printf(" memory %s", mem);
+        if (c > 0) printf(" cpus %lld.%03lld", (long long)(c / 1000), (long long)(c % 1000));
+        if (p > 0) printf(" pids %lld", (long long)p);
+        printf("%s%s\n", why ? ", not enforced: " : " (enforced)", why ? why : "");
+      }
     }
   }
 }

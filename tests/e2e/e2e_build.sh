@@ -112,6 +112,23 @@ set +e; "$FERRY" build -f "$T/bad1.yaml" -o "$T/o1" 2> "$T/e1"; rc=$?; set -e
 [ ! -e "$T/o1/index.json" ] || fail "an image was written for a bad recipe"
 pass "a recipe error is reported with file and line"
 
+# The run section's runtime keys travel in the image config as Docker and OCI tools name them.
+sed 's/^run:$/run:\n  user: "1000:1000"\n  stop_signal: SIGINT\n  stop_timeout: 20s\n  capabilities: {add: [NET_ADMIN], drop: [NET_RAW]}\n  resources: {memory: 64MiB, cpus: 0.5, pids: 100}/; s/^  health: {port: 8080}$/  health: {cmd: [\/app\/hello-svc, --self-test]}/' \
+  "$T/src/ferry.yaml" > "$T/src/runkeys.yaml"
+"$FERRY" build -f "$T/src/runkeys.yaml" -o "$T/rk" --platform linux/amd64 > "$T/rk.out" 2>&1 || { cat "$T/src/runkeys.yaml" "$T/rk.out"; fail "build with run keys"; }
+skopeo inspect --config --raw "oci:$T/rk:1.0.0" > "$T/rk.json" || fail "skopeo inspect --config --raw"
+[ "$(json_get "$T/rk.json" "d['config']['User'], d['config']['StopSignal'], d['config']['Healthcheck']['Test'], d['config']['Labels']['dev.ferry.stop_timeout_ms'], json.loads(d['config']['Labels']['dev.ferry.capabilities']), json.loads(d['config']['Labels']['dev.ferry.resources'])")" = \
+  "('1000:1000', 'SIGINT', ['CMD', '/app/hello-svc', '--self-test'], '20000', {'add': ['NET_ADMIN'], 'drop': ['NET_RAW']}, {'memory': 67108864, 'cpu_milli': 500, 'pids': 100})" ] \
+  || { cat "$T/rk.json"; fail "the run keys in the image config"; }
+pass "run.user, stop_signal, stop_timeout, capabilities, resources and an exec-form health command land in the image config (User, StopSignal, Healthcheck, labels)"
+for bad in 'capabilities: {add: [CAP_FLY]}|unknown capability .CAP_FLY.' 'resources: {memory: 1KiB}|resources.memory: a size of at least 4MiB' \
+           'stop_signal: SIGFOO|run.stop_signal: a signal such as SIGTERM' 'resources: {swap: 1}|unknown key .swap.'; do
+  sed "s/^run:$/run:\n  ${bad%%|*}/" "$T/src/ferry.yaml" > "$T/src/badrun.yaml"
+  set +e; "$FERRY" build -f "$T/src/badrun.yaml" -o "$T/obr" --platform linux/amd64 > "$T/ebr" 2>&1; rc=$?; set -e
+  [ $rc -ne 0 ] && grep -q "badrun.yaml:[0-9]*: .*${bad##*|}" "$T/ebr" || { cat "$T/ebr"; fail "bad run key: ${bad%%|*}"; }
+done
+pass "a bad capability, memory size, stop signal or resource key is refused with the file and line"
+
 printf 'name: x\nversion: 1\nplatforms: [linux/amd64, "linux/arm 64"]\nbuild: {command: "true"}\n' > "$T/bad2.yaml"
 set +e; "$FERRY" build -f "$T/bad2.yaml" -o "$T/o2" 2> "$T/e2"; rc=$?; set -e
 [ $rc -ne 0 ] && grep -q "bad2.yaml:3: 'linux/arm 64' is not a platform name" "$T/e2" || { cat "$T/e2"; fail "unknown platform"; }

@@ -31,6 +31,8 @@ $MKIMAGE "$T/img" --ref svc --variant linux/amd64="$LAYERS" --entrypoint '["prob
 $MKIMAGE "$T/img" --ref root --variant linux/amd64="$LAYERS" --entrypoint '["/probe/probe", "escape"]' --stop-signal SIGQUIT \
   --env HOST_MARKER="$T/host-marker" --env AGENT_PID="$AGENT_PID" > /dev/null
 
+$MKIMAGE "$T/img" --ref other --variant linux/amd64="$LAYERS" --entrypoint '["probe"]' --env PATH=/probe:/bin > /dev/null
+
 # --- the environment, as the image's user
 push_json "$T/p1.json" "$T/img:svc" --to "$X" --app probe --settle 1
 [ $PUSH_RC -eq 0 ] || { cat "$T/p1.json" "$T/p1.json.err"; tail -20 "$T/rt.log"; fail "the Debian image did not deploy"; }
@@ -63,7 +65,14 @@ push_json "$T/p3.json" "$T/hog" --to "$X" --app hog --settle 5
 [ $PUSH_RC -eq 1 ] && json_get "$T/p3.json" "d['nodes'][0]['error']" | grep -q "killed.*out of memory (its limit is 32.0 MiB)" \
   || { cat "$T/p3.json"; tail -5 "$T/rt.log"; fail "the memory hog"; }
 grep -q "ferryd: hog was killed: out of memory" "$T/state-rt/apps/hog/log" || fail "no reason in the app's log"
-pass "a memory hog is killed at its 32 MiB limit (cgroup), with the reason in the push result and the app's log"
+$MKIMAGE "$T/hog2" --variant linux/amd64="$T/probe" --entrypoint '["/probe/probe", "hog"]' --env HOG_AFTER=3 \
+  --label 'dev.ferry.resources={"memory":"32MiB","pids":50}' > /dev/null
+push_json "$T/p4.json" "$T/hog2" --to "$X" --app hog2 --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p4.json"; fail "the late hog should deploy"; }
+hog_reason() { "$FERRY" status --identity "$T/me" --to "$X" > "$T/st-hog" 2>&1 && grep -q "last exit: killed, out of memory (its limit is 32.0 MiB)" "$T/st-hog"; }
+wait_for 60 "status to say why hog2 died" hog_reason
+grep -q "limits: memory 32.0 MiB pids 50 (enforced)" "$T/st-hog" || { cat "$T/st-hog"; fail "the limits in status"; }
+pass "a memory hog is killed at its 32 MiB limit (cgroup), with the reason in the push result, the app's log and ferry status (limits: enforced)"
 
 # --- health commands: never from the command line where releases must be signed
 "$FERRY" key gen --out "$T/keys" > /dev/null
@@ -86,6 +95,13 @@ push_json "$T/h1.json" "$T/img:svc" --to "$X" --app probe --settle 1 \
 [ $PUSH_RC -eq 0 ] || { cat "$T/h1.json"; fail "a health command inside the release"; }
 pass "--health-cmd on an ordinary node runs inside the release: as the app's user, with the app's /tmp, without the host's files"
 
+# --- a node whose apps run uncontained refuses commands from pushers unless its config allows them
+start_agent plain 'runtime: {isolation: none}'
+push_json "$T/n1.json" "$T/img:other" --to "plain@127.0.0.1:$PORT_plain" --app probe --settle 1 --health-cmd 'true'
+[ $PUSH_RC -eq 1 ] && json_get "$T/n1.json" "d['nodes'][0]['error']" | grep -q -- "--health-cmd is refused: apps on this node run without containment (isolation: none); set runtime.allow_pusher_commands: true" \
+  || { cat "$T/n1.json"; fail "--health-cmd on an isolation: none node"; }
+pass "--health-cmd is refused by a node whose apps run uncontained (isolation: none), with the setting that allows it"
+
 # --- a health port passes when the app holds it, and not when someone else does
 push_json "$T/hp1.json" "$T/img:svc" --to "$X" --app probe --settle 1 --health-port "$HP"
 [ $PUSH_RC -eq 0 ] || { cat "$T/hp1.json"; fail "the app's own health port"; }
@@ -94,7 +110,6 @@ python3 -c 'import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_S
   "$P2" "$T/squat.ready" &
 PIDS+=($!)
 wait_for 30 "the squatter to listen" test -e "$T/squat.ready"
-$MKIMAGE "$T/img" --ref other --variant linux/amd64="$LAYERS" --entrypoint '["probe"]' --env PATH=/probe:/bin > /dev/null
 push_json "$T/hp.json" "$T/img:other" --to "$X" --app porty --settle 1 --health-port "$P2"
 [ $PUSH_RC -eq 1 ] && json_get "$T/hp.json" "d['nodes'][0]['error']" | grep -q "health port $P2: the process listening there is not part of porty" \
   || { cat "$T/hp.json"; fail "a health port held by another process passed"; }

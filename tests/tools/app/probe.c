@@ -93,6 +93,7 @@ int main(int argc, char **argv) {
     return stat("/tmp/probe-ready", &st) == 0 ? 0 : 1;
   }
   if (argc > 1 && strcmp(argv[1], "hog") == 0) {
+    if (getenv("HOG_AFTER")) sleep((unsigned)atoi(getenv("HOG_AFTER"))); /* past the settle time */
     for (size_t total = 0;; total += 1 << 20) {
       char *p = malloc(1 << 20);
       if (!p) return 3;
