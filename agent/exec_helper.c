@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -36,6 +37,8 @@ typedef struct spec {
   int seccomp;
   const json_t *cgroups;
   long join;
+  char **env;           /* the workload's environment (the helper itself runs with a fixed one) */
+  void *filter;         /* the seccomp filter, built before the fork that makes the workload */
 } spec;
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -70,6 +73,13 @@ static int parse_spec(const char *text, json_t **keep, spec *s) {
   size_t i;
   json_array_foreach(json_object_get(j, "groups"), i, v) {
     if (s->ngroups < MAX_GROUPS && json_is_integer(v)) s->groups[s->ngroups++] = (gid_t)json_integer_value(v);
+  }
+  const json_t *env = json_object_get(j, "env");
+  s->env = calloc(json_array_size(env) + 1, sizeof *s->env);
+  if (!s->env) return -1;
+  size_t ne = 0;
+  json_array_foreach(env, i, v) {
+    if (json_is_string(v)) s->env[ne++] = (char *)json_string_value(v); /* borrowed from the spec, kept to exec */
   }
   if (!s->workdir || s->workdir[0] != '/') s->workdir = "/";
   if (s->uid < -1 || s->uid > 0x7fffffff || s->gid < -1 || s->gid > 0x7fffffff) return -1;
@@ -121,8 +131,12 @@ static int clone_tree(const char *path, int recursive) {
   return (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | O_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
 }
 
-/* Attaches a cloned tree onto path in the new root (a file created when missing). */
-static int move_tree(int tree, const char *path, int is_file, int ro) {
+#define RO_FILE (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+#define RO_DEVICE (MS_RDONLY | MS_NOSUID | MS_NOEXEC) /* a device node still reads and writes; its inode cannot be changed */
+
+/* Attaches a cloned tree onto path in the new root (a file created when missing), then makes it
+ * ro_flags (0: as it came). */
+static int move_tree(int tree, const char *path, int is_file, unsigned long ro_flags) {
   if (is_file) {
     int t = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
     if (t < 0) t = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
@@ -131,8 +145,19 @@ static int move_tree(int tree, const char *path, int is_file, int ro) {
   }
   if (syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) != 0) return -1;
   close(tree);
-  if (ro && mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) return -1;
+  if (ro_flags && mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | ro_flags, NULL) != 0) return -1;
   return 0;
+}
+
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+struct fy_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+
+/* Makes every mount of a cloned tree read-only (Linux 5.12), the submounts too. */
+static int tree_read_only(int tree) {
+  struct fy_mount_attr a = {.attr_set = 0x1 /* RDONLY */ | 0x2 /* NOSUID */ | 0x4 /* NODEV */ | 0x8 /* NOEXEC */};
+  return (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a);
 }
 
 /* Read-only or hidden parts of /proc and /sys, as Docker's default spec has them. */
@@ -151,6 +176,7 @@ static void mask_paths(void) {
     if (lstat(masked[i], &st) != 0) continue;
     int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs", MS_RDONLY, "size=0")
                                  : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
+    if (rc == 0 && !S_ISDIR(st.st_mode)) rc = mount(NULL, masked[i], NULL, MS_BIND | MS_REMOUNT | RO_DEVICE, NULL);
     if (rc != 0) die("cannot hide %s: %s", masked[i], strerror(errno));
   }
 }
@@ -187,7 +213,7 @@ static void enter_root(const spec *s) {
   xmount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k");
   for (size_t i = 0; i < 6; i++) {
     snprintf(path, sizeof path, "/dev/%s", devs[i]);
-    if (move_tree(devtree[i], path, 1, 0) != 0) die("cannot provide %s: %s", path, strerror(errno));
+    if (move_tree(devtree[i], path, 1, RO_DEVICE) != 0) die("cannot provide %s: %s", path, strerror(errno));
   }
   ensure_dir("/dev/pts", 0755);
   xmount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
@@ -201,7 +227,8 @@ static void enter_root(const spec *s) {
   ensure_dir("/sys", 0555);
   if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
     /* Without a network namespace of its own some kernels refuse a new sysfs: the host's, read-only. */
-    if (systree < 0 || move_tree(systree, "/sys", 0, 1) != 0) die("cannot provide /sys: %s", strerror(errno));
+    if (systree < 0 || tree_read_only(systree) != 0 || move_tree(systree, "/sys", 0, 0) != 0)
+      die("cannot provide a read-only /sys: %s", strerror(errno));
   } else if (systree >= 0) {
     close(systree);
   }
@@ -210,7 +237,7 @@ static void enter_root(const spec *s) {
   ensure_dir("/etc", 0755);
   for (size_t i = 0; i < 3; i++) {
     if (etctree[i] < 0) continue;
-    if (move_tree(etctree[i], etc[i], 1, 1) != 0) fprintf(stderr, "ferryd: cannot provide %s: %s\n", etc[i], strerror(errno));
+    if (move_tree(etctree[i], etc[i], 1, RO_FILE) != 0) fprintf(stderr, "ferryd: cannot provide %s: %s\n", etc[i], strerror(errno));
   }
   mask_paths();
   if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) != 0) die("sethostname: %s", strerror(errno));
@@ -234,7 +261,7 @@ static void enter_workdir(const char *wd) {
 }
 
 /* User, groups, capabilities, no_new_privs and the filter; the last step before exec. */
-static void drop_privileges(const spec *s) {
+static void drop_privileges(spec *s) {
   for (int c = 0; c <= 63; c++) {
     if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) < 0) break; /* past the kernel's last capability */
     if (!((s->caps >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) die("cannot drop capability %d: %s", c, strerror(errno));
@@ -255,18 +282,26 @@ static void drop_privileges(const spec *s) {
   (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die("no_new_privs: %s", strerror(errno));
   int rc;
-  if (s->seccomp && (rc = fy_seccomp_load(s->caps)) != 0) die("cannot load the seccomp filter: %s", strerror(-rc));
+  if (s->filter && (rc = fy_seccomp_install(s->filter)) != 0) die("cannot load the seccomp filter: %s", strerror(-rc));
 }
 
-static void exec_prog(const spec *s, char **argv) __attribute__((noreturn));
-static void exec_prog(const spec *s, char **argv) {
+/* The filter, built while nothing of the app can see this process. */
+static void build_filter(spec *s) {
+  int err = 0;
+  if (s->seccomp && !(s->filter = fy_seccomp_build(s->caps, &err))) die("cannot build the seccomp filter: %s", strerror(-err));
+}
+
+static void exec_prog(spec *s, char **argv) __attribute__((noreturn));
+static void exec_prog(spec *s, char **argv) {
   sigset_t none;
   sigemptyset(&none);
   for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
   sigprocmask(SIG_SETMASK, &none, NULL);
   enter_workdir(s->workdir);
   drop_privileges(s);
-  execvp(argv[0], argv); /* PATH: the image's (the environment ferryd passed) */
+  (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* again: a change of ids cleared it */
+  environ = s->env;
+  execvp(argv[0], argv); /* PATH: the image's */
   fprintf(stderr, "ferryd: cannot execute %s: %s\n", argv[0], strerror(errno));
   _exit(errno == ENOEXEC || errno == EACCES ? 126 : 127);
 }
@@ -310,9 +345,11 @@ static void exit_like(int status) {
 }
 
 /* The PID-1 shim: the root, then the workload; forwards signals, reaps, reports the status. */
-static void shim(const spec *s, char **argv, int report) __attribute__((noreturn));
-static void shim(const spec *s, char **argv, int report) {
+static void shim(spec *s, char **argv, int report) __attribute__((noreturn));
+static void shim(spec *s, char **argv, int report) {
+  if (setsid() < 0) die("setsid: %s", strerror(errno)); /* kill(0, ...) in the app reaches no further */
   enter_root(s);
+  build_filter(s);
   pid_t w = fork();
   if (w < 0) die("fork: %s", strerror(errno));
   if (w == 0) {
@@ -341,9 +378,11 @@ static pid_t child_of(pid_t parent) {
 }
 
 /* Runs argv inside the app that helper `join` started (the health command). */
-static int join_main(const spec *s, char **argv) {
+static int join_main(spec *s, char **argv) {
   pid_t sh = child_of((pid_t)s->join);
   if (sh <= 0) die("the app's process %ld is not running", s->join);
+  /* Nothing inside the app may ptrace what enters it, before or after the fork. */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("cannot make the health command undumpable: %s", strerror(errno));
   static const char *const kinds[] = {"ipc", "uts", "pid", "mnt"};
   int fds[4];
   for (int i = 0; i < 4; i++) {
@@ -351,6 +390,11 @@ static int join_main(const spec *s, char **argv) {
     snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)sh, kinds[i]);
     if ((fds[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) die("cannot open %s: %s", path, strerror(errno));
   }
+  /* A recycled pid could name a process of the host: the namespaces must not be ours. */
+  struct stat mine, theirs;
+  if (stat("/proc/self/ns/mnt", &mine) != 0 || fstat(fds[3], &theirs) != 0 || mine.st_ino == theirs.st_ino)
+    die("process %d is not a contained app", (int)sh);
+  build_filter(s);
   join_cgroups(s);
   for (int i = 0; i < 4; i++) {
     if (setns(fds[i], 0) != 0) die("cannot enter the app's %s namespace: %s", kinds[i], strerror(errno));
@@ -377,6 +421,9 @@ int fy_exec_helper_main(int argc, char **argv) {
     return 125;
   }
   char **prog = argv + 4;
+  struct rlimit no_core = {0, 0};
+  (void)setrlimit(RLIMIT_CORE, &no_core); /* the helper re-raises the workload's signal: no core of its own */
+  (void)setsid(); /* its own session, not ferryd's process group (spawned detached, it already leads one) */
   if (s.join) return join_main(&s, prog);
   join_cgroups(&s);
   if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC) != 0)

@@ -24,7 +24,7 @@ static int check_elf(const fy_facts *f, const char *rootfs, const char *prog, ch
   int fd = fy_open_in_root(rootfs, prog, O_RDONLY);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    fy_text_fmt(err, errlen, "cannot execute %s: %s", prog, fd < 0 ? strerror(errno) : "not a regular file");
+    fy_text_fmt(err, errlen, "cannot execute %s: %s", prog, fd >= 0 || errno == EINVAL ? "not a regular file" : strerror(errno));
     if (fd >= 0) close(fd);
     return FY_EEXEC;
   }
@@ -202,16 +202,19 @@ void fy_launch_plan_free(fy_launch_plan *p) {
   p->nargv = p->nenv = 0;
 }
 
-/* The helper's instructions (exec_helper.h). */
-static char *helper_spec(const fy_launch_in *in, const fy_launch_plan *p, const user_info *u, const char *workdir) {
+/* The helper's instructions (exec_helper.h); env is the workload's environment. */
+static char *helper_spec(const fy_launch_in *in, const fy_launch_plan *p, const user_info *u, const char *workdir,
+                         char **env, size_t nenv) {
   char caps[32];
   snprintf(caps, sizeof caps, "0x%" PRIx64, p->caps);
   json_t *groups = json_array(), *cgroups = json_array();
   for (size_t i = 0; i < u->ngroups; i++) json_array_append_new(groups, json_integer(u->groups[i]));
   for (size_t i = 0; i < in->ncgroups; i++) json_array_append_new(cgroups, json_string(in->cgroups[i]));
-  json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:b, s:o}", "rootfs", in->rootfs, "workdir", workdir, "uid",
+  json_t *jenv = json_array();
+  for (size_t i = 0; i < nenv; i++) json_array_append_new(jenv, json_string(env[i]));
+  json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:b, s:o, s:o}", "rootfs", in->rootfs, "workdir", workdir, "uid",
                         (json_int_t)u->uid, "gid", (json_int_t)u->gid, "groups", groups, "hostname", in->node, "caps", caps,
-                        "seccomp", 1, "cgroups", cgroups);
+                        "seccomp", 1, "cgroups", cgroups, "env", jenv);
   if (j && in->join_pid) json_object_set_new(j, "join", json_integer(in->join_pid));
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
@@ -238,7 +241,7 @@ static int launcher(const fy_launch_in *in, fy_launch_plan *p, const char *host_
     }
     p->argv[p->nargv++] = strdup(in->self_exe);
     p->argv[p->nargv++] = strdup("__exec");
-    p->argv[p->nargv++] = helper_spec(in, p, u, workdir);
+    p->argv[p->nargv++] = helper_spec(in, p, u, workdir, p->env, p->nenv);
     p->argv[p->nargv++] = strdup("--");
     p->argv[p->nargv++] = strdup(p->prog);
   } else {
@@ -325,12 +328,22 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
   p->argv = calloc(in->cfg->nwrapper + nargs + 16, sizeof *p->argv);
   p->env = calloc(json_array_size(jenv) + 8, sizeof *p->env);
   if (!p->argv || !p->env) return FY_ENOMEM;
+  environment(in, p, jenv, &u);
+  for (size_t k = 0; k < p->nenv; k++)
+    if (!p->env[k]) return FY_ENOMEM;
   if ((rc = launcher(in, p, host_prog, workdir, &u, err, errlen)) != FY_OK) return rc;
   for (size_t i = 1; i < nargs; i++) {
     const char *s = json_string_value(json_array_get(jargs, i));
     p->argv[p->nargv++] = strdup(s ? s : "");
   }
-  environment(in, p, jenv, &u);
+  if (p->mode == FY_LAUNCH_CONTAIN) {
+    /* The image's environment travels in the spec and reaches only the workload: the helper, a
+     * dynamically linked ferryd running as root on the host, must never see LD_PRELOAD and the
+     * like from an image. It runs with this one line. */
+    for (size_t k = 0; k < p->nenv; k++) free(p->env[k]);
+    p->nenv = 0;
+    p->env[p->nenv++] = strdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  }
   for (size_t k = 0; k < p->nargv; k++)
     if (!p->argv[k]) return FY_ENOMEM;
   for (size_t k = 0; k < p->nenv; k++)

@@ -35,7 +35,8 @@ typedef struct fy_launch_plan {
   fy_launch_mode mode;
   char **argv;                /* NULL-terminated; argv[0] is the host path spawned */
   size_t nargv;
-  char **env;                 /* NULL-terminated */
+  char **env;                 /* NULL-terminated; contained, the helper's own (PATH only: the image's
+                                 Env goes to the workload through the spec) */
   size_t nenv;
   char cwd[8600];             /* host directory to start in; "" when the chroot helper enters it */
   int set_ids;                /* spawn with uid/gid (plain mode as root) */

@@ -23,8 +23,7 @@ static const char *const allowed =
     "getrandom getresgid getresgid32 getresuid getresuid32 getrlimit get_robust_list getrusage getsid "
     "getsockname getsockopt get_thread_area gettid gettimeofday getuid getuid32 getxattr inotify_add_watch "
     "inotify_init inotify_init1 inotify_rm_watch io_cancel ioctl io_destroy io_getevents io_pgetevents "
-    "io_pgetevents_time64 ioprio_get ioprio_set io_setup io_submit io_uring_enter io_uring_register "
-    "io_uring_setup ipc kill landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown lchown32 "
+    "io_pgetevents_time64 ioprio_get ioprio_set io_setup io_submit ipc kill landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown lchown32 "
     "lgetxattr link linkat listen listxattr llistxattr _llseek lremovexattr lseek lsetxattr lstat lstat64 "
     "madvise membarrier memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 mlockall mmap "
     "mmap2 mprotect mq_getsetattr mq_notify mq_open mq_timedreceive mq_timedreceive_time64 mq_timedsend "
@@ -42,7 +41,7 @@ static const char *const allowed =
     "setgroups setgroups32 setitimer setpgid setpriority setregid setregid32 setresgid setresgid32 setresuid "
     "setresuid32 setreuid setreuid32 setrlimit set_robust_list setsid setsockopt set_thread_area "
     "set_tid_address setuid setuid32 setxattr shmat shmctl shmdt shmget shutdown sigaltstack signalfd signalfd4 "
-    "sigprocmask sigreturn socketcall socketpair splice stat stat64 statfs statfs64 statx symlink symlinkat sync "
+    "sigprocmask sigreturn socketpair splice stat stat64 statfs statfs64 statx symlink symlinkat sync "
     "sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete timer_getoverrun timer_gettime "
     "timer_gettime64 timer_settime timer_settime64 timerfd_create timerfd_gettime timerfd_gettime64 "
     "timerfd_settime timerfd_settime64 times tkill truncate truncate64 ugetrlimit umask uname unlink unlinkat "
@@ -94,12 +93,16 @@ static int allow_list(scmp_filter_ctx ctx, const char *list) {
   return 0;
 }
 
-int fy_seccomp_load(uint64_t caps) {
+void *fy_seccomp_build(uint64_t caps, int *err) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
-  if (!ctx) return -ENOMEM;
+  if (!ctx) {
+    *err = -ENOMEM;
+    return NULL;
+  }
   int rc = 0;
 #if defined(__x86_64__)
   rc = seccomp_arch_add(ctx, SCMP_ARCH_X86); /* 32-bit programs on a 64-bit board */
+  if (rc == 0 || rc == -EEXIST) rc = seccomp_arch_add(ctx, SCMP_ARCH_X32);
 #elif defined(__aarch64__)
   rc = seccomp_arch_add(ctx, SCMP_ARCH_ARM);
 #endif
@@ -116,12 +119,25 @@ int fy_seccomp_load(uint64_t caps) {
     if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags, 0))) < 0) goto out;
     if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0)) < 0 && rc != -EDOM) goto out;
   }
-  if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_VSOCK))) < 0) goto out;
+  /* Sockets of every family but AF_ALG (38, kernel crypto) and AF_VSOCK (40, the hypervisor);
+   * socketcall (32-bit x86's multiplexer, which hides the family) and io_uring (which can make
+   * sockets too) are not allowed at all, as in Docker's current profile. */
+  if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_LT, AF_ALG))) < 0 ||
+      (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_ALG + 1))) < 0 ||
+      (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GT, AF_VSOCK))) < 0)
+    goto out;
   static const uint64_t personalities[] = {0, 8, 0x20000, 0x20008, 0xffffffffu};
   for (size_t i = 0; i < sizeof personalities / sizeof personalities[0]; i++)
     if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1, SCMP_A0(SCMP_CMP_EQ, personalities[i]))) < 0) goto out;
-  rc = seccomp_load(ctx);
+  return ctx;
 out:
   seccomp_release(ctx);
-  return rc < 0 ? rc : 0;
+  *err = rc < 0 ? rc : -EINVAL;
+  return NULL;
+}
+
+int fy_seccomp_install(void *filter) {
+  int rc = seccomp_load((scmp_filter_ctx)filter);
+  seccomp_release((scmp_filter_ctx)filter);
+  return rc;
 }

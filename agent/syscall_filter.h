@@ -8,8 +8,11 @@
 
 #include <stdint.h>
 
-/* Loads the filter into the calling thread (no_new_privs must be set, or the caller hold
- * CAP_SYS_ADMIN). caps: the capability set the workload keeps. 0, or -errno. */
-int fy_seccomp_load(uint64_t caps);
+/* Builds the filter for a workload keeping the capability set caps (NULL and *err = -errno on
+ * failure). Built before the fork that makes the workload, so nothing is allocated in the
+ * window where it runs unfiltered. */
+void *fy_seccomp_build(uint64_t caps, int *err);
+/* Loads a built filter into the calling thread (no_new_privs must be set first). 0 or -errno. */
+int fy_seccomp_install(void *filter);
 
 #endif

@@ -154,19 +154,42 @@ int fy_walk_in_root(int root, const char *rel, int flags, int create) {
   return fd;
 }
 
+/* The O_PATH handle of path inside root (openat2 RESOLVE_IN_ROOT, or the walk). */
+static int path_in_root(int rfd, const char *path) {
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  int fd = (int)syscall(SYS_openat2, rfd, *path ? path : ".", &how, sizeof how);
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) /* qemu-user, kernels before 5.6, seccomp */
+    fd = fy_walk_in_root(rfd, path, O_PATH, 0);
+  return fd;
+}
+
 int fy_open_in_root(const char *root, const char *path, int flags) {
   int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rfd < 0) return -1;
-  struct open_how how;
-  memset(&how, 0, sizeof how);
-  how.flags = (uint64_t)(flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NONBLOCK)); /* openat2 takes O_PATH alone */
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
   while (*path == '/') path++;
-  int fd = (int)syscall(SYS_openat2, rfd, *path ? path : ".", &how, sizeof how);
-  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) /* qemu-user, kernels before 5.6, seccomp */
-    fd = fy_walk_in_root(rfd, path, flags & ~O_CREAT, 0);
-  int e = errno;
+  int pfd = path_in_root(rfd, path), e = errno;
   close(rfd);
+  if (pfd < 0 || (flags & O_PATH)) {
+    errno = e;
+    return pfd;
+  }
+  /* Only a regular file (or a directory when asked for one) is opened for real: a device node
+   * the app made in its own root is never opened by ferryd, a FIFO never waited on. */
+  struct stat st;
+  int ok = fstat(pfd, &st) == 0 && (S_ISREG(st.st_mode) || ((flags & O_DIRECTORY) && S_ISDIR(st.st_mode)));
+  if (!ok) {
+    close(pfd);
+    errno = EINVAL;
+    return -1;
+  }
+  char via[64];
+  snprintf(via, sizeof via, "/proc/self/fd/%d", pfd);
+  int fd = open(via, (flags & ~O_CREAT) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  e = errno;
+  close(pfd);
   errno = e;
   return fd;
 }

@@ -54,9 +54,35 @@ push_json "$T/p2.json" "$T/img:root" --to "$X" --app escape --settle 1
 want ids "uid=0 gid=0 groups=" log2; want CapEff 00000000a80425fb log2; want NoNewPrivs 1 log2; want Seccomp 2 log2
 want escape.chroot-sees-host no log2; want escape.blockdev-read no log2; want escape.mount "Operation not permitted" log2
 want escape.proc-sys-write no log2; want escape.kill-agent "No such process" log2; want escape.init_module "Operation not permitted" log2
-want escape.ptrace-agent "No such process" log2
+want escape.ptrace-agent "No such process" log2; want escape.chmod-dev-null "Read-only file system" log2
+want escape.af-alg "Operation not permitted" log2; want escape.io_uring "Operation not permitted" log2
+APP_PID=$(pgrep -f -x "/probe/probe escape" | head -1)
+[ -n "$APP_PID" ] && [ "$(ps -o sid= -p "$APP_PID")" != "$(ps -o sid= -p "$AGENT_PID")" ] || fail "the app shares ferryd's session (kill(0) would reach ferryd)"
 kill -0 "$AGENT_PID" || fail "ferryd is gone"
-pass "as root: CapEff 00000000a80425fb; a nested chroot, a block device, mount, /proc/sys, signalling or ptracing ferryd, loading a module: all refused or contained"
+pass "as root: CapEff 00000000a80425fb; a nested chroot, a block device, mount, /proc/sys, signalling or ptracing ferryd, loading a module, chmod of the host's /dev/null, AF_ALG, io_uring: all refused or contained; its own session"
+
+# --- the image's Env never reaches the runtime helper: an LD_PRELOAD naming a library the
+# previous release left on disk would run as root on the host, before the root is entered.
+mkdir -p "$T/evil"
+printf '#include <stdio.h>\n__attribute__((constructor)) static void pwn(void) { FILE *f = fopen("%s/PWNED", "w"); if (f) fclose(f); }\n' "$T" > "$T/evil.c"
+gcc -shared -fPIC -o "$T/evil/evil.so" "$T/evil.c"
+$MKIMAGE "$T/ld1" --variant linux/amd64="$T/probe,$T/evil" --entrypoint '["/probe/probe"]' > /dev/null
+push_json "$T/l1.json" "$T/ld1" --to "$X" --app ldp --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/l1.json"; fail "ldp v1"; }
+REL1=$(json_get "$T/l1.json" "d['nodes'][0]['release']" | sed "s/^('//; s/',)$//")
+$MKIMAGE "$T/ld2" --variant linux/amd64="$T/probe" --entrypoint '["/probe/probe"]' \
+  --env LD_PRELOAD="$T/state-rt/apps/ldp/releases/$REL1/rootfs/evil/evil.so" > /dev/null
+push_json "$T/l2.json" "$T/ld2" --to "$X" --app ldp --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/l2.json"; fail "ldp v2"; }
+[ ! -e "$T/PWNED" ] || fail "an image's LD_PRELOAD ran code on the host"
+pass "an image's LD_PRELOAD pointing at a library of its previous release runs nothing on the host"
+
+# --- a device node the app makes in its own root is never opened by ferryd
+$MKIMAGE "$T/mk" --variant linux/amd64="$T/etc,$T/probe" --entrypoint '["/probe/probe", "mknod"]' > /dev/null
+push_json "$T/m1.json" "$T/mk" --to "$X" --app mknod --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/m1.json"; fail "mknod app"; }
+wait_log "$T/state-rt/apps/mknod/log" "cannot read the image's /etc/group: not a regular file"
+pass "an app that turns its /etc/group into a device node: ferryd refuses to read it at the next start"
 
 # --- a memory hog is killed at its limit, and the push says why
 $MKIMAGE "$T/hog" --variant linux/amd64="$T/probe" --entrypoint '["/probe/probe", "hog"]' \

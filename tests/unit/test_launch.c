@@ -85,6 +85,18 @@ int main(void) {
   CHECK_INT(p.mode, FY_LAUNCH_CONTAIN);
   CHECK_INT(p.nargv, 6);
   CHECK_STR(p.argv[0], "/usr/sbin/ferryd");
+  {
+    json_t *sp = json_loads(p.argv[2], 0, NULL), *e = json_object_get(sp, "env");
+    int home = 0, host = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(e, i, v) {
+      home |= strcmp(json_string_value(v), "HOME=/home/svc") == 0; /* uid 1000 is svc */
+      host |= strcmp(json_string_value(v), "HOSTNAME=pi") == 0;
+    }
+    CHECK(home && host);
+    json_decref(sp);
+  }
   CHECK_STR(p.argv[1], "__exec");
   json_t *spec = json_loads(p.argv[2], 0, NULL);
   CHECK(spec != NULL);
@@ -101,7 +113,8 @@ int main(void) {
   CHECK_STR(p.argv[5], "x");
   CHECK_STR(p.cwd, "");
   CHECK(!p.set_ids); /* the helper drops to the user inside the root */
-  CHECK(has(p.env, p.nenv, "HOME=/home/svc") && has(p.env, p.nenv, "HOSTNAME=pi")); /* uid 1000 is svc */
+  /* the image's Env reaches the workload through the spec, never the helper (LD_PRELOAD...) */
+  CHECK(p.nenv == 1 && has(p.env, p.nenv, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
   CHECK_INT(p.stop_signal, 15);
   CHECK_INT(p.stop_timeout_ms, 10000);
   CHECK_STR(fy_launch_mode_name(p.mode), "contained: namespaces, pivot_root, capabilities, seccomp");
@@ -115,7 +128,7 @@ int main(void) {
   CHECK_INT(json_integer_value(json_object_get(spec, "gid")), 1001);
   CHECK_INT(json_array_size(json_object_get(spec, "groups")), 2);
   CHECK_INT(json_integer_value(json_array_get(json_object_get(spec, "groups"), 0)), 20);
-  CHECK(has(p.env, p.nenv, "HOME=/home/svc"));
+  CHECK(strstr(p.argv[2], "\"HOME=/home/svc\"") != NULL);
   json_decref(spec);
   fy_launch_plan_free(&p);
   CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"1234\"}", 1, &p, err, sizeof err), FY_OK);
@@ -131,6 +144,10 @@ int main(void) {
   fy_launch_plan_free(&p);
   CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"user\":\"svc:nogroup-here\"}", 1, &p, err, sizeof err), FY_EEXEC);
   CHECK_CONTAINS(err, "group 'nogroup-here' of User 'svc:nogroup-here' is not in the image's /etc/group");
+  fy_launch_plan_free(&p);
+  /* an image's LD_PRELOAD never reaches the helper's own environment */
+  CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"env\":[\"LD_PRELOAD=/evil.so\"]}", 1, &p, err, sizeof err), FY_OK);
+  CHECK(!has(p.env, p.nenv, "LD_PRELOAD=/evil.so") && strstr(p.argv[2], "LD_PRELOAD=/evil.so") != NULL);
   fy_launch_plan_free(&p);
   /* the image's stop signal, capabilities and stop timeout */
   CHECK_INT(plan("{\"blobs\":[],\"argv\":[\"/bin/app\"],\"stop_signal\":2,\"stop_timeout_ms\":3000,"

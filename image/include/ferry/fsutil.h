@@ -23,7 +23,8 @@ int fy_file_read(const char *path, size_t max, char **data, size_t *len) FY_WUR;
  * O_DIRECTORY, the last too). An fd, or -1 with errno (ELOOP past 40 symlinks). */
 int fy_walk_in_root(int root, const char *rel, int flags, int create);
 
-/* A file inside a release root, resolved the way the release itself would see it: symlinks
+/* A file inside a release root (EINVAL when it is not a regular file, or a directory with
+ * O_DIRECTORY: a device node or a FIFO is never opened), resolved the way the release itself would see it: symlinks
  * (absolute ones and "..") stay inside root (openat2 RESOLVE_IN_ROOT; no /proc magic links, no
  * crossing into another mount), opened O_NONBLOCK so a FIFO cannot hang the caller. An fd, or
  * -1 with errno. Where openat2 is missing, fy_walk_in_root gives the same answer. */

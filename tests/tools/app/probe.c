@@ -81,6 +81,10 @@ static int escape(void) {
   check_call("escape.kill-agent", kill(agent ? atoi(agent) : 0, SIGTERM));
   check_call("escape.init_module", syscall(SYS_init_module, NULL, 0, ""));
   check_call("escape.ptrace-agent", ptrace(PTRACE_ATTACH, agent ? atoi(agent) : 0, 0, 0));
+  check_call("escape.chmod-dev-null", chmod("/dev/null", 0600)); /* the host's inode, bound in */
+  int alg = socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0);
+  check_call("escape.af-alg", alg >= 0 ? 0 : -1);
+  check_call("escape.io_uring", syscall(SYS_io_uring_setup, 1, NULL) >= 0 ? 0 : -1);
   return 0;
 }
 
@@ -91,6 +95,15 @@ int main(int argc, char **argv) {
     struct stat st;
     printf("health: uid=%d gid=%d tmp-marker=%s\n", (int)getuid(), (int)getgid(), stat("/tmp/probe-ready", &st) == 0 ? "yes" : "no");
     return stat("/tmp/probe-ready", &st) == 0 ? 0 : 1;
+  }
+  if (argc > 1 && strcmp(argv[1], "mknod") == 0) {
+    /* replaces its own /etc/group by a device node, then exits: ferryd reads that file at the
+     * next start and must refuse it, not open the device */
+    sleep(2);
+    unlink("/etc/group");
+    int rc = mknod("/etc/group", S_IFCHR | 0644, makedev(1, 3));
+    printf("probe: mknod /etc/group: %s\n", rc == 0 ? "done" : strerror(errno));
+    return 1;
   }
   if (argc > 1 && strcmp(argv[1], "hog") == 0) {
     if (getenv("HOG_AFTER")) sleep((unsigned)atoi(getenv("HOG_AFTER"))); /* past the settle time */
