@@ -168,6 +168,16 @@ int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms
   app->restarts = restarts;
   uint64_t now = uv_now(app->agent->loop);
   app->started_ms = age_ms < now ? now - age_ms : 0;
+  /* How it stops, from its release (its limits stay as they were set; only the OOM reason of a
+   * kill is not told for a workload taken over). */
+  json_t *run = fy_release_run(app->agent, app->name, app->release);
+  fy_run_meta meta;
+  char err[160];
+  if (run && fy_run_meta_decode(run, &meta, err, sizeof err) == FY_OK) {
+    app->stop_signal = meta.stop_signal;
+    app->stop_timeout_ms = meta.stop_timeout_ms > 0 ? (uint64_t)meta.stop_timeout_ms : 0;
+  }
+  json_decref(run);
   if (!app->adopt_timer_open) {
     uv_timer_init(app->agent->loop, &app->adopt_timer);
     app->adopt_timer_open = 1;
@@ -337,8 +347,7 @@ static void limits(fy_app *app, const json_t *run, fy_launch_in *in, const char 
   app->limits = meta.spec;
   if (!meta.spec.memory && !meta.spec.cpu_milli && !meta.spec.pids) return;
   const fy_agent_config *cfg = &app->agent->cfg;
-  int contain = cfg->nwrapper == 0 && (cfg->isolation == FY_ISOLATION_CHROOT || (cfg->isolation == FY_ISOLATION_AUTO && geteuid() == 0));
-  if (!contain) {
+  if (!fy_config_contained(cfg, geteuid() == 0)) {
     snprintf(app->cg.not_enforced, sizeof app->cg.not_enforced, "the app runs without containment (%s)",
              cfg->nwrapper ? "exec_wrapper" : geteuid() != 0 ? "ferryd is not root" : "isolation: none");
   } else {
@@ -484,7 +493,6 @@ int fy_app_start(fy_app *app) {
     write_pidfile(app);
     app->stop_signal = plan.stop_signal;
     app->stop_timeout_ms = plan.stop_timeout_ms;
-    app->contained = plan.mode == FY_LAUNCH_CONTAIN;
     app->state = FY_APP_RUNNING;
     app->want_running = 1;
     app->started_ms = uv_now(a->loop);

@@ -56,7 +56,6 @@ struct fy_app {
   fy_runspec limits;                /* the resources it asked for */
   fy_cgroup_app cg;                 /* where they are enforced */
   uint64_t oom_kills;               /* the memory cgroup's count when it started */
-  int contained;                    /* started by the runtime helper (a health command can join it) */
   int out_fd;                       /* read end of the workload's output pipe, -1 if none */
   int adopted_pid;                  /* a workload taken over across an agent re-exec, 0 if none */
   uv_timer_t adopt_timer;           /* polls waitpid for it (libuv only waits for what it spawned) */

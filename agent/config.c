@@ -210,3 +210,7 @@ cleanup:
   free(text);
   return ret;
 }
+
+int fy_config_contained(const fy_agent_config *c, int is_root) {
+  return c->nwrapper == 0 && (c->isolation == FY_ISOLATION_CHROOT || (c->isolation == FY_ISOLATION_AUTO && is_root));
+}

@@ -50,4 +50,8 @@ void fy_config_defaults(fy_agent_config *c);
  * resolved against the file's directory. */
 int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) FY_WUR;
 
+/* Do apps on this node run contained (the runtime helper: namespaces, pivot_root, capabilities,
+ * seccomp, cgroups)? No exec_wrapper, and isolation chroot, or auto with ferryd as root. */
+int fy_config_contained(const fy_agent_config *c, int is_root);
+
 #endif

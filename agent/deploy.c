@@ -300,7 +300,7 @@ static int run_policy(fy_agent_conn *c, fy_deploy *d) {
   }
   const char *image_cmd = d->config.health_cmd ? d->config.health_cmd : "";
   if (d->health_cmd[0] && strcmp(d->health_cmd, image_cmd) != 0) {
-    int contained = cfg->nwrapper == 0 && (cfg->isolation == FY_ISOLATION_CHROOT || (cfg->isolation == FY_ISOLATION_AUTO && geteuid() == 0));
+    int contained = fy_config_contained(cfg, geteuid() == 0);
     if (cfg->require_signature)
       return refuse(c, FY_EPOLICY,
                     "--health-cmd is refused: this node requires signed releases and a command from the command line is not "

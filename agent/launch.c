@@ -314,9 +314,7 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
     return FY_EEXEC;
   }
   if ((rc = check_elf(in->facts, in->rootfs, p->prog, err, errlen)) != FY_OK) return rc;
-  p->mode = in->cfg->nwrapper > 0 ? FY_LAUNCH_WRAPPER
-          : in->cfg->isolation == FY_ISOLATION_CHROOT || (in->cfg->isolation == FY_ISOLATION_AUTO && in->is_root) ? FY_LAUNCH_CONTAIN
-          : FY_LAUNCH_PLAIN;
+  p->mode = in->cfg->nwrapper > 0 ? FY_LAUNCH_WRAPPER : fy_config_contained(in->cfg, in->is_root) ? FY_LAUNCH_CONTAIN : FY_LAUNCH_PLAIN;
   user_info u;
   if ((p->mode == FY_LAUNCH_CONTAIN || (user && user[0])) && (rc = resolve_user(in->rootfs, user ? user : "", &u, err, errlen)) != FY_OK)
     return rc;

@@ -34,6 +34,14 @@ struct variant {
   double secs;
 };
 
+/* A label whose value is JSON (compact); takes the reference to value. */
+static void json_label(json_t *labels, const char *key, json_t *value) {
+  char *text = value ? json_dumps(value, JSON_COMPACT) : NULL;
+  if (text) json_object_set_new(labels, key, json_string(text));
+  free(text);
+  json_decref(value);
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -234,28 +242,10 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
     snprintf(num, sizeof num, "%lld", (long long)r->stop_timeout_ms);
     json_object_set_new(labels, "dev.ferry.stop_timeout_ms", json_string(num));
   }
-  if (r->spec.cap_add || r->spec.cap_drop) {
-    json_t *cj = fy_caps_to_json(&r->spec);
-    char *cs = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
-    if (cs) json_object_set_new(labels, "dev.ferry.capabilities", json_string(cs));
-    free(cs);
-    json_decref(cj);
-  }
-  if (r->spec.memory || r->spec.cpu_milli || r->spec.pids) {
-    json_t *rj = fy_resources_to_json(&r->spec);
-    char *rs = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
-    if (rs) json_object_set_new(labels, "dev.ferry.resources", json_string(rs));
-    free(rs);
-    json_decref(rj);
-  }
+  if (r->spec.cap_add || r->spec.cap_drop) json_label(labels, "dev.ferry.capabilities", fy_caps_to_json(&r->spec));
+  if (r->spec.memory || r->spec.cpu_milli || r->spec.pids) json_label(labels, "dev.ferry.resources", fy_resources_to_json(&r->spec));
   if (v->board) json_object_set_new(labels, "dev.ferry.board", json_string(v->board->name));
-  if (r->affinity.nrequired || r->affinity.npreferred) {
-    json_t *aj = fy_affinity_to_json(&r->affinity);
-    char *as = aj ? json_dumps(aj, JSON_COMPACT) : NULL;
-    if (as) json_object_set_new(labels, "dev.ferry.affinity", json_string(as));
-    free(as);
-    json_decref(aj);
-  }
+  if (r->affinity.nrequired || r->affinity.npreferred) json_label(labels, "dev.ferry.affinity", fy_affinity_to_json(&r->affinity));
   json_t *cfg = fy_pack_platform_json(&v->plat);
   json_object_set_new(cfg, "created", json_string(created));
   json_t *ccfg = json_pack("{s:o, s:o, s:o, s:s, s:o}", "Entrypoint", strv_json(r->entrypoint, r->nentrypoint), "Cmd",

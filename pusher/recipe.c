@@ -217,19 +217,18 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
               "run.stop_timeout: a duration such as 10s (at most 10m)");
       r->stop_timeout_ms = (int64_t)ms;
     }
-    if ((v = fy_yaml_get(n, "capabilities"))) {
+    static const struct {
+      const char *key, *example;
+      int (*parse)(const json_t *, fy_runspec *, char *, size_t);
+    } specs[] = {{"capabilities", "capabilities: {add: [NET_ADMIN], drop: [NET_RAW]}", fy_caps_from_json},
+                 {"resources", "resources: {memory: 64MiB, cpus: 0.5, pids: 100}", fy_resources_from_json}};
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+      if (!(v = fy_yaml_get(n, specs[k].key))) continue;
       json_t *j = yaml_json(v);
       char why[300];
-      int crc = j ? fy_caps_from_json(j, &r->spec, why, sizeof why) : FY_EINVAL;
+      int crc = j ? specs[k].parse(j, &r->spec, why, sizeof why) : FY_EINVAL;
       json_decref(j);
-      REQUIRE(crc == FY_OK, v->line, "run.%s", j ? why : "capabilities: {add: [NET_ADMIN], drop: [NET_RAW]}");
-    }
-    if ((v = fy_yaml_get(n, "resources"))) {
-      json_t *j = yaml_json(v);
-      char why[300];
-      int crc = j ? fy_resources_from_json(j, &r->spec, why, sizeof why) : FY_EINVAL;
-      json_decref(j);
-      REQUIRE(crc == FY_OK, v->line, "run.%s", j ? why : "resources: {memory: 64MiB, cpus: 0.5, pids: 100}");
+      REQUIRE(crc == FY_OK, v->line, "run.%s", j ? why : specs[k].example);
     }
     if ((v = fy_yaml_get(n, "entrypoint"))) REQUIRE(strlist(v, r->entrypoint, &r->nentrypoint, 1), v->line, "run.entrypoint: a list such as [/app/hello]");
     if ((v = fy_yaml_get(n, "cmd"))) REQUIRE(strlist(v, r->cmd, &r->ncmd, 1), v->line, "run.cmd: a list of arguments");
