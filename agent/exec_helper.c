@@ -101,6 +101,28 @@ static void join_cgroups(const spec *s) {
   }
 }
 
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+void fy_close_inherited(int cloexec_only) {
+  if (syscall(SYS_close_range, 3U, ~0U, cloexec_only ? CLOSE_RANGE_CLOEXEC : 0U) == 0) return;
+  /* before Linux 5.11 (5.9 without the flag): one descriptor at a time */
+  long max = sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536) max = 65536;
+  for (int fd = 3; fd < max; fd++) {
+    if (cloexec_only) {
+      int fl = fcntl(fd, F_GETFD);
+      if (fl >= 0) (void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    } else {
+      (void)close(fd);
+    }
+  }
+}
+
 /* --- the root ------------------------------------------------------------------------------ */
 
 static void xmount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
@@ -298,6 +320,7 @@ static void exec_prog(spec *s, char **argv) {
   for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
   sigprocmask(SIG_SETMASK, &none, NULL);
   enter_workdir(s->workdir);
+  fy_close_inherited(0);
   drop_privileges(s);
   (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* again: a change of ids cleared it */
   environ = s->env;

@@ -20,6 +20,11 @@
 #ifndef FERRY_AGENT_EXEC_HELPER_H
 #define FERRY_AGENT_EXEC_HELPER_H
 
+/* Descriptors 3 and up: closed (cloexec_only 0: the workload gets stdin, stdout and stderr only),
+ * or marked close-on-exec (1: what ferryd inherited from whoever started it never reaches a
+ * workload it spawns). */
+void fy_close_inherited(int cloexec_only);
+
 /* Does not return on success; 125 for its own errors, 126/127 when the program cannot run. */
 int fy_exec_helper_main(int argc, char **argv);
 

@@ -53,6 +53,9 @@ int main(int argc, char **argv) {
 
   if (argc > 1 && strcmp(argv[1], "__exec") == 0) return fy_exec_helper_main(argc, argv);
   if (argc > 1 && strcmp(argv[1], "__watchdog") == 0) return fy_watchdog_main(argc, argv);
+  /* What ferryd inherited (a shell's stray descriptors) must not reach the workloads it spawns;
+   * the descriptors an agent upgrade hands over are marked too, and read as they were. */
+  fy_close_inherited(1);
   while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
     switch (c) {
     case 'c': config = optarg; break;

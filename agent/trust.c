@@ -144,7 +144,8 @@ int fy_trust_check_plan(fy_agent *a, const char *app, const json_t *plan, const 
     fy_time_format_utc(c.expires, e, sizeof e);
     return fail(err, errlen, FY_EEXPIRED, "the signature expired at %s (re-sign the release with a later --expires)", e);
   }
-  uint64_t installed = fy_trust_installed(a, app);
+  uint64_t installed;
+  if ((rc = fy_trust_installed(a, app, &installed, err, errlen)) != FY_OK) return rc;
   if (c.version < installed && !t->allow_downgrade)
     return fail(err, errlen, FY_EDOWNGRADE,
                 "version %llu is lower than the installed version %llu of %s: refused as a rollback attack "
@@ -160,21 +161,27 @@ static void counter_path(fy_agent *a, const char *app, char *buf, size_t len) {
   snprintf(buf, len, "%s/version", dir);
 }
 
-uint64_t fy_trust_installed(fy_agent *a, const char *app) {
+int fy_trust_installed(fy_agent *a, const char *app, uint64_t *v, char *err, size_t errlen) {
   char path[4300], *text = NULL;
   size_t len;
-  long v = 0;
+  *v = 0;
   counter_path(a, app, path, sizeof path);
-  if (fy_file_read(path, 32, &text, &len) != FY_OK) return 0;
-  while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) text[--len] = '\0';
-  if (fy_parse_long(text, 0, LONG_MAX, &v) != FY_OK) v = 0;
+  int rc = fy_file_read(path, 64, &text, &len);
+  if (rc == FY_ENOENT) return FY_OK;
+  if (rc == FY_OK && fy_parse_u64(text, 0, FY_VERSION_MAX, v) != FY_OK) rc = FY_EINVAL;
   free(text);
-  return (uint64_t)v;
+  if (rc != FY_OK)
+    return fail(err, errlen, rc == FY_EINVAL ? FY_EINVAL : FY_EIO,
+                "the version counter %s is %s: signed releases of %s are refused until it is repaired (write the "
+                "highest version installed into it, or remove it to accept any signed version)",
+                path, rc == FY_EINVAL ? "corrupt (not a number from 0 to 2^63-1)" : "unreadable", app);
+  return FY_OK;
 }
 
 int fy_trust_record(fy_agent *a, const char *app, uint64_t version) {
-  char path[4300], text[32];
-  if (version == 0 || version <= fy_trust_installed(a, app)) return FY_OK;
+  char path[4300], text[32], err[400];
+  uint64_t installed = 0;
+  if (version == 0 || (fy_trust_installed(a, app, &installed, err, sizeof err) == FY_OK && version <= installed)) return FY_OK;
   counter_path(a, app, path, sizeof path);
   int n = snprintf(text, sizeof text, "%llu\n", (unsigned long long)version);
   return fy_file_write_atomic(path, text, (size_t)n, 0644); /* fsync'd file and directory */
@@ -191,7 +198,9 @@ uint64_t fy_trust_release_version(fy_agent *a, const char *app, const char *rele
 
 int fy_trust_check_rollback(fy_agent *a, const char *app, const char *previous, char *err, size_t errlen) {
   if (a->trust.nkeys == 0 || a->trust.allow_downgrade) return FY_OK;
-  uint64_t installed = fy_trust_installed(a, app), prev = fy_trust_release_version(a, app, previous);
+  uint64_t installed, prev = fy_trust_release_version(a, app, previous);
+  int rc = fy_trust_installed(a, app, &installed, err, errlen);
+  if (rc != FY_OK) return rc;
   if (prev >= installed) return FY_OK;
   return fail(err, errlen, FY_EDOWNGRADE,
               "the previous release of %s is version %llu, below the installed version %llu: a rollback would be a "

@@ -41,9 +41,13 @@ void fy_trust_close(fy_trust *t);
 int fy_trust_check_plan(struct fy_agent *a, const char *app, const json_t *plan, const fy_digest *manifest,
                         uint64_t *version, char *err, size_t errlen) FY_WUR;
 
-/* The app's installed version (0: none recorded). */
-uint64_t fy_trust_installed(struct fy_agent *a, const char *app);
-/* Raises the app's counter to version (no-op when not higher); written durably. */
+/* The app's installed version into *v (0: none recorded). A counter that exists but cannot be
+ * read, or does not hold a number from 0 to 2^63-1, fails closed: FY_EIO / FY_EINVAL with what
+ * to do in err. */
+int fy_trust_installed(struct fy_agent *a, const char *app, uint64_t *v, char *err, size_t errlen) FY_WUR;
+/* Raises the app's counter to version (no-op when not higher); written durably. A corrupt
+ * counter is replaced (the release being recorded passed the check that refuses while it is
+ * corrupt, so this happens only after a repair). */
 int fy_trust_record(struct fy_agent *a, const char *app, uint64_t version) FY_WUR;
 /* The version a release was installed as (its run.json), 0 for an unsigned one. */
 uint64_t fy_trust_release_version(struct fy_agent *a, const char *app, const char *release);

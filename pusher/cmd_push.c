@@ -97,7 +97,7 @@ static int run(int argc, char **argv, int mode) {
   char *agent_bins[16];
   size_t nagent_bins = 0;
   const char *key_file = NULL;
-  long sign_version = 0;
+  uint64_t sign_version = 0;
   char tmpdir[] = "/tmp/ferry-agent-image.XXXXXX";
   int made_tmp = 0;
   static const struct option opts[] = {
@@ -177,7 +177,7 @@ static int run(int argc, char **argv, int mode) {
       if (c == 'U' && fy_parse_long(optarg, 5, 600, &v) != FY_OK) { fy_cli_err("--upgrade-timeout: seconds from 5 to 600"); goto cleanup; }
       if (c == 'U') o.push.upgrade_timeout_s = (int)v;
       if (c == 'K') key_file = optarg;
-      if (c == 'V' && fy_parse_long(optarg, 1, LONG_MAX, &sign_version) != FY_OK) { fy_cli_err("--version: a whole number from 1 up"); goto cleanup; }
+      if (c == 'V' && fy_parse_u64(optarg, 1, FY_VERSION_MAX, &sign_version) != FY_OK) { fy_cli_err("--version: a whole number from 1 to 9223372036854775807 (2^63-1)"); goto cleanup; }
       break;
     case 'h': if (upgrade) upgrade_usage(stdout); else push_usage(stdout, plan); ret = 0; goto cleanup;
     default: if (upgrade) upgrade_usage(stderr); else push_usage(stderr, plan); goto cleanup;
@@ -206,7 +206,7 @@ static int run(int argc, char **argv, int mode) {
     char spec[300];
     snprintf(spec, sizeof spec, "%s:ferryd", tmpdir);
     if (fy_layout_open(&layout, spec, err, sizeof err) != FY_OK) { fy_cli_err("%s", err); ret = 1; goto cleanup; }
-    if (key_file && sign_layout(&layout, key_file, (uint64_t)sign_version, &sig) != FY_OK) { ret = 1; goto cleanup; }
+    if (key_file && sign_layout(&layout, key_file, sign_version, &sig) != FY_OK) { ret = 1; goto cleanup; }
     snprintf(app, sizeof app, "ferryd");
     o.push.agent_upgrade = 1;
     o.revert_on_halt = 0; /* the watchdog brings the old agent back by itself */

@@ -83,7 +83,7 @@ static void sign_usage(FILE *f) {
              "layout. A device whose ferryd trusts the key refuses a release that is unsigned (when\n"
              "require_signature is on), tampered with, expired, or older than the version it runs.\n"
              "  --key FILE          the private key from 'ferry key gen'\n"
-             "  --version N         a number that grows with every release (e.g. a CI build number)\n"
+             "  --version N         a number that grows with every release (e.g. a CI build number), 1 to 2^63-1\n"
              "  --app NAME          default: the name a push would use (the image title, tag or folder)\n"
              "  --expires D         a duration such as 90d or 12h, or a UTC time 2027-03-01T00:00:00Z\n"
              "                      (default 90d)\n");
@@ -111,9 +111,9 @@ int fy_cmd_sign(int argc, char **argv) {
     fy_cli_err("usage: ferry sign LAYOUT[:REF] --key FILE --version N [--app NAME] [--expires 90d]");
     return 2;
   }
-  long version;
-  if (fy_parse_long(version_s, 1, LONG_MAX, &version) != FY_OK) {
-    fy_cli_err("--version: expected a whole number from 1 up, got '%s'", version_s);
+  uint64_t version;
+  if (fy_parse_u64(version_s, 1, FY_VERSION_MAX, &version) != FY_OK) {
+    fy_cli_err("--version: expected a whole number from 1 to 9223372036854775807 (2^63-1), got '%s'", version_s);
     return 2;
   }
   int64_t now = (int64_t)time(NULL), expires;
@@ -160,14 +160,14 @@ int fy_cmd_sign(int argc, char **argv) {
     fy_cli_err("--app: '%s' is not an app name (1-63 of a-z, 0-9, '-', '.', '_')", app);
     goto out_layout;
   }
-  if (fy_layout_sign(&l, app, (uint64_t)version, expires, key, &sig, err, sizeof err) != FY_OK) {
+  if (fy_layout_sign(&l, app, version, expires, key, &sig, err, sizeof err) != FY_OK) {
     fy_cli_err("%s", err);
     goto out_layout;
   }
   char ds[FY_DIGEST_STR], exp[32];
   fy_time_format_utc(expires, exp, sizeof exp);
-  printf("signed %s%s%s (%s): app %s, version %ld, expires %s, key %s\n", l.dir, sig.ref[0] ? ":" : "", sig.ref,
-         fy_digest_format(&sig.digest, ds), app, version, exp, fy_sign_key_id(key));
+  printf("signed %s%s%s (%s): app %s, version %llu, expires %s, key %s\n", l.dir, sig.ref[0] ? ":" : "", sig.ref,
+         fy_digest_format(&sig.digest, ds), app, (unsigned long long)version, exp, fy_sign_key_id(key));
   ret = 0;
 out_layout:
   fy_layout_close(&l);

@@ -262,6 +262,21 @@ int fy_parse_long(const char *s, long min, long max, long *out) {
   return FY_OK;
 }
 
+int fy_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+  uint64_t v = 0;
+  const char *p = s;
+  if (!s || *p < '0' || *p > '9') return FY_EINVAL;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    unsigned d = (unsigned)(*p - '0');
+    if (v > (UINT64_MAX - d) / 10) return FY_EINVAL;
+    v = v * 10 + d;
+  }
+  while (*p == ' ' || *p == '\n') p++;
+  if (*p || v < min || v > max) return FY_EINVAL;
+  *out = v;
+  return FY_OK;
+}
+
 int fy_parse_bool(const char *s, int *out) {
   static const char *const t[] = {"true", "yes", "on", NULL}, *const f[] = {"false", "no", "off", NULL};
   for (int i = 0; t[i]; i++) if (strcmp(s, t[i]) == 0) { *out = 1; return FY_OK; }

@@ -21,7 +21,9 @@ printf 'root:x:0:\ndialout:x:20:svc\nvideo:x:44:other,svc\nsvc:x:1000:\n' > "$T/
 ln -s busybox "$T/etc/bin/sh"
 gcc -static -O2 -o "$T/probe/probe/probe" "$FERRY_SRC/tests/tools/app/probe.c"
 echo "host only" > "$T/host-marker"
+exec 7> "$T/inherited"   # a descriptor ferryd inherits, as from a careless shell: no app may get it
 start_agent rt ''
+exec 7>&-
 AGENT_PID=${PIDS[0]}
 X="rt@127.0.0.1:$PORT_rt"
 HP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -42,7 +44,7 @@ want dev-null ok log1; want dev-urandom ok log1; want proc-self-exe /probe/probe
 want resolv.conf ok log1; want etc-hostname rt log1; want hostname rt log1; want HOSTNAME rt log1
 want ids "uid=1000 gid=1000 groups=20,44" log1; want HOME /home/svc log1; want cwd /srv/work log1
 want CapEff 0000000000000000 log1; want CapBnd 00000000a80425fb log1; want NoNewPrivs 1 log1; want Seccomp 2 log1
-want unshare-user "Operation not permitted" log1; want keyctl "Operation not permitted" log1; want userfaultfd "Operation not permitted" log1
+want fds "0 1 2" log1; want unshare-user "Operation not permitted" log1; want keyctl "Operation not permitted" log1; want userfaultfd "Operation not permitted" log1
 grep -q "health: uid=1000 gid=1000 tmp-marker=yes" "$T/log1" 2> /dev/null || grep -q "health: uid=1000" "$T/state-rt/apps/probe/log" 2> /dev/null || true
 pass "a Debian image runs as its user (uid, gid, groups from its /etc/passwd and /etc/group, HOME, created workdir) with /dev, /proc, /tmp, resolv.conf, the node's hostname; no capabilities, no_new_privs, seccomp (unshare(CLONE_NEWUSER), keyctl, userfaultfd: EPERM)"
 pass "the image's own health command (Healthcheck exec form) ran inside the app and passed"
@@ -108,7 +110,7 @@ S="signed@127.0.0.1:$PORT_signed"
 push_json "$T/s1.json" "$T/img:svc" --to "$S" --app probe --settle 1
 [ $PUSH_RC -eq 0 ] || { cat "$T/s1.json" "$T/s1.json.err"; fail "the signed image"; }
 push_json "$T/s2.json" "$T/img:svc" --to "$S" --app probe --settle 1 --health-cmd 'id > /tmp/x'
-[ $PUSH_RC -eq 1 ] && json_get "$T/s2.json" "d['nodes'][0]['error']" | grep -q -- "--health-cmd is refused: this node requires signed releases" \
+[ $PUSH_RC -eq 1 ] && json_get "$T/s2.json" "d['nodes'][0]['code'], d['nodes'][0]['error']" | grep -q -- "EPOLICY.*--health-cmd is refused: this node requires signed releases" \
   || { cat "$T/s2.json"; fail "--health-cmd on a signature-requiring node"; }
 [ ! -e /tmp/x ] || [ "$(stat -c %Y /tmp/x)" -lt "$(stat -c %Y "$T/s1.json")" ] || fail "the command ran on the host"
 "$FERRY" status --identity "$T/me" --json --to "$S" > "$T/s3.json"
@@ -122,11 +124,17 @@ push_json "$T/h1.json" "$T/img:svc" --to "$X" --app probe --settle 1 \
 pass "--health-cmd on an ordinary node runs inside the release: as the app's user, with the app's /tmp, without the host's files"
 
 # --- a node whose apps run uncontained refuses commands from pushers unless its config allows them
+exec 7> "$T/inherited2"
 start_agent plain 'runtime: {isolation: none}'
+exec 7>&-
+push_json "$T/n0.json" "$T/img:other" --to "plain@127.0.0.1:$PORT_plain" --app probe --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/n0.json"; fail "an uncontained probe"; }
+"$FERRY" logs --identity "$T/me" --to "plain@127.0.0.1:$PORT_plain" --app probe > "$T/log-plain"
+want fds "0 1 2" log-plain
 push_json "$T/n1.json" "$T/img:other" --to "plain@127.0.0.1:$PORT_plain" --app probe --settle 1 --health-cmd 'true'
-[ $PUSH_RC -eq 1 ] && json_get "$T/n1.json" "d['nodes'][0]['error']" | grep -q -- "--health-cmd is refused: apps on this node run without containment (isolation: none); set runtime.allow_pusher_commands: true" \
+[ $PUSH_RC -eq 1 ] && json_get "$T/n1.json" "d['nodes'][0]['code'], d['nodes'][0]['error']" | grep -q -- "EPOLICY.*--health-cmd is refused: apps on this node run without containment (isolation: none); set runtime.allow_pusher_commands: true" \
   || { cat "$T/n1.json"; fail "--health-cmd on an isolation: none node"; }
-pass "--health-cmd is refused by a node whose apps run uncontained (isolation: none), with the setting that allows it"
+pass "--health-cmd is refused by a node whose apps run uncontained (isolation: none), with the setting that allows it; apps there get no inherited descriptors either"
 
 # --- a health port passes when the app holds it, and not when someone else does
 push_json "$T/hp1.json" "$T/img:svc" --to "$X" --app probe --settle 1 --health-port "$HP"

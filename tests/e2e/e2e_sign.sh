@@ -167,6 +167,38 @@ refused lenient-tampered ESIGNATURE 'tampered with' "$T/tampered:v3" "$L"
 refused lenient-unknown-key EUNTRUSTED 'not in trust.keys' "$T/foreign:v4" "$L"
 pass "allow_downgrade: true lets v1 follow v2 and ferry rollback go back; require_signature: false takes unsigned, never a bad signature"
 
+# --- versions past 2^31, on the 32-bit arm agent and the arm64 one under qemu: the counter keeps
+# them, a lower version is refused, and a corrupt counter fails closed with how to repair it
+ARM=$(cross_bin armhf ferryd)
+mkdir -p "$T/app/a32"
+arm-linux-gnueabihf-gcc -static -O2 -o "$T/app/a32/app" "$FERRY_SRC/tests/tools/app/hello.c"
+for v in big small; do
+  $MKIMAGE "$T/v64" --ref $v --variant linux/arm64="$T/app/a64,$T/d1" --variant linux/arm/v7="$T/app/a32,$T/d1" --env VERSION=$v > /dev/null
+done
+"$FERRY" sign "$T/v64:big" --key "$T/keys/release.key" --app hello --version 3000000000 > "$T/s-big.out"
+grep -q "version 3000000000," "$T/s-big.out" || { cat "$T/s-big.out"; fail "sign 3000000000"; }
+"$FERRY" sign "$T/v64:small" --key "$T/keys/release.key" --app hello --version 1 > /dev/null
+set +e; "$FERRY" sign "$T/v64:small" --key "$T/keys/release.key" --app hello --version 9223372036854775808 2> "$T/s-over.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q -- "--version: expected a whole number from 1 to 9223372036854775807 (2^63-1)" "$T/s-over.err" || { cat "$T/s-over.err"; fail "sign past 2^63-1"; }
+FERRYD_BIN=$ARM start_agent pi-armhf "$TRUST"$'\nruntime:\n  exec_wrapper: [qemu-arm, -L, "{rootfs}"]' qemu-arm
+FERRYD_BIN=$A64 start_agent pi-arm64b "$TRUST"$'\nruntime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
+for n in pi-armhf pi-arm64b; do
+  var="PORT_${n//-/_}"; N="$n@127.0.0.1:${!var}"
+  push_json "$T/b-$n.json" "$T/v64:big" --to "$N" --settle 1
+  [ $PUSH_RC -eq 0 ] || { cat "$T/b-$n.json"; fail "$n: version 3000000000"; }
+  [ "$(cat "$T/state-$n/apps/hello/version")" = 3000000000 ] || fail "$n: the counter does not say 3000000000"
+  push_json "$T/s-$n.json" "$T/v64:small" --to "$N" --settle 1
+  [ $PUSH_RC -eq 1 ] && json_get "$T/s-$n.json" "d['nodes'][0]['code'], d['nodes'][0]['error']" | grep -q "EDOWNGRADE.*version 1 is lower than the installed version 3000000000" \
+    || { cat "$T/s-$n.json"; fail "$n: version 1 after 3000000000"; }
+  echo "3000000000x" > "$T/state-$n/apps/hello/version"
+  push_json "$T/c-$n.json" "$T/v64:big" --to "$N" --settle 1
+  [ $PUSH_RC -eq 1 ] && json_get "$T/c-$n.json" "d['nodes'][0]['error']" | grep -q "version counter .* is corrupt .*refused until it is repaired" \
+    || { cat "$T/c-$n.json"; fail "$n: a corrupt counter"; }
+  "$FERRY" status --identity "$T/me" --json --to "$N" > "$T/st-$n.json"
+  [ "$(json_get "$T/st-$n.json" "d['nodes'][0]['apps'][0]['version']")" = "(3000000000,)" ] || { cat "$T/st-$n.json"; fail "$n: status version"; }
+done
+pass "signed version 3000000000 on the armhf and arm64 agents (qemu): kept, version 1 refused as a downgrade, a corrupt counter refused with how to repair it, status shows 3000000000"
+
 # --- config errors
 printf 'name: x\nidentity: %s\ntrust:\n  require_signature: true\n' "$T/id-x64" > "$T/c1.yaml"
 set +e; "$FERRYD" --config "$T/c1.yaml" --check-config 2> "$T/c1.err"; rc=$?; set -e

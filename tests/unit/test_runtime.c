@@ -14,6 +14,7 @@
 #include "ferry/runspec.h"
 #include "ferry/unpack.h"
 #include "ferry/wire.h"
+#include "ferry/yaml.h"
 
 static char base[256];
 
@@ -245,9 +246,25 @@ static void test_walk(void) {
   CHECK_INT(fy_file_read_in_root(root, "fifo", 100, &t, &n), FY_EINVAL);
 }
 
+/* Every code in the table travels: a peer's code past FY__ERR_MIN would read as EPEER. */
+static void test_codes(void) {
+  CHECK_STR(fy_err_name(FY__ERR_MIN), "EPOLICY");
+  CHECK_STR(fy_err_name(FY__ERR_MIN - 1), "EUNKNOWN");
+  uint64_t v;
+  CHECK(fy_parse_u64("9223372036854775807", 0, FY_VERSION_MAX, &v) == FY_OK && v == FY_VERSION_MAX);
+  CHECK(fy_parse_u64("3000000000\n", 0, FY_VERSION_MAX, &v) == FY_OK && v == 3000000000ULL); /* past 2^31 on armhf too */
+  CHECK_INT(fy_parse_u64("9223372036854775808", 0, FY_VERSION_MAX, &v), FY_EINVAL);
+  CHECK_INT(fy_parse_u64("18446744073709551616", 0, UINT64_MAX, &v), FY_EINVAL);
+  CHECK_INT(fy_parse_u64("-1", 0, FY_VERSION_MAX, &v), FY_EINVAL);
+  CHECK_INT(fy_parse_u64("", 0, FY_VERSION_MAX, &v), FY_EINVAL);
+  CHECK_INT(fy_parse_u64("12abc", 0, FY_VERSION_MAX, &v), FY_EINVAL);
+  CHECK_INT(fy_parse_u64("0", 1, FY_VERSION_MAX, &v), FY_EINVAL);
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/ferry-runtime.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
+  test_codes();
   test_runspec();
   test_cgroups();
   test_walk();

@@ -48,7 +48,7 @@ enum fy_errno {
 #define FY__ERR_ENUM(name, code, msg) FY_##name = (code),
   FY_ERRNO_MAP(FY__ERR_ENUM)
 #undef FY__ERR_ENUM
-  FY__ERR_MIN = -34
+  FY__ERR_MIN = -35 /* the last code above: a peer's code outside the table reads as EPEER */
 };
 
 /* Stable short name, e.g. "ETOOBIG". Unknown codes give "EUNKNOWN". Never NULL; static storage. */

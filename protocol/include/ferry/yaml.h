@@ -47,6 +47,10 @@ int fy_parse_size(const char *s, uint64_t *out) FY_WUR;
 int fy_parse_duration_ms(const char *s, uint64_t *out) FY_WUR;
 /* A decimal integer in [min, max], nothing else (no sign games, no overflow). */
 int fy_parse_long(const char *s, long min, long max, long *out) FY_WUR;
+/* A decimal integer of 64 bits in [min, max] (the same on 32-bit arm as on 64-bit boards):
+ * digits only, no sign, no overflow; trailing spaces and newlines are allowed. */
+int fy_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) FY_WUR;
+#define FY_VERSION_MAX 9223372036854775807ULL /* 2^63 - 1: what JSON (jansson) carries as an integer */
 /* true/false/yes/no/on/off. */
 int fy_parse_bool(const char *s, int *out) FY_WUR;
 

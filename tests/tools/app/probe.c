@@ -4,6 +4,7 @@
  * `probe hog` allocates memory until the kernel stops it; `probe escape` tries the classic ways
  * out of a container and reports each. Static, so it runs in any image. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -119,6 +120,7 @@ int main(int argc, char **argv) {
   unsigned char r[8];
   int ufd = open("/dev/urandom", O_RDONLY);
   check("dev-urandom", ufd >= 0 && read(ufd, r, sizeof r) == sizeof r ? "ok" : strerror(errno));
+  if (ufd >= 0) close(ufd);
   ssize_t n = readlink("/proc/self/exe", v, sizeof v - 1);
   v[n > 0 ? n : 0] = '\0';
   check("proc-self-exe", v);
@@ -126,6 +128,7 @@ int main(int argc, char **argv) {
   check("pid", v);
   int tfd = open("/tmp/probe-ready", O_WRONLY | O_CREAT, 0644);
   check("tmp", tfd >= 0 ? "ok" : strerror(errno));
+  if (tfd >= 0) close(tfd);
   check("resolv.conf", access("/etc/resolv.conf", R_OK) == 0 ? "ok" : strerror(errno));
   check("etc-hostname", readable("/etc/hostname"));
   gethostname(v, sizeof v);
@@ -138,6 +141,18 @@ int main(int argc, char **argv) {
   check("HOME", getenv("HOME") ? getenv("HOME") : "(unset)");
   check("HOSTNAME", getenv("HOSTNAME") ? getenv("HOSTNAME") : "(unset)");
   check("cwd", getcwd(v, sizeof v) ? v : strerror(errno));
+  {
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    char fds[256] = "";
+    size_t fo = 0;
+    while (d && (de = readdir(d)) != NULL) {
+      if (de->d_name[0] == '.' || atoi(de->d_name) == dirfd(d)) continue;
+      fo += (size_t)snprintf(fds + fo, sizeof fds - fo, "%s%s", fo ? " " : "", de->d_name);
+    }
+    if (d) closedir(d);
+    check("fds", fds); /* stdin, stdout, stderr and nothing else */
+  }
   status_field("CapEff");
   status_field("CapBnd");
   status_field("NoNewPrivs");
