@@ -382,6 +382,18 @@ static int on_entry_end(void *ud) {
 
 static const fy_tar_ops unpack_ops = {on_entry, on_data, on_entry_end};
 
+/* Every byte the layers decompress to (tar headers, padding, what follows the end) counts
+ * against the cap, not only file data: a bomb made of anything else stops there too. */
+static int feed(fy_tar_reader *tr, fy_unpack_stats *st, const fy_unpack_opts *o, const uint8_t *p, size_t n, char *err,
+                size_t errlen) {
+  if (n > o->max_bytes - st->stream_bytes || st->stream_bytes > o->max_bytes) {
+    snprintf(err, errlen, "the layers decompress past limits.max_release_bytes (%llu bytes)", (unsigned long long)o->max_bytes);
+    return FY_ETOOBIG;
+  }
+  st->stream_bytes += n;
+  return fy_tar_feed(tr, p, n);
+}
+
 int fy_unpack_layer(int rootfd, const char *layer_path, fy_media_kind kind, const fy_unpack_opts *o,
                     fy_unpack_stats *st, char *err, size_t errlen) {
   struct unpacker u = {.root = rootfd, .o = o, .st = st, .out = -1, .err = err, .errlen = errlen, .openat2_ok = -1};
@@ -418,7 +430,7 @@ int fy_unpack_layer(int rootfd, const char *layer_path, fy_media_kind kind, cons
     if (r < 0) { rc = FY_EIO; snprintf(err, errlen, "reading %s: %s", layer_path, strerror(errno)); goto cleanup; }
     if (r == 0) break;
     if (!z) {
-      rc = fy_tar_feed(&tr, in, (size_t)r);
+      rc = feed(&tr, st, o, in, (size_t)r, err, errlen);
     } else {
       ZSTD_inBuffer ib = {in, (size_t)r, 0};
       while (rc == FY_OK && ib.pos < ib.size) {
@@ -435,7 +447,7 @@ int fy_unpack_layer(int rootfd, const char *layer_path, fy_media_kind kind, cons
           goto cleanup;
         }
         last_ret = ret;
-        rc = fy_tar_feed(&tr, out, ob.pos);
+        rc = feed(&tr, st, o, out, ob.pos, err, errlen);
       }
     }
     if (rc != FY_OK) {

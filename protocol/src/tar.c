@@ -209,7 +209,15 @@ static int header(fy_tar_reader *r) {
   r->nx = r->nx_dropped = 0; /* the data stays until the next pax header: valid through entry_end */
   r->have_long_path = r->have_long_link = r->have_pax_size = r->have_pax_mtime = 0;
 
-  /* Only regular files carry data; a size on anything else is skipped, not delivered. */
+  /* Only regular files carry data: a size on anything else would be bytes decompressed for
+   * nothing (a way around the size cap), so it is refused. */
+  if (e->size && e->type != FY_TAR_FILE && (e->type == FY_TAR_DIR || e->type == FY_TAR_SYMLINK || e->type == FY_TAR_HARDLINK ||
+                                            e->type == FY_TAR_CHAR || e->type == FY_TAR_BLOCK || e->type == FY_TAR_FIFO))
+  {
+    char msg[120];
+    snprintf(msg, sizeof msg, "a '%c' entry with %llu bytes of data (only files carry data)", e->type, (unsigned long long)e->size);
+    return fail(r, FY_EPROTO, msg);
+  }
   r->remaining = e->size;
   r->pad = (size_t)((512 - e->size % 512) % 512);
   int rc = r->ops->entry(r->ud, e);
@@ -227,8 +235,12 @@ int fy_tar_feed(fy_tar_reader *r, const uint8_t *p, size_t n) {
   if (r->failed) return r->failed;
   while (n > 0) {
     switch (r->state) {
-    case ST_DONE:
-      return FY_OK; /* trailing padding after the end blocks is ignored */
+    case ST_DONE: /* record padding (zeros) may follow the end blocks; nothing else */
+      for (size_t i = 0; i < n; i++)
+        if (p[i]) return fail(r, FY_EPROTO, "data after the end of the archive");
+      if (n > FY_TAR_TRAILING_MAX - r->trailing) return fail(r, FY_EPROTO, "more than 64 KiB after the end of the archive");
+      r->trailing += n;
+      return FY_OK;
     case ST_HEADER: {
       size_t take = 512 - r->got < n ? 512 - r->got : n;
       memcpy(r->block + r->got, p, take);

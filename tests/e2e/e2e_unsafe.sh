@@ -37,6 +37,19 @@ mk("merged-usr", [("usr/lib", D, None), ("lib", S, "usr/lib"), ("lib/x.so", R, N
 mk("symlink-loop", [("a", S, "b"), ("b", S, "a"), ("a/pwned", R, None, b"x")])
 mk("whiteout-climb", [("../../../../../../../../" + T.lstrip("/") + "/outside/.wh.file", R, None, b"")])
 mk("too-big", [("f%d" % i, R, None, bytes(1 << 20)) for i in range(5)])  # compresses small, unpacks to 5 MiB
+# Bombs of bytes that are not file data (64 MiB of zeros each, a few KiB as zstd): a directory
+# entry that "carries" data, and zeros after the archive's end.
+def header(name, typ, size):
+    h = bytearray(512)
+    h[0:len(name)] = name.encode(); h[100:108] = b"0000755\0"; h[108:116] = b"0000000\0"; h[116:124] = b"0000000\0"
+    h[124:136] = ("%011o" % size).encode() + b"\0"; h[136:148] = b"00000000000\0"; h[156] = ord(typ)
+    h[257:265] = b"ustar\x0000"; h[148:156] = b"        "
+    h[148:156] = ("%06o" % sum(h)).encode() + b"\0 "
+    return bytes(h)
+with open(os.path.join(T, "bomb-dir.tar"), "wb") as f:
+    f.write(header("d/", "5", 64 << 20)); f.write(bytes(64 << 20)); f.write(bytes(1024))
+with open(os.path.join(T, "bomb-trailing.tar"), "wb") as f:
+    f.write(header("f", "0", 1)); f.write(b"x" + bytes(511)); f.write(bytes(1024)); f.write(bytes(64 << 20))
 PY
 # A zstd frame that needs a 2^23 window (the node allows 2^21; zstd -3 from a pipe uses 2^21).
 head -c 3000000 /dev/urandom > "$T/rand.bin"
@@ -89,7 +102,9 @@ expect_refused hardlink-out "$T/hardlink-out.tar" EUNSAFE "'..' component"
 expect_refused symlink-loop "$T/symlink-loop.tar" EUNSAFE "symlinks loop"
 expect_refused whiteout-climb "$T/whiteout-climb.tar" EUNSAFE "'..' component"
 expect_refused zstd-window "$T/bigwin.tar.zst" ETOOBIG "window over 2^21"
-expect_refused too-big "$T/too-big.tar" ETOOBIG "unpacks past limits.max_release_bytes"
+expect_refused bomb-dir "$T/bomb-dir.tar" EPROTO "only files carry data"
+expect_refused bomb-trailing "$T/bomb-trailing.tar" EPROTO "after the end of the archive"
+expect_refused too-big "$T/too-big.tar" ETOOBIG "past limits.max_release_bytes"
 
 # A blob whose bytes do not match its digest: flip one byte of a layer in the layout.
 rm -rf "$T/corrupt" && $MKIMAGE "$T/corrupt" --variant linux/amd64="$T/app/x64,$T/bigwin" --compress none > /dev/null

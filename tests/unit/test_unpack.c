@@ -193,6 +193,42 @@ static void test_fidelity(int walk) {
   CHECK(getxattr(p, "trusted.x", val, sizeof val) < 0);
 }
 
+/* Bombs of bytes that are not file data: a directory entry that "carries" data, and zeros or
+ * garbage after the archive's end. Each stops at the cap (or at once), never decompressing it all. */
+static void test_bombs(void) {
+  char err[512];
+  struct tw t = {0};
+  static char big[2 << 20];
+  reset_root();
+  tw_entry(&t, "d/", '5', NULL, big, sizeof big); /* 2 MiB "inside" a directory entry */
+  tw_end(&t);
+  CHECK_INT(unpack(&t, 0, 8 << 20, err, sizeof err), FY_EPROTO);
+  CHECK_CONTAINS(err, "a '5' entry with 2097152 bytes of data (only files carry data)");
+  free(t.p);
+  memset(&t, 0, sizeof t);
+  tw_entry(&t, "f", '0', NULL, "x", 1);
+  tw_end(&t);
+  tw_put(&t, big, 8192);                                   /* record padding: fine */
+  CHECK_INT(unpack(&t, 0, 8 << 20, err, sizeof err), FY_OK);
+  tw_put(&t, big, sizeof big);                             /* 2 MiB more zeros: past the padding allowance */
+  CHECK_INT(unpack(&t, 0, 8 << 20, err, sizeof err), FY_EPROTO);
+  CHECK_CONTAINS(err, "after the end of the archive");
+  t.p[t.n - 1] = 'x';
+  CHECK_INT(unpack(&t, 0, 8 << 20, err, sizeof err), FY_EPROTO);
+  free(t.p);
+  /* 4096 empty files: no file data at all, 2 MiB of headers, over a 1 MiB cap */
+  memset(&t, 0, sizeof t);
+  for (int i = 0; i < 4096; i++) {
+    char n[32];
+    snprintf(n, sizeof n, "e%d", i);
+    tw_entry(&t, n, '0', NULL, NULL, 0);
+  }
+  tw_end(&t);
+  CHECK_INT(unpack(&t, 0, 1 << 20, err, sizeof err), FY_ETOOBIG);
+  CHECK_CONTAINS(err, "decompress past limits.max_release_bytes");
+  free(t.p);
+}
+
 struct hostile {
   const char *what;
   int rc;
@@ -434,6 +470,7 @@ int main(void) {
   test_hostile(1);
   test_fidelity(0);
   test_fidelity(1);
+  test_bombs();
   test_depth_limit();
   printf("resolver without force_walk: %s\n", used_openat2 ? "openat2(RESOLVE_IN_ROOT)" : "O_NOFOLLOW walk (no openat2 here)");
   test_zstd_window();

@@ -8,8 +8,10 @@
  * write through one lands inside the root (merged /usr); symlinks are stored as written, even
  * those whose target climbs: they only ever resolve inside the root. Device nodes are skipped
  * (counted in the stats). Refused with FY_EUNSAFE: absolute names, ".." components, hardlinks to
- * absolute or climbing names. Refused with FY_ETOOBIG: a zstd frame needing a window over
- * window_log_max, more unpacked bytes than max_bytes. */
+ * absolute or climbing names, symlinks that loop. Refused with FY_ETOOBIG: a zstd frame needing
+ * a window over window_log_max, more than max_bytes of file data or of decompressed bytes
+ * (headers, padding, anything). Refused with FY_EPROTO: data on an entry that carries none,
+ * anything but zero padding after the archive's end. */
 #ifndef FERRY_UNPACK_H
 #define FERRY_UNPACK_H
 
@@ -27,6 +29,7 @@ typedef struct fy_unpack_opts {
 
 typedef struct fy_unpack_stats {
   uint64_t bytes;        /* file bytes written so far (carried across layers) */
+  uint64_t stream_bytes; /* every byte decompressed so far (carried across layers), also capped */
   uint64_t entries;
   int used_openat2;      /* 1 when openat2 resolved paths, 0 when the walk did */
   uint64_t skipped_devices; /* device nodes in the layers: never created (the runtime makes /dev) */

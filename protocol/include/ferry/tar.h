@@ -13,6 +13,7 @@
 
 #define FY_TAR_PATH_MAX 4096
 #define FY_TAR_META_MAX (64u * 1024u)
+#define FY_TAR_TRAILING_MAX (64u * 1024u) /* zero bytes accepted after the end blocks (record padding) */
 #define FY_TAR_XATTR_MAX 16     /* extended attributes kept per entry (pax SCHILY.xattr.*) */
 #define FY_TAR_XATTR_NAME_MAX 255
 
@@ -64,6 +65,7 @@ typedef struct fy_tar_reader {
   size_t nx, nx_dropped;
   struct { size_t name_off, value_off, value_len; } xa[FY_TAR_XATTR_MAX];
   int zero_blocks;
+  uint64_t trailing;          /* zero bytes seen after the end blocks */
   int failed;
   fy_tar_entry cur;
   const fy_tar_ops *ops;
@@ -73,9 +75,12 @@ typedef struct fy_tar_reader {
 
 void fy_tar_init(fy_tar_reader *r, const fy_tar_ops *ops, void *ud);
 void fy_tar_free(fy_tar_reader *r);
-/* FY_OK, FY_EPROTO (bad checksum, bad number, truncated meta) with r->err, FY_ETOOBIG (a name
- * or meta record over its ceiling), or what a callback returned. Sticky. */
+/* FY_OK, FY_EPROTO (bad checksum, bad number, truncated meta, data on an entry that carries
+ * none, anything but up to FY_TAR_TRAILING_MAX zero bytes after the end blocks) with r->err,
+ * FY_ETOOBIG (a name or meta record over its ceiling), or what a callback returned. Sticky. */
 int fy_tar_feed(fy_tar_reader *r, const uint8_t *p, size_t n) FY_WUR;
+/* The archive's end blocks have been read: nothing more is wanted. */
+static inline int fy_tar_done(const fy_tar_reader *r) { return r->state == 4 /* ST_DONE */; }
 /* At end of input: FY_OK when the archive ended on an entry boundary, else FY_EPROTO. */
 int fy_tar_finish(fy_tar_reader *r) FY_WUR;
 
