@@ -54,7 +54,8 @@ struct unpacker {
 
 static int refuse(struct unpacker *u, int rc, const char *path, const char *fmt, ...) {
   va_list ap;
-  int off = snprintf(u->err, u->errlen, "%s: ", path);
+  /* a long name is cut (its start names it well enough), so the reason always fits */
+  int off = strlen(path) > 160 ? snprintf(u->err, u->errlen, "%.150s...: ", path) : snprintf(u->err, u->errlen, "%s: ", path);
   if (off < 0 || (size_t)off >= u->errlen) return rc;
   va_start(ap, fmt);
   vsnprintf(u->err + off, u->errlen - (size_t)off, fmt, ap);

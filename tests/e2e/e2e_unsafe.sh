@@ -36,6 +36,8 @@ mk("device", [("dev/sda", tarfile.BLKTYPE, None)])
 mk("merged-usr", [("usr/lib", D, None), ("lib", S, "usr/lib"), ("lib/x.so", R, None, b"so")])
 mk("symlink-loop", [("a", S, "b"), ("b", S, "a"), ("a/pwned", R, None, b"x")])
 mk("whiteout-climb", [("../../../../../../../../" + T.lstrip("/") + "/outside/.wh.file", R, None, b"")])
+mk("deep", [("/".join(["d"] * 300) + "/f", R, None, b"x")])
+mk("deep-ok", [("/".join(["d"] * 120) + "/f", R, None, b"x")])
 mk("too-big", [("f%d" % i, R, None, bytes(1 << 20)) for i in range(5)])  # compresses small, unpacks to 5 MiB
 # Bombs of bytes that are not file data (64 MiB of zeros each, a few KiB as zstd): a directory
 # entry that "carries" data, and zeros after the archive's end.
@@ -102,6 +104,15 @@ expect_refused hardlink-out "$T/hardlink-out.tar" EUNSAFE "'..' component"
 expect_refused symlink-loop "$T/symlink-loop.tar" EUNSAFE "symlinks loop"
 expect_refused whiteout-climb "$T/whiteout-climb.tar" EUNSAFE "'..' component"
 expect_refused zstd-window "$T/bigwin.tar.zst" ETOOBIG "window over 2^21"
+for i in 1 2 3; do expect_refused deep "$T/deep.tar" ETOOBIG "levels deep"; done
+# As deep as a layer may go (120 levels): deployed, then replaced twice; the GC removes it all.
+for i in 1 2 3; do
+  rm -rf "$T/img-deep-ok" && $MKIMAGE "$T/img-deep-ok" --variant linux/amd64="$T/app/x64,$T/deep-ok.tar" --env VERSION=deep$i > /dev/null
+  push_json "$T/deep-ok$i.json" "$T/img-deep-ok" --to "$N" --app deep --settle 1
+  [ $PUSH_RC -eq 0 ] || { cat "$T/deep-ok$i.json"; fail "a 120-level release, push $i"; }
+done
+[ "$(find "$T/state-node/apps/deep/releases" -mindepth 1 -maxdepth 1 | wc -l)" -eq 2 ] || { ls "$T/state-node/apps/deep/releases"; fail "deep releases left behind"; }
+pass "300 levels are refused three times and leave nothing; 120-level releases are removed again by the GC (current and previous kept)"
 expect_refused bomb-dir "$T/bomb-dir.tar" EPROTO "only files carry data"
 expect_refused bomb-trailing "$T/bomb-trailing.tar" EPROTO "after the end of the archive"
 expect_refused too-big "$T/too-big.tar" ETOOBIG "past limits.max_release_bytes"
