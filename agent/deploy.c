@@ -747,13 +747,32 @@ static void unpack_work(void *ud) {
            d->app->name, (unsigned long long)st.xattrs_dropped, st.dropped_xattr);
   json_t *run = run_json(d);
   char *text = run ? json_dumps(run, JSON_INDENT(1)) : NULL;
-  json_decref(run);
   char rp[4500];
   snprintf(rp, sizeof rp, "%s/run.json", partial);
   rc = text ? fy_file_write_atomic(rp, text, strlen(text), 0644) : FY_ENOMEM;
   free(text);
   if (rc == FY_OK) rc = fy_file_write_atomic((snprintf(rp, sizeof rp, "%s/config.json", partial), rp), d->config_raw, d->config_len, 0644);
-  if (rc != FY_OK) { snprintf(d->work_err, sizeof d->work_err, "writing run.json: %s", fy_strerror(rc)); goto out; }
+  if (rc != FY_OK) {
+    json_decref(run);
+    snprintf(d->work_err, sizeof d->work_err, "writing run.json: %s", fy_strerror(rc));
+    goto out;
+  }
+  if (!d->agent_upgrade) {
+    /* The new release must be able to start (its program a regular file of this node's
+     * architecture, its User in its own /etc files) before the old one is stopped. */
+    fy_launch_in in = {.run = run, .rootfs = rootfs, .app = d->app->name, .release = d->release, .node = a->cfg.name,
+                       .cfg = &a->cfg, .facts = &a->facts, .is_root = geteuid() == 0, .self_exe = a->self_path};
+    fy_launch_plan plan;
+    char why[300];
+    rc = fy_launch_plan_make(&in, &plan, why, sizeof why);
+    fy_launch_plan_free(&plan);
+    if (rc != FY_OK) {
+      fy_text_fmt(d->work_err, sizeof d->work_err, "%s (the running release was not stopped)", why);
+      rc = FY_EEXEC;
+    }
+  }
+  json_decref(run);
+  if (rc != FY_OK) goto out;
   sync(); /* the tree, before the rename makes it a release (cheap next to the unpack) */
   if (rename(partial, final) != 0) {
     rc = fy_err_from_errno(errno);

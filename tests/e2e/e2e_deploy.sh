@@ -117,14 +117,19 @@ push_json "$T/p4.json" "$IMG:v2" --to "$X" --app second --settle 1
 [ "$(json_get "$T/s4.json" "sorted(a['name'] for a in d['nodes'][0]['apps'])")" = "(['crashy', 'hello', 'second'],)" ] || fail "several apps"
 pass "several apps per node, each with its own releases"
 
-# --- a wrong-arch binary: caught with a clear exec format error, and rolled back
+# --- a wrong-arch binary: caught with a clear exec format error before the running release stops
 $MKIMAGE "$T/wrong" --variant linux/arm64="$T/app/x64" > /dev/null
+HELLO_P="[a for a in d['nodes'][0]['apps'] if a['name'] == 'hello'][0]"
+"$FERRY" status --identity "$T/me" --json --to "$P" > "$T/s5a.json"
 push_json "$T/p5.json" "$T/wrong" --to "$P" --app hello --settle 1
 [ $PUSH_RC -eq 1 ] || fail "wrong arch accepted"
 json_get "$T/p5.json" "d['nodes'][0]['error']" | grep -q 'exec format error: /app is an x86-64 ELF, this node runs linux/arm64' \
   || { cat "$T/p5.json"; fail "exec format error message"; }
-[ "$(json_get "$T/p5.json" "d['nodes'][0]['result']")" = "('rolled-back',)" ] || fail "wrong arch not rolled back"
-pass "a wrong-arch binary gets 'exec format error: /app is an x86-64 ELF, this node runs linux/arm64'"
+[ "$(json_get "$T/p5.json" "d['nodes'][0]['result'], d['nodes'][0]['code']")" = "('failed', 'EEXEC')" ] || { cat "$T/p5.json"; fail "wrong arch: failed/EEXEC"; }
+"$FERRY" status --identity "$T/me" --json --to "$P" > "$T/s5b.json"
+[ "$(json_get "$T/s5a.json" "$HELLO_P['release'], $HELLO_P['state']")" = "$(json_get "$T/s5b.json" "$HELLO_P['release'], $HELLO_P['state']")" ] \
+  || { cat "$T/s5a.json" "$T/s5b.json"; fail "the running release was disturbed by a wrong-arch push"; }
+pass "a wrong-arch binary gets 'exec format error: /app is an x86-64 ELF, this node runs linux/arm64' before anything stops"
 
 # --- nothing fits
 $MKIMAGE "$T/riscv" --variant linux/riscv64="$T/data1" --variant linux/s390x="$T/data1" > /dev/null

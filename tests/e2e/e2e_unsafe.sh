@@ -36,6 +36,10 @@ mk("device", [("dev/sda", tarfile.BLKTYPE, None)])
 mk("merged-usr", [("usr/lib", D, None), ("lib", S, "usr/lib"), ("lib/x.so", R, None, b"so")])
 mk("symlink-loop", [("a", S, "b"), ("b", S, "a"), ("a/pwned", R, None, b"x")])
 mk("whiteout-climb", [("../../../../../../../../" + T.lstrip("/") + "/outside/.wh.file", R, None, b"")])
+F = tarfile.FIFOTYPE
+mk("fifo-app", [("app", F, None)])
+mk("fifo-passwd", [("etc", D, None), ("etc/passwd", F, None)])
+mk("zero-app", [("app", S, "/dev/zero")])
 mk("deep", [("/".join(["d"] * 300) + "/f", R, None, b"x")])
 mk("deep-ok", [("/".join(["d"] * 120) + "/f", R, None, b"x")])
 mk("too-big", [("f%d" % i, R, None, bytes(1 << 20)) for i in range(5)])  # compresses small, unpacks to 5 MiB
@@ -67,10 +71,11 @@ still_good() { # case-name
   [ -z "$(find "$T/state-node/apps/hello/releases" -maxdepth 1 -name '*.partial')" ] || fail "$1: a partial release was left"
 }
 
-expect_refused() { # case tarfile code message-part
+expect_refused() { # case tarfile code message-part [mkimage args...]
   local name=$1 layer=$2 code=$3 msg=$4
+  shift 4
   rm -rf "$T/img-$name"
-  $MKIMAGE "$T/img-$name" --variant linux/amd64="$T/app/x64,$layer" > /dev/null
+  $MKIMAGE "$T/img-$name" --variant linux/amd64="$T/app/x64,$layer" "$@" > /dev/null
   push_json "$T/$name.json" "$T/img-$name" --to "$N" --app hello --settle 1
   [ $PUSH_RC -eq 1 ] || fail "$name: push exit $PUSH_RC"
   [ "$(json_get "$T/$name.json" "d['nodes'][0]['result'], d['nodes'][0]['code']")" = "('failed', '$code')" ] \
@@ -104,6 +109,16 @@ expect_refused hardlink-out "$T/hardlink-out.tar" EUNSAFE "'..' component"
 expect_refused symlink-loop "$T/symlink-loop.tar" EUNSAFE "symlinks loop"
 expect_refused whiteout-climb "$T/whiteout-climb.tar" EUNSAFE "'..' component"
 expect_refused zstd-window "$T/bigwin.tar.zst" ETOOBIG "window over 2^21"
+# Files ferryd reads in a new release before it stops the old one: a FIFO, a FIFO where
+# /etc/passwd should be, a link to /dev/zero. None may hang it; the old release keeps running.
+expect_refused fifo-app "$T/fifo-app.tar" EEXEC "cannot execute /app: not a regular file (the running release was not stopped)"
+expect_refused fifo-passwd "$T/fifo-passwd.tar" EEXEC "cannot read the image's /etc/passwd: not a regular file" --user svc
+expect_refused zero-app "$T/zero-app.tar" EEXEC "cannot execute /app: No such file or directory"
+kill -9 "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+start_agent node $'limits:\n  max_release_bytes: 4MiB\n  zstd_window_log_max: 21'
+N="node@127.0.0.1:$PORT_node"
+still_good kill-9-restart
+pass "after a kill -9 and a restart the node answers and the good release runs"
 for i in 1 2 3; do expect_refused deep "$T/deep.tar" ETOOBIG "levels deep"; done
 # As deep as a layer may go (120 levels): deployed, then replaced twice; the GC removes it all.
 for i in 1 2 3; do
