@@ -33,6 +33,10 @@ typedef struct fy_agent {
   uint64_t last_conn_id;   /* ids start at 1; 0 is "none" */
   struct fy_deploy *deploys; /* every deploy not yet freed, for shutdown */
   int stopping;
+  int recovering;          /* apps are still being recovered (fy_apps_recover) */
+  uv_timer_t *recover_timer;
+  char (*recover_names)[64];
+  size_t nrecover, recover_next;
   unsigned long accepted, refused;
   fy_store store;          /* STATE/blobs/sha256 */
   fy_app *apps;

@@ -29,6 +29,7 @@ const char *fy_app_state_name(fy_app_state s) {
   case FY_APP_RUNNING: return "running";
   case FY_APP_EXITED: return "exited";
   case FY_APP_FAILED: return "failed";
+  case FY_APP_RECOVERING: return "recovering";
   default: return "stopped";
   }
 }
@@ -577,6 +578,7 @@ static void shutdown_stopped(fy_app *app, void *ud) {
 }
 
 void fy_apps_shutdown(fy_agent *a) {
+  fy_apps_recover_cancel(a);
   /* fy_app_stop may call back at once, and app_close frees nothing before its close callbacks:
    * the list stays walkable. */
   for (fy_app *app = a->apps; app; app = app->next) fy_app_stop(app, shutdown_stopped, NULL);
@@ -586,7 +588,7 @@ void fy_apps_shutdown(fy_agent *a) {
 json_t *fy_apps_json(fy_agent *a) {
   json_t *arr = json_array();
   for (fy_app *app = a->apps; app; app = app->next) {
-    if (!app->release[0]) continue;
+    if (!app->release[0] && app->state != FY_APP_RECOVERING) continue;
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", app->name, "release", app->release,
                           "previous", app->previous, "state", fy_app_state_name(app->state),
                           "restarts", (json_int_t)app->restarts);
@@ -610,6 +612,71 @@ json_t *fy_apps_json(fy_agent *a) {
   return arr;
 }
 
+/* One app: what the old loop did for each, now one per loop turn. */
+static void recover_one(fy_agent *a, const char *name) {
+  char dir[4200];
+  fy_app_dir(a, name, dir, sizeof dir);
+  fy_release_clean_partials(a, name);
+  fy_app *app = fy_app_find(a, name);
+  if (!app) return;
+  app->state = FY_APP_STOPPED;
+  fy_release_read_link(dir, "current", app->release, sizeof app->release);
+  fy_release_read_link(dir, "previous", app->previous, sizeof app->previous);
+  /* After an agent upgrade's exec the workloads are still ours: take them over. */
+  const json_t *h = app->release[0] ? fy_upgrade_handoff_app(a, app->name) : NULL;
+  int adopted = h && fy_app_adopt(app, (int)json_integer_value(json_object_get(h, "pid")),
+                                  (int)json_integer_value(json_object_get(h, "fd")),
+                                  (int)json_integer_value(json_object_get(h, "restarts")),
+                                  (uint64_t)json_integer_value(json_object_get(h, "age_ms"))) == FY_OK;
+  if (!adopted) kill_orphan(a, app->name);
+  /* A kill between a switch and the counter's write: the current release's version wins. */
+  app->version = app->release[0] ? fy_trust_release_version(a, app->name, app->release) : 0;
+  if (app->release[0] && fy_trust_record(a, app->name, app->version) != FY_OK)
+    fy_log("warn", "app %s: cannot record its version", app->name);
+  if (app->release[0] && !adopted) {
+    if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);
+  }
+}
+
+static void recover_timer_closed(uv_handle_t *h) { free(h); }
+
+static void recover_end(fy_agent *a) {
+  if (a->recover_timer) {
+    uv_close((uv_handle_t *)a->recover_timer, recover_timer_closed);
+    a->recover_timer = NULL;
+  }
+  free(a->recover_names);
+  a->recover_names = NULL;
+  fy_upgrade_handoff_done(a);
+  a->recovering = 0;
+  if (!a->stopping) fy_log("info", "ready: %zu app(s) recovered", a->nrecover);
+}
+
+static void recover_step(uv_timer_t *t) {
+  fy_agent *a = t->data;
+  if (a->stopping || a->recover_next >= a->nrecover) {
+    recover_end(a);
+    return;
+  }
+  const char *name = a->recover_names[a->recover_next++];
+  fy_app *app = fy_app_find(a, name);
+  if (app && app->state == FY_APP_RECOVERING) recover_one(a, name); /* else a request got to it first */
+}
+
+void fy_app_recover_now(fy_app *app) {
+  if (app->state == FY_APP_RECOVERING) recover_one(app->agent, app->name);
+}
+
+void fy_apps_recover_cancel(fy_agent *a) {
+  if (a->recovering) {
+    for (size_t i = a->recover_next; i < a->nrecover; i++) {
+      fy_app *app = fy_app_find(a, a->recover_names[i]);
+      if (app && app->state == FY_APP_RECOVERING) app->state = FY_APP_STOPPED;
+    }
+    recover_end(a);
+  }
+}
+
 int fy_apps_recover(fy_agent *a) {
   char apps[4200];
   snprintf(apps, sizeof apps, "%s/apps", a->cfg.state_dir);
@@ -618,31 +685,32 @@ int fy_apps_recover(fy_agent *a) {
   DIR *d = opendir(apps);
   if (!d) return fy_err_from_errno(errno);
   struct dirent *e;
+  size_t cap = 0;
+  a->nrecover = a->recover_next = 0;
   while ((e = readdir(d)) != NULL) {
     if (!fy_app_valid_name(e->d_name)) continue;
-    char dir[4200];
-    fy_app_dir(a, e->d_name, dir, sizeof dir);
-    fy_release_clean_partials(a, e->d_name);
-    fy_app *app = fy_app_get(a, e->d_name);
-    if (!app) continue;
-    fy_release_read_link(dir, "current", app->release, sizeof app->release);
-    fy_release_read_link(dir, "previous", app->previous, sizeof app->previous);
-    /* After an agent upgrade's exec the workloads are still ours: take them over. */
-    const json_t *h = app->release[0] ? fy_upgrade_handoff_app(a, app->name) : NULL;
-    int adopted = h && fy_app_adopt(app, (int)json_integer_value(json_object_get(h, "pid")),
-                                    (int)json_integer_value(json_object_get(h, "fd")),
-                                    (int)json_integer_value(json_object_get(h, "restarts")),
-                                    (uint64_t)json_integer_value(json_object_get(h, "age_ms"))) == FY_OK;
-    if (!adopted) kill_orphan(a, app->name);
-    /* A kill between a switch and the counter's write: the current release's version wins. */
-    app->version = app->release[0] ? fy_trust_release_version(a, app->name, app->release) : 0;
-    if (app->release[0] && fy_trust_record(a, app->name, app->version) != FY_OK)
-      fy_log("warn", "app %s: cannot record its version", app->name);
-    if (app->release[0] && !adopted) {
-      if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);
+    if (a->nrecover == cap) {
+      size_t nc = cap ? cap * 2 : 16;
+      char(*names)[64] = realloc(a->recover_names, nc * sizeof *names);
+      if (!names) break;
+      a->recover_names = names;
+      cap = nc;
     }
+    size_t nl = strlen(e->d_name); /* a valid app name: at most 63 characters */
+    memcpy(a->recover_names[a->nrecover++], e->d_name, nl + 1);
+    fy_app *app = fy_app_get(a, e->d_name);
+    if (app) app->state = FY_APP_RECOVERING;
   }
   closedir(d);
-  fy_upgrade_handoff_done(a);
+  a->recovering = 1;
+  a->recover_timer = malloc(sizeof *a->recover_timer);
+  if (!a->recover_timer) {
+    while (a->recover_next < a->nrecover) recover_one(a, a->recover_names[a->recover_next++]);
+    recover_end(a);
+    return FY_OK;
+  }
+  uv_timer_init(a->loop, a->recover_timer);
+  a->recover_timer->data = a;
+  uv_timer_start(a->recover_timer, recover_step, 0, 1); /* one app per turn of the loop */
   return FY_OK;
 }

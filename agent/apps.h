@@ -15,7 +15,7 @@
 
 struct fy_agent;
 
-typedef enum { FY_APP_STOPPED, FY_APP_STARTING, FY_APP_RUNNING, FY_APP_EXITED, FY_APP_FAILED } fy_app_state;
+typedef enum { FY_APP_STOPPED, FY_APP_STARTING, FY_APP_RUNNING, FY_APP_EXITED, FY_APP_FAILED, FY_APP_RECOVERING } fy_app_state;
 
 typedef struct fy_app fy_app;
 /* Told when the process exits (deploys watch their settle window with it). */
@@ -75,9 +75,17 @@ struct fy_app {
 };
 
 
-/* Loads every app under STATE/apps: removes stale partial releases, reads current/previous,
- * and starts each current release. */
+/* Starts recovering every app under STATE/apps, after the listener is up: each gets a record in
+ * state FY_APP_RECOVERING at once, then one app per loop turn (so status answers throughout)
+ * has its stale partial releases removed, current/previous read, a workload an earlier agent
+ * left behind taken over or stopped, and its current release started. a->recovering is set
+ * until the last one is done; then ferryd logs "ready". */
 int fy_apps_recover(struct fy_agent *a) FY_WUR;
+/* A plan or a request for an app not recovered yet: it is recovered now, before anything else
+ * touches it. */
+void fy_app_recover_now(fy_app *app);
+/* Shutdown during recovery: the apps not reached stay as they are on disk. */
+void fy_apps_recover_cancel(struct fy_agent *a);
 fy_app *fy_app_find(struct fy_agent *a, const char *name);
 fy_app *fy_app_get(struct fy_agent *a, const char *name); /* creates the record if missing */
 

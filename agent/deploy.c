@@ -423,6 +423,7 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   if ((rc = plan_verify(c, d, j, &pm)) != FY_OK) goto fail;
   fy_app *ap = fy_app_get(a, app);
   if (!ap) { rc = refuse(c, FY_ENOMEM, "out of memory"); goto fail; }
+  fy_app_recover_now(ap);
   fy_agent_conn *stale = ap->deploying ? fy_conn_find(a, ap->transfer) : NULL;
   if (ap->deploying && ap->transfer && (!stale || (stale != c && strcmp(fy_conn_pusher(stale), fy_conn_pusher(c)) == 0)) &&
       (!ap->plan_waiting || ap->plan_waiting == fy_conn_id(c))) {
@@ -1092,6 +1093,7 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
     return refuse(c, rc, "%s", err);
   }
   fy_app *ap = fy_app_find(a, rq.app);
+  if (ap) fy_app_recover_now(ap);
   if (!ap || !ap->release[0]) {
     rc = refuse(c, FY_ENOAPP, "no app '%s' on %s", rq.app, a->name);
     json_decref(j);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "exec_helper.h"
@@ -402,8 +403,23 @@ static pid_t child_of(pid_t parent) {
 
 /* Runs argv inside the app that helper `join` started (the health command). */
 static int join_main(spec *s, char **argv) {
-  pid_t sh = child_of((pid_t)s->join);
+  /* The app is ready once its shim has made the root and forked the workload: before that its
+   * mount namespace may still have the host's root, which a health command must never get. */
+  pid_t sh = 0;
+  for (int i = 0; i < 200; i++) { /* at most 10 s: the health check's own time limit */
+    sh = child_of((pid_t)s->join);
+    if (sh > 0 && child_of(sh) > 0) break;
+    sh = 0;
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
   if (sh <= 0) die("the app's process %ld is not running", s->join);
+  char rootlink[64];
+  struct stat hostroot, approot;
+  snprintf(rootlink, sizeof rootlink, "/proc/%d/root/", (int)sh);
+  if (stat("/", &hostroot) != 0 || stat(rootlink, &approot) != 0 ||
+      (hostroot.st_dev == approot.st_dev && hostroot.st_ino == approot.st_ino))
+    die("process %d has not entered its release root", (int)sh);
   /* Nothing inside the app may ptrace what enters it, before or after the fork. */
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("cannot make the health command undumpable: %s", strerror(errno));
   static const char *const kinds[] = {"ipc", "uts", "pid", "mnt"};

@@ -121,12 +121,13 @@ int main(int argc, char **argv) {
   a->config_path = config;
   fy_upgrade_startup(a, argc, argv);
   fy_cgroup_detect_self(&a->cgroups);
-  if ((rc = fy_apps_recover(a)) != FY_OK) fy_log("warn", "recovering apps in %s: %s", a->cfg.state_dir, fy_strerror(rc));
   if (fy_server_start(a, err, sizeof err) != FY_OK) {
     fprintf(stderr, "ferryd: %s\n", err);
     fy_tls_conf_free(a->tls);
     return 1;
   }
+  /* Listening first: recovery goes one app per loop turn, and status answers meanwhile. */
+  if ((rc = fy_apps_recover(a)) != FY_OK) fy_log("warn", "recovering apps in %s: %s", a->cfg.state_dir, fy_strerror(rc));
   uv_signal_init(a->loop, &a->sigterm);
   uv_signal_init(a->loop, &a->sigint);
   a->sigterm.data = a->sigint.data = a;

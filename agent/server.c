@@ -130,6 +130,7 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
   json_t *facts = fy_facts_json(&a->cfg, &a->facts, a->name, up);
   if (facts) json_object_set_new(facts, "apps", fy_apps_json(a));
   if (facts) json_object_set_new(facts, "agent_digest", json_string(a->self_digest));
+  if (facts) json_object_set_new(facts, "recovering", json_boolean(a->recovering));
   if (facts) json_object_set_new(facts, "proto", json_integer(c->version)); /* the version both speak */
   rc = facts ? fy_conn_send_json(c, FY_FT_FACTS, facts) : FY_ENOMEM;
   if (rc == FY_OK) fy_upgrade_answered(a);

@@ -30,7 +30,7 @@ static json_t *node_json(const struct status *s, const fy_ask *a) {
   json_object_set_new(o, "name", a->facts || t->name[0] ? json_string(fy_ask_name(a)) : json_null());
   json_object_set_new(o, "address", json_string(t->address));
   if (a->facts) {
-    static const char *const copy[] = {"platform", "accepts", "board", "agent_version", "agent_digest", "free_bytes", "uptime_s", "apps", NULL};
+    static const char *const copy[] = {"platform", "accepts", "board", "agent_version", "agent_digest", "free_bytes", "uptime_s", "recovering", "apps", NULL};
     for (int i = 0; copy[i]; i++) {
       json_t *v = json_object_get(a->facts, copy[i]);
       json_object_set(o, copy[i], v ? v : json_null());

@@ -117,8 +117,10 @@ expect_refused zero-app "$T/zero-app.tar" EEXEC "cannot execute /app: No such fi
 kill -9 "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 start_agent node $'limits:\n  max_release_bytes: 4MiB\n  zstd_window_log_max: 21'
 N="node@127.0.0.1:$PORT_node"
+wait_log "$T/node.log" "info ready: [0-9]* app(s) recovered"
 still_good kill-9-restart
-pass "after a kill -9 and a restart the node answers and the good release runs"
+[ "$(json_get "$T/st.json" "d['nodes'][0]['recovering']")" = "(False,)" ] || { cat "$T/st.json"; fail "status should say recovering: false once ready"; }
+pass "after a kill -9 the node listens first, recovers its app ('ready'), and the good release runs"
 for i in 1 2 3; do expect_refused deep "$T/deep.tar" ETOOBIG "levels deep"; done
 # As deep as a layer may go (120 levels): deployed, then replaced twice; the GC removes it all.
 for i in 1 2 3; do
