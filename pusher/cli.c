@@ -9,11 +9,71 @@
 #include "cli.h"
 #include "ferry/fsutil.h"
 
+/* One UTF-8 sequence at s (n bytes left): its length, or 0 when it is not valid UTF-8. *cp gets
+ * the code point. */
+static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
+  unsigned c = s[0];
+  size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+  if (!len || len > n) return 0;
+  unsigned v = c & (0x7f >> len);
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    v = (v << 6) | (s[i] & 0x3f);
+  }
+  if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10ffff)) || (v >= 0xd800 && v <= 0xdfff)) return 0;
+  *cp = v;
+  return len;
+}
+
+void fy_term_escape(const char *in, size_t n, FILE *out) {
+  const unsigned char *s = (const unsigned char *)in;
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i], cp;
+    size_t len;
+    if (c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f)) {
+      fputc((int)c, out);
+      i++;
+    } else if (c == '\r') {
+      fputs("\\r", out);
+      i++;
+    } else if (c < 0x80) { /* the other C0 controls and DEL */
+      fprintf(out, "\\x%02x", c);
+      i++;
+    } else if ((len = utf8_seq(s + i, n - i, &cp)) > 0) {
+      if (cp >= 0x80 && cp <= 0x9f) fprintf(out, "\\u%04x", cp); /* C1 controls (CSI is U+009B) */
+      else fwrite(s + i, 1, len, out);
+      i += len;
+    } else { /* not UTF-8: a raw byte, which an 8-bit terminal could take for a C1 control */
+      fprintf(out, "\\x%02x", c);
+      i++;
+    }
+  }
+}
+
+void fy_cli_untrusted(FILE *f, const char *s, size_t n) {
+  if (isatty(fileno(f))) fy_term_escape(s, n, f);
+  else fwrite(s, 1, n, f);
+}
+
+void fy_cli_vprint(FILE *f, const char *fmt, va_list ap) {
+  char buf[8192];
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  if (n < 0) return;
+  fy_cli_untrusted(f, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+void fy_cli_print(FILE *f, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fy_cli_vprint(f, fmt, ap);
+  va_end(ap);
+}
+
 void fy_cli_err(const char *fmt, ...) {
   va_list ap;
   fputs("ferry: ", stderr);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  fy_cli_vprint(stderr, fmt, ap); /* messages carry what nodes said */
   va_end(ap);
   fputc('\n', stderr);
 }

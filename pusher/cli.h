@@ -2,7 +2,9 @@
 #ifndef FERRY_PUSHER_CLI_H
 #define FERRY_PUSHER_CLI_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -53,6 +55,16 @@ json_t *fy_cli_node_labels(const fy_cli_common *c, size_t i, const json_t *facts
 
 /* Prints "ferry: " + message to stderr. */
 void fy_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Text that came from a node (logs, errors, labels, names) on its way to the operator: on a
+ * terminal every C0 control but newline and tab, DEL, the C1 controls U+0080-U+009F and bytes
+ * that are not UTF-8 are shown as visible escapes (\x1b, \r, \u009b), as git and systemctl show
+ * untrusted text; written as is to a file or a pipe (and --json is always exact). */
+void fy_term_escape(const char *s, size_t n, FILE *out);
+void fy_cli_untrusted(FILE *f, const char *s, size_t n);
+/* printf through fy_cli_untrusted (the whole line: ferry's own text has no controls). */
+void fy_cli_print(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fy_cli_vprint(FILE *f, const char *fmt, va_list ap);
 
 /* Loads the pusher identity (explicit dir, or $FERRY_HOME/identity, or ~/.ferry/identity). */
 /* $FERRY_HOME/rel (~/.ferry/rel); rel may be NULL for the directory itself. */

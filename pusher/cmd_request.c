@@ -108,11 +108,11 @@ static int run_request(const char *op, int argc, char **argv) {
     }
     if (is_logs) {
       const char *log = fy_msg_str(a->answer, "log", 1 << 20);
-      if (shown > 1) printf("==> %s (%s) <==\n", name, app);
-      fputs(log ? log : "", stdout);
+      if (shown > 1) fy_cli_print(stdout, "==> %s (%s) <==\n", name, app);
+      fy_cli_untrusted(stdout, log ? log : "", log ? strlen(log) : 0);
     } else {
       const char *prev = fy_msg_str(a->answer, "previous", 100);
-      printf("%s: %s rolled back to %s (previous: %s)\n", name, app, fy_msg_str(a->answer, "release", 100), prev ? prev : "-");
+      fy_cli_print(stdout, "%s: %s rolled back to %s (previous: %s)\n", name, app, fy_msg_str(a->answer, "release", 100), prev ? prev : "-");
     }
   }
   if (cc.json) fy_cli_print_nodes(arr);

@@ -66,7 +66,7 @@ static void print_nodes(const struct status *s, const fy_ask *asks, size_t count
     const fy_target *t = &a->conn.target;
     if (a->skipped) continue;
     if (!a->facts) {
-      printf("%-18s %-22s %-14s error: %s\n", t->name[0] ? t->name : "-", t->address, "-", a->msg);
+      fy_cli_print(stdout, "%-18s %-22s %-14s error: %s\n", t->name[0] ? t->name : "-", t->address, "-", a->msg);
       continue;
     }
     char freeb[32], up[32], labels[1024];
@@ -74,7 +74,7 @@ static void print_nodes(const struct status *s, const fy_ask *asks, size_t count
     labels_text(lj, labels, sizeof labels);
     json_decref(lj);
     const char *board = fy_msg_str(a->facts, "board", 64), *ver = fy_msg_str(a->facts, "agent_version", 32);
-    printf("%-18s %-22s %-14s %-14s %-8s %-10s %-8s %s\n", a->peer, t->address, fy_msg_str(a->facts, "platform", 64),
+    fy_cli_print(stdout, "%-18s %-22s %-14s %-14s %-8s %-10s %-8s %s\n", a->peer, t->address, fy_msg_str(a->facts, "platform", 64),
            board ? board : "-", ver ? ver : "-",
            fy_human_bytes((uint64_t)json_integer_value(json_object_get(a->facts, "free_bytes")), freeb, sizeof freeb),
            fy_human_duration((uint64_t)json_integer_value(json_object_get(a->facts, "uptime_s")), up, sizeof up), labels);
@@ -83,10 +83,10 @@ static void print_nodes(const struct status *s, const fy_ask *asks, size_t count
     json_array_foreach(json_object_get(a->facts, "apps"), ai, app) {
       const char *an = fy_msg_str(app, "name", 128), *rel = fy_msg_str(app, "release", 128),
                  *st = fy_msg_str(app, "state", 32), *prev = fy_msg_str(app, "previous", 128);
-      printf("  app %-14s release %-20s previous %-20s %-8s restarts %lld\n", an ? an : "?", rel ? rel : "-",
+      fy_cli_print(stdout, "  app %-14s release %-20s previous %-20s %-8s restarts %lld\n", an ? an : "?", rel ? rel : "-",
              prev ? prev : "-", st ? st : "?", (long long)json_integer_value(json_object_get(app, "restarts")));
       const char *reason = fy_msg_str(app, "reason", 160);
-      if (reason) printf("      last exit: killed, %s\n", reason);
+      if (reason) fy_cli_print(stdout, "      last exit: killed, %s\n", reason);
       const json_t *lim = json_object_get(app, "limits");
       if (json_is_object(lim)) {
         char mem[32] = "";
@@ -98,7 +98,7 @@ static void print_nodes(const struct status *s, const fy_ask *asks, size_t count
         if (m > 0) printf(" memory %s", mem);
         if (c > 0) printf(" cpus %lld.%03lld", (long long)(c / 1000), (long long)(c % 1000));
         if (p > 0) printf(" pids %lld", (long long)p);
-        printf("%s%s\n", why ? ", not enforced: " : " (enforced)", why ? why : "");
+        fy_cli_print(stdout, "%s%s\n", why ? ", not enforced: " : " (enforced)", why ? why : "");
       }
     }
   }
@@ -134,11 +134,11 @@ static void print_fleet(const struct status *s, const fy_ask *asks, size_t count
       char ages[32];
       if (json_is_integer(age)) fy_human_duration((uint64_t)json_integer_value(age), ages, sizeof ages);
       else snprintf(ages, sizeof ages, "-");
-      printf("%-20s %-8s %-14s %-14s %-28s %-9s %-7s", fy_ask_name(a), arch ? arch : "-", board ? board : "-",
+      fy_cli_print(stdout, "%-20s %-8s %-14s %-14s %-28s %-9s %-7s", fy_ask_name(a), arch ? arch : "-", board ? board : "-",
              an ? an : "<none>", rel ? rel : "-", st ? st : "-", ages);
       for (size_t c = 0; c < s->ncolumns; c++) {
         const char *v = fy_msg_str(labels, s->columns[c], 64);
-        printf(" %-12s", v ? v : "");
+        fy_cli_print(stdout, " %-12s", v ? v : "");
       }
       putchar('\n');
     }

@@ -353,7 +353,7 @@ static void draw(struct rollout *r, int final) {
     }
     if (!x->started || x->push.phase == FY_PN_DONE) continue;
     char a[32], b[32];
-    fprintf(stderr, "%-20s %-11s %10s / %-10s\n", rname(r, x), fy_pnode_phase_name(x->push.phase),
+    fy_cli_print(stderr, "%-20s %-11s %10s / %-10s\n", rname(r, x), fy_pnode_phase_name(x->push.phase),
             fy_human_bytes(x->push.bytes_sent, a, sizeof a), fy_human_bytes(x->push.total_to_send, b, sizeof b));
     r->lines_drawn++;
   }
@@ -581,10 +581,10 @@ static int report(struct rollout *r) {
     char wave[16] = "-", b[32];
     if (x->wave >= 0) snprintf(wave, sizeof wave, "%d", x->wave + 1);
     if (r->o->dry_run) {
-      printf("%-20s %-16s %-7s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-", x->excluded ? "skip" : "deploy", wave,
+      fy_cli_print(stdout, "%-20s %-16s %-7s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-", x->excluded ? "skip" : "deploy", wave,
              x->variant[0] ? x->variant : "-", x->digest[0] ? x->digest : "-", x->why);
     } else if (x->excluded == X_NONE || res == FY_RESULT_FAILED) {
-      printf("%-20s %-16s %-12s %-5s %-26s %10s %6d %8d\n", rname(r, x), plat ? plat : "-", fy_result_name(res),
+      fy_cli_print(stdout, "%-20s %-16s %-12s %-5s %-26s %10s %6d %8d\n", rname(r, x), plat ? plat : "-", fy_result_name(res),
              wave, x->push.release[0] ? x->push.release : "-", fy_human_bytes(x->push.bytes_sent, b, sizeof b), x->push.blobs_sent,
              x->push.blobs_skipped);
     }
@@ -600,7 +600,7 @@ static int report(struct rollout *r) {
     fy_result res = node_result(r, x, &err);
       if (!err || res == FY_RESULT_DEPLOYED) continue;
       fy_cli_err("%s: %s: %s%s%s", rname(r, x), fy_result_name(res), err, x->revert_msg[0] ? "; " : "", x->revert_msg);
-      if (x->started && x->push.log_tail && x->push.log_tail[0]) fprintf(stderr, "--- last log lines on %s:\n%s\n", rname(r, x), x->push.log_tail);
+      if (x->started && x->push.log_tail && x->push.log_tail[0]) fy_cli_print(stderr, "--- last log lines on %s:\n%s\n", rname(r, x), x->push.log_tail);
     }
   }
   return ret;

@@ -149,6 +149,18 @@ push_json "$T/hp.json" "$T/img:other" --to "$X" --app porty --settle 1 --health-
   || { cat "$T/hp.json"; fail "a health port held by another process passed"; }
 pass "a health port passes when the app's own process listens there, and fails when another process holds it"
 
+# --- what a workload writes reaches the operator's terminal escaped, and files exactly
+$MKIMAGE "$T/esc" --variant linux/amd64="$T/probe" --entrypoint '["/probe/probe", "escapes"]' > /dev/null
+push_json "$T/e1.json" "$T/esc" --to "$X" --app esc --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/e1.json"; fail "the escapes app"; }
+script -qec "$FERRY logs --identity $T/me --to $X --app esc" /dev/null > "$T/esc.tty"
+grep -qF 'before\x1b]0;pwned\x07\x1b[2J\rALL NODES DEPLOYED \x1b[32mok\x1b[0m \u009b31m after' "$T/esc.tty" \
+  || { od -c "$T/esc.tty" | head -20; fail "ferry logs on a terminal did not escape the controls"; }
+! grep -q $'\x1b' "$T/esc.tty" || fail "a raw ESC reached the terminal"
+"$FERRY" logs --identity "$T/me" --to "$X" --app esc > "$T/esc.file"
+grep -q $'pwned\x07\x1b\[2J' "$T/esc.file" || fail "ferry logs into a file must stay exact"
+pass "a workload's escape sequences (title, clear, CR, colours, C1 CSI) show as \\x1b, \\r, \\u009b on a terminal (script -qc), and exactly in a file"
+
 # --- the stop: the image's StopSignal reaches the workload, which exits by itself (no SIGKILL)
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID" || true

@@ -97,6 +97,12 @@ int main(int argc, char **argv) {
     printf("health: uid=%d gid=%d tmp-marker=%s\n", (int)getuid(), (int)getgid(), stat("/tmp/probe-ready", &st) == 0 ? "yes" : "no");
     return stat("/tmp/probe-ready", &st) == 0 ? 0 : 1;
   }
+  if (argc > 1 && strcmp(argv[1], "escapes") == 0) {
+    /* what a hostile workload writes for the operator's terminal: a window title, a screen
+     * clear, a carriage return over the line, a fake green success, a C1 CSI */
+    printf("before\x1b]0;pwned\x07\x1b[2J\rALL NODES DEPLOYED \x1b[32mok\x1b[0m \xc2\x9b" "31m after\n");
+    for (;;) pause();
+  }
   if (argc > 1 && strcmp(argv[1], "mknod") == 0) {
     /* replaces its own /etc/group by a device node, then exits: ferryd reads that file at the
      * next start and must refuse it, not open the device */
