@@ -323,6 +323,11 @@ static int on_entry(void *ud, const fy_tar_entry *e) {
       rc = refuse(u, FY_EUNSAFE, e->path, "hardlink target '%s' is missing or a directory", e->link);
       break;
     }
+    if (S_ISLNK(ts.st_mode)) { /* it would move the link to another directory, where it points elsewhere */
+      close(tfd);
+      rc = refuse(u, FY_EUNSAFE, e->path, "hardlink to a symlink ('%s')", e->link);
+      break;
+    }
     if (exists && (rc = remove_at(pfd, base, 0)) != FY_OK) { close(tfd); break; }
     if (linkat(tfd, tbase, pfd, base, 0) != 0) rc = refuse(u, fy_err_from_errno(errno), e->path, "link: %s", strerror(errno));
     close(tfd);

@@ -40,6 +40,8 @@ F = tarfile.FIFOTYPE
 mk("fifo-app", [("app", F, None)])
 mk("fifo-passwd", [("etc", D, None), ("etc/passwd", F, None)])
 mk("zero-app", [("app", S, "/dev/zero")])
+mk("hardlink-symlink", [("a/b/c", D, None), ("a/b/c/inside", S, "../../../etc"), ("moved", L, "a/b/c/inside")])
+mk("symlink-chain", [("x/y", D, None), ("x/y/l1", S, "../../l2"), ("l2", S, "../../../../../etc"), ("etc", S, "x/y/l1")])
 mk("deep", [("/".join(["d"] * 300) + "/f", R, None, b"x")])
 mk("deep-ok", [("/".join(["d"] * 120) + "/f", R, None, b"x")])
 mk("too-big", [("f%d" % i, R, None, bytes(1 << 20)) for i in range(5)])  # compresses small, unpacks to 5 MiB
@@ -121,6 +123,10 @@ wait_log "$T/node.log" "info ready: [0-9]* app(s) recovered"
 still_good kill-9-restart
 [ "$(json_get "$T/st.json" "d['nodes'][0]['recovering']")" = "(False,)" ] || { cat "$T/st.json"; fail "status should say recovering: false once ready"; }
 pass "after a kill -9 the node listens first, recovers its app ('ready'), and the good release runs"
+expect_refused hardlink-symlink "$T/hardlink-symlink.tar" EUNSAFE "hardlink to a symlink"
+# A chain of in-root links that together climb, as /etc: the User lookup resolves it inside the
+# root (a loop here), never reaching the host's /etc/passwd (which lists root).
+expect_refused symlink-chain "$T/symlink-chain.tar" EEXEC "cannot read the image's /etc/passwd" --user root
 for i in 1 2 3; do expect_refused deep "$T/deep.tar" ETOOBIG "levels deep"; done
 # As deep as a layer may go (120 levels): deployed, then replaced twice; the GC removes it all.
 for i in 1 2 3; do

@@ -269,6 +269,10 @@ static void b_symlink_write(struct tw *t) {
 static void b_symlink_climb(struct tw *t) { tw_entry(t, "a/evil", '2', "../../outside", NULL, 0); }
 static void b_hardlink_out(struct tw *t) { tw_entry(t, "evil", '1', "../outside/file", NULL, 0); }
 static void b_hardlink_abs(struct tw *t) { tw_entry(t, "evil", '1', "/etc/passwd", NULL, 0); }
+static void b_hardlink_symlink(struct tw *t) {
+  tw_entry(t, "a/b/c/inside", '2', "../../../etc", NULL, 0); /* inside where it stands */
+  tw_entry(t, "moved", '1', "a/b/c/inside", NULL, 0);        /* the same link at the top climbs out */
+}
 static void b_device(struct tw *t) { tw_entry(t, "dev/sda", '4', NULL, NULL, 0); }
 static void b_symlink_loop(struct tw *t) {
   tw_entry(t, "a", '2', "b", NULL, 0);
@@ -306,6 +310,7 @@ static void test_hostile(int walk) {
       {b_hardlink_out, {"a hardlink to outside", FY_EUNSAFE, "'..' component"}},
       {b_hardlink_abs, {"a hardlink to an absolute path", FY_EUNSAFE, "absolute name"}},
       {b_device, {"a device node (skipped)", FY_OK, ""}},
+      {b_hardlink_symlink, {"a hardlink to a symlink", FY_EUNSAFE, "hardlink to a symlink"}},
       {b_symlink_loop, {"symlinks in a loop", FY_EUNSAFE, "symlinks loop"}},
       {b_whiteout_climb, {"a whiteout climbing out", FY_EUNSAFE, "'..' component"}},
       {b_whiteout_through_link, {"a whiteout through a symlink (inside the root)", FY_OK, ""}},
