@@ -41,7 +41,9 @@ typedef struct fy_agent {
   fy_store store;          /* STATE/blobs/sha256 */
   fy_app *apps;
   fy_trust trust;          /* release signature policy */
-  fy_cgroup_sys cgroups;   /* the hierarchies resource limits go to (cgroup.h) */
+  fy_cgroup_sys cgroups;
+  fy_digest *failed_keep;  /* the last failed deploy's blobs, a cache the GC keeps (release.h) */
+  size_t nfailed_keep;   /* the hierarchies resource limits go to (cgroup.h) */
   /* self-upgrade (upgrade.c) */
   const char *config_path;
   int argc;

@@ -22,6 +22,7 @@ void fy_config_defaults(fy_agent_config *c) {
   snprintf(c->probe_root, sizeof c->probe_root, "/");
   c->isolation = FY_ISOLATION_AUTO;
   c->max_release_bytes = 2ull << 30;
+  c->partial_max_age_ms = 24ull * 3600 * 1000;
   c->zstd_window_log_max = 27;
   c->handshake_timeout_ms = 10000;
   c->idle_timeout_ms = 60000;
@@ -57,7 +58,8 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   static const char *const runtime_keys[] = {"isolation", "exec_wrapper", "allow_pusher_commands", NULL};
   static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
-                                           "handshake_timeout", "idle_timeout", "max_connections", "connection_memory", NULL};
+                                           "handshake_timeout", "idle_timeout", "max_connections", "connection_memory",
+                                           "partial_max_age", NULL};
   char *text = NULL, *dircopy = NULL, yerr[256];
   size_t len;
   fy_ynode *root = NULL;
@@ -154,7 +156,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "limits: expected a map");
     bad = fy_yaml_unknown_key(n, limit_keys, &line);
     REQUIRE(!bad, line, "unknown key 'limits.%s' (expected max_release_bytes, zstd_window_log_max, "
-                        "handshake_timeout, idle_timeout, max_connections, connection_memory)", bad);
+                        "handshake_timeout, idle_timeout, max_connections, connection_memory, partial_max_age)", bad);
     if ((v = fy_yaml_get(n, "max_release_bytes")))
       REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->max_release_bytes) == FY_OK && c->max_release_bytes > 0,
               v->line, "limits.max_release_bytes: expected a size such as 2GiB or 512MiB");
@@ -167,6 +169,9 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     if ((v = fy_yaml_get(n, "handshake_timeout")))
       REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->handshake_timeout_ms) == FY_OK &&
               c->handshake_timeout_ms > 0, v->line, "limits.handshake_timeout: expected a duration such as 10s");
+    if ((v = fy_yaml_get(n, "partial_max_age")))
+      REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->partial_max_age_ms) == FY_OK && c->partial_max_age_ms >= 1000,
+              v->line, "limits.partial_max_age: expected a duration such as 24h (at least 1s)");
     if ((v = fy_yaml_get(n, "idle_timeout")))
       REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->idle_timeout_ms) == FY_OK &&
               c->idle_timeout_ms > 0, v->line, "limits.idle_timeout: expected a duration such as 60s");

@@ -30,6 +30,7 @@ typedef struct fy_agent_config {
   size_t nwrapper;
   char exec_wrapper[FY_CFG_MAX_WRAPPER][FY_CFG_PATH];
   uint64_t max_release_bytes;
+  uint64_t partial_max_age_ms; /* limits.partial_max_age: partial blobs older than this go at start-up */
   int zstd_window_log_max;
   uint64_t handshake_timeout_ms;
   uint64_t idle_timeout_ms;

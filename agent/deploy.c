@@ -231,6 +231,15 @@ static void send_result(fy_deploy *d, fy_result result, int code, const char *me
   free(tail);
   fy_log(good ? "info" : "warn", "app %s: %s%s%s", d->app->name, fy_result_name(result),
          message && *message ? ": " : "", message ? message : "");
+  if (!good && d->manifest.nlayers) { /* kept for a push that fixes what failed */
+    fy_digest keep[FY_OCI_MAX_LAYERS + 2];
+    size_t nk = 0;
+    fy_digest md;
+    if (fy_digest_parse(d->manifest_digest, &md) == FY_OK) keep[nk++] = md;
+    keep[nk++] = d->manifest.config.digest;
+    for (size_t i = 0; i < d->manifest.nlayers && nk < sizeof keep / sizeof keep[0]; i++) keep[nk++] = d->manifest.layers[i].digest;
+    fy_release_failed_cache(a, keep, nk);
+  }
   /* The garbage collection first: when the pusher hears the result, the node's state is final.
    * An agent about to re-execute answers at once (what its GC leaves, the next start removes). */
   d->phase = PH_DONE;
@@ -392,10 +401,25 @@ static int plan_need(fy_agent_conn *c, fy_deploy *d, fy_need_msg *need) {
     missing += l->size - off;
     need->items[need->n++] = (fy_need_item){l->digest, l->size, off};
   }
-  uint64_t free_b = fy_fs_free_bytes(a->cfg.state_dir);
-  if (missing + d->manifest.layers_size / 2 > free_b && missing > 0)
-    return refuse(c, FY_ENOSPC, "not enough space in %s: the deploy needs about %llu bytes, %llu are free", a->cfg.state_dir,
-                  (unsigned long long)(missing + d->manifest.layers_size / 2), (unsigned long long)free_b);
+  uint64_t free_b = fy_fs_free_bytes(a->cfg.state_dir), want = missing + d->manifest.layers_size / 2;
+  if (want > free_b && missing > 0) {
+    /* Partial blobs of abandoned transfers and the last failed deploy's cache count as free:
+     * they go first, never what a release or a transfer in flight (this one too) uses. */
+    fy_digest *also = NULL;
+    size_t nalso = 0, cap = 0;
+    for (fy_deploy *x = a->deploys; x; x = x->next) cap += x->manifest.nlayers;
+    also = cap ? calloc(cap, sizeof *also) : NULL;
+    for (fy_deploy *x = a->deploys; also && x; x = x->next)
+      for (size_t i = 0; i < x->manifest.nlayers; i++) also[nalso++] = x->manifest.layers[i].digest;
+    uint64_t reclaimable = 0;
+    if (also || !cap) fy_release_reclaim(a, also, nalso, want - free_b, &reclaimable);
+    free(also);
+    free_b = fy_fs_free_bytes(a->cfg.state_dir);
+    if (want > free_b)
+      return refuse(c, FY_ENOSPC, "not enough space in %s: the deploy needs about %llu bytes, %llu are free (%llu more could be "
+                    "reclaimed from partial and cached blobs)",
+                    a->cfg.state_dir, (unsigned long long)want, (unsigned long long)free_b, (unsigned long long)reclaimable);
+  }
   return FY_OK;
 }
 

@@ -126,6 +126,13 @@ int main(int argc, char **argv) {
     fy_tls_conf_free(a->tls);
     return 1;
   }
+  /* Partial blobs of transfers abandoned long ago (a resume within the age still finds them). */
+  size_t old_partials = 0;
+  uint64_t old_bytes = 0;
+  if (fy_store_gc_ex(&a->store, NULL, 0, (int64_t)(a->cfg.partial_max_age_ms / 1000), &old_partials, &old_bytes) == FY_OK &&
+      old_partials)
+    fy_log("info", "removed %zu partial blob(s) older than limits.partial_max_age, %llu bytes", old_partials,
+           (unsigned long long)old_bytes);
   /* Listening first: recovery goes one app per loop turn, and status answers meanwhile. */
   if ((rc = fy_apps_recover(a)) != FY_OK) fy_log("warn", "recovering apps in %s: %s", a->cfg.state_dir, fy_strerror(rc));
   uv_signal_init(a->loop, &a->sigterm);

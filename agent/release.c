@@ -105,6 +105,18 @@ json_t *fy_release_run(const fy_agent *a, const char *app, const char *id) {
 
 /* Adds the blobs release id of app uses to keep. FY_OK, or the reason the set is incomplete (the
  * caller must then delete no blob: a blob a release needs is never removed on a guess). */
+static int keep_one(fy_digest **keep, size_t *n, size_t *cap, const fy_digest *d) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    fy_digest *k = realloc(*keep, nc * sizeof *k);
+    if (!k) return FY_ENOMEM;
+    *keep = k;
+    *cap = nc;
+  }
+  (*keep)[(*n)++] = *d;
+  return FY_OK;
+}
+
 static int keep_blobs(const fy_agent *a, const char *app, const char *id, fy_digest **keep, size_t *n, size_t *cap) {
   if (!id[0]) return FY_OK;
   json_t *run = fy_release_run(a, app, id);
@@ -213,8 +225,12 @@ void fy_app_gc(fy_agent *a, void (*done)(void *ud), void *ud) {
   }
   int deploying = 0;
   for (fy_app *app = a->apps; app; app = app->next) deploying |= app->deploying;
+  /* the last failed deploy's blobs stay as a bounded cache: fixing a config and pushing again
+   * re-sends nothing (fy_release_reclaim removes them first when space is needed) */
+  for (size_t i = 0; i < a->nfailed_keep && complete; i++)
+    if (keep_one(&keep, &n, &cap, &a->failed_keep[i]) != FY_OK) complete = 0;
   if (complete && !deploying && fy_store_gc(&a->store, keep, n, &removed) == FY_OK && removed)
-    fy_log("info", "removed %zu blobs no release uses", removed);
+    fy_log("info", "removed %zu blobs and partial blobs no release uses", removed);
   free(keep);
   if (g && g->n > 0) {
     g->a = a;
@@ -248,4 +264,33 @@ void fy_release_clean_partials(fy_agent *a, const char *app) {
     }
   }
   closedir(rd);
+}
+
+void fy_release_failed_cache(fy_agent *a, const fy_digest *blobs, size_t n) {
+  free(a->failed_keep);
+  a->failed_keep = n ? malloc(n * sizeof *blobs) : NULL;
+  a->nfailed_keep = a->failed_keep ? n : 0;
+  if (a->failed_keep) memcpy(a->failed_keep, blobs, n * sizeof *blobs);
+}
+
+uint64_t fy_release_reclaim(fy_agent *a, const fy_digest *also, size_t nalso, uint64_t want, uint64_t *reclaimable) {
+  fy_digest *keep = NULL;
+  size_t n = 0, cap = 0;
+  int ok = 1;
+  *reclaimable = 0;
+  for (fy_app *app = a->apps; app && ok; app = app->next)
+    ok = keep_blobs(a, app->name, app->release, &keep, &n, &cap) == FY_OK &&
+         keep_blobs(a, app->name, app->previous, &keep, &n, &cap) == FY_OK;
+  for (size_t i = 0; i < nalso && ok; i++) ok = keep_one(&keep, &n, &cap, &also[i]) == FY_OK;
+  uint64_t freed = 0;
+  if (ok) {
+    *reclaimable = fy_store_reclaimable(&a->store, keep, n);
+    size_t removed = 0;
+    if (want && *reclaimable >= want && fy_store_gc_ex(&a->store, keep, n, 0, &removed, &freed) == FY_OK) {
+      fy_release_failed_cache(a, NULL, 0);
+      fy_log("info", "made room: removed %zu partial or cached blob(s), %llu bytes", removed, (unsigned long long)freed);
+    }
+  }
+  free(keep);
+  return freed;
 }

@@ -6,6 +6,7 @@
 #ifndef FERRY_AGENT_RELEASE_H
 #define FERRY_AGENT_RELEASE_H
 
+#include "ferry/digest.h"
 #include <jansson.h>
 #include <stddef.h>
 
@@ -32,5 +33,12 @@ json_t *fy_release_run(const struct fy_agent *a, const char *app, const char *id
 void fy_app_gc(struct fy_agent *a, void (*done)(void *ud), void *ud);
 /* Start-up: removes releases/<id>.partial left by a kill or a power cut. */
 void fy_release_clean_partials(struct fy_agent *a, const char *app);
+
+/* The blobs of the last failed deploy, kept by the GC until space is needed (replaces the last). */
+void fy_release_failed_cache(struct fy_agent *a, const fy_digest *blobs, size_t n);
+/* Space for a plan: what could go (partials and the failed deploy's cache, neither used by a
+ * release nor listed in also[]) is measured into *reclaimable; when it is at least want (> 0),
+ * it is removed. Returns the bytes freed. */
+uint64_t fy_release_reclaim(struct fy_agent *a, const fy_digest *also, size_t nalso, uint64_t want, uint64_t *reclaimable);
 
 #endif

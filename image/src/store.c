@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ferry/fsutil.h"
@@ -172,22 +173,51 @@ void fy_blob_writer_close(fy_blob_writer *w) {
   }
 }
 
-int fy_store_gc(const fy_store *s, const fy_digest *keep, size_t nkeep, size_t *removed) {
+/* Walks the store: each complete blob or partial not in keep[] (and, for partials, older than
+ * older_than_s when that is positive) goes to act; returns FY_OK or the error opening it. */
+static int walk(const fy_store *s, const fy_digest *keep, size_t nkeep, int64_t older_than_s, int do_remove, size_t *count,
+                uint64_t *bytes) {
   DIR *d = opendir(s->dir);
   struct dirent *e;
-  *removed = 0;
+  time_t now = time(NULL);
+  if (count) *count = 0;
+  if (bytes) *bytes = 0;
   if (!d) return fy_err_from_errno(errno);
   while ((e = readdir(d)) != NULL) {
     char name[80];
     fy_digest dg;
-    if (strlen(e->d_name) != 64) continue; /* partials, temp files: not ours to judge here */
+    size_t len = strlen(e->d_name);
+    int partial = len == 64 + 8 && strcmp(e->d_name + 64, ".partial") == 0;
+    if (len != 64 && !partial) continue; /* temp files and anything else: not ours to judge here */
+    if (older_than_s > 0 && !partial) continue;
     memcpy(name, "sha256:", 7);
-    memcpy(name + 7, e->d_name, 65); /* 64 hex digits and the NUL, checked above */
+    memcpy(name + 7, e->d_name, 64);
+    name[71] = '\0';
     if (fy_digest_parse(name, &dg) != FY_OK) continue;
     int kept = 0;
     for (size_t i = 0; i < nkeep && !kept; i++) kept = fy_digest_equal(&keep[i], &dg);
-    if (!kept && unlinkat(dirfd(d), e->d_name, 0) == 0) (*removed)++;
+    if (kept) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (older_than_s > 0 && now - st.st_mtime < older_than_s) continue;
+    if (do_remove && unlinkat(dirfd(d), e->d_name, 0) != 0) continue;
+    if (count) (*count)++;
+    if (bytes) *bytes += (uint64_t)st.st_blocks * 512u;
   }
   closedir(d);
   return FY_OK;
+}
+
+int fy_store_gc_ex(const fy_store *s, const fy_digest *keep, size_t nkeep, int64_t older_than_s, size_t *removed,
+                   uint64_t *freed) {
+  return walk(s, keep, nkeep, older_than_s, 1, removed, freed);
+}
+
+int fy_store_gc(const fy_store *s, const fy_digest *keep, size_t nkeep, size_t *removed) {
+  return walk(s, keep, nkeep, 0, 1, removed, NULL);
+}
+
+uint64_t fy_store_reclaimable(const fy_store *s, const fy_digest *keep, size_t nkeep) {
+  uint64_t bytes = 0;
+  return walk(s, keep, nkeep, 0, 0, NULL, &bytes) == FY_OK ? bytes : 0;
 }

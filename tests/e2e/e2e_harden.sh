@@ -135,4 +135,22 @@ PF=$(grep -o 'listening on [0-9.]*:[0-9]*' "$T/full.log" | tail -1 | sed 's/.*:/
 "$FERRYD" --config "$T/full.yaml" --check-state > "$T/cs.out" || { cat "$T/cs.out"; fail "check-state after ENOSPC"; }
 wait_version "full@127.0.0.1:$PF" hello 1 || fail "v1 not running after the restart"
 pass "a deploy that fills the disk while unpacking fails with '$(json_get "$T/f3.json" "d['nodes'][0]['error']" | cut -c3-70)...'; v1 keeps running; no partial file after a restart"
+
+# --- transfers cut on the small disk leave partial blobs; they count as free space for the next
+# deploy, which removes them to make room (and a deploy's GC removes those nobody resumes)
+F="full@127.0.0.1:$PF"
+for k in 1 2 3; do
+  mkdir -p "$T/cut$k" && head -c $((5 << 20)) /dev/urandom > "$T/cut$k/data.bin"
+  $MKIMAGE "$T/cutimg$k" --ref v1 --variant linux/amd64="$T/cut$k" --compress none > /dev/null
+  python3 "$FERRY_SRC/tests/tools/rawpeer.py" "$T/me" "127.0.0.1:$PF" cut-blob "$T/cutimg$k" v1 linux/amd64 "cut$k" $((4 << 20)) > "$T/cut$k.out"
+  wait_log "$T/full.log" "pusher went away during the transfer" "$k"
+done
+[ "$(find "$T/small/state/blobs" -name '*.partial' | wc -l)" -eq 3 ] || { find "$T/small/state/blobs"; fail "three partial blobs expected"; }
+mkdir -p "$T/fits" && head -c $((8 << 20)) /dev/urandom > "$T/fits/data.bin"
+$MKIMAGE "$T/img" --ref fits --variant linux/amd64="$T/app/x64,$T/fits" --env VERSION=fits > /dev/null
+push_json "$T/f4.json" "$T/img:fits" --to "$F" --app hello --settle 0.5
+[ $PUSH_RC -eq 0 ] || { cat "$T/f4.json"; df -h "$T/small"; fail "a deploy that fits once the abandoned partials are gone"; }
+grep -q "made room: removed [0-9]* partial or cached blob(s)" "$T/full.log" || { tail "$T/full.log"; fail "no room was made"; }
+[ -z "$(find "$T/small/state/blobs" -name '*.partial')" ] || fail "partial blobs left after the deploy"
+pass "three cut transfers leave 12 MiB of partial blobs on a 40 MiB disk; the next 8 MiB deploy, which would not fit beside them, removes them to make room and completes"
 finish

@@ -46,7 +46,13 @@ int fy_blob_writer_finish(fy_blob_writer *w) FY_WUR;
 /* Closes, keeping the partial for a later resume. NULL-safe, idempotent. */
 void fy_blob_writer_close(fy_blob_writer *w);
 
-/* Removes complete blobs whose digest is not in keep[]. *removed counts them. */
+/* Removes complete blobs and partials ("<hex>.partial") whose digest is not in keep[], and, with
+ * older_than_s > 0, only partials last written more than that many seconds ago (complete
+ * blobs are then left alone). *removed counts what went, *freed its bytes (may be NULL). */
 int fy_store_gc(const fy_store *s, const fy_digest *keep, size_t nkeep, size_t *removed) FY_WUR;
+int fy_store_gc_ex(const fy_store *s, const fy_digest *keep, size_t nkeep, int64_t older_than_s, size_t *removed,
+                   uint64_t *freed) FY_WUR;
+/* The bytes fy_store_gc would free: entries (complete and partial) not in keep[]. */
+uint64_t fy_store_reclaimable(const fy_store *s, const fy_digest *keep, size_t nkeep);
 
 #endif
