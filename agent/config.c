@@ -27,6 +27,8 @@ void fy_config_defaults(fy_agent_config *c) {
   c->handshake_timeout_ms = 10000;
   c->idle_timeout_ms = 60000;
   c->max_connections = 64;
+  c->max_handshakes = 8;
+  c->max_handshakes_per_source = 4;
   c->connection_memory = 4ull << 20;
 }
 
@@ -59,6 +61,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
                                            "handshake_timeout", "idle_timeout", "max_connections", "connection_memory",
+                                           "max_handshakes", "max_handshakes_per_source",
                                            "partial_max_age", NULL};
   char *text = NULL, *dircopy = NULL, yerr[256];
   size_t len;
@@ -156,7 +159,8 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "limits: expected a map");
     bad = fy_yaml_unknown_key(n, limit_keys, &line);
     REQUIRE(!bad, line, "unknown key 'limits.%s' (expected max_release_bytes, zstd_window_log_max, "
-                        "handshake_timeout, idle_timeout, max_connections, connection_memory, partial_max_age)", bad);
+                        "handshake_timeout, idle_timeout, max_connections, max_handshakes, max_handshakes_per_source, "
+                        "connection_memory, partial_max_age)", bad);
     if ((v = fy_yaml_get(n, "max_release_bytes")))
       REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->max_release_bytes) == FY_OK && c->max_release_bytes > 0,
               v->line, "limits.max_release_bytes: expected a size such as 2GiB or 512MiB");
@@ -175,6 +179,15 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     if ((v = fy_yaml_get(n, "idle_timeout")))
       REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->idle_timeout_ms) == FY_OK &&
               c->idle_timeout_ms > 0, v->line, "limits.idle_timeout: expected a duration such as 60s");
+    const struct { const char *key; int *dst; } counts[] = {
+        {"max_handshakes", &c->max_handshakes}, {"max_handshakes_per_source", &c->max_handshakes_per_source}};
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+      if (!(v = fy_yaml_get(n, counts[k].key))) continue;
+      uint64_t m = 0;
+      REQUIRE(is_scalar(v) && fy_parse_size(v->str, &m) == FY_OK && m >= 1 && m <= 10000, v->line,
+              "limits.%s: expected a number from 1 to 10000", counts[k].key);
+      *counts[k].dst = (int)m;
+    }
     if ((v = fy_yaml_get(n, "max_connections"))) {
       uint64_t m = 0;
       REQUIRE(is_scalar(v) && fy_parse_size(v->str, &m) == FY_OK && m >= 1 && m <= 10000, v->line,

@@ -34,7 +34,9 @@ typedef struct fy_agent_config {
   int zstd_window_log_max;
   uint64_t handshake_timeout_ms;
   uint64_t idle_timeout_ms;
-  int max_connections;
+  int max_connections;        /* authenticated connections */
+  int max_handshakes;         /* connections still in the TLS handshake (limits.max_handshakes) */
+  int max_handshakes_per_source; /* of those, from one IP address */
   uint64_t connection_memory; /* ceiling per connection: largest frame + unsent output */
   /* trust: release signature policy (agent/trust.c) */
   size_t ntrust_keys;

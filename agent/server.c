@@ -22,7 +22,9 @@ struct fy_agent_conn {
   fy_frame kept;           /* a frame a handler kept for later (fy_conn_defer), payload owned */
   int has_kept;
   struct fy_deploy *deploy;
+  int authed;              /* the TLS handshake completed: counts against max_connections */
   char peer[64];           /* "ip:port" */
+  char ip[48];             /* the source address, for the per-source handshake budget */
   fy_agent_conn *prev, *next;
 };
 
@@ -201,6 +203,14 @@ static int on_frame(fy_stream *s, const fy_frame *f) {
 
 static void on_ready(fy_stream *s) {
   fy_agent_conn *c = of(s);
+  int authed = 0;
+  for (fy_agent_conn *o = c->agent->conns; o; o = o->next) authed += o != c && o->authed && !o->s.closing && !o->s.ending;
+  if (authed >= c->agent->cfg.max_connections) {
+    c->agent->refused++;
+    fy_conn_fail(c, FY_EBUSY, "too many connections (limits.max_connections %d)", c->agent->cfg.max_connections);
+    return;
+  }
+  c->authed = 1;
   fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(s->session.tls), fy_tls_suite(s->session.tls));
   if (!c->held) fy_stream_timer(s, c->agent->cfg.idle_timeout_ms, 0);
 }
@@ -231,6 +241,30 @@ static void on_error(fy_stream *s, int code, const char *msg) {
 static const fy_stream_ops conn_ops = {
     .on_frame = on_frame, .on_ready = on_ready, .on_timeout = on_timeout, .on_error = on_error, .on_closed = conn_closed,
 };
+
+/* Connections still in the handshake have a budget of their own, overall and per source address:
+ * when a new one would exceed it, the oldest unauthenticated one (of that source, or overall) is
+ * dropped. Nothing waits in the accept backlog, and idle sockets never take the slots of
+ * authenticated peers. */
+static void handshake_room(fy_agent *a, fy_agent_conn *nc) {
+  fy_agent_conn *oldest = NULL, *oldest_src = NULL;
+  int n = 0, nsrc = 0;
+  for (fy_agent_conn *o = a->conns; o; o = o->next) { /* newest first: the last match is the oldest */
+    if (o == nc || o->authed || o->s.closing || o->s.ending) continue;
+    n++;
+    oldest = o;
+    if (strcmp(o->ip, nc->ip) == 0) {
+      nsrc++;
+      oldest_src = o;
+    }
+  }
+  fy_agent_conn *drop = nsrc >= a->cfg.max_handshakes_per_source ? oldest_src : n >= a->cfg.max_handshakes ? oldest : NULL;
+  if (!drop) return;
+  fy_log("info", "peer %s: dropped before its handshake completed, to make room (%s)", drop->peer,
+         drop == oldest_src && nsrc >= a->cfg.max_handshakes_per_source ? "limits.max_handshakes_per_source" : "limits.max_handshakes");
+  a->refused++;
+  fy_stream_close(&drop->s);
+}
 
 static void on_connection(uv_stream_t *server, int status) {
   fy_agent *a = container_of(server, fy_agent, listener);
@@ -266,12 +300,14 @@ static void on_connection(uv_stream_t *server, int status) {
       snprintf(c->peer, sizeof c->peer, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
     }
   }
-  if (a->stopping || a->nconns > a->cfg.max_connections) {
-    fy_log("warn", "peer %s: refused: %s", c->peer, a->stopping ? "shutting down" : "too many connections");
+  snprintf(c->ip, sizeof c->ip, "%s", ip);
+  if (a->stopping) {
+    fy_log("warn", "peer %s: refused: shutting down", c->peer);
     a->refused++;
     fy_stream_close(&c->s);
     return;
   }
+  handshake_room(a, c);
   a->accepted++;
   if (fy_stream_start(&c->s, a->tls, NULL, FY_SIDE_AGENT) != FY_OK) {
     fy_stream_close(&c->s);

@@ -63,27 +63,55 @@ kill -0 "$AGENT" || fail "ferryd died under churn"
 # (Under ASan freed memory sits in its quarantine, so RSS says nothing there: open files still do.)
 case "$FERRY_BIN" in *asan*) ;; *) [ $((RSS1 - RSS0)) -lt 1024 ] || fail "RSS grew by $((RSS1 - RSS0)) KiB" ;; esac
 pass "1,000 connect/disconnect cycles (250 full TLS handshakes) + 200 garbage connections: RSS $RSS0 -> $RSS1 KiB, open files $FD0 -> $FD1"
-# max_connections: 8 open, the 9th is refused, and the agent still answers after they go
-fds_over() { [ "$(fds)" -ge "$1" ]; }
-FDH=$(fds)
-python3 - "$PORT_node" "$T/release-hold" <<'PY' &
+# Idle sockets that never start TLS cannot take the slots of authenticated peers: 200 of them
+# from 127.0.0.1, and `ferry status` from 127.0.0.1 answers at its first attempt (the oldest
+# unauthenticated connections are dropped to make room, per source and overall).
+python3 - "$PORT_node" "$T/release-idle" "$T/idle-open" <<'PY' &
 import os, socket, sys, time
-s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(8)]
+s = []
+for _ in range(200):
+    try:
+        s.append(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+    except OSError:
+        pass
+open(sys.argv[3], "w").close()
 deadline = time.monotonic() + 120
 while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
     time.sleep(0.05)
 PY
+IDLE=$!
+wait_for 60 "the 200 idle sockets to be open" test -e "$T/idle-open"
+wait_log "$T/node.log" "dropped before its handshake completed, to make room (limits.max_handshakes_per_source)" 150
+"$FERRY" status --identity "$T/me" --to "$N" --timeout 10 > "$T/idle-status.out" || { cat "$T/idle-status.out"; fail "status while 200 idle sockets are open"; }
+touch "$T/release-idle"
+wait $IDLE
+pass "200 idle sockets from 127.0.0.1: the oldest unauthenticated ones are dropped (max_handshakes_per_source), and ferry status answers at its first attempt"
+
+# max_connections counts authenticated peers: 8 held after their handshake, the 9th refused,
+# served again once they go
+start_agent lim $'limits: {max_connections: 8, idle_timeout: 120s}'
+python3 - "$PORT_lim" "$T/me" "$T/release-hold" <<'PY' &
+import os, socket, ssl, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+ctx.check_hostname = False
+ctx.load_verify_locations(os.path.join(sys.argv[2], "ca.pem"))
+ctx.load_cert_chain(os.path.join(sys.argv[2], "cert.pem"), os.path.join(sys.argv[2], "key.pem"))
+s = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])))) for _ in range(8)]
+deadline = time.monotonic() + 120
+while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+PY
 HOLD=$!
-# the agent has accepted all 8 (one descriptor each)
-wait_for 60 "the agent to accept the 8 connections" fds_over $((FDH + 8))
-set +e; "$FERRY" status --identity "$T/me" --to "$N" --timeout 1 > /dev/null 2>&1; rc=$?; set -e
-[ $rc -ne 0 ] || fail "a 9th connection was served beyond max_connections"
-grep -q 'refused: too many connections' "$T/node.log" || fail "no refusal logged"
+wait_log "$T/lim.log" "TLS up" 8
+L="lim@127.0.0.1:$PORT_lim"
+set +e; "$FERRY" status --identity "$T/me" --to "$L" --timeout 5 > /dev/null 2>&1; rc=$?; set -e
+[ $rc -ne 0 ] || fail "a 9th authenticated connection was served beyond max_connections"
+grep -q 'too many connections (limits.max_connections 8)' "$T/lim.log" || fail "no refusal logged"
 touch "$T/release-hold"
 wait $HOLD
-wait_for 30 "the 8 connections to be closed" fds_back "$FDH"
-"$FERRY" status --identity "$T/me" --to "$N" > /dev/null || fail "status after the connection limit"
-pass "max_connections 8: the 9th is refused, and served again once the 8 are gone"
+try_for 30 "$FERRY" status --identity "$T/me" --to "$L" > /dev/null || fail "status after the connection limit"
+pass "max_connections 8 counts authenticated peers: the 9th is refused, and served again once the 8 are gone"
 
 # --- disk full
 if ! mkdir -p "$T/small" || ! mount -t tmpfs -o size=40m tmpfs "$T/small" 2>/dev/null; then
