@@ -29,6 +29,7 @@ typedef struct fy_agent {
   uv_signal_t sigterm, sigint;
   uint64_t started_ms;
   int nconns;
+  fy_frame_budget frames;  /* limits.frame_memory, shared by every connection's decoder */
   fy_agent_conn *conns;    /* doubly linked, for shutdown */
   uint64_t last_conn_id;   /* ids start at 1; 0 is "none" */
   struct fy_deploy *deploys; /* every deploy not yet freed, for shutdown */

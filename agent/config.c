@@ -28,6 +28,7 @@ void fy_config_defaults(fy_agent_config *c) {
   c->idle_timeout_ms = 60000;
   c->max_connections = 64;
   c->max_handshakes = 8;
+  c->frame_memory = 16u << 20;
   c->max_handshakes_per_source = 4;
   c->connection_memory = 4ull << 20;
 }
@@ -61,7 +62,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
                                            "handshake_timeout", "idle_timeout", "max_connections", "connection_memory",
-                                           "max_handshakes", "max_handshakes_per_source",
+                                           "max_handshakes", "max_handshakes_per_source", "frame_memory",
                                            "partial_max_age", NULL};
   char *text = NULL, *dircopy = NULL, yerr[256];
   size_t len;
@@ -160,7 +161,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     bad = fy_yaml_unknown_key(n, limit_keys, &line);
     REQUIRE(!bad, line, "unknown key 'limits.%s' (expected max_release_bytes, zstd_window_log_max, "
                         "handshake_timeout, idle_timeout, max_connections, max_handshakes, max_handshakes_per_source, "
-                        "connection_memory, partial_max_age)", bad);
+                        "connection_memory, frame_memory, partial_max_age)", bad);
     if ((v = fy_yaml_get(n, "max_release_bytes")))
       REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->max_release_bytes) == FY_OK && c->max_release_bytes > 0,
               v->line, "limits.max_release_bytes: expected a size such as 2GiB or 512MiB");
@@ -173,6 +174,9 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     if ((v = fy_yaml_get(n, "handshake_timeout")))
       REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->handshake_timeout_ms) == FY_OK &&
               c->handshake_timeout_ms > 0, v->line, "limits.handshake_timeout: expected a duration such as 10s");
+    if ((v = fy_yaml_get(n, "frame_memory")))
+      REQUIRE(is_scalar(v) && fy_parse_size(v->str, &c->frame_memory) == FY_OK && c->frame_memory >= (1u << 20) + 16, v->line,
+              "limits.frame_memory: expected a size of at least 1MiB such as 16MiB");
     if ((v = fy_yaml_get(n, "partial_max_age")))
       REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->partial_max_age_ms) == FY_OK && c->partial_max_age_ms >= 1000,
               v->line, "limits.partial_max_age: expected a duration such as 24h (at least 1s)");

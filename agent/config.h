@@ -35,6 +35,7 @@ typedef struct fy_agent_config {
   uint64_t handshake_timeout_ms;
   uint64_t idle_timeout_ms;
   int max_connections;        /* authenticated connections */
+  uint64_t frame_memory;      /* limits.frame_memory: frames being received, all connections together */
   int max_handshakes;         /* connections still in the TLS handshake (limits.max_handshakes) */
   int max_handshakes_per_source; /* of those, from one IP address */
   uint64_t connection_memory; /* ceiling per connection: largest frame + unsent output */

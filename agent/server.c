@@ -313,6 +313,8 @@ static void on_connection(uv_stream_t *server, int status) {
     fy_stream_close(&c->s);
     return;
   }
+  a->frames.cap = a->cfg.frame_memory;
+  c->s.session.dec.budget = &a->frames;
   fy_stream_timer(&c->s, a->cfg.handshake_timeout_ms, 0);
 }
 

@@ -116,6 +116,7 @@ static void after_recv(fy_stream *s, int rc) {
     const char *why = s->session_ok ? fy_tls_errmsg(s->session.tls) : "";
     if (rc == FY_ETOOBIG) snprintf(m, sizeof m, "frame length over the ceiling of %u bytes", FY_FRAME_MAX);
     else if (rc == FY_EPROTO) snprintf(m, sizeof m, "malformed frame");
+    else if (rc == FY_EBUSY) snprintf(m, sizeof m, "busy: the frames being received from all peers fill the agent's frame memory; try again");
     else snprintf(m, sizeof m, "%s", why[0] ? why : fy_strerror(rc));
     failed(s, rc, m);
   }

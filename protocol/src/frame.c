@@ -40,8 +40,14 @@ void fy_frame_decoder_init(fy_frame_decoder *d, size_t max_payload) {
   fy_buf_init(&d->held, FY_FRAME_MAX);
 }
 
+static void uncharge(fy_frame_decoder *d) {
+  if (d->budget && d->charged) d->budget->used -= d->charged;
+  d->charged = 0;
+}
+
 void fy_frame_decoder_free(fy_frame_decoder *d) {
   if (d == NULL) return;
+  uncharge(d);
   fy_buf_free(&d->payload, 1);
   fy_buf_free(&d->held, 1);
 }
@@ -51,7 +57,9 @@ static int emit(fy_frame_decoder *d, const uint8_t *payload, fy_frame_cb cb, voi
   d->hdr_got = 0;
   d->want = 0;
   fy_buf_reset(&d->payload);
-  return cb(ud, &f);
+  int rc = cb(ud, &f);
+  uncharge(d); /* after the handler: the payload was in the buffer until it returned */
+  return rc;
 }
 
 int fy_frame_decoder_feed(fy_frame_decoder *d, const uint8_t *p, size_t n, fy_frame_cb cb,
@@ -91,6 +99,11 @@ int fy_frame_decoder_feed(fy_frame_decoder *d, const uint8_t *p, size_t n, fy_fr
       n -= take;
       if ((rc = emit(d, p - take, cb, ud)) != FY_OK) goto stop;
       continue;
+    }
+    if (have == 0 && d->budget) { /* this frame must be buffered: it is charged whole, up front */
+      if (d->want > d->budget->cap - d->budget->used || d->budget->used > d->budget->cap) { rc = FY_EBUSY; goto fail; }
+      d->budget->used += d->want;
+      d->charged = d->want;
     }
     if ((rc = fy_buf_append(&d->payload, p, take)) != FY_OK) goto fail;
     p += take;

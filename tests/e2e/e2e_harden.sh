@@ -113,6 +113,39 @@ wait $HOLD
 try_for 30 "$FERRY" status --identity "$T/me" --to "$L" > /dev/null || fail "status after the connection limit"
 pass "max_connections 8 counts authenticated peers: the 9th is refused, and served again once the 8 are gone"
 
+# limits.frame_memory (16 MiB) caps the frames being received across all connections: 60
+# authenticated peers each start a 1 MiB frame and hold it; those past the cap get EBUSY.
+start_agent mem ''
+python3 - "$PORT_mem" "$T/me" > "$T/frames.out" <<'PY'
+import json, os, socket, ssl, struct, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+ctx.check_hostname = False
+ctx.load_verify_locations(os.path.join(sys.argv[2], "ca.pem"))
+ctx.load_cert_chain(os.path.join(sys.argv[2], "cert.pem"), os.path.join(sys.argv[2], "key.pem"))
+peers = []
+for _ in range(60):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+    s.sendall(b"FY" + bytes([1, 0]) + struct.pack(">I", 1 << 20) + bytes(4096))  # the start of a 1 MiB hello
+    peers.append(s)
+busy = held = 0
+for s in peers:
+    s.settimeout(3)
+    try:
+        hdr = s.recv(8)
+        body = s.recv(struct.unpack(">I", hdr[4:])[0]) if len(hdr) == 8 else b""
+        busy += b"EBUSY" in body
+        held += not hdr
+    except socket.timeout:
+        held += 1  # still receiving: within the cap
+print(json.dumps({"busy": busy, "held": held}))
+PY
+[ "$(json_get "$T/frames.out" "d['busy'] >= 40 and d['held'] >= 10 and d['busy'] + d['held'] == 60")" = "(True,)" ] \
+  || { cat "$T/frames.out"; grep -c busy "$T/mem.log"; fail "frame memory cap"; }
+grep -q "EBUSY: busy: the frames being received from all peers fill the agent's frame memory" "$T/mem.log" || fail "no EBUSY logged"
+"$FERRY" status --identity "$T/me" --to "mem@127.0.0.1:$PORT_mem" > /dev/null || fail "status after the frame memory test"
+pass "60 authenticated peers each holding the start of a 1 MiB frame: $(json_get "$T/frames.out" "d['held']" | tr -dc 0-9) held within limits.frame_memory (16 MiB), $(json_get "$T/frames.out" "d['busy']" | tr -dc 0-9) refused with EBUSY; status still answers"
+
 # --- disk full
 if ! mkdir -p "$T/small" || ! mount -t tmpfs -o size=40m tmpfs "$T/small" 2>/dev/null; then
   echo "skip: cannot mount a tmpfs here (needs root)" >&2

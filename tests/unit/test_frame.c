@@ -231,7 +231,47 @@ static void test_type_names(void) {
   CHECK_STR(fy_err_name(-999), "EUNKNOWN");
 }
 
+static int count_frames(void *ud, const fy_frame *f) {
+  (void)f;
+  (*(int *)ud)++;
+  return FY_OK;
+}
+
+/* A budget shared by decoders: a frame that must be buffered is charged whole; past the cap the
+ * decoder fails with FY_EBUSY; what a frame held is given back when it is delivered or dropped. */
+static void test_budget(void) {
+  fy_frame_budget b = {0, 3000};
+  fy_frame_decoder d1, d2, d3;
+  fy_frame_decoder_init(&d1, FY_FRAME_MAX);
+  fy_frame_decoder_init(&d2, FY_FRAME_MAX);
+  fy_frame_decoder_init(&d3, FY_FRAME_MAX);
+  d1.budget = d2.budget = d3.budget = &b;
+  uint8_t hdr[FY_FRAME_HEADER], body[1500] = {0};
+  CHECK_INT(fy_frame_header(hdr, 1, 0, sizeof body, FY_FRAME_MAX), FY_OK);
+  int n = 0;
+  CHECK_INT(fy_frame_decoder_feed(&d1, hdr, sizeof hdr, count_frames, &n), FY_OK);
+  CHECK_INT(fy_frame_decoder_feed(&d1, body, 10, count_frames, &n), FY_OK);
+  CHECK_INT(b.used, 1500);
+  CHECK_INT(fy_frame_decoder_feed(&d2, hdr, sizeof hdr, count_frames, &n), FY_OK);
+  CHECK_INT(fy_frame_decoder_feed(&d2, body, 10, count_frames, &n), FY_OK);
+  CHECK_INT(b.used, 3000);
+  CHECK_INT(fy_frame_decoder_feed(&d3, hdr, sizeof hdr, count_frames, &n), FY_OK);
+  CHECK_INT(fy_frame_decoder_feed(&d3, body, 10, count_frames, &n), FY_EBUSY); /* over the cap */
+  CHECK_INT(fy_frame_decoder_feed(&d1, body, sizeof body - 10, count_frames, &n), FY_OK);
+  CHECK_INT(n, 1);
+  CHECK_INT(b.used, 1500); /* delivered: given back */
+  fy_frame_decoder_free(&d2); /* dropped mid-frame: given back */
+  CHECK_INT(b.used, 0);
+  uint8_t whole[FY_FRAME_HEADER + 100] = {0};
+  CHECK_INT(fy_frame_header(whole, 1, 0, 100, FY_FRAME_MAX), FY_OK);
+  CHECK_INT(fy_frame_decoder_feed(&d1, whole, sizeof whole, count_frames, &n), FY_OK); /* whole in one read: no copy, no charge */
+  CHECK_INT(b.used, 0);
+  fy_frame_decoder_free(&d1);
+  fy_frame_decoder_free(&d3);
+}
+
 int main(void) {
+  test_budget();
   test_encode_golden();
   test_every_chunk_size();
   test_pause_every_chunk_size();

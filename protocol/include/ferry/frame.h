@@ -69,6 +69,13 @@ int fy_frame_append(fy_buf *b, uint8_t type, uint8_t flags, const void *payload,
 typedef int (*fy_frame_cb)(void *ud, const fy_frame *f);
 #define FY_FRAME_PAUSE 1
 
+/* Memory for frames still arriving, shared by the decoders of many connections (the agent's
+ * limits.frame_memory): a decoder that must buffer a frame charges its length here first, and
+ * fails with FY_EBUSY when that would pass cap. */
+typedef struct fy_frame_budget {
+  size_t used, cap;
+} fy_frame_budget;
+
 typedef struct fy_frame_decoder {
   uint8_t hdr[FY_FRAME_HEADER];
   size_t hdr_got;
@@ -78,6 +85,8 @@ typedef struct fy_frame_decoder {
   int paused;
   fy_buf held;       /* input that arrived after a pause, ceiling FY_FRAME_MAX */
   size_t max_payload;
+  fy_frame_budget *budget; /* NULL: none */
+  size_t charged;          /* what this decoder holds of it */
 } fy_frame_decoder;
 
 /* Cannot fail. max_payload is clamped to FY_FRAME_MAX. */
