@@ -59,6 +59,10 @@ typedef struct fy_agent {
 } fy_agent;
 
 
+/* A revocation list a pusher brought (or STATE/crl.pem at start-up): kept when it is the fleet
+ * CA's and newer than the one in use. FY_ECERT with the reason otherwise. */
+int fy_agent_take_crl(fy_agent *a, const char *pem, char *err, size_t errlen) FY_WUR;
+
 /* What message handlers outside server.c may do with their connection. */
 int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj);
 void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

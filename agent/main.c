@@ -8,6 +8,7 @@
 #include "exec_helper.h"
 #include "ferry/version.h"
 #include "ferry/fsutil.h"
+#include "ferry/text.h"
 
 static void on_signal(uv_signal_t *s, int signum) {
   fy_agent *a = s->data;
@@ -79,7 +80,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ferryd: %s: %s\n", config, err);
     return 1;
   }
-  if (fy_identity_load(a->cfg.identity, FY_TLS_AGENT, &a->tls, err, sizeof err) != FY_OK) {
+  if (fy_identity_load(a->cfg.identity, FY_TLS_AGENT, &a->tls, err, sizeof err) == FY_OK) {
+    /* the newest revocation list a pusher brought, kept across restarts */
+    char crlpath[4200], *crl = NULL;
+    size_t crl_len;
+    if (fy_path_fmt(crlpath, sizeof crlpath, "%s/crl.pem", a->cfg.state_dir) == FY_OK &&
+        fy_file_read(crlpath, FY_CRL_PEM_MAX, &crl, &crl_len) == FY_OK && fy_agent_take_crl(a, crl, err, sizeof err) != FY_OK)
+      fprintf(stderr, "ferryd: %s: %s (ignored)\n", crlpath, err);
+    free(crl);
+    err[0] = '\0';
+  }
+  if (!a->tls) {
     fprintf(stderr, "ferryd: %s\n", err);
     return 1;
   }

@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "agent.h"
+#include "ferry/fsutil.h"
 #include "ferry/msg.h"
+#include "ferry/text.h"
 #include "ferry/stream.h"
 
 struct fy_agent_conn {
@@ -121,7 +123,16 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
     return FY_ECANCELED;
   }
   rc = fy_msg_negotiate(hello, &c->version);
+  /* A newer revocation list from the fleet CA is kept (STATE/crl.pem); the pusher that brought
+   * it must not be on it. */
+  const char *crl = fy_msg_str(hello, "crl", FY_CRL_PEM_MAX);
+  if (rc == FY_OK && crl && fy_agent_take_crl(c->agent, crl, err, sizeof err) != FY_OK)
+    fy_log("warn", "peer %s: %s", c->peer, err);
   json_decref(hello);
+  if (rc == FY_OK && c->s.session_ok && fy_tls_peer_revoked(c->s.session.tls)) {
+    fy_conn_fail(c, FY_ECERT, "the pusher's certificate has been revoked (it is on the fleet's revocation list)");
+    return FY_ECANCELED;
+  }
   if (rc != FY_OK) {
     fy_conn_fail(c, rc, rc == FY_EVERSION ? "this agent speaks protocol versions %u to %u" : "malformed hello",
               FY_PROTO_VERSION_MIN, FY_PROTO_VERSION);
@@ -350,4 +361,20 @@ void fy_server_stop(fy_agent *a) {
   a->stopping = 1;
   if (!uv_is_closing((uv_handle_t *)&a->listener)) uv_close((uv_handle_t *)&a->listener, NULL);
   for (fy_agent_conn *c = a->conns; c; c = c->next) fy_stream_close(&c->s);
+}
+
+int fy_agent_take_crl(fy_agent *a, const char *pem, char *err, size_t errlen) {
+  int changed = 0;
+  size_t n = 0;
+  char why[256];
+  if (fy_tls_conf_set_crl(a->tls, pem, strlen(pem), &changed, &n, why, sizeof why) != FY_OK) {
+    snprintf(err, errlen, "revocation list refused: %s", why);
+    return FY_ECERT;
+  }
+  if (!changed) return FY_OK;
+  char path[4200];
+  if (fy_path_fmt(path, sizeof path, "%s/crl.pem", a->cfg.state_dir) != FY_OK) return FY_OK;
+  if (fy_file_write_atomic(path, pem, strlen(pem), 0644) != FY_OK) fy_log("warn", "cannot keep %s", path);
+  fy_log("info", "the fleet's revocation list is now the one from %s, %zu certificate(s) revoked", path, n);
+  return FY_OK;
 }

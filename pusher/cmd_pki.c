@@ -51,8 +51,8 @@ int fy_cmd_cert(int argc, char **argv) {
       {"ca", required_argument, 0, 'c'},   {"name", required_argument, 0, 'n'},
       {"role", required_argument, 0, 'r'}, {"out", required_argument, 0, 'o'},
       {"days", required_argument, 0, 'd'}, {"not-before-offset", required_argument, 0, 'b'},
-      {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
-  const char *ca = NULL, *name = NULL, *role_s = NULL, *out = NULL;
+      {"serial", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  const char *ca = NULL, *name = NULL, *role_s = NULL, *out = NULL, *serial = NULL;
   int days = 825, c;
   long offset = 0;
   char err[512];
@@ -65,13 +65,34 @@ int fy_cmd_cert(int argc, char **argv) {
     case 'o': out = optarg; break;
     case 'd': if (!parse_days(optarg, &days)) return 2; break;
     case 'b': offset = strtol(optarg, NULL, 10); break;
+    case 's': serial = optarg; break;
     case 'h':
       printf("usage: ferry cert issue --ca DIR --name NAME --role agent|pusher --out DIR2 [--days N]\n"
-             "Writes DIR2/ca.pem, DIR2/cert.pem and DIR2/key.pem (0600): an identity.\n"
-             "Agents get extended key usage serverAuth, pushers clientAuth; the SAN is NAME.\n");
+             "       ferry cert revoke --ca DIR (--name NAME | --serial HEX)\n"
+             "issue writes DIR2/ca.pem, DIR2/cert.pem and DIR2/key.pem (0600): an identity valid for N days\n"
+             "(default 825). Agents get extended key usage serverAuth, pushers clientAuth; the SAN is NAME.\n"
+             "revoke puts every certificate issued to NAME (or the one with that serial) on the fleet's\n"
+             "revocation list, DIR/crl.pem, signed by the CA. Copy it into each pusher's identity directory:\n"
+             "pushers carry it to every agent they reach, agents keep the newest and refuse revoked pushers,\n"
+             "pushers refuse revoked agents.\n");
       return 0;
     default: return 2;
     }
+  }
+  if (argc - optind == 1 && strcmp(argv[optind], "revoke") == 0) {
+    if (!ca || (!name == !serial)) {
+      fy_cli_err("usage: ferry cert revoke --ca DIR (--name NAME | --serial HEX)");
+      return 2;
+    }
+    size_t nnew, ntotal;
+    if (fy_pki_revoke(ca, name, serial, &nnew, &ntotal, err, sizeof err) != FY_OK) {
+      fy_cli_err("%s", err);
+      return 1;
+    }
+    printf("revoked %zu certificate(s) of %s; %s/crl.pem lists %zu. Copy it into each pusher's identity directory\n"
+           "(IDENTITY/crl.pem): pushers carry it to every agent they reach.\n",
+           nnew, name ? name : serial, ca, ntotal);
+    return 0;
   }
   if (argc - optind != 1 || strcmp(argv[optind], "issue") != 0 || !ca || !name || !role_s || !out) {
     fy_cli_err("usage: ferry cert issue --ca DIR --name NAME --role agent|pusher --out DIR2");

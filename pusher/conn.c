@@ -156,6 +156,10 @@ int fy_conn_send(fy_conn *c, uint8_t type, const void *p, size_t n) {
 
 int fy_conn_send_json(fy_conn *c, uint8_t type, const json_t *obj) {
   if (c->closing) return FY_ECONN;
+  /* Every hello carries the fleet's revocation list when this identity has one (IDENTITY/crl.pem):
+   * agents keep the newest they are shown and refuse the pushers it lists. */
+  const char *crl = type == FY_FT_HELLO && c->tls ? fy_tls_conf_crl_pem(c->tls) : NULL;
+  if (crl) json_object_set_new((json_t *)obj, "crl", json_string(crl));
   int rc = fy_stream_send_json(&c->s, type, obj);
   if (rc == FY_EPROTO) snprintf(c->msg, sizeof c->msg, "%s", c->s.conv.why);
   return rc;

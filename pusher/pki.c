@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <mbedtls/sha256.h>
+#include <mbedtls/pem.h>
 #include <mbedtls/asn1write.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
@@ -106,7 +108,7 @@ struct cert_spec {
 };
 
 static int write_cert(const struct cert_spec *s, struct rng *r, unsigned char *pem, size_t pem_size,
-                      char *err, size_t errlen) {
+                      unsigned char serial_out[16], char *err, size_t errlen) {
   mbedtls_x509write_cert crt;
   mbedtls_mpi serial;
   unsigned char serial_bytes[16], ext[512], *start;
@@ -121,6 +123,7 @@ static int write_cert(const struct cert_spec *s, struct rng *r, unsigned char *p
   if ((rc = mbedtls_ctr_drbg_random(&r->drbg, serial_bytes, sizeof serial_bytes)) != 0) goto fail;
   serial_bytes[0] &= 0x7f; /* positive, RFC 5280 4.1.2.2 */
   serial_bytes[0] |= 0x01;
+  if (serial_out) memcpy(serial_out, serial_bytes, sizeof serial_bytes);
   fmt_time(s->not_before, nb);
   fmt_time(s->not_after, na);
   if ((rc = mbedtls_mpi_read_binary(&serial, serial_bytes, sizeof serial_bytes)) != 0 ||
@@ -204,7 +207,7 @@ int fy_pki_ca_init(const char *dir, int days, int force, char *err, size_t errle
       .subject_key = &key, .issuer_key = &key, .is_ca = 1,
       .not_before = now - 3600, .not_after = now + (time_t)days * 86400,
   };
-  if ((ret = write_cert(&s, &r, cert_pem, sizeof cert_pem, err, errlen)) != FY_OK) goto cleanup;
+  if ((ret = write_cert(&s, &r, cert_pem, sizeof cert_pem, NULL, err, errlen)) != FY_OK) goto cleanup;
   if ((rc = mbedtls_pk_write_key_pem(&key, key_pem, sizeof key_pem)) != 0) {
     mbed_reason(err, errlen, "writing the CA key", rc);
     ret = FY_ETLS;
@@ -226,7 +229,7 @@ int fy_pki_issue(const char *ca_dir, const char *name, fy_role role, const char 
   mbedtls_x509_crt ca_crt;
   char *ca_pem = NULL, *ca_key_pem = NULL, path[4096], issuer[512], subject[256];
   size_t ca_len = 0, ca_key_len = 0;
-  unsigned char cert_pem[PEM_BUF], key_pem[PEM_BUF];
+  unsigned char cert_pem[PEM_BUF], key_pem[PEM_BUF], serial[16];
   int ret, rc;
   mbedtls_pk_init(&ca_key);
   mbedtls_pk_init(&key);
@@ -275,7 +278,7 @@ int fy_pki_issue(const char *ca_dir, const char *name, fy_role role, const char 
                                        : MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH),
       .not_before = now - 300, .not_after = now + (time_t)days * 86400,
   };
-  if ((ret = write_cert(&s, &r, cert_pem, sizeof cert_pem, err, errlen)) != FY_OK) goto cleanup;
+  if ((ret = write_cert(&s, &r, cert_pem, sizeof cert_pem, serial, err, errlen)) != FY_OK) goto cleanup;
   if ((rc = mbedtls_pk_write_key_pem(&key, key_pem, sizeof key_pem)) != 0) {
     mbed_reason(err, errlen, "writing the key", rc);
     ret = FY_ETLS;
@@ -289,6 +292,18 @@ int fy_pki_issue(const char *ca_dir, const char *name, fy_role role, const char 
       (ret = write_file(outdir, "cert.pem", cert_pem, 0644, err, errlen)) != FY_OK ||
       (ret = write_file(outdir, "ca.pem", ca_pem, 0644, err, errlen)) != FY_OK)
     goto cleanup;
+  { /* CA/issued.txt: what `ferry cert revoke --name` finds the serials in */
+    char line[160], hex[40];
+    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", serial[i]);
+    int n = snprintf(line, sizeof line, "%s %s %s %lld\n", hex, name, role == FY_ROLE_AGENT ? "agent" : "pusher",
+                     (long long)s.not_after);
+    snprintf(path, sizeof path, "%s/issued.txt", ca_dir);
+    FILE *f = fopen(path, "a");
+    if (!f || fwrite(line, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0) {
+      snprintf(err, errlen, "%s: cannot record the certificate's serial", path);
+      ret = FY_EIO;
+    }
+  }
 cleanup:
   mbedtls_platform_zeroize(key_pem, sizeof key_pem);
   if (ca_key_pem) mbedtls_platform_zeroize(ca_key_pem, ca_key_len);
@@ -297,6 +312,226 @@ cleanup:
   mbedtls_x509_crt_free(&ca_crt);
   mbedtls_pk_free(&key);
   mbedtls_pk_free(&ca_key);
+  rng_free(&r);
+  return ret;
+}
+
+/* --- revocation -------------------------------------------------------------------------- */
+
+#define CRL_MAX_REVOKED 4096
+
+/* An X.509 v2 CRL over the revoked serials, signed by the CA key, written backwards into buf
+ * as mbedTLS's ASN.1 writers do. Returns the DER's length or a negative mbedTLS error. */
+static int write_time(unsigned char **p, unsigned char *start, time_t t) {
+  struct tm tm;
+  char s[20];
+  gmtime_r(&t, &tm);
+  int gen = tm.tm_year + 1900 >= 2050; /* RFC 5280: UTCTime until 2049 */
+  int n = gen ? snprintf(s, sizeof s, "%04d%02d%02d%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                         tm.tm_min, tm.tm_sec)
+              : snprintf(s, sizeof s, "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                         tm.tm_min, tm.tm_sec);
+  int len = 0, rc;
+  if ((rc = mbedtls_asn1_write_raw_buffer(p, start, (const unsigned char *)s, (size_t)n)) < 0) return rc;
+  len += rc;
+  if ((rc = mbedtls_asn1_write_len(p, start, (size_t)len)) < 0) return rc;
+  len += rc;
+  if ((rc = mbedtls_asn1_write_tag(p, start, gen ? MBEDTLS_ASN1_GENERALIZED_TIME : MBEDTLS_ASN1_UTC_TIME)) < 0) return rc;
+  return len + rc;
+}
+
+/* SEQUENCE { OID ecdsa-with-SHA256 } (no parameters, RFC 5758) */
+static int write_sig_alg(unsigned char **p, unsigned char *start) {
+  static const char oid[] = MBEDTLS_OID_ECDSA_SHA256;
+  int len = 0, rc;
+  if ((rc = mbedtls_asn1_write_oid(p, start, oid, sizeof oid - 1)) < 0) return rc;
+  len += rc;
+  if ((rc = mbedtls_asn1_write_len(p, start, (size_t)len)) < 0) return rc;
+  len += rc;
+  if ((rc = mbedtls_asn1_write_tag(p, start, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0) return rc;
+  return len + rc;
+}
+
+#define CHK(x)                                                                                     \
+  do {                                                                                             \
+    int r_ = (x);                                                                                  \
+    if (r_ < 0) return r_;                                                                         \
+    len += (size_t)r_;                                                                             \
+  } while (0)
+
+static int wrap(unsigned char **p, unsigned char *start, size_t len, unsigned char tag) {
+  int a = mbedtls_asn1_write_len(p, start, len);
+  if (a < 0) return a;
+  int b = mbedtls_asn1_write_tag(p, start, tag);
+  return b < 0 ? b : a + b;
+}
+
+static int write_tbs(unsigned char *buf, size_t size, const mbedtls_x509_crt *ca, const unsigned char (*serials)[16],
+                     const time_t *dates, size_t n, long number, time_t now, unsigned char **out) {
+  unsigned char *p = buf + size;
+  size_t len = 0, sub;
+  /* crlExtensions [0] { Extension { cRLNumber, OCTET STRING { INTEGER number } } } */
+  sub = len;
+  CHK(mbedtls_asn1_write_int(&p, buf, (int)number));
+  CHK(wrap(&p, buf, len - sub, MBEDTLS_ASN1_OCTET_STRING));
+  CHK(mbedtls_asn1_write_oid(&p, buf, "\x55\x1d\x14", 3)); /* 2.5.29.20 cRLNumber */
+  CHK(wrap(&p, buf, len - sub, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+  CHK(wrap(&p, buf, len - sub, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+  CHK(wrap(&p, buf, len - sub, MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 0));
+  if (n) { /* revokedCertificates */
+    sub = len;
+    for (size_t i = n; i-- > 0;) {
+      size_t one = len;
+      CHK(write_time(&p, buf, dates[i]));
+      CHK(mbedtls_asn1_write_raw_buffer(&p, buf, serials[i], 16)); /* positive: the top bit is clear */
+      CHK(wrap(&p, buf, 16, MBEDTLS_ASN1_INTEGER));
+      CHK(wrap(&p, buf, len - one, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    }
+    CHK(wrap(&p, buf, len - sub, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+  }
+  CHK(write_time(&p, buf, now + 3650L * 86400)); /* nextUpdate: agents check the list's signature, not its age */
+  CHK(write_time(&p, buf, now));                  /* thisUpdate: a newer list replaces an older one */
+  CHK(mbedtls_asn1_write_raw_buffer(&p, buf, ca->subject_raw.p, ca->subject_raw.len)); /* issuer */
+  CHK(write_sig_alg(&p, buf));
+  CHK(mbedtls_asn1_write_int(&p, buf, 1)); /* v2 */
+  CHK(wrap(&p, buf, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+  *out = p;
+  return (int)len;
+}
+
+static int write_crl_pem(const mbedtls_x509_crt *ca, mbedtls_pk_context *key, struct rng *r, const unsigned char (*serials)[16],
+                         const time_t *dates, size_t n, long number, unsigned char *pem, size_t pem_size) {
+  static unsigned char tbs_buf[CRL_MAX_REVOKED * 48 + 2048], der[CRL_MAX_REVOKED * 48 + 2048];
+  unsigned char *tbs, hash[32], sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+  size_t sig_len = 0, olen = 0, len = 0;
+  int tbs_len = write_tbs(tbs_buf, sizeof tbs_buf, ca, serials, dates, n, number, time(NULL), &tbs);
+  if (tbs_len < 0) return tbs_len;
+  int rc = mbedtls_sha256_ret(tbs, (size_t)tbs_len, hash, 0);
+  if (rc == 0) rc = mbedtls_pk_sign(key, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, &sig_len, mbedtls_ctr_drbg_random, &r->drbg);
+  if (rc != 0) return rc;
+  unsigned char *p = der + sizeof der;
+  CHK(mbedtls_asn1_write_bitstring(&p, der, sig, sig_len * 8));
+  CHK(write_sig_alg(&p, der));
+  CHK(mbedtls_asn1_write_raw_buffer(&p, der, tbs, (size_t)tbs_len));
+  CHK(wrap(&p, der, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+  return mbedtls_pem_write_buffer("-----BEGIN X509 CRL-----\n", "-----END X509 CRL-----\n", p, len, pem, pem_size, &olen);
+}
+#undef CHK
+
+static int hex_serial(const char *hex, unsigned char out[16]) {
+  if (strlen(hex) != 32) return 0;
+  for (int i = 0; i < 16; i++) {
+    unsigned v;
+    if (sscanf(hex + 2 * i, "%2x", &v) != 1) return 0;
+    out[i] = (unsigned char)v;
+  }
+  return 1;
+}
+
+int fy_pki_revoke(const char *ca_dir, const char *name, const char *serial_hex, size_t *nnew, size_t *ntotal, char *err,
+                  size_t errlen) {
+  static unsigned char serials[CRL_MAX_REVOKED][16], pem[CRL_MAX_REVOKED * 70 + 4096];
+  static time_t dates[CRL_MAX_REVOKED];
+  char path[4096], *text = NULL, line[256];
+  size_t n = 0, len;
+  int ret = FY_ETLS, rc;
+  struct rng r;
+  mbedtls_pk_context key;
+  mbedtls_x509_crt ca;
+  mbedtls_pk_init(&key);
+  mbedtls_x509_crt_init(&ca);
+  *nnew = *ntotal = 0;
+  int rng_rc = rng_setup(&r);
+  /* what was revoked before: CA/revoked.txt, "SERIAL UNIXTIME NAME" */
+  snprintf(path, sizeof path, "%s/revoked.txt", ca_dir);
+  FILE *f = fopen(path, "r");
+  while (f && n < CRL_MAX_REVOKED && fgets(line, sizeof line, f)) {
+    char hex[64];
+    long long t;
+    if (sscanf(line, "%63s %lld", hex, &t) == 2 && hex_serial(hex, serials[n])) dates[n++] = (time_t)t;
+  }
+  if (f) fclose(f);
+  size_t before = n;
+  /* the new ones: the given serial, or every certificate issued to name (CA/issued.txt) */
+  unsigned char want[16];
+  if (serial_hex && !hex_serial(serial_hex, want)) {
+    snprintf(err, errlen, "--serial: expected 32 hex digits (as openssl x509 -serial prints them), got '%s'", serial_hex);
+    ret = FY_EINVAL;
+    goto cleanup;
+  }
+  snprintf(path, sizeof path, "%s/issued.txt", ca_dir);
+  f = fopen(path, "r");
+  int found = serial_hex != NULL;
+  while (f && fgets(line, sizeof line, f)) {
+    char hex[64], who[128];
+    unsigned char sn[16];
+    if (sscanf(line, "%63s %127s", hex, who) != 2 || !hex_serial(hex, sn)) continue;
+    if (serial_hex ? memcmp(sn, want, 16) != 0 : strcmp(who, name) != 0) continue;
+    found = 1;
+    int dup = 0;
+    for (size_t i = 0; i < n; i++) dup |= memcmp(serials[i], sn, 16) == 0;
+    if (!dup && n < CRL_MAX_REVOKED) {
+      memcpy(serials[n], sn, 16);
+      dates[n++] = time(NULL);
+    }
+  }
+  if (f) fclose(f);
+  if (serial_hex && n == before) { /* not issued here (or before ferry kept the index): revoked all the same */
+    int dup = 0;
+    for (size_t i = 0; i < n; i++) dup |= memcmp(serials[i], want, 16) == 0;
+    if (!dup && n < CRL_MAX_REVOKED) {
+      memcpy(serials[n], want, 16);
+      dates[n++] = time(NULL);
+    }
+  }
+  if (!found) {
+    snprintf(err, errlen, "no certificate issued to '%s' in %s/issued.txt (give --serial, from openssl x509 -serial -noout)", name,
+             ca_dir);
+    ret = FY_ENOENT;
+    goto cleanup;
+  }
+  snprintf(path, sizeof path, "%s/ca.pem", ca_dir);
+  if ((ret = fy_file_read(path, 65536, &text, &len)) != FY_OK) {
+    snprintf(err, errlen, "%s: %s", path, fy_strerror(ret));
+    goto cleanup;
+  }
+  ret = FY_ETLS;
+  if ((rc = mbedtls_x509_crt_parse(&ca, (unsigned char *)text, len + 1)) != 0) { mbed_reason(err, errlen, "ca.pem", rc); goto cleanup; }
+  free(text);
+  text = NULL;
+  snprintf(path, sizeof path, "%s/ca-key.pem", ca_dir);
+  if ((ret = fy_file_read(path, 65536, &text, &len)) != FY_OK) {
+    snprintf(err, errlen, "%s: %s", path, fy_strerror(ret));
+    goto cleanup;
+  }
+  ret = FY_ETLS;
+  if ((rc = mbedtls_pk_parse_key(&key, (unsigned char *)text, len + 1, NULL, 0)) != 0) { mbed_reason(err, errlen, "ca-key.pem", rc); goto cleanup; }
+  if ((rc = rng_rc) != 0 || (rc = write_crl_pem(&ca, &key, &r, (const unsigned char(*)[16])serials, dates, n, (long)n, pem, sizeof pem)) != 0) {
+    mbed_reason(err, errlen, "writing the revocation list", rc);
+    goto cleanup;
+  }
+  /* the list, then the record of it (a crash between them leaves a list that is merely older) */
+  if ((ret = write_file(ca_dir, "crl.pem", pem, 0644, err, errlen)) != FY_OK) goto cleanup;
+  snprintf(path, sizeof path, "%s/revoked.txt", ca_dir);
+  f = fopen(path, "a");
+  for (size_t i = before; f && i < n; i++) {
+    char hex[40];
+    for (int k = 0; k < 16; k++) snprintf(hex + 2 * k, 3, "%02x", serials[i][k]);
+    fprintf(f, "%s %lld %s\n", hex, (long long)dates[i], name ? name : "-");
+  }
+  if (!f || fclose(f) != 0) {
+    snprintf(err, errlen, "%s: cannot record the revocation", path);
+    ret = FY_EIO;
+    goto cleanup;
+  }
+  *nnew = n - before;
+  *ntotal = n;
+  ret = FY_OK;
+cleanup:
+  if (text) mbedtls_platform_zeroize(text, len);
+  free(text);
+  mbedtls_x509_crt_free(&ca);
+  mbedtls_pk_free(&key);
   rng_free(&r);
   return ret;
 }

@@ -286,6 +286,21 @@ int fy_identity_load(const char *dir, fy_tls_role role, fy_tls_conf **conf, char
   char why[256];
   ret = fy_tls_conf_new(conf, role, data[0], len[0], data[1], len[1], data[2], len[2], why, sizeof why);
   if (ret != FY_OK) snprintf(err, errlen, "identity %s: %s", dir, why);
+  /* The fleet's revocation list, when the identity carries one (ferry cert revoke writes it). */
+  char *crl = NULL;
+  size_t crl_len = 0;
+  snprintf(path, sizeof path, "%s/crl.pem", dir);
+  if (ret == FY_OK && fy_file_read(path, FY_CRL_PEM_MAX, &crl, &crl_len) == FY_OK) {
+    int changed;
+    size_t n;
+    if ((ret = fy_tls_conf_set_crl(*conf, crl, crl_len, &changed, &n, why, sizeof why)) != FY_OK) {
+      snprintf(err, errlen, "%s: %s", path, why);
+      fy_tls_conf_free(*conf);
+      *conf = NULL;
+      ret = FY_ECONFIG;
+    }
+  }
+  free(crl);
 cleanup:
   for (int i = 0; i < 3; i++) {
     if (data[i]) {

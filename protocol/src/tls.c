@@ -10,6 +10,8 @@
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/md.h>
+#include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 
 #include "ferry/buf.h"
@@ -24,6 +26,9 @@ struct fy_tls_conf {
   mbedtls_x509_crt cert;
   mbedtls_pk_context key;
   char name[FY_TLS_NAME_MAX];
+  mbedtls_x509_crl crl;      /* the fleet's revocation list, when one was given */
+  int have_crl;
+  char *crl_pem;             /* its PEM text, for a pusher to carry to agents */
 };
 
 struct fy_tls {
@@ -115,6 +120,7 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
   mbedtls_x509_crt_init(&c->ca);
   mbedtls_x509_crt_init(&c->cert);
   mbedtls_pk_init(&c->key);
+  mbedtls_x509_crl_init(&c->crl);
 
   if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
                                   (const unsigned char *)pers, sizeof pers - 1)) != 0) {
@@ -181,6 +187,8 @@ cleanup:
 void fy_tls_conf_free(fy_tls_conf *c) {
   if (c == NULL) return;
   mbedtls_ssl_config_free(&c->conf);
+  mbedtls_x509_crl_free(&c->crl);
+  free(c->crl_pem);
   mbedtls_pk_free(&c->key); /* zeroizes the key */
   mbedtls_x509_crt_free(&c->cert);
   mbedtls_x509_crt_free(&c->ca);
@@ -276,6 +284,10 @@ static int explain(fy_tls *t, int rc) {
       snprintf(t->err, sizeof t->err, "the %s's certificate does not carry the expected name", who);
       return FY_ENAME;
     }
+    if (f & MBEDTLS_X509_BADCERT_REVOKED) {
+      snprintf(t->err, sizeof t->err, "the %s's certificate has been revoked (it is on the fleet's revocation list)", who);
+      return FY_ECERT;
+    }
     if (f & MBEDTLS_X509_BADCERT_EXPIRED) {
       snprintf(t->err, sizeof t->err, "the %s's certificate has expired", who);
       return FY_ECERT;
@@ -308,6 +320,9 @@ static int explain(fy_tls *t, int rc) {
       return FY_ECERT;
     case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED:
       snprintf(t->err, sizeof t->err, "the %s says our certificate expired (alert %u)", who, alert);
+      return FY_ECERT;
+    case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED:
+      snprintf(t->err, sizeof t->err, "the %s refused our certificate: it has been revoked (alert %u)", who, alert);
       return FY_ECERT;
     case MBEDTLS_SSL_ALERT_MSG_BAD_CERT:
     case MBEDTLS_SSL_ALERT_MSG_NO_CERT:
@@ -397,3 +412,67 @@ void fy_tls_out_consume(fy_tls *t, size_t n) { fy_buf_consume(&t->out, n); }
 const char *fy_tls_peer_name(const fy_tls *t) { return t->peer; }
 const char *fy_tls_errmsg(const fy_tls *t) { return t->err; }
 const char *fy_tls_suite(const fy_tls *t) { return mbedtls_ssl_get_ciphersuite(&t->ssl); }
+
+/* a before b (to the second)? */
+static int time_cmp(const mbedtls_x509_time *a, const mbedtls_x509_time *b) {
+  const int av[6] = {a->year, a->mon, a->day, a->hour, a->min, a->sec}, bv[6] = {b->year, b->mon, b->day, b->hour, b->min, b->sec};
+  for (int i = 0; i < 6; i++)
+    if (av[i] != bv[i]) return av[i] < bv[i] ? -1 : 1;
+  return 0;
+}
+
+int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *changed, size_t *nrevoked, char *err, size_t errlen) {
+  mbedtls_x509_crl crl;
+  unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+  *changed = 0;
+  *nrevoked = 0;
+  if (len > FY_CRL_PEM_MAX) {
+    snprintf(err, errlen, "the revocation list is %zu bytes, over %u", len, FY_CRL_PEM_MAX);
+    return FY_ETOOBIG;
+  }
+  char *z = malloc(len + 1);
+  if (!z) return FY_ENOMEM;
+  memcpy(z, pem, len);
+  z[len] = '\0';
+  mbedtls_x509_crl_init(&crl);
+  int rc = mbedtls_x509_crl_parse(&crl, (const unsigned char *)z, len + 1);
+  if (rc != 0 || crl.next) {
+    if (rc != 0) mbed_err(err, errlen, "the revocation list", rc);
+    else snprintf(err, errlen, "the revocation list holds more than one list");
+    goto bad;
+  }
+  /* Issued by the fleet CA, and signed by it: a list from anyone else is refused. */
+  const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crl.sig_md);
+  if (crl.issuer_raw.len != c->ca.subject_raw.len || memcmp(crl.issuer_raw.p, c->ca.subject_raw.p, crl.issuer_raw.len) != 0 ||
+      !md || mbedtls_md(md, crl.tbs.p, crl.tbs.len, hash) != 0 ||
+      mbedtls_pk_verify_ext(crl.sig_pk, crl.sig_opts, &c->ca.pk, crl.sig_md, hash, mbedtls_md_get_size(md), crl.sig.p,
+                            crl.sig.len) != 0) {
+    snprintf(err, errlen, "the revocation list is not signed by the fleet CA");
+    goto bad;
+  }
+  for (const mbedtls_x509_crl_entry *e = &crl.entry; e && e->raw.len; e = e->next) (*nrevoked)++;
+  if (c->have_crl && time_cmp(&crl.this_update, &c->crl.this_update) <= 0) { /* not newer: kept as it is */
+    mbedtls_x509_crl_free(&crl);
+    free(z);
+    return FY_OK;
+  }
+  mbedtls_x509_crl_free(&c->crl);
+  c->crl = crl; /* the head moves; its entries stay where they are */
+  c->have_crl = 1;
+  free(c->crl_pem);
+  c->crl_pem = z;
+  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, &c->crl);
+  *changed = 1;
+  return FY_OK;
+bad:
+  mbedtls_x509_crl_free(&crl);
+  free(z);
+  return FY_ECERT;
+}
+
+const char *fy_tls_conf_crl_pem(const fy_tls_conf *c) { return c->crl_pem; }
+
+int fy_tls_peer_revoked(const fy_tls *t) {
+  const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
+  return t->conf->have_crl && peer && mbedtls_x509_crt_is_revoked(peer, &t->conf->crl);
+}

@@ -42,10 +42,21 @@ int fy_tls_conf_reseed(fy_tls_conf *c) FY_WUR;
 /* n random bytes from the conf's DRBG (n <= 1024). */
 int fy_tls_conf_random(fy_tls_conf *c, void *buf, size_t n) FY_WUR;
 
+/* The fleet's revocation list (an X.509 CRL in PEM, signed by the fleet CA; `ferry cert revoke`
+ * writes it): handshakes then refuse peers whose certificate it lists. A list not issued and
+ * signed by this conf's CA is refused (FY_ECERT), one no newer than the current (thisUpdate) is
+ * ignored (*changed 0). *nrevoked counts its entries. */
+#define FY_CRL_PEM_MAX (256u * 1024u)
+int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *changed, size_t *nrevoked, char *err,
+                        size_t errlen) FY_WUR;
+const char *fy_tls_conf_crl_pem(const fy_tls_conf *c); /* NULL when none */
+
 /* One connection. expected_peer: for a pusher, the agent name the certificate must carry (NULL
  * accepts any agent of the fleet CA); agents pass NULL. */
 int fy_tls_new(fy_tls **out, fy_tls_conf *conf, const char *expected_peer) FY_WUR;
 void fy_tls_free(fy_tls *t); /* NULL-safe */
+/* Is the (authenticated) peer's certificate on the conf's revocation list now? */
+int fy_tls_peer_revoked(const fy_tls *t);
 
 /* Appends ciphertext from the network. FY_EBUSY when FY_TLS_IN_MAX would be exceeded (read
  * plaintext first, or stop reading the socket). */
