@@ -1,11 +1,14 @@
 /* libFuzzer target: every decoder of the wire contract (ferry/wire.h) on arbitrary JSON, with the
  * property that what decodes also survives encode -> decode unchanged in its fields; and the
- * conversation (ferry/conv.h) walked with arbitrary frame types and directions. */
+ * conversation (ferry/conv.h) walked with arbitrary frame types and directions; and the 64-bit
+ * version parser. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ferry/conv.h"
 #include "ferry/wire.h"
+#include "ferry/yaml.h"
+#include <stdio.h>
 
 #define SAME(cond) \
   do {             \
@@ -76,6 +79,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n) {
   if (j) {
     round_trips(j);
     json_decref(j);
+  }
+  /* the same bytes as a version number (a counter file, --version): what parses prints back the
+   * same, within 0..2^63-1, on every architecture */
+  char text[40];
+  if (n < sizeof text) {
+    memcpy(text, p, n);
+    text[n] = '\0';
+    uint64_t v, w;
+    if (fy_parse_u64(text, 0, FY_VERSION_MAX, &v) == FY_OK) {
+      char again[32];
+      snprintf(again, sizeof again, "%llu", (unsigned long long)v);
+      SAME(v <= FY_VERSION_MAX && fy_parse_u64(again, 0, FY_VERSION_MAX, &w) == FY_OK && v == w);
+    }
   }
   /* the same bytes as a conversation: each byte a frame type, its top bit the direction */
   fy_conv a;
