@@ -363,6 +363,8 @@ static int plan_verify(fy_agent_conn *c, fy_deploy *d, const json_t *j, const fy
                   fy_platform_format(&a->facts.platform, p2, sizeof p2));
   }
   if ((rc = run_policy(c, d)) != FY_OK) return rc;
+  if (d->agent_upgrade && a->recovering)
+    return refuse(c, FY_EBUSY, "the agent is still recovering its apps; push the agent upgrade again in a moment");
   if (d->manifest.layers_size > a->cfg.max_release_bytes)
     return refuse(c, FY_ETOOBIG, "the layers (%llu bytes) exceed limits.max_release_bytes (%llu)",
                   (unsigned long long)d->manifest.layers_size, (unsigned long long)a->cfg.max_release_bytes);
@@ -407,10 +409,14 @@ static int plan_need(fy_agent_conn *c, fy_deploy *d, fy_need_msg *need) {
      * they go first, never what a release or a transfer in flight (this one too) uses. */
     fy_digest *also = NULL;
     size_t nalso = 0, cap = 0;
-    for (fy_deploy *x = a->deploys; x; x = x->next) cap += x->manifest.nlayers;
+    for (fy_deploy *x = a->deploys; x; x = x->next) cap += x->manifest.nlayers + 2;
     also = cap ? calloc(cap, sizeof *also) : NULL;
-    for (fy_deploy *x = a->deploys; also && x; x = x->next)
+    for (fy_deploy *x = a->deploys; also && x; x = x->next) { /* its layers, manifest and config */
+      fy_digest md;
+      if (fy_digest_parse(x->manifest_digest, &md) == FY_OK) also[nalso++] = md;
+      also[nalso++] = x->manifest.config.digest;
       for (size_t i = 0; i < x->manifest.nlayers; i++) also[nalso++] = x->manifest.layers[i].digest;
+    }
     uint64_t reclaimable = 0;
     if (also || !cap) fy_release_reclaim(a, also, nalso, want - free_b, &reclaimable);
     free(also);

@@ -182,6 +182,10 @@ static void gc_done(void *ud) {
  * unlink each). Only the removal of the release trees, which can hold thousands of files, goes
  * to a worker. */
 void fy_app_gc(fy_agent *a, void (*done)(void *ud), void *ud) {
+  if (a->recovering) { /* apps not recovered yet show no releases: nothing may be judged unused now */
+    if (done) done(ud);
+    return;
+  }
   fy_digest *keep = NULL;
   size_t n = 0, cap = 0, removed = 0;
   int complete = 1;
@@ -276,7 +280,7 @@ void fy_release_failed_cache(fy_agent *a, const fy_digest *blobs, size_t n) {
 uint64_t fy_release_reclaim(fy_agent *a, const fy_digest *also, size_t nalso, uint64_t want, uint64_t *reclaimable) {
   fy_digest *keep = NULL;
   size_t n = 0, cap = 0;
-  int ok = 1;
+  int ok = !a->recovering; /* until every app is recovered, what they use is not known */
   *reclaimable = 0;
   for (fy_app *app = a->apps; app && ok; app = app->next)
     ok = keep_blobs(a, app->name, app->release, &keep, &n, &cap) == FY_OK &&

@@ -204,25 +204,36 @@ void fy_conn_redispatch(fy_agent_conn *c) {
 
 /* --- stream callbacks -------------------------------------------------------------------- */
 
+static int admit(fy_agent_conn *c);
+
 static int on_frame(fy_stream *s, const fy_frame *f) {
   fy_agent_conn *c = of(s);
+  if (!admit(c)) return FY_ECANCELED;
   /* Idle means no complete frame: a peer that trickles bytes does not keep a connection. */
   int rc = dispatch(c, f);
   idle_clock(c, rc);
   return rc;
 }
 
-static void on_ready(fy_stream *s) {
-  fy_agent_conn *c = of(s);
+/* An authenticated peer takes a slot of limits.max_connections, or is refused; decided before
+ * its first frame is handled (frames sent along with the handshake's Finished come first). */
+static int admit(fy_agent_conn *c) {
+  if (c->authed) return 1;
   int authed = 0;
   for (fy_agent_conn *o = c->agent->conns; o; o = o->next) authed += o != c && o->authed && !o->s.closing && !o->s.ending;
   if (authed >= c->agent->cfg.max_connections) {
     c->agent->refused++;
     fy_conn_fail(c, FY_EBUSY, "too many connections (limits.max_connections %d)", c->agent->cfg.max_connections);
-    return;
+    return 0;
   }
   c->authed = 1;
-  fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(s->session.tls), fy_tls_suite(s->session.tls));
+  fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(c->s.session.tls), fy_tls_suite(c->s.session.tls));
+  return 1;
+}
+
+static void on_ready(fy_stream *s) {
+  fy_agent_conn *c = of(s);
+  if (!admit(c)) return;
   if (!c->held) fy_stream_timer(s, c->agent->cfg.idle_timeout_ms, 0);
 }
 
@@ -376,5 +387,8 @@ int fy_agent_take_crl(fy_agent *a, const char *pem, char *err, size_t errlen) {
   if (fy_path_fmt(path, sizeof path, "%s/crl.pem", a->cfg.state_dir) != FY_OK) return FY_OK;
   if (fy_file_write_atomic(path, pem, strlen(pem), 0644) != FY_OK) fy_log("warn", "cannot keep %s", path);
   fy_log("info", "the fleet's revocation list is now the one from %s, %zu certificate(s) revoked", path, n);
+  for (fy_agent_conn *c = a->conns; c; c = c->next) /* pushers connected before: the list applies to them too */
+    if (c->authed && c->s.session_ok && !c->s.closing && !c->s.ending && fy_tls_peer_revoked(c->s.session.tls))
+      fy_conn_fail(c, FY_ECERT, "the pusher's certificate has been revoked (it is on the fleet's revocation list)");
   return FY_OK;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/sha256.h>
 #include <mbedtls/pem.h>
@@ -445,10 +446,22 @@ int fy_pki_revoke(const char *ca_dir, const char *name, const char *serial_hex, 
   /* what was revoked before: CA/revoked.txt, "SERIAL UNIXTIME NAME" */
   snprintf(path, sizeof path, "%s/revoked.txt", ca_dir);
   FILE *f = fopen(path, "r");
-  while (f && n < CRL_MAX_REVOKED && fgets(line, sizeof line, f)) {
+  if (!f && errno != ENOENT) { /* an unreadable record must not become an empty list */
+    snprintf(err, errlen, "%s: %s: nothing was revoked", path, strerror(errno));
+    ret = FY_EIO;
+    goto cleanup;
+  }
+  while (f && fgets(line, sizeof line, f)) {
     char hex[64];
     long long t;
+    if (n == CRL_MAX_REVOKED) break;
     if (sscanf(line, "%63s %lld", hex, &t) == 2 && hex_serial(hex, serials[n])) dates[n++] = (time_t)t;
+  }
+  if (f && ferror(f)) {
+    fclose(f);
+    snprintf(err, errlen, "%s: cannot be read: nothing was revoked", path);
+    ret = FY_EIO;
+    goto cleanup;
   }
   if (f) fclose(f);
   size_t before = n;
@@ -470,7 +483,13 @@ int fy_pki_revoke(const char *ca_dir, const char *name, const char *serial_hex, 
     found = 1;
     int dup = 0;
     for (size_t i = 0; i < n; i++) dup |= memcmp(serials[i], sn, 16) == 0;
-    if (!dup && n < CRL_MAX_REVOKED) {
+    if (!dup && n == CRL_MAX_REVOKED) {
+      fclose(f);
+      snprintf(err, errlen, "the revocation list is full (%d certificates): start a new fleet CA", CRL_MAX_REVOKED);
+      ret = FY_ETOOBIG;
+      goto cleanup;
+    }
+    if (!dup) {
       memcpy(serials[n], sn, 16);
       dates[n++] = time(NULL);
     }
@@ -510,8 +529,7 @@ int fy_pki_revoke(const char *ca_dir, const char *name, const char *serial_hex, 
     mbed_reason(err, errlen, "writing the revocation list", rc);
     goto cleanup;
   }
-  /* the list, then the record of it (a crash between them leaves a list that is merely older) */
-  if ((ret = write_file(ca_dir, "crl.pem", pem, 0644, err, errlen)) != FY_OK) goto cleanup;
+  /* the record first, durably, then the list: a list never holds less than the record says */
   snprintf(path, sizeof path, "%s/revoked.txt", ca_dir);
   f = fopen(path, "a");
   for (size_t i = before; f && i < n; i++) {
@@ -519,11 +537,13 @@ int fy_pki_revoke(const char *ca_dir, const char *name, const char *serial_hex, 
     for (int k = 0; k < 16; k++) snprintf(hex + 2 * k, 3, "%02x", serials[i][k]);
     fprintf(f, "%s %lld %s\n", hex, (long long)dates[i], name ? name : "-");
   }
-  if (!f || fclose(f) != 0) {
-    snprintf(err, errlen, "%s: cannot record the revocation", path);
+  if (!f || fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) {
+    if (f) fclose(f);
+    snprintf(err, errlen, "%s: cannot record the revocation: nothing was revoked", path);
     ret = FY_EIO;
     goto cleanup;
   }
+  if ((ret = write_file(ca_dir, "crl.pem", pem, 0644, err, errlen)) != FY_OK) goto cleanup;
   *nnew = n - before;
   *ntotal = n;
   ret = FY_OK;

@@ -58,6 +58,10 @@ static int emit(fy_frame_decoder *d, const uint8_t *payload, fy_frame_cb cb, voi
   d->want = 0;
   fy_buf_reset(&d->payload);
   int rc = cb(ud, &f);
+  if (d->charged) { /* the memory goes back with the charge: a buffer kept at 1 MiB would not count */
+    fy_buf_free(&d->payload, 0);
+    fy_buf_init(&d->payload, d->max_payload);
+  }
   uncharge(d); /* after the handler: the payload was in the buffer until it returned */
   return rc;
 }

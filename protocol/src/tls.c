@@ -28,6 +28,7 @@ struct fy_tls_conf {
   char name[FY_TLS_NAME_MAX];
   mbedtls_x509_crl crl;      /* the fleet's revocation list, when one was given */
   int have_crl;
+  size_t nrevoked;
   char *crl_pem;             /* its PEM text, for a pusher to carry to agents */
 };
 
@@ -67,6 +68,9 @@ static void san_name(const mbedtls_x509_crt *crt, char *out, size_t n) {
  * leaf without the extension; ferry does not. */
 static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
   const fy_tls_conf *c = ctx;
+  /* The revocation list's dates say nothing here: its signature was checked when it was taken
+   * in, and a node whose clock is behind the CA's must not lock every peer out. */
+  *flags &= ~(uint32_t)(MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_EXPIRED);
   if (depth != 0) return 0;
   const char *oid = c->role == FY_TLS_AGENT ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
   size_t oid_len = c->role == FY_TLS_AGENT ? MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)
@@ -430,6 +434,10 @@ int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *change
     snprintf(err, errlen, "the revocation list is %zu bytes, over %u", len, FY_CRL_PEM_MAX);
     return FY_ETOOBIG;
   }
+  if (c->crl_pem && strlen(c->crl_pem) == len && memcmp(c->crl_pem, pem, len) == 0) { /* the one in use */
+    *nrevoked = c->nrevoked;
+    return FY_OK;
+  }
   char *z = malloc(len + 1);
   if (!z) return FY_ENOMEM;
   memcpy(z, pem, len);
@@ -451,7 +459,9 @@ int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *change
     goto bad;
   }
   for (const mbedtls_x509_crl_entry *e = &crl.entry; e && e->raw.len; e = e->next) (*nrevoked)++;
-  if (c->have_crl && time_cmp(&crl.this_update, &c->crl.this_update) <= 0) { /* not newer: kept as it is */
+  /* Newer: a later thisUpdate, or the same second with more entries (lists only grow). */
+  int cmp = c->have_crl ? time_cmp(&crl.this_update, &c->crl.this_update) : 1;
+  if (cmp < 0 || (cmp == 0 && *nrevoked <= c->nrevoked)) { /* not newer: kept as it is */
     mbedtls_x509_crl_free(&crl);
     free(z);
     return FY_OK;
@@ -459,6 +469,7 @@ int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *change
   mbedtls_x509_crl_free(&c->crl);
   c->crl = crl; /* the head moves; its entries stay where they are */
   c->have_crl = 1;
+  c->nrevoked = *nrevoked;
   free(c->crl_pem);
   c->crl_pem = z;
   mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, &c->crl);
