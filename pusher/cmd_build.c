@@ -245,7 +245,8 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
   if (r->spec.cap_add || r->spec.cap_drop) json_label(labels, "dev.ferry.capabilities", fy_caps_to_json(&r->spec));
   if (r->spec.memory || r->spec.cpu_milli || r->spec.pids) json_label(labels, "dev.ferry.resources", fy_resources_to_json(&r->spec));
   if (v->board) json_object_set_new(labels, "dev.ferry.board", json_string(v->board->name));
-  if (r->affinity.nrequired || r->affinity.npreferred) json_label(labels, "dev.ferry.affinity", fy_affinity_to_json(&r->affinity));
+  if (r->affinity.nrequired || r->affinity.npreferred || r->affinity.match_none)
+    json_label(labels, "dev.ferry.affinity", fy_affinity_to_json(&r->affinity));
   json_t *cfg = fy_pack_platform_json(&v->plat);
   json_object_set_new(cfg, "created", json_string(created));
   json_t *ccfg = json_pack("{s:o, s:o, s:o, s:s, s:o}", "Entrypoint", strv_json(r->entrypoint, r->nentrypoint), "Cmd",

@@ -139,6 +139,8 @@ static int parse_req(const char **pp, fy_sel_req *r, char *err, size_t errlen) {
       if (*p == ')') { p++; break; }
       return fail(err, errlen, "'%s %s (': missing ')'", r->key, op_names[r->op]);
     }
+    if (r->nvalues == 1 && r->values[0][0] == '\0') /* "zone in ()": Kubernetes wants at least one value */
+      return fail(err, errlen, "'%s %s ()': needs at least one value", r->key, op_names[r->op]);
   } else {
     const char *v = p;
     while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
@@ -270,11 +272,13 @@ static int load_expr(const fy_ynode *e, fy_sel_req *r, char *err, size_t errlen)
   return FY_OK;
 }
 
-/* A term: selector text, or {matchExpressions: [...]}. */
-static int load_term(const fy_ynode *t, fy_selector *s, const char *what, char *err, size_t errlen) {
+/* A term: selector text, or {matchExpressions: [...]}. *empty: it had no expression (in
+ * Kubernetes an empty term matches no node; as a preference it is a no-op). */
+static int load_term(const fy_ynode *t, fy_selector *s, const char *what, int *empty, char *err, size_t errlen) {
   char sub[300];
   int rc;
   memset(s, 0, sizeof *s);
+  *empty = 0;
   if (t->kind == FY_YAML_SCALAR) {
     if ((rc = fy_selector_parse(t->str, s, sub, sizeof sub)) != FY_OK) return fail(err, errlen, "line %d: %s: %s", t->line, what, sub);
     return FY_OK;
@@ -283,6 +287,7 @@ static int load_term(const fy_ynode *t, fy_selector *s, const char *what, char *
   if (!me || me->kind != FY_YAML_SEQ || t->n != 1)
     return fail(err, errlen, "line %d: %s: expected selector text or {matchExpressions: [...]}", t->line, what);
   if (me->n > FY_SEL_MAX_REQS) return fail(err, errlen, "line %d: more than %d expressions", me->line, FY_SEL_MAX_REQS);
+  *empty = me->n == 0;
   for (size_t i = 0; i < me->n; i++) {
     fy_sel_req r;
     if ((rc = load_expr(me->items[i], &r, err, errlen)) == FY_OK) rc = push_req(s, &r, err, errlen);
@@ -306,22 +311,34 @@ int fy_affinity_load(const fy_ynode *n, fy_affinity *a, char *err, size_t errlen
   const fy_ynode *req = fy_yaml_get(n, "required"), *pref = fy_yaml_get(n, "preferred");
   /* Kubernetes' nodeSelectorTerms wrapper is accepted too. */
   if (req && req->kind == FY_YAML_MAP && fy_yaml_get(req, "nodeSelectorTerms")) req = fy_yaml_get(req, "nodeSelectorTerms");
+  int empty = 0;
   if (req && req->kind == FY_YAML_SCALAR) {
     a->required = calloc(1, sizeof *a->required);
     if (!a->required) return FY_ENOMEM;
     a->nrequired = 1;
-    if ((rc = load_term(req, &a->required[0], "affinity.required", err, errlen)) != FY_OK) goto fail;
+    if ((rc = load_term(req, &a->required[0], "affinity.required", &empty, err, errlen)) != FY_OK) goto fail;
   } else if (req) {
     if (req->kind != FY_YAML_SEQ || req->n > FY_SEL_MAX_TERMS) {
       rc = fail(err, errlen, "line %d: affinity.required is a list of at most %d terms", req->line, FY_SEL_MAX_TERMS);
       goto fail;
     }
+    if (req->n == 0) { /* Kubernetes refuses empty nodeSelectorTerms */
+      rc = fail(err, errlen, "line %d: affinity.required needs at least one term (leave it out for no requirement)", req->line);
+      goto fail;
+    }
     a->required = calloc(req->n + 1, sizeof *a->required);
     if (!a->required) return FY_ENOMEM;
-    for (size_t i = 0; i < req->n; i++, a->nrequired++) {
+    size_t kept = 0;
+    for (size_t i = 0; i < req->n; i++) {
       snprintf(what, sizeof what, "affinity.required[%zu]", i);
-      if ((rc = load_term(req->items[i], &a->required[i], what, err, errlen)) != FY_OK) goto fail;
+      if ((rc = load_term(req->items[i], &a->required[kept], what, &empty, err, errlen)) != FY_OK) {
+        a->nrequired = kept + 1;
+        goto fail;
+      }
+      if (!empty) kept++; /* an empty term matches no node: it adds nothing to the OR */
     }
+    a->nrequired = kept;
+    a->match_none = kept == 0;
   }
   if (pref) {
     if (pref->kind != FY_YAML_SEQ || pref->n > FY_SEL_MAX_TERMS) {
@@ -350,8 +367,12 @@ int fy_affinity_load(const fy_ynode *n, fy_affinity *a, char *err, size_t errlen
         goto fail;
       }
       snprintf(what, sizeof what, "affinity.preferred[%zu].preference", i);
-      if ((rc = load_term(t, &a->preferred[i], what, err, errlen)) != FY_OK) goto fail;
-      a->weights[i] = (int)wv;
+      if ((rc = load_term(t, &a->preferred[a->npreferred], what, &empty, err, errlen)) != FY_OK) {
+        a->npreferred++;
+        goto fail;
+      }
+      if (empty) continue; /* an empty preference is a no-op */
+      a->weights[a->npreferred] = (int)wv;
       a->npreferred++;
     }
   }
@@ -362,6 +383,7 @@ fail:
 }
 
 int fy_affinity_required_match(const fy_affinity *a, const json_t *labels) {
+  if (a->match_none) return 0;
   if (a->nrequired == 0) return 1;
   for (size_t i = 0; i < a->nrequired; i++)
     if (fy_selector_match(&a->required[i], labels)) return 1;
@@ -384,6 +406,7 @@ json_t *fy_affinity_to_json(const fy_affinity *a) {
                                           fy_selector_format(&a->preferred[i], buf, sizeof buf)));
   json_object_set_new(o, "required", req);
   json_object_set_new(o, "preferred", pref);
+  if (a->match_none) json_object_set_new(o, "match_none", json_true());
   return o;
 }
 
@@ -415,6 +438,7 @@ int fy_affinity_from_json(const json_t *j, fy_affinity *a, char *err, size_t err
     a->weights[i] = (int)json_integer_value(w);
     a->npreferred++;
   }
+  a->match_none = json_is_true(json_object_get(j, "match_none"));
   return FY_OK;
 fail:
   fy_affinity_free(a);

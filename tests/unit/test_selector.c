@@ -102,6 +102,37 @@ static void test_affinity(void) {
   json_decref(j);
   fy_affinity_free(&a);
   fy_yaml_free(root);
+  /* Kubernetes' edge cases: an empty matchExpressions term matches no node (beside another
+   * term it adds nothing; alone, nothing matches); an empty preference is a no-op; an empty
+   * term list and an empty value list are refused. */
+  {
+    const char *edoc = "affinity:\n  required:\n    - matchExpressions: []\n  preferred:\n    - {weight: 50, preference: {matchExpressions: []}}\n";
+    fy_ynode *r2 = NULL;
+    CHECK_INT(fy_yaml_load(edoc, strlen(edoc), &r2, err, sizeof err), FY_OK);
+    fy_affinity e;
+    CHECK_INT(fy_affinity_load(fy_yaml_get(r2, "affinity"), &e, err, sizeof err), FY_OK);
+    CHECK_INT(fy_affinity_required_match(&e, pi), 0);
+    CHECK_INT(fy_affinity_required_match(&e, gold), 0);
+    CHECK_INT(fy_affinity_score(&e, pi), 0);
+    json_t *ej = fy_affinity_to_json(&e);
+    fy_affinity e2;
+    CHECK_INT(fy_affinity_from_json(ej, &e2, err, sizeof err), FY_OK); /* carried in an image */
+    CHECK_INT(fy_affinity_required_match(&e2, pi), 0);
+    fy_affinity_free(&e2);
+    json_decref(ej);
+    fy_affinity_free(&e);
+    fy_yaml_free(r2);
+    edoc = "affinity:\n  required:\n    - matchExpressions: []\n    - tier=gold\n";
+    CHECK_INT(fy_yaml_load(edoc, strlen(edoc), &r2, err, sizeof err), FY_OK);
+    CHECK_INT(fy_affinity_load(fy_yaml_get(r2, "affinity"), &e, err, sizeof err), FY_OK);
+    CHECK_INT(fy_affinity_required_match(&e, pi), 0);
+    CHECK_INT(fy_affinity_required_match(&e, gold), 1);
+    fy_affinity_free(&e);
+    fy_yaml_free(r2);
+  }
+  fy_selector zs;
+  CHECK_INT(fy_selector_parse("zone in ()", &zs, err, sizeof err), FY_EINVAL);
+  CHECK_CONTAINS(err, "needs at least one value");
   /* Errors name the line. */
   static const struct { const char *doc, *want; } bad_docs[] = {
       {"affinity:\n  preferred:\n    - {weight: 0, preference: a=b}\n", "line 3: affinity.preferred[0].weight: 1 to 100"},
@@ -109,6 +140,8 @@ static void test_affinity(void) {
       {"affinity:\n  required:\n    - matchExpressions:\n        - {key: a, operator: In}\n", "In needs values"},
       {"affinity:\n  requird: []\n", "unknown key 'affinity.requird'"},
       {"affinity:\n  required: [\"a in b\"]\n", "expected '('"},
+      {"affinity:\n  required: []\n", "affinity.required needs at least one term"},
+      {"affinity:\n  required:\n    - matchExpressions:\n        - {key: zone, operator: In, values: []}\n", "In needs values"},
   };
   for (size_t i = 0; i < sizeof bad_docs / sizeof bad_docs[0]; i++) {
     CHECK_INT(fy_yaml_load(bad_docs[i].doc, strlen(bad_docs[i].doc), &root, err, sizeof err), FY_OK);

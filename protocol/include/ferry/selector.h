@@ -44,6 +44,7 @@ typedef struct fy_affinity {
   fy_selector *preferred;
   int *weights;
   size_t npreferred;
+  int match_none;         /* every required term was empty: as in Kubernetes, no node matches */
 } fy_affinity;
 
 /* Label keys: 1-253 of [A-Za-z0-9._/-]; values: 0-63 of [A-Za-z0-9._-]. */
