@@ -216,9 +216,14 @@ void fy_layout_app_name(const fy_layout *l, char *app, size_t len) {
     sanitize_app(s.claim.app, app, len);
     return;
   }
+  /* Never the tag: x:1.0.0 then x:1.0.1 must be the same app, not two running side by side. */
   char *copy = strdup(l->dir);
+  if (copy) {
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
+  }
   const char *t = l->has_top_desc && l->top_desc.title[0] ? l->top_desc.title : NULL;
-  sanitize_app(t ? t : l->ref[0] ? l->ref : copy ? basename(copy) : "", app, len);
+  sanitize_app(t ? t : copy ? basename(copy) : "", app, len);
   free(copy);
 }
 

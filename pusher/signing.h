@@ -34,8 +34,8 @@ int fy_layout_sig_chain(const fy_layout *l, const fy_layout_sig *s, const fy_dig
                         char *err, size_t errlen) FY_WUR;
 
 /* The app name a push uses without --app: the signed claim's app, else the image's title
- * (ferry build writes the recipe name), else the tag, else the layout's folder name; sanitized
- * to an app name. "" when none can be made. */
+ * (ferry build writes the recipe name), else the layout's folder name, never a tag; sanitized to
+ * an app name. "" when none can be made. */
 void fy_layout_app_name(const fy_layout *l, char *app, size_t len);
 
 /* The plan's "signature" object. */
