@@ -117,6 +117,15 @@ push_json "$T/p4.json" "$IMG:v2" --to "$X" --app second --settle 1
 [ "$(json_get "$T/s4.json" "sorted(a['name'] for a in d['nodes'][0]['apps'])")" = "(['crashy', 'hello', 'second'],)" ] || fail "several apps"
 pass "several apps per node, each with its own releases"
 
+# Without --app the name is the layout's folder, never the tag: v1 then v2 is one app.
+push_json "$T/n1.json" "$IMG:v1" --to "$X" --settle 0.5
+push_json "$T/n2.json" "$IMG:v2" --to "$X" --settle 0.5
+[ "$(json_get "$T/n2.json" "d['nodes'][0]['app'], d['nodes'][0]['result']")" = "('img', 'deployed')" ] || { cat "$T/n2.json"; fail "the derived app name"; }
+"$FERRY" status --identity "$T/me" --json --to "$X" > "$T/n3.json"
+[ "$(json_get "$T/n3.json" "sorted(a['name'] for a in d['nodes'][0]['apps'] if a['name'] in ('img', 'v1', 'v2'))")" = "(['img'],)" ] \
+  || { cat "$T/n3.json"; fail "v1 and v2 became two apps"; }
+pass "without --app, IMG:v1 then IMG:v2 deploy as one app named after the layout's folder (never the tag)"
+
 # --- a wrong-arch binary: caught with a clear exec format error before the running release stops
 $MKIMAGE "$T/wrong" --variant linux/arm64="$T/app/x64" > /dev/null
 HELLO_P="[a for a in d['nodes'][0]['apps'] if a['name'] == 'hello'][0]"
