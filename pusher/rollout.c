@@ -23,7 +23,7 @@
 #include "ferry/wire.h"
 #include "ferry/text.h"
 
-enum { X_NONE, X_UNREACHABLE, X_SELECTOR, X_AFFINITY, X_PLATFORM, X_REPLICAS, X_COUNT };
+enum { X_NONE, X_UNREACHABLE, X_SELECTOR, X_AFFINITY, X_PLATFORM, X_SPACE, X_REPLICAS, X_COUNT };
 
 struct rnode {
   size_t ti;                 /* index in cc->targets */
@@ -172,7 +172,18 @@ static void filter_nodes(struct rollout *r) {
       continue;
     }
     explain_variant(x, a->facts, &v);
+    /* What the node will ask for at the least (its own check, with every blob already there):
+     * half the layers again, for the unpacked release. Less free than that cannot work. */
+    const json_t *fb = json_object_get(a->facts, "free_bytes");
+    uint64_t free_b = json_is_integer(fb) ? (uint64_t)json_integer_value(fb) : 0, need = v.m.layers_size / 2;
     fy_variant_free(&v);
+    if (json_is_integer(fb) && need > free_b) {
+      char h1[32], h2[32];
+      x->excluded = X_SPACE;
+      fy_text_fmt(x->why, sizeof x->why, "not enough free space: %s free, the release needs at least %s",
+                  fy_human_bytes(free_b, h1, sizeof h1), fy_human_bytes(need, h2, sizeof h2));
+      continue;
+    }
     x->score = fy_affinity_score(&cc->fleet.affinity, x->labels) + fy_affinity_score(&r->image_affinity, x->labels);
   }
 }
@@ -232,7 +243,8 @@ static void summarize(struct rollout *r) {
       [X_UNREACHABLE] = {"is unreachable", "are unreachable"},
       [X_SELECTOR] = {"didn't match node selector", "didn't match node selector"},
       [X_AFFINITY] = {"didn't match node affinity", "didn't match node affinity"},
-      [X_PLATFORM] = {"has no matching platform", "have no matching platform"}};
+      [X_PLATFORM] = {"has no matching platform", "have no matching platform"},
+      [X_SPACE] = {"doesn't have enough free space", "don't have enough free space"}};
   size_t count[X_COUNT] = {0}, avail = 0;
   for (size_t i = 0; i < r->n; i++) {
     count[r->nodes[i].excluded]++;
@@ -240,7 +252,7 @@ static void summarize(struct rollout *r) {
   }
   size_t off = (size_t)snprintf(r->summary, sizeof r->summary, "%zu/%zu nodes available", avail, r->n);
   int first = 1;
-  for (int k = X_UNREACHABLE; k <= X_PLATFORM && off < sizeof r->summary; k++) {
+  for (int k = X_UNREACHABLE; k <= X_SPACE && off < sizeof r->summary; k++) {
     if (!count[k]) continue;
     off += (size_t)snprintf(r->summary + off, sizeof r->summary - off, "%s %zu %s%s%s%s", first ? ":" : ",", count[k],
                             what[k][count[k] != 1], k == X_PLATFORM ? " (image offers " : "", k == X_PLATFORM ? r->offered : "",

@@ -214,4 +214,14 @@ push_json "$T/f4.json" "$T/img:fits" --to "$F" --app hello --settle 0.5
 grep -q "made room: removed [0-9]* partial or cached blob(s)" "$T/full.log" || { tail "$T/full.log"; fail "no room was made"; }
 [ -z "$(find "$T/small/state/blobs" -name '*.partial')" ] || fail "partial blobs left after the deploy"
 pass "three cut transfers leave 12 MiB of partial blobs on a 40 MiB disk; the next 8 MiB deploy, which would not fit beside them, removes them to make room and completes"
+
+# A node whose free space is below what the variant needs is left out of the plan, and the
+# summary says why.
+mkdir -p "$T/r3" && head -c $((32 << 20)) /dev/urandom > "$T/r3/data.bin"
+$MKIMAGE "$T/img" --ref huge --variant linux/amd64="$T/app/x64,$T/r3" --env VERSION=huge > /dev/null
+"$FERRY" plan --identity "$T/me" --json "$T/img:huge" --to "$F" > "$T/plan-space.json" || true
+[ "$(json_get "$T/plan-space.json" "d['nodes'][0]['action']")" = "('skip',)" ] \
+  && json_get "$T/plan-space.json" "d['nodes'][0]['reason']" | grep -q "not enough free space: .* free, the release needs at least" \
+  && json_get "$T/plan-space.json" "d['summary']" | grep -q "1 doesn't have enough free space" || { cat "$T/plan-space.json"; fail "the plan ignores free space"; }
+pass "ferry plan leaves out a node without the free space its variant needs: $(json_get "$T/plan-space.json" "d['nodes'][0]['reason']" | cut -c3-90)"
 finish
