@@ -66,7 +66,8 @@ void fy_cgroup_detect(const char *mountinfo, fy_cgroup_sys *s) {
     char path[1100], ctl[512];
     snprintf(path, sizeof path, "%s/cgroup.controllers", s->v2);
     if (read_small(path, ctl, sizeof ctl) == 0) {
-      for (char *t = strtok(ctl, " \n"); t; t = strtok(NULL, " \n"))
+      char *save = NULL;
+      for (char *t = strtok_r(ctl, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
         for (int c = 0; c < FY_CG_N; c++)
           if (strcmp(t, names[c]) == 0) s->v2_has[c] = 1;
     }

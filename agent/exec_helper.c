@@ -395,7 +395,10 @@ static pid_t child_of(pid_t parent) {
     close(fd);
     if (n > 0) {
       buf[n] = '\0';
-      return (pid_t)atol(buf);
+      char *end;
+      errno = 0;
+      long pid = strtol(buf, &end, 10);
+      if (!errno && end != buf && pid > 0 && pid <= 0x7fffffff) return (pid_t)pid;
     }
   }
   return 0;

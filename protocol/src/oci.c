@@ -236,12 +236,16 @@ static int health(const json_t *c, const char *label, fy_image_config *out, char
     argv = calloc(n, sizeof *argv);
     text = calloc(1, tl);
     if (!argv || !text) goto nomem;
-    for (size_t i = 1; i < n; i++) {
+    size_t off = 0;
+    for (size_t i = 1; i < n; i++) { /* tl holds each word and a separator (or the NUL) */
       if (!(argv[i - 1] = strdup(v[i]))) goto nomem;
       nargv = i;
-      if (i > 1) strcat(text, " ");
-      strcat(text, v[i]);
+      size_t wl = strlen(v[i]);
+      if (i > 1) text[off++] = ' ';
+      memcpy(text + off, v[i], wl);
+      off += wl;
     }
+    text[off] = '\0';
   } else if ((kind && strcmp(kind, "CMD-SHELL") == 0 && n == 2) || (!kind && label && *label)) {
     const char *t = kind ? v[1] : label;
     argv = calloc(4, sizeof *argv);

@@ -11,6 +11,7 @@
 #include "cgroup.h"
 #include "check.h"
 #include "ferry/fsutil.h"
+#include "ferry/oci.h"
 #include "ferry/runspec.h"
 #include "ferry/unpack.h"
 #include "ferry/wire.h"
@@ -114,6 +115,34 @@ static void test_runspec(void) {
   CHECK_INT(fy_run_meta_decode(run, &m, err, sizeof err), FY_OK);
   CHECK(m.stop_signal == 0 && m.stop_timeout_ms == -1 && m.nhealth == 0 && fy_runspec_caps(&m.spec) == FY_CAPS_DEFAULT);
   json_decref(run);
+}
+
+/* The image's health command: Docker's Healthcheck in both forms, or the label (shell form). */
+static void test_healthcheck(void) {
+  static const struct { const char *cfg, *text, *argv0; size_t n; } cases[] = {
+      {"{\"os\":\"linux\",\"architecture\":\"amd64\",\"config\":{\"Healthcheck\":{\"Test\":[\"CMD\",\"/probe\",\"health\",\"-v\"]}}}",
+       "/probe health -v", "/probe", 3},
+      {"{\"os\":\"linux\",\"architecture\":\"amd64\",\"config\":{\"Healthcheck\":{\"Test\":[\"CMD-SHELL\",\"test -f /x\"]}}}",
+       "test -f /x", "/bin/sh", 3},
+      {"{\"os\":\"linux\",\"architecture\":\"amd64\",\"config\":{\"Labels\":{\"dev.ferry.health_cmd\":\"true\"}}}", "true",
+       "/bin/sh", 3},
+      {"{\"os\":\"linux\",\"architecture\":\"amd64\",\"config\":{\"Healthcheck\":{\"Test\":[\"NONE\"]},"
+       "\"Labels\":{\"dev.ferry.health_cmd\":\"true\"}}}",
+       NULL, NULL, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fy_image_config c;
+    char err[200];
+    CHECK_INT(fy_oci_config_parse(cases[i].cfg, strlen(cases[i].cfg), &c, err, sizeof err), FY_OK);
+    CHECK_INT(c.nhealth_argv, cases[i].n);
+    if (cases[i].text) {
+      CHECK_STR(c.health_cmd, cases[i].text);
+      CHECK_STR(c.health_argv[0], cases[i].argv0);
+    } else {
+      CHECK(c.health_cmd == NULL);
+    }
+    fy_oci_config_free(&c);
+  }
 }
 
 static void test_cgroups(void) {
@@ -265,6 +294,7 @@ int main(void) {
   snprintf(base, sizeof base, "%s/ferry-runtime.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
   test_codes();
+  test_healthcheck();
   test_runspec();
   test_cgroups();
   test_walk();
