@@ -1,7 +1,9 @@
 /* The runtime helper: ferryd re-executed as `ferryd __exec SPEC -- PROG ARGS...`, where SPEC is a
  * JSON object written by launch.c:
  *   {"rootfs","workdir","uid","gid","groups":[..],"hostname","caps":"0x..","seccomp":bool,
- *    "cgroups":[dir..],"join"?:pid}
+ *    "cgroups":[dir..],"env":["K=V"..],"join"?:pid}
+ * The helper itself runs with PATH alone; "env" is the workload's environment (the image's Env
+ * never reaches the helper, a dynamically linked root process on the host).
  *
  * Without "join" it starts an app the way an OCI runtime's default spec does: it joins the app's
  * cgroups, enters new mount, PID, UTS and IPC namespaces (host network), and forks a PID-1 shim
