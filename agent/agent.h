@@ -94,6 +94,9 @@ int fy_deploy_on_blob_begin(fy_agent_conn *c, const fy_frame *f);
 int fy_deploy_on_blob(fy_agent_conn *c, const fy_frame *f);
 int fy_deploy_on_commit(fy_agent_conn *c, const fy_frame *f);
 int fy_request_on_request(fy_agent_conn *c, const fy_frame *f);
+/* stop, start, restart and remove (lifecycle.c): answers with a result; ap may be NULL. */
+struct fy_request_msg;
+int fy_lifecycle_request(fy_agent_conn *c, const struct fy_request_msg *rq, fy_app *ap);
 /* The connection is going away: a deploy keeps its blobs' partials for a resume. */
 void fy_deploy_conn_closed(fy_agent_conn *c);
 /* Shutdown: deploys waiting on a timer end now ("failed", FY_ECANCELED); the others end in the

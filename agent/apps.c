@@ -14,6 +14,7 @@
 
 #include "agent.h"
 #include "applog.h"
+#include "health.h"
 #include "launch.h"
 #include "release.h"
 #include "ferry/fsutil.h"
@@ -30,6 +31,7 @@ const char *fy_app_state_name(fy_app_state s) {
   case FY_APP_EXITED: return "exited";
   case FY_APP_FAILED: return "failed";
   case FY_APP_RECOVERING: return "recovering";
+  case FY_APP_UNHEALTHY: return "unhealthy";
   default: return "stopped";
   }
 }
@@ -51,8 +53,9 @@ fy_app *fy_app_get(fy_agent *a, const char *name) {
   p->out_fd = -1;
   uv_timer_init(a->loop, &p->restart_timer);
   uv_timer_init(a->loop, &p->stop_timer);
-  p->restart_timer.data = p->stop_timer.data = p;
-  p->open_handles = 2;
+  uv_timer_init(a->loop, &p->health_timer);
+  p->restart_timer.data = p->stop_timer.data = p->health_timer.data = p;
+  p->open_handles = 3;
   p->next = a->apps;
   a->apps = p;
   return p;
@@ -70,6 +73,7 @@ void fy__app_handle_done(fy_app *app) {
       break;
     }
   if (app->log_fd >= 0) close(app->log_fd);
+  json_decref(app->health_argv);
   free(app);
 }
 static void app_handle_closed(uv_handle_t *h) { fy__app_handle_done(h->data); }
@@ -97,6 +101,13 @@ static void proc_gone(fy_app *app) {
     fy_app_exit_cb cb = app->on_exit;
     app->on_exit = NULL;
     cb(app, status, sig, app->on_exit_ud);
+    return;
+  }
+  int clean = status == 0 && sig == 0;
+  if (app->want_running && !app->agent->stopping &&
+      (app->restart_policy == FY_RESTART_NEVER || (app->restart_policy == FY_RESTART_ON_FAILURE && clean))) {
+    app->want_running = 0;
+    fy_log("info", "app %s: not restarted (restart policy %s)", app->name, fy_restart_name((fy_restart)app->restart_policy));
     return;
   }
   if (app->want_running && !app->agent->stopping) {
@@ -344,7 +355,16 @@ static void limits(fy_app *app, const json_t *run, fy_launch_in *in, const char 
   char err[200];
   memset(&app->limits, 0, sizeof app->limits);
   memset(&app->cg, 0, sizeof app->cg);
+  json_decref(app->health_argv);
+  app->health_argv = NULL;
+  app->health_port = 0;
+  app->restart_policy = FY_RESTART_ALWAYS;
   if (!run || fy_run_meta_decode(run, &meta, err, sizeof err) != FY_OK) return;
+  if (meta.nhealth) app->health_argv = json_deep_copy(meta.health);
+  snprintf(app->health_text, sizeof app->health_text, "%s", meta.health_text);
+  app->health_port = meta.health_port;
+  app->health_interval_ms = meta.health_interval_ms > 0 ? (uint64_t)meta.health_interval_ms : FY_HEALTH_INTERVAL_DEFAULT_MS;
+  app->restart_policy = meta.restart;
   app->limits = meta.spec;
   if (!meta.spec.memory && !meta.spec.cpu_milli && !meta.spec.pids) return;
   const fy_agent_config *cfg = &app->agent->cfg;
@@ -458,6 +478,48 @@ int fy_app_owns_port(fy_app *app, int port) {
   return found;
 }
 
+/* --- health after the settle window -------------------------------------------------------- */
+
+static void unhealthy_stopped(fy_app *app, void *ud) {
+  (void)ud;
+  if (app->agent->stopping || app->deploying || app->closing) return;
+  app->want_running = 1; /* the restart, with the backoff an exit would get */
+  app->backoff_ms = app->backoff_ms ? app->backoff_ms * 2 : 1000;
+  if (app->backoff_ms > BACKOFF_MAX_MS) app->backoff_ms = BACKOFF_MAX_MS;
+  app->state = FY_APP_UNHEALTHY;
+  uv_timer_start(&app->restart_timer, restart_cb, app->backoff_ms, 0);
+}
+
+static void health_answer(fy_app *app, int ok, const char *why, void *ud) {
+  (void)ud;
+  app->hcheck = NULL;
+  app->health_known = 1;
+  if (!app->proc_alive || app->stop_pending) return;
+  if (ok) {
+    if (app->state == FY_APP_UNHEALTHY) fy_applog_line(app, "ferryd: %s is healthy again", app->name);
+    app->health_failures = 0;
+    if (app->state == FY_APP_UNHEALTHY) app->state = FY_APP_RUNNING;
+    return;
+  }
+  snprintf(app->health_last_failure, sizeof app->health_last_failure, "%s", why);
+  if (++app->health_failures < FY_HEALTH_RETRIES || app->state == FY_APP_UNHEALTHY) return;
+  app->state = FY_APP_UNHEALTHY;
+  fy_applog_line(app, "ferryd: %s is unhealthy after %d failed checks: %s", app->name, app->health_failures, why);
+  fy_log("warn", "app %s: unhealthy: %s", app->name, why);
+  if (app->restart_policy == FY_RESTART_NEVER) return; /* it keeps running, marked unhealthy */
+  fy_log("info", "app %s: restarting it (restart policy %s)", app->name, fy_restart_name((fy_restart)app->restart_policy));
+  fy_app_stop(app, unhealthy_stopped, NULL);
+}
+
+static void health_tick(uv_timer_t *t) {
+  fy_app *app = t->data;
+  /* A deploy checks its own release in the settle window; one check at a time. */
+  if (!app->proc_alive || app->deploying || app->stop_pending || app->hcheck || app->agent->stopping) return;
+  app->hcheck = fy_hcheck_start(app, app->health_port ? NULL : app->health_argv, app->health_text, app->health_port,
+                                FY_HEALTH_TIMEOUT_MS < app->health_interval_ms ? FY_HEALTH_TIMEOUT_MS : app->health_interval_ms,
+                                health_answer, NULL);
+}
+
 int fy_app_start(fy_app *app) {
   fy_agent *a = app->agent;
   app->exec_error[0] = '\0';
@@ -497,6 +559,11 @@ int fy_app_start(fy_app *app) {
     app->state = FY_APP_RUNNING;
     app->want_running = 1;
     app->started_ms = uv_now(a->loop);
+    app->health_failures = app->health_known = 0;
+    app->health_last_failure[0] = '\0';
+    if (app->health_argv || app->health_port)
+      uv_timer_start(&app->health_timer, health_tick, app->health_interval_ms, app->health_interval_ms);
+    if (app->user_stopped && fy_app_set_user_stopped(app, 0) != FY_OK) fy_log("warn", "app %s: cannot clear its stopped mark", app->name);
     fy_applog_line(app, "ferryd: starting %s release %s (%s)", app->name, app->release, fy_launch_mode_name(plan.mode));
     fy_log("info", "app %s: started release %s, pid %d", app->name, app->release, app->proc.pid);
   }
@@ -534,6 +601,9 @@ static void stop_kill(uv_timer_t *t) {
 void fy_app_stop(fy_app *app, fy_app_stopped_cb done, void *ud) {
   app->want_running = 0;
   uv_timer_stop(&app->restart_timer);
+  uv_timer_stop(&app->health_timer);
+  fy_hcheck_cancel(app->hcheck);
+  app->hcheck = NULL;
   if (!app->proc_alive) {
     app->state = FY_APP_STOPPED;
     if (done) done(app, ud);
@@ -564,6 +634,7 @@ static void app_close(fy_app *app) {
   app->closing = 1;
   uv_close((uv_handle_t *)&app->restart_timer, app_handle_closed);
   uv_close((uv_handle_t *)&app->stop_timer, app_handle_closed);
+  uv_close((uv_handle_t *)&app->health_timer, app_handle_closed);
   if (app->adopt_timer_open) uv_close((uv_handle_t *)&app->adopt_timer, app_handle_closed);
   fy_applog_close_pipes(app);
 }
@@ -585,6 +656,36 @@ void fy_apps_shutdown(fy_agent *a) {
 }
 
 
+void fy_app_meta(fy_app *app) {
+  if (strcmp(app->meta_release, app->release) == 0) return;
+  snprintf(app->meta_release, sizeof app->meta_release, "%s", app->release);
+  app->manifest[0] = app->options[0] = '\0';
+  json_t *run = app->release[0] ? fy_release_run(app->agent, app->name, app->release) : NULL;
+  fy_run_meta m;
+  char err[200];
+  if (run && fy_run_meta_decode(run, &m, err, sizeof err) == FY_OK) {
+    snprintf(app->manifest, sizeof app->manifest, "%s", m.manifest);
+    snprintf(app->options, sizeof app->options, "%s", m.options);
+  }
+  json_decref(run);
+}
+
+static void stopped_marker(const fy_app *app, char *path, size_t len) {
+  char dir[4200];
+  fy_app_dir(app->agent, app->name, dir, sizeof dir);
+  snprintf(path, len, "%s/stopped", dir);
+}
+
+int fy_app_set_user_stopped(fy_app *app, int stopped) {
+  char path[4300];
+  stopped_marker(app, path, sizeof path);
+  int rc = FY_OK;
+  if (stopped) rc = fy_file_write_atomic(path, "stopped by a pusher (ferry stop)\n", 33, 0644);
+  else if (unlink(path) != 0 && errno != ENOENT) rc = fy_err_from_errno(errno);
+  if (rc == FY_OK) app->user_stopped = stopped;
+  return rc;
+}
+
 json_t *fy_apps_json(fy_agent *a) {
   json_t *arr = json_array();
   for (fy_app *app = a->apps; app; app = app->next) {
@@ -600,7 +701,16 @@ json_t *fy_apps_json(fy_agent *a) {
     time_t now = time(NULL);
     if (o && lstat(cur, &st) == 0 && now >= st.st_mtime) json_object_set_new(o, "age_s", json_integer((json_int_t)(now - st.st_mtime)));
     if (o && app->version) json_object_set_new(o, "version", json_integer((json_int_t)app->version));
+    fy_app_meta(app);
+    if (o && app->manifest[0]) json_object_set_new(o, "manifest", json_string(app->manifest));
+    if (o && app->options[0]) json_object_set_new(o, "options", json_string(app->options));
     if (o && app->exit_reason[0]) json_object_set_new(o, "reason", json_string(app->exit_reason));
+    if (o && (app->health_argv || app->health_port) && app->release[0]) {
+      const char *hs = app->state == FY_APP_UNHEALTHY ? "unhealthy" : !app->proc_alive ? "none" : app->health_known && !app->health_failures ? "healthy" : "starting";
+      json_t *h = json_pack("{s:s}", "state", hs);
+      if (h && app->health_last_failure[0]) json_object_set_new(h, "last_failure", json_string(app->health_last_failure));
+      if (h) json_object_set_new(o, "health", h);
+    }
     if (o && (app->limits.memory || app->limits.cpu_milli || app->limits.pids)) {
       json_t *l = fy_resources_to_json(&app->limits);
       json_object_set_new(l, "enforced", json_boolean(!app->cg.not_enforced[0]));
@@ -633,7 +743,13 @@ static void recover_one(fy_agent *a, const char *name) {
   app->version = app->release[0] ? fy_trust_release_version(a, app->name, app->release) : 0;
   if (app->release[0] && fy_trust_record(a, app->name, app->version) != FY_OK)
     fy_log("warn", "app %s: cannot record its version", app->name);
-  if (app->release[0] && !adopted) {
+  char marker[4300];
+  struct stat st;
+  stopped_marker(app, marker, sizeof marker);
+  app->user_stopped = lstat(marker, &st) == 0;
+  if (app->release[0] && !adopted && app->user_stopped) {
+    fy_log("info", "app %s: stays stopped (ferry stop; ferry start starts it)", app->name);
+  } else if (app->release[0] && !adopted) {
     if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);
   }
 }

@@ -15,7 +15,10 @@
 
 struct fy_agent;
 
-typedef enum { FY_APP_STOPPED, FY_APP_STARTING, FY_APP_RUNNING, FY_APP_EXITED, FY_APP_FAILED, FY_APP_RECOVERING } fy_app_state;
+typedef enum { FY_APP_STOPPED, FY_APP_STARTING, FY_APP_RUNNING, FY_APP_EXITED, FY_APP_FAILED, FY_APP_RECOVERING, FY_APP_UNHEALTHY } fy_app_state;
+
+#define FY_HEALTH_RETRIES 3          /* failed checks in a row that make an app unhealthy (Docker's default) */
+#define FY_HEALTH_TIMEOUT_MS 10000   /* one check's answer */
 
 typedef struct fy_app fy_app;
 /* Told when the process exits (deploys watch their settle window with it). */
@@ -24,6 +27,7 @@ typedef void (*fy_app_stopped_cb)(fy_app *app, void *ud);
 #define FY_APP_STOP_WAITERS 4
 
 struct fy_outpipe;
+struct fy_hcheck;
 
 struct fy_app {
   struct fy_agent *agent;
@@ -36,6 +40,13 @@ struct fy_app {
   int64_t last_exit;
   int last_signal;
   int deploying;                    /* a deploy owns this app */
+  int removing;                     /* ferry rm is under way: plans and requests wait for it */
+  int user_stopped;                 /* ferry stop: not started again until start, a deploy or a rollback
+                                     * (STATE/apps/<app>/stopped, so across agent restarts too) */
+  /* What current runs, from its run.json: read again whenever current names another release. */
+  char meta_release[FY_RELEASE_ID_MAX];
+  char manifest[FY_DIGEST_STR];     /* its manifest digest */
+  char options[FY_DIGEST_STR];      /* the plan's options digest (fy_plan_options_digest), "" if older */
   uint64_t transfer;                /* the connection id of a deploy still receiving blobs, or 0 */
   uint64_t plan_waiting;            /* a connection whose plan waits for that transfer to end */
   int want_running;
@@ -67,6 +78,18 @@ struct fy_app {
   int nstop_waiters;
   struct { fy_app_stopped_cb done; void *ud; } stop_waiters[FY_APP_STOP_WAITERS];
   struct fy_outpipe *pipes;         /* output pipes still open (a restart's old one drains to EOF) */
+  /* Supervision after the settle window (run.json of current): a health check every interval,
+   * FY_HEALTH_RETRIES failures in a row make it unhealthy, and the restart policy decides. */
+  json_t *health_argv;              /* owned; NULL when the release has no health command */
+  char health_text[FY_HEALTH_CMD_MAX];
+  int health_port;
+  uint64_t health_interval_ms;
+  int restart_policy;               /* fy_restart */
+  uv_timer_t health_timer;
+  struct fy_hcheck *hcheck;         /* the check in flight */
+  int health_failures;              /* in a row */
+  int health_known;                 /* a check has answered since the start */
+  char health_last_failure[400];
   /* Lifetime (one rule for every object holding handles): the handles open, and freed in the
    * last close callback once closing is set (fy_app_close). */
   int open_handles;
@@ -112,7 +135,12 @@ void fy_apps_shutdown(struct fy_agent *a);
 /* A deploy let go of the app: during shutdown that may be the last thing it waited for. */
 void fy_app_released(fy_app *app);
 
-/* [{name, release, previous, state, restarts}] */
+/* Reads app->manifest and app->options from current's run.json unless they are for it already. */
+void fy_app_meta(fy_app *app);
+/* Records ferry stop (nonzero) or its end on disk and in app->user_stopped. */
+int fy_app_set_user_stopped(fy_app *app, int stopped) FY_WUR;
+
+/* [{name, release, previous, state, restarts, manifest, options}] */
 json_t *fy_apps_json(struct fy_agent *a);
 const char *fy_app_state_name(fy_app_state s);
 

@@ -5,10 +5,10 @@
  * (a dropped pusher does not stop a switch half-way); the connection, named by its id, only
  * receives the result if it is still there.
  *
- * Lifetime: a deploy holds a timer, and during its health check a TCP probe or a process. It
- * counts the handles it has open and is freed in the last close callback (deploy_close starts
- * that); a timeout kills the health command it owns and closes its probe. Every deploy is on
- * the agent's list until then, so that shutdown can end it. */
+ * Lifetime: a deploy holds a timer, and during its health check one fy_hcheck (health.h). It
+ * counts the handles and works it has open and is freed in the last close callback
+ * (deploy_close starts that, and cancels the health check). Every deploy is on the agent's list
+ * until then, so that shutdown can end it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "applog.h"
+#include "health.h"
 #include "launch.h"
 #include "release.h"
 #include "ferry/digest.h"
@@ -57,6 +58,9 @@ typedef struct fy_deploy {
   uint64_t bytes_received;
   int blobs_received, blobs_skipped;
   uint64_t version;           /* the signed version, 0 when unsigned */
+  char options[FY_DIGEST_STR]; /* the plan's options digest (fy_plan_options_digest) */
+  fy_restart restart;         /* the image's restart policy */
+  int force;                  /* deploy even when the app runs this already */
   int agent_upgrade;          /* the release is a new ferryd (upgrade.h) */
   int upgrade_timeout_s;
   char agent_digest[FY_DIGEST_STR];
@@ -65,10 +69,7 @@ typedef struct fy_deploy {
   int work_rc;
   char work_err[600];
   uv_timer_t timer;
-  uv_tcp_t probe;
-  uv_connect_t probe_req;
-  uv_process_t hproc;
-  int probe_open, hproc_running;
+  fy_hcheck *hcheck;          /* the health check at the end of the settle window, while it runs */
   /* The one disk operation in flight for the transfer (blob_io_*): the writer belongs to the
    * worker until it is done. */
   int io_busy, io_op, io_rc, io_finish_rc, io_layer;
@@ -172,14 +173,10 @@ static void deploy_one_closed(fy_deploy *d) {
 }
 static void deploy_handle_closed(uv_handle_t *h) { deploy_one_closed(h->data); }
 
-/* Ends the health check's children: the command's whole process group is killed (its exit
- * callback closes the handle), the probe is closed (its connect callback sees UV_ECANCELED). */
+/* Ends the health check: its command's process group is killed, its probe closed. */
 static void health_stop(fy_deploy *d) {
-  if (d->hproc_running) {
-    kill(-d->hproc.pid, SIGKILL);
-    uv_process_kill(&d->hproc, SIGKILL);
-  }
-  if (d->probe_open && !uv_is_closing((uv_handle_t *)&d->probe)) uv_close((uv_handle_t *)&d->probe, deploy_handle_closed);
+  fy_hcheck_cancel(d->hcheck);
+  d->hcheck = NULL;
 }
 
 static void deploy_close(fy_deploy *d) {
@@ -282,6 +279,28 @@ static void plan_options(fy_deploy *d, const fy_plan_msg *pm) {
   d->health_port = pm->health_port;
   d->agent_upgrade = pm->agent_upgrade;
   d->upgrade_timeout_s = pm->upgrade_timeout_s;
+  d->force = pm->force;
+  fy_plan_options_digest(pm, d->options);
+}
+
+/* A plan for what the app runs already (the same manifest, the same options) is answered
+ * "unchanged": nothing is stored, stopped or restarted, and previous stays the real rollback
+ * target. Only pushers that speak protocol 3 can hear that answer; --force deploys anyway. */
+static int plan_unchanged(fy_agent_conn *c, fy_deploy *d, fy_app *ap) {
+  if (d->force || d->agent_upgrade || fy_conn_version(c) < 3 || !ap->release[0]) return 0;
+  fy_app_meta(ap);
+  if (strcmp(ap->manifest, d->manifest_digest) != 0 || strcmp(ap->options, d->options) != 0) return 0;
+  char msg[300];
+  snprintf(msg, sizeof msg, "already runs release %s (the same image and options; --force deploys it again)%s", ap->release,
+           ap->state == FY_APP_RUNNING || ap->state == FY_APP_STARTING ? ""
+           : ap->user_stopped ? "; it is stopped: ferry start starts it" : "; it is not running");
+  fy_result_msg rm = {.result = FY_RESULT_UNCHANGED, .app = ap->name, .message = msg, .release = ap->release,
+                      .previous = ap->previous, .blobs_skipped = (uint32_t)d->manifest.nlayers};
+  json_t *j = fy_result_encode(&rm);
+  if (!j || fy_conn_send_json(c, FY_FT_RESULT, j) != FY_OK) fy_log("warn", "app %s: cannot send the result", ap->name);
+  json_decref(j);
+  fy_log("info", "app %s: unchanged: plan from %s for release %s, which it runs", ap->name, fy_conn_peer(c), ap->release);
+  return 1;
 }
 
 /* How the release will run, checked before anything is stored or stopped: the image's stop
@@ -293,6 +312,8 @@ static int run_policy(fy_agent_conn *c, fy_deploy *d) {
   const fy_agent_config *cfg = &d->agent->cfg;
   char err[300];
   json_t *j;
+  if (fy_restart_parse(d->config.restart, &d->restart) != FY_OK)
+    return refuse(c, FY_EINVAL, "the image's restart policy '%.20s' is not always, on-failure or never", d->config.restart);
   if (d->config.stop_signal && fy_signal_parse(d->config.stop_signal, &d->stop_signal) != FY_OK)
     return refuse(c, FY_EINVAL, "the image's StopSignal '%.20s' is not a signal this node can send", d->config.stop_signal);
   if (d->config.capabilities) {
@@ -467,7 +488,13 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     deploy_close(d);
     return fy_conn_defer(c, f);
   }
+  if (ap->removing) { rc = refuse(c, FY_EBUSY, "%s is being removed (ferry rm); push again once it is gone", app); goto fail; }
   if (ap->deploying) { rc = refuse(c, FY_EBUSY, "another deploy of %s is in progress", app); goto fail; }
+  if (plan_unchanged(c, d, ap)) {
+    json_decref(j);
+    deploy_close(d);
+    return FY_OK;
+  }
   d->app = ap;
   ap->deploying = 1;
   if (fy_store_put(&a->store, &want, pm.manifest, pm.manifest_len) != FY_OK ||
@@ -724,14 +751,16 @@ static json_t *run_json(fy_deploy *d) {
   json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.config.digest, ds)));
   for (size_t i = 0; i < d->manifest.nlayers; i++)
     json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.layers[i].digest, ds)));
+  /* The health check as it runs (the image's, or the plan's where the node allows that): the
+   * supervisor keeps running it after the settle window. */
   fy_run_meta m = {.argv = argv, .env = env, .workdir = d->config.workdir, .user = d->config.user, .blobs = blobs,
-                   .manifest = d->manifest_digest, .version = d->version, .health_port = d->config.health_port,
-                   .stop_signal = d->stop_signal, .stop_timeout_ms = d->config.stop_timeout_ms, .spec = d->spec};
-  json_t *health = json_array();
-  for (size_t i = 0; i < d->config.nhealth_argv; i++) json_array_append_new(health, json_string(d->config.health_argv[i]));
+                   .manifest = d->manifest_digest, .version = d->version, .health_port = d->health_port,
+                   .stop_signal = d->stop_signal, .stop_timeout_ms = d->config.stop_timeout_ms, .spec = d->spec,
+                   .options = d->options, .health_interval_ms = d->config.health_interval_ms, .restart = d->restart};
+  json_t *health = d->health_argv ? json_deep_copy(d->health_argv) : json_array();
   m.health = health;
-  m.nhealth = d->config.nhealth_argv;
-  m.health_text = d->config.health_cmd;
+  m.nhealth = json_array_size(health);
+  m.health_text = d->health_cmd;
   json_t *run = argv && env && blobs && health ? fy_run_meta_encode(&m) : NULL;
   json_decref(health);
   json_decref(argv);
@@ -854,99 +883,25 @@ static void settle_exit(fy_app *app, int64_t status, int sig, void *ud) {
   rollback_now(d, FY_EUNHEALTHY, why, sig ? 128 + sig : status);
 }
 
-static void probe_connected(uv_connect_t *req, int status) {
-  fy_deploy *d = req->data;
-  if (!uv_is_closing((uv_handle_t *)&d->probe)) uv_close((uv_handle_t *)&d->probe, deploy_handle_closed);
-  if (d->phase != PH_HEALTH || d->closing) return; /* late, or cancelled by the timeout */
-  uv_timer_stop(&d->timer);
-  char why[200];
-  /* Someone answers; it must be the app, not a neighbour that holds the port. */
-  int ours = status == 0 && fy_app_owns_port(d->app, d->health_port);
-  if (status != 0) snprintf(why, sizeof why, "health port %d: %s", d->health_port, uv_strerror(status));
-  else if (!ours) snprintf(why, sizeof why, "health port %d: the process listening there is not part of %s", d->health_port, d->app->name);
-  else snprintf(why, sizeof why, "health port %d: ok", d->health_port);
-  health_done(d, ours, why);
-}
-
-static void hproc_exit(uv_process_t *p, int64_t status, int sig) {
-  fy_deploy *d = p->data;
-  d->hproc_running = 0;
-  uv_close((uv_handle_t *)p, deploy_handle_closed);
-  if (d->phase != PH_HEALTH || d->closing) return; /* late, or killed by the timeout */
-  uv_timer_stop(&d->timer);
-  char why[700];
-  fy_text_fmt(why, sizeof why, "health command '%s' %s %lld", d->health_cmd, sig ? "died on signal" : "exited with status",
-           (long long)(sig ? sig : status));
-  health_done(d, status == 0 && sig == 0, why);
-}
-
-static void health_timeout(uv_timer_t *t) {
-  fy_deploy *d = t->data;
-  if (d->phase != PH_HEALTH) return;
-  d->phase = PH_SETTLE; /* late answers are ignored */
-  health_stop(d);
-  health_done(d, 0, "the health check did not answer in time");
+static void health_answer(fy_app *app, int ok, const char *why, void *ud) {
+  fy_deploy *d = ud;
+  (void)app;
+  d->hcheck = NULL;
+  if (d->phase != PH_HEALTH || d->closing) return;
+  health_done(d, ok, ok ? "" : why);
 }
 
 static void settle_over(uv_timer_t *t) {
   fy_deploy *d = t->data;
   d->phase = PH_HEALTH;
-  if (d->health_port || d->health_argv) progress(d, FY_STEP_HEALTH, 0, 0);
-  uv_timer_start(&d->timer, health_timeout, HEALTH_TIMEOUT_MS, 0);
-  if (d->health_port) {
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", d->health_port, &sa);
-    uv_tcp_init(d->agent->loop, &d->probe);
-    d->probe.data = d;
-    d->probe_open = 1;
-    d->open_handles++;
-    d->probe_req.data = d;
-    if (uv_tcp_connect(&d->probe_req, &d->probe, (struct sockaddr *)&sa, probe_connected) != 0) {
-      uv_close((uv_handle_t *)&d->probe, deploy_handle_closed);
-      uv_timer_stop(&d->timer);
-      health_done(d, 0, "cannot probe the health port");
-    }
+  if (!d->health_port && !d->health_argv) {
+    health_done(d, 1, "");
     return;
   }
-  if (d->health_argv) {
-    fy_launch_plan plan;
-    char err[300];
-    if (fy_app_health_plan(d->app, d->health_argv, &plan, err, sizeof err) != FY_OK) {
-      fy_launch_plan_free(&plan);
-      uv_timer_stop(&d->timer);
-      char why[400];
-      fy_text_fmt(why, sizeof why, "health command: %s", err);
-      health_done(d, 0, why);
-      return;
-    }
-    uv_process_options_t o;
-    memset(&o, 0, sizeof o);
-    o.file = plan.argv[0];
-    o.args = plan.argv;
-    o.env = plan.env;
-    o.cwd = plan.cwd[0] ? plan.cwd : NULL;
-    o.exit_cb = hproc_exit;
-    o.flags = UV_PROCESS_DETACHED; /* its own process group: a timeout kills all of it */
-    if (plan.set_ids) {
-      o.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
-      o.uid = plan.uid;
-      o.gid = plan.gid;
-    }
-    d->hproc.data = d;
-    d->open_handles++;
-    int rc = uv_spawn(d->agent->loop, &d->hproc, &o);
-    fy_launch_plan_free(&plan);
-    if (rc == 0) {
-      d->hproc_running = 1;
-    } else {
-      uv_close((uv_handle_t *)&d->hproc, deploy_handle_closed);
-      uv_timer_stop(&d->timer);
-      health_done(d, 0, "cannot run the health command");
-    }
-    return;
-  }
-  uv_timer_stop(&d->timer);
-  health_done(d, 1, "");
+  progress(d, FY_STEP_HEALTH, 0, 0);
+  d->hcheck = fy_hcheck_start(d->app, d->health_port ? NULL : d->health_argv, d->health_cmd, d->health_port, HEALTH_TIMEOUT_MS,
+                              health_answer, d);
+  if (!d->hcheck) health_done(d, 0, "out of memory for the health check");
 }
 
 static void start_new(fy_app *app, void *ud) {
@@ -1124,6 +1079,15 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
   }
   fy_app *ap = fy_app_find(a, rq.app);
   if (ap) fy_app_recover_now(ap);
+  if (ap && ap->removing) {
+    json_decref(j);
+    return refuse(c, FY_EBUSY, "%s is being removed", ap->name);
+  }
+  if (rq.op >= FY_REQ_STOP) { /* stop, start, restart, remove: lifecycle.c */
+    rc = fy_lifecycle_request(c, &rq, ap);
+    json_decref(j);
+    return rc;
+  }
   if (!ap || !ap->release[0]) {
     rc = refuse(c, FY_ENOAPP, "no app '%s' on %s", rq.app, a->name);
     json_decref(j);

@@ -55,7 +55,7 @@ typedef struct install {
   fy_ssh ssh;
   char name[64], labels[1024], fleet[4096], prefix[1024], ca[4096], identity[4096], listen[300], address[300];
   char agent_bin[4096];
-  int reconfigure, keep_state;
+  int reconfigure, keep_state, keep_in_fleet;
   uint64_t timeout_ms;
   /* probed */
   fy_platform platform;
@@ -494,7 +494,7 @@ static int common_opts(int argc, char **argv, install *in, int uninstall) {
       {"prefix", required_argument, 0, 'p'},  {"listen", required_argument, 0, 'L'},   {"address", required_argument, 0, 'a'},
       {"ca", required_argument, 0, 'c'},      {"identity", required_argument, 0, 'i'}, {"agent-binary", required_argument, 0, 'b'},
       {"reconfigure", no_argument, 0, 'r'},   {"keep-state", no_argument, 0, 'k'},     {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+      {"keep-in-fleet", no_argument, 0, 'K'}, {0, 0, 0, 0}};
   int c;
   char err[300];
   memset(in, 0, sizeof *in);
@@ -526,6 +526,10 @@ static int common_opts(int argc, char **argv, install *in, int uninstall) {
     case 'b': snprintf(in->agent_bin, sizeof in->agent_bin, "%s", optarg); break;
     case 'r': in->reconfigure = 1; break;
     case 'k': in->keep_state = 1; break;
+    case 'K':
+      if (!uninstall) { fy_cli_err("--keep-in-fleet goes with uninstall-agent"); return 2; }
+      in->keep_in_fleet = 1;
+      break;
     case 'h': return -1;
     default: return 2;
     }
@@ -562,6 +566,34 @@ static int common_opts(int argc, char **argv, install *in, int uninstall) {
     if (!in->ca[0]) fy_cli_home("ca", in->ca, sizeof in->ca);
   }
   return 0;
+}
+
+/* uninstall-agent --fleet: which node of the file this device is (--name, else the one node
+ * whose address is the SSH host). Into in->name; 1 after saying why not. */
+static int fleet_node_of(install *in) {
+  fy_fleet f;
+  char err[600];
+  if (fy_fleet_load(in->fleet, &f, err, sizeof err) != FY_OK) {
+    fy_cli_err("%s (use --keep-in-fleet to uninstall without touching it)", err);
+    return 1;
+  }
+  size_t found = 0;
+  char names[300] = "";
+  for (size_t i = 0; i < f.n; i++) {
+    int hit = in->name[0] ? strcmp(f.targets[i].name, in->name) == 0 : strcmp(f.targets[i].host, in->ssh.host) == 0;
+    if (!hit) continue;
+    size_t l = strlen(names);
+    snprintf(names + l, sizeof names - l, "%s%s", found ? ", " : "", f.targets[i].name);
+    if (!found) snprintf(in->name, sizeof in->name, "%s", f.targets[i].name);
+    found++;
+  }
+  fy_fleet_free(&f);
+  if (found == 1) return 0;
+  if (found == 0)
+    fy_cli_err("%s lists no node %s%s (name it with --name, or --keep-in-fleet)", in->fleet, in->name[0] ? "named " : "at ",
+               in->name[0] ? in->name : in->ssh.host);
+  else fy_cli_err("%s lists several nodes at %s (%s): say which with --name", in->fleet, in->ssh.host, names);
+  return 1;
 }
 
 int fy_cmd_install_agent(int argc, char **argv) {
@@ -629,11 +661,15 @@ int fy_cmd_uninstall_agent(int argc, char **argv) {
   int rc = common_opts(argc, argv, &in, 1);
   if (rc < 0) {
     printf("usage: ferry uninstall-agent USER@HOST[:PORT] [--prefix DIR] [--keep-state]\n"
+           "       [--fleet FILE [--name NAME] [--keep-in-fleet]]\n"
            "Stops ferryd and its apps and removes what install-agent installed: the binary, config,\n"
-           "identity, unit, log and (unless --keep-state) the state directory with its releases.\n");
+           "identity, unit, log and (unless --keep-state) the state directory with its releases.\n"
+           "With --fleet, the node is then taken out of that fleet file and its groups (the node named\n"
+           "--name, else the one whose address is on HOST), unless --keep-in-fleet.\n");
     return 0;
   }
   if (rc) return rc;
+  if (in.fleet[0] && !in.keep_in_fleet && fleet_node_of(&in)) return 1; /* before anything is removed */
   char script[16384], err[800], pfx[1100], keep[32];
   snprintf(pfx, sizeof pfx, "FERRY_PREFIX=%s", in.prefix);
   snprintf(keep, sizeof keep, "FERRY_KEEP_STATE=%d", in.keep_state ? 1 : 0);
@@ -662,5 +698,12 @@ int fy_cmd_uninstall_agent(int argc, char **argv) {
   }
   fy_ssh_result_free(&r);
   printf("removed ferryd from %s%s%s%s\n", in.ssh.dest, in.prefix[0] ? " (" : "", in.prefix, in.prefix[0] ? ")" : "");
+  if (in.fleet[0] && !in.keep_in_fleet) {
+    if (fy_fleet_remove_node(in.fleet, in.name, err, sizeof err) != FY_OK) {
+      fy_cli_err("%s", err);
+      return 1;
+    }
+    printf("fleet: removed %s from %s\n", in.name, in.fleet);
+  }
   return 0;
 }

@@ -238,6 +238,13 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
     json_array_insert_new(t, 0, json_string("CMD"));
     health = json_pack("{s:o}", "Test", t);
   }
+  if (health && r->health_interval_ms > 0) { /* Docker's unit: nanoseconds */
+    json_object_set_new(health, "Interval", json_integer((json_int_t)r->health_interval_ms * 1000000));
+  } else if (r->health_interval_ms > 0) { /* a port check has no Healthcheck to carry it */
+    snprintf(num, sizeof num, "%lld", (long long)r->health_interval_ms);
+    json_object_set_new(labels, "dev.ferry.health_interval_ms", json_string(num));
+  }
+  if (r->restart[0]) json_object_set_new(labels, "dev.ferry.restart", json_string(r->restart));
   if (r->stop_timeout_ms >= 0) {
     snprintf(num, sizeof num, "%lld", (long long)r->stop_timeout_ms);
     json_object_set_new(labels, "dev.ferry.stop_timeout_ms", json_string(num));

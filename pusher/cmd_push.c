@@ -22,7 +22,7 @@ static void push_usage(FILE *f, int plan) {
           "usage: ferry %s LAYOUT[:REF] " FY_CLI_TARGETS_USAGE "\n"
           "       [--app NAME] [--replicas N] [--spread-by LABEL]\n"
           "       [--canary N|P%%] [--max-parallel N|P%%] [--max-failures N|P%%] [--revert-on-halt]\n"
-          "       [--settle SECONDS] [--health-cmd CMD] [--health-port PORT]%s\n",
+          "       [--settle SECONDS] [--health-cmd CMD] [--health-port PORT] [--force]%s\n",
           plan ? "plan" : "push", plan ? "" : " [--dry-run]");
   if (plan) {
     fprintf(f, "Shows, without touching any node, which nodes a push would deploy to, the image variant\n"
@@ -33,12 +33,16 @@ static void push_usage(FILE *f, int plan) {
              "Nodes: every --to target and fleet node, narrowed by --group, --selector (k=v, k!=v,\n"
              "k in (a,b), k notin (a,b), k, !k over the fleet labels and the facts the agents report:\n"
              "kubernetes.io/arch, ferry.dev/board, ...), the fleet file's and the image's affinity, and\n"
-             "--replicas (the N best by preferred affinity, then spread over --spread-by).\n"
-             "Rollout: --canary nodes go first and alone (any failure there halts), then waves of\n"
-             "--max-parallel; --max-failures halts the rollout; --revert-on-halt rolls back the nodes\n"
-             "that took the release. Ctrl-C: in-flight nodes finish and no new one starts (twice: abort).\n"
-             "A node keeps running its previous release unless the new one stays up for --settle seconds\n"
-             "(default 3) and passes the health check. Exit status 0 only when every chosen node deployed.\n");
+             "--replicas (the N best by preferred affinity, then spread over --spread-by; targeted nodes\n"
+             "outside the N that run the app have it removed once the rollout succeeded, volumes kept).\n"
+             "Rollout: --canary N (or P%%) nodes of each distinct variant go first and alone (any failure\n"
+             "there halts), then waves of --max-parallel; --max-failures halts the rollout;\n"
+             "--revert-on-halt rolls back the nodes that took the release (and removes it where it was a\n"
+             "first install). Ctrl-C: in-flight nodes finish and no new one starts (twice: abort).\n"
+             "A node that runs this image with these options already reports 'unchanged' and is not\n"
+             "touched; --force deploys it again. A node keeps running its previous release unless the new\n"
+             "one stays up for --settle seconds (default 3) and passes the health check. Exit status 0\n"
+             "only when every chosen node deployed or was unchanged.\n");
 }
 
 /* A fleet file's rollout: defaults, for the flags that were not given. */
@@ -110,7 +114,7 @@ static int run(int argc, char **argv, int mode) {
       {"dry-run", no_argument, 0, 'n'},            {"help", no_argument, 0, 'h'},
       {"agent-binary", required_argument, 0, 'B'}, {"upgrade-timeout", required_argument, 0, 'U'},
       {"key", required_argument, 0, 'K'},          {"version", required_argument, 0, 'V'},
-      {0, 0, 0, 0}};
+      {"force", no_argument, 0, 'X'},              {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 300000};
   fy_rollout_opts o;
   fy_layout layout;
@@ -170,6 +174,7 @@ static int run(int argc, char **argv, int mode) {
       break;
     }
     case 'R': o.revert_on_halt = 1; break;
+    case 'X': o.push.force = 1; break;
     case 'n': o.dry_run = 1; break;
     case 'B': case 'U': case 'K': case 'V':
       if (!upgrade) { push_usage(stderr, plan); goto cleanup; }

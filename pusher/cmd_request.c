@@ -1,4 +1,5 @@
-/* ferry logs / ferry rollback: one request per node after the hello, one answer back. */
+/* ferry logs | rollback | stop | start | restart | rm: one request per node after the hello, one
+ * answer back. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +19,38 @@ static int selected(fy_ask_batch *b, fy_ask *a) {
   return ok;
 }
 
-/* Long on purpose: logs and rollback share options, the ask batch and one report loop (table,
- * plain text or --json); split, the report would need the batch passed around for no gain. */
-static int run_request(const char *op, int argc, char **argv) {
+/* What each verb asks for, the result that means it worked, and what it says. */
+static const struct verb {
+  const char *name;
+  fy_request_op op;
+  fy_result ok;
+  const char *help;
+  const char *done;          /* "NODE: APP <done> (release R)" */
+} verbs[] = {
+    {"logs", FY_REQ_LOGS, FY_RESULT_NONE, "Shows the last lines of the app's log on each node.\n", ""},
+    {"rollback", FY_REQ_ROLLBACK, FY_RESULT_ROLLED_BACK, "Switches each node back to the app's previous release and restarts it.\n",
+     "rolled back to"},
+    {"stop", FY_REQ_STOP, FY_RESULT_STOPPED,
+     "Stops the app on each node; it stays stopped (also across agent restarts) until ferry start,\n"
+     "a deploy or a rollback starts it.\n", "stopped, release"},
+    {"start", FY_REQ_START, FY_RESULT_STARTED, "Starts the app's current release on each node (one that ferry stop stopped).\n",
+     "started, release"},
+    {"restart", FY_REQ_RESTART, FY_RESULT_RESTARTED, "Stops the app on each node and starts its current release again.\n",
+     "restarted, release"},
+    {"rm", FY_REQ_REMOVE, FY_RESULT_REMOVED,
+     "Stops the app on each node and removes its releases, log and blobs nothing else uses. Its\n"
+     "volumes and signed version counter stay for a later push, unless --purge.\n", "removed"},
+};
+
+/* Long on purpose: the verbs share options, the ask batch and one report loop (table, plain
+ * text or --json); split, the report would need the batch passed around for no gain. */
+static int run_request(const struct verb *vb, int argc, char **argv) {
   static const struct option opts[] = {FY_CLI_COMMON_OPTIONS, {"app", required_argument, 0, 'a'},
-                                       {"tail", required_argument, 0, 'n'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+                                       {"tail", required_argument, 0, 'n'}, {"purge", no_argument, 0, 'P'},
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 60000};
-  const char *app = NULL;
-  int tail = 100, c, ret = 2, r, is_logs = strcmp(op, "logs") == 0;
+  const char *app = NULL, *op = vb->name;
+  int tail = 100, purge = 0, c, ret = 2, r, is_logs = vb->op == FY_REQ_LOGS, lifecycle = vb->op >= FY_REQ_STOP;
   fy_tls_conf *tls = NULL;
   fy_ask *asks = NULL;
   fy_ask_batch b = {0};
@@ -47,10 +72,14 @@ static int run_request(const char *op, int argc, char **argv) {
       tail = (int)v;
       break;
     }
+    case 'P':
+      if (vb->op != FY_REQ_REMOVE) { fy_cli_err("--purge goes with ferry rm"); goto cleanup; }
+      purge = 1;
+      break;
     case 'h':
-      printf("usage: ferry %s --app NAME%s " FY_CLI_TARGETS_USAGE "\n%s", op, is_logs ? " [--tail N]" : "",
-             is_logs ? "Shows the last lines of the app's log on each node.\n"
-                     : "Switches each node back to the app's previous release and restarts it.\n");
+      printf("usage: ferry %s --app NAME%s " FY_CLI_TARGETS_USAGE "\n%s%s", op,
+             is_logs ? " [--tail N]" : vb->op == FY_REQ_REMOVE ? " [--purge]" : "", vb->help,
+             lifecycle ? "A node without the app is skipped. Exit status 0 only when every node that has it got there.\n" : "");
       ret = 0;
       goto cleanup;
     default: goto cleanup;
@@ -63,7 +92,7 @@ static int run_request(const char *op, int argc, char **argv) {
   if (fy_cli_common_targets(&cc, op) != FY_OK) goto cleanup;
   if (fy_cli_load_identity(cc.identity, &tls) != FY_OK) { ret = 1; goto cleanup; }
   asks = calloc(cc.ntargets, sizeof *asks);
-  fy_request_msg rq = {.op = is_logs ? FY_REQ_LOGS : FY_REQ_ROLLBACK, .app = app, .tail = tail};
+  fy_request_msg rq = {.op = vb->op, .app = app, .tail = tail, .purge = purge};
   req = fy_request_encode(&rq);
   if (!asks || !req) { ret = 1; goto cleanup; }
   uv_loop_t loop;
@@ -74,14 +103,15 @@ static int run_request(const char *op, int argc, char **argv) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   ret = 0;
-  size_t shown = 0;
+  size_t shown = 0, have = 0;
   for (size_t i = 0; i < cc.ntargets; i++) shown += !asks[i].skipped;
   json_t *arr = json_array();
   for (size_t i = 0; i < cc.ntargets; i++) {
     fy_ask *a = &asks[i];
     const char *name = fy_ask_name(a);
     if (a->skipped) continue;
-    int ok = a->err == FY_OK;
+    int ok = a->err == FY_OK, absent = lifecycle && a->err == FY_ENOAPP;
+    fy_result res = FY_RESULT_NONE;
     if (ok && !is_logs) {
       fy_result_msg rm;
       char err[300];
@@ -89,17 +119,31 @@ static int run_request(const char *op, int argc, char **argv) {
         ok = 0;
         fy_text_fmt(a->msg, sizeof a->msg, "%s", err);
       } else {
-        ok = rm.result == FY_RESULT_ROLLED_BACK;
+        res = rm.result;
+        ok = rm.result == vb->ok;
         if (!ok) fy_text_fmt(a->msg, sizeof a->msg, "%s", rm.message[0] ? rm.message : "failed");
       }
     }
-    if (!ok) ret = 1;
+    if (lifecycle && a->err == FY_EUNSUPPORTED) {
+      size_t l = strlen(a->msg);
+      fy_text_fmt(a->msg + l, sizeof a->msg - l, "; the agent is older than this ferry (ferry upgrade-agent brings it up to date)");
+    }
+    have += !absent;
+    if (!ok && !absent) ret = 1;
+    if (!ok) res = absent ? FY_RESULT_SKIPPED : FY_RESULT_FAILED;
     if (cc.json) {
       json_t *o = a->answer ? json_deep_copy(a->answer) : json_object();
       json_object_set_new(o, "name", json_string(name));
       json_object_set_new(o, "address", json_string(a->conn.target.address));
+      json_object_set_new(o, "app", json_string(app));
+      if (!is_logs) json_object_set_new(o, "result", json_string(fy_result_name(res)));
+      if (!is_logs) json_object_set_new(o, "code", json_string(fy_err_name(ok ? FY_OK : a->err ? a->err : FY_EPEER)));
       json_object_set_new(o, "error", ok ? json_null() : json_string(a->msg));
       json_array_append_new(arr, o);
+      continue;
+    }
+    if (absent) {
+      fy_cli_print(stdout, "%s: %s skipped: not on this node\n", name, app);
       continue;
     }
     if (!ok) {
@@ -110,10 +154,18 @@ static int run_request(const char *op, int argc, char **argv) {
       const char *log = fy_msg_str(a->answer, "log", 1 << 20);
       if (shown > 1) fy_cli_print(stdout, "==> %s (%s) <==\n", name, app);
       fy_cli_untrusted(stdout, log ? log : "", log ? strlen(log) : 0);
-    } else {
+    } else if (vb->op == FY_REQ_ROLLBACK) {
       const char *prev = fy_msg_str(a->answer, "previous", 100);
       fy_cli_print(stdout, "%s: %s rolled back to %s (previous: %s)\n", name, app, fy_msg_str(a->answer, "release", 100), prev ? prev : "-");
+    } else {
+      const char *rel = fy_msg_str(a->answer, "release", 100), *m = fy_msg_str(a->answer, "message", 300);
+      fy_cli_print(stdout, "%s: %s %s%s%s%s%s\n", name, app, vb->done, vb->op == FY_REQ_REMOVE ? "" : " ",
+                   vb->op == FY_REQ_REMOVE ? "" : rel && rel[0] ? rel : "-", m && m[0] ? " - " : "", m ? m : "");
     }
+  }
+  if (lifecycle && shown > 0 && have == 0) {
+    fy_cli_err("no node has app '%s'", app);
+    ret = 1;
   }
   if (cc.json) fy_cli_print_nodes(arr);
   else json_decref(arr);
@@ -126,5 +178,9 @@ cleanup:
   return ret;
 }
 
-int fy_cmd_logs(int argc, char **argv) { return run_request("logs", argc, argv); }
-int fy_cmd_rollback(int argc, char **argv) { return run_request("rollback", argc, argv); }
+int fy_cmd_logs(int argc, char **argv) { return run_request(&verbs[0], argc, argv); }
+int fy_cmd_rollback(int argc, char **argv) { return run_request(&verbs[1], argc, argv); }
+int fy_cmd_stop(int argc, char **argv) { return run_request(&verbs[2], argc, argv); }
+int fy_cmd_start(int argc, char **argv) { return run_request(&verbs[3], argc, argv); }
+int fy_cmd_restart(int argc, char **argv) { return run_request(&verbs[4], argc, argv); }
+int fy_cmd_rm(int argc, char **argv) { return run_request(&verbs[5], argc, argv); }

@@ -179,3 +179,135 @@ cleanup:
   free(data);
   return ret;
 }
+
+/* --- removing a node (ferry uninstall-agent) ----------------------------------------------- */
+
+/* A line to drop, or a flow list on it ("home: [a, b]") to drop `name` from. */
+enum { LINE_KEEP, LINE_DROP, LINE_UNLIST };
+
+static int blank_or_comment(const char *line, size_t len) {
+  size_t i = 0;
+  while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
+  return i == len || line[i] == '#' || line[i] == '\r';
+}
+
+/* The flow list on line[0..len) without the member `name` (quoted or not), appended to out. */
+static size_t unlist(const char *line, size_t len, const char *name, char *out) {
+  const char *open = memchr(line, '[', len), *close = open ? memchr(open, ']', len - (size_t)(open - line)) : NULL;
+  if (!open || !close) {
+    memcpy(out, line, len);
+    return len;
+  }
+  size_t o = (size_t)(open - line) + 1, first = 1;
+  memcpy(out, line, o);
+  for (const char *p = open + 1; p < close;) {
+    const char *end = memchr(p, ',', (size_t)(close - p));
+    if (!end) end = close;
+    const char *a = p, *b = end;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    if (b - a >= 2 && (*a == '"' || *a == '\'') && b[-1] == *a) a++, b--;
+    int same = (size_t)(b - a) == strlen(name) && memcmp(a, name, (size_t)(b - a)) == 0;
+    if (!same && end > p) {
+      const char *s = p, *e = end;
+      while (s < e && (*s == ' ' || *s == '\t')) s++;
+      while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+      if (!first) out[o++] = ',', out[o++] = ' ';
+      memcpy(out + o, s, (size_t)(e - s));
+      o += (size_t)(e - s);
+      first = 0;
+    }
+    p = end + 1;
+  }
+  size_t rest = len - (size_t)(close - line);
+  memcpy(out + o, close, rest);
+  return o + rest;
+}
+
+int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t errlen) {
+  char *text = NULL, yerr[300];
+  size_t len = 0;
+  fy_ynode *root = NULL;
+  int rc = fy_file_read(path, FY_FLEET_MAX_BYTES, &text, &len), *mark = NULL, nlines = 1;
+  if (rc != FY_OK) {
+    snprintf(err, errlen, "%s: %s", path, fy_strerror(rc));
+    return rc;
+  }
+  for (size_t i = 0; i < len; i++) nlines += text[i] == '\n';
+  if ((rc = fy_yaml_load(text, len, &root, yerr, sizeof yerr)) != FY_OK || root->kind != FY_YAML_MAP) {
+    snprintf(err, errlen, "%s: %s", path, rc != FY_OK ? yerr : "not a fleet file");
+    rc = FY_ECONFIG;
+    goto out;
+  }
+  const fy_ynode *nodes = fy_yaml_get(root, "nodes"), *groups = fy_yaml_get(root, "groups");
+  int from = 0, to = 0;
+  for (size_t i = 0; nodes && nodes->kind == FY_YAML_SEQ && i < nodes->n && !from; i++) {
+    const fy_ynode *nm = fy_yaml_get(nodes->items[i], "name");
+    if (!scalar(nm) || strcmp(nm->str, name) != 0) continue;
+    if (nodes->items[i]->line == nodes->line) {
+      snprintf(err, errlen, "%s: `nodes:` is a flow list on one line; remove %s by hand", path, name);
+      rc = FY_ECONFIG;
+      goto out;
+    }
+    from = nodes->items[i]->line;
+    to = i + 1 < nodes->n ? nodes->items[i + 1]->line : nlines + 1;
+    for (size_t k = 0; k < root->n && i + 1 == nodes->n; k++) /* the last node ends where the next key starts */
+      if (root->key_lines[k] > from && root->key_lines[k] < to) to = root->key_lines[k];
+  }
+  if (!from) {
+    rc = FY_ENOENT;
+    snprintf(err, errlen, "%s does not list %s", path, name);
+    goto out;
+  }
+  if (!(mark = calloc((size_t)nlines + 2, sizeof *mark))) {
+    rc = FY_ENOMEM;
+    goto out;
+  }
+  for (int l = from; l < to; l++) mark[l] = LINE_DROP;
+  for (size_t g = 0; groups && groups->kind == FY_YAML_MAP && g < groups->n; g++) {
+    const fy_ynode *m = groups->items[g];
+    for (size_t i = 0; m->kind == FY_YAML_SEQ && i < m->n; i++)
+      if (scalar(m->items[i]) && strcmp(m->items[i]->str, name) == 0 && m->items[i]->line <= nlines)
+        mark[m->items[i]->line] = m->items[i]->line == m->line ? LINE_UNLIST : LINE_DROP;
+  }
+  /* Lines: blank lines and comments at the end of the node's entry stay (they head what follows). */
+  const char **start = calloc((size_t)nlines + 2, sizeof *start);
+  size_t *llen = calloc((size_t)nlines + 2, sizeof *llen);
+  char *out = malloc(2 * len + 16); /* a flow list may gain the spaces after its commas */
+  if (!start || !llen || !out) {
+    rc = FY_ENOMEM;
+  } else {
+    const char *p = text;
+    for (int l = 1; l <= nlines; l++) {
+      const char *nl = memchr(p, '\n', len - (size_t)(p - text));
+      start[l] = p;
+      llen[l] = nl ? (size_t)(nl - p) + 1 : len - (size_t)(p - text);
+      p += llen[l];
+    }
+    for (int l = to - 1; l > from && mark[l] == LINE_DROP && blank_or_comment(start[l], llen[l]); l--) mark[l] = LINE_KEEP;
+    size_t o = 0;
+    for (int l = 1; l <= nlines; l++) {
+      if (mark[l] == LINE_DROP) continue;
+      if (mark[l] == LINE_UNLIST) o += unlist(start[l], llen[l], name, out + o);
+      else memcpy(out + o, start[l], llen[l]), o += llen[l];
+    }
+    rc = fy_file_write_atomic(path, out, o, 0644);
+    if (rc != FY_OK) snprintf(err, errlen, "%s: %s", path, fy_strerror(rc));
+    fy_fleet f;
+    char lerr[600];
+    if (rc == FY_OK && fy_fleet_load(path, &f, lerr, sizeof lerr) != FY_OK) { /* never leave a broken file */
+      rc = fy_file_write_atomic(path, text, len, 0644) == FY_OK ? FY_ECONFIG : FY_EIO;
+      snprintf(err, errlen, "%s: without %s the file would not load (%s); remove it by hand", path, name, lerr);
+    } else if (rc == FY_OK) {
+      fy_fleet_free(&f);
+    }
+  }
+  free(start);
+  free(llen);
+  free(out);
+out:
+  free(mark);
+  fy_yaml_free(root);
+  free(text);
+  return rc;
+}

@@ -43,6 +43,10 @@ typedef struct fy_fleet {
 /* Reads and checks the file. FY_ECONFIG with "FILE:LINE: what" in err. */
 int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) FY_WUR;
 void fy_fleet_free(fy_fleet *f); /* NULL-safe */
+/* Takes node `name` out of the file at path, with its entry in every group, keeping the rest
+ * of the text (comments, order) as it was; the result must load, or the file is left as it
+ * was. FY_ENOENT when the file does not list it; else the reason in err. */
+int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t errlen) FY_WUR;
 /* The group named `name`, or NULL. */
 const fy_fleet_group *fy_fleet_group_find(const fy_fleet *f, const char *name);
 

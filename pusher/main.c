@@ -28,6 +28,10 @@ static const struct verb {
     {"uninstall-agent", fy_cmd_uninstall_agent, "uninstall-agent USER@HOST   remove ferryd from a device"},
     {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N]   an app's log"},
     {"rollback", fy_cmd_rollback, "rollback --to HOST:PORT --app NAME   back to the previous release"},
+    {"stop", fy_cmd_stop, "stop --to HOST:PORT --app NAME   stop an app (it stays stopped until start)"},
+    {"start", fy_cmd_start, "start --to HOST:PORT --app NAME   start a stopped app"},
+    {"restart", fy_cmd_restart, "restart --to HOST:PORT --app NAME   stop and start an app"},
+    {"rm", fy_cmd_rm, "rm --to HOST:PORT --app NAME [--purge]   remove an app (--purge: its volumes too)"},
 };
 
 static void usage(FILE *f) {
@@ -35,7 +39,7 @@ static void usage(FILE *f) {
           FY_VERSION);
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %s\n", verbs[i].summary);
   fprintf(f, "\n'ferry VERB --help' describes a verb. Targets are HOST:PORT or NAME@HOST:PORT, or the\n"
-             "nodes of a fleet file (--fleet FILE); status, push, plan, logs and rollback take both;\n"
+             "nodes of a fleet file (--fleet FILE); status, push, plan and the app verbs take both;\n"
              "the identity defaults to $FERRY_HOME/identity (~/.ferry/identity).\n");
 }
 

@@ -70,6 +70,13 @@ static void on_ready(fy_conn *c) {
   n->phase = FY_PN_FACTS;
 }
 
+void fy_push_plan_options(const fy_push_cfg *P, const fy_variant *v, fy_plan_msg *pm) {
+  pm->settle_ms = P->settle_set ? P->settle_ms : v->cfg.settle_ms >= 0 ? (uint64_t)v->cfg.settle_ms : P->settle_ms;
+  pm->health_cmd = P->health_cmd ? P->health_cmd : v->cfg.health_cmd;
+  pm->health_port = P->health_port ? P->health_port : v->cfg.health_port;
+  pm->force = P->force;
+}
+
 static int got_facts(fy_pnode *n, json_t *j) {
   char err[1200];
   const fy_push_cfg *P = n->cfg;
@@ -96,14 +103,10 @@ static int got_facts(fy_pnode *n, json_t *j) {
   char ds[FY_DIGEST_STR], p[FY_PLATFORM_STR];
   fy_pnode_event(n, "%s, variant %s (%s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
                  fy_digest_format(&n->v.desc.digest, ds));
-  /* Flags win; else what the recipe's run: section put into the image config. */
-  uint64_t settle = P->settle_set ? P->settle_ms : n->v.cfg.settle_ms >= 0 ? (uint64_t)n->v.cfg.settle_ms : P->settle_ms;
-  const char *hcmd = P->health_cmd ? P->health_cmd : n->v.cfg.health_cmd;
-  int hport = P->health_port ? P->health_port : n->v.cfg.health_port;
   fy_plan_msg pm = {.app = P->app, .manifest = n->v.manifest, .manifest_len = n->v.manifest_len,
                     .manifest_digest = n->v.desc.digest, .config = n->v.config, .config_len = n->v.config_len,
-                    .settle_ms = settle, .health_cmd = hcmd, .health_port = hport, .agent_upgrade = P->agent_upgrade,
-                    .upgrade_timeout_s = P->upgrade_timeout_s};
+                    .agent_upgrade = P->agent_upgrade, .upgrade_timeout_s = P->upgrade_timeout_s};
+  fy_push_plan_options(P, &n->v, &pm);
   json_t *chain = NULL, *sig = NULL;
   if (P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
     if ((rc = fy_layout_sig_chain(P->layout, P->signature, &n->v.desc.digest, &chain, err, sizeof err)) != FY_OK) {
@@ -227,7 +230,10 @@ static int got_result(fy_pnode *n, json_t *j) {
   n->result = r.result == FY_RESULT_UPGRADING ? FY_RESULT_FAILED : r.result; /* upgrading answers only an upgrade */
   if (r.release[0]) snprintf(n->release, sizeof n->release, "%s", r.release);
   n->err = r.code;
-  if (n->result != FY_RESULT_DEPLOYED) {
+  if (n->result == FY_RESULT_UNCHANGED) {
+    n->blobs_skipped = (int)r.blobs_skipped;
+    fy_text_fmt(n->msg, sizeof n->msg, "%s", r.message);
+  } else if (n->result != FY_RESULT_DEPLOYED) {
     if (r.has_exit_code) fy_text_fmt(n->msg, sizeof n->msg, "%s (exit code %lld)", r.message, (long long)r.exit_code);
     else fy_text_fmt(n->msg, sizeof n->msg, "%s", r.message);
     if (r.log_tail) n->log_tail = strdup(r.log_tail);

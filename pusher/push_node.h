@@ -8,6 +8,7 @@
 #include "chunks.h"
 #include "conn.h"
 #include "layout.h"
+#include "ferry/wire.h"
 
 enum { FY_PN_IDLE, FY_PN_CONNECT, FY_PN_FACTS, FY_PN_PLAN, FY_PN_SEND, FY_PN_COMMIT, FY_PN_CONFIRM, FY_PN_DONE };
 
@@ -25,7 +26,12 @@ typedef struct fy_push_cfg {
   const struct fy_layout_sig *signature; /* the layout's release signature, NULL if unsigned */
   int agent_upgrade;       /* the layout holds ferryd itself (ferry upgrade-agent) */
   int upgrade_timeout_s;   /* the agent's watchdog waits this long for the new agent */
+  int force;               /* deploy even where the node runs this already (--force) */
 } fy_push_cfg;
+
+/* The plan's run options for variant v: the flags win, else what the recipe's run: section put
+ * into the image config. Fills settle_ms, health_cmd, health_port and force of pm. */
+void fy_push_plan_options(const fy_push_cfg *cfg, const fy_variant *v, fy_plan_msg *pm);
 
 typedef struct fy_pnode fy_pnode;
 struct fy_pnode {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ferry/fsutil.h"
+#include "ferry/oci.h"
 #include "ferry/text.h"
 #include "ferry/yaml.h"
 #include "recipe.h"
@@ -88,8 +89,8 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
                                     "affinity", "compression_level", "mtime", NULL};
   static const char *const build_keys[] = {"cmake", "options", "command", NULL};
   static const char *const run_keys[] = {"entrypoint", "cmd", "env", "workdir", "settle", "health", "user", "stop_signal",
-                                         "stop_timeout", "capabilities", "resources", NULL};
-  static const char *const health_keys[] = {"port", "cmd", NULL};
+                                         "stop_timeout", "capabilities", "resources", "restart", NULL};
+  static const char *const health_keys[] = {"port", "cmd", "interval", NULL};
   static const char *const test_keys[] = {"command", NULL};
   char *text = NULL, *dcopy = NULL, yerr[300];
   size_t len;
@@ -102,6 +103,7 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   r->zstd_level = 19;
   r->settle_ms = 3000;
   r->stop_timeout_ms = -1;
+  r->health_interval_ms = -1;
   snprintf(r->workdir, sizeof r->workdir, "/");
   ret = fy_file_read(path, 256 * 1024, &text, &len);
   if (ret != FY_OK) {
@@ -203,13 +205,18 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
     bad = fy_yaml_unknown_key(n, run_keys, &line);
     REQUIRE(!bad, line,
             "unknown key 'run.%s' (expected entrypoint, cmd, env, workdir, settle, health, user, stop_signal, stop_timeout, "
-            "capabilities, resources)",
+            "capabilities, resources, restart)",
             bad);
     if ((v = fy_yaml_get(n, "user"))) REQUIRE(copy(r->user, sizeof r->user, v) && r->user[0], v->line, "run.user: a user such as app, 1000 or 1000:1000");
     if ((v = fy_yaml_get(n, "stop_signal"))) {
       int sig;
       REQUIRE(copy(r->stop_signal, sizeof r->stop_signal, v) && fy_signal_parse(r->stop_signal, &sig) == FY_OK, v->line,
               "run.stop_signal: a signal such as SIGTERM, SIGINT or SIGQUIT");
+    }
+    if ((v = fy_yaml_get(n, "restart"))) {
+      fy_restart rp;
+      REQUIRE(copy(r->restart, sizeof r->restart, v) && fy_restart_parse(r->restart, &rp) == FY_OK, v->line,
+              "run.restart: always, on-failure or never");
     }
     if ((v = fy_yaml_get(n, "stop_timeout"))) {
       uint64_t ms;
@@ -248,8 +255,15 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
     if ((v = fy_yaml_get(n, "health"))) {
       REQUIRE(v->kind == FY_YAML_MAP, v->line, "run.health: {port: N} or {cmd: \"...\"} or {cmd: [PROGRAM, ARGS...]}");
       bad = fy_yaml_unknown_key(v, health_keys, &line);
-      REQUIRE(!bad, line, "unknown key 'run.health.%s' (expected port, cmd)", bad);
-      const fy_ynode *hp = fy_yaml_get(v, "port"), *hc = fy_yaml_get(v, "cmd");
+      REQUIRE(!bad, line, "unknown key 'run.health.%s' (expected port, cmd, interval)", bad);
+      const fy_ynode *hp = fy_yaml_get(v, "port"), *hc = fy_yaml_get(v, "cmd"), *hi = fy_yaml_get(v, "interval");
+      if (hi) {
+        uint64_t ms;
+        REQUIRE(scalar(hi) && fy_parse_duration_ms(hi->str, &ms) == FY_OK && ms >= FY_HEALTH_INTERVAL_MIN_MS &&
+                    ms <= FY_HEALTH_INTERVAL_MAX_MS,
+                hi->line, "run.health.interval: a duration from 1s to 24h, such as 30s");
+        r->health_interval_ms = (int64_t)ms;
+      }
       if (hp) {
         long num = 0;
         REQUIRE(scalar(hp) && fy_parse_long(hp->str, 1, 65535, &num) == FY_OK, hp->line, "run.health.port: 1-65535");

@@ -45,6 +45,8 @@ typedef struct fy_recipe {
   char *health_argv[FY_RECIPE_MAX_LIST]; size_t nhealth_argv; /* exec form */
   char stop_signal[16];   /* StopSignal, "" for SIGTERM */
   int64_t stop_timeout_ms; /* -1: the agent's default (10 s) */
+  int64_t health_interval_ms; /* run.health.interval; -1: the agent's default (30 s) */
+  char restart[16];        /* run.restart: always, on-failure, never; "" for the default */
   fy_runspec spec;        /* run.capabilities and run.resources */
   fy_affinity affinity;   /* where it should run (nodeAffinity); carried in the image config */
   /* test */

@@ -6,7 +6,10 @@
  *     -> waves: each wave's nodes pushed together; the next wave starts when it is done
  *     -> halt when the failure budget is reached (a failed canary always halts): no new node
  *        starts, in-flight ones finish
- *     -> revert (--revert-on-halt): a rollback request to every node that took the release.
+ *     -> revert (--revert-on-halt): a rollback request to every node that took the release, a
+ *        remove request where it was a first install;
+ *     -> or, when every wave went well: a remove request to each targeted node that runs the app
+ *        but is not among the --replicas chosen (a Deployment scaling down).
  *
  * Ctrl-C: the first stops new nodes from starting and lets in-flight ones finish; the second
  * closes them (a node that has not received the commit keeps what it runs). */
@@ -35,8 +38,22 @@ struct rnode {
   int wave;                  /* -1: not scheduled */
   int started;
   fy_pnode push;
-  int reverted;
+  int installed;             /* its facts list the app with a release */
+  int unchanged;             /* its facts say it runs this variant with these options */
+  int remove_after;          /* outside --replicas and runs the app: removed after a good rollout */
+  int reverted, removed;
   char revert_msg[300];
+};
+
+/* A request after the waves to some of the nodes: rollbacks and removals (revert, replicas). */
+struct followup {
+  struct rollout *r;
+  fy_request_op op;
+  size_t *nodes, n;
+  fy_ask *asks;
+  fy_target *targets;
+  fy_ask_batch b;
+  json_t *req;
 };
 
 struct rollout {
@@ -62,14 +79,24 @@ struct rollout {
   fy_affinity image_affinity;
   char offered[512];
   char summary[1200];
-  fy_ask *revert_asks;
-  fy_target *revert_targets;
-  size_t *revert_nodes;
-  size_t nrevert;
-  fy_ask_batch revert;
-  json_t *revert_req;
+  struct followup fu[2];     /* rollbacks, removals */
+  int fu_pending;
   int loop_ok;
 };
+
+/* Nodes reach what was asked for when they deployed, or run it already. */
+static int res_ok(fy_result r) { return r == FY_RESULT_DEPLOYED || r == FY_RESULT_UNCHANGED; }
+
+/* The app's entry in a node's facts when it runs a release of it; NULL otherwise. */
+static const json_t *facts_app(const json_t *facts, const char *app) {
+  const json_t *apps = json_object_get(facts, "apps"), *e;
+  size_t i;
+  json_array_foreach(apps, i, e) {
+    const char *name = fy_msg_str(e, "name", FY_APP_NAME_MAX - 1), *rel = fy_msg_str(e, "release", FY_RELEASE_ID_MAX - 1);
+    if (name && rel && rel[0] && strcmp(name, app) == 0) return e;
+  }
+  return NULL;
+}
 
 int fy_count_parse(const char *s, long min, fy_count *c) {
   size_t n = strlen(s);
@@ -152,6 +179,8 @@ static void filter_nodes(struct rollout *r) {
       continue;
     }
     x->labels = fy_cli_node_labels(cc, i, a->facts);
+    const json_t *fa = facts_app(a->facts, r->o->push.app);
+    x->installed = fa != NULL;
     if (!fy_selector_match(&cc->selector, x->labels)) {
       x->excluded = X_SELECTOR;
       snprintf(x->why, sizeof x->why, "didn't match node selector");
@@ -172,6 +201,21 @@ static void filter_nodes(struct rollout *r) {
       continue;
     }
     explain_variant(x, a->facts, &v);
+    if (fa && !r->o->push.force && !r->o->push.agent_upgrade) { /* what the agent will answer "unchanged" to */
+      fy_plan_msg pm = {0};
+      char od[FY_DIGEST_STR];
+      fy_push_plan_options(&r->o->push, &v, &pm);
+      fy_plan_options_digest(&pm, od);
+      const char *m = fy_msg_str(fa, "manifest", FY_DIGEST_STR), *op = fy_msg_str(fa, "options", FY_DIGEST_STR);
+      x->unchanged = m && op && strcmp(m, x->digest) == 0 && strcmp(op, od) == 0;
+      if (x->unchanged) {
+        size_t l = strlen(x->why);
+        fy_text_fmt(x->why + l, sizeof x->why - l, "; runs it already (release %s)", fy_msg_str(fa, "release", 63));
+        fy_variant_free(&v);
+        x->score = fy_affinity_score(&cc->fleet.affinity, x->labels) + fy_affinity_score(&r->image_affinity, x->labels);
+        continue; /* it needs no space: nothing is sent */
+      }
+    }
     /* What the node will ask for at the least (its own check, with every blob already there):
      * half the layers again, for the unpacked release. Less free than that cannot work. */
     const json_t *fb = json_object_get(a->facts, "free_bytes");
@@ -222,7 +266,9 @@ static void pick_replicas(struct rollout *r, long want) {
     struct rnode *x = &r->nodes[i];
     if (x->excluded || picked[i]) continue;
     x->excluded = X_REPLICAS;
-    snprintf(x->why, sizeof x->why, "not among the %ld best for --replicas %ld (preferred score %d)", want, want, x->score);
+    x->remove_after = x->installed && !r->o->push.agent_upgrade;
+    snprintf(x->why, sizeof x->why, "not among the %ld best for --replicas %ld (preferred score %d)%s", want, want, x->score,
+             x->remove_after ? "; runs the app: removed once the rollout went well" : "");
   }
 out:
   free(picked);
@@ -265,20 +311,57 @@ static void summarize(struct rollout *r) {
              r->o->spread_by ? r->o->spread_by : "topology.kubernetes.io/zone");
 }
 
-/* Canary first and alone, then waves of --max-parallel. */
+/* The canary is --canary nodes of each distinct manifest chosen (P%: that share of each
+ * manifest's nodes, rounded up), so that every variant is proven before the waves: an amd64
+ * canary says nothing about the arm64 build. Moves them to the front of order (best score first
+ * within each manifest); returns how many. */
+static size_t pick_canary(struct rollout *r) {
+  size_t *rest = calloc(r->nsched + 1, sizeof *rest), ncan = 0, nrest = 0;
+  char *taken = calloc(r->nsched + 1, 1);
+  if (!rest || !taken) {
+    free(rest);
+    free(taken);
+    return 0;
+  }
+  for (size_t k = 0; k < r->nsched; k++) {
+    const char *dg = r->nodes[r->order[k]].digest;
+    int seen = 0;
+    for (size_t q = 0; q < k && !seen; q++) seen = strcmp(r->nodes[r->order[q]].digest, dg) == 0;
+    if (seen) continue; /* that manifest's canary is chosen already */
+    size_t total = 0, picked = 0;
+    for (size_t q = k; q < r->nsched; q++) total += strcmp(r->nodes[r->order[q]].digest, dg) == 0;
+    long want = count_of(&r->o->canary, total, 0);
+    for (size_t q = k; q < r->nsched && (long)picked < want; q++) {
+      if (taken[q] || strcmp(r->nodes[r->order[q]].digest, dg) != 0) continue;
+      taken[q] = 1;
+      rest[nrest++] = r->order[q]; /* the canary, gathered in front below */
+      picked++;
+    }
+  }
+  ncan = nrest;
+  for (size_t k = 0; k < r->nsched; k++)
+    if (!taken[k]) rest[nrest++] = r->order[k];
+  memcpy(r->order, rest, r->nsched * sizeof *rest);
+  free(rest);
+  free(taken);
+  return ncan;
+}
+
+/* Canary first and alone, then waves of --max-parallel. Nodes that run the release already are
+ * in the waves too (the agent answers "unchanged" and they cost one round trip). */
 static void schedule(struct rollout *r) {
   r->nsched = 0;
   for (size_t i = 0; i < r->n; i++)
     if (r->nodes[i].excluded == X_NONE) r->order[r->nsched++] = i;
   qsort_r(r->order, r->nsched, sizeof *r->order, by_score, r);
-  long canary = count_of(&r->o->canary, r->nsched, 0);
   long width = count_of(&r->o->max_parallel, r->nsched, (long)r->nsched);
   if (width < 1) width = 1;
   size_t at = 0;
   r->nwaves = 0;
-  if (canary > 0 && r->nsched > 0) {
+  size_t canary = count_of(&r->o->canary, r->nsched, 0) > 0 && r->nsched > 0 ? pick_canary(r) : 0;
+  if (canary > 0) {
     r->wave_start[r->nwaves++] = 0;
-    at = (size_t)canary < r->nsched ? (size_t)canary : r->nsched;
+    at = canary;
   }
   while (at < r->nsched) {
     r->wave_start[r->nwaves++] = at;
@@ -361,7 +444,7 @@ static void draw(struct rollout *r, int final) {
     sent += x->push.bytes_sent;
     if (x->started && x->push.phase == FY_PN_DONE) {
       done++;
-      failed += x->push.result != FY_RESULT_DEPLOYED;
+      failed += !res_ok(x->push.result);
     }
     if (!x->started || x->push.phase == FY_PN_DONE) continue;
     char a[32], b[32];
@@ -399,7 +482,7 @@ static void node_finished(fy_pnode *p) {
   struct rnode *x = p->ud;
   struct rollout *r = (struct rollout *)p->conn.loop->data;
   r->running--;
-  if (p->result != FY_RESULT_DEPLOYED) {
+  if (!res_ok(p->result)) {
     r->failures++;
     if (x->wave == 0 && r->o->canary.set && count_of(&r->o->canary, r->nsched, 0) > 0)
       halt(r, "the canary %s %s: %s", rname(r, x), fy_result_name(p->result), p->msg);
@@ -407,14 +490,15 @@ static void node_finished(fy_pnode *p) {
       halt(r, "%ld failure(s) reached --max-failures %ld", r->failures, r->max_failures);
   }
   if (r->running > 0) return;
-  size_t ok = 0, bad = 0;
+  size_t ok = 0, same = 0, bad = 0;
   for (size_t k = r->wave_start[r->cur]; k < r->wave_start[r->cur + 1]; k++) {
     struct rnode *y = &r->nodes[r->order[k]];
     if (!y->started) continue;
     if (y->push.result == FY_RESULT_DEPLOYED) ok++;
+    else if (y->push.result == FY_RESULT_UNCHANGED) same++;
     else bad++;
   }
-  event(r, "wave %d/%d done: %zu deployed, %zu failed", r->cur + 1, r->nwaves, ok, bad);
+  event(r, "wave %d/%d done: %zu deployed, %zu unchanged, %zu failed", r->cur + 1, r->nwaves, ok, same, bad);
   if (r->halted || r->interrupted || r->cur + 1 >= r->nwaves) {
     finish(r);
     return;
@@ -447,45 +531,65 @@ static void start_wave(struct rollout *r) {
   }
 }
 
-static void revert_done(fy_ask_batch *b) {
-  struct rollout *r = b->ud;
-  for (size_t k = 0; k < r->nrevert; k++) {
-    struct rnode *x = &r->nodes[r->revert_nodes[k]];
-    fy_ask *a = &r->revert_asks[k];
+static void followup_done(fy_ask_batch *b) {
+  struct followup *f = b->ud;
+  struct rollout *r = f->r;
+  fy_result want = f->op == FY_REQ_ROLLBACK ? FY_RESULT_ROLLED_BACK : FY_RESULT_REMOVED;
+  for (size_t k = 0; k < f->n; k++) {
+    struct rnode *x = &r->nodes[f->nodes[k]];
+    fy_ask *a = &f->asks[k];
     const char *res = fy_msg_str(a->answer, "result", 20), *m = fy_msg_str(a->answer, "message", 250);
-    if (a->err == FY_OK && fy_result_parse(res) == FY_RESULT_ROLLED_BACK) {
-      x->reverted = 1;
-      event(r, "%s: reverted to %s", rname(r, x), fy_msg_str(a->answer, "release", 100) ? fy_msg_str(a->answer, "release", 100) : "?");
+    const char *rel = fy_msg_str(a->answer, "release", 100);
+    if (a->err == FY_OK && fy_result_parse(res) == want) {
+      x->reverted = r->halted;
+      x->removed = f->op == FY_REQ_REMOVE;
+      if (x->removed) event(r, "%s: removed %s%s", rname(r, x), r->o->push.app, r->halted ? " (a first install: reverted)" : " (outside --replicas)");
+      else event(r, "%s: reverted to %s", rname(r, x), rel ? rel : "?");
     } else {
-      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", a->err ? a->msg : m ? m : "?");
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "%s failed: %s", r->halted ? "revert" : "removal", a->err ? a->msg : m ? m : "?");
       event(r, "%s: %s", rname(r, x), x->revert_msg);
     }
   }
-  uv_close((uv_handle_t *)&r->progress, NULL);
+  if (--r->fu_pending == 0) uv_close((uv_handle_t *)&r->progress, NULL);
+}
+
+/* Starts one follow-up batch over f->nodes (n of them); 0 when there was nothing to start. */
+static int followup_start(struct rollout *r, struct followup *f) {
+  if (!f->n) return 0;
+  fy_request_msg rq = {.op = f->op, .app = r->o->push.app};
+  f->r = r;
+  f->asks = calloc(f->n, sizeof *f->asks);
+  f->targets = calloc(f->n, sizeof *f->targets);
+  f->req = fy_request_encode(&rq);
+  if (!f->asks || !f->targets || !f->req) return 0;
+  for (size_t k = 0; k < f->n; k++) f->targets[k] = r->cc->targets[r->nodes[f->nodes[k]].ti];
+  f->b = (fy_ask_batch){.loop = &r->loop, .tls = r->o->push.tls, .timeout_ms = r->o->push.timeout_ms, .op = fy_request_op_name(f->op),
+                        .app = r->o->push.app, .request = f->req, .on_all = followup_done, .ud = f};
+  r->fu_pending++;
+  fy_ask_batch_start(&f->b, f->asks, f->targets, f->n);
+  return 1;
 }
 
 static void finish(struct rollout *r) {
+  struct followup *rb = &r->fu[0], *rm = &r->fu[1];
+  rb->op = FY_REQ_ROLLBACK;
+  rm->op = FY_REQ_REMOVE;
   if (r->halted && r->o->revert_on_halt) {
     for (size_t k = 0; k < r->nsched; k++) {
       struct rnode *x = &r->nodes[r->order[k]];
-      if (x->started && x->push.result == FY_RESULT_DEPLOYED) r->revert_nodes[r->nrevert++] = r->order[k];
+      if (!x->started || x->push.result != FY_RESULT_DEPLOYED) continue;
+      struct followup *f = x->installed ? rb : rm; /* a first install has nothing to go back to */
+      f->nodes[f->n++] = r->order[k];
     }
-    if (r->nrevert) {
-      event(r, "reverting %zu node(s) that took the release", r->nrevert);
-      r->revert_asks = calloc(r->nrevert, sizeof *r->revert_asks);
-      r->revert_targets = calloc(r->nrevert, sizeof *r->revert_targets);
-      fy_request_msg rq = {.op = FY_REQ_ROLLBACK, .app = r->o->push.app};
-      json_t *req = r->revert_req = fy_request_encode(&rq);
-      if (r->revert_asks && r->revert_targets && req) {
-        for (size_t k = 0; k < r->nrevert; k++) r->revert_targets[k] = r->cc->targets[r->nodes[r->revert_nodes[k]].ti];
-        r->revert = (fy_ask_batch){.loop = &r->loop, .tls = r->o->push.tls, .timeout_ms = r->o->push.timeout_ms, .op = "rollback",
-                                   .app = r->o->push.app, .request = req, .on_all = revert_done, .ud = r};
-        fy_ask_batch_start(&r->revert, r->revert_asks, r->revert_targets, r->nrevert);
-        return;
-      }
-    }
+    if (rb->n + rm->n) event(r, "reverting %zu node(s) that took the release (%zu first install(s) removed)", rb->n + rm->n, rm->n);
+  } else if (!r->halted && !r->interrupted) {
+    for (size_t i = 0; i < r->n; i++)
+      if (r->nodes[i].remove_after) rm->nodes[rm->n++] = i;
+    if (rm->n) event(r, "removing %s from %zu node(s) outside --replicas %ld", r->o->push.app, rm->n, r->o->replicas);
   }
-  uv_close((uv_handle_t *)&r->progress, NULL);
+  int started = followup_start(r, rb);
+  started |= followup_start(r, rm);
+  if (!started) uv_close((uv_handle_t *)&r->progress, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -506,12 +610,20 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 static fy_result node_result(const struct rollout *r, const struct rnode *x, const char **err) {
   if (x->started) {
-    *err = x->push.result == FY_RESULT_DEPLOYED ? NULL : x->push.msg;
+    *err = res_ok(x->push.result) ? NULL : x->push.msg;
     if (x->reverted) {
-      *err = "reverted: the rollout halted";
-      return FY_RESULT_ROLLED_BACK;
+      *err = x->removed ? "reverted: the rollout halted (a first install: removed)" : "reverted: the rollout halted";
+      return x->removed ? FY_RESULT_REMOVED : FY_RESULT_ROLLED_BACK;
     }
     return x->push.result;
+  }
+  if (x->removed) {
+    *err = NULL;
+    return FY_RESULT_REMOVED;
+  }
+  if (x->remove_after && x->revert_msg[0]) {
+    *err = x->revert_msg;
+    return FY_RESULT_FAILED;
   }
   if (x->excluded == X_UNREACHABLE) {
     *err = x->why;
@@ -532,7 +644,7 @@ static fy_result node_result(const struct rollout *r, const struct rnode *x, con
 static int report(struct rollout *r) {
   fy_cli_common *cc = r->cc;
   int ret = r->halted || r->interrupted ? 1 : 0;
-  size_t ndeployed = 0, nfailed = 0, nskipped = 0;
+  size_t ndeployed = 0, nunchanged = 0, nremoved = 0, nfailed = 0, nskipped = 0;
   json_t *arr = json_array();
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
@@ -540,13 +652,15 @@ static int report(struct rollout *r) {
     fy_result res = node_result(r, x, &err);
     int chosen = x->excluded == X_NONE;
     if (res == FY_RESULT_DEPLOYED) ndeployed++;
+    else if (res == FY_RESULT_UNCHANGED) nunchanged++;
+    else if (res == FY_RESULT_REMOVED && !x->started) nremoved++;
     else if (res == FY_RESULT_SKIPPED && !chosen) nskipped++;
     else nfailed++, ret = 1;
     const char *plat = fy_msg_str(r->asks[i].facts, "platform", 64);
     json_t *o = json_pack("{s:s, s:s, s:s?, s:b}", "name", rname(r, x), "address", cc->targets[i].address, "platform", plat,
                           "selected", chosen);
     if (r->o->dry_run) {
-      json_object_set_new(o, "action", json_string(chosen ? "deploy" : "skip"));
+      json_object_set_new(o, "action", json_string(chosen ? (x->unchanged ? "unchanged" : "deploy") : x->remove_after ? "remove" : "skip"));
     } else {
       json_object_set_new(o, "result", json_string(fy_result_name(res)));
       json_object_set_new(o, "bytes_sent", json_integer((json_int_t)x->push.bytes_sent));
@@ -581,7 +695,7 @@ static int report(struct rollout *r) {
   }
   json_decref(arr);
   if (r->o->dry_run) {
-    printf("%-20s %-16s %-7s %-5s %-16s %-21s %s\n", "NODE", "PLATFORM", "ACTION", "WAVE", "VARIANT", "DIGEST", "WHY");
+    printf("%-20s %-16s %-9s %-5s %-16s %-21s %s\n", "NODE", "PLATFORM", "ACTION", "WAVE", "VARIANT", "DIGEST", "WHY");
   } else {
     printf("%-20s %-16s %-12s %-5s %-26s %10s %6s %8s\n", "NODE", "PLATFORM", "RESULT", "WAVE", "RELEASE", "SENT", "BLOBS", "SKIPPED");
   }
@@ -593,9 +707,10 @@ static int report(struct rollout *r) {
     char wave[16] = "-", b[32];
     if (x->wave >= 0) snprintf(wave, sizeof wave, "%d", x->wave + 1);
     if (r->o->dry_run) {
-      fy_cli_print(stdout, "%-20s %-16s %-7s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-", x->excluded ? "skip" : "deploy", wave,
+      fy_cli_print(stdout, "%-20s %-16s %-9s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-",
+             x->excluded ? (x->remove_after ? "remove" : "skip") : x->unchanged ? "unchanged" : "deploy", wave,
              x->variant[0] ? x->variant : "-", x->digest[0] ? x->digest : "-", x->why);
-    } else if (x->excluded == X_NONE || res == FY_RESULT_FAILED) {
+    } else if (x->excluded == X_NONE || res == FY_RESULT_FAILED || res == FY_RESULT_REMOVED) {
       fy_cli_print(stdout, "%-20s %-16s %-12s %-5s %-26s %10s %6d %8d\n", rname(r, x), plat ? plat : "-", fy_result_name(res),
              wave, x->push.release[0] ? x->push.release : "-", fy_human_bytes(x->push.bytes_sent, b, sizeof b), x->push.blobs_sent,
              x->push.blobs_skipped);
@@ -603,14 +718,14 @@ static int report(struct rollout *r) {
   }
   printf("%s\n", r->summary);
   if (!r->o->dry_run) {
-    printf("rollout: %zu deployed, %zu failed or not reached, %zu not chosen; disk read %llu KiB for %llu KiB sent%s%s\n", ndeployed,
-           nfailed, nskipped, (unsigned long long)(r->chunks.disk_bytes >> 10), (unsigned long long)(r->chunks.served_bytes >> 10),
+    printf("rollout: %zu deployed, %zu unchanged, %zu failed or not reached, %zu not chosen%s%.0zu%s; disk read %llu KiB for %llu KiB "
+           "sent%s%s\n", ndeployed, nunchanged, nfailed, nskipped, nremoved ? ", " : "", nremoved, nremoved ? " removed (outside --replicas)" : "", (unsigned long long)(r->chunks.disk_bytes >> 10), (unsigned long long)(r->chunks.served_bytes >> 10),
            r->halted ? "; halted: " : "", r->halted ? r->halt_reason : "");
     for (size_t i = 0; i < r->n; i++) {
       struct rnode *x = &r->nodes[i];
       const char *err;
     fy_result res = node_result(r, x, &err);
-      if (!err || res == FY_RESULT_DEPLOYED) continue;
+      if (!err || res_ok(res)) continue;
       fy_cli_err("%s: %s: %s%s%s", rname(r, x), fy_result_name(res), err, x->revert_msg[0] ? "; " : "", x->revert_msg);
       if (x->started && x->push.log_tail && x->push.log_tail[0]) fy_cli_print(stderr, "--- last log lines on %s:\n%s\n", rname(r, x), x->push.log_tail);
     }
@@ -652,8 +767,9 @@ int fy_rollout_run(fy_rollout_opts *o) {
   r.nodes = calloc(r.n, sizeof *r.nodes);
   r.asks = calloc(r.n, sizeof *r.asks);
   r.order = calloc(r.n, sizeof *r.order);
-  r.revert_nodes = calloc(r.n, sizeof *r.revert_nodes);
-  if (!r.nodes || !r.asks || !r.order || !r.revert_nodes) goto cleanup;
+  r.fu[0].nodes = calloc(r.n, sizeof *r.fu[0].nodes);
+  r.fu[1].nodes = calloc(r.n, sizeof *r.fu[1].nodes);
+  if (!r.nodes || !r.asks || !r.order || !r.fu[0].nodes || !r.fu[1].nodes) goto cleanup;
   uv_loop_init(&r.loop);
   r.loop_ok = 1;
   r.loop.data = &r;
@@ -720,11 +836,13 @@ cleanup:
       json_decref(r.asks[i].answer);
     }
   }
-  if (r.revert_asks) fy_ask_batch_free(&r.revert);
-  json_decref(r.revert_req);
-  free(r.revert_asks);
-  free(r.revert_targets);
-  free(r.revert_nodes);
+  for (int k = 0; k < 2; k++) {
+    if (r.fu[k].asks) fy_ask_batch_free(&r.fu[k].b);
+    json_decref(r.fu[k].req);
+    free(r.fu[k].asks);
+    free(r.fu[k].targets);
+    free(r.fu[k].nodes);
+  }
   free(r.nodes);
   free(r.asks);
   free(r.order);

@@ -278,6 +278,7 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
   memset(out, 0, sizeof *out);
   out->settle_ms = -1;
   out->stop_timeout_ms = -1;
+  out->health_interval_ms = -1;
   json_t *j = load(json, len, "config", err, errlen, &rc);
   if (!j) return rc;
   const char *os = str_field(j, "os", 32), *arch = str_field(j, "architecture", 32),
@@ -314,6 +315,17 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
         (rs && !(out->resources = strdup(rs)))) { rc = FY_ENOMEM; goto out; }
     const char *af = json_is_object(labels) ? str_field(labels, "dev.ferry.affinity", 16384) : NULL;
     if (af && !(out->affinity = strdup(af))) { rc = FY_ENOMEM; goto out; }
+    const char *rp = json_is_object(labels) ? str_field(labels, "dev.ferry.restart", 32) : NULL;
+    if (rp && !(out->restart = strdup(rp))) { rc = FY_ENOMEM; goto out; }
+    const json_t *hcj = json_object_get(c, "Healthcheck"), *iv = json_is_object(hcj) ? json_object_get(hcj, "Interval") : NULL;
+    const char *hi = json_is_object(labels) ? str_field(labels, "dev.ferry.health_interval_ms", 16) : NULL;
+    long hims = 0;
+    if (json_is_integer(iv) && json_integer_value(iv) > 0) {
+      json_int_t ms = json_integer_value(iv) / 1000000;
+      out->health_interval_ms = ms < FY_HEALTH_INTERVAL_MIN_MS ? FY_HEALTH_INTERVAL_MIN_MS : ms > FY_HEALTH_INTERVAL_MAX_MS ? FY_HEALTH_INTERVAL_MAX_MS : ms;
+    } else if (hi && fy_parse_long(hi, FY_HEALTH_INTERVAL_MIN_MS, FY_HEALTH_INTERVAL_MAX_MS, &hims) == FY_OK) {
+      out->health_interval_ms = hims;
+    }
   }
   const json_t *rootfs = json_object_get(j, "rootfs");
   if (json_is_object(rootfs) && json_is_array(json_object_get(rootfs, "diff_ids")))
@@ -334,6 +346,7 @@ void fy_oci_config_free(fy_image_config *c) {
   free(c->test);
   free(c->board);
   free(c->health_cmd);
+  free(c->restart);
   free_strv(c->health_argv, c->nhealth_argv);
   free(c->stop_signal);
   free(c->capabilities);
@@ -373,3 +386,18 @@ void fy_oci_offered(const fy_index *ix, char *buf, size_t len) {
   }
   if (off == 0) snprintf(buf, len, "no platform at all");
 }
+
+static const char *const restart_names[] = {"always", "on-failure", "never"};
+
+int fy_restart_parse(const char *s, fy_restart *out) {
+  *out = FY_RESTART_ALWAYS;
+  if (!s) return FY_OK;
+  for (int i = 0; i < 3; i++)
+    if (strcmp(s, restart_names[i]) == 0) {
+      *out = (fy_restart)i;
+      return FY_OK;
+    }
+  return FY_EINVAL;
+}
+
+const char *fy_restart_name(fy_restart r) { return (unsigned)r < 3 ? restart_names[r] : "always"; }

@@ -82,7 +82,17 @@ json_t *fy_plan_encode(const fy_plan_msg *m) {
   }
   if (m->signature) json_object_set(j, "signature", m->signature);
   if (m->chain) json_object_set(j, "chain", m->chain);
+  if (m->force) json_object_set_new(j, "force", json_true());
   return j;
+}
+
+void fy_plan_options_digest(const fy_plan_msg *m, char out[FY_DIGEST_STR]) {
+  /* A canonical text: each option as name=value and a NUL, in a fixed order. */
+  char buf[FY_HEALTH_CMD_MAX + 64];
+  int n = snprintf(buf, sizeof buf, "health_cmd=%s%chealth_port=%d%c", m->health_cmd ? m->health_cmd : "", 0, m->health_port, 0);
+  fy_digest d;
+  fy_sha256_once(buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : sizeof buf, &d);
+  fy_digest_format(&d, out);
 }
 
 int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) {
@@ -111,6 +121,9 @@ int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) {
   v = m->upgrade_timeout_s;
   if ((rc = get_int(j, "upgrade_timeout_s", 5, 600, 0, &v, "plan", err, errlen)) != FY_OK) return rc;
   m->upgrade_timeout_s = (int)v;
+  const json_t *force = json_object_get(j, "force");
+  if (force && !json_is_boolean(force)) return bad(err, errlen, "plan", "'force' is not true or false");
+  m->force = json_is_true(force);
   return FY_OK;
 }
 
@@ -227,9 +240,16 @@ int fy_result_decode(const json_t *j, fy_result_msg *m, char *err, size_t errlen
 
 /* --- request ------------------------------------------------------------------------------ */
 
+static const char *const op_names[] = {"", "logs", "rollback", "stop", "start", "restart", "remove"};
+
+const char *fy_request_op_name(fy_request_op op) {
+  return (size_t)op < sizeof op_names / sizeof op_names[0] ? op_names[op] : "";
+}
+
 json_t *fy_request_encode(const fy_request_msg *m) {
-  json_t *j = json_pack("{s:s, s:s}", "op", m->op == FY_REQ_LOGS ? "logs" : "rollback", "app", m->app);
+  json_t *j = json_pack("{s:s, s:s}", "op", fy_request_op_name(m->op), "app", m->app);
   if (j && m->op == FY_REQ_LOGS && m->tail > 0) json_object_set_new(j, "tail", json_integer(m->tail));
+  if (j && m->op == FY_REQ_REMOVE && m->purge) json_object_set_new(j, "purge", json_true());
   return j;
 }
 
@@ -239,9 +259,9 @@ int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errl
   int rc;
   memset(m, 0, sizeof *m);
   if ((rc = get_str(j, "op", 31, 1, &op, "request", err, errlen)) != FY_OK) return rc;
-  if (strcmp(op, "logs") == 0) m->op = FY_REQ_LOGS;
-  else if (strcmp(op, "rollback") == 0) m->op = FY_REQ_ROLLBACK;
-  else {
+  for (size_t i = 1; i < sizeof op_names / sizeof op_names[0] && !m->op; i++)
+    if (strcmp(op, op_names[i]) == 0) m->op = (fy_request_op)i;
+  if (!m->op) {
     snprintf(err, errlen, "unknown request '%s'", op);
     return FY_EUNSUPPORTED;
   }
@@ -249,6 +269,9 @@ int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errl
   if (!fy_app_valid_name(m->app)) return bad(err, errlen, "request", "'%s' is not an app name", m->app);
   if ((rc = get_int(j, "tail", 1, FY_LOG_TAIL_LINES_MAX, 0, &tail, "request", err, errlen)) != FY_OK) return rc;
   m->tail = (int)tail;
+  const json_t *purge = json_object_get(j, "purge");
+  if (purge && !json_is_boolean(purge)) return bad(err, errlen, "request", "'purge' is not true or false");
+  m->purge = json_is_true(purge);
   return FY_OK;
 }
 
@@ -381,6 +404,9 @@ json_t *fy_run_meta_encode(const fy_run_meta *m) {
   if (m->stop_timeout_ms > 0) bad_set |= json_object_set_new(j, "stop_timeout_ms", json_integer(m->stop_timeout_ms));
   if (m->spec.cap_add || m->spec.cap_drop) bad_set |= json_object_set_new(j, "caps", fy_caps_to_json(&m->spec));
   if (m->spec.memory || m->spec.cpu_milli || m->spec.pids) bad_set |= json_object_set_new(j, "resources", fy_resources_to_json(&m->spec));
+  if (m->options && m->options[0]) bad_set |= json_object_set_new(j, "options", json_string(m->options));
+  if (m->health_interval_ms > 0) bad_set |= json_object_set_new(j, "health_interval_ms", json_integer(m->health_interval_ms));
+  if (m->restart != FY_RESTART_ALWAYS) bad_set |= json_object_set_new(j, "restart", json_string(fy_restart_name(m->restart)));
   if (bad_set) {
     json_decref(j);
     return NULL;
@@ -434,6 +460,8 @@ int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen
   m->user = str_or_empty(m->user);
   if ((rc = get_str(j, "manifest", FY_DIGEST_STR, 0, &m->manifest, "run.json", err, errlen)) != FY_OK) return rc;
   m->manifest = str_or_empty(m->manifest);
+  if ((rc = get_str(j, "options", FY_DIGEST_STR, 0, &m->options, "run.json", err, errlen)) != FY_OK) return rc;
+  m->options = str_or_empty(m->options);
   if ((rc = get_int(j, "version", 0, INT64_MAX, 0, &v, "run.json", err, errlen)) != FY_OK) return rc;
   m->version = (uint64_t)v;
   if ((rc = string_list(j, "health", 256, 0, &m->health, &m->nhealth, err, errlen)) != FY_OK) return rc;
@@ -449,6 +477,14 @@ int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen
   if (json_object_get(j, "stop_timeout_ms") &&
       (rc = get_int(j, "stop_timeout_ms", 0, FY_STOP_TIMEOUT_MAX_MS, 0, &m->stop_timeout_ms, "run.json", err, errlen)) != FY_OK)
     return rc;
+  m->health_interval_ms = -1;
+  if (json_object_get(j, "health_interval_ms") &&
+      (rc = get_int(j, "health_interval_ms", FY_HEALTH_INTERVAL_MIN_MS, FY_HEALTH_INTERVAL_MAX_MS, 0, &m->health_interval_ms, "run.json",
+                    err, errlen)) != FY_OK)
+    return rc;
+  const char *restart;
+  if ((rc = get_str(j, "restart", 31, 0, &restart, "run.json", err, errlen)) != FY_OK) return rc;
+  if (fy_restart_parse(restart, &m->restart) != FY_OK) return bad(err, errlen, "run.json", "'restart' is not always, on-failure or never");
   const json_t *o;
   char why[200];
   if ((o = json_object_get(j, "caps")) && fy_caps_from_json(o, &m->spec, why, sizeof why) != FY_OK)

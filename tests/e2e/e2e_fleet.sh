@@ -85,8 +85,9 @@ pass "plan / push --dry-run: variant and reason per node, '2/$TOTAL nodes availa
   --canary 1 --max-parallel 25% --json > "$T/p1.json" 2> "$T/p1.err" || { tail -20 "$T/p1.err"; fail "full rollout exit"; }
 [ "$(json_get "$T/p1.json" "sorted(set(n['result'] for n in d['nodes']))")" = "(['deployed'],)" ] || { tail -20 "$T/p1.err"; fail "not all deployed"; }
 [ "$(json_get "$T/p1.json" "len(d['nodes'])")" = "($TOTAL,)" ] || fail "report size"
-[ "$(json_get "$T/p1.json" "[n['name'] for n in d['nodes'] if n['wave']==1]")" = "(['n03'],)" ] || fail "canary: the preferred node goes first, alone"
-grep -q 'wave 1/[0-9]* (canary), 1 node(s): n03' "$T/p1.err" || fail "canary event line"
+# --canary 1 is one node per variant: the preferred amd64 node and the first arm64 board
+[ "$(json_get "$T/p1.json" "[n['name'] for n in d['nodes'] if n['wave']==1]")" = "(['n03', 'pi-1'],)" ] || fail "canary: the preferred node of each variant goes first, alone"
+grep -q 'wave 1/[0-9]* (canary), 2 node(s): n03, pi-1' "$T/p1.err" || fail "canary event line"
 [ "$(json_get "$T/p1.json" "min(n['bytes_sent'] for n in d['nodes']) >= 8<<20")" = "(True,)" ] || fail "each node got 8 MiB"
 DISK=$(json_get "$T/p1.json" "d['disk_read_bytes'] * 100 // d['bytes_sent']" | tr -dc 0-9)
 RSS=$(cat "$T/rss")
@@ -97,7 +98,7 @@ pass "8 MiB image on all $TOTAL nodes (2 under qemu), canary first; pusher peak 
 # --- a bad release halts at the canary; --revert-on-halt brings the canary back
 V1_N01=$(json_get "$T/st1.json" "[a['release'] for n in d['nodes'] if n['name']=='n01' for a in n['apps']][0]")
 set +e
-"$FERRY" push "$IMG:bad" --fleet "$F" --identity "$T/me" --app hello --settle 1 --selector 'tier=std' \
+"$FERRY" push "$IMG:bad" --fleet "$F" --identity "$T/me" --app hello --settle 1 --selector 'tier=std,kubernetes.io/arch=amd64' \
   --canary 2 --revert-on-halt --json > "$T/bad.json" 2> "$T/bad.err"
 rc=$?
 set -e

@@ -117,11 +117,29 @@ cmp -s "$PFX/usr/local/lib/ferry/ferryd" "$T/ferryd-v2" || fail "the previous bi
 app_running_again s4.json "app after a failed re-install"
 pass "a new agent that does not start: a fresh install leaves nothing; a re-install puts the previous agent back (status answers, the app runs)"
 
-# --- uninstall
-"$FERRY" uninstall-agent "$D" --prefix "$PFX" > "$T/u.out" || fail "uninstall"
+# --- uninstall, and the node leaves the fleet file (its groups too; everything else stays)
+cat >> "$T/fleet.yaml" <<'EOF2'
+  # a second node on the same host, kept by the uninstall
+  - {name: other, address: "127.0.0.1:1"}
+groups:
+  lab: [pi-lab, other]
+  solo:
+    - pi-lab
+EOF2
+cp "$T/fleet.yaml" "$T/fleet.before"
+expect_fail uninstall-ambiguous "lists several nodes at 127.0.0.1 (pi-lab, other): say which with --name" \
+  "$FERRY" uninstall-agent "$D" --prefix "$PFX" --fleet "$T/fleet.yaml"
+cmp -s "$T/fleet.yaml" "$T/fleet.before" && [ -e "$PFX/usr/local/lib/ferry/ferryd" ] || fail "a refused uninstall changed something"
+"$FERRY" uninstall-agent "$D" --prefix "$PFX" --fleet "$T/fleet.yaml" --name pi-lab > "$T/u.out" || fail "uninstall"
 grep -q "removed ferryd from $D\|removed ferryd from root@127.0.0.1" "$T/u.out" || { cat "$T/u.out"; fail "uninstall output"; }
+grep -q "fleet: removed pi-lab from $T/fleet.yaml" "$T/u.out" || { cat "$T/u.out"; fail "uninstall: fleet output"; }
+! grep -q "pi-lab" "$T/fleet.yaml" && grep -q '^  lab: \[other\]$' "$T/fleet.yaml" && grep -q "# a second node" "$T/fleet.yaml" \
+  || { cat "$T/fleet.yaml"; fail "the fleet file after uninstall"; }
+"$FERRY" status --fleet "$T/fleet.yaml" --group lab --json > "$T/sl.json" 2> /dev/null || true # other is not there: it loads, that is all
+[ "$(json_get "$T/sl.json" "[n['name'] for n in d['nodes']]")" = "(['other'],)" ] || { cat "$T/fleet.yaml" "$T/sl.json"; fail "the fleet file does not load"; }
+
 [ ! -e "$PFX" ] || { find "$PFX"; fail "uninstall left files"; }
 pgrep -f "$PFX/" > /dev/null && fail "processes from the prefix still run"
 expect_fail uninstall-again "no ferryd installed under $PFX" "$FERRY" uninstall-agent "$D" --prefix "$PFX"
-pass "uninstall-agent stops ferryd and its app and removes everything it installed"
+pass "uninstall-agent stops ferryd and its app, removes everything it installed, and takes the node out of the fleet file and its groups (ambiguous: refused, nothing touched)"
 finish

@@ -8,6 +8,7 @@
  *   READY        plan (pusher -> agent)                  PLANNED
  *   READY        request (pusher -> agent)               ASKED
  *   PLANNED      reply: the need list (agent -> pusher)  TRANSFER
+ *   PLANNED      result: unchanged (agent -> pusher)     DONE   (protocol 3: it runs that already)
  *   TRANSFER     blob-begin, blob (pusher -> agent)      TRANSFER
  *   TRANSFER     commit (pusher -> agent)                COMMITTED
  *   COMMITTED    progress (agent -> pusher)              COMMITTED

@@ -20,7 +20,8 @@
 
 #define FY_FRAME_HEADER 8u
 #define FY_FRAME_MAX (1024u * 1024u) /* hard ceiling for any payload */
-#define FY_PROTO_VERSION 2u          /* the highest version this build speaks (2: progress) */
+#define FY_PROTO_VERSION 3u          /* the highest version this build speaks (2: progress; 3: a plan
+                                      * may be answered "unchanged", lifecycle requests) */
 #define FY_PROTO_VERSION_MIN 1u      /* the lowest it still accepts */
 
 /* Message types. The value is the wire byte. */

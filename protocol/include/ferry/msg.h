@@ -50,7 +50,11 @@ void fy_msg_error_fields(const json_t *obj, int *code, const char **message);
   X(FAILED, "failed")                  \
   X(SKIPPED, "skipped")                \
   X(UPGRADING, "upgrading")            \
-  X(NOT_REACHED, "not-reached")
+  X(NOT_REACHED, "not-reached")        \
+  X(REMOVED, "removed")                \
+  X(STOPPED, "stopped")                \
+  X(STARTED, "started")                \
+  X(RESTARTED, "restarted")
 typedef enum {
 #define FY_RESULT_ENUM(name, text) FY_RESULT_##name,
   FY_RESULT_MAP(FY_RESULT_ENUM)

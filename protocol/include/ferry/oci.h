@@ -88,7 +88,20 @@ typedef struct fy_image_config {
   char *capabilities;         /* label dev.ferry.capabilities: JSON (runspec.h), NULL if unset */
   char *resources;            /* label dev.ferry.resources: JSON (runspec.h), NULL if unset */
   char *affinity;             /* label dev.ferry.affinity: JSON (selector.h), NULL if unset */
+  int64_t health_interval_ms; /* Healthcheck.Interval (nanoseconds there), -1 if unset */
+  char *restart;              /* label dev.ferry.restart as written, NULL if unset (fy_restart_parse) */
 } fy_image_config;
+
+/* What the supervisor does when the app exits or turns unhealthy (run.restart, Docker's and
+ * compose's names): always restart (the default), only after a failure (an exit status other
+ * than 0, a signal, unhealthy), or never. */
+typedef enum { FY_RESTART_ALWAYS, FY_RESTART_ON_FAILURE, FY_RESTART_NEVER } fy_restart;
+#define FY_HEALTH_INTERVAL_DEFAULT_MS 30000
+#define FY_HEALTH_INTERVAL_MIN_MS 1000
+#define FY_HEALTH_INTERVAL_MAX_MS 86400000
+/* "always" | "on-failure" | "never" (NULL: always). FY_EINVAL otherwise. */
+int fy_restart_parse(const char *s, fy_restart *out) FY_WUR;
+const char *fy_restart_name(fy_restart r);
 
 /* Each parser: FY_OK, or FY_EPROTO / FY_ETOOBIG / FY_EDIGEST with a reason in err. Output
  * structs are owned by the caller and freed with the matching _free (NULL-safe). */

@@ -4,13 +4,14 @@
  *
  *   plan        pusher -> agent  {"app","manifest","manifest_digest","config","settle_ms",
  *                                 "health_cmd"?,"health_port"?,"agent_upgrade"?,"upgrade_timeout_s"?,
- *                                 "signature"?,"chain"?}
+ *                                 "signature"?,"chain"?,"force"?}
  *   need        agent -> pusher  {"need":[{"digest","size","offset"}],"skipped"}   (a reply frame)
  *   blob-begin  pusher -> agent  {"digest","offset"}
  *   result      agent -> pusher  {"result","app","code","name","message","release","previous"?,
  *                                 "bytes_received"?,"blobs_received"?,"blobs_skipped"?,
  *                                 "exit_code"?,"agent_digest"?,"log_tail"?}
- *   request     pusher -> agent  {"op":"logs"|"rollback","app","tail"?}
+ *   request     pusher -> agent  {"op":"logs"|"rollback"|"stop"|"start"|"restart"|"remove","app","tail"?,
+ *                                 "purge"?}   (stop, start, restart, remove: protocol 3)
  *   progress    agent -> pusher  {"app","step","done"?,"total"?}      (protocol version 2)
  *   facts       agent -> pusher  {"proto","name","agent_version","platform","accepts":[..],"labels":{..},
  *                                 "board","free_bytes","uptime_s","apps":[..],"agent_digest"?}
@@ -18,7 +19,8 @@
  * and run.json, the record of what a release runs, which the agent writes beside each release:
  *   {"argv":[..],"env":[..],"workdir","user","blobs":[digest..],"manifest","version",
  *    "health"?:[..],"health_text"?,"health_port"?,"stop_signal"?,"stop_timeout_ms"?,
- *    "caps"?:{"add","drop"},"resources"?:{"memory","cpu_milli","pids"}}
+ *    "caps"?:{"add","drop"},"resources"?:{"memory","cpu_milli","pids"},"options"?,
+ *    "health_interval_ms"?,"restart"?}
  *
  * Decoders: FY_OK, or FY_EPROTO / FY_ETOOBIG with the reason in err. A decoded message may borrow
  * strings from the JSON object it came from (said per field); the object must outlive it. */
@@ -59,9 +61,15 @@ typedef struct fy_plan_msg {
   int agent_upgrade;
   int upgrade_timeout_s;                 /* 5-600, default 30 */
   json_t *signature, *chain;             /* encode: added when set (not owned); decode: left in the object */
+  int force;                             /* deploy even when the node runs this already */
 } fy_plan_msg;
 json_t *fy_plan_encode(const fy_plan_msg *m);
 int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) FY_WUR;
+/* The digest of what a plan sets besides the image (its health command and port): with the
+ * manifest digest, what makes two pushes "the same". Both sides compute it: the agent keeps it
+ * in run.json ("options") and in its facts, the pusher compares before it plans. Settle and
+ * force are how to deploy, not what runs, and are left out. */
+void fy_plan_options_digest(const fy_plan_msg *m, char out[FY_DIGEST_STR]);
 
 typedef struct fy_need_item {
   fy_digest digest;
@@ -98,12 +106,14 @@ typedef struct fy_result_msg {
 json_t *fy_result_encode(const fy_result_msg *m);
 int fy_result_decode(const json_t *j, fy_result_msg *m, char *err, size_t errlen) FY_WUR;
 
-typedef enum { FY_REQ_LOGS = 1, FY_REQ_ROLLBACK } fy_request_op;
+typedef enum { FY_REQ_LOGS = 1, FY_REQ_ROLLBACK, FY_REQ_STOP, FY_REQ_START, FY_REQ_RESTART, FY_REQ_REMOVE } fy_request_op;
 typedef struct fy_request_msg {
   fy_request_op op;
   const char *app;                       /* borrowed; a valid app name */
   int tail;                              /* logs: lines, 1-99999, default 100 */
+  int purge;                             /* remove: the app's volumes and version counter go too */
 } fy_request_msg;
+const char *fy_request_op_name(fy_request_op op); /* "logs", ..., "remove" */
 json_t *fy_request_encode(const fy_request_msg *m);
 int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errlen) FY_WUR;
 
@@ -153,6 +163,9 @@ typedef struct fy_run_meta {
   int stop_signal;                       /* 0: SIGTERM */
   int64_t stop_timeout_ms;               /* -1: the default (FY_STOP_TIMEOUT_DEFAULT_MS) */
   fy_runspec spec;                       /* capabilities and resources */
+  const char *options;                   /* borrowed: the plan's options digest, "" in older releases */
+  int64_t health_interval_ms;            /* the supervisor's checks after the settle window; -1: default */
+  fy_restart restart;                    /* the restart policy (always when absent) */
 } fy_run_meta;
 json_t *fy_run_meta_encode(const fy_run_meta *m);
 int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen) FY_WUR;

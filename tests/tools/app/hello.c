@@ -1,6 +1,6 @@
 /* The test workload: prints its architecture (uname -m) and an Env value from the image
  * config, then stays up (or exits with FAIL_WITH when that is set, or with 5 on the node named
- * by FAIL_ON_NODE, for rollback tests). */
+ * by FAIL_ON_NODE or the machine named by FAIL_ON_ARCH, for rollback and canary tests). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +30,8 @@ int main(int argc, char **argv) {
   if (fail) return env_num(fail, 1);
   const char *bad_node = getenv("FAIL_ON_NODE"), *node = getenv("FERRY_NODE"); /* a release bad on one node */
   if (bad_node && node && strcmp(bad_node, node) == 0) return 5;
+  const char *bad_arch = getenv("FAIL_ON_ARCH"); /* a release bad on one architecture (uname -m) */
+  if (bad_arch && strcmp(bad_arch, u.machine) == 0) return 5;
   const char *after = getenv("EXIT_AFTER"); /* crash later, for the restart tests */
   if (after) {
     sleep((unsigned)env_num(after, 1));
