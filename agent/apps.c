@@ -559,8 +559,7 @@ int fy_app_start(fy_app *app) {
     app->state = FY_APP_RUNNING;
     app->want_running = 1;
     app->started_ms = uv_now(a->loop);
-    app->health_failures = app->health_known = 0;
-    app->health_last_failure[0] = '\0';
+    app->health_failures = app->health_known = 0; /* the last failure stays: status shows why it restarted */
     if (app->health_argv || app->health_port)
       uv_timer_start(&app->health_timer, health_tick, app->health_interval_ms, app->health_interval_ms);
     if (app->user_stopped && fy_app_set_user_stopped(app, 0) != FY_OK) fy_log("warn", "app %s: cannot clear its stopped mark", app->name);

@@ -917,6 +917,7 @@ static void start_new(fy_app *app, void *ud) {
     return;
   }
   fy_log("info", "app %s: current -> %s", app->name, d->release);
+  app->health_last_failure[0] = '\0'; /* a new release starts with a clean record */
   /* The counter moves with the switch; a health rollback below goes back without lowering it. */
   if (fy_trust_record(d->agent, app->name, d->version) != FY_OK)
     fy_log("warn", "app %s: cannot record version %llu", app->name, (unsigned long long)d->version);

@@ -148,7 +148,7 @@ static void remove_done(void *ud) {
     app->user_stopped = 0;
     app->restarts = 0;
     app->state = FY_APP_STOPPED;
-    app->exit_reason[0] = app->exec_error[0] = '\0';
+    app->exit_reason[0] = app->exec_error[0] = app->health_last_failure[0] = '\0';
     fy_app_released(app);
   }
   if (v->rc == FY_OK)

@@ -124,4 +124,22 @@ push_json "$T/cn.json" "$IMG:armbad" --fleet "$F" --app canary --canary 1 --sett
   "([('h1', 1, 'deployed'), ('h2', 2, 'skipped'), ('h3', 2, 'skipped'), ('pi', 1, 'failed')],)" ] || { json_get "$T/cn.json" "sorted((n['name'], n['wave'], n['result']) for n in d['nodes'])"; fail "canary per variant"; }
 json_get "$T/cn.json" "d['halt_reason']" | grep -q "the canary pi failed: the release exited with status 5" || { json_get "$T/cn.json" "d['halt_reason']"; fail "halt reason"; }
 pass "--canary 1 takes one node of each variant (amd64 and arm64): the arm64-only failure halts before any wave"
+
+# --- health after the settle window: checked every second, unhealthy after 3 failures, restarted
+$MKIMAGE "$T/sick" --variant linux/amd64="$T/app/x64" --env VERSION=h --env SICK_FILE="$T/sick-now" \
+  --healthcheck '["CMD", "/app", "--health"]' --label dev.ferry.health_interval_ms=1000 > /dev/null
+push_json "$T/hs.json" "$T/sick" --fleet "$F" --group one --app sick --settle 0.5
+[ $PUSH_RC -eq 0 ] || { cat "$T/hs.json" "$T/hs.json.err"; fail "the healthy deploy"; }
+healthy() { fl status --group one --json > "$T/hh.json" && [ "$(json_get "$T/hh.json" "[a['health']['state'] for a in d['nodes'][0]['apps'] if a['name']=='sick']")" = "(['healthy'],)" ]; }
+wait_for 60 "a passing check after the settle window" healthy
+touch "$T/sick-now"
+unhealthy_restarted() { fl status --group one --json > "$T/hst.json" &&
+  [ "$(json_get "$T/hst.json" "[a['restarts'] >= 1 for a in d['nodes'][0]['apps'] if a['name']=='sick']")" = "([True],)" ]; }
+wait_for 60 "the unhealthy app to be restarted" unhealthy_restarted
+json_get "$T/hst.json" "[a['health'].get('last_failure', '') for a in d['nodes'][0]['apps'] if a['name']=='sick']" | grep -q "health command '/app --health' exited with status 1" \
+  || { cat "$T/hst.json"; fail "the last failure"; }
+grep -q "sick is unhealthy after 3 failed checks" <("$FERRY" logs --identity "$T/me" --to "$H1" --app sick --tail 50) || fail "the app log does not say it turned unhealthy"
+rm -f "$T/sick-now"
+wait_for 60 "healthy again after the restart" healthy
+pass "a check every run.health.interval after settle: 3 failures make it unhealthy (status: last_failure), restart policy always restarts it"
 finish

@@ -153,6 +153,38 @@ static void test_blob_begin_and_request(void) {
   j = load("{\"op\":\"logs\",\"app\":\"hello\",\"tail\":1000000}");
   CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EPROTO);
   json_decref(j);
+  /* protocol 3: the lifecycle verbs */
+  r = (fy_request_msg){.op = FY_REQ_REMOVE, .app = "hello", .purge = 1};
+  golden("request remove", fy_request_encode(&r), "{\"op\":\"remove\",\"app\":\"hello\",\"purge\":true}");
+  r = (fy_request_msg){.op = FY_REQ_STOP, .app = "hello", .purge = 1};
+  golden("request stop", fy_request_encode(&r), "{\"op\":\"stop\",\"app\":\"hello\"}");
+  j = load("{\"op\":\"restart\",\"app\":\"hello\"}");
+  CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_OK);
+  CHECK_INT(r.op, FY_REQ_RESTART);
+  CHECK_INT(r.purge, 0);
+  json_decref(j);
+  j = load("{\"op\":\"remove\",\"app\":\"hello\",\"purge\":\"yes\"}");
+  CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EPROTO);
+  CHECK_CONTAINS(err, "'purge' is not true or false");
+  json_decref(j);
+  j = load("{\"op\":\"\",\"app\":\"hello\"}");
+  CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EUNSUPPORTED);
+  json_decref(j);
+  /* what makes two pushes the same: the options digest moves with the health command and port only */
+  fy_plan_msg a = {.app = "hello", .settle_ms = 1000, .health_cmd = "true"}, b = a;
+  char da[FY_DIGEST_STR], db[FY_DIGEST_STR];
+  b.settle_ms = 9000;
+  b.force = 1;
+  fy_plan_options_digest(&a, da);
+  fy_plan_options_digest(&b, db);
+  CHECK(strcmp(da, db) == 0);
+  b.health_port = 8080;
+  fy_plan_options_digest(&b, db);
+  CHECK(strcmp(da, db) != 0);
+  b = a;
+  b.health_cmd = "false";
+  fy_plan_options_digest(&b, db);
+  CHECK(strcmp(da, db) != 0);
 }
 
 static void test_result_and_progress(void) {

@@ -26,6 +26,10 @@ int main(int argc, char **argv) {
          getenv("VERSION") ? getenv("VERSION") : "?");
   fflush(stdout);
   if (argc > 1 && strcmp(argv[1], "--once") == 0) return 0; /* for `ferry test -- /app --once` */
+  if (argc > 1 && strcmp(argv[1], "--health") == 0) { /* a health check: sick while SICK_FILE exists */
+    const char *sick = getenv("SICK_FILE");
+    return sick && access(sick, F_OK) == 0 ? 1 : 0;
+  }
   const char *fail = getenv("FAIL_WITH");
   if (fail) return env_num(fail, 1);
   const char *bad_node = getenv("FAIL_ON_NODE"), *node = getenv("FERRY_NODE"); /* a release bad on one node */
