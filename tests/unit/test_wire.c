@@ -171,19 +171,19 @@ static void test_blob_begin_and_request(void) {
   CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EUNSUPPORTED);
   json_decref(j);
   /* what makes two pushes the same: the options digest moves with the health command and port only */
-  fy_plan_msg a = {.app = "hello", .settle_ms = 1000, .health_cmd = "true"}, b = a;
+  fy_plan_msg pa = {.app = "hello", .settle_ms = 1000, .health_cmd = "true"}, pb = pa;
   char da[FY_DIGEST_STR], db[FY_DIGEST_STR];
-  b.settle_ms = 9000;
-  b.force = 1;
-  fy_plan_options_digest(&a, da);
-  fy_plan_options_digest(&b, db);
+  pb.settle_ms = 9000;
+  pb.force = 1;
+  fy_plan_options_digest(&pa, da);
+  fy_plan_options_digest(&pb, db);
   CHECK(strcmp(da, db) == 0);
-  b.health_port = 8080;
-  fy_plan_options_digest(&b, db);
+  pb.health_port = 8080;
+  fy_plan_options_digest(&pb, db);
   CHECK(strcmp(da, db) != 0);
-  b = a;
-  b.health_cmd = "false";
-  fy_plan_options_digest(&b, db);
+  pb = pa;
+  pb.health_cmd = "false";
+  fy_plan_options_digest(&pb, db);
   CHECK(strcmp(da, db) != 0);
 }
 
