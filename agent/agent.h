@@ -66,6 +66,8 @@ int fy_agent_take_crl(fy_agent *a, const char *pem, char *err, size_t errlen) FY
 /* What message handlers outside server.c may do with their connection. */
 int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj);
 void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* fy_conn_fail, then FY_ECANCELED: what a handler that refuses its frame returns. */
+int fy_conn_refuse(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void fy_conn_hold(fy_agent_conn *c, int hold); /* nonzero: no idle timeout (long agent-side work) */
 /* A handler that returned FY_FRAME_PAUSE (its frame's work is on a worker) ends the pause: the
  * frames that waited are delivered, then the socket is read again. */

@@ -94,16 +94,7 @@ typedef struct fy_deploy {
 static void deploy_close(fy_deploy *d);
 static void blob_wind_down(fy_deploy *d);
 
-static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
-  char msg[600];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  fy_conn_fail(c, code, "%s", msg);
-  return FY_ECANCELED;
-}
+#define refuse fy_conn_refuse
 
 static void release_app(fy_deploy *d) {
   fy_app *app = d->app;

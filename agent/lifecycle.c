@@ -41,16 +41,7 @@ struct verb {
   char dir[4200];                /* remove: STATE/apps/<app> */
 };
 
-static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
-  char msg[600];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  fy_conn_fail(c, code, "%s", msg);
-  return FY_ECANCELED;
-}
+#define refuse fy_conn_refuse
 
 static fy_result done_result(fy_request_op op) {
   switch (op) {

@@ -60,6 +60,16 @@ void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) {
   fy_stream_end(&c->s, code, msg, END_GRACE_MS);
 }
 
+int fy_conn_refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fy_conn_fail(c, code, "%s", msg);
+  return FY_ECANCELED;
+}
+
 int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj) {
   if (c->s.closing || c->s.ending) return FY_ECONN;
   int rc = fy_stream_send_json(&c->s, type, obj);
