@@ -579,8 +579,9 @@ static int fleet_node_of(install *in) {
   }
   size_t found = 0;
   char names[300] = "";
+  const int by_name = in->name[0] != 0; /* in->name is filled with the first hit below */
   for (size_t i = 0; i < f.n; i++) {
-    int hit = in->name[0] ? strcmp(f.targets[i].name, in->name) == 0 : strcmp(f.targets[i].host, in->ssh.host) == 0;
+    int hit = by_name ? strcmp(f.targets[i].name, in->name) == 0 : strcmp(f.targets[i].host, in->ssh.host) == 0;
     if (!hit) continue;
     size_t l = strlen(names);
     snprintf(names + l, sizeof names - l, "%s%s", found ? ", " : "", f.targets[i].name);
@@ -590,8 +591,8 @@ static int fleet_node_of(install *in) {
   fy_fleet_free(&f);
   if (found == 1) return 0;
   if (found == 0)
-    fy_cli_err("%s lists no node %s%s (name it with --name, or --keep-in-fleet)", in->fleet, in->name[0] ? "named " : "at ",
-               in->name[0] ? in->name : in->ssh.host);
+    fy_cli_err("%s lists no node %s%s (name it with --name, or --keep-in-fleet)", in->fleet, by_name ? "named " : "at ",
+               by_name ? in->name : in->ssh.host);
   else fy_cli_err("%s lists several nodes at %s (%s): say which with --name", in->fleet, in->ssh.host, names);
   return 1;
 }

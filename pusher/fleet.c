@@ -183,7 +183,7 @@ cleanup:
 /* --- removing a node (ferry uninstall-agent) ----------------------------------------------- */
 
 /* A line to drop, or a flow list on it ("home: [a, b]") to drop `name` from. */
-enum { LINE_KEEP, LINE_DROP, LINE_UNLIST };
+enum { LINE_KEEP, LINE_DROP, LINE_UNLIST, LINE_EMPTIED };
 
 static int blank_or_comment(const char *line, size_t len) {
   size_t i = 0;
@@ -224,6 +224,20 @@ static size_t unlist(const char *line, size_t len, const char *name, char *out) 
   return o + rest;
 }
 
+/* "  solo:   # c\n" -> "  solo: []   # c\n": the key line of a group with no member left. */
+static size_t emptied(const char *line, size_t len, char *out) {
+  const char *colon = memchr(line, ':', len);
+  if (!colon) {
+    memcpy(out, line, len);
+    return len;
+  }
+  size_t head = (size_t)(colon - line) + 1;
+  memcpy(out, line, head);
+  memcpy(out + head, " []", 3);
+  memcpy(out + head + 3, line + head, len - head);
+  return len + 3;
+}
+
 int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t errlen) {
   char *text = NULL, yerr[300];
   size_t len = 0;
@@ -244,8 +258,8 @@ int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t e
   for (size_t i = 0; nodes && nodes->kind == FY_YAML_SEQ && i < nodes->n && !from; i++) {
     const fy_ynode *nm = fy_yaml_get(nodes->items[i], "name");
     if (!scalar(nm) || strcmp(nm->str, name) != 0) continue;
-    if (nodes->items[i]->line == nodes->line) {
-      snprintf(err, errlen, "%s: `nodes:` is a flow list on one line; remove %s by hand", path, name);
+    if (nodes->flow) {
+      snprintf(err, errlen, "%s: `nodes:` is a flow list; remove %s by hand", path, name);
       rc = FY_ECONFIG;
       goto out;
     }
@@ -266,14 +280,19 @@ int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t e
   for (int l = from; l < to; l++) mark[l] = LINE_DROP;
   for (size_t g = 0; groups && groups->kind == FY_YAML_MAP && g < groups->n; g++) {
     const fy_ynode *m = groups->items[g];
+    size_t dropped = 0;
     for (size_t i = 0; m->kind == FY_YAML_SEQ && i < m->n; i++)
-      if (scalar(m->items[i]) && strcmp(m->items[i]->str, name) == 0 && m->items[i]->line <= nlines)
-        mark[m->items[i]->line] = m->items[i]->line == m->line ? LINE_UNLIST : LINE_DROP;
+      if (scalar(m->items[i]) && strcmp(m->items[i]->str, name) == 0 && m->items[i]->line <= nlines) {
+        mark[m->items[i]->line] = m->flow ? LINE_UNLIST : LINE_DROP;
+        dropped++;
+      }
+    /* A block list that loses its only member becomes "key: []" (an empty group still loads). */
+    if (!m->flow && m->n && dropped == m->n && groups->key_lines[g] <= nlines) mark[groups->key_lines[g]] = LINE_EMPTIED;
   }
   /* Lines: blank lines and comments at the end of the node's entry stay (they head what follows). */
   const char **start = calloc((size_t)nlines + 2, sizeof *start);
   size_t *llen = calloc((size_t)nlines + 2, sizeof *llen);
-  char *out = malloc(2 * len + 16); /* a flow list may gain the spaces after its commas */
+  char *out = malloc(2 * len + 3 * (size_t)nlines + 16); /* flow lists may gain spaces, emptied groups " []" */
   if (!start || !llen || !out) {
     rc = FY_ENOMEM;
   } else {
@@ -289,6 +308,7 @@ int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t e
     for (int l = 1; l <= nlines; l++) {
       if (mark[l] == LINE_DROP) continue;
       if (mark[l] == LINE_UNLIST) o += unlist(start[l], llen[l], name, out + o);
+      else if (mark[l] == LINE_EMPTIED) o += emptied(start[l], llen[l], out + o);
       else memcpy(out + o, start[l], llen[l]), o += llen[l];
     }
     rc = fy_file_write_atomic(path, out, o, 0644);

@@ -104,6 +104,8 @@ static int build(struct loader *L, yaml_event_t *ev, int depth, fy_ynode **out) 
     yaml_event_type_t end = is_map ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
     fy_ynode *n = new_node(L, is_map ? FY_YAML_MAP : FY_YAML_SEQ, line);
     if (!n) return fail(L, line, FY_ETOOBIG, "too many nodes");
+    n->flow = is_map ? ev->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE
+                     : ev->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE;
     for (;;) {
       yaml_event_t e;
       char *key = NULL;

@@ -22,6 +22,7 @@ typedef struct fy_ynode {
   int line;             /* 1-based line where the node starts */
   char *str;            /* SCALAR: the text, NUL-terminated */
   int plain;            /* SCALAR: unquoted (so "null"/"~" mean null) */
+  int flow;             /* SEQ, MAP: written in flow style ([a, b] or {k: v}) */
   size_t n;             /* SEQ: items; MAP: pairs */
   struct fy_ynode **items;
   char **keys;          /* MAP: keys[i] names items[i] */
