@@ -65,6 +65,7 @@ int fy_agent_take_crl(fy_agent *a, const char *pem, char *err, size_t errlen) FY
 
 /* What message handlers outside server.c may do with their connection. */
 int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj);
+int fy_conn_send(fy_agent_conn *c, uint8_t type, const void *p, size_t n); /* bytes: output frames */
 void fy_conn_fail(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* fy_conn_fail, then FY_ECANCELED: what a handler that refuses its frame returns. */
 int fy_conn_refuse(fy_agent_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -87,6 +88,8 @@ uint64_t fy_conn_id(const fy_agent_conn *c);
 unsigned fy_conn_version(const fy_agent_conn *c); /* negotiated in hello; 0 before */
 fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id);
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c);
+struct fy_exec **fy_conn_exec(fy_agent_conn *c);
+size_t fy_conn_unsent(const fy_agent_conn *c); /* bytes queued to the peer, not yet written */
 /* A deploy that ends: no connection, open or closing, points at it any more. */
 void fy_conn_forget_deploy(fy_agent *a, const struct fy_deploy *d);
 
@@ -99,6 +102,11 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f);
 /* stop, start, restart and remove (lifecycle.c): answers with a result; ap may be NULL. */
 struct fy_request_msg;
 int fy_lifecycle_request(fy_agent_conn *c, const struct fy_request_msg *rq, fy_app *ap);
+/* ferry exec (exec.c): a command inside the running app, its output in output frames, its stdin
+ * from input frames, its exit status in the result. */
+int fy_exec_request(fy_agent_conn *c, const struct fy_request_msg *rq, fy_app *ap);
+int fy_exec_on_input(fy_agent_conn *c, const fy_frame *f);
+void fy_exec_conn_closed(fy_agent_conn *c); /* the pusher left: the command is killed */
 /* The connection is going away: a deploy keeps its blobs' partials for a resume. */
 void fy_deploy_conn_closed(fy_agent_conn *c);
 /* Shutdown: deploys waiting on a timer end now ("failed", FY_ECANCELED); the others end in the

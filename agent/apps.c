@@ -50,7 +50,7 @@ fy_app *fy_app_get(fy_agent *a, const char *name) {
   p->agent = a;
   snprintf(p->name, sizeof p->name, "%s", name);
   p->log_fd = -1;
-  p->out_fd = -1;
+  p->out_fd[0] = p->out_fd[1] = -1;
   uv_timer_init(a->loop, &p->restart_timer);
   uv_timer_init(a->loop, &p->stop_timer);
   uv_timer_init(a->loop, &p->health_timer);
@@ -74,6 +74,7 @@ void fy__app_handle_done(fy_app *app) {
     }
   if (app->log_fd >= 0) close(app->log_fd);
   json_decref(app->health_argv);
+  fy_applog_unfollow_all(app, NULL);
   free(app);
 }
 static void app_handle_closed(uv_handle_t *h) { fy__app_handle_done(h->data); }
@@ -156,7 +157,7 @@ static void adopt_poll(uv_timer_t *t) {
 
 static int runs_from(long pid, const char *marker);
 
-int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms) {
+int fy_app_adopt(fy_app *app, int pid, int out_fd, int err_fd, int restarts, uint64_t age_ms) {
   char marker[4300], dir[4200];
   fy_app_dir(app->agent, app->name, dir, sizeof dir);
   snprintf(marker, sizeof marker, "%s/releases/", dir);
@@ -199,7 +200,11 @@ int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms
   uv_timer_start(&app->adopt_timer, adopt_poll, 200, 200);
   if (out_fd >= 0) {
     fcntl(out_fd, F_SETFD, FD_CLOEXEC);
-    fy_applog_watch(app, out_fd);
+    fy_applog_watch(app, out_fd, FY_OUT_STDOUT);
+  }
+  if (err_fd >= 0) {
+    fcntl(err_fd, F_SETFD, FD_CLOEXEC);
+    fy_applog_watch(app, err_fd, FY_OUT_STDERR);
   }
   fy_log("info", "app %s: took over release %s, pid %d, from the previous agent", app->name, app->release, pid);
   return FY_OK;
@@ -290,11 +295,17 @@ static void restart_cb(uv_timer_t *t) {
   if (fy_app_start(app) != FY_OK) fy_log("warn", "app %s: %s", app->name, app->exec_error);
 }
 
-/* Spawns the plan with the workload's stdout and stderr on a pipe into its log. */
+/* Spawns the plan with the workload's stdout and stderr each on a pipe into its log. */
 static int spawn(fy_app *app, const fy_launch_plan *p) {
   fy_agent *a = app->agent;
-  int fds[2];
+  int fds[2], efds[2];
   if (uv_pipe(fds, 0, 0) != 0) {
+    snprintf(app->exec_error, sizeof app->exec_error, "cannot create the log pipe");
+    return FY_EEXEC;
+  }
+  if (uv_pipe(efds, 0, 0) != 0) {
+    close(fds[0]);
+    close(fds[1]);
     snprintf(app->exec_error, sizeof app->exec_error, "cannot create the log pipe");
     return FY_EEXEC;
   }
@@ -303,7 +314,7 @@ static int spawn(fy_app *app, const fy_launch_plan *p) {
   stdio[1].flags = UV_INHERIT_FD;
   stdio[1].data.fd = fds[1];
   stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = fds[1];
+  stdio[2].data.fd = efds[1];
   uv_process_options_t opts;
   memset(&opts, 0, sizeof opts);
   opts.file = p->argv[0];
@@ -321,8 +332,10 @@ static int spawn(fy_app *app, const fy_launch_plan *p) {
   app->proc.data = app;
   int rc = uv_spawn(a->loop, &app->proc, &opts);
   close(fds[1]);
+  close(efds[1]);
   if (rc != 0) {
     close(fds[0]);
+    close(efds[0]);
     fy_text_fmt(app->exec_error, sizeof app->exec_error, "cannot execute %s: %s", p->prog, uv_strerror(rc));
     app->proc_closing = 1;
     uv_close((uv_handle_t *)&app->proc, proc_spawn_failed_closed);
@@ -330,7 +343,8 @@ static int spawn(fy_app *app, const fy_launch_plan *p) {
   }
   app->proc_alive = 1;
   app->adopted_pid = 0;
-  fy_applog_watch(app, fds[0]);
+  fy_applog_watch(app, fds[0], FY_OUT_STDOUT);
+  fy_applog_watch(app, efds[0], FY_OUT_STDERR);
   return FY_OK;
 }
 
@@ -721,6 +735,13 @@ json_t *fy_apps_json(fy_agent *a) {
   return arr;
 }
 
+/* A pipe the previous agent handed over: a descriptor above stderr, else none (-1). */
+static int handed_fd(const json_t *h, const char *key) {
+  const json_t *v = json_object_get(h, key);
+  json_int_t fd = json_is_integer(v) ? json_integer_value(v) : -1;
+  return fd > 2 && fd < 65536 ? (int)fd : -1;
+}
+
 /* One app: what the old loop did for each, now one per loop turn. */
 static void recover_one(fy_agent *a, const char *name) {
   char dir[4200];
@@ -734,7 +755,7 @@ static void recover_one(fy_agent *a, const char *name) {
   /* After an agent upgrade's exec the workloads are still ours: take them over. */
   const json_t *h = app->release[0] ? fy_upgrade_handoff_app(a, app->name) : NULL;
   int adopted = h && fy_app_adopt(app, (int)json_integer_value(json_object_get(h, "pid")),
-                                  (int)json_integer_value(json_object_get(h, "fd")),
+                                  handed_fd(h, "fd"), handed_fd(h, "err_fd"),
                                   (int)json_integer_value(json_object_get(h, "restarts")),
                                   (uint64_t)json_integer_value(json_object_get(h, "age_ms"))) == FY_OK;
   if (!adopted) kill_orphan(a, app->name);

@@ -67,7 +67,8 @@ struct fy_app {
   fy_runspec limits;                /* the resources it asked for */
   fy_cgroup_app cg;                 /* where they are enforced */
   uint64_t oom_kills;               /* the memory cgroup's count when it started */
-  int out_fd;                       /* read end of the workload's output pipe, -1 if none */
+  int out_fd[2];                    /* read ends of the workload's stdout and stderr pipes, -1 if none */
+  struct fy_follower *followers;    /* ferry logs -f connections (applog.c) */
   int adopted_pid;                  /* a workload taken over across an agent re-exec, 0 if none */
   uv_timer_t adopt_timer;           /* polls waitpid for it (libuv only waits for what it spawned) */
   int adopt_timer_open;
@@ -145,8 +146,9 @@ json_t *fy_apps_json(struct fy_agent *a);
 const char *fy_app_state_name(fy_app_state s);
 
 /* Takes over a workload this process's previous image (same PID, before an agent upgrade's
- * exec) started: pid must be our child; out_fd the read end of its output pipe. */
-int fy_app_adopt(fy_app *app, int pid, int out_fd, int restarts, uint64_t age_ms) FY_WUR;
+ * exec) started: pid must be our child; out_fd, err_fd the read ends of its stdout and stderr
+ * pipes (-1: none; an older agent handed over one pipe for both). */
+int fy_app_adopt(fy_app *app, int pid, int out_fd, int err_fd, int restarts, uint64_t age_ms) FY_WUR;
 /* A process that is gone, or a zombie (a killed orphan stays one until its new parent reaps it,
  * which some container inits never do: dead is dead). */
 int fy_proc_dead(long pid);

@@ -1058,6 +1058,38 @@ static void manual_rb_answer(void *ud) {
   free(m);
 }
 
+#define LOGS_REPLY_MAX (512u * 1024u)
+
+/* ferry logs: the last lines in a reply; with follow (protocol 4), the same in an output frame
+ * and then every new line the query wants, until the pusher closes. */
+static int logs_request(fy_agent_conn *c, fy_app *ap, const fy_request_msg *rq) {
+  fy_agent *a = fy_conn_agent(c);
+  fy_log_query q = {.tail = rq->tail, .timestamps = rq->timestamps, .stream = rq->stream, .since_s = rq->since_s};
+  if (rq->follow && fy_conn_version(c) < 4) return refuse(c, FY_EUNSUPPORTED, "following a log needs protocol 4");
+  char *log = fy_app_log_read(a, ap->name, &q, LOGS_REPLY_MAX);
+  if (!log) return refuse(c, FY_ENOMEM, "out of memory");
+  int rc;
+  if (rq->follow) {
+    size_t n = strlen(log);
+    char *out = malloc(n + 1);
+    rc = out ? FY_OK : FY_ENOMEM;
+    if (out) {
+      out[0] = FY_OUT_STDOUT;
+      memcpy(out + 1, log, n);
+      rc = fy_conn_send(c, FY_FT_OUTPUT, out, n + 1);
+      free(out);
+    }
+    if (rc == FY_OK) rc = fy_applog_follow(ap, fy_conn_id(c), &q);
+    if (rc == FY_OK) fy_conn_hold(c, 1); /* quiet while the app is: no idle timeout */
+  } else {
+    json_t *r = json_pack("{s:s, s:s, s:s}", "app", ap->name, "release", ap->release, "log", log);
+    rc = r ? fy_conn_send_json(c, FY_FT_REPLY, r) : FY_ENOMEM;
+    json_decref(r);
+  }
+  free(log);
+  return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot send the log");
+}
+
 int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
   fy_agent *a = fy_conn_agent(c);
   json_t *j;
@@ -1075,7 +1107,7 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
     json_decref(j);
     return refuse(c, FY_EBUSY, "%s is being removed", ap->name);
   }
-  if (rq.op >= FY_REQ_STOP) { /* stop, start, restart, remove: lifecycle.c */
+  if (fy_request_is_lifecycle(rq.op)) { /* stop, start, restart, remove: lifecycle.c */
     rc = fy_lifecycle_request(c, &rq, ap);
     json_decref(j);
     return rc;
@@ -1086,13 +1118,13 @@ int fy_request_on_request(fy_agent_conn *c, const fy_frame *f) {
     return rc;
   }
   if (rq.op == FY_REQ_LOGS) {
-    char *log = fy_app_log_tail(a, ap->name, rq.tail, 512 * 1024);
-    json_t *r = json_pack("{s:s, s:s, s:s}", "app", ap->name, "release", ap->release, "log", log ? log : "");
-    free(log);
-    rc = fy_conn_send_json(c, FY_FT_REPLY, r);
-    json_decref(r);
     json_decref(j);
-    return rc == FY_OK ? FY_OK : refuse(c, rc, "cannot send the log");
+    return logs_request(c, ap, &rq);
+  }
+  if (rq.op == FY_REQ_EXEC) {
+    rc = fy_exec_request(c, &rq, ap); /* rq borrows its argv from j */
+    json_decref(j);
+    return rc;
   }
   json_decref(j);
   {

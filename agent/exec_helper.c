@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -466,6 +467,7 @@ int fy_exec_helper_main(int argc, char **argv) {
   struct rlimit no_core = {0, 0};
   (void)setrlimit(RLIMIT_CORE, &no_core); /* the helper re-raises the workload's signal: no core of its own */
   (void)setsid(); /* its own session, not ferryd's process group (spawned detached, it already leads one) */
+  if (s.join && isatty(0)) (void)ioctl(0, TIOCSCTTY, 0); /* ferry exec -t: the pty is the command's terminal */
   if (s.join) return join_main(&s, prog);
   join_cgroups(&s);
   if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC) != 0)

@@ -24,6 +24,7 @@ struct fy_agent_conn {
   fy_frame kept;           /* a frame a handler kept for later (fy_conn_defer), payload owned */
   int has_kept;
   struct fy_deploy *deploy;
+  struct fy_exec *exec;    /* ferry exec's process, while it runs */
   int authed;              /* the TLS handshake completed: counts against max_connections */
   char peer[64];           /* "ip:port" */
   char ip[48];             /* the source address, for the per-source handshake budget */
@@ -39,6 +40,7 @@ static void conn_closed(fy_stream *s) {
   fy_agent_conn *c = of(s);
   fy_agent *a = c->agent;
   fy_deploy_conn_closed(c);
+  fy_exec_conn_closed(c);
   if (c->prev) c->prev->next = c->next;
   else a->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -70,9 +72,8 @@ int fy_conn_refuse(fy_agent_conn *c, int code, const char *fmt, ...) {
   return FY_ECANCELED;
 }
 
-int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj) {
-  if (c->s.closing || c->s.ending) return FY_ECONN;
-  int rc = fy_stream_send_json(&c->s, type, obj);
+/* What a send's failure means for the connection. */
+static int sent(fy_agent_conn *c, int rc) {
   if (rc == FY_EPROTO) fy_log("error", "peer %s: %s", c->peer, c->s.conv.why); /* a bug on this side */
   if (rc == FY_ETOOBIG) { /* a peer that asks and never reads loses its connection, not our memory */
     fy_log("warn", "peer %s: %s: over the per-connection memory ceiling (%zu bytes unread by the peer)", c->peer,
@@ -80,6 +81,14 @@ int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj) {
     fy_stream_close(&c->s);
   }
   return rc;
+}
+
+int fy_conn_send_json(fy_agent_conn *c, uint8_t type, const json_t *obj) {
+  return c->s.closing || c->s.ending ? FY_ECONN : sent(c, fy_stream_send_json(&c->s, type, obj));
+}
+
+int fy_conn_send(fy_agent_conn *c, uint8_t type, const void *p, size_t n) {
+  return c->s.closing || c->s.ending ? FY_ECONN : sent(c, fy_stream_send(&c->s, type, p, n));
 }
 
 void fy_conn_hold(fy_agent_conn *c, int hold) {
@@ -113,6 +122,8 @@ fy_agent_conn *fy_conn_find(fy_agent *a, uint64_t id) {
     if (p->id == id) return !p->s.closing && !p->s.ending ? p : NULL;
   return NULL;
 }
+size_t fy_conn_unsent(const fy_agent_conn *c) { return c->s.writing; }
+struct fy_exec **fy_conn_exec(fy_agent_conn *c) { return &c->exec; }
 struct fy_deploy **fy_conn_deploy(fy_agent_conn *c) { return &c->deploy; }
 
 void fy_conn_forget_deploy(fy_agent *a, const struct fy_deploy *d) {
@@ -174,6 +185,7 @@ static const handler_fn handlers[FY_FT__MAX + 1] = {
     [FY_FT_BLOB] = fy_deploy_on_blob,
     [FY_FT_COMMIT] = fy_deploy_on_commit,
     [FY_FT_REQUEST] = fy_request_on_request,
+    [FY_FT_INPUT] = fy_exec_on_input,
 };
 
 static int dispatch(fy_agent_conn *c, const fy_frame *f) {

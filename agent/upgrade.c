@@ -111,7 +111,9 @@ void fy_upgrade_handoff_done(fy_agent *a) {
     const char *n = json_string_value(json_object_get(e, "name"));
     json_int_t fd = json_integer_value(json_object_get(e, "fd"));
     fy_app *app = n ? fy_app_find(a, n) : NULL;
-    if (fd > 2 && (!app || app->out_fd != (int)fd)) close((int)fd);
+    json_int_t efd = json_integer_value(json_object_get(e, "err_fd"));
+    if (fd > 2 && (!app || app->out_fd[0] != (int)fd)) close((int)fd);
+    if (efd > 2 && (!app || app->out_fd[1] != (int)efd)) close((int)efd);
   }
   json_decref(a->handoff);
   a->handoff = NULL;
@@ -252,8 +254,10 @@ static void do_exec(uv_timer_t *t) {
   for (fy_app *app = a->apps; app; app = app->next) {
     int pid = fy_app_pid(app);
     if (!pid) continue;
-    if (app->out_fd >= 0) fcntl(app->out_fd, F_SETFD, 0); /* the pipe survives the exec */
-    json_array_append_new(apps, json_pack("{s:s, s:i, s:i, s:i, s:I}", "name", app->name, "pid", pid, "fd", app->out_fd,
+    for (int k = 0; k < 2; k++)
+      if (app->out_fd[k] >= 0) fcntl(app->out_fd[k], F_SETFD, 0); /* the pipes survive the exec */
+    json_array_append_new(apps, json_pack("{s:s, s:i, s:i, s:i, s:i, s:I}", "name", app->name, "pid", pid, "fd", app->out_fd[0],
+                                          "err_fd", app->out_fd[1],
                                           "restarts", app->restarts, "age_ms",
                                           (json_int_t)(uv_now(a->loop) - app->started_ms)));
   }
@@ -277,7 +281,8 @@ static void do_exec(uv_timer_t *t) {
   agent_file(a, "upgrade.json", path, sizeof path);
   unlink(path);
   for (fy_app *app = a->apps; app; app = app->next)
-    if (app->out_fd >= 0) fcntl(app->out_fd, F_SETFD, FD_CLOEXEC);
+    for (int k = 0; k < 2; k++)
+      if (app->out_fd[k] >= 0) fcntl(app->out_fd[k], F_SETFD, FD_CLOEXEC);
 }
 
 void fy_upgrade_exec_later(fy_agent *a, unsigned delay_ms) {

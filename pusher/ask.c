@@ -41,6 +41,12 @@ static int on_frame(fy_conn *c, const fy_frame *f) {
   fy_ask_batch *b = a->batch;
   json_t *j;
   char err[300];
+  if (f->type == FY_FT_OUTPUT && a->facts && b->on_output && f->len >= 1) {
+    if (!a->following) fy_stream_timer(&c->s, 0, 0); /* a followed log may be quiet for hours */
+    a->following = 1;
+    b->on_output(b, a, f->payload[0], (const char *)f->payload + 1, f->len - 1);
+    return FY_OK;
+  }
   int rc = fy_msg_parse(f, &j, err, sizeof err);
   if (rc == FY_OK && !a->facts && f->type != FY_FT_FACTS) {
     snprintf(err, sizeof err, "unexpected %s message before the facts", fy_frame_type_name(f->type));

@@ -18,6 +18,7 @@ struct fy_ask {
   json_t *answer;          /* owned; the reply to the request */
   char peer[FY_TLS_NAME_MAX];
   int skipped;             /* the filter said no after the facts */
+  int following;           /* output frames have come (logs --follow) */
   int err;                 /* FY_OK when the node answered what was asked */
   char msg[600];
 };
@@ -32,6 +33,9 @@ struct fy_ask_batch {
   int (*filter)(fy_ask_batch *b, fy_ask *a);
   void (*on_node)(fy_ask_batch *b, fy_ask *a);   /* each node's end; may be NULL */
   void (*on_all)(fy_ask_batch *b);               /* after the last node; may be NULL */
+  /* Output frames (logs --follow): each one's bytes after the stream byte. After the first, the
+   * connection has no idle timeout. NULL: an output frame is the agent's error. */
+  void (*on_output)(fy_ask_batch *b, fy_ask *a, int stream, const char *p, size_t n);
   void *ud;
   fy_ask *asks;
   const fy_target *targets;

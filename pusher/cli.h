@@ -98,6 +98,7 @@ int fy_cmd_stop(int argc, char **argv);
 int fy_cmd_start(int argc, char **argv);
 int fy_cmd_restart(int argc, char **argv);
 int fy_cmd_rm(int argc, char **argv);
+int fy_cmd_exec(int argc, char **argv);
 int fy_cmd_build(int argc, char **argv);
 int fy_cmd_test(int argc, char **argv);
 int fy_cmd_doctor(int argc, char **argv);

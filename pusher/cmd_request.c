@@ -19,6 +19,20 @@ static int selected(fy_ask_batch *b, fy_ask *a) {
   return ok;
 }
 
+/* logs --follow: lines as they come, each with its node's name when there are several nodes. */
+static void followed(fy_ask_batch *b, fy_ask *a, int stream, const char *p, size_t n) {
+  (void)stream;
+  while (n) {
+    const char *nl = memchr(p, '\n', n);
+    size_t len = nl ? (size_t)(nl - p) + 1 : n;
+    if (b->n > 1) fy_cli_print(stdout, "%s: ", fy_ask_name(a));
+    fy_cli_untrusted(stdout, p, len);
+    p += len;
+    n -= len;
+  }
+  fflush(stdout);
+}
+
 /* What each verb asks for, the result that means it worked, and what it says. */
 static const struct verb {
   const char *name;
@@ -27,7 +41,13 @@ static const struct verb {
   const char *help;
   const char *done;          /* "NODE: APP <done> (release R)" */
 } verbs[] = {
-    {"logs", FY_REQ_LOGS, FY_RESULT_NONE, "Shows the last lines of the app's log on each node.\n", ""},
+    {"logs", FY_REQ_LOGS, FY_RESULT_NONE,
+     "Shows the last lines of the app's log on each node (stdout, stderr and ferryd's own lines about it).\n"
+     "  -f, --follow       then every new line as the app writes it, until Ctrl-C; with more than\n"
+     "                     one node each line starts with the node's name\n"
+     "  --timestamps       each line with the time the agent recorded it (UTC)\n"
+     "  --since DURATION   only lines of the last DURATION (10s, 5m, 2h)\n"
+     "  --stream S         stdout, stderr or all (the default)\n", ""},
     {"rollback", FY_REQ_ROLLBACK, FY_RESULT_ROLLED_BACK, "Switches each node back to the app's previous release and restarts it.\n",
      "rolled back to"},
     {"stop", FY_REQ_STOP, FY_RESULT_STOPPED,
@@ -47,16 +67,19 @@ static const struct verb {
 static int run_request(const struct verb *vb, int argc, char **argv) {
   static const struct option opts[] = {FY_CLI_COMMON_OPTIONS, {"app", required_argument, 0, 'a'},
                                        {"tail", required_argument, 0, 'n'}, {"purge", no_argument, 0, 'P'},
+                                       {"follow", no_argument, 0, 'f'}, {"timestamps", no_argument, 0, 'Y'},
+                                       {"since", required_argument, 0, 's'}, {"stream", required_argument, 0, 'R'},
                                        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 60000};
   const char *app = NULL, *op = vb->name;
-  int tail = 100, purge = 0, c, ret = 2, r, is_logs = vb->op == FY_REQ_LOGS, lifecycle = vb->op >= FY_REQ_STOP;
+  int tail = 100, purge = 0, c, ret = 2, r, is_logs = vb->op == FY_REQ_LOGS, lifecycle = fy_request_is_lifecycle(vb->op);
+  fy_request_msg rq = {.op = vb->op};
   fy_tls_conf *tls = NULL;
   fy_ask *asks = NULL;
   fy_ask_batch b = {0};
   json_t *req = NULL;
   optind = 1;
-  while ((c = getopt_long(argc, argv, FY_CLI_COMMON_SHORT, opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, FY_CLI_COMMON_SHORT "f", opts, NULL)) != -1) {
     if ((r = fy_cli_common_opt(&cc, c, optarg)) != 0) {
       if (r < 0) goto cleanup;
       continue;
@@ -76,9 +99,32 @@ static int run_request(const struct verb *vb, int argc, char **argv) {
       if (vb->op != FY_REQ_REMOVE) { fy_cli_err("--purge goes with ferry rm"); goto cleanup; }
       purge = 1;
       break;
+    case 'f':
+    case 'Y':
+    case 's':
+    case 'R':
+      if (!is_logs) {
+        fy_cli_err("%s goes with ferry logs", c == 'f' ? "--follow" : c == 'Y' ? "--timestamps" : c == 's' ? "--since" : "--stream");
+        goto cleanup;
+      }
+      if (c == 'f') rq.follow = 1;
+      if (c == 'Y') rq.timestamps = 1;
+      if (c == 'R' && fy_log_stream_parse(optarg, &rq.stream) != FY_OK) {
+        fy_cli_err("--stream: stdout, stderr or all, not '%s'", optarg);
+        goto cleanup;
+      }
+      if (c == 's') {
+        uint64_t ms;
+        if (fy_parse_duration_ms(optarg, &ms) != FY_OK || ms == 0 || ms > (uint64_t)FY_LOG_SINCE_MAX_S * 1000u) {
+          fy_cli_err("--since: a duration such as 30s, 10m or 2h (at most %u days), not '%s'", FY_LOG_SINCE_MAX_S / 86400u, optarg);
+          goto cleanup;
+        }
+        rq.since_s = (uint32_t)((ms + 999) / 1000);
+      }
+      break;
     case 'h':
       printf("usage: ferry %s --app NAME%s " FY_CLI_TARGETS_USAGE "\n%s%s", op,
-             is_logs ? " [--tail N]" : vb->op == FY_REQ_REMOVE ? " [--purge]" : "", vb->help,
+             is_logs ? " [--tail N] [-f] [--timestamps] [--since D] [--stream S]" : vb->op == FY_REQ_REMOVE ? " [--purge]" : "", vb->help,
              lifecycle ? "A node without the app is skipped. Exit status 0 only when every node that has it got there.\n" : "");
       ret = 0;
       goto cleanup;
@@ -92,19 +138,22 @@ static int run_request(const struct verb *vb, int argc, char **argv) {
   if (fy_cli_common_targets(&cc, op) != FY_OK) goto cleanup;
   if (fy_cli_load_identity(cc.identity, &tls) != FY_OK) { ret = 1; goto cleanup; }
   asks = calloc(cc.ntargets, sizeof *asks);
-  fy_request_msg rq = {.op = vb->op, .app = app, .tail = tail, .purge = purge};
+  rq.app = app;
+  rq.tail = tail;
+  rq.purge = purge;
   req = fy_request_encode(&rq);
   if (!asks || !req) { ret = 1; goto cleanup; }
   uv_loop_t loop;
   uv_loop_init(&loop);
   b = (fy_ask_batch){.loop = &loop, .tls = tls, .timeout_ms = cc.timeout_ms, .op = op, .app = app, .request = req,
-                     .filter = selected, .ud = &cc};
+                     .filter = selected, .ud = &cc, .on_output = rq.follow ? followed : NULL};
   fy_ask_batch_start(&b, asks, cc.targets, cc.ntargets);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   ret = 0;
   size_t shown = 0, have = 0;
   for (size_t i = 0; i < cc.ntargets; i++) shown += !asks[i].skipped;
+  if (rq.follow) fflush(stdout);
   json_t *arr = json_array();
   for (size_t i = 0; i < cc.ntargets; i++) {
     fy_ask *a = &asks[i];

@@ -26,12 +26,13 @@ static const struct verb {
     {"install-agent", fy_cmd_install_agent, "install-agent USER@HOST --name NAME   make a device a ferry node over SSH"},
     {"upgrade-agent", fy_cmd_upgrade_agent, "upgrade-agent --to HOST:PORT | --fleet FILE   new ferryd through ferry, old one back if it fails"},
     {"uninstall-agent", fy_cmd_uninstall_agent, "uninstall-agent USER@HOST   remove ferryd from a device"},
-    {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N]   an app's log"},
+    {"logs", fy_cmd_logs, "logs --to HOST:PORT --app NAME [--tail N] [-f]   an app's log (-f: follow it)"},
     {"rollback", fy_cmd_rollback, "rollback --to HOST:PORT --app NAME   back to the previous release"},
     {"stop", fy_cmd_stop, "stop --to HOST:PORT --app NAME   stop an app (it stays stopped until start)"},
     {"start", fy_cmd_start, "start --to HOST:PORT --app NAME   start a stopped app"},
     {"restart", fy_cmd_restart, "restart --to HOST:PORT --app NAME   stop and start an app"},
     {"rm", fy_cmd_rm, "rm --to HOST:PORT --app NAME [--purge]   remove an app (--purge: its volumes too)"},
+    {"exec", fy_cmd_exec, "exec TARGET --app NAME [-i] [-t] -- CMD...   run a command inside the app"},
 };
 
 static void usage(FILE *f) {

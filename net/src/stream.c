@@ -163,7 +163,10 @@ static void timer_cb(uv_timer_t *t) {
 
 void fy_stream_timer(fy_stream *s, uint64_t ms, int repeat) {
   if (s->closing) return;
-  if (ms == 0) uv_timer_stop(&s->timer);
+  if (ms == 0) {
+    uv_timer_stop(&s->timer);
+    uv_timer_set_repeat(&s->timer, 0); /* reads (timer_again_on_read) do not start it again */
+  }
   else uv_timer_start(&s->timer, timer_cb, ms, repeat ? ms : 0);
 }
 

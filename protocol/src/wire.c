@@ -240,22 +240,59 @@ int fy_result_decode(const json_t *j, fy_result_msg *m, char *err, size_t errlen
 
 /* --- request ------------------------------------------------------------------------------ */
 
-static const char *const op_names[] = {"", "logs", "rollback", "stop", "start", "restart", "remove"};
+static const char *const op_names[] = {"", "logs", "rollback", "stop", "start", "restart", "remove", "exec"};
+static const char *const stream_names[] = {"all", "stdout", "stderr"};
 
 const char *fy_request_op_name(fy_request_op op) {
   return (size_t)op < sizeof op_names / sizeof op_names[0] ? op_names[op] : "";
 }
 
+const char *fy_log_stream_name(fy_log_stream s) {
+  return (size_t)s < sizeof stream_names / sizeof stream_names[0] ? stream_names[s] : "";
+}
+
+int fy_log_stream_parse(const char *s, fy_log_stream *out) {
+  for (size_t i = 0; s && i < sizeof stream_names / sizeof stream_names[0]; i++)
+    if (strcmp(s, stream_names[i]) == 0) {
+      *out = (fy_log_stream)i;
+      return FY_OK;
+    }
+  return FY_EINVAL;
+}
+
 json_t *fy_request_encode(const fy_request_msg *m) {
   json_t *j = json_pack("{s:s, s:s}", "op", fy_request_op_name(m->op), "app", m->app);
-  if (j && m->op == FY_REQ_LOGS && m->tail > 0) json_object_set_new(j, "tail", json_integer(m->tail));
-  if (j && m->op == FY_REQ_REMOVE && m->purge) json_object_set_new(j, "purge", json_true());
+  if (!j) return NULL;
+  if (m->op == FY_REQ_LOGS) {
+    if (m->tail > 0) json_object_set_new(j, "tail", json_integer(m->tail));
+    if (m->follow) json_object_set_new(j, "follow", json_true());
+    if (m->timestamps) json_object_set_new(j, "timestamps", json_true());
+    if (m->since_s) json_object_set_new(j, "since_s", json_integer((json_int_t)m->since_s));
+    if (m->stream) json_object_set_new(j, "stream", json_string(fy_log_stream_name(m->stream)));
+  }
+  if (m->op == FY_REQ_REMOVE && m->purge) json_object_set_new(j, "purge", json_true());
+  if (m->op == FY_REQ_EXEC) {
+    json_t *argv = json_array();
+    for (size_t i = 0; argv && i < m->argc; i++) json_array_append_new(argv, json_string(m->argv[i]));
+    json_object_set_new(j, "argv", argv ? argv : json_null());
+    if (m->tty) json_object_set_new(j, "tty", json_true());
+    if (m->input) json_object_set_new(j, "stdin", json_true());
+    if (m->rows) json_object_set_new(j, "rows", json_integer(m->rows));
+    if (m->cols) json_object_set_new(j, "cols", json_integer(m->cols));
+  }
   return j;
 }
 
+static int get_bool(const json_t *j, const char *key, int *out, char *err, size_t errlen) {
+  const json_t *v = json_object_get(j, key);
+  if (v && !json_is_boolean(v)) return bad(err, errlen, "request", "'%s' is not true or false", key);
+  *out = json_is_true(v);
+  return FY_OK;
+}
+
 int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errlen) {
-  const char *op;
-  int64_t tail = 100;
+  const char *op, *stream;
+  int64_t tail = 100, since = 0, rows = 0, cols = 0;
   int rc;
   memset(m, 0, sizeof *m);
   if ((rc = get_str(j, "op", 31, 1, &op, "request", err, errlen)) != FY_OK) return rc;
@@ -269,9 +306,34 @@ int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errl
   if (!fy_app_valid_name(m->app)) return bad(err, errlen, "request", "'%s' is not an app name", m->app);
   if ((rc = get_int(j, "tail", 1, FY_LOG_TAIL_LINES_MAX, 0, &tail, "request", err, errlen)) != FY_OK) return rc;
   m->tail = (int)tail;
-  const json_t *purge = json_object_get(j, "purge");
-  if (purge && !json_is_boolean(purge)) return bad(err, errlen, "request", "'purge' is not true or false");
-  m->purge = json_is_true(purge);
+  if ((rc = get_int(j, "since_s", 0, FY_LOG_SINCE_MAX_S, 0, &since, "request", err, errlen)) != FY_OK) return rc;
+  m->since_s = (uint32_t)since;
+  if ((rc = get_str(j, "stream", 15, 0, &stream, "request", err, errlen)) != FY_OK) return rc;
+  if (stream && fy_log_stream_parse(stream, &m->stream) != FY_OK)
+    return bad(err, errlen, "request", "'stream' is '%s', not all, stdout or stderr", stream);
+  if ((rc = get_bool(j, "purge", &m->purge, err, errlen)) != FY_OK || (rc = get_bool(j, "follow", &m->follow, err, errlen)) != FY_OK ||
+      (rc = get_bool(j, "timestamps", &m->timestamps, err, errlen)) != FY_OK ||
+      (rc = get_bool(j, "tty", &m->tty, err, errlen)) != FY_OK || (rc = get_bool(j, "stdin", &m->input, err, errlen)) != FY_OK)
+    return rc;
+  if ((rc = get_int(j, "rows", 1, 1000, 0, &rows, "request", err, errlen)) != FY_OK ||
+      (rc = get_int(j, "cols", 1, 1000, 0, &cols, "request", err, errlen)) != FY_OK)
+    return rc;
+  m->rows = (int)rows;
+  m->cols = (int)cols;
+  if (m->op != FY_REQ_EXEC) return FY_OK;
+  const json_t *argv = json_object_get(j, "argv");
+  size_t total = 0;
+  if (!json_is_array(argv) || json_array_size(argv) == 0) return bad(err, errlen, "request", "exec needs 'argv', a list of strings");
+  if (json_array_size(argv) > FY_EXEC_ARGS_MAX) return bad(err, errlen, "request", "'argv' has more than %d entries", FY_EXEC_ARGS_MAX);
+  for (size_t i = 0; i < json_array_size(argv); i++) {
+    const json_t *a = json_array_get(argv, i);
+    if (!json_is_string(a) || strlen(json_string_value(a)) != json_string_length(a))
+      return bad(err, errlen, "request", "'argv' entry %zu is not a string without NUL bytes", i);
+    total += json_string_length(a) + 1;
+    if (total > FY_EXEC_ARGV_BYTES) return bad(err, errlen, "request", "'argv' is over %u bytes", FY_EXEC_ARGV_BYTES);
+    m->argv[i] = json_string_value(a);
+  }
+  m->argc = json_array_size(argv);
   return FY_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "applog.h"
 #include "cgroup.h"
 #include "check.h"
 #include "ferry/fsutil.h"
@@ -290,10 +291,46 @@ static void test_codes(void) {
   CHECK_INT(fy_parse_u64("0", 1, FY_VERSION_MAX, &v), FY_EINVAL);
 }
 
+/* Log records: the format, reading it back, the filters, and text that is not text. */
+static void test_applog(void) {
+  char rec[FY_LOG_RECORD_MAX], out[FY_LOG_RECORD_MAX + 1];
+  size_t n = fy_applog_format(rec, 1764871426123ull, 'E', "disk full", 9);
+  rec[n] = 0;
+  CHECK_STR(rec, "2025-12-04T18:03:46.123Z E disk full\n");
+  fy_logline l;
+  CHECK_INT(fy_applog_parse(rec, n, &l), 1);
+  CHECK_INT(l.stream, 'E');
+  CHECK_INT(l.len, 9);
+  fy_log_query all = {.tail = 10}, err_only = {.tail = 10, .stream = FY_LOG_STDERR}, out_only = {.tail = 10, .stream = FY_LOG_STDOUT};
+  CHECK(fy_applog_wants(&all, &l, NULL) && fy_applog_wants(&err_only, &l, NULL) && !fy_applog_wants(&out_only, &l, NULL));
+  CHECK(fy_applog_wants(&all, &l, "2025-12-04T18:03:46.000Z") && !fy_applog_wants(&all, &l, "2025-12-04T18:03:47.000Z"));
+  out[fy_applog_render(&l, 1, out)] = 0;
+  CHECK_STR(out, "2025-12-04T18:03:46.123Z disk full\n");
+  out[fy_applog_render(&l, 0, out)] = 0;
+  CHECK_STR(out, "disk full\n");
+  /* a line an older agent wrote: stdout, no time (left out by --since) */
+  CHECK_INT(fy_applog_parse("plain old line\n", 15, &l), 0);
+  CHECK(l.stream == 'O' && !l.ts && l.len == 14);
+  CHECK(fy_applog_wants(&out_only, &l, NULL) && !fy_applog_wants(&all, &l, "2000-01-01T00:00:00.000Z"));
+  /* a record with an empty text, and ones that only look like records */
+  n = fy_applog_format(rec, 0, 'O', "", 0);
+  CHECK_INT(fy_applog_parse(rec, n, &l), 1);
+  CHECK_INT(l.len, 0);
+  CHECK_INT(fy_applog_parse("2025-12-04T18:03:46.123Z X nope", 31, &l), 0);
+  CHECK_INT(fy_applog_parse("2025-12-04T18:03:46.123Z", 24, &l), 0);
+  /* bytes that are not UTF-8 (a lone continuation, an overlong '/', a surrogate, past U+10FFFF,
+   * a cut sequence, NUL) become '?'; real UTF-8 and escapes stay */
+  const char bad[] = "a\x80" "b\xc0\xaf" "c\xed\xa0\x80" "d\xf4\x90\x80\x80" "e\xe2\x82" "f\x00" "g \xc3\xa9 \x1b[1m";
+  n = fy_applog_format(rec, 0, 'O', bad, sizeof bad - 1);
+  rec[n] = 0;
+  CHECK_STR(rec + FY_LOG_TS_LEN + 3, "a?b??c???d????e??f?g \xc3\xa9 \x1b[1m\n");
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/ferry-runtime.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
   test_codes();
+  test_applog();
   test_healthcheck();
   test_runspec();
   test_cgroups();

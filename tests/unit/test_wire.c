@@ -170,6 +170,49 @@ static void test_blob_begin_and_request(void) {
   j = load("{\"op\":\"\",\"app\":\"hello\"}");
   CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EUNSUPPORTED);
   json_decref(j);
+  /* protocol 4: logs --follow and its filters, exec */
+  r = (fy_request_msg){.op = FY_REQ_LOGS, .app = "hello", .tail = 5, .follow = 1, .timestamps = 1, .since_s = 600,
+                       .stream = FY_LOG_STDERR};
+  golden("request logs -f", fy_request_encode(&r),
+         "{\"op\":\"logs\",\"app\":\"hello\",\"tail\":5,\"follow\":true,\"timestamps\":true,\"since_s\":600,\"stream\":\"stderr\"}");
+  j = load("{\"op\":\"logs\",\"app\":\"hello\",\"stream\":\"both\"}");
+  CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EPROTO);
+  CHECK_CONTAINS(err, "'stream' is 'both'");
+  json_decref(j);
+  j = load("{\"op\":\"logs\",\"app\":\"hello\",\"since_s\":4294967297}");
+  CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EPROTO); /* past 2^32 (and 400 days) */
+  json_decref(j);
+  const char *argv[] = {"sh", "-c", "echo hi"};
+  r = (fy_request_msg){.op = FY_REQ_EXEC, .app = "hello", .argc = 3, .tty = 1, .input = 1, .rows = 24, .cols = 80};
+  memcpy(r.argv, argv, sizeof argv);
+  golden("request exec", fy_request_encode(&r),
+         "{\"op\":\"exec\",\"app\":\"hello\",\"argv\":[\"sh\",\"-c\",\"echo hi\"],\"tty\":true,\"stdin\":true,\"rows\":24,\"cols\":80}");
+  j = load("{\"op\":\"exec\",\"app\":\"hello\",\"argv\":[\"cat\",\"/x\"],\"stdin\":true}");
+  CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_OK);
+  CHECK_INT(r.argc, 2);
+  CHECK_STR(r.argv[1], "/x");
+  CHECK_INT(r.input, 1);
+  CHECK(!fy_request_is_lifecycle(r.op));
+  json_decref(j);
+  static const char *const bad_exec[] = {
+      "{\"op\":\"exec\",\"app\":\"hello\"}",                          /* no argv */
+      "{\"op\":\"exec\",\"app\":\"hello\",\"argv\":[]}",             /* empty */
+      "{\"op\":\"exec\",\"app\":\"hello\",\"argv\":[\"a\",1]}",       /* not a string */
+      "{\"op\":\"exec\",\"app\":\"hello\",\"argv\":[\"a\\u0000b\"]}",  /* a NUL inside */
+      "{\"op\":\"exec\",\"app\":\"hello\",\"argv\":[\"a\"],\"rows\":100000}",
+  };
+  for (size_t i = 0; i < sizeof bad_exec / sizeof bad_exec[0]; i++) {
+    j = load(bad_exec[i]);
+    CHECK_INT(fy_request_decode(j, &r, err, sizeof err), FY_EPROTO);
+    json_decref(j);
+  }
+  /* 257 arguments: one too many */
+  json_t *many = json_pack("{s:s, s:s, s:[]}", "op", "exec", "app", "hello", "argv");
+  for (int i = 0; i < FY_EXEC_ARGS_MAX + 1; i++) json_array_append_new(json_object_get(many, "argv"), json_string("x"));
+  CHECK_INT(fy_request_decode(many, &r, err, sizeof err), FY_EPROTO);
+  CHECK_CONTAINS(err, "more than 256 entries");
+  json_decref(many);
+  CHECK(fy_request_is_lifecycle(FY_REQ_STOP) && fy_request_is_lifecycle(FY_REQ_REMOVE) && !fy_request_is_lifecycle(FY_REQ_LOGS));
   /* what makes two pushes the same: the options digest moves with the health command and port only */
   fy_plan_msg pa = {.app = "hello", .settle_ms = 1000, .health_cmd = "true"}, pb = pa;
   char da[FY_DIGEST_STR], db[FY_DIGEST_STR];
@@ -352,6 +395,21 @@ static void test_conversation(void) {
   static const uint8_t logs[] = {FY_FT_HELLO, FY_FT_FACTS, FY_FT_REQUEST, FY_FT_REPLY, FY_FT_REQUEST, FY_FT_RESULT};
   static const int logs_dir[] = {1, 0, 1, 0, 1, 0};
   walk(logs, logs_dir, sizeof logs, (int)sizeof logs);
+  /* protocol 4: exec's output and input, then its result; logs -f: output only */
+  static const uint8_t exec[] = {FY_FT_HELLO, FY_FT_FACTS, FY_FT_REQUEST, FY_FT_OUTPUT, FY_FT_INPUT, FY_FT_OUTPUT,
+                                 FY_FT_INPUT, FY_FT_RESULT};
+  static const int exec_dir[] = {1, 0, 1, 0, 1, 0, 1, 0};
+  walk(exec, exec_dir, sizeof exec, (int)sizeof exec);
+  /* output never goes to the agent, input never comes from it, and neither outside a request */
+  static const uint8_t out_up[] = {FY_FT_HELLO, FY_FT_FACTS, FY_FT_REQUEST, FY_FT_OUTPUT};
+  static const int out_up_dir[] = {1, 0, 1, 1};
+  walk(out_up, out_up_dir, sizeof out_up, 3);
+  static const uint8_t in_down[] = {FY_FT_HELLO, FY_FT_FACTS, FY_FT_REQUEST, FY_FT_INPUT};
+  static const int in_down_dir[] = {1, 0, 1, 0};
+  walk(in_down, in_down_dir, sizeof in_down, 3);
+  static const uint8_t in_ready[] = {FY_FT_HELLO, FY_FT_FACTS, FY_FT_INPUT};
+  static const int in_ready_dir[] = {1, 0, 1};
+  walk(in_ready, in_ready_dir, sizeof in_ready, 2);
 
   fy_conv c;
   static const struct {

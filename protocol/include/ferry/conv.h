@@ -15,6 +15,8 @@
  *   COMMITTED    result (agent -> pusher)                DONE
  *   ASKED        reply (agent -> pusher)                 READY
  *   ASKED        progress (agent -> pusher)              ASKED
+ *   ASKED        output (agent -> pusher)                ASKED  (protocol 4: logs -f, exec)
+ *   ASKED        input (pusher -> agent)                 ASKED  (protocol 4: exec's stdin)
  *   ASKED        result (agent -> pusher)                DONE
  *   any          error (either way)                      DONE
  *

@@ -20,8 +20,9 @@
 
 #define FY_FRAME_HEADER 8u
 #define FY_FRAME_MAX (1024u * 1024u) /* hard ceiling for any payload */
-#define FY_PROTO_VERSION 3u          /* the highest version this build speaks (2: progress; 3: a plan
-                                      * may be answered "unchanged", lifecycle requests) */
+#define FY_PROTO_VERSION 4u          /* the highest version this build speaks (2: progress; 3: a plan
+                                      * may be answered "unchanged", lifecycle requests; 4: output
+                                      * and input frames: logs --follow, exec) */
 #define FY_PROTO_VERSION_MIN 1u      /* the lowest it still accepts */
 
 /* Message types. The value is the wire byte. */
@@ -36,13 +37,15 @@
   X(REQUEST, 8, "request")   /* pusher -> agent: logs, rollback, ... */     \
   X(REPLY, 9, "reply")       /* agent -> pusher: answer to a request */     \
   X(PROGRESS, 10, "progress")/* agent -> pusher: where a step stands */     \
-  X(BLOB_BEGIN, 11, "blob-begin") /* pusher -> agent: digest, offset */
+  X(BLOB_BEGIN, 11, "blob-begin") /* pusher -> agent: digest, offset */ \
+  X(OUTPUT, 12, "output")    /* agent -> pusher: log lines, exec output */  \
+  X(INPUT, 13, "input")      /* pusher -> agent: exec stdin */
 
 enum fy_frame_type {
 #define FY__FT_ENUM(name, val, str) FY_FT_##name = (val),
   FY_FRAME_TYPES(FY__FT_ENUM)
 #undef FY__FT_ENUM
-  FY_FT__MAX = 11
+  FY_FT__MAX = 13
 };
 
 /* "hello", "blob", ...; "unknown" for values outside the table. */

@@ -54,7 +54,8 @@ void fy_msg_error_fields(const json_t *obj, int *code, const char **message);
   X(REMOVED, "removed")                \
   X(STOPPED, "stopped")                \
   X(STARTED, "started")                \
-  X(RESTARTED, "restarted")
+  X(RESTARTED, "restarted")            \
+  X(EXITED, "exited")
 typedef enum {
 #define FY_RESULT_ENUM(name, text) FY_RESULT_##name,
   FY_RESULT_MAP(FY_RESULT_ENUM)

@@ -10,8 +10,12 @@
  *   result      agent -> pusher  {"result","app","code","name","message","release","previous"?,
  *                                 "bytes_received"?,"blobs_received"?,"blobs_skipped"?,
  *                                 "exit_code"?,"agent_digest"?,"log_tail"?}
- *   request     pusher -> agent  {"op":"logs"|"rollback"|"stop"|"start"|"restart"|"remove","app","tail"?,
- *                                 "purge"?}   (stop, start, restart, remove: protocol 3)
+ *   request     pusher -> agent  {"op":"logs"|"rollback"|"stop"|"start"|"restart"|"remove"|"exec","app",
+ *                                 "tail"?,"follow"?,"timestamps"?,"since_s"?,"stream"?,"purge"?,
+ *                                 "argv"?,"tty"?,"stdin"?,"rows"?,"cols"?}
+ *                                 (stop, start, restart, remove: protocol 3; follow, exec: 4)
+ *   output      agent -> pusher  stream byte + bytes (logs --follow, exec)      (protocol 4)
+ *   input       pusher -> agent  bytes; empty: end of stdin (exec -i)            (protocol 4)
  *   progress    agent -> pusher  {"app","step","done"?,"total"?}      (protocol version 2)
  *   facts       agent -> pusher  {"proto","name","agent_version","platform","accepts":[..],"labels":{..},
  *                                 "board","free_bytes","uptime_s","apps":[..],"agent_digest"?}
@@ -106,16 +110,38 @@ typedef struct fy_result_msg {
 json_t *fy_result_encode(const fy_result_msg *m);
 int fy_result_decode(const json_t *j, fy_result_msg *m, char *err, size_t errlen) FY_WUR;
 
-typedef enum { FY_REQ_LOGS = 1, FY_REQ_ROLLBACK, FY_REQ_STOP, FY_REQ_START, FY_REQ_RESTART, FY_REQ_REMOVE } fy_request_op;
+typedef enum { FY_REQ_LOGS = 1, FY_REQ_ROLLBACK, FY_REQ_STOP, FY_REQ_START, FY_REQ_RESTART, FY_REQ_REMOVE, FY_REQ_EXEC } fy_request_op;
+/* Which of an app's output a logs request wants. */
+typedef enum { FY_LOG_ALL, FY_LOG_STDOUT, FY_LOG_STDERR } fy_log_stream;
+#define FY_LOG_SINCE_MAX_S (400u * 86400u) /* --since: at most 400 days back */
+#define FY_EXEC_ARGS_MAX 256               /* an exec request's argv entries */
+#define FY_EXEC_ARGV_BYTES 65536u          /* and their bytes, NULs included */
 typedef struct fy_request_msg {
   fy_request_op op;
   const char *app;                       /* borrowed; a valid app name */
   int tail;                              /* logs: lines, 1-99999, default 100 */
+  int follow;                            /* logs: then every new line, in output frames (protocol 4) */
+  int timestamps;                        /* logs: each line with the time the agent recorded it */
+  uint32_t since_s;                      /* logs: only lines of the last since_s seconds (0: all) */
+  fy_log_stream stream;                  /* logs: all, stdout or stderr */
   int purge;                             /* remove: the app's volumes and version counter go too */
+  const char *argv[FY_EXEC_ARGS_MAX];    /* exec: borrowed; the command (protocol 4) */
+  size_t argc;
+  int tty, input;                        /* exec: a pty; stdin from input frames */
+  int rows, cols;                        /* exec with tty: the terminal's size, 0 when unknown */
 } fy_request_msg;
-const char *fy_request_op_name(fy_request_op op); /* "logs", ..., "remove" */
+const char *fy_request_op_name(fy_request_op op); /* "logs", ..., "remove", "exec" */
+/* stop, start, restart, remove: the requests answered with the app's new state. */
+static inline int fy_request_is_lifecycle(fy_request_op op) { return op >= FY_REQ_STOP && op <= FY_REQ_REMOVE; }
+const char *fy_log_stream_name(fy_log_stream s);  /* "all", "stdout", "stderr" */
+int fy_log_stream_parse(const char *s, fy_log_stream *out) FY_WUR;
 json_t *fy_request_encode(const fy_request_msg *m);
 int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errlen) FY_WUR;
+
+/* Output and input frames (protocol 4) carry bytes, not JSON: output is one stream byte
+ * (FY_OUT_STDOUT, FY_OUT_STDERR) then the data; input is the data, and an empty input frame is
+ * the end of stdin. */
+enum { FY_OUT_STDOUT = 1, FY_OUT_STDERR = 2 };
 
 /* Where a deploy stands after commit (protocol version 2 and later). */
 typedef enum { FY_STEP_UNPACKING = 1, FY_STEP_SWITCHING, FY_STEP_STARTING, FY_STEP_SETTLING, FY_STEP_HEALTH } fy_step;

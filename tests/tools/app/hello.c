@@ -1,5 +1,6 @@
 /* The test workload: prints its architecture (uname -m) and an Env value from the image
- * config, then stays up (or exits with FAIL_WITH when that is set, or with 5 on the node named
+ * config (and a line on stderr), then stays up, printing "usr1 from ARCH" on stdout and on stderr
+ * at each SIGUSR1 (or exits with FAIL_WITH when that is set, or with 5 on the node named
  * by FAIL_ON_NODE or the machine named by FAIL_ON_ARCH, for rollback and canary tests). */
 #include <signal.h>
 #include <stdio.h>
@@ -16,7 +17,9 @@ static int env_num(const char *s, int dflt) {
   long v = s ? strtol(s, &end, 10) : -1;
   return s && *s && !*end && v >= 0 && v <= 255 ? (int)v : dflt;
 }
+static volatile sig_atomic_t usr1;
 static void on_term(int s) { (void)s; stop = 1; }
+static void on_usr1(int s) { (void)s; usr1 = 1; }
 
 int main(int argc, char **argv) {
   struct utsname u;
@@ -25,6 +28,7 @@ int main(int argc, char **argv) {
   printf("hello from %s, GREETING=%s, VERSION=%s\n", u.machine, greeting ? greeting : "(unset)",
          getenv("VERSION") ? getenv("VERSION") : "?");
   fflush(stdout);
+  fprintf(stderr, "stderr from %s\n", u.machine);
   if (argc > 1 && strcmp(argv[1], "--once") == 0) return 0; /* for `ferry test -- /app --once` */
   if (argc > 1 && strcmp(argv[1], "--health") == 0) { /* a health check: sick while SICK_FILE exists */
     const char *sick = getenv("SICK_FILE");
@@ -42,7 +46,16 @@ int main(int argc, char **argv) {
     return 7;
   }
   signal(SIGTERM, on_term);
-  while (!stop) pause();
+  signal(SIGUSR1, on_usr1);
+  while (!stop) {
+    pause();
+    if (usr1) {
+      usr1 = 0;
+      printf("usr1 from %s\n", u.machine);
+      fflush(stdout);
+      fprintf(stderr, "usr1 on stderr from %s\n", u.machine);
+    }
+  }
   printf("stopping\n");
   return 0;
 }
