@@ -348,6 +348,33 @@ static int spawn(fy_app *app, const fy_launch_plan *p) {
   return FY_OK;
 }
 
+/* STATE/apps/<app>/volumes/<name> for each volume the release declares: created when missing,
+ * owned by the user the app runs as (when ferryd can give it away), never a symlink or
+ * anything but a directory. What is in them is the app's and stays across releases. */
+static int prepare_volumes(fy_app *app, const char *dir, const fy_launch_plan *p) {
+  char path[4400];
+  if (!p->mounts.nvolumes) return FY_OK;
+  int owned = geteuid() == 0 && (p->mode == FY_LAUNCH_CONTAIN || p->set_ids);
+  for (size_t i = 0; i <= p->mounts.nvolumes; i++) {
+    if (i == 0) fy_text_fmt(path, sizeof path, "%s/volumes", dir);
+    else fy_text_fmt(path, sizeof path, "%s/volumes/%s", dir, p->mounts.volumes[i - 1].name);
+    struct stat st;
+    if (mkdir(path, i == 0 ? 0711 : 0750) != 0 && errno != EEXIST) {
+      fy_text_fmt(app->exec_error, sizeof app->exec_error, "cannot create %s: %s", path, strerror(errno));
+      return FY_EEXEC;
+    }
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      fy_text_fmt(app->exec_error, sizeof app->exec_error, "%s is not a directory: the volume is not mounted", path);
+      return FY_EEXEC;
+    }
+    if (i > 0 && owned && (st.st_uid != p->uid || st.st_gid != p->gid) && lchown(path, p->uid, p->gid) != 0) {
+      fy_text_fmt(app->exec_error, sizeof app->exec_error, "cannot give %s to uid %u: %s", path, p->uid, strerror(errno));
+      return FY_EEXEC;
+    }
+  }
+  return FY_OK;
+}
+
 /* RELEASE/hostname: the node's name, which the runtime helper mounts at /etc/hostname. */
 static int write_hostname(fy_app *app, const char *dir) {
   char path[4400], text[80];
@@ -409,7 +436,7 @@ int fy_app_health_plan(fy_app *app, const json_t *argv, fy_launch_plan *plan, ch
   json_t *run = fy_release_run(a, app->name, app->release);
   const char *cgdirs[FY_CG_MAX_DIRS];
   for (size_t i = 0; i < app->cg.ndirs; i++) cgdirs[i] = app->cg.dirs[i];
-  fy_launch_in in = {.run = run, .rootfs = rootfs, .app = app->name, .release = app->release, .node = a->cfg.name,
+  fy_launch_in in = {.run = run, .rootfs = rootfs, .app = app->name, .release = app->release, .node = a->cfg.name, .app_dir = dir,
                      .cfg = &a->cfg, .facts = &a->facts, .is_root = geteuid() == 0, .self_exe = self,
                      .cgroups = cgdirs, .ncgroups = app->cg.ndirs, .argv_override = argv, .join_pid = fy_app_pid(app)};
   int rc = FY_EEXEC;
@@ -554,7 +581,7 @@ int fy_app_start(fy_app *app) {
   json_t *run = fy_release_run(a, app->name, app->release);
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   self[n > 0 ? n : 0] = '\0';
-  fy_launch_in in = {.run = run, .rootfs = rootfs, .app = app->name, .release = app->release, .node = a->cfg.name,
+  fy_launch_in in = {.run = run, .rootfs = rootfs, .app = app->name, .release = app->release, .node = a->cfg.name, .app_dir = dir,
                      .cfg = &a->cfg, .facts = &a->facts, .is_root = geteuid() == 0, .self_exe = self};
   fy_launch_plan plan = {0};
   int ret = FY_EEXEC;
@@ -566,7 +593,7 @@ int fy_app_start(fy_app *app) {
     snprintf(app->exec_error, sizeof app->exec_error, "the release's path is too long");
   } else if ((ret = write_hostname(app, dir)) == FY_OK &&
              (ret = fy_launch_plan_make(&in, &plan, app->exec_error, sizeof app->exec_error)) == FY_OK &&
-             (ret = spawn(app, &plan)) == FY_OK) {
+             (ret = prepare_volumes(app, dir, &plan)) == FY_OK && (ret = spawn(app, &plan)) == FY_OK) {
     write_pidfile(app);
     app->stop_signal = plan.stop_signal;
     app->stop_timeout_ms = plan.stop_timeout_ms;
@@ -699,6 +726,59 @@ int fy_app_set_user_stopped(fy_app *app, int stopped) {
   return rc;
 }
 
+/* The bytes under a directory (its files' sizes), without following symlinks, over at most
+ * *budget entries and 64 levels: a status answer never walks an app's whole disk. */
+static uint64_t tree_bytes(int fd0, int depth, long *budget) {
+  DIR *d = fdopendir(fd0);
+  if (!d) {
+    close(fd0);
+    return 0;
+  }
+  uint64_t sum = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && --*budget > 0) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
+    if (S_ISDIR(st.st_mode) && depth < 64) {
+      int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) sum += tree_bytes(fd, depth + 1, budget);
+    }
+  }
+  closedir(d);
+  return sum;
+}
+
+/* [{"name","bytes"}] for STATE/apps/<app>/volumes/<name>, NULL when there are none. */
+static json_t *volumes_json(fy_agent *a, const char *app) {
+  char dir[4300];
+  fy_app_dir(a, app, dir, sizeof dir);
+  strncat(dir, "/volumes", sizeof dir - strlen(dir) - 1);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  json_t *arr = json_array();
+  struct dirent *e;
+  long budget = 100000;
+  while (arr && (e = readdir(d)) && json_array_size(arr) < FY_VOLUMES_MAX) {
+    if (e->d_name[0] == '.') continue;
+    int vfd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (vfd < 0) continue;
+    uint64_t bytes = tree_bytes(vfd, 0, &budget);
+    json_array_append_new(arr, json_pack("{s:s, s:I}", "name", e->d_name, "bytes", (json_int_t)bytes));
+  }
+  closedir(d);
+  if (arr && json_array_size(arr) == 0) {
+    json_decref(arr);
+    return NULL;
+  }
+  return arr;
+}
+
 json_t *fy_apps_json(fy_agent *a) {
   json_t *arr = json_array();
   for (fy_app *app = a->apps; app; app = app->next) {
@@ -718,6 +798,8 @@ json_t *fy_apps_json(fy_agent *a) {
     if (o && app->manifest[0]) json_object_set_new(o, "manifest", json_string(app->manifest));
     if (o && app->options[0]) json_object_set_new(o, "options", json_string(app->options));
     if (o && app->exit_reason[0]) json_object_set_new(o, "reason", json_string(app->exit_reason));
+    json_t *vols = o ? volumes_json(a, app->name) : NULL;
+    if (vols) json_object_set_new(o, "volumes", vols);
     if (o && (app->health_argv || app->health_port) && app->release[0]) {
       const char *hs = app->state == FY_APP_UNHEALTHY ? "unhealthy" : !app->proc_alive ? "none" : app->health_known && !app->health_failures ? "healthy" : "starting";
       json_t *h = json_pack("{s:s}", "state", hs);

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "ferry/fsutil.h"
+#include "ferry/runspec.h"
 #include "ferry/selector.h"
 #include "ferry/yaml.h"
 
@@ -57,7 +58,7 @@ static int parse_listen(const char *s, fy_agent_config *c) {
  * the line it points at (docs/device-layout.md lists the same keys in the same order). */
 int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) {
   static const char *const top[] = {"name", "listen", "state_dir", "identity", "labels", "runtime",
-                                    "limits", "board", "probe_root", "trust", "allow_exec", NULL};
+                                    "limits", "board", "probe_root", "trust", "allow_exec", "devices", NULL};
   static const char *const runtime_keys[] = {"isolation", "exec_wrapper", "allow_pusher_commands", NULL};
   static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
@@ -92,7 +93,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "expected a map of settings (name: ..., listen: ...)");
   bad = fy_yaml_unknown_key(root, top, &line);
   REQUIRE(!bad, line, "unknown key '%s' (expected one of: name, listen, state_dir, identity, labels, "
-                      "runtime, limits, trust, board, probe_root, allow_exec)", bad);
+                      "runtime, limits, trust, board, probe_root, allow_exec, devices)", bad);
 
   n = fy_yaml_get(root, "name");
   REQUIRE(is_scalar(n) && strlen(n->str) > 0 && strlen(n->str) < sizeof c->name, n ? n->line : 1,
@@ -119,6 +120,17 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   if ((n = fy_yaml_get(root, "allow_exec")))
     REQUIRE(is_scalar(n) && fy_parse_bool(n->str, &c->allow_exec) == FY_OK, n->line,
             "allow_exec: expected true or false (ferry exec runs commands no signature covers; default false)");
+
+  if ((n = fy_yaml_get(root, "devices"))) {
+    REQUIRE(n->kind == FY_YAML_SEQ && n->n <= 16, n->line, "devices: expected a list of at most 16 device paths such as [/dev/gpiomem, /dev/i2c-1]");
+    for (size_t i = 0; i < n->n; i++) {
+      const fy_ynode *d = n->items[i];
+      REQUIRE(is_scalar(d) && fy_app_path_clean(d->str) && strncmp(d->str, "/dev/", 5) == 0, d->line,
+              "devices: '%s' is not a clean path under /dev", is_scalar(d) ? d->str : "(not a string)");
+      snprintf(c->devices[i], sizeof c->devices[i], "%s", d->str);
+    }
+    c->ndevices = n->n;
+  }
 
   if ((n = fy_yaml_get(root, "labels"))) {
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "labels: expected a map such as {site: kitchen}");

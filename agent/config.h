@@ -28,6 +28,8 @@ typedef struct fy_agent_config {
   fy_isolation isolation;
   int allow_pusher_commands;  /* runtime.allow_pusher_commands: --health-cmd on an uncontained node */
   int allow_exec;             /* allow_exec: ferry exec into a contained app (default false) */
+  size_t ndevices;            /* devices: the device nodes apps may ask for (run.devices) */
+  char devices[16][256];
   size_t nwrapper;
   char exec_wrapper[FY_CFG_MAX_WRAPPER][FY_CFG_PATH];
   uint64_t max_release_bytes;

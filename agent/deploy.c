@@ -51,6 +51,7 @@ typedef struct fy_deploy {
   json_t *health_argv;        /* what runs (the image's, or the plan's where the node allows it) */
   int health_port;
   fy_runspec spec;            /* the image's capabilities and resources */
+  fy_mounts mounts;           /* its volumes and devices */
   int stop_signal;            /* the image's StopSignal, 0 for the default */
   unsigned char *need;        /* per layer: 1 while still expected */
   int cur;                    /* layer being written, -1 none */
@@ -318,6 +319,25 @@ static int run_policy(fy_agent_conn *c, fy_deploy *d) {
     int rc = fy_resources_from_json(j, &d->spec, err, sizeof err);
     json_decref(j);
     if (rc != FY_OK) return refuse(c, FY_EINVAL, "the image's run.%s", err);
+  }
+  j = d->config.volumes ? json_loads(d->config.volumes, 0, NULL) : NULL;
+  int mrc = fy_volumes_from_json(d->config.volumes && !j ? json_false() : j, &d->mounts, err, sizeof err);
+  json_decref(j);
+  if (mrc != FY_OK) return refuse(c, FY_EINVAL, "the image's run.%s", err);
+  j = d->config.devices ? json_loads(d->config.devices, 0, NULL) : NULL;
+  mrc = fy_devices_from_json(d->config.devices && !j ? json_false() : j, &d->mounts, err, sizeof err);
+  json_decref(j);
+  if (mrc != FY_OK) return refuse(c, FY_EINVAL, "the image's run.%s", err);
+  for (size_t i = 0; i < d->mounts.ndevices; i++) { /* before anything is stored or switched */
+    const char *dev = d->mounts.devices[i];
+    int allowed = 0;
+    for (size_t k = 0; k < cfg->ndevices && !allowed; k++) allowed = strcmp(cfg->devices[k], dev) == 0;
+    if (!allowed)
+      return refuse(c, FY_EPOLICY, "the app needs the device %s, which %s does not allow (devices: in its agent config)", dev,
+                    d->agent->name);
+    struct stat st;
+    if (stat(dev, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
+      return refuse(c, FY_EPOLICY, "the app needs the device %s, which is not a device node on %s", dev, d->agent->name);
   }
   const char *image_cmd = d->config.health_cmd ? d->config.health_cmd : "";
   if (d->health_cmd[0] && strcmp(d->health_cmd, image_cmd) != 0) {
@@ -747,7 +767,8 @@ static json_t *run_json(fy_deploy *d) {
   fy_run_meta m = {.argv = argv, .env = env, .workdir = d->config.workdir, .user = d->config.user, .blobs = blobs,
                    .manifest = d->manifest_digest, .version = d->version, .health_port = d->health_port,
                    .stop_signal = d->stop_signal, .stop_timeout_ms = d->config.stop_timeout_ms, .spec = d->spec,
-                   .options = d->options, .health_interval_ms = d->config.health_interval_ms, .restart = d->restart};
+                   .options = d->options, .health_interval_ms = d->config.health_interval_ms, .restart = d->restart,
+                   .mounts = d->mounts};
   json_t *health = d->health_argv ? json_deep_copy(d->health_argv) : json_array();
   m.health = health;
   m.nhealth = json_array_size(health);

@@ -29,6 +29,7 @@
 extern char **environ;
 
 #define MAX_GROUPS 64
+#define MAX_BINDS 32
 
 typedef struct spec {
   const char *rootfs, *workdir, *hostname;
@@ -38,6 +39,7 @@ typedef struct spec {
   unsigned long long caps;
   int seccomp;
   const json_t *cgroups;
+  const json_t *binds;  /* [{"src","dst","device"}]: volumes and granted device nodes */
   long join;
   char **env;           /* the workload's environment (the helper itself runs with a fixed one) */
   void *filter;         /* the seccomp filter, built before the fork that makes the workload */
@@ -68,6 +70,8 @@ static int parse_spec(const char *text, json_t **keep, spec *s) {
   s->caps = caps ? strtoull(caps, NULL, 16) : 0;
   s->seccomp = json_is_true(json_object_get(j, "seccomp"));
   s->cgroups = json_object_get(j, "cgroups");
+  s->binds = json_object_get(j, "binds");
+  if (json_array_size(s->binds) > MAX_BINDS) return -1;
   json_t *v;
   if (json_is_integer(v = json_object_get(j, "uid"))) s->uid = (long)json_integer_value(v);
   if (json_is_integer(v = json_object_get(j, "gid"))) s->gid = (long)json_integer_value(v);
@@ -205,11 +209,25 @@ static void mask_paths(void) {
   }
 }
 
+/* mkdir -p of path's parents (and of path itself unless leaf_is_file), inside the new root. */
+static void ensure_parents(const char *path, int leaf_is_file) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s", path);
+  for (char *c = p + 1; *c; c++)
+    if (*c == '/') {
+      *c = '\0';
+      ensure_dir(p, 0755);
+      *c = '/';
+    }
+  if (!leaf_is_file) ensure_dir(p, 0755);
+}
+
 /* Makes the release root this namespace's root, with the environment an image expects. */
 static void enter_root(const spec *s) {
   static const char *const devs[] = {"null", "zero", "full", "random", "urandom", "tty"};
-  int devtree[6], etctree[3], systree;
+  int devtree[6], etctree[3], systree, bindtree[MAX_BINDS];
   char path[4300];
+  size_t nbinds = json_array_size(s->binds);
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("cannot make mounts private: %s", strerror(errno));
   xmount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL); /* pivot_root needs a mount point */
   /* Device nodes the app makes (MKNOD is in the default set, as in Docker) open nowhere: every
@@ -226,6 +244,10 @@ static void enter_root(const spec *s) {
   snprintf(path, sizeof path, "%s/../hostname", s->rootfs);
   etctree[2] = clone_tree(path, 0);
   systree = clone_tree("/sys", 1);
+  for (size_t i = 0; i < nbinds; i++) { /* volumes and device nodes, taken from the host before it goes */
+    const char *src = json_string_value(json_object_get(json_array_get(s->binds, i), "src"));
+    if (!src || (bindtree[i] = clone_tree(src, 0)) < 0) die("cannot take %s for the app: %s", src ? src : "?", strerror(errno));
+  }
   if (chdir(s->rootfs) != 0) die("cannot enter %s: %s", s->rootfs, strerror(errno));
   if (syscall(SYS_pivot_root, ".", ".") != 0) die("pivot_root into %s: %s", s->rootfs, strerror(errno));
   if (umount2(".", MNT_DETACH) != 0) die("cannot detach the old root: %s", strerror(errno));
@@ -262,6 +284,15 @@ static void enter_root(const spec *s) {
   for (size_t i = 0; i < 3; i++) {
     if (etctree[i] < 0) continue;
     if (move_tree(etctree[i], etc[i], 1, RO_FILE) != 0) fprintf(stderr, "ferryd: cannot provide %s: %s\n", etc[i], strerror(errno));
+  }
+  for (size_t i = 0; i < nbinds; i++) {
+    const json_t *b = json_array_get(s->binds, i);
+    const char *dst = json_string_value(json_object_get(b, "dst"));
+    int device = json_is_true(json_object_get(b, "device"));
+    if (!dst || dst[0] != '/') die("a bind without its path in the app");
+    ensure_parents(dst, device); /* inside the root: the image's symlinks resolve inside it too */
+    if (move_tree(bindtree[i], dst, device, device ? RO_DEVICE : MS_NOSUID | MS_NODEV) != 0)
+      die("cannot mount %s for the app: %s", dst, strerror(errno));
   }
   mask_paths();
   if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) != 0) die("sethostname: %s", strerror(errno));

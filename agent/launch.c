@@ -216,6 +216,16 @@ static char *helper_spec(const fy_launch_in *in, const fy_launch_plan *p, const 
                         (json_int_t)u->uid, "gid", (json_int_t)u->gid, "groups", groups, "hostname", in->node, "caps", caps,
                         "seccomp", 1, "cgroups", cgroups, "env", jenv);
   if (j && in->join_pid) json_object_set_new(j, "join", json_integer(in->join_pid));
+  json_t *binds = json_array();
+  char src[4400];
+  for (size_t k = 0; binds && !in->join_pid && k < p->mounts.nvolumes; k++) {
+    fy_text_fmt(src, sizeof src, "%s/volumes/%s", in->app_dir ? in->app_dir : "", p->mounts.volumes[k].name);
+    json_array_append_new(binds, json_pack("{s:s, s:s, s:b}", "src", src, "dst", p->mounts.volumes[k].path, "device", 0));
+  }
+  for (size_t k = 0; binds && !in->join_pid && k < p->mounts.ndevices; k++)
+    json_array_append_new(binds, json_pack("{s:s, s:s, s:b}", "src", p->mounts.devices[k], "dst", p->mounts.devices[k], "device", 1));
+  if (j && binds && json_array_size(binds)) json_object_set(j, "binds", binds);
+  json_decref(binds);
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
   return s;
@@ -284,6 +294,13 @@ static void environment(const fy_launch_in *in, fy_launch_plan *p, const json_t 
   p->env[p->nenv++] = strdup(fa);
   fy_text_fmt(fa, sizeof fa, "FERRY_NODE=%s", in->node);
   p->env[p->nenv++] = strdup(fa);
+  for (size_t k = 0; k < p->mounts.nvolumes; k++) { /* where each volume is, as the app sees it */
+    char key[64];
+    fy_volume_env_name(p->mounts.volumes[k].name, key, sizeof key);
+    if (p->mode == FY_LAUNCH_CONTAIN) fy_text_fmt(fa, sizeof fa, "%s=%s", key, p->mounts.volumes[k].path);
+    else fy_text_fmt(fa, sizeof fa, "%s=%s/volumes/%s", key, in->app_dir ? in->app_dir : ".", p->mounts.volumes[k].name);
+    p->env[p->nenv++] = strdup(fa);
+  }
 }
 
 int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, size_t errlen) {
@@ -293,6 +310,7 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
   int rc = fy_run_meta_decode(in->run, &meta, err, errlen);
   if (rc != FY_OK) return FY_EEXEC;
   const json_t *jargs = in->argv_override ? in->argv_override : meta.argv, *jenv = meta.env;
+  p->mounts = meta.mounts;
   const char *workdir = meta.workdir, *user = meta.user;
   size_t nargs = json_array_size(jargs);
   p->caps = fy_runspec_caps(&meta.spec);
@@ -324,7 +342,7 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
   p->set_ids = user && user[0] && p->mode != FY_LAUNCH_CONTAIN && in->is_root;
   if (p->mode == FY_LAUNCH_CONTAIN) p->cwd[0] = '\0'; /* the helper enters (or creates) the workdir inside the root */
   p->argv = calloc(in->cfg->nwrapper + nargs + 16, sizeof *p->argv);
-  p->env = calloc(json_array_size(jenv) + 8, sizeof *p->env);
+  p->env = calloc(json_array_size(jenv) + 8 + FY_VOLUMES_MAX, sizeof *p->env);
   if (!p->argv || !p->env) return FY_ENOMEM;
   environment(in, p, jenv, &u);
   for (size_t k = 0; k < p->nenv; k++)

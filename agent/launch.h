@@ -12,11 +12,13 @@
 
 #include "config.h"
 #include "facts.h"
+#include "ferry/runspec.h"
 
 typedef struct fy_launch_in {
   const json_t *run;          /* the release's run.json: argv, env, workdir, user */
   const char *rootfs;         /* the release's root on the host */
   const char *app, *release, *node;
+  const char *app_dir;        /* STATE/apps/<app>: its volumes are under volumes/ */
   const fy_agent_config *cfg; /* runtime.isolation, runtime.exec_wrapper */
   const fy_facts *facts;      /* the platforms this node executes */
   int is_root;                /* geteuid() == 0: containment possible, ids can be set */
@@ -45,6 +47,7 @@ typedef struct fy_launch_plan {
   uint64_t caps;              /* the capabilities the workload keeps (contained mode) */
   int stop_signal;            /* what stops it: the image's StopSignal, SIGTERM by default */
   uint64_t stop_timeout_ms;   /* then SIGKILL after this */
+  fy_mounts mounts;           /* the release's volumes and devices (the caller creates the volumes) */
 } fy_launch_plan;
 
 /* Builds the plan. FY_OK; FY_EEXEC with a message a person can act on in err ("cannot execute

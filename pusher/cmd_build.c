@@ -251,6 +251,8 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
   }
   if (r->spec.cap_add || r->spec.cap_drop) json_label(labels, "dev.ferry.capabilities", fy_caps_to_json(&r->spec));
   if (r->spec.memory || r->spec.cpu_milli || r->spec.pids) json_label(labels, "dev.ferry.resources", fy_resources_to_json(&r->spec));
+  if (r->mounts.nvolumes) json_label(labels, "dev.ferry.volumes", fy_volumes_to_json(&r->mounts));
+  if (r->mounts.ndevices) json_label(labels, "dev.ferry.devices", fy_devices_to_json(&r->mounts));
   if (v->board) json_object_set_new(labels, "dev.ferry.board", json_string(v->board->name));
   if (r->affinity.nrequired || r->affinity.npreferred || r->affinity.match_none)
     json_label(labels, "dev.ferry.affinity", fy_affinity_to_json(&r->affinity));
@@ -260,6 +262,11 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
                          strv_json(r->cmd, r->ncmd), "Env", env, "WorkingDir", r->workdir, "Labels", labels);
   if (r->user[0]) json_object_set_new(ccfg, "User", json_string(r->user));
   if (r->stop_signal[0]) json_object_set_new(ccfg, "StopSignal", json_string(r->stop_signal));
+  if (r->mounts.nvolumes) { /* the standard field too, for tools that read it */
+    json_t *vols = json_object();
+    for (size_t i = 0; i < r->mounts.nvolumes; i++) json_object_set_new(vols, r->mounts.volumes[i].path, json_object());
+    json_object_set_new(ccfg, "Volumes", vols);
+  }
   if (health) json_object_set_new(ccfg, "Healthcheck", health);
   json_object_set_new(cfg, "config", ccfg);
   json_object_set_new(cfg, "rootfs", json_pack("{s:s, s:[s]}", "type", "layers", "diff_ids", fy_digest_format(&pk.diff_id, ds)));

@@ -100,6 +100,19 @@ static void print_nodes(const struct status *s, const fy_ask *asks, size_t count
         if (p > 0) printf(" pids %lld", (long long)p);
         fy_cli_print(stdout, "%s%s\n", why ? ", not enforced: " : " (enforced)", why ? why : "");
       }
+      const json_t *vols = json_object_get(app, "volumes");
+      if (json_array_size(vols)) {
+        size_t vi;
+        const json_t *vol;
+        printf("      volumes:");
+        json_array_foreach(vols, vi, vol) {
+          const char *vn = fy_msg_str(vol, "name", 64);
+          json_int_t b = json_integer_value(json_object_get(vol, "bytes"));
+          char hb[32];
+          fy_cli_print(stdout, " %s=%s", vn ? vn : "?", fy_human_bytes(b > 0 ? (uint64_t)b : 0, hb, sizeof hb));
+        }
+        printf("\n");
+      }
     }
   }
 }

@@ -86,7 +86,7 @@ static json_t *yaml_json(const fy_ynode *n) {
  * line it points at; split into helpers, the rules of one key would be spread over several. */
 int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   static const char *const top[] = {"name", "version", "platforms", "boards", "build", "files", "run", "test",
-                                    "affinity", "compression_level", "mtime", NULL};
+                                    "affinity", "compression_level", "mtime", "volumes", "devices", NULL};
   static const char *const build_keys[] = {"cmake", "options", "command", NULL};
   static const char *const run_keys[] = {"entrypoint", "cmd", "env", "workdir", "settle", "health", "user", "stop_signal",
                                          "stop_timeout", "capabilities", "resources", "restart", NULL};
@@ -282,6 +282,25 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
     bad = fy_yaml_unknown_key(n, test_keys, &line);
     REQUIRE(!bad, line, "unknown key 'test.%s' (expected command)", bad);
     if ((v = fy_yaml_get(n, "command"))) REQUIRE(strlist(v, r->test, &r->ntest, 1), v->line, "test.command: a list such as [/app/hello, --self-test]");
+  }
+  /* volumes: {name: /path}; devices: [/dev/x]: checked as the agent will check them */
+  if ((n = fy_yaml_get(root, "volumes"))) {
+    json_t *j = json_object();
+    int ok = n->kind == FY_YAML_MAP;
+    for (size_t i = 0; ok && i < n->n; i++) ok = scalar(n->items[i]) && json_object_set_new(j, n->keys[i], json_string(n->items[i]->str)) == 0;
+    char why[300] = "volumes: expected a map of name: /path/in/the/app";
+    int vrc = ok ? fy_volumes_from_json(j, &r->mounts, why, sizeof why) : FY_EINVAL;
+    json_decref(j);
+    REQUIRE(vrc == FY_OK, n->line, "%s", why);
+  }
+  if ((n = fy_yaml_get(root, "devices"))) {
+    json_t *j = json_array();
+    int ok = n->kind == FY_YAML_SEQ;
+    for (size_t i = 0; ok && i < n->n; i++) ok = scalar(n->items[i]) && json_array_append_new(j, json_string(n->items[i]->str)) == 0;
+    char why[300] = "devices: expected a list of device paths such as [/dev/i2c-1]";
+    int drc = ok ? fy_devices_from_json(j, &r->mounts, why, sizeof why) : FY_EINVAL;
+    json_decref(j);
+    REQUIRE(drc == FY_OK, n->line, "%s", why);
   }
   if ((n = fy_yaml_get(root, "affinity"))) {
     char aerr[400];

@@ -48,6 +48,7 @@ typedef struct fy_recipe {
   int64_t health_interval_ms; /* run.health.interval; -1: the agent's default (30 s) */
   char restart[16];        /* run.restart: always, on-failure, never; "" for the default */
   fy_runspec spec;        /* run.capabilities and run.resources */
+  fy_mounts mounts;       /* volumes: and devices: */
   fy_affinity affinity;   /* where it should run (nodeAffinity); carried in the image config */
   /* test */
   char *test[FY_RECIPE_MAX_LIST]; size_t ntest;

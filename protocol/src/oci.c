@@ -315,6 +315,9 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
         (rs && !(out->resources = strdup(rs)))) { rc = FY_ENOMEM; goto out; }
     const char *af = json_is_object(labels) ? str_field(labels, "dev.ferry.affinity", 16384) : NULL;
     if (af && !(out->affinity = strdup(af))) { rc = FY_ENOMEM; goto out; }
+    const char *vo = json_is_object(labels) ? str_field(labels, "dev.ferry.volumes", 16384) : NULL;
+    const char *dv = json_is_object(labels) ? str_field(labels, "dev.ferry.devices", 16384) : NULL;
+    if ((vo && !(out->volumes = strdup(vo))) || (dv && !(out->devices = strdup(dv)))) { rc = FY_ENOMEM; goto out; }
     const char *rp = json_is_object(labels) ? str_field(labels, "dev.ferry.restart", 32) : NULL;
     if (rp && !(out->restart = strdup(rp))) { rc = FY_ENOMEM; goto out; }
     const json_t *hcj = json_object_get(c, "Healthcheck"), *iv = json_is_object(hcj) ? json_object_get(hcj, "Interval") : NULL;
@@ -347,6 +350,8 @@ void fy_oci_config_free(fy_image_config *c) {
   free(c->board);
   free(c->health_cmd);
   free(c->restart);
+  free(c->volumes);
+  free(c->devices);
   free_strv(c->health_argv, c->nhealth_argv);
   free(c->stop_signal);
   free(c->capabilities);

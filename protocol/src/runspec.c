@@ -1,5 +1,6 @@
 /* Capabilities, resources and stop signals of a release (see runspec.h). */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,3 +194,96 @@ int fy_signal_parse(const char *s, int *sig) {
 }
 
 const char *fy_signal_name(int sig) { return sig > 0 && sig < 32 ? sig_names[sig] : NULL; }
+
+/* --- volumes and devices -------------------------------------------------------------------- */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return FY_EINVAL;
+}
+
+int fy_app_path_clean(const char *p) {
+  size_t n = p ? strlen(p) : 0;
+  if (n < 2 || n >= FY_APP_PATH_MAX || p[0] != '/' || p[n - 1] == '/') return 0;
+  for (const char *c = p; *c;) {
+    const char *e = strchr(c + 1, '/');
+    size_t len = e ? (size_t)(e - c - 1) : strlen(c + 1);
+    if (len == 0 || (len == 1 && c[1] == '.') || (len == 2 && c[1] == '.' && c[2] == '.')) return 0;
+    c = e ? e : c + 1 + len;
+  }
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) return 0;
+  return 1;
+}
+
+static int under(const char *p, const char *dir) {
+  size_t n = strlen(dir);
+  return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+static int volume_name_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n >= FY_VOLUME_NAME_MAX || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9'))) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_')) return 0;
+  return 1;
+}
+
+int fy_volumes_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) {
+  m->nvolumes = 0;
+  if (!j || json_is_null(j)) return FY_OK;
+  if (!json_is_object(j)) return fail(err, errlen, "volumes: expected a map of name: /path/in/the/app");
+  if (json_object_size(j) > FY_VOLUMES_MAX) return fail(err, errlen, "volumes: at most %d", FY_VOLUMES_MAX);
+  const char *name;
+  const json_t *v;
+  json_object_foreach((json_t *)j, name, v) {
+    const char *path = json_string_value(v);
+    if (!volume_name_ok(name)) return fail(err, errlen, "volumes: '%.40s' is not a volume name (1-32 of a-z, 0-9, '-', '_')", name);
+    if (!path || !fy_app_path_clean(path))
+      return fail(err, errlen, "volumes.%s: expected a clean absolute path such as /var/lib/app", name);
+    if (under(path, "/proc") || under(path, "/sys") || under(path, "/dev") || under(path, "/run/secrets"))
+      return fail(err, errlen, "volumes.%s: %s is where the runtime mounts its own file systems", name, path);
+    for (size_t i = 0; i < m->nvolumes; i++)
+      if (strcmp(m->volumes[i].path, path) == 0) return fail(err, errlen, "volumes.%s: %s is another volume's path too", name, path);
+    snprintf(m->volumes[m->nvolumes].name, FY_VOLUME_NAME_MAX, "%s", name);
+    snprintf(m->volumes[m->nvolumes].path, FY_APP_PATH_MAX, "%s", path);
+    m->nvolumes++;
+  }
+  return FY_OK;
+}
+
+int fy_devices_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) {
+  m->ndevices = 0;
+  if (!j || json_is_null(j)) return FY_OK;
+  if (!json_is_array(j)) return fail(err, errlen, "devices: expected a list of device paths such as /dev/i2c-1");
+  if (json_array_size(j) > FY_DEVICES_MAX) return fail(err, errlen, "devices: at most %d", FY_DEVICES_MAX);
+  for (size_t i = 0; i < json_array_size(j); i++) {
+    const char *path = json_string_value(json_array_get(j, i));
+    if (!path || !fy_app_path_clean(path) || !under(path, "/dev") || strcmp(path, "/dev") == 0)
+      return fail(err, errlen, "devices: entry %zu is not a clean path under /dev", i + 1);
+    snprintf(m->devices[m->ndevices++], FY_APP_PATH_MAX, "%s", path);
+  }
+  return FY_OK;
+}
+
+json_t *fy_volumes_to_json(const fy_mounts *m) {
+  json_t *o = json_object();
+  for (size_t i = 0; o && i < m->nvolumes; i++) json_object_set_new(o, m->volumes[i].name, json_string(m->volumes[i].path));
+  return o;
+}
+
+json_t *fy_devices_to_json(const fy_mounts *m) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < m->ndevices; i++) json_array_append_new(a, json_string(m->devices[i]));
+  return a;
+}
+
+void fy_volume_env_name(const char *name, char *out, size_t len) {
+  size_t o = (size_t)snprintf(out, len, "FERRY_VOLUME_");
+  for (size_t i = 0; name[i] && o + 1 < len; i++) out[o++] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+  out[o < len ? o : len - 1] = '\0';
+}

@@ -466,6 +466,8 @@ json_t *fy_run_meta_encode(const fy_run_meta *m) {
   if (m->stop_timeout_ms > 0) bad_set |= json_object_set_new(j, "stop_timeout_ms", json_integer(m->stop_timeout_ms));
   if (m->spec.cap_add || m->spec.cap_drop) bad_set |= json_object_set_new(j, "caps", fy_caps_to_json(&m->spec));
   if (m->spec.memory || m->spec.cpu_milli || m->spec.pids) bad_set |= json_object_set_new(j, "resources", fy_resources_to_json(&m->spec));
+  if (m->mounts.nvolumes) bad_set |= json_object_set_new(j, "volumes", fy_volumes_to_json(&m->mounts));
+  if (m->mounts.ndevices) bad_set |= json_object_set_new(j, "devices", fy_devices_to_json(&m->mounts));
   if (m->options && m->options[0]) bad_set |= json_object_set_new(j, "options", json_string(m->options));
   if (m->health_interval_ms > 0) bad_set |= json_object_set_new(j, "health_interval_ms", json_integer(m->health_interval_ms));
   if (m->restart != FY_RESTART_ALWAYS) bad_set |= json_object_set_new(j, "restart", json_string(fy_restart_name(m->restart)));
@@ -552,6 +554,9 @@ int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen
   if ((o = json_object_get(j, "caps")) && fy_caps_from_json(o, &m->spec, why, sizeof why) != FY_OK)
     return bad(err, errlen, "run.json", "%s", why);
   if ((o = json_object_get(j, "resources")) && fy_resources_from_json(o, &m->spec, why, sizeof why) != FY_OK)
+    return bad(err, errlen, "run.json", "%s", why);
+  if (fy_volumes_from_json(json_object_get(j, "volumes"), &m->mounts, why, sizeof why) != FY_OK ||
+      fy_devices_from_json(json_object_get(j, "devices"), &m->mounts, why, sizeof why) != FY_OK)
     return bad(err, errlen, "run.json", "%s", why);
   return FY_OK;
 }

@@ -22,6 +22,7 @@ cleanup() {
   # tests leave none behind.
   pkill -9 -f "$T/" 2>/dev/null || true
   for m in "${MOUNTS[@]:-}"; do [ -n "$m" ] && umount "$m" 2>/dev/null || true; done
+  for f in "${CLEANUP_FILES[@]:-}"; do [ -n "$f" ] && rm -f "$f"; done # outside $T (a device node in /dev)
   # Under FERRY_VALGRIND the agents' memory errors fail the test (they stopped above, through
   # their shutdown path).
   if [ "${FERRY_VALGRIND:-0}" = 1 ] && [ $rc -ne 77 ]; then

@@ -326,11 +326,62 @@ static void test_applog(void) {
   CHECK_STR(rec + FY_LOG_TS_LEN + 3, "a?b??c???d????e??f?g \xc3\xa9 \x1b[1m\n");
 }
 
+/* Volumes and devices as images declare them: clean paths, the runtime's own places refused. */
+static void test_mounts(void) {
+  fy_mounts m;
+  char err[300];
+  json_t *j = json_loads("{\"data\": \"/var/lib/app\", \"cache-2\": \"/srv/cache\"}", 0, NULL);
+  CHECK_INT(fy_volumes_from_json(j, &m, err, sizeof err), FY_OK);
+  CHECK_INT(m.nvolumes, 2);
+  json_decref(j);
+  char env[64];
+  fy_volume_env_name("cache-2", env, sizeof env);
+  CHECK_STR(env, "FERRY_VOLUME_CACHE_2");
+  static const char *const bad_volumes[] = {
+      "{\"data\": \"relative\"}", "{\"data\": \"/\"}", "{\"data\": \"/var/../etc\"}", "{\"data\": \"/var//lib\"}",
+      "{\"data\": \"/var/lib/\"}", "{\"data\": \"/proc/x\"}", "{\"data\": \"/dev\"}", "{\"data\": \"/run/secrets/k\"}",
+      "{\"Data\": \"/x\"}", "{\"\": \"/x\"}", "{\"a\": \"/x\", \"b\": \"/x\"}", "{\"data\": 5}", "[\"/x\"]",
+      "{\"data\": \"/a/./b\"}", "{\"data\": \"/a\\nb\"}"};
+  for (size_t i = 0; i < sizeof bad_volumes / sizeof bad_volumes[0]; i++) {
+    j = json_loads(bad_volumes[i], 0, NULL);
+    CHECK(j != NULL);
+    int rc = fy_volumes_from_json(j, &m, err, sizeof err);
+    if (rc != FY_EINVAL) fprintf(stderr, "accepted volumes %s\n", bad_volumes[i]);
+    CHECK_INT(rc, FY_EINVAL);
+    json_decref(j);
+  }
+  /* /procfoo is not /proc; /devices is not /dev */
+  j = json_loads("{\"a\": \"/procfoo\", \"b\": \"/devices\"}", 0, NULL);
+  CHECK_INT(fy_volumes_from_json(j, &m, err, sizeof err), FY_OK);
+  json_decref(j);
+  j = json_loads("[\"/dev/i2c-1\", \"/dev/v4l/video0\"]", 0, NULL);
+  CHECK_INT(fy_devices_from_json(j, &m, err, sizeof err), FY_OK);
+  CHECK_INT(m.ndevices, 2);
+  json_decref(j);
+  static const char *const bad_devices[] = {"[\"/etc/passwd\"]", "[\"/dev\"]", "[\"/dev/../etc/shadow\"]", "[\"dev/x\"]", "{\"a\": 1}", "[1]"};
+  for (size_t i = 0; i < sizeof bad_devices / sizeof bad_devices[0]; i++) {
+    j = json_loads(bad_devices[i], 0, NULL);
+    CHECK_INT(fy_devices_from_json(j, &m, err, sizeof err), FY_EINVAL);
+    json_decref(j);
+  }
+  /* 17 volumes: one too many */
+  j = json_object();
+  for (int i = 0; i < FY_VOLUMES_MAX + 1; i++) {
+    char k[8], v[16];
+    snprintf(k, sizeof k, "v%d", i);
+    snprintf(v, sizeof v, "/v%d", i);
+    json_object_set_new(j, k, json_string(v));
+  }
+  CHECK_INT(fy_volumes_from_json(j, &m, err, sizeof err), FY_EINVAL);
+  json_decref(j);
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/ferry-runtime.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
   test_codes();
   test_applog();
+  test_mounts();
   test_healthcheck();
   test_runspec();
   test_cgroups();

@@ -90,6 +90,8 @@ typedef struct fy_image_config {
   char *affinity;             /* label dev.ferry.affinity: JSON (selector.h), NULL if unset */
   int64_t health_interval_ms; /* Healthcheck.Interval (nanoseconds there), -1 if unset */
   char *restart;              /* label dev.ferry.restart as written, NULL if unset (fy_restart_parse) */
+  char *volumes;              /* label dev.ferry.volumes: JSON {"name":"/path"} (runspec.h), NULL if unset */
+  char *devices;              /* label dev.ferry.devices: JSON ["/dev/x"] (runspec.h), NULL if unset */
 } fy_image_config;
 
 /* What the supervisor does when the app exits or turns unhealthy (run.restart, Docker's and

@@ -31,6 +31,30 @@ typedef struct fy_runspec {
   int64_t pids;               /* 0: no limit */
 } fy_runspec;
 
+/* Volumes (run.volumes: name -> path in the app, kept by the node across releases at
+ * STATE/apps/<app>/volumes/<name>) and devices (run.devices: device nodes the app needs, which
+ * the node's agent config must allow). Paths are absolute and clean ("/var/lib/app": no "//",
+ * ".", ".." or trailing "/"), at most FY_APP_PATH_MAX - 1 bytes; a volume is not "/" nor under
+ * /proc, /sys, /dev or /run/secrets; a device is under /dev. */
+#define FY_VOLUMES_MAX 16
+#define FY_DEVICES_MAX 16
+#define FY_APP_PATH_MAX 256
+#define FY_VOLUME_NAME_MAX 33 /* 1-32 of a-z 0-9 - _, starting with a letter or digit */
+typedef struct fy_mounts {
+  size_t nvolumes;
+  struct { char name[FY_VOLUME_NAME_MAX]; char path[FY_APP_PATH_MAX]; } volumes[FY_VOLUMES_MAX];
+  size_t ndevices;
+  char devices[FY_DEVICES_MAX][FY_APP_PATH_MAX];
+} fy_mounts;
+int fy_app_path_clean(const char *p);
+/* {"data":"/var/lib/app"} / ["/dev/i2c-1"] into m (NULL: none). FY_EINVAL with the reason in err. */
+int fy_volumes_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) FY_WUR;
+int fy_devices_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) FY_WUR;
+json_t *fy_volumes_to_json(const fy_mounts *m);
+json_t *fy_devices_to_json(const fy_mounts *m);
+/* FERRY_VOLUME_<NAME>: the name upper-cased, '-' as '_' ("my-data" -> FERRY_VOLUME_MY_DATA). */
+void fy_volume_env_name(const char *name, char *out, size_t len);
+
 /* The effective capability set: (default | add) & ~drop; an explicit add wins over drop ALL. */
 uint64_t fy_runspec_caps(const fy_runspec *r);
 

@@ -192,6 +192,7 @@ typedef struct fy_run_meta {
   const char *options;                   /* borrowed: the plan's options digest, "" in older releases */
   int64_t health_interval_ms;            /* the supervisor's checks after the settle window; -1: default */
   fy_restart restart;                    /* the restart policy (always when absent) */
+  fy_mounts mounts;                      /* its volumes and devices (none when absent) */
 } fy_run_meta;
 json_t *fy_run_meta_encode(const fy_run_meta *m);
 int fy_run_meta_decode(const json_t *j, fy_run_meta *m, char *err, size_t errlen) FY_WUR;

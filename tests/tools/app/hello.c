@@ -19,6 +19,29 @@ static int env_num(const char *s, int dflt) {
 }
 static volatile sig_atomic_t usr1;
 static void on_term(int s) { (void)s; stop = 1; }
+
+/* With a volume named data (FERRY_VOLUME_DATA): counts its starts in data/count, for the tests
+ * that show a volume outlives releases, rollbacks and agent upgrades. */
+static void count_start(void) {
+  const char *dir = getenv("FERRY_VOLUME_DATA");
+  char path[4096], tmp[4100];
+  long n = 0;
+  if (!dir) return;
+  snprintf(path, sizeof path, "%s/count", dir);
+  snprintf(tmp, sizeof tmp, "%s/count.tmp", dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (fscanf(f, "%ld", &n) != 1) n = 0;
+    fclose(f);
+  }
+  f = fopen(tmp, "w");
+  if (!f || fprintf(f, "%ld\n", n + 1) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+    printf("count: cannot write %s\n", path);
+  } else {
+    printf("count %ld\n", n + 1);
+  }
+  fflush(stdout);
+}
 static void on_usr1(int s) { (void)s; usr1 = 1; }
 
 int main(int argc, char **argv) {
@@ -35,7 +58,10 @@ int main(int argc, char **argv) {
     return sick && access(sick, F_OK) == 0 ? 1 : 0;
   }
   const char *fail = getenv("FAIL_WITH");
-  if (fail) return env_num(fail, 1);
+  if (fail) {
+    count_start();
+    return env_num(fail, 1);
+  }
   const char *bad_node = getenv("FAIL_ON_NODE"), *node = getenv("FERRY_NODE"); /* a release bad on one node */
   if (bad_node && node && strcmp(bad_node, node) == 0) return 5;
   const char *bad_arch = getenv("FAIL_ON_ARCH"); /* a release bad on one architecture (uname -m) */
@@ -45,6 +71,7 @@ int main(int argc, char **argv) {
     sleep((unsigned)env_num(after, 1));
     return 7;
   }
+  count_start();
   signal(SIGTERM, on_term);
   signal(SIGUSR1, on_usr1);
   while (!stop) {
