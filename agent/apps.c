@@ -353,6 +353,20 @@ static int spawn(fy_app *app, const fy_launch_plan *p) {
  * anything but a directory. What is in them is the app's and stays across releases. */
 static int prepare_volumes(fy_app *app, const char *dir, const fy_launch_plan *p) {
   char path[4400];
+  if (p->set_ids && geteuid() == 0) { /* uncontained as another user: its secrets must be its own to read */
+    fy_text_fmt(path, sizeof path, "%s/releases/%s/secrets", dir, app->release);
+    int sfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *sd = sfd >= 0 ? fdopendir(sfd) : NULL;
+    struct dirent *e;
+    while (sd && (e = readdir(sd)))
+      if (e->d_name[0] != '.') (void)fchownat(dirfd(sd), e->d_name, p->uid, p->gid, AT_SYMLINK_NOFOLLOW);
+    if (sd) {
+      (void)fchown(dirfd(sd), p->uid, p->gid);
+      closedir(sd);
+    } else if (sfd >= 0) {
+      close(sfd);
+    }
+  }
   if (!p->mounts.nvolumes) return FY_OK;
   int owned = geteuid() == 0 && (p->mode == FY_LAUNCH_CONTAIN || p->set_ids);
   for (size_t i = 0; i <= p->mounts.nvolumes; i++) {

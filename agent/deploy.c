@@ -52,6 +52,7 @@ typedef struct fy_deploy {
   int health_port;
   fy_runspec spec;            /* the image's capabilities and resources */
   fy_mounts mounts;           /* its volumes and devices */
+  json_t *settings;           /* the plan's env, files and secrets (owned; NULL: none) */
   int stop_signal;            /* the image's StopSignal, 0 for the default */
   unsigned char *need;        /* per layer: 1 while still expected */
   int cur;                    /* layer being written, -1 none */
@@ -156,6 +157,7 @@ static void deploy_one_closed(fy_deploy *d) {
   fy_oci_manifest_free(&d->manifest);
   fy_oci_config_free(&d->config);
   json_decref(d->health_argv);
+  json_decref(d->settings);
   free(d->config_raw);
   free(d->need);
   free(d->fill);
@@ -272,6 +274,7 @@ static void plan_options(fy_deploy *d, const fy_plan_msg *pm) {
   d->agent_upgrade = pm->agent_upgrade;
   d->upgrade_timeout_s = pm->upgrade_timeout_s;
   d->force = pm->force;
+  d->settings = pm->settings && json_object_size(pm->settings) ? json_deep_copy(pm->settings) : NULL;
   fy_plan_options_digest(pm, d->options);
 }
 
@@ -295,6 +298,36 @@ static int plan_unchanged(fy_agent_conn *c, fy_deploy *d, fy_app *ap) {
   return 1;
 }
 
+/* Settings are outside the release signature: where signatures are required, only what the
+ * signed image declares (ferry.yaml's config: {env, files, secrets}, label dev.ferry.config) may
+ * be set. FY_OK, or FY_EPOLICY naming the first key it does not declare. */
+static int settings_declared(const fy_deploy *d, char *err, size_t errlen) {
+  static const char *const kinds[] = {"env", "files", "secrets"};
+  json_t *decl = d->config.config_decl ? json_loads(d->config.config_decl, 0, NULL) : NULL;
+  int rc = FY_OK;
+  for (size_t i = 0; i < 3 && rc == FY_OK; i++) {
+    const char *k;
+    const json_t *v;
+    const json_t *allowed = json_object_get(decl, kinds[i]);
+    json_object_foreach(json_object_get(d->settings, kinds[i]), k, v) {
+      int ok = 0;
+      for (size_t n = 0; n < json_array_size(allowed) && !ok; n++) {
+        const char *s = json_string_value(json_array_get(allowed, n));
+        ok = s && strcmp(s, k) == 0;
+      }
+      if (!ok) {
+        snprintf(err, errlen,
+                 "%s %.60s is refused: this node requires signed releases and the signed image does not declare it "
+                 "(config.%s in ferry.yaml)", i == 0 ? "env" : i == 1 ? "file" : "secret", k, kinds[i]);
+        rc = FY_EPOLICY;
+        break;
+      }
+    }
+  }
+  json_decref(decl);
+  return rc;
+}
+
 /* How the release will run, checked before anything is stored or stopped: the image's stop
  * signal, capabilities and resources must be valid, and a health command that is not the
  * image's own (ferry push --health-cmd) is code the release signature does not cover: refused
@@ -303,6 +336,7 @@ static int plan_unchanged(fy_agent_conn *c, fy_deploy *d, fy_app *ap) {
 static int run_policy(fy_agent_conn *c, fy_deploy *d) {
   const fy_agent_config *cfg = &d->agent->cfg;
   char err[300];
+  int rc_decl;
   json_t *j;
   if (fy_restart_parse(d->config.restart, &d->restart) != FY_OK)
     return refuse(c, FY_EINVAL, "the image's restart policy '%.20s' is not always, on-failure or never", d->config.restart);
@@ -339,6 +373,8 @@ static int run_policy(fy_agent_conn *c, fy_deploy *d) {
     if (stat(dev, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
       return refuse(c, FY_EPOLICY, "the app needs the device %s, which is not a device node on %s", dev, d->agent->name);
   }
+  if (d->settings && cfg->require_signature && (rc_decl = settings_declared(d, err, sizeof err)) != FY_OK)
+    return refuse(c, FY_EPOLICY, "%s", err);
   const char *image_cmd = d->config.health_cmd ? d->config.health_cmd : "";
   if (d->health_cmd[0] && strcmp(d->health_cmd, image_cmd) != 0) {
     int contained = fy_config_contained(cfg, geteuid() == 0);
@@ -757,7 +793,20 @@ static json_t *run_json(fy_deploy *d) {
   char ds[FY_DIGEST_STR];
   for (size_t i = 0; i < d->config.nentrypoint; i++) json_array_append_new(argv, json_string(d->config.entrypoint[i]));
   for (size_t i = 0; i < d->config.ncmd; i++) json_array_append_new(argv, json_string(d->config.cmd[i]));
-  for (size_t i = 0; i < d->config.nenv; i++) json_array_append_new(env, json_string(d->config.env[i]));
+  const json_t *senv = json_object_get(d->settings, "env");
+  for (size_t i = 0; i < d->config.nenv; i++) { /* the image's, unless the settings set the key */
+    const char *eq = strchr(d->config.env[i], '=');
+    char key[160];
+    snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - d->config.env[i]) : 0, d->config.env[i]);
+    if (!eq || !json_object_get(senv, key)) json_array_append_new(env, json_string(d->config.env[i]));
+  }
+  const char *sk;
+  const json_t *sv;
+  json_object_foreach((json_t *)senv, sk, sv) {
+    char kv[FY_SETTINGS_VALUE_MAX + 200];
+    snprintf(kv, sizeof kv, "%s=%s", sk, json_string_value(sv));
+    json_array_append_new(env, json_string(kv));
+  }
   json_array_append_new(blobs, json_string(d->manifest_digest));
   json_array_append_new(blobs, json_string(fy_digest_format(&d->manifest.config.digest, ds)));
   for (size_t i = 0; i < d->manifest.nlayers; i++)
@@ -779,6 +828,67 @@ static json_t *run_json(fy_deploy *d) {
   json_decref(env);
   json_decref(blobs);
   return run;
+}
+
+/* The plan's files into the release root (new files only: the image's own are never replaced
+ * from outside), and its secrets into RELEASE/secrets (0700, each 0600), which the runtime puts
+ * on a tmpfs at /run/secrets. On the worker pool; the message in d->work_err. */
+static int write_settings(fy_deploy *d, int rootfd, const char *release_dir) {
+  const char *k;
+  const json_t *v;
+  unsigned char *b;
+  size_t n;
+  int rc = FY_OK;
+  json_object_foreach(json_object_get(d->settings, "files"), k, v) {
+    char parent[FY_APP_PATH_MAX];
+    const char *slash = strrchr(k, '/');
+    snprintf(parent, sizeof parent, "%.*s", (int)(slash - k), k);
+    int pfd = parent[0] ? fy_walk_in_root(rootfd, parent + 1, O_RDONLY | O_DIRECTORY, 1) : dup(rootfd);
+    if (pfd < 0) {
+      fy_text_fmt(d->work_err, sizeof d->work_err, "files: cannot make %s in the release: %s", parent, strerror(errno));
+      return FY_EIO;
+    }
+    struct stat st;
+    if (fstatat(pfd, slash + 1, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      close(pfd);
+      fy_text_fmt(d->work_err, sizeof d->work_err, "files: %s is one of the image's own files; settings never replace them", k);
+      return FY_EPOLICY;
+    }
+    if ((rc = fy_settings_bytes(v, &b, &n)) != FY_OK) {
+      close(pfd);
+      return rc;
+    }
+    int fd = openat(pfd, slash + 1, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    ssize_t w = fd >= 0 ? write(fd, b, n) : -1;
+    int ok = fd >= 0 && w == (ssize_t)n && fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    close(pfd);
+    free(b);
+    if (!ok) {
+      fy_text_fmt(d->work_err, sizeof d->work_err, "files: cannot write %s: %s", k, strerror(errno));
+      return FY_EIO;
+    }
+  }
+  const json_t *secrets = json_object_get(d->settings, "secrets");
+  if (!json_object_size(secrets)) return FY_OK;
+  char sdir[4500], path[4600];
+  fy_text_fmt(sdir, sizeof sdir, "%s/secrets", release_dir);
+  if (mkdir(sdir, 0700) != 0 && errno != EEXIST) {
+    fy_text_fmt(d->work_err, sizeof d->work_err, "cannot create %s: %s", sdir, strerror(errno));
+    return FY_EIO;
+  }
+  json_object_foreach((json_t *)secrets, k, v) {
+    if ((rc = fy_settings_bytes(v, &b, &n)) != FY_OK) return rc;
+    fy_text_fmt(path, sizeof path, "%s/%s", sdir, k);
+    rc = fy_file_write_atomic(path, b, n, 0600);
+    memset(b, 0, n);
+    free(b);
+    if (rc != FY_OK) {
+      fy_text_fmt(d->work_err, sizeof d->work_err, "cannot store secret %s: %s", k, fy_strerror(rc));
+      return rc;
+    }
+  }
+  return FY_OK;
 }
 
 /* On the worker pool: unpack into a fresh release, and for an agent upgrade check the new
@@ -817,6 +927,7 @@ static void unpack_work(void *ud) {
   if (st.xattrs_dropped)
     fy_log("info", "app %s: %llu extended attribute(s) not applied, the first %s (kept: user.* and security.capability)",
            d->app->name, (unsigned long long)st.xattrs_dropped, st.dropped_xattr);
+  if ((rc = write_settings(d, rootfd, partial)) != FY_OK) goto out;
   json_t *run = run_json(d);
   char *text = run ? json_dumps(run, JSON_INDENT(1)) : NULL;
   char rp[4500];

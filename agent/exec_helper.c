@@ -40,6 +40,7 @@ typedef struct spec {
   int seccomp;
   const json_t *cgroups;
   const json_t *binds;  /* [{"src","dst","device"}]: volumes and granted device nodes */
+  const char *secrets;  /* the release's secrets directory on the host, or NULL */
   long join;
   char **env;           /* the workload's environment (the helper itself runs with a fixed one) */
   void *filter;         /* the seccomp filter, built before the fork that makes the workload */
@@ -71,6 +72,7 @@ static int parse_spec(const char *text, json_t **keep, spec *s) {
   s->seccomp = json_is_true(json_object_get(j, "seccomp"));
   s->cgroups = json_object_get(j, "cgroups");
   s->binds = json_object_get(j, "binds");
+  s->secrets = json_string_value(json_object_get(j, "secrets"));
   if (json_array_size(s->binds) > MAX_BINDS) return -1;
   json_t *v;
   if (json_is_integer(v = json_object_get(j, "uid"))) s->uid = (long)json_integer_value(v);
@@ -222,6 +224,54 @@ static void ensure_parents(const char *path, int leaf_is_file) {
   if (!leaf_is_file) ensure_dir(p, 0755);
 }
 
+/* The release's secrets, read from the host before its root goes away, written to a read-only
+ * tmpfs at /run/secrets afterwards (never to the release's disk), each readable by the app's
+ * user alone. */
+#define MAX_SECRETS 64
+#define SECRET_MAX (256 * 1024)
+typedef struct secret { char name[40]; char *data; size_t len; } secret;
+
+static size_t read_secrets(const char *dir, secret *out) {
+  DIR *d = dir ? opendir(dir) : NULL;
+  size_t n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)) && n < MAX_SECRETS) {
+    if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof out[n].name) continue;
+    int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > SECRET_MAX) {
+      if (fd >= 0) close(fd);
+      continue;
+    }
+    out[n].data = malloc((size_t)st.st_size + 1);
+    ssize_t r = out[n].data ? read(fd, out[n].data, (size_t)st.st_size) : -1;
+    close(fd);
+    if (r != st.st_size) die("cannot read secret %s", e->d_name);
+    out[n].len = (size_t)r;
+    snprintf(out[n].name, sizeof out[n].name, "%.39s", e->d_name);
+    n++;
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+static void mount_secrets(const spec *s, secret *sec, size_t n) {
+  if (!s->secrets) return;
+  ensure_parents("/run/secrets", 0);
+  xmount("tmpfs", "/run/secrets", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=20m");
+  for (size_t i = 0; i < n; i++) {
+    char path[4200];
+    snprintf(path, sizeof path, "/run/secrets/%.40s", sec[i].name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+    if (fd < 0 || write(fd, sec[i].data, sec[i].len) != (ssize_t)sec[i].len) die("cannot write %s: %s", path, strerror(errno));
+    if (fchown(fd, (uid_t)(s->uid >= 0 ? s->uid : 0), (gid_t)(s->gid >= 0 ? s->gid : 0)) != 0) die("cannot chown %s", path);
+    close(fd);
+    memset(sec[i].data, 0, sec[i].len);
+    free(sec[i].data);
+  }
+  xmount(NULL, "/run/secrets", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=20m");
+}
+
 /* Makes the release root this namespace's root, with the environment an image expects. */
 static void enter_root(const spec *s) {
   static const char *const devs[] = {"null", "zero", "full", "random", "urandom", "tty"};
@@ -248,6 +298,8 @@ static void enter_root(const spec *s) {
     const char *src = json_string_value(json_object_get(json_array_get(s->binds, i), "src"));
     if (!src || (bindtree[i] = clone_tree(src, 0)) < 0) die("cannot take %s for the app: %s", src ? src : "?", strerror(errno));
   }
+  static secret sec[MAX_SECRETS];
+  size_t nsec = read_secrets(s->secrets, sec);
   if (chdir(s->rootfs) != 0) die("cannot enter %s: %s", s->rootfs, strerror(errno));
   if (syscall(SYS_pivot_root, ".", ".") != 0) die("pivot_root into %s: %s", s->rootfs, strerror(errno));
   if (umount2(".", MNT_DETACH) != 0) die("cannot detach the old root: %s", strerror(errno));
@@ -294,6 +346,7 @@ static void enter_root(const spec *s) {
     if (move_tree(bindtree[i], dst, device, device ? RO_DEVICE : MS_NOSUID | MS_NODEV) != 0)
       die("cannot mount %s for the app: %s", dst, strerror(errno));
   }
+  mount_secrets(s, sec, nsec);
   mask_paths();
   if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) != 0) die("sethostname: %s", strerror(errno));
 }

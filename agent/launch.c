@@ -226,6 +226,10 @@ static char *helper_spec(const fy_launch_in *in, const fy_launch_plan *p, const 
     json_array_append_new(binds, json_pack("{s:s, s:s, s:b}", "src", p->mounts.devices[k], "dst", p->mounts.devices[k], "device", 1));
   if (j && binds && json_array_size(binds)) json_object_set(j, "binds", binds);
   json_decref(binds);
+  char sdir[4400];
+  struct stat sst;
+  fy_text_fmt(sdir, sizeof sdir, "%s/../secrets", in->rootfs);
+  if (j && !in->join_pid && lstat(sdir, &sst) == 0 && S_ISDIR(sst.st_mode)) json_object_set_new(j, "secrets", json_string(sdir));
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
   return s;
@@ -294,6 +298,14 @@ static void environment(const fy_launch_in *in, fy_launch_plan *p, const json_t 
   p->env[p->nenv++] = strdup(fa);
   fy_text_fmt(fa, sizeof fa, "FERRY_NODE=%s", in->node);
   p->env[p->nenv++] = strdup(fa);
+  char sdir[4400];
+  struct stat sst;
+  fy_text_fmt(sdir, sizeof sdir, "%s/../secrets", in->rootfs);
+  if (lstat(sdir, &sst) == 0 && S_ISDIR(sst.st_mode)) { /* the release's secrets: a tmpfs when contained */
+    if (p->mode == FY_LAUNCH_CONTAIN) fy_text_fmt(fa, sizeof fa, "FERRY_SECRETS_DIR=/run/secrets");
+    else fy_text_fmt(fa, sizeof fa, "FERRY_SECRETS_DIR=%s", sdir);
+    p->env[p->nenv++] = strdup(fa);
+  }
   for (size_t k = 0; k < p->mounts.nvolumes; k++) { /* where each volume is, as the app sees it */
     char key[64];
     fy_volume_env_name(p->mounts.volumes[k].name, key, sizeof key);
@@ -342,7 +354,7 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
   p->set_ids = user && user[0] && p->mode != FY_LAUNCH_CONTAIN && in->is_root;
   if (p->mode == FY_LAUNCH_CONTAIN) p->cwd[0] = '\0'; /* the helper enters (or creates) the workdir inside the root */
   p->argv = calloc(in->cfg->nwrapper + nargs + 16, sizeof *p->argv);
-  p->env = calloc(json_array_size(jenv) + 8 + FY_VOLUMES_MAX, sizeof *p->env);
+  p->env = calloc(json_array_size(jenv) + 9 + FY_VOLUMES_MAX, sizeof *p->env);
   if (!p->argv || !p->env) return FY_ENOMEM;
   environment(in, p, jenv, &u);
   for (size_t k = 0; k < p->nenv; k++)

@@ -125,11 +125,13 @@ int fy_cli_add_target(fy_cli_common *c, const char *spec) {
 void fy_cli_common_free(fy_cli_common *c) {
   free(c->targets);
   free(c->inventory); /* borrowed from the fleet */
+  free(c->settings);
   fy_selector_free(&c->selector);
   if (c->have_fleet) fy_fleet_free(&c->fleet);
   c->have_fleet = 0;
   c->targets = NULL;
   c->inventory = NULL;
+  c->settings = NULL;
   c->ntargets = 0;
 }
 
@@ -213,10 +215,12 @@ int fy_cli_common_targets(fy_cli_common *c, const char *verb) {
       if (in_groups(c, c->fleet.targets[i].name)) c->targets[c->ntargets++] = c->fleet.targets[i];
   }
   c->inventory = calloc(c->ntargets + 1, sizeof *c->inventory);
-  if (!c->inventory) return FY_ENOMEM;
+  c->settings = calloc(c->ntargets + 1, sizeof *c->settings);
+  if (!c->inventory || !c->settings) return FY_ENOMEM;
   for (size_t i = from_to, k = 0; i < c->ntargets; i++) {
     while (strcmp(c->fleet.targets[k].name, c->targets[i].name) != 0) k++;
     c->inventory[i] = c->fleet.labels[k];
+    c->settings[i] = c->fleet.settings ? c->fleet.settings[k] : NULL;
   }
   if (c->ntargets == 0) {
     fy_cli_err(c->fleet_path ? "%s: no node of the fleet is in the given group(s)" : "%s needs --to HOST:PORT or --fleet FILE",

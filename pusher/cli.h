@@ -25,6 +25,7 @@ typedef struct fy_cli_common {
   fy_target *targets;
   size_t ntargets;
   json_t **inventory;    /* per target: the fleet file's labels, NULL for a --to target */
+  json_t **settings;     /* per target: the fleet file's env, files, secrets (fleet.h), NULL for --to */
   const char *fleet_path;
   const char *groups[16];
   size_t ngroups;

@@ -11,6 +11,7 @@
 #include "ferry/unpack.h"
 #include "ferry/yaml.h"
 #include "rollout.h"
+#include "settings.h"
 #include "signing.h"
 #include "agent_image.h"
 #include "ferry/fsutil.h"
@@ -22,11 +23,13 @@ static void push_usage(FILE *f, int plan) {
           "usage: ferry %s LAYOUT[:REF] " FY_CLI_TARGETS_USAGE "\n"
           "       [--app NAME] [--replicas N] [--spread-by LABEL]\n"
           "       [--canary N|P%%] [--max-parallel N|P%%] [--max-failures N|P%%] [--revert-on-halt]\n"
-          "       [--settle SECONDS] [--health-cmd CMD] [--health-port PORT] [--force]%s\n",
+          "       [--settle SECONDS] [--health-cmd CMD] [--health-port PORT] [--force]%s\n"
+          "       [--env KEY=VALUE]... [--env-file FILE]\n",
           plan ? "plan" : "push", plan ? "" : " [--dry-run]");
   if (plan) {
     fprintf(f, "Shows, without touching any node, which nodes a push would deploy to, the image variant\n"
-               "each would get and why, and why every other node is left out. The same as push --dry-run.\n");
+               "each would get and why, and why every other node is left out, and each node's settings\n"
+               "(env, files, secrets masked). The same as push --dry-run.\n");
     return;
   }
   fprintf(f, "Sends each chosen node the image variant for its platform; only the layers it lacks travel.\n"
@@ -42,7 +45,10 @@ static void push_usage(FILE *f, int plan) {
              "A node that runs this image with these options already reports 'unchanged' and is not\n"
              "touched; --force deploys it again. A node keeps running its previous release unless the new\n"
              "one stays up for --settle seconds (default 3) and passes the health check. Exit status 0\n"
-             "only when every chosen node deployed or was unchanged.\n");
+             "only when every chosen node deployed or was unchanged.\n"
+             "Settings: env, files and secrets from the fleet file (file < group < node), then --env and\n"
+             "--env-file (KEY=VALUE lines); over the image's Env. A change of settings alone is a new\n"
+             "release of the same image (nothing re-sent). Secrets reach the app at /run/secrets/NAME.\n");
 }
 
 /* A fleet file's rollout: defaults, for the flags that were not given. */
@@ -114,7 +120,8 @@ static int run(int argc, char **argv, int mode) {
       {"dry-run", no_argument, 0, 'n'},            {"help", no_argument, 0, 'h'},
       {"agent-binary", required_argument, 0, 'B'}, {"upgrade-timeout", required_argument, 0, 'U'},
       {"key", required_argument, 0, 'K'},          {"version", required_argument, 0, 'V'},
-      {"force", no_argument, 0, 'X'},              {0, 0, 0, 0}};
+      {"force", no_argument, 0, 'X'},              {"env", required_argument, 0, 'E'},
+      {"env-file", required_argument, 0, 'W'},     {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 300000};
   fy_rollout_opts o;
   fy_layout layout;
@@ -125,6 +132,8 @@ static int run(int argc, char **argv, int mode) {
   memset(&o, 0, sizeof o);
   memset(&layout, 0, sizeof layout);
   o.cc = &cc;
+  json_t *cli_env = json_object();
+  json_t **resolved = NULL;
   o.push.settle_ms = 3000;
   o.revert_on_halt = -1;
   o.dry_run = plan;
@@ -183,6 +192,11 @@ static int run(int argc, char **argv, int mode) {
       if (c == 'U') o.push.upgrade_timeout_s = (int)v;
       if (c == 'K') key_file = optarg;
       if (c == 'V' && fy_parse_u64(optarg, 1, FY_VERSION_MAX, &sign_version) != FY_OK) { fy_cli_err("--version: a whole number from 1 to 9223372036854775807 (2^63-1)"); goto cleanup; }
+      break;
+    case 'E':
+    case 'W':
+      if (upgrade) { fy_cli_err("--env and --env-file go with push and plan"); goto cleanup; }
+      if ((c == 'E' ? fy_settings_env_arg(cli_env, optarg, "--env") : fy_settings_env_file(cli_env, optarg)) != FY_OK) goto cleanup;
       break;
     case 'h': if (upgrade) upgrade_usage(stdout); else push_usage(stdout, plan); ret = 0; goto cleanup;
     default: if (upgrade) upgrade_usage(stderr); else push_usage(stderr, plan); goto cleanup;
@@ -246,9 +260,22 @@ static int run(int argc, char **argv, int mode) {
   }
   o.push.app = app;
   o.push.layout = &layout;
+  /* Each node's settings, its files and secrets read now: a missing file stops the push here. */
+  if (!(resolved = calloc(cc.ntargets + 1, sizeof *resolved))) { ret = 1; goto cleanup; }
+  for (size_t i = 0; i < cc.ntargets; i++) {
+    err[0] = '\0';
+    if (!(resolved[i] = fy_settings_resolve(cc.settings ? cc.settings[i] : NULL, cli_env, err, sizeof err))) {
+      fy_cli_err("%s: %s", cc.targets[i].name[0] ? cc.targets[i].name : cc.targets[i].address, err);
+      goto cleanup;
+    }
+  }
+  o.settings = resolved;
   if (fy_cli_load_identity(cc.identity, &o.push.tls) != FY_OK) { ret = 1; goto cleanup; }
   ret = fy_rollout_run(&o);
 cleanup:
+  for (size_t i = 0; resolved && i < cc.ntargets; i++) json_decref(resolved[i]);
+  free(resolved);
+  json_decref(cli_env);
   fy_layout_close(&layout);
   fy_tls_conf_free(o.push.tls);
   fy_cli_common_free(&cc);

@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "ferry/fsutil.h"
+#include "ferry/runspec.h"
+#include "ferry/text.h"
+#include "ferry/wire.h"
 #include "ferry/yaml.h"
 #include "fleet.h"
 #include "pki.h"
@@ -18,6 +21,11 @@ void fy_fleet_free(fy_fleet *f) {
     for (size_t i = 0; i < f->groups[g].n; i++) free(f->groups[g].members[i]);
     free(f->groups[g].members);
   }
+  for (size_t i = 0; f->settings && i < f->n; i++) json_decref(f->settings[i]);
+  free(f->settings);
+  free(f->node_maps);
+  f->settings = NULL;
+  f->node_maps = NULL;
   free(f->groups);
   free(f->targets);
   free(f->labels);
@@ -52,20 +60,66 @@ static int count_or_percent(const char *s) {
   return fy_parse_long(s, 0, FY_FLEET_MAX_NODES, &v) == FY_OK;
 }
 
+/* env, files and secrets of one level (the file, a group, a node) over what `into` holds:
+ * {"env":{K:V}, "files":{"/in/app": "/local/file"}, "secrets":{name: "/local/file"}}. Local
+ * paths are relative to the fleet file's directory; they are read at push time. */
+static int merge_settings(const char *path, const fy_ynode *map, json_t *into, char *err, size_t errlen) {
+  static const char *const kinds[] = {"env", "files", "secrets"};
+  int ret = FY_OK;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  else snprintf(dir, sizeof dir, ".");
+  for (int k = 0; k < 3; k++) {
+    const fy_ynode *m = fy_yaml_get(map, kinds[k]);
+    if (!m) continue;
+    REQUIRE(m->kind == FY_YAML_MAP, m->line, "%s: a map of %s", kinds[k],
+            k == 0 ? "NAME: value" : k == 1 ? "/path/in/the/app: local-file" : "name: local-file");
+    json_t *dst = json_object_get(into, kinds[k]);
+    if (!dst) json_object_set_new(into, kinds[k], dst = json_object());
+    for (size_t i = 0; i < m->n; i++) {
+      const char *key = m->keys[i];
+      const fy_ynode *v = m->items[i];
+      REQUIRE(scalar(v), v->line, "%s.%s: a string", kinds[k], key);
+      if (k == 0) {
+        REQUIRE(fy_settings_env_key_ok(key), m->key_lines[i],
+                "env %s cannot be set from outside the image (LD_* and FERRY_* never; keys are A-Z a-z 0-9 _)", key);
+        REQUIRE(strlen(v->str) <= FY_SETTINGS_VALUE_MAX, v->line, "env %s: at most %u bytes", key, FY_SETTINGS_VALUE_MAX);
+        json_object_set_new(dst, key, json_string(v->str));
+        continue;
+      }
+      if (k == 1)
+        REQUIRE(fy_app_path_clean(key) && strncmp(key, "/proc/", 6) && strncmp(key, "/sys/", 5) && strncmp(key, "/dev/", 5) &&
+                    strncmp(key, "/run/secrets/", 13),
+                m->key_lines[i], "files: '%s' is not a clean absolute path outside /proc, /sys, /dev, /run/secrets", key);
+      if (k == 2) REQUIRE(fy_volume_name_valid(key), m->key_lines[i], "secrets: '%s' is not a secret name (1-32 of a-z, 0-9, '-', '_')", key);
+      char local[8300];
+      REQUIRE(v->str[0] && fy_path_fmt(local, sizeof local, "%s%s%s", v->str[0] == '/' ? "" : dir, v->str[0] == '/' ? "" : "/", v->str) == FY_OK,
+              v->line, "%s.%s: a local file's path", kinds[k], key);
+      json_object_set_new(dst, key, json_string(local));
+    }
+  }
+cleanup:
+  return ret;
+}
+
 static int load_nodes(const char *path, const fy_ynode *nodes, fy_fleet *f, char *err, size_t errlen) {
-  static const char *const allowed[] = {"name", "address", "labels", NULL};
+  static const char *const allowed[] = {"name", "address", "labels", "env", "files", "secrets", NULL};
   int ret = FY_OK, line;
   REQUIRE(nodes && nodes->kind == FY_YAML_SEQ && nodes->n > 0, nodes ? nodes->line : 1,
           "'nodes' is a list of {name, address, labels}");
   REQUIRE(nodes->n <= FY_FLEET_MAX_NODES, nodes->line, "more than %d nodes", FY_FLEET_MAX_NODES);
   f->targets = calloc(nodes->n, sizeof *f->targets);
   f->labels = calloc(nodes->n, sizeof *f->labels);
-  if (!f->targets || !f->labels) return FY_ENOMEM;
+  f->settings = calloc(nodes->n, sizeof *f->settings);
+  f->node_maps = calloc(nodes->n, sizeof *f->node_maps);
+  if (!f->targets || !f->labels || !f->settings || !f->node_maps) return FY_ENOMEM;
   for (size_t i = 0; i < nodes->n; i++) {
     const fy_ynode *n = nodes->items[i];
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "a node is a map {name, address, labels}");
     const char *bad = fy_yaml_unknown_key(n, allowed, &line);
-    REQUIRE(!bad, line, "unknown key '%s' in a node (name, address, labels)", bad);
+    REQUIRE(!bad, line, "unknown key '%s' in a node (name, address, labels, env, files, secrets)", bad);
     const fy_ynode *name = fy_yaml_get(n, "name"), *addr = fy_yaml_get(n, "address"), *labels = fy_yaml_get(n, "labels");
     REQUIRE(scalar(name) && fy_pki_valid_name(name->str), name ? name->line : n->line,
             "a node needs a name: letters, digits, '.', '-', '_' (the name in its certificate)");
@@ -78,6 +132,7 @@ static int load_nodes(const char *path, const fy_ynode *nodes, fy_fleet *f, char
     REQUIRE(fy_target_parse(spec, &f->targets[f->n], terr, sizeof terr) == FY_OK, addr->line, "node '%s': address '%s': expected HOST or HOST:PORT",
             name->str, addr->str);
     json_t *lj = f->labels[f->n] = json_object();
+    f->node_maps[f->n] = n;
     f->n++;
     if (!lj) return FY_ENOMEM;
     if (labels) {
@@ -105,7 +160,16 @@ static int load_groups(const char *path, const fy_ynode *groups, fy_fleet *f, ch
     REQUIRE(strlen(groups->keys[g]) < sizeof grp->name && fy_pki_valid_name(groups->keys[g]), groups->key_lines[g],
             "'%s' is not a valid group name", groups->keys[g]);
     snprintf(grp->name, sizeof grp->name, "%s", groups->keys[g]);
-    REQUIRE(m->kind == FY_YAML_SEQ, m->line, "group '%s' is a list of node names", grp->name);
+    if (m->kind == FY_YAML_MAP) { /* {nodes: [...], env, files, secrets} */
+      static const char *const gkeys[] = {"nodes", "env", "files", "secrets", NULL};
+      int gl;
+      const char *gbad = fy_yaml_unknown_key(m, gkeys, &gl);
+      REQUIRE(!gbad, gl, "unknown key '%s' in group '%s' (nodes, env, files, secrets)", gbad, grp->name);
+      grp->map = m;
+      m = fy_yaml_get(m, "nodes");
+      REQUIRE(m, grp->map->line, "group '%s' needs nodes: [...]", grp->name);
+    }
+    REQUIRE(m->kind == FY_YAML_SEQ, m->line, "group '%s' is a list of node names (or {nodes: [...], env: ...})", grp->name);
     grp->members = calloc(m->n + 1, sizeof *grp->members);
     if (!grp->members) return FY_ENOMEM;
     for (size_t i = 0; i < m->n; i++) {
@@ -141,7 +205,7 @@ cleanup:
 }
 
 int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
-  static const char *const allowed[] = {"nodes", "groups", "affinity", "rollout", NULL};
+  static const char *const allowed[] = {"nodes", "groups", "affinity", "rollout", "env", "files", "secrets", NULL};
   char *data = NULL, yerr[300];
   size_t len = 0;
   fy_ynode *root = NULL;
@@ -161,10 +225,22 @@ int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
   ret = FY_OK;
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "a fleet file is a map with nodes, groups, affinity, rollout");
   const char *bad = fy_yaml_unknown_key(root, allowed, &line);
-  REQUIRE(!bad, line, "unknown key '%s' (nodes, groups, affinity, rollout)", bad);
+  REQUIRE(!bad, line, "unknown key '%s' (nodes, groups, affinity, rollout, env, files, secrets)", bad);
   if ((ret = load_nodes(path, fy_yaml_get(root, "nodes"), f, err, errlen)) != FY_OK) goto cleanup;
   const fy_ynode *g = fy_yaml_get(root, "groups"), *a = fy_yaml_get(root, "affinity"), *r = fy_yaml_get(root, "rollout");
   if (g && (ret = load_groups(path, g, f, err, errlen)) != FY_OK) goto cleanup;
+  /* Each node's settings: the file's, then its groups' in the file's order, then its own. */
+  for (size_t i = 0; i < f->n; i++) {
+    if (!(f->settings[i] = json_object())) { ret = FY_ENOMEM; goto cleanup; }
+    if ((ret = merge_settings(path, root, f->settings[i], err, errlen)) != FY_OK) goto cleanup;
+    for (size_t k = 0; k < f->ngroups; k++) {
+      int member = 0;
+      for (size_t m = 0; m < f->groups[k].n; m++) member |= strcmp(f->groups[k].members[m], f->targets[i].name) == 0;
+      if (member && f->groups[k].map && (ret = merge_settings(path, f->groups[k].map, f->settings[i], err, errlen)) != FY_OK) goto cleanup;
+    }
+    if ((ret = merge_settings(path, f->node_maps[i], f->settings[i], err, errlen)) != FY_OK) goto cleanup;
+  }
+  for (size_t k = 0; k < f->ngroups; k++) f->groups[k].map = NULL; /* the YAML tree goes below */
   if (r && (ret = load_rollout(path, r, f, err, errlen)) != FY_OK) goto cleanup;
   if (a) {
     char aerr[400];
@@ -280,6 +356,14 @@ int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t e
   for (int l = from; l < to; l++) mark[l] = LINE_DROP;
   for (size_t g = 0; groups && groups->kind == FY_YAML_MAP && g < groups->n; g++) {
     const fy_ynode *m = groups->items[g];
+    int key_line = groups->key_lines[g];
+    if (m->kind == FY_YAML_MAP) { /* {nodes: [...], env: ...}: its nodes list */
+      const fy_ynode *gm = m;
+      m = fy_yaml_get(gm, "nodes");
+      for (size_t k = 0; m && k < gm->n; k++)
+        if (strcmp(gm->keys[k], "nodes") == 0) key_line = gm->key_lines[k];
+      if (!m) continue;
+    }
     size_t dropped = 0;
     for (size_t i = 0; m->kind == FY_YAML_SEQ && i < m->n; i++)
       if (scalar(m->items[i]) && strcmp(m->items[i]->str, name) == 0 && m->items[i]->line <= nlines) {
@@ -287,7 +371,7 @@ int fy_fleet_remove_node(const char *path, const char *name, char *err, size_t e
         dropped++;
       }
     /* A block list that loses its only member becomes "key: []" (an empty group still loads). */
-    if (!m->flow && m->n && dropped == m->n && groups->key_lines[g] <= nlines) mark[groups->key_lines[g]] = LINE_EMPTIED;
+    if (!m->flow && m->n && dropped == m->n && key_line <= nlines) mark[key_line] = LINE_EMPTIED;
   }
   /* Lines: blank lines and comments at the end of the node's entry stay (they head what follows). */
   const char **start = calloc((size_t)nlines + 2, sizeof *start);

@@ -9,6 +9,9 @@
  *   affinity: {required: [...], preferred: [...]}   # optional, nodeAffinity semantics
  *   rollout: {canary: 1, max_parallel: 25%, max_failures: 1, revert_on_halt: true,
  *             spread_by: topology.kubernetes.io/zone}  # optional defaults for the flags
+ *   env: {LOG_LEVEL: info}            # optional, for every node; also in a group written as
+ *   files: {/etc/app.conf: app.conf}  # {nodes: [...], env: ...} and in a node; the node's
+ *   secrets: {api-token: token.txt}   # win over its groups', which win over the file's
  */
 #ifndef FERRY_PUSHER_FLEET_H
 #define FERRY_PUSHER_FLEET_H
@@ -25,12 +28,16 @@ typedef struct fy_fleet_group {
   char name[64];
   char **members;
   size_t n;
+  const struct fy_ynode *map; /* the {nodes, env, files, secrets} form, while loading; else NULL */
 } fy_fleet_group;
 
 typedef struct fy_fleet {
   char path[4096];
   fy_target *targets;  /* NAME@HOST:PORT for each node */
   json_t **labels;     /* each node's inventory labels (owned) */
+  json_t **settings;   /* each node's env, files and secrets, merged file < group < node (owned; the
+                          local files' paths, read at push time) */
+  const struct fy_ynode **node_maps; /* while loading */
   size_t n;
   fy_fleet_group *groups;
   size_t ngroups;

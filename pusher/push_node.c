@@ -87,6 +87,11 @@ static int got_facts(fy_pnode *n, json_t *j) {
     return FY_ECANCELED;
   }
   snprintf(n->old_digest, sizeof n->old_digest, "%s", fm.agent_digest);
+  if (fm.proto < 4 && json_object_size(n->settings)) { /* an older agent would drop them without a word */
+    snprintf(err, sizeof err, "the agent speaks protocol %u and would ignore env, files and secrets (they need 4: ferry upgrade-agent)", fm.proto);
+    node_fail(n, FY_EUNSUPPORTED, err);
+    return FY_ECANCELED;
+  }
   fy_platform_format(&fm.platform, n->platform, sizeof n->platform);
   int rc = fy_layout_choose(P->layout, fm.accepts, fm.naccepts, fm.board[0] ? fm.board : NULL, &n->v, err, sizeof err);
   if (rc != FY_OK) {
@@ -107,6 +112,7 @@ static int got_facts(fy_pnode *n, json_t *j) {
                     .manifest_digest = n->v.desc.digest, .config = n->v.config, .config_len = n->v.config_len,
                     .agent_upgrade = P->agent_upgrade, .upgrade_timeout_s = P->upgrade_timeout_s};
   fy_push_plan_options(P, &n->v, &pm);
+  pm.settings = n->settings;
   json_t *chain = NULL, *sig = NULL;
   if (P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
     if ((rc = fy_layout_sig_chain(P->layout, P->signature, &n->v.desc.digest, &chain, err, sizeof err)) != FY_OK) {

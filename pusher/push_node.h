@@ -37,6 +37,7 @@ typedef struct fy_pnode fy_pnode;
 struct fy_pnode {
   fy_conn conn;
   const fy_push_cfg *cfg;
+  const json_t *settings;  /* this node's env, files and secrets (borrowed; NULL: none) */
   int phase;
   char name[FY_TLS_NAME_MAX];
   char platform[FY_PLATFORM_STR];

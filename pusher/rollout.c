@@ -22,6 +22,7 @@
 
 #include "ask.h"
 #include "rollout.h"
+#include "settings.h"
 #include "ferry/work.h"
 #include "ferry/wire.h"
 #include "ferry/text.h"
@@ -205,6 +206,7 @@ static void filter_nodes(struct rollout *r) {
       fy_plan_msg pm = {0};
       char od[FY_DIGEST_STR];
       fy_push_plan_options(&r->o->push, &v, &pm);
+      pm.settings = r->o->settings ? r->o->settings[x->ti] : NULL;
       fy_plan_options_digest(&pm, od);
       const char *m = fy_msg_str(fa, "manifest", FY_DIGEST_STR), *op = fy_msg_str(fa, "options", FY_DIGEST_STR);
       x->unchanged = m && op && strcmp(m, x->digest) == 0 && strcmp(op, od) == 0;
@@ -526,6 +528,7 @@ static void start_wave(struct rollout *r) {
     x->started = 1;
     x->push.on_finish = node_finished;
     x->push.ud = x;
+    x->push.settings = r->o->settings ? r->o->settings[x->ti] : NULL;
     r->running++;
     fy_pnode_start(&x->push, &r->loop, &r->cc->targets[x->ti], &r->o->push);
   }
@@ -641,6 +644,18 @@ static fy_result node_result(const struct rollout *r, const struct rnode *x, con
   return FY_RESULT_SKIPPED;
 }
 
+/* ferry plan's lines under a node: its settings as they will be, secrets masked. */
+static void print_settings(const json_t *resolved) {
+  json_t *s = fy_settings_shown(resolved);
+  const char *k;
+  json_t *v;
+  size_t i;
+  json_object_foreach(json_object_get(s, "env"), k, v) fy_cli_print(stdout, "    env %s=%s\n", k, json_string_value(v));
+  json_array_foreach(json_object_get(s, "files"), i, v) fy_cli_print(stdout, "    file %s\n", json_string_value(v));
+  json_object_foreach(json_object_get(s, "secrets"), k, v) fy_cli_print(stdout, "    secret %s (set)\n", k);
+  json_decref(s);
+}
+
 static int report(struct rollout *r) {
   fy_cli_common *cc = r->cc;
   int ret = r->halted || r->interrupted ? 1 : 0;
@@ -661,6 +676,8 @@ static int report(struct rollout *r) {
                           "selected", chosen);
     if (r->o->dry_run) {
       json_object_set_new(o, "action", json_string(chosen ? (x->unchanged ? "unchanged" : "deploy") : x->remove_after ? "remove" : "skip"));
+      if (r->o->settings && r->o->settings[x->ti] && json_object_size(r->o->settings[x->ti]))
+        json_object_set_new(o, "settings", fy_settings_shown(r->o->settings[x->ti]));
     } else {
       json_object_set_new(o, "result", json_string(fy_result_name(res)));
       json_object_set_new(o, "bytes_sent", json_integer((json_int_t)x->push.bytes_sent));
@@ -710,6 +727,7 @@ static int report(struct rollout *r) {
       fy_cli_print(stdout, "%-20s %-16s %-9s %-5s %-16s %-21.21s %s\n", rname(r, x), plat ? plat : "-",
              x->excluded ? (x->remove_after ? "remove" : "skip") : x->unchanged ? "unchanged" : "deploy", wave,
              x->variant[0] ? x->variant : "-", x->digest[0] ? x->digest : "-", x->why);
+      if (r->o->settings && r->o->settings[x->ti] && json_object_size(r->o->settings[x->ti])) print_settings(r->o->settings[x->ti]);
     } else if (x->excluded == X_NONE || res == FY_RESULT_FAILED || res == FY_RESULT_REMOVED) {
       fy_cli_print(stdout, "%-20s %-16s %-12s %-5s %-26s %10s %6d %8d\n", rname(r, x), plat ? plat : "-", fy_result_name(res),
              wave, x->push.release[0] ? x->push.release : "-", fy_human_bytes(x->push.bytes_sent, b, sizeof b), x->push.blobs_sent,

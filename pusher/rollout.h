@@ -28,6 +28,7 @@ typedef struct fy_rollout_opts {
   long replicas;               /* 0: every matching node */
   const char *spread_by;       /* label spreading equal-scoring replicas */
   int dry_run;                 /* ferry plan */
+  json_t **settings;           /* per target: its env, files and secrets (settings.h), or NULL */
 } fy_rollout_opts;
 
 /* Runs it and prints the report. Returns the exit status: 0 only when every chosen node

@@ -318,6 +318,8 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
     const char *vo = json_is_object(labels) ? str_field(labels, "dev.ferry.volumes", 16384) : NULL;
     const char *dv = json_is_object(labels) ? str_field(labels, "dev.ferry.devices", 16384) : NULL;
     if ((vo && !(out->volumes = strdup(vo))) || (dv && !(out->devices = strdup(dv)))) { rc = FY_ENOMEM; goto out; }
+    const char *cd = json_is_object(labels) ? str_field(labels, "dev.ferry.config", 65536) : NULL;
+    if (cd && !(out->config_decl = strdup(cd))) { rc = FY_ENOMEM; goto out; }
     const char *rp = json_is_object(labels) ? str_field(labels, "dev.ferry.restart", 32) : NULL;
     if (rp && !(out->restart = strdup(rp))) { rc = FY_ENOMEM; goto out; }
     const json_t *hcj = json_object_get(c, "Healthcheck"), *iv = json_is_object(hcj) ? json_object_get(hcj, "Interval") : NULL;
@@ -352,6 +354,7 @@ void fy_oci_config_free(fy_image_config *c) {
   free(c->restart);
   free(c->volumes);
   free(c->devices);
+  free(c->config_decl);
   free_strv(c->health_argv, c->nhealth_argv);
   free(c->stop_signal);
   free(c->capabilities);

@@ -225,7 +225,7 @@ static int under(const char *p, const char *dir) {
   return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
 }
 
-static int volume_name_ok(const char *s) {
+int fy_volume_name_valid(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n >= FY_VOLUME_NAME_MAX || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9'))) return 0;
   for (size_t i = 0; i < n; i++)
@@ -242,7 +242,7 @@ int fy_volumes_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen
   const json_t *v;
   json_object_foreach((json_t *)j, name, v) {
     const char *path = json_string_value(v);
-    if (!volume_name_ok(name)) return fail(err, errlen, "volumes: '%.40s' is not a volume name (1-32 of a-z, 0-9, '-', '_')", name);
+    if (!fy_volume_name_valid(name)) return fail(err, errlen, "volumes: '%.40s' is not a volume name (1-32 of a-z, 0-9, '-', '_')", name);
     if (!path || !fy_app_path_clean(path))
       return fail(err, errlen, "volumes.%s: expected a clean absolute path such as /var/lib/app", name);
     if (under(path, "/proc") || under(path, "/sys") || under(path, "/dev") || under(path, "/run/secrets"))

@@ -2,7 +2,10 @@
  * the bounded getters below and name the field that is wrong. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <mbedtls/base64.h>
 
 #include "ferry/wire.h"
 
@@ -66,6 +69,86 @@ static int get_digest(const json_t *j, const char *key, fy_digest *d, const char
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
 
+/* --- settings ------------------------------------------------------------------------------ */
+
+int fy_settings_env_key_ok(const char *k) {
+  size_t n = k ? strlen(k) : 0;
+  if (n == 0 || n > 128 || (k[0] >= '0' && k[0] <= '9')) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '_')) return 0;
+  return strncmp(k, "LD_", 3) != 0 && strncmp(k, "FERRY_", 6) != 0;
+}
+
+char *fy_settings_b64(const void *p, size_t n) {
+  size_t olen = 0;
+  (void)mbedtls_base64_encode(NULL, 0, &olen, p, n);
+  char *out = malloc(olen + 1);
+  if (out && mbedtls_base64_encode((unsigned char *)out, olen + 1, &olen, p, n) != 0) {
+    free(out);
+    return NULL;
+  }
+  if (out) out[olen] = '\0';
+  return out;
+}
+
+int fy_settings_bytes(const json_t *v, unsigned char **out, size_t *n) {
+  const char *s = json_string_value(v);
+  size_t len = s ? json_string_length(v) : 0, olen = 0;
+  *out = NULL;
+  *n = 0;
+  if (!s || len > (FY_SETTINGS_FILE_MAX / 3 + 1) * 4) return FY_EPROTO;
+  unsigned char *b = malloc(len / 4 * 3 + 3);
+  if (!b) return FY_ENOMEM;
+  if (mbedtls_base64_decode(b, len / 4 * 3 + 3, &olen, (const unsigned char *)s, len) != 0 || olen > FY_SETTINGS_FILE_MAX) {
+    free(b);
+    return FY_EPROTO;
+  }
+  *out = b;
+  *n = olen;
+  return FY_OK;
+}
+
+int fy_settings_check(const json_t *s, char *err, size_t errlen) {
+  static const char *const keys[] = {"env", "files", "secrets"};
+  const char *k;
+  const json_t *v;
+  if (!json_is_object(s)) return bad(err, errlen, "plan", "'settings' is not an object");
+  json_object_foreach((json_t *)s, k, v) {
+    int known = 0;
+    for (size_t i = 0; i < 3; i++) known |= strcmp(k, keys[i]) == 0;
+    if (!known) return bad(err, errlen, "plan", "settings: unknown key '%.40s' (env, files, secrets)", k);
+    if (!json_is_object(v)) return bad(err, errlen, "plan", "settings.%s is not an object", k);
+  }
+  const json_t *env = json_object_get(s, "env"), *files = json_object_get(s, "files"), *secrets = json_object_get(s, "secrets");
+  if (json_object_size(env) > FY_SETTINGS_ENV_MAX || json_object_size(files) > FY_SETTINGS_FILES_MAX ||
+      json_object_size(secrets) > FY_SETTINGS_SECRETS_MAX)
+    return bad(err, errlen, "plan", "settings: at most %d env keys, %d files and %d secrets", FY_SETTINGS_ENV_MAX,
+               FY_SETTINGS_FILES_MAX, FY_SETTINGS_SECRETS_MAX);
+  json_object_foreach((json_t *)env, k, v) {
+    if (!fy_settings_env_key_ok(k)) {
+      snprintf(err, errlen, "env %.60s cannot be set from outside the image (LD_* and FERRY_* never; keys are A-Z a-z 0-9 _)", k);
+      return FY_EPOLICY;
+    }
+    if (!json_is_string(v) || json_string_length(v) > FY_SETTINGS_VALUE_MAX || strlen(json_string_value(v)) != json_string_length(v))
+      return bad(err, errlen, "plan", "env %.60s: a string of at most %u bytes, no NUL", k, FY_SETTINGS_VALUE_MAX);
+  }
+  unsigned char *b;
+  size_t n;
+  json_object_foreach((json_t *)files, k, v) {
+    if (!fy_app_path_clean(k) || strncmp(k, "/proc/", 6) == 0 || strncmp(k, "/sys/", 5) == 0 || strncmp(k, "/dev/", 5) == 0 ||
+        strncmp(k, "/run/secrets/", 13) == 0)
+      return bad(err, errlen, "plan", "files: '%.60s' is not a clean absolute path outside /proc, /sys, /dev, /run/secrets", k);
+    if (fy_settings_bytes(v, &b, &n) != FY_OK) return bad(err, errlen, "plan", "files %.60s: not base64 of at most %u bytes", k, FY_SETTINGS_FILE_MAX);
+    free(b);
+  }
+  json_object_foreach((json_t *)secrets, k, v) {
+    if (!fy_volume_name_valid(k)) return bad(err, errlen, "plan", "secrets: '%.40s' is not a secret name (1-32 of a-z, 0-9, '-', '_')", k);
+    if (fy_settings_bytes(v, &b, &n) != FY_OK) return bad(err, errlen, "plan", "secret %.40s: not base64 of at most %u bytes", k, FY_SETTINGS_FILE_MAX);
+    free(b);
+  }
+  return FY_OK;
+}
+
 /* --- plan --------------------------------------------------------------------------------- */
 
 json_t *fy_plan_encode(const fy_plan_msg *m) {
@@ -83,6 +166,7 @@ json_t *fy_plan_encode(const fy_plan_msg *m) {
   if (m->signature) json_object_set(j, "signature", m->signature);
   if (m->chain) json_object_set(j, "chain", m->chain);
   if (m->force) json_object_set_new(j, "force", json_true());
+  if (m->settings && json_object_size(m->settings)) json_object_set(j, "settings", (json_t *)m->settings);
   return j;
 }
 
@@ -91,7 +175,17 @@ void fy_plan_options_digest(const fy_plan_msg *m, char out[FY_DIGEST_STR]) {
   char buf[FY_HEALTH_CMD_MAX + 64];
   int n = snprintf(buf, sizeof buf, "health_cmd=%s%chealth_port=%d%c", m->health_cmd ? m->health_cmd : "", 0, m->health_port, 0);
   fy_digest d;
-  fy_sha256_once(buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : sizeof buf, &d);
+  fy_sha256 h;
+  fy_sha256_init(&h);
+  fy_sha256_update(&h, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : sizeof buf);
+  /* Settings, when there are any (a plan without them digests as before they existed). */
+  char *s = m->settings && json_object_size(m->settings) ? json_dumps(m->settings, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  if (s) {
+    fy_sha256_update(&h, "settings=", 9);
+    fy_sha256_update(&h, s, strlen(s) + 1);
+    free(s);
+  }
+  fy_sha256_final(&h, &d);
   fy_digest_format(&d, out);
 }
 
@@ -124,6 +218,9 @@ int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) {
   const json_t *force = json_object_get(j, "force");
   if (force && !json_is_boolean(force)) return bad(err, errlen, "plan", "'force' is not true or false");
   m->force = json_is_true(force);
+  const json_t *st = json_object_get(j, "settings");
+  if (st && (rc = fy_settings_check(st, err, errlen)) != FY_OK) return rc;
+  m->settings = st;
   return FY_OK;
 }
 

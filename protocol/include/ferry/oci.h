@@ -92,6 +92,8 @@ typedef struct fy_image_config {
   char *restart;              /* label dev.ferry.restart as written, NULL if unset (fy_restart_parse) */
   char *volumes;              /* label dev.ferry.volumes: JSON {"name":"/path"} (runspec.h), NULL if unset */
   char *devices;              /* label dev.ferry.devices: JSON ["/dev/x"] (runspec.h), NULL if unset */
+  char *config_decl;          /* label dev.ferry.config: JSON {"env":[..],"files":[..],"secrets":[..]}, what
+                                 a signed image lets nodes set; NULL if unset */
 } fy_image_config;
 
 /* What the supervisor does when the app exits or turns unhealthy (run.restart, Docker's and

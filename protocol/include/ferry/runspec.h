@@ -47,6 +47,7 @@ typedef struct fy_mounts {
   char devices[FY_DEVICES_MAX][FY_APP_PATH_MAX];
 } fy_mounts;
 int fy_app_path_clean(const char *p);
+int fy_volume_name_valid(const char *name); /* volume and secret names */
 /* {"data":"/var/lib/app"} / ["/dev/i2c-1"] into m (NULL: none). FY_EINVAL with the reason in err. */
 int fy_volumes_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) FY_WUR;
 int fy_devices_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) FY_WUR;

@@ -66,6 +66,7 @@ typedef struct fy_plan_msg {
   int upgrade_timeout_s;                 /* 5-600, default 30 */
   json_t *signature, *chain;             /* encode: added when set (not owned); decode: left in the object */
   int force;                             /* deploy even when the node runs this already */
+  const json_t *settings;                /* borrowed, NULL when none: the node's configuration (below) */
 } fy_plan_msg;
 json_t *fy_plan_encode(const fy_plan_msg *m);
 int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) FY_WUR;
@@ -74,6 +75,24 @@ int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) FY
  * in run.json ("options") and in its facts, the pusher compares before it plans. Settle and
  * force are how to deploy, not what runs, and are left out. */
 void fy_plan_options_digest(const fy_plan_msg *m, char out[FY_DIGEST_STR]);
+
+/* A plan's settings: what the fleet file and the command line set for one node, over the image.
+ *   {"env":{"KEY":"value"}, "files":{"/path/in/app":"BASE64"}, "secrets":{"name":"BASE64"}}
+ * Env keys are [A-Za-z_][A-Za-z0-9_]*, never LD_* (the dynamic loader's) nor FERRY_* (the
+ * agent's); file paths are clean and absolute, outside /proc, /sys, /dev and /run/secrets; secret
+ * names as volume names. They are part of the options digest: a change is a new release. */
+#define FY_SETTINGS_ENV_MAX 256
+#define FY_SETTINGS_FILES_MAX 64
+#define FY_SETTINGS_SECRETS_MAX 64
+#define FY_SETTINGS_VALUE_MAX 32768u        /* bytes of one env value */
+#define FY_SETTINGS_FILE_MAX (256u * 1024u) /* bytes of one file or secret (before base64) */
+int fy_settings_check(const json_t *s, char *err, size_t errlen) FY_WUR;
+/* 0 when KEY may not be set from outside the image: malformed, LD_*, FERRY_*. */
+int fy_settings_env_key_ok(const char *key);
+/* A file's or secret's bytes (base64 in the plan): malloc'd into *out. FY_OK or FY_EPROTO. */
+int fy_settings_bytes(const json_t *v, unsigned char **out, size_t *n) FY_WUR;
+/* base64 of n bytes, for the pusher (malloc'd string, NULL when out of memory). */
+char *fy_settings_b64(const void *p, size_t n);
 
 typedef struct fy_need_item {
   fy_digest digest;
