@@ -252,6 +252,7 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
   if (r->spec.cap_add || r->spec.cap_drop) json_label(labels, "dev.ferry.capabilities", fy_caps_to_json(&r->spec));
   if (r->spec.memory || r->spec.cpu_milli || r->spec.pids) json_label(labels, "dev.ferry.resources", fy_resources_to_json(&r->spec));
   if (r->mounts.nvolumes) json_label(labels, "dev.ferry.volumes", fy_volumes_to_json(&r->mounts));
+  if (r->config_decl) json_label(labels, "dev.ferry.config", json_incref(r->config_decl));
   if (r->mounts.ndevices) json_label(labels, "dev.ferry.devices", fy_devices_to_json(&r->mounts));
   if (v->board) json_object_set_new(labels, "dev.ferry.board", json_string(v->board->name));
   if (r->affinity.nrequired || r->affinity.npreferred || r->affinity.match_none)

@@ -64,6 +64,14 @@ int fy_cmd_inspect(int argc, char **argv) {
                           v->desc.media_type, "size", (json_int_t)v->desc.size, "platform",
                           fy_platform_format(&v->desc.platform, plat, sizeof plat), "layers", layers, "config", cfg);
     if (v->cfg.board) json_object_set_new(m, "board", json_string(v->cfg.board));
+    /* How it runs over its life: the restart policy, its volumes and devices, what it lets set */
+    json_object_set_new(cfg, "restart", json_string(v->cfg.restart ? v->cfg.restart : "always"));
+    static const char *const extra[] = {"volumes", "devices", "config"};
+    const char *texts[] = {v->cfg.volumes, v->cfg.devices, v->cfg.config_decl};
+    for (int k = 0; k < 3; k++) {
+      json_t *x = texts[k] ? json_loads(texts[k], 0, NULL) : NULL;
+      if (x) json_object_set_new(cfg, extra[k], x);
+    }
     json_array_append_new(mans, m);
   }
   json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "name", argv[optind], "mediaType", mt, "digest", top, "manifests", mans);
@@ -110,6 +118,16 @@ int fy_cmd_inspect(int argc, char **argv) {
       free(cm);
       json_t *e;
       json_array_foreach(json_object_get(cf, "env"), k, e) printf("    %s\n", json_string_value(e));
+      printf("  Restart:    %s\n", json_string_value(json_object_get(cf, "restart")));
+      const char *vk;
+      json_object_foreach(json_object_get(cf, "volumes"), vk, e) printf("  Volume:     %s at %s\n", vk, json_string_value(e));
+      json_array_foreach(json_object_get(cf, "devices"), k, e) printf("  Device:     %s\n", json_string_value(e));
+      json_t *cd = json_object_get(cf, "config");
+      if (cd) {
+        char *t = json_dumps(cd, JSON_COMPACT);
+        printf("  Settable:   %s (what nodes requiring signatures let a fleet file set)\n", t ? t : "?");
+        free(t);
+      }
       printf("\n");
     }
   }

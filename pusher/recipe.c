@@ -6,6 +6,8 @@
 
 #include "ferry/fsutil.h"
 #include "ferry/oci.h"
+#include "ferry/runspec.h"
+#include "ferry/wire.h"
 #include "ferry/text.h"
 #include "ferry/yaml.h"
 #include "recipe.h"
@@ -52,6 +54,8 @@ void fy_recipe_free(fy_recipe *r) {
     *counts[k] = 0;
   }
   fy_affinity_free(&r->affinity);
+  json_decref(r->config_decl);
+  r->config_decl = NULL;
 }
 
 /* A YAML map of scalars and lists of scalars as JSON (capabilities and resources), NULL if it
@@ -86,7 +90,7 @@ static json_t *yaml_json(const fy_ynode *n) {
  * line it points at; split into helpers, the rules of one key would be spread over several. */
 int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
   static const char *const top[] = {"name", "version", "platforms", "boards", "build", "files", "run", "test",
-                                    "affinity", "compression_level", "mtime", "volumes", "devices", NULL};
+                                    "affinity", "compression_level", "mtime", "volumes", "devices", "config", NULL};
   static const char *const build_keys[] = {"cmake", "options", "command", NULL};
   static const char *const run_keys[] = {"entrypoint", "cmd", "env", "workdir", "settle", "health", "user", "stop_signal",
                                          "stop_timeout", "capabilities", "resources", "restart", NULL};
@@ -301,6 +305,30 @@ int fy_recipe_load(const char *path, fy_recipe *r, char *err, size_t errlen) {
     int drc = ok ? fy_devices_from_json(j, &r->mounts, why, sizeof why) : FY_EINVAL;
     json_decref(j);
     REQUIRE(drc == FY_OK, n->line, "%s", why);
+  }
+  /* config: {env: [KEYS], files: [PATHS], secrets: [NAMES]}: what nodes that require signatures
+   * let a fleet file or --env set on this signed image */
+  if ((n = fy_yaml_get(root, "config"))) {
+    static const char *const ck[] = {"env", "files", "secrets", NULL};
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "config: a map {env: [KEYS], files: [PATHS], secrets: [NAMES]}");
+    bad = fy_yaml_unknown_key(n, ck, &line);
+    REQUIRE(!bad, line, "unknown key 'config.%s' (expected env, files, secrets)", bad);
+    r->config_decl = json_object();
+    for (int k = 0; k < 3; k++) {
+      const fy_ynode *l = fy_yaml_get(n, ck[k]);
+      if (!l) continue;
+      REQUIRE(l->kind == FY_YAML_SEQ && l->n <= 256, l->line, "config.%s: a list", ck[k]);
+      json_t *arr = json_array();
+      for (size_t i = 0; i < l->n; i++) {
+        const fy_ynode *e = l->items[i];
+        int ok = scalar(e) && (k == 0 ? fy_settings_env_key_ok(e->str) : k == 1 ? fy_app_path_clean(e->str) : fy_volume_name_valid(e->str));
+        if (!ok) json_decref(arr);
+        REQUIRE(ok, e->line, "config.%s: '%s' is not %s", ck[k], scalar(e) ? e->str : "?",
+                k == 0 ? "a settable env key (A-Z a-z 0-9 _, never LD_* or FERRY_*)" : k == 1 ? "a clean absolute path" : "a secret name");
+        json_array_append_new(arr, json_string(e->str));
+      }
+      json_object_set_new(r->config_decl, ck[k], arr);
+    }
   }
   if ((n = fy_yaml_get(root, "affinity"))) {
     char aerr[400];

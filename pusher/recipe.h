@@ -49,6 +49,7 @@ typedef struct fy_recipe {
   char restart[16];        /* run.restart: always, on-failure, never; "" for the default */
   fy_runspec spec;        /* run.capabilities and run.resources */
   fy_mounts mounts;       /* volumes: and devices: */
+  json_t *config_decl;    /* config: {env, files, secrets}, NULL when absent (owned: fy_recipe_free) */
   fy_affinity affinity;   /* where it should run (nodeAffinity); carried in the image config */
   /* test */
   char *test[FY_RECIPE_MAX_LIST]; size_t ntest;

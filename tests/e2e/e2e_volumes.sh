@@ -38,6 +38,9 @@ for v in 1 2; do
   $MKIMAGE "$T/img" --ref a$v --variant linux/arm64="$T/app/a64" --env VERSION=$v --label "$VOL" > /dev/null
 done
 
+"$FERRY" inspect "$T/img:v1" > "$T/inspect.txt"
+grep -q '^  Volume:     data at /var/lib/counter$' "$T/inspect.txt" && grep -q "^  Device:     $DEV$" "$T/inspect.txt" \
+  && grep -q '^  Restart:    always$' "$T/inspect.txt" || { cat "$T/inspect.txt"; fail "inspect: volumes, devices, restart policy"; }
 mkdir -p "$T/bin-ct"; cp "$FERRYD" "$T/bin-ct/ferryd"  # the file an agent upgrade replaces
 CT_CONF="allow_exec: true
 devices: [$DEV]"

@@ -99,8 +99,50 @@ int main(void) {
   CHECK_STR(out, multi);
   CHECK(strstr(err, "remove it by hand") != NULL);
 
+  /* The example fleet loads, and its settings merge file < group < node. */
+  fy_fleet f;
+  CHECK_INT(fy_fleet_load(FERRY_SOURCE_DIR "/examples/fleet.yaml", &f, err, sizeof err), FY_OK);
+  const json_t *kitchen = NULL, *cloud = NULL;
+  for (size_t i = 0; i < f.n; i++) {
+    if (strcmp(f.targets[i].name, "pi-kitchen") == 0) kitchen = f.settings[i];
+    if (strcmp(f.targets[i].name, "graviton-1") == 0) cloud = f.settings[i];
+  }
+  CHECK(kitchen && cloud);
+  CHECK_STR(json_string_value(json_object_get(json_object_get(kitchen, "env"), "GREETING")), "hello from the kitchen");
+  CHECK_STR(json_string_value(json_object_get(json_object_get(kitchen, "env"), "LOG_LEVEL")), "debug");
+  CHECK_STR(json_string_value(json_object_get(json_object_get(cloud, "env"), "LOG_LEVEL")), "info");
+  const char *tok = json_string_value(json_object_get(json_object_get(cloud, "secrets"), "api-token"));
+  CHECK(tok && strstr(tok, "/examples/api-token.txt"));
+  fy_fleet_free(&f);
+  /* a group in the map form loses a member like a list group does */
+  const char *gmap = "nodes:\n"
+                     "  - {name: a, address: \"127.0.0.1:1\"}\n"
+                     "  - {name: b, address: \"127.0.0.1:2\"}\n"
+                     "groups:\n"
+                     "  g:\n"
+                     "    nodes: [a, b]\n"
+                     "    env: {X: \"1\"}\n";
+  CHECK_INT(remove_from(gmap, "a", out, sizeof out, err, sizeof err), FY_OK);
+  CHECK(strstr(out, "    nodes: [b]\n") != NULL && strstr(out, "env: {X:") != NULL);
+  /* settings that are refused where they are written */
   char path[256];
   snprintf(path, sizeof path, "%s/fleet.yaml", dir);
+  static const char *const refused[][2] = {
+      {"env: {LD_PRELOAD: /x}\nnodes:\n  - {name: a, address: \"127.0.0.1:1\"}\n", "fleet.yaml:1: env LD_PRELOAD cannot be set"},
+      {"nodes:\n  - {name: a, address: \"127.0.0.1:1\", env: {FERRY_APP: x}}\n", "env FERRY_APP cannot be set"},
+      {"files: {/proc/x: a}\nnodes:\n  - {name: a, address: \"127.0.0.1:1\"}\n", "files: '/proc/x' is not a clean absolute path"},
+      {"secrets: {Bad/Name: a}\nnodes:\n  - {name: a, address: \"127.0.0.1:1\"}\n", "is not a secret name"},
+      {"nodes:\n  - {name: a, address: \"127.0.0.1:1\"}\ngroups:\n  g: {nodes: [a], colour: red}\n", "unknown key 'colour' in group 'g'"},
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    FILE *fp = fopen(path, "w");
+    if (!fp) return 1;
+    fputs(refused[i][0], fp);
+    fclose(fp);
+    CHECK_INT(fy_fleet_load(path, &f, err, sizeof err), FY_ECONFIG);
+    if (!strstr(err, refused[i][1])) fprintf(stderr, "refused[%zu]: %s\n", i, err);
+    CHECK(strstr(err, refused[i][1]) != NULL);
+  }
   unlink(path);
   rmdir(dir);
   printf("%d passed, %d failed\n", check_passed, check_failed);
