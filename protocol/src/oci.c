@@ -8,15 +8,8 @@
 #include <jansson.h>
 
 #include "ferry/oci.h"
+#include "ferry/text.h"
 #include "ferry/yaml.h"
-
-static int bad(char *err, size_t errlen, int rc, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return rc;
-}
 
 fy_media_kind fy_media_kind_of(const char *mt) {
   static const struct { const char *mt; fy_media_kind k; } table[] = {
@@ -42,14 +35,14 @@ static const char *str_field(const json_t *o, const char *k, size_t max) {
 
 static int parse_descriptor(const json_t *o, fy_descriptor *d, const char *where, char *err, size_t errlen) {
   memset(d, 0, sizeof *d);
-  if (!json_is_object(o)) return bad(err, errlen, FY_EPROTO, "%s: not an object", where);
+  if (!json_is_object(o)) return fy_text_fail(err, errlen, FY_EPROTO, "%s: not an object", where);
   const char *mt = str_field(o, "mediaType", sizeof d->media_type - 1);
   const char *dg = str_field(o, "digest", 80);
   const json_t *sz = json_object_get(o, "size");
   if (!dg || fy_digest_parse(dg, &d->digest) != FY_OK)
-    return bad(err, errlen, FY_EPROTO, "%s: missing or malformed digest (want sha256:<64 hex>)", where);
+    return fy_text_fail(err, errlen, FY_EPROTO, "%s: missing or malformed digest (want sha256:<64 hex>)", where);
   if (!json_is_integer(sz) || json_integer_value(sz) < 0)
-    return bad(err, errlen, FY_EPROTO, "%s: missing or negative size", where);
+    return fy_text_fail(err, errlen, FY_EPROTO, "%s: missing or negative size", where);
   d->size = (uint64_t)json_integer_value(sz);
   if (mt) snprintf(d->media_type, sizeof d->media_type, "%s", mt);
   d->kind = fy_media_kind_of(mt);
@@ -77,12 +70,12 @@ static int parse_descriptor(const json_t *o, fy_descriptor *d, const char *where
 static json_t *load(const char *json, size_t len, const char *what, char *err, size_t errlen, int *rc) {
   json_error_t je;
   if (len > FY_OCI_JSON_MAX) {
-    *rc = bad(err, errlen, FY_ETOOBIG, "%s of %zu bytes is over the %u-byte ceiling", what, len, FY_OCI_JSON_MAX);
+    *rc = fy_text_fail(err, errlen, FY_ETOOBIG, "%s of %zu bytes is over the %u-byte ceiling", what, len, FY_OCI_JSON_MAX);
     return NULL;
   }
   json_t *j = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
   if (!j || !json_is_object(j)) {
-    *rc = bad(err, errlen, FY_EPROTO, "%s: %s", what, j ? "not a JSON object" : je.text);
+    *rc = fy_text_fail(err, errlen, FY_EPROTO, "%s: %s", what, j ? "not a JSON object" : je.text);
     json_decref(j);
     return NULL;
   }
@@ -98,16 +91,16 @@ int fy_oci_index_parse(const char *json, size_t len, fy_index *out, char *err, s
   const json_t *m = json_object_get(j, "manifests");
   const char *mt = str_field(j, "mediaType", 128);
   if (mt && fy_media_kind_of(mt) != FY_KIND_INDEX) {
-    rc = bad(err, errlen, FY_EPROTO, "index: mediaType is %s", mt);
+    rc = fy_text_fail(err, errlen, FY_EPROTO, "index: mediaType is %s", mt);
     goto out;
   }
   if (!json_is_array(m)) {
-    rc = bad(err, errlen, FY_EPROTO, "index: no manifests array");
+    rc = fy_text_fail(err, errlen, FY_EPROTO, "index: no manifests array");
     goto out;
   }
   size_t n = json_array_size(m);
   if (n > FY_OCI_MAX_ENTRIES) {
-    rc = bad(err, errlen, FY_ETOOBIG, "index: %zu entries, at most %d", n, FY_OCI_MAX_ENTRIES);
+    rc = fy_text_fail(err, errlen, FY_ETOOBIG, "index: %zu entries, at most %d", n, FY_OCI_MAX_ENTRIES);
     goto out;
   }
   out->entries = calloc(n ? n : 1, sizeof *out->entries);
@@ -138,19 +131,19 @@ int fy_oci_manifest_parse(const char *json, size_t len, fy_manifest *out, char *
   if (!j) return rc;
   const char *mt = str_field(j, "mediaType", 128);
   if (mt && fy_media_kind_of(mt) != FY_KIND_MANIFEST) {
-    rc = bad(err, errlen, FY_EPROTO, "manifest: mediaType is %s", mt);
+    rc = fy_text_fail(err, errlen, FY_EPROTO, "manifest: mediaType is %s", mt);
     goto out;
   }
   if ((rc = parse_descriptor(json_object_get(j, "config"), &out->config, "manifest: config", err, errlen)) != FY_OK)
     goto out;
   const json_t *ls = json_object_get(j, "layers");
   if (!json_is_array(ls)) {
-    rc = bad(err, errlen, FY_EPROTO, "manifest: no layers array");
+    rc = fy_text_fail(err, errlen, FY_EPROTO, "manifest: no layers array");
     goto out;
   }
   size_t n = json_array_size(ls);
   if (n > FY_OCI_MAX_LAYERS) {
-    rc = bad(err, errlen, FY_ETOOBIG, "manifest: %zu layers, at most %d", n, FY_OCI_MAX_LAYERS);
+    rc = fy_text_fail(err, errlen, FY_ETOOBIG, "manifest: %zu layers, at most %d", n, FY_OCI_MAX_LAYERS);
     goto out;
   }
   out->layers = calloc(n ? n : 1, sizeof *out->layers);
@@ -162,11 +155,11 @@ int fy_oci_manifest_parse(const char *json, size_t len, fy_manifest *out, char *
     if ((rc = parse_descriptor(json_array_get(ls, i), d, where, err, errlen)) != FY_OK) goto out;
     out->nlayers++;
     if (d->kind != FY_KIND_LAYER_TAR && d->kind != FY_KIND_LAYER_GZIP && d->kind != FY_KIND_LAYER_ZSTD) {
-      rc = bad(err, errlen, FY_EUNSUPPORTED, "%s: unsupported layer media type '%s'", where, d->media_type);
+      rc = fy_text_fail(err, errlen, FY_EUNSUPPORTED, "%s: unsupported layer media type '%s'", where, d->media_type);
       goto out;
     }
     if (d->size > UINT64_MAX - out->layers_size) {
-      rc = bad(err, errlen, FY_ETOOBIG, "manifest: layer sizes overflow");
+      rc = fy_text_fail(err, errlen, FY_ETOOBIG, "manifest: layer sizes overflow");
       goto out;
     }
     out->layers_size += d->size;
@@ -193,16 +186,16 @@ static int strv(const json_t *a, char ***out, size_t *n, const char *what, char 
   *out = NULL;
   *n = 0;
   if (a == NULL || json_is_null(a)) return FY_OK;
-  if (!json_is_array(a)) return bad(err, errlen, FY_EPROTO, "config: %s is not a list", what);
+  if (!json_is_array(a)) return fy_text_fail(err, errlen, FY_EPROTO, "config: %s is not a list", what);
   size_t k = json_array_size(a);
-  if (k > FY_OCI_MAX_ARGS) return bad(err, errlen, FY_ETOOBIG, "config: %s has %zu items", what, k);
+  if (k > FY_OCI_MAX_ARGS) return fy_text_fail(err, errlen, FY_ETOOBIG, "config: %s has %zu items", what, k);
   char **v = calloc(k + 1, sizeof *v);
   if (!v) return FY_ENOMEM;
   for (size_t i = 0; i < k; i++) {
     const json_t *s = json_array_get(a, i);
     if (!json_is_string(s) || json_string_length(s) > 65536 || strlen(json_string_value(s)) != json_string_length(s)) {
       free_strv(v, i);
-      return bad(err, errlen, FY_EPROTO, "config: %s[%zu] is not a string", what, i);
+      return fy_text_fail(err, errlen, FY_EPROTO, "config: %s[%zu] is not a string", what, i);
     }
     if (!(v[i] = strdup(json_string_value(s)))) {
       free_strv(v, i);
@@ -254,13 +247,13 @@ static int health(const json_t *c, const char *label, fy_image_config *out, char
     nargv = 3;
   } else if (kind) {
     free_strv(v, n);
-    return bad(err, errlen, FY_EPROTO, "config: Healthcheck.Test must start with CMD, CMD-SHELL or NONE");
+    return fy_text_fail(err, errlen, FY_EPROTO, "config: Healthcheck.Test must start with CMD, CMD-SHELL or NONE");
   }
   free_strv(v, n);
   if (text && strlen(text) > 1024) {
     free(text);
     free_strv(argv, nargv);
-    return bad(err, errlen, FY_ETOOBIG, "config: the health command is longer than 1024 bytes");
+    return fy_text_fail(err, errlen, FY_ETOOBIG, "config: the health command is longer than 1024 bytes");
   }
   out->health_cmd = text;
   out->health_argv = argv;
@@ -284,7 +277,7 @@ int fy_oci_config_parse(const char *json, size_t len, fy_image_config *out, char
   const char *os = str_field(j, "os", 32), *arch = str_field(j, "architecture", 32),
              *var = str_field(j, "variant", 32);
   if (!os || !arch || fy_platform_from_fields(os, arch, var, &out->platform) != FY_OK) {
-    rc = bad(err, errlen, FY_EPROTO, "config: missing or malformed os/architecture");
+    rc = fy_text_fail(err, errlen, FY_EPROTO, "config: missing or malformed os/architecture");
     goto out;
   }
   const json_t *c = json_object_get(j, "config");

@@ -197,15 +197,6 @@ const char *fy_signal_name(int sig) { return sig > 0 && sig < 32 ? sig_names[sig
 
 /* --- volumes and devices -------------------------------------------------------------------- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return FY_EINVAL;
-}
-
 int fy_app_path_clean(const char *p) {
   size_t n = p ? strlen(p) : 0;
   if (n < 2 || n >= FY_APP_PATH_MAX || p[0] != '/' || p[n - 1] == '/') return 0;
@@ -236,19 +227,19 @@ int fy_volume_name_valid(const char *s) {
 int fy_volumes_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) {
   m->nvolumes = 0;
   if (!j || json_is_null(j)) return FY_OK;
-  if (!json_is_object(j)) return fail(err, errlen, "volumes: expected a map of name: /path/in/the/app");
-  if (json_object_size(j) > FY_VOLUMES_MAX) return fail(err, errlen, "volumes: at most %d", FY_VOLUMES_MAX);
+  if (!json_is_object(j)) return fy_text_fail(err, errlen, FY_EINVAL, "volumes: expected a map of name: /path/in/the/app");
+  if (json_object_size(j) > FY_VOLUMES_MAX) return fy_text_fail(err, errlen, FY_EINVAL, "volumes: at most %d", FY_VOLUMES_MAX);
   const char *name;
   const json_t *v;
   json_object_foreach((json_t *)j, name, v) {
     const char *path = json_string_value(v);
-    if (!fy_volume_name_valid(name)) return fail(err, errlen, "volumes: '%.40s' is not a volume name (1-32 of a-z, 0-9, '-', '_')", name);
+    if (!fy_volume_name_valid(name)) return fy_text_fail(err, errlen, FY_EINVAL, "volumes: '%.40s' is not a volume name (1-32 of a-z, 0-9, '-', '_')", name);
     if (!path || !fy_app_path_clean(path))
-      return fail(err, errlen, "volumes.%s: expected a clean absolute path such as /var/lib/app", name);
+      return fy_text_fail(err, errlen, FY_EINVAL, "volumes.%s: expected a clean absolute path such as /var/lib/app", name);
     if (under(path, "/proc") || under(path, "/sys") || under(path, "/dev") || under(path, "/run/secrets"))
-      return fail(err, errlen, "volumes.%s: %s is where the runtime mounts its own file systems", name, path);
+      return fy_text_fail(err, errlen, FY_EINVAL, "volumes.%s: %s is where the runtime mounts its own file systems", name, path);
     for (size_t i = 0; i < m->nvolumes; i++)
-      if (strcmp(m->volumes[i].path, path) == 0) return fail(err, errlen, "volumes.%s: %s is another volume's path too", name, path);
+      if (strcmp(m->volumes[i].path, path) == 0) return fy_text_fail(err, errlen, FY_EINVAL, "volumes.%s: %s is another volume's path too", name, path);
     snprintf(m->volumes[m->nvolumes].name, FY_VOLUME_NAME_MAX, "%s", name);
     snprintf(m->volumes[m->nvolumes].path, FY_APP_PATH_MAX, "%s", path);
     m->nvolumes++;
@@ -259,12 +250,12 @@ int fy_volumes_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen
 int fy_devices_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen) {
   m->ndevices = 0;
   if (!j || json_is_null(j)) return FY_OK;
-  if (!json_is_array(j)) return fail(err, errlen, "devices: expected a list of device paths such as /dev/i2c-1");
-  if (json_array_size(j) > FY_DEVICES_MAX) return fail(err, errlen, "devices: at most %d", FY_DEVICES_MAX);
+  if (!json_is_array(j)) return fy_text_fail(err, errlen, FY_EINVAL, "devices: expected a list of device paths such as /dev/i2c-1");
+  if (json_array_size(j) > FY_DEVICES_MAX) return fy_text_fail(err, errlen, FY_EINVAL, "devices: at most %d", FY_DEVICES_MAX);
   for (size_t i = 0; i < json_array_size(j); i++) {
     const char *path = json_string_value(json_array_get(j, i));
     if (!path || !fy_app_path_clean(path) || !under(path, "/dev") || strcmp(path, "/dev") == 0)
-      return fail(err, errlen, "devices: entry %zu is not a clean path under /dev", i + 1);
+      return fy_text_fail(err, errlen, FY_EINVAL, "devices: entry %zu is not a clean path under /dev", i + 1);
     snprintf(m->devices[m->ndevices++], FY_APP_PATH_MAX, "%s", path);
   }
   return FY_OK;

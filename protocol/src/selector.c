@@ -7,18 +7,10 @@
 #include <string.h>
 
 #include "ferry/selector.h"
+#include "ferry/text.h"
 
 static const char *const op_names[] = {"=", "!=", "in", "notin", "", "!", ">", "<"};
 static const char *const k8s_ops[] = {"", "", "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"};
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return FY_EINVAL;
-}
 
 static int key_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
@@ -58,8 +50,8 @@ int fy_label_key_valid(const char *k) {
 int fy_label_value_valid(const char *v) { return valid_value(v, strlen(v)); }
 
 static int add_value(fy_sel_req *r, const char *v, size_t n, char *err, size_t errlen) {
-  if (!valid_value(v, n)) return fail(err, errlen, "'%.*s' is not a valid label value", (int)(n > 80 ? 80 : n), v);
-  if (r->nvalues >= FY_SEL_MAX_VALUES) return fail(err, errlen, "more than %d values for '%s'", FY_SEL_MAX_VALUES, r->key);
+  if (!valid_value(v, n)) return fy_text_fail(err, errlen, FY_EINVAL, "'%.*s' is not a valid label value", (int)(n > 80 ? 80 : n), v);
+  if (r->nvalues >= FY_SEL_MAX_VALUES) return fy_text_fail(err, errlen, FY_EINVAL, "more than %d values for '%s'", FY_SEL_MAX_VALUES, r->key);
   char **nv = realloc(r->values, (r->nvalues + 1) * sizeof *nv);
   if (!nv) return FY_ENOMEM;
   r->values = nv;
@@ -69,10 +61,10 @@ static int add_value(fy_sel_req *r, const char *v, size_t n, char *err, size_t e
 }
 
 static int set_key(fy_sel_req *r, const char *k, size_t n, char *err, size_t errlen) {
-  if (n == 0) return fail(err, errlen, "a requirement without a label key");
-  if (n > FY_LABEL_KEY_MAX) return fail(err, errlen, "label key longer than %d characters", FY_LABEL_KEY_MAX);
+  if (n == 0) return fy_text_fail(err, errlen, FY_EINVAL, "a requirement without a label key");
+  if (n > FY_LABEL_KEY_MAX) return fy_text_fail(err, errlen, FY_EINVAL, "label key longer than %d characters", FY_LABEL_KEY_MAX);
   for (size_t i = 0; i < n; i++)
-    if (!key_char(k[i])) return fail(err, errlen, "'%.*s' is not a valid label key", (int)(n > 80 ? 80 : n), k);
+    if (!key_char(k[i])) return fy_text_fail(err, errlen, FY_EINVAL, "'%.*s' is not a valid label key", (int)(n > 80 ? 80 : n), k);
   return (r->key = strndup(k, n)) ? FY_OK : FY_ENOMEM;
 }
 
@@ -84,7 +76,7 @@ static const char *skip_ws(const char *p) {
 static int push_req(fy_selector *s, fy_sel_req *r, char *err, size_t errlen) {
   if (s->n >= FY_SEL_MAX_REQS) {
     req_free(r);
-    return fail(err, errlen, "more than %d requirements", FY_SEL_MAX_REQS);
+    return fy_text_fail(err, errlen, FY_EINVAL, "more than %d requirements", FY_SEL_MAX_REQS);
   }
   fy_sel_req *nr = realloc(s->reqs, (s->n + 1) * sizeof *nr);
   if (!nr) {
@@ -124,10 +116,10 @@ static int parse_req(const char **pp, fy_sel_req *r, char *err, size_t errlen) {
   else if (p[0] == '>' || p[0] == '<') { r->op = p[0] == '>' ? FY_SEL_GT : FY_SEL_LT; p += 1; }
   else if (strncmp(p, "notin", 5) == 0 && (p[5] == ' ' || p[5] == '(')) { r->op = FY_SEL_NOTIN; p += 5; set = 1; }
   else if (strncmp(p, "in", 2) == 0 && (p[2] == ' ' || p[2] == '(')) { r->op = FY_SEL_IN; p += 2; set = 1; }
-  else return fail(err, errlen, "after '%s': expected =, ==, !=, in (...), notin (...) or ','", r->key);
+  else return fy_text_fail(err, errlen, FY_EINVAL, "after '%s': expected =, ==, !=, in (...), notin (...) or ','", r->key);
   p = skip_ws(p);
   if (set) {
-    if (*p != '(') return fail(err, errlen, "'%s %s': expected '(' and a list of values", r->key, op_names[r->op]);
+    if (*p != '(') return fy_text_fail(err, errlen, FY_EINVAL, "'%s %s': expected '(' and a list of values", r->key, op_names[r->op]);
     p++;
     for (;;) {
       p = skip_ws(p);
@@ -137,25 +129,25 @@ static int parse_req(const char **pp, fy_sel_req *r, char *err, size_t errlen) {
       p = skip_ws(p);
       if (*p == ',') { p++; continue; }
       if (*p == ')') { p++; break; }
-      return fail(err, errlen, "'%s %s (': missing ')'", r->key, op_names[r->op]);
+      return fy_text_fail(err, errlen, FY_EINVAL, "'%s %s (': missing ')'", r->key, op_names[r->op]);
     }
     if (r->nvalues == 1 && r->values[0][0] == '\0') /* "zone in ()": Kubernetes wants at least one value */
-      return fail(err, errlen, "'%s %s ()': needs at least one value", r->key, op_names[r->op]);
+      return fy_text_fail(err, errlen, FY_EINVAL, "'%s %s ()': needs at least one value", r->key, op_names[r->op]);
   } else {
     const char *v = p;
     while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
-    if ((r->op == FY_SEL_GT || r->op == FY_SEL_LT) && p == v) return fail(err, errlen, "'%s %s': expected a number", r->key, op_names[r->op]);
+    if ((r->op == FY_SEL_GT || r->op == FY_SEL_LT) && p == v) return fy_text_fail(err, errlen, FY_EINVAL, "'%s %s': expected a number", r->key, op_names[r->op]);
     if ((rc = add_value(r, v, (size_t)(p - v), err, errlen)) != FY_OK) return rc;
   }
   p = skip_ws(p);
-  if (*p && *p != ',') return fail(err, errlen, "unexpected '%.20s' after the requirement on '%s'", p, r->key);
+  if (*p && *p != ',') return fy_text_fail(err, errlen, FY_EINVAL, "unexpected '%.20s' after the requirement on '%s'", p, r->key);
   *pp = p;
   return FY_OK;
 }
 
 int fy_selector_parse(const char *text, fy_selector *s, char *err, size_t errlen) {
   memset(s, 0, sizeof *s);
-  if (strlen(text) > 8192) return fail(err, errlen, "selector longer than 8192 characters");
+  if (strlen(text) > 8192) return fy_text_fail(err, errlen, FY_EINVAL, "selector longer than 8192 characters");
   const char *p = skip_ws(text);
   if (*p == '\0') return FY_OK;
   for (;;) {
@@ -171,7 +163,7 @@ int fy_selector_parse(const char *text, fy_selector *s, char *err, size_t errlen
     p++; /* ',' */
     if (*skip_ws(p) == '\0') {
       fy_selector_free(s);
-      return fail(err, errlen, "selector ends with ','");
+      return fy_text_fail(err, errlen, FY_EINVAL, "selector ends with ','");
     }
   }
 }
@@ -245,30 +237,30 @@ static int load_expr(const fy_ynode *e, fy_sel_req *r, char *err, size_t errlen)
   static const char *const allowed[] = {"key", "operator", "values", NULL};
   int line;
   memset(r, 0, sizeof *r);
-  if (!e || e->kind != FY_YAML_MAP) return fail(err, errlen, "line %d: an expression is a map {key, operator, values}", e ? e->line : 0);
+  if (!e || e->kind != FY_YAML_MAP) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: an expression is a map {key, operator, values}", e ? e->line : 0);
   const char *bad = fy_yaml_unknown_key(e, allowed, &line);
-  if (bad) return fail(err, errlen, "line %d: unknown key '%s' in an expression (key, operator, values)", line, bad);
+  if (bad) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: unknown key '%s' in an expression (key, operator, values)", line, bad);
   const fy_ynode *k = fy_yaml_get(e, "key"), *o = fy_yaml_get(e, "operator"), *vs = fy_yaml_get(e, "values");
   if (!k || k->kind != FY_YAML_SCALAR || !o || o->kind != FY_YAML_SCALAR)
-    return fail(err, errlen, "line %d: an expression needs key and operator", e->line);
+    return fy_text_fail(err, errlen, FY_EINVAL, "line %d: an expression needs key and operator", e->line);
   char sub[200];
   int rc = set_key(r, k->str, strlen(k->str), sub, sizeof sub);
-  if (rc != FY_OK) return fail(err, errlen, "line %d: %s", k->line, sub);
+  if (rc != FY_OK) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: %s", k->line, sub);
   int op = -1;
   for (int i = FY_SEL_IN; i <= FY_SEL_LT; i++)
     if (strcmp(o->str, k8s_ops[i]) == 0) op = i;
-  if (op < 0) return fail(err, errlen, "line %d: operator '%s': expected In, NotIn, Exists, DoesNotExist, Gt or Lt", o->line, o->str);
+  if (op < 0) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: operator '%s': expected In, NotIn, Exists, DoesNotExist, Gt or Lt", o->line, o->str);
   r->op = (fy_sel_op)op;
   int want_values = op == FY_SEL_IN || op == FY_SEL_NOTIN || op == FY_SEL_GT || op == FY_SEL_LT;
   if (want_values != (vs != NULL && !(vs->kind == FY_YAML_SEQ && vs->n == 0)))
-    return fail(err, errlen, "line %d: %s %s values", e->line, o->str, want_values ? "needs" : "takes no");
-  if (vs && vs->kind != FY_YAML_SEQ) return fail(err, errlen, "line %d: values is a list", vs->line);
+    return fy_text_fail(err, errlen, FY_EINVAL, "line %d: %s %s values", e->line, o->str, want_values ? "needs" : "takes no");
+  if (vs && vs->kind != FY_YAML_SEQ) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: values is a list", vs->line);
   for (size_t i = 0; vs && i < vs->n; i++) {
     const fy_ynode *v = vs->items[i];
-    if (v->kind != FY_YAML_SCALAR) return fail(err, errlen, "line %d: values are strings", v->line);
-    if ((rc = add_value(r, v->str, strlen(v->str), sub, sizeof sub)) != FY_OK) return rc == FY_ENOMEM ? rc : fail(err, errlen, "line %d: %s", v->line, sub);
+    if (v->kind != FY_YAML_SCALAR) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: values are strings", v->line);
+    if ((rc = add_value(r, v->str, strlen(v->str), sub, sizeof sub)) != FY_OK) return rc == FY_ENOMEM ? rc : fy_text_fail(err, errlen, FY_EINVAL, "line %d: %s", v->line, sub);
   }
-  if ((op == FY_SEL_GT || op == FY_SEL_LT) && r->nvalues != 1) return fail(err, errlen, "line %d: %s takes one value", e->line, o->str);
+  if ((op == FY_SEL_GT || op == FY_SEL_LT) && r->nvalues != 1) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: %s takes one value", e->line, o->str);
   return FY_OK;
 }
 
@@ -280,13 +272,13 @@ static int load_term(const fy_ynode *t, fy_selector *s, const char *what, int *e
   memset(s, 0, sizeof *s);
   *empty = 0;
   if (t->kind == FY_YAML_SCALAR) {
-    if ((rc = fy_selector_parse(t->str, s, sub, sizeof sub)) != FY_OK) return fail(err, errlen, "line %d: %s: %s", t->line, what, sub);
+    if ((rc = fy_selector_parse(t->str, s, sub, sizeof sub)) != FY_OK) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: %s: %s", t->line, what, sub);
     return FY_OK;
   }
   const fy_ynode *me = t->kind == FY_YAML_MAP ? fy_yaml_get(t, "matchExpressions") : NULL;
   if (!me || me->kind != FY_YAML_SEQ || t->n != 1)
-    return fail(err, errlen, "line %d: %s: expected selector text or {matchExpressions: [...]}", t->line, what);
-  if (me->n > FY_SEL_MAX_REQS) return fail(err, errlen, "line %d: more than %d expressions", me->line, FY_SEL_MAX_REQS);
+    return fy_text_fail(err, errlen, FY_EINVAL, "line %d: %s: expected selector text or {matchExpressions: [...]}", t->line, what);
+  if (me->n > FY_SEL_MAX_REQS) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: more than %d expressions", me->line, FY_SEL_MAX_REQS);
   *empty = me->n == 0;
   for (size_t i = 0; i < me->n; i++) {
     fy_sel_req r;
@@ -305,9 +297,9 @@ int fy_affinity_load(const fy_ynode *n, fy_affinity *a, char *err, size_t errlen
   int line, rc = FY_OK;
   char what[64];
   memset(a, 0, sizeof *a);
-  if (n->kind != FY_YAML_MAP) return fail(err, errlen, "line %d: affinity is a map with required and preferred", n->line);
+  if (n->kind != FY_YAML_MAP) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: affinity is a map with required and preferred", n->line);
   const char *bad = fy_yaml_unknown_key(n, allowed, &line);
-  if (bad) return fail(err, errlen, "line %d: unknown key 'affinity.%s' (required, preferred)", line, bad);
+  if (bad) return fy_text_fail(err, errlen, FY_EINVAL, "line %d: unknown key 'affinity.%s' (required, preferred)", line, bad);
   const fy_ynode *req = fy_yaml_get(n, "required"), *pref = fy_yaml_get(n, "preferred");
   /* Kubernetes' nodeSelectorTerms wrapper is accepted too. */
   if (req && req->kind == FY_YAML_MAP && fy_yaml_get(req, "nodeSelectorTerms")) req = fy_yaml_get(req, "nodeSelectorTerms");
@@ -319,11 +311,11 @@ int fy_affinity_load(const fy_ynode *n, fy_affinity *a, char *err, size_t errlen
     if ((rc = load_term(req, &a->required[0], "affinity.required", &empty, err, errlen)) != FY_OK) goto fail;
   } else if (req) {
     if (req->kind != FY_YAML_SEQ || req->n > FY_SEL_MAX_TERMS) {
-      rc = fail(err, errlen, "line %d: affinity.required is a list of at most %d terms", req->line, FY_SEL_MAX_TERMS);
+      rc = fy_text_fail(err, errlen, FY_EINVAL, "line %d: affinity.required is a list of at most %d terms", req->line, FY_SEL_MAX_TERMS);
       goto fail;
     }
     if (req->n == 0) { /* Kubernetes refuses empty nodeSelectorTerms */
-      rc = fail(err, errlen, "line %d: affinity.required needs at least one term (leave it out for no requirement)", req->line);
+      rc = fy_text_fail(err, errlen, FY_EINVAL, "line %d: affinity.required needs at least one term (leave it out for no requirement)", req->line);
       goto fail;
     }
     a->required = calloc(req->n + 1, sizeof *a->required);
@@ -342,7 +334,7 @@ int fy_affinity_load(const fy_ynode *n, fy_affinity *a, char *err, size_t errlen
   }
   if (pref) {
     if (pref->kind != FY_YAML_SEQ || pref->n > FY_SEL_MAX_TERMS) {
-      rc = fail(err, errlen, "line %d: affinity.preferred is a list of at most %d {weight, preference}", pref->line, FY_SEL_MAX_TERMS);
+      rc = fy_text_fail(err, errlen, FY_EINVAL, "line %d: affinity.preferred is a list of at most %d {weight, preference}", pref->line, FY_SEL_MAX_TERMS);
       goto fail;
     }
     a->preferred = calloc(pref->n + 1, sizeof *a->preferred);
@@ -352,18 +344,18 @@ int fy_affinity_load(const fy_ynode *n, fy_affinity *a, char *err, size_t errlen
       static const char *const pk[] = {"weight", "preference", "match", NULL};
       const fy_ynode *p = pref->items[i];
       if (p->kind != FY_YAML_MAP || (bad = fy_yaml_unknown_key(p, pk, &line))) {
-        rc = fail(err, errlen, "line %d: affinity.preferred[%zu]: expected {weight: 1-100, preference: TERM}", p->line, i);
+        rc = fy_text_fail(err, errlen, FY_EINVAL, "line %d: affinity.preferred[%zu]: expected {weight: 1-100, preference: TERM}", p->line, i);
         goto fail;
       }
       const fy_ynode *w = fy_yaml_get(p, "weight"), *t = fy_yaml_get(p, "preference");
       if (!t) t = fy_yaml_get(p, "match");
       long wv;
       if (!w || w->kind != FY_YAML_SCALAR || fy_parse_long(w->str, 1, 100, &wv) != FY_OK) {
-        rc = fail(err, errlen, "line %d: affinity.preferred[%zu].weight: 1 to 100", w ? w->line : p->line, i);
+        rc = fy_text_fail(err, errlen, FY_EINVAL, "line %d: affinity.preferred[%zu].weight: 1 to 100", w ? w->line : p->line, i);
         goto fail;
       }
       if (!t) {
-        rc = fail(err, errlen, "line %d: affinity.preferred[%zu] needs a preference", p->line, i);
+        rc = fy_text_fail(err, errlen, FY_EINVAL, "line %d: affinity.preferred[%zu] needs a preference", p->line, i);
         goto fail;
       }
       snprintf(what, sizeof what, "affinity.preferred[%zu].preference", i);
@@ -416,14 +408,14 @@ int fy_affinity_from_json(const json_t *j, fy_affinity *a, char *err, size_t err
   int rc = FY_OK;
   memset(a, 0, sizeof *a);
   if (!json_is_object(j) || json_array_size(req) > FY_SEL_MAX_TERMS || json_array_size(pref) > FY_SEL_MAX_TERMS)
-    return fail(err, errlen, "affinity: expected {required: [...], preferred: [...]} with at most %d terms each", FY_SEL_MAX_TERMS);
+    return fy_text_fail(err, errlen, FY_EINVAL, "affinity: expected {required: [...], preferred: [...]} with at most %d terms each", FY_SEL_MAX_TERMS);
   a->required = calloc(json_array_size(req) + 1, sizeof *a->required);
   a->preferred = calloc(json_array_size(pref) + 1, sizeof *a->preferred);
   a->weights = calloc(json_array_size(pref) + 1, sizeof *a->weights);
   if (!a->required || !a->preferred || !a->weights) { rc = FY_ENOMEM; goto fail; }
   json_array_foreach(req, i, v) {
     if (!json_is_string(v) || (rc = fy_selector_parse(json_string_value(v), &a->required[i], err, errlen)) != FY_OK) {
-      if (rc == FY_OK) rc = fail(err, errlen, "affinity.required[%zu]: not a selector", i);
+      if (rc == FY_OK) rc = fy_text_fail(err, errlen, FY_EINVAL, "affinity.required[%zu]: not a selector", i);
       goto fail;
     }
     a->nrequired++;
@@ -431,7 +423,7 @@ int fy_affinity_from_json(const json_t *j, fy_affinity *a, char *err, size_t err
   json_array_foreach(pref, i, v) {
     const json_t *w = json_object_get(v, "weight"), *m = json_object_get(v, "match");
     if (!json_is_integer(w) || json_integer_value(w) < 1 || json_integer_value(w) > 100 || !json_is_string(m)) {
-      rc = fail(err, errlen, "affinity.preferred[%zu]: expected {weight: 1-100, match: SELECTOR}", i);
+      rc = fy_text_fail(err, errlen, FY_EINVAL, "affinity.preferred[%zu]: expected {weight: 1-100, match: SELECTOR}", i);
       goto fail;
     }
     if ((rc = fy_selector_parse(json_string_value(m), &a->preferred[i], err, errlen)) != FY_OK) goto fail;

@@ -18,12 +18,24 @@ int fy_path_fmt(char *buf, size_t len, const char *fmt, ...) {
   return FY_OK;
 }
 
-void fy_text_fmt(char *buf, size_t len, const char *fmt, ...) {
+static void vfmt(char *buf, size_t len, const char *fmt, va_list ap) {
   if (len == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
   int n = vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
   if (n < 0) buf[0] = '\0';
   else if ((size_t)n >= len && len > 4) memcpy(buf + len - 4, "...", 4);
+}
+
+void fy_text_fmt(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfmt(buf, len, fmt, ap);
+  va_end(ap);
+}
+
+int fy_text_fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfmt(err, errlen, fmt, ap);
+  va_end(ap);
+  return rc;
 }

@@ -14,5 +14,7 @@
 
 int fy_path_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4))) FY_WUR;
 void fy_text_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* fy_text_fmt into err, then returns rc: `return fy_text_fail(err, errlen, FY_EINVAL, "...", ...)`. */
+int fy_text_fail(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif
