@@ -74,6 +74,7 @@ void fy__app_handle_done(fy_app *app) {
     }
   if (app->log_fd >= 0) close(app->log_fd);
   json_decref(app->health_argv);
+  json_decref(app->volumes_seen);
   fy_applog_unfollow_all(app, NULL);
   free(app);
 }
@@ -609,6 +610,7 @@ int fy_app_start(fy_app *app) {
              (ret = fy_launch_plan_make(&in, &plan, app->exec_error, sizeof app->exec_error)) == FY_OK &&
              (ret = prepare_volumes(app, dir, &plan)) == FY_OK && (ret = spawn(app, &plan)) == FY_OK) {
     write_pidfile(app);
+    app->volumes_seen_ms = 0; /* measured again at the next hello */
     app->stop_signal = plan.stop_signal;
     app->stop_timeout_ms = plan.stop_timeout_ms;
     app->state = FY_APP_RUNNING;
@@ -812,8 +814,13 @@ json_t *fy_apps_json(fy_agent *a) {
     if (o && app->manifest[0]) json_object_set_new(o, "manifest", json_string(app->manifest));
     if (o && app->options[0]) json_object_set_new(o, "options", json_string(app->options));
     if (o && app->exit_reason[0]) json_object_set_new(o, "reason", json_string(app->exit_reason));
-    json_t *vols = o ? volumes_json(a, app->name) : NULL;
-    if (vols) json_object_set_new(o, "volumes", vols);
+    uint64_t now_ms = uv_now(a->loop);
+    if (!app->volumes_seen_ms || now_ms - app->volumes_seen_ms >= FY_VOLUME_SIZES_MS) {
+      json_decref(app->volumes_seen);
+      app->volumes_seen = volumes_json(a, app->name);
+      app->volumes_seen_ms = now_ms ? now_ms : 1;
+    }
+    if (o && app->volumes_seen) json_object_set(o, "volumes", app->volumes_seen);
     if (o && (app->health_argv || app->health_port) && app->release[0]) {
       const char *hs = app->state == FY_APP_UNHEALTHY ? "unhealthy" : !app->proc_alive ? "none" : app->health_known && !app->health_failures ? "healthy" : "starting";
       json_t *h = json_pack("{s:s}", "state", hs);

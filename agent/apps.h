@@ -12,6 +12,8 @@
 #include "ferry/wire.h"
 
 #define FY_LOG_CAP (1024u * 1024u) /* the log rotates to log.1 past this */
+#define FY_VOLUME_SIZES_MS 30000u  /* volume sizes in the facts are at most this old: every hello
+                                    * does not walk every volume */
 
 struct fy_agent;
 
@@ -69,6 +71,8 @@ struct fy_app {
   uint64_t oom_kills;               /* the memory cgroup's count when it started */
   int out_fd[2];                    /* read ends of the workload's stdout and stderr pipes, -1 if none */
   struct fy_follower *followers;    /* ferry logs -f connections (applog.c) */
+  json_t *volumes_seen;             /* its volumes' sizes as last measured (owned), for the facts */
+  uint64_t volumes_seen_ms;         /* when (loop time); measured again after FY_VOLUME_SIZES_MS */
   int adopted_pid;                  /* a workload taken over across an agent re-exec, 0 if none */
   uv_timer_t adopt_timer;           /* polls waitpid for it (libuv only waits for what it spawned) */
   int adopt_timer_open;

@@ -1214,7 +1214,20 @@ static int logs_request(fy_agent_conn *c, fy_app *ap, const fy_request_msg *rq) 
     if (rc == FY_OK) rc = fy_applog_follow(ap, fy_conn_id(c), &q);
     if (rc == FY_OK) fy_conn_hold(c, 1); /* quiet while the app is: no idle timeout */
   } else {
-    json_t *r = json_pack("{s:s, s:s, s:s}", "app", ap->name, "release", ap->release, "log", log);
+    /* JSON escapes a control byte as six: a log of them can be far larger than its bytes. Less
+     * of the tail, until the reply fits a frame. */
+    json_t *r = NULL;
+    for (size_t max = LOGS_REPLY_MAX; max >= 4096; max /= 4) {
+      size_t n = strlen(log);
+      const char *from = log + (n > max ? n - max : 0);
+      while (from > log && from[-1] != '\n' && *from) from++; /* whole lines */
+      json_decref(r);
+      r = json_pack("{s:s, s:s, s:s}", "app", ap->name, "release", ap->release, "log", from);
+      char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
+      size_t len = text ? strlen(text) : 0;
+      free(text);
+      if (!r || len < FY_FRAME_MAX - 1024) break;
+    }
     rc = r ? fy_conn_send_json(c, FY_FT_REPLY, r) : FY_ENOMEM;
     json_decref(r);
   }

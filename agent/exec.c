@@ -29,20 +29,27 @@
 #include "ferry/wire.h"
 
 #define EXEC_UNSENT_MAX (256u * 1024u)  /* output waiting for the pusher: reading pauses above */
-#define EXEC_INPUT_MAX (1024u * 1024u)  /* input waiting for the command: the pusher is dropped above */
+#define EXEC_INPUT_HIGH (256u * 1024u)  /* input waiting for the command: the connection pauses above */
+#define EXEC_INPUT_MAX (4u * 1024u * 1024u) /* and past this (a peer that ignores the pause) it is dropped */
 
 typedef struct fy_exec {
   fy_agent *a;
   uint64_t conn;
+  fy_agent_conn *owner;    /* the connection pointing at this session; NULL once it is gone (its
+                            * memory lives until conn_closed, which calls fy_exec_conn_closed) */
   char app[FY_APP_NAME_MAX];
   uv_process_t proc;
   uv_pipe_t out[2];        /* stdout, stderr (with a tty: out[0] is the master, both ways) */
   uv_pipe_t in;            /* stdin without a tty, with -i */
   int nout, has_in, tty;
   int outs_open;           /* output streams not at EOF yet */
+  int eof[2];              /* that stream reached EOF: never read again */
   int exited;
   int64_t code;
   int paused;
+  int in_paused;           /* the connection is paused until the command's stdin drains */
+  int in_shutdown;         /* the pusher's stdin ended: the pipe closes after its last write */
+  uv_shutdown_t shut;
   uv_timer_t poll;         /* resumes reading once the connection drained */
   int open_handles;
   int closing;
@@ -56,19 +63,21 @@ static void handle_closed(uv_handle_t *h) {
 static void exec_close(fy_exec *x) {
   if (x->closing) return;
   x->closing = 1;
-  fy_agent_conn *c = fy_conn_find(x->a, x->conn);
-  if (c && *fy_conn_exec(c) == x) *fy_conn_exec(c) = NULL;
-  if (!x->exited && x->proc.pid > 0) kill(-x->proc.pid, SIGKILL); /* the helper leads its group */
-  uv_handle_t *hs[] = {(uv_handle_t *)&x->proc, (uv_handle_t *)&x->out[0], (uv_handle_t *)&x->out[1],
+  if (x->owner && *fy_conn_exec(x->owner) == x) *fy_conn_exec(x->owner) = NULL;
+  x->owner = NULL;
+  /* The helper leads its group: all of it goes. Its handle closes in the exit callback, once it
+   * is reaped (closing it now would leave a zombie). */
+  if (!x->exited && x->proc.pid > 0) kill(-x->proc.pid, SIGKILL);
+  uv_handle_t *hs[] = {x->exited ? (uv_handle_t *)&x->proc : NULL, (uv_handle_t *)&x->out[0], (uv_handle_t *)&x->out[1],
                        (uv_handle_t *)&x->in, (uv_handle_t *)&x->poll};
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
-    if (hs[i]->data == x && !uv_is_closing(hs[i])) uv_close(hs[i], handle_closed);
+    if (hs[i] && hs[i]->data == x && !uv_is_closing(hs[i])) uv_close(hs[i], handle_closed);
 }
 
 /* The process is gone and its output drained: the result. */
 static void maybe_done(fy_exec *x) {
   if (!x->exited || x->outs_open > 0 || x->closing) return;
-  fy_agent_conn *c = fy_conn_find(x->a, x->conn);
+  fy_agent_conn *c = x->owner ? fy_conn_find(x->a, x->conn) : NULL;
   if (c) {
     fy_result_msg r = {.result = FY_RESULT_EXITED, .app = x->app, .message = "", .release = "", .previous = "",
                        .agent_digest = "", .has_exit_code = 1, .exit_code = x->code};
@@ -104,8 +113,10 @@ static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     return;
   }
   if (n < 0) { /* EOF; with a tty, EIO once the last slave descriptor is closed */
+    int which = s == (uv_stream_t *)&x->out[1];
     uv_read_stop(s);
-    x->outs_open--;
+    if (!x->eof[which]) x->outs_open--;
+    x->eof[which] = 1;
     maybe_done(x);
   }
 }
@@ -124,6 +135,7 @@ static void read_all(fy_exec *x, int on) {
   if (x->paused == !on) return;
   x->paused = !on;
   for (int i = 0; i < x->nout; i++) {
+    if (x->eof[i]) continue; /* a stream at its end is not read again (it would say EOF twice) */
     if (on) uv_read_start((uv_stream_t *)&x->out[i], out_alloc, out_read);
     else uv_read_stop((uv_stream_t *)&x->out[i]);
   }
@@ -135,6 +147,10 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
   fy_exec *x = p->data;
   x->exited = 1;
   x->code = sig ? 128 + sig : status;
+  if (x->closing) { /* killed after the pusher left: reaped now */
+    if (!uv_is_closing((uv_handle_t *)p)) uv_close((uv_handle_t *)p, handle_closed);
+    return;
+  }
   maybe_done(x);
 }
 
@@ -163,6 +179,7 @@ int fy_exec_request(fy_agent_conn *c, const fy_request_msg *rq, fy_app *ap) {
   if (!ap || !ap->release[0]) return fy_conn_refuse(c, FY_ENOAPP, "no app '%s' on %s", rq->app, a->name);
   if (!fy_app_pid(ap)) return fy_conn_refuse(c, FY_ENOAPP, "%s is not running on %s", ap->name, a->name);
   if (*fy_conn_exec(c)) return fy_conn_refuse(c, FY_EBUSY, "one exec per connection");
+  if (fy_conn_version(c) < 4) return fy_conn_refuse(c, FY_EUNSUPPORTED, "exec needs protocol 4");
   json_t *argv = json_array();
   for (size_t i = 0; argv && i < rq->argc; i++) json_array_append_new(argv, json_string(rq->argv[i]));
   fy_launch_plan plan;
@@ -240,6 +257,7 @@ int fy_exec_request(fy_agent_conn *c, const fy_request_msg *rq, fy_app *ap) {
   }
   x->outs_open = x->nout;
   *fy_conn_exec(c) = x;
+  x->owner = c;
   fy_conn_hold(c, 1); /* an interactive command may be quiet for long */
   fy_log("info", "app %s: exec %s%s, asked by %s (%s)", ap->name, rq->argv[0], rq->argc > 1 ? " ..." : "", fy_conn_pusher(c),
          fy_conn_peer(c));
@@ -251,9 +269,20 @@ int fy_exec_request(fy_agent_conn *c, const fy_request_msg *rq, fy_app *ap) {
   return FY_OK;
 }
 
+static void stdin_shut(uv_shutdown_t *r, int status) {
+  (void)status;
+  if (!uv_is_closing((uv_handle_t *)r->handle)) uv_close((uv_handle_t *)r->handle, handle_closed);
+}
+
 static void write_done(uv_write_t *w, int status) {
+  fy_exec *x = w->data;
+  uv_stream_t *in = w->handle;
   (void)status;
   free(w);
+  if (x->in_paused && x->owner && uv_stream_get_write_queue_size(in) < EXEC_INPUT_HIGH / 2) {
+    x->in_paused = 0;
+    fy_conn_resume(x->owner); /* the command caught up: read the pusher again */
+  }
 }
 
 int fy_exec_on_input(fy_agent_conn *c, const fy_frame *f) {
@@ -261,12 +290,14 @@ int fy_exec_on_input(fy_agent_conn *c, const fy_frame *f) {
   if (!x || x->closing) return FY_OK; /* the command has ended; what was typed after it goes nowhere */
   uv_stream_t *in = x->tty ? (uv_stream_t *)&x->out[0] : x->has_in ? (uv_stream_t *)&x->in : NULL;
   if (!in || uv_is_closing((uv_handle_t *)in)) return FY_OK;
-  if (f->len == 0) { /* end of stdin: ^D on a tty, else the pipe closes */
-    if (!x->tty) {
-      uv_close((uv_handle_t *)in, handle_closed);
-      return FY_OK;
+  if (f->len == 0 && !x->tty) { /* end of stdin: the pipe closes once what is queued is written */
+    if (!x->in_shutdown) {
+      x->in_shutdown = 1;
+      if (uv_shutdown(&x->shut, in, stdin_shut) != 0 && !uv_is_closing((uv_handle_t *)in)) uv_close((uv_handle_t *)in, handle_closed);
     }
+    return FY_OK;
   }
+  if (x->in_shutdown) return FY_OK; /* input after its end goes nowhere */
   if (uv_stream_get_write_queue_size(in) > EXEC_INPUT_MAX)
     return fy_conn_refuse(c, FY_ETOOBIG, "the command does not read its input (over %u bytes waiting)", EXEC_INPUT_MAX);
   size_t n = f->len ? f->len : 1;
@@ -276,12 +307,23 @@ int fy_exec_on_input(fy_agent_conn *c, const fy_frame *f) {
   if (f->len) memcpy(copy, f->payload, n);
   else copy[0] = 4; /* VEOF */
   uv_buf_t b = uv_buf_init(copy, (unsigned)n);
-  if (uv_write(w, in, &b, 1, write_done) != 0) free(w);
+  w->data = x;
+  if (uv_write(w, in, &b, 1, write_done) != 0) {
+    free(w);
+    return FY_OK;
+  }
+  if (uv_stream_get_write_queue_size(in) > EXEC_INPUT_HIGH) { /* the command reads slower than we receive */
+    x->in_paused = 1;
+    return FY_FRAME_PAUSE;
+  }
   return FY_OK;
 }
 
 void fy_exec_conn_closed(fy_agent_conn *c) {
   fy_exec *x = *fy_conn_exec(c);
   *fy_conn_exec(c) = NULL;
-  if (x) exec_close(x);
+  if (x) {
+    x->owner = NULL;
+    exec_close(x);
+  }
 }

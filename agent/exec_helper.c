@@ -295,8 +295,13 @@ static void enter_root(const spec *s) {
   etctree[2] = clone_tree(path, 0);
   systree = clone_tree("/sys", 1);
   for (size_t i = 0; i < nbinds; i++) { /* volumes and device nodes, taken from the host before it goes */
-    const char *src = json_string_value(json_object_get(json_array_get(s->binds, i), "src"));
+    const json_t *b = json_array_get(s->binds, i);
+    const char *src = json_string_value(json_object_get(b, "src"));
     if (!src || (bindtree[i] = clone_tree(src, 0)) < 0) die("cannot take %s for the app: %s", src ? src : "?", strerror(errno));
+    struct stat bst; /* what was taken is what was checked: a device node, or a directory */
+    int device = json_is_true(json_object_get(b, "device"));
+    if (fstat(bindtree[i], &bst) != 0 || (device ? !(S_ISCHR(bst.st_mode) || S_ISBLK(bst.st_mode)) : !S_ISDIR(bst.st_mode)))
+      die("%s is not a %s", src, device ? "device node" : "directory");
   }
   static secret sec[MAX_SECRETS];
   size_t nsec = read_secrets(s->secrets, sec);

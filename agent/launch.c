@@ -223,7 +223,7 @@ static char *helper_spec(const fy_launch_in *in, const fy_launch_plan *p, const 
     json_array_append_new(binds, json_pack("{s:s, s:s, s:b}", "src", src, "dst", p->mounts.volumes[k].path, "device", 0));
   }
   for (size_t k = 0; binds && !in->join_pid && k < p->mounts.ndevices; k++)
-    json_array_append_new(binds, json_pack("{s:s, s:s, s:b}", "src", p->mounts.devices[k], "dst", p->mounts.devices[k], "device", 1));
+    json_array_append_new(binds, json_pack("{s:s, s:s, s:b}", "src", p->device_src[k], "dst", p->mounts.devices[k], "device", 1));
   if (j && binds && json_array_size(binds)) json_object_set(j, "binds", binds);
   json_decref(binds);
   char sdir[4400];
@@ -323,6 +323,23 @@ int fy_launch_plan_make(const fy_launch_in *in, fy_launch_plan *p, char *err, si
   if (rc != FY_OK) return FY_EEXEC;
   const json_t *jargs = in->argv_override ? in->argv_override : meta.argv, *jenv = meta.env;
   p->mounts = meta.mounts;
+  for (size_t k = 0; k < p->mounts.ndevices; k++) { /* the node's config may have changed since the deploy */
+    const char *dev = p->mounts.devices[k];
+    int allowed = 0;
+    for (size_t i = 0; i < in->cfg->ndevices && !allowed; i++) allowed = strcmp(in->cfg->devices[i], dev) == 0;
+    char real[4096];
+    struct stat dst;
+    if (!allowed) {
+      fy_text_fmt(err, errlen, "the app needs the device %s, which this node no longer allows (devices: in its agent config)", dev);
+      return FY_EEXEC;
+    }
+    if (!realpath(dev, real) || strncmp(real, "/dev/", 5) != 0 || strlen(real) >= FY_APP_PATH_MAX || stat(real, &dst) != 0 ||
+        !(S_ISCHR(dst.st_mode) || S_ISBLK(dst.st_mode))) {
+      fy_text_fmt(err, errlen, "the app needs the device %s, which is not a device node under /dev on this node", dev);
+      return FY_EEXEC;
+    }
+    memcpy(p->device_src[k], real, strlen(real) + 1); /* shorter than FY_APP_PATH_MAX: checked above */
+  }
   const char *workdir = meta.workdir, *user = meta.user;
   size_t nargs = json_array_size(jargs);
   p->caps = fy_runspec_caps(&meta.spec);

@@ -48,6 +48,8 @@ typedef struct fy_launch_plan {
   int stop_signal;            /* what stops it: the image's StopSignal, SIGTERM by default */
   uint64_t stop_timeout_ms;   /* then SIGKILL after this */
   fy_mounts mounts;           /* the release's volumes and devices (the caller creates the volumes) */
+  char device_src[FY_DEVICES_MAX][FY_APP_PATH_MAX]; /* each device resolved on the host, checked at
+                                                       every start: allowed now, and a device node */
 } fy_launch_plan;
 
 /* Builds the plan. FY_OK; FY_EEXEC with a message a person can act on in err ("cannot execute

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "applog.h"
 #include "release.h"
 #include "ferry/fsutil.h"
 #include "ferry/text.h"
@@ -169,8 +170,10 @@ static void remove_stopped(fy_app *app, void *ud) {
     answer(v);
     return;
   }
-  if (app->log_fd >= 0) close(app->log_fd); /* the log goes with the app */
+  if (app->log_fd >= 0) close(app->log_fd); /* the log goes with the app, and whoever follows it */
   app->log_fd = -1;
+  fy_applog_unfollow_all(app, "the app was removed (ferry rm)");
+  app->volumes_seen_ms = 0;
   app->log_size = 0;
   app->version = 0;
   app->deploying = 0; /* the GC collects releases of apps nobody deploys */

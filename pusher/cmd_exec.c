@@ -33,6 +33,8 @@ typedef struct exec_run {
   uv_pipe_t in;            /* our stdin: a pipe, */
   uv_tty_t tin;            /* or a terminal (libuv reopens it, so the shell's stays blocking) */
   uv_stream_t *ins;
+  uv_idle_t file_in;       /* or a file (epoll takes no regular file): read a chunk per loop turn */
+  int file_open, file_reading;
   int in_open, in_reading;
   int eof_pending;         /* the end of stdin waits for TLS's buffer to drain */
   char held[32768];        /* stdin read while the buffer was full, sent once it drains */
@@ -78,6 +80,7 @@ static void send_eof(exec_run *x) {
 
 static void stop_input(exec_run *x) {
   if (x->in_open && !uv_is_closing((uv_handle_t *)x->ins)) uv_close((uv_handle_t *)x->ins, in_closed);
+  if (x->file_open && !uv_is_closing((uv_handle_t *)&x->file_in)) uv_close((uv_handle_t *)&x->file_in, in_closed);
 }
 
 static void in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
@@ -99,8 +102,36 @@ static void in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
 }
 
+static void file_chunk(uv_idle_t *h) {
+  exec_run *x = h->data;
+  char buf[32768];
+  ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+  if (n < 0 && errno == EINTR) return;
+  if (n <= 0) { /* the end of the file (or an error reading it): the command's stdin ends */
+    send_eof(x);
+    stop_input(x);
+    return;
+  }
+  int rc = fy_conn_send(&x->conn, FY_FT_INPUT, buf, (size_t)n);
+  if (rc == FY_EBUSY) { /* hold it until TLS's buffer drains */
+    memcpy(x->held, buf, (size_t)n);
+    x->nheld = (size_t)n;
+    uv_idle_stop(h);
+    x->file_reading = 0;
+  } else if (rc != FY_OK) {
+    fy_conn_close(&x->conn, rc, "cannot send stdin");
+  }
+}
+
 static void start_input(exec_run *x) {
-  if (!x->input || x->in_open) return;
+  if (!x->input || x->in_open || x->file_open) return;
+  if (uv_guess_handle(STDIN_FILENO) == UV_FILE) { /* a regular file or /dev/null */
+    uv_idle_init(x->loop, &x->file_in);
+    x->file_in.data = x;
+    x->file_open = x->file_reading = 1;
+    uv_idle_start(&x->file_in, file_chunk);
+    return;
+  }
   if (isatty(STDIN_FILENO)) {
     if (uv_tty_init(x->loop, &x->tin, STDIN_FILENO, 1) != 0) return;
     x->ins = (uv_stream_t *)&x->tin;
@@ -115,8 +146,8 @@ static void start_input(exec_run *x) {
   x->ins->data = x;
   x->in_open = 1;
   x->in_reading = 1;
-  if (uv_read_start(x->ins, in_alloc, in_read) != 0) { /* a regular file, say: no input */
-    fy_cli_err("cannot read stdin as a stream (a pipe or a terminal); the command gets none");
+  if (uv_read_start(x->ins, in_alloc, in_read) != 0) {
+    fy_cli_err("cannot read stdin; the command gets none");
     send_eof(x);
     stop_input(x);
   }
@@ -137,6 +168,10 @@ static void on_writable(fy_conn *c) {
   if (x->in_open && !x->in_reading && !uv_is_closing((uv_handle_t *)x->ins)) {
     x->in_reading = 1;
     uv_read_start(x->ins, in_alloc, in_read);
+  }
+  if (x->file_open && !x->file_reading && !uv_is_closing((uv_handle_t *)&x->file_in)) {
+    x->file_reading = 1;
+    uv_idle_start(&x->file_in, file_chunk);
   }
 }
 

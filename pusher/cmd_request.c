@@ -30,7 +30,7 @@ static void followed(fy_ask_batch *b, fy_ask *a, int stream, const char *p, size
     p += len;
     n -= len;
   }
-  fflush(stdout);
+  if (fflush(stdout) != 0 || ferror(stdout)) exit(0); /* `ferry logs -f | head`: the reader is done */
 }
 
 /* What each verb asks for, the result that means it worked, and what it says. */

@@ -238,8 +238,14 @@ int fy_volumes_from_json(const json_t *j, fy_mounts *m, char *err, size_t errlen
       return fy_text_fail(err, errlen, FY_EINVAL, "volumes.%s: expected a clean absolute path such as /var/lib/app", name);
     if (under(path, "/proc") || under(path, "/sys") || under(path, "/dev") || under(path, "/run/secrets"))
       return fy_text_fail(err, errlen, FY_EINVAL, "volumes.%s: %s is where the runtime mounts its own file systems", name, path);
-    for (size_t i = 0; i < m->nvolumes; i++)
+    char env_a[64], env_b[64];
+    fy_volume_env_name(name, env_a, sizeof env_a);
+    for (size_t i = 0; i < m->nvolumes; i++) {
       if (strcmp(m->volumes[i].path, path) == 0) return fy_text_fail(err, errlen, FY_EINVAL, "volumes.%s: %s is another volume's path too", name, path);
+      fy_volume_env_name(m->volumes[i].name, env_b, sizeof env_b);
+      if (strcmp(env_a, env_b) == 0)
+        return fy_text_fail(err, errlen, FY_EINVAL, "volumes.%s: its %s would be volume %s's too", name, env_a, m->volumes[i].name);
+    }
     snprintf(m->volumes[m->nvolumes].name, FY_VOLUME_NAME_MAX, "%s", name);
     snprintf(m->volumes[m->nvolumes].path, FY_APP_PATH_MAX, "%s", path);
     m->nvolumes++;

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# kill -9 of ferryd at 200 random moments of deploys (transfer, unpack, switch, settle, and the
+# kill -9 of ferryd at 120 random moments of deploys (transfer, unpack, switch, settle, and the
 # garbage collection after each switch: three versions take turns, so every deploy removes the
 # blobs of the one before last) and of manual rollbacks: after each, `ferryd --check-state` finds
 # every invariant holding and `current` names a complete release; on restart ferryd removes
 # partial releases, runs the current app exactly once, and the next push completes (resuming
-# partial blobs). FERRY_CRASH_ROUNDS changes the 200 (the asan preset uses fewer).
+# partial blobs). FERRY_CRASH_ROUNDS changes the 120 (the asan preset uses fewer).
 source "$(dirname "$0")/lib.sh"
-ROUNDS=${FERRY_CRASH_ROUNDS:-200}
+ROUNDS=${FERRY_CRASH_ROUNDS:-120}
 case "$FERRY_BIN" in *asan*) ROUNDS=${FERRY_CRASH_ROUNDS:-40} ;; esac
 setup_fleet
 build_apps "$T/app"

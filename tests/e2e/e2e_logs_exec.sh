@@ -75,8 +75,25 @@ kill -USR1 "$(cat "$T/state-h1/apps/svc/pid")"
 wait_log "$T/follow1.txt" '^usr1 on stderr from x86_64$' 2
 kill $FOLLOW; wait $FOLLOW 2> /dev/null || true
 ! grep -q '^usr1 from' "$T/follow1.txt" || { cat "$T/follow1.txt"; fail "-f --stream stderr showed stdout"; }
+# `ferry logs -f | head -1`: once head is gone, the next line ends ferry (as it ends kubectl).
+( "$FERRY" logs --identity "$T/me" --to "$H1" --app svc -f --tail 1 | head -1 > "$T/head.txt" ) &
+HEADP=$!
+wait_for 60 "head's line" test -s "$T/head.txt"
+kill -USR1 "$(cat "$T/state-h1/apps/svc/pid")"
+wait_for 60 "ferry logs -f | head to end" bash -c "! kill -0 $HEADP 2> /dev/null"
 grep -q 'peer .*: ' "$T/h1.log" && kill -0 "${PIDS[0]}" || fail "the agent went away with its follower"
 pass "logs -f on two nodes (one under qemu): the lines the apps wrote after it started, prefixed h1:/pi:; one node unprefixed, --stream kept"
+
+# --- a followed app that is removed ends its followers (they do not hold a slot for ever)
+push_json "$T/p9.json" "$IMG:v1" --to "$H1" --app gone --settle 0.5
+"$FERRY" logs --identity "$T/me" --to "$H1" --app gone -f > "$T/gone.txt" 2> "$T/gone.err" &
+FOLLOW=$!
+wait_log "$T/gone.txt" 'hello from x86_64'
+"$FERRY" rm --identity "$T/me" --to "$H1" --app gone > /dev/null || fail "rm of a followed app"
+wait_for 60 "the follower to end" bash -c "! kill -0 $FOLLOW 2> /dev/null"
+set +e; wait $FOLLOW; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q "the app was removed" "$T/gone.err" || { cat "$T/gone.err"; fail "the follower of a removed app"; }
+pass "ferry rm ends the app's followers with the reason"
 
 # --- exec refused: without isolation (h1), and where allow_exec is off (pi)
 set +e
@@ -117,4 +134,25 @@ set +e; ex -- /no/such/program 2> "$T/e2.txt"; rc=$?; set -e
 grep -q "app deb: exec busybox ..." "$T/ct.log" || fail "the agent does not log the exec"
 kill -0 "$CT_PID" || fail "the agent died"
 pass "exec: inside the app (hostname ct, a mount namespace not ferryd's, the release's files), stdout/stderr apart, exit code 7, -i stdin, -t a terminal"
+
+# --- exec under pressure: stdin from a file and /dev/null, a command slower than its input, a
+# reader slower than the output, and a pusher that goes away
+head -c 100000 /dev/urandom > "$T/in.bin"
+[ "$(ex -i -- busybox md5sum < "$T/in.bin" | cut -d' ' -f1)" = "$(md5sum < "$T/in.bin" | cut -d' ' -f1)" ] || fail "exec -i < a file"
+[ "$(ex -i -- busybox wc -c < /dev/null | tr -d ' ')" = 0 ] || fail "exec -i < /dev/null"
+GOT=$(head -c 3000000 /dev/zero | ex -i -- busybox sh -c "busybox sleep 2; busybox wc -c" | tr -d " ")
+[ "$GOT" = 3000000 ] \
+  || fail "exec -i: input for a command that reads late was lost or refused (got $GOT)"
+[ "$(ex -- busybox sh -c 'busybox head -c 3000000 /dev/zero; exit 3' | (sleep 2; wc -c) | tr -d ' ')" = 3000000 ] \
+  || fail "exec: output to a slow reader was cut"
+"$FERRY" exec "$CT" --app deb --identity "$T/me" -- busybox sleep 777 > /dev/null 2>&1 &
+EXP=$!
+sleep_runs() { pgrep -f '^[^ ]*busybox sleep 777' > /dev/null; }
+wait_for 60 "the exec'd command to start" sleep_runs
+kill -TERM $EXP; wait $EXP 2> /dev/null || true
+wait_for 60 "the command to go with its pusher" bash -c '! pgrep -f "^[^ ]*busybox sleep 777" > /dev/null'
+no_zombie() { ! ps -o stat= --ppid "$CT_PID" | grep -q Z; }
+wait_for 30 "no zombie under ferryd" no_zombie
+kill -0 "$CT_PID" && "$FERRY" status --identity "$T/me" --to "$CT" > /dev/null || fail "the agent after the attacks"
+pass "exec: stdin from a file and /dev/null, 3 MB into a command that reads late, 3 MB out to a slow reader, all intact; Ctrl-C kills the command, no zombie left"
 finish

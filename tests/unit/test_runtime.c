@@ -341,7 +341,7 @@ static void test_mounts(void) {
       "{\"data\": \"relative\"}", "{\"data\": \"/\"}", "{\"data\": \"/var/../etc\"}", "{\"data\": \"/var//lib\"}",
       "{\"data\": \"/var/lib/\"}", "{\"data\": \"/proc/x\"}", "{\"data\": \"/dev\"}", "{\"data\": \"/run/secrets/k\"}",
       "{\"Data\": \"/x\"}", "{\"\": \"/x\"}", "{\"a\": \"/x\", \"b\": \"/x\"}", "{\"data\": 5}", "[\"/x\"]",
-      "{\"data\": \"/a/./b\"}", "{\"data\": \"/a\\nb\"}"};
+      "{\"data\": \"/a/./b\"}", "{\"data\": \"/a\\nb\"}", "{\"my-data\": \"/a\", \"my_data\": \"/b\"}"};
   for (size_t i = 0; i < sizeof bad_volumes / sizeof bad_volumes[0]; i++) {
     j = json_loads(bad_volumes[i], 0, NULL);
     CHECK(j != NULL);
