@@ -104,6 +104,16 @@ LAST=0; push v1; [ $PUSH_RC -eq 0 ] || fail "v1 after purge"
 [ "$(count)" = 1 ] || fail "after rm --purge the count starts again (it is $(count))"
 pass "rm --purge removes the volume: the next push starts from an empty one"
 
+# --- a device the node stops allowing: the next start is refused, naming it
+CTPID=$(pgrep -f "$T/bin-ct/ferryd --config $T/ct.yaml" | head -1)
+kill "$CTPID"
+wait_for 30 "ct to stop" bash -c "! kill -0 $CTPID 2> /dev/null"
+AGENT_LISTEN_PORT=$PORT_ct FERRYD_BIN=$T/bin-ct/ferryd start_agent ct 'allow_exec: true'
+wait_log "$T/ct.log" "no longer allows (devices: in its agent config)"
+"$FERRY" status --identity "$T/me" --to "$CT" --json > "$T/st2.json"
+[ "$(json_get "$T/st2.json" "d['nodes'][0]['apps'][0]['state']")" != "('running',)" ] || fail "an app whose device is no longer allowed runs"
+pass "a device taken out of the agent's devices: the app does not start again, and the log says why"
+
 # --- arm64 under qemu: the path in FERRY_VOLUME_DATA
 push_json "$T/a1.json" "$T/img:a1" --to "$PI" --app counter --settle 0.5
 [ $PUSH_RC -eq 0 ] || { cat "$T/a1.json" "$T/a1.json.err"; fail "arm64 a1"; }
