@@ -422,13 +422,20 @@ static void limits(fy_app *app, const json_t *run, fy_launch_in *in, const char 
   app->health_interval_ms = meta.health_interval_ms > 0 ? (uint64_t)meta.health_interval_ms : FY_HEALTH_INTERVAL_DEFAULT_MS;
   app->restart_policy = meta.restart;
   app->limits = meta.spec;
-  if (!meta.spec.memory && !meta.spec.cpu_milli && !meta.spec.pids) return;
+  int resources = meta.spec.memory || meta.spec.cpu_milli || meta.spec.pids;
   const fy_agent_config *cfg = &app->agent->cfg;
   if (!fy_config_contained(cfg, geteuid() == 0)) {
-    snprintf(app->cg.not_enforced, sizeof app->cg.not_enforced, "the app runs without containment (%s)",
-             cfg->nwrapper ? "exec_wrapper" : geteuid() != 0 ? "ferryd is not root" : "isolation: none");
-  } else {
-    fy_cgroup_prepare(&app->agent->cgroups, app->name, &meta.spec, &app->cg);
+    if (resources)
+      snprintf(app->cg.not_enforced, sizeof app->cg.not_enforced, "the app runs without containment (%s)",
+               cfg->nwrapper ? "exec_wrapper" : geteuid() != 0 ? "ferryd is not root" : "isolation: none");
+  } else if (resources || meta.mounts.ndevices) {
+    if (resources) fy_cgroup_prepare(&app->agent->cgroups, app->name, &meta.spec, &app->cg);
+    const char *devs[FY_DEVICES_MAX];
+    char real[FY_DEVICES_MAX][4096];
+    size_t nd = 0;
+    for (size_t i = 0; i < meta.mounts.ndevices; i++)
+      if (realpath(meta.mounts.devices[i], real[nd])) devs[nd] = real[nd], nd++;
+    fy_cgroup_devices(&app->agent->cgroups, app->name, devs, nd, &app->cg);
     for (size_t i = 0; i < app->cg.ndirs; i++) dirs[i] = app->cg.dirs[i];
     in->cgroups = dirs;
     in->ncgroups = app->cg.ndirs;

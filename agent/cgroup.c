@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "cgroup.h"
@@ -57,6 +58,7 @@ void fy_cgroup_detect(const char *mountinfo, fy_cgroup_sys *s) {
         } else if (k >= 5 && fstype && sopts && strcmp(fstype, "cgroup") == 0) {
           for (int c = 0; c < FY_CG_N; c++)
             if (has_item(sopts, names[c]) && !s->v1[c][0]) snprintf(s->v1[c], sizeof s->v1[c], "%s", f[4]);
+          if (has_item(sopts, "devices") && !s->v1_devices[0]) snprintf(s->v1_devices, sizeof s->v1_devices, "%s", f[4]);
         }
       }
     }
@@ -157,6 +159,38 @@ void fy_cgroup_prepare(const fy_cgroup_sys *s, const char *app, const fy_runspec
       out->memory_v2 = v2;
     }
   }
+}
+
+void fy_cgroup_devices(const fy_cgroup_sys *s, const char *app, const char *const *devs, size_t n, fy_cgroup_app *out) {
+  if (n == 0) return;
+  if (!s->v1_devices[0]) {
+    not_enforced(out, "device rules", "no v1 devices controller (cgroup v2 would need an eBPF program); the granted nodes are "
+                                      "the only ones in the app's /dev, and its mounts are nodev");
+    return;
+  }
+  /* What the runtime puts in every app's /dev: null zero full random urandom, tty, ptmx and pts. */
+  static const char *const base_rules[] = {"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                                           "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm"};
+  char base[1100], dir[1200], why[300];
+  snprintf(base, sizeof base, "%s/ferry", s->v1_devices);
+  int rc = fy_path_fmt(dir, sizeof dir, "%s/%s", base, app) == FY_OK ? 0 : -ENAMETOOLONG;
+  if (rc == 0) rc = make_dir(base);
+  if (rc == 0) rc = make_dir(dir);
+  if (rc == 0) rc = write_text(dir, "devices.deny", "a");
+  for (size_t i = 0; rc == 0 && i < sizeof base_rules / sizeof base_rules[0]; i++) rc = write_text(dir, "devices.allow", base_rules[i]);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    struct stat st;
+    char rule[64];
+    if (stat(devs[i], &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) continue; /* the launch says why */
+    snprintf(rule, sizeof rule, "%c %u:%u rwm", S_ISCHR(st.st_mode) ? 'c' : 'b', major(st.st_rdev), minor(st.st_rdev));
+    rc = write_text(dir, "devices.allow", rule);
+  }
+  if (rc != 0) {
+    fy_text_fmt(why, sizeof why, "cannot set them up in %s (%s)", dir, strerror(-rc));
+    not_enforced(out, "device rules", why);
+    return;
+  }
+  add_dir(out, dir);
 }
 
 uint64_t fy_cgroup_oom_kills(const fy_cgroup_app *c) {

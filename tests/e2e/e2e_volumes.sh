@@ -90,6 +90,13 @@ pass "a volume's count survives 3 deploys, an automatic rollback, ferry rollback
   || fail "the granted device is not in the app's /dev"
 [ "$("$FERRY" exec "$CT" --app counter --identity "$T/me" -- /bin/busybox sh -c '[ -e /dev/sda ] || echo absent')" = absent ] \
   || fail "a device not granted is in the app's /dev"
+DL=$(awk '$5 == "/sys/fs/cgroup/devices" || ($9 == "cgroup" && $NF ~ /(^|,)devices(,|$)/) {print $5; exit}' /proc/self/mountinfo)
+if [ -n "$DL" ]; then # cgroup v1's devices controller: only the runtime's /dev and the granted node
+  RULES=$(cat "$DL/ferry/counter/devices.list")
+  MAJMIN=$(printf '%d:%d' "0x$(stat -c %t "$DEV")" "0x$(stat -c %T "$DEV")")
+  echo "$RULES" | grep -qx "c $MAJMIN rwm" && echo "$RULES" | grep -qx 'c 136:\* rwm' && ! echo "$RULES" | grep -q '^a ' \
+    || { echo "$RULES"; fail "the app's device cgroup rules"; }
+fi
 PID=$(cat "$T/state-ct/apps/counter/pid"); C=$(count)
 push nodev
 [ $PUSH_RC -ne 0 ] && grep -q "the app needs the device /dev/video7, which ct does not allow (devices: in its agent config)" "$T/nodev.json" \

@@ -152,6 +152,25 @@ static void test_cgroups(void) {
   fy_cgroup_app a;
   fy_runspec r = {.memory = 64 << 20, .cpu_milli = 500, .pids = 64};
 
+  /* device rules: v1's devices controller, the runtime's own nodes and the granted one last */
+  put("dv/ferry/cam/devices.deny", "");
+  put("dv/ferry/cam/devices.allow", "");
+  snprintf(mi, sizeof mi, "35 30 0:32 / %s/dv rw,relatime - cgroup cgroup rw,devices\n", base);
+  fy_cgroup_detect(mi, &s);
+  CHECK(s.v1_devices[0] != '\0');
+  memset(&a, 0, sizeof a);
+  const char *granted[] = {"/dev/null"};
+  fy_cgroup_devices(&s, "cam", granted, 1, &a);
+  CHECK_STR(a.not_enforced, "");
+  CHECK_INT(a.ndirs, 1);
+  CHECK_STR(get("dv/ferry/cam/devices.deny"), "a");
+  CHECK(strncmp(get("dv/ferry/cam/devices.allow"), "c 1:3 rwm", 9) == 0); /* each write replaces the fake file's text */
+  /* without it: said, not silently dropped */
+  memset(&s, 0, sizeof s);
+  memset(&a, 0, sizeof a);
+  fy_cgroup_devices(&s, "cam", granted, 1, &a);
+  CHECK(strstr(a.not_enforced, "device rules: no v1 devices controller") != NULL);
+
   /* cgroup v2 only (Raspberry Pi OS bookworm, Debian 12 with systemd) */
   put("v2/cgroup.controllers", "cpuset cpu io memory pids\n");
   put("v2/cgroup.subtree_control", "");
