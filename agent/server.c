@@ -332,6 +332,9 @@ static void on_connection(uv_stream_t *server, int status) {
     fy_stream_close(&c->s);
     return;
   }
+  /* A held connection (logs -f, exec) has no idle timeout: keepalive finds a peer that vanished
+   * without a FIN (a laptop that slept, a cut cable) and frees its slot. */
+  (void)uv_tcp_keepalive(&c->s.tcp, 1, 60);
   struct sockaddr_storage ss;
   int sl = sizeof ss;
   char ip[48] = "?";
