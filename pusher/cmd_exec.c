@@ -78,6 +78,19 @@ static void send_eof(exec_run *x) {
   if (rc != FY_OK && rc != FY_EBUSY) fy_conn_close(&x->conn, rc, "cannot send the end of stdin");
 }
 
+/* Sends n bytes of our stdin. 0: stop reading: TLS's buffer is full (the bytes are kept for
+ * on_writable) or the connection failed (it is closing). */
+static int send_input(exec_run *x, const char *p, size_t n) {
+  int rc = fy_conn_send(&x->conn, FY_FT_INPUT, p, n);
+  if (rc == FY_EBUSY) {
+    memcpy(x->held, p, n);
+    x->nheld = n;
+  } else if (rc != FY_OK) {
+    fy_conn_close(&x->conn, rc, "cannot send stdin");
+  }
+  return rc == FY_OK;
+}
+
 static void stop_input(exec_run *x) {
   if (x->in_open && !uv_is_closing((uv_handle_t *)x->ins)) uv_close((uv_handle_t *)x->ins, in_closed);
   if (x->file_open && !uv_is_closing((uv_handle_t *)&x->file_in)) uv_close((uv_handle_t *)&x->file_in, in_closed);
@@ -91,14 +104,9 @@ static void in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     stop_input(x);
     return;
   }
-  int rc = fy_conn_send(&x->conn, FY_FT_INPUT, b->base, (size_t)n);
-  if (rc == FY_EBUSY) { /* TLS's buffer is full: keep it, and read no more until it drains */
-    memcpy(x->held, b->base, (size_t)n);
-    x->nheld = (size_t)n;
+  if (!send_input(x, b->base, (size_t)n)) {
     uv_read_stop(s);
     x->in_reading = 0;
-  } else if (rc != FY_OK) {
-    fy_conn_close(&x->conn, rc, "cannot send stdin");
   }
 }
 
@@ -112,14 +120,9 @@ static void file_chunk(uv_idle_t *h) {
     stop_input(x);
     return;
   }
-  int rc = fy_conn_send(&x->conn, FY_FT_INPUT, buf, (size_t)n);
-  if (rc == FY_EBUSY) { /* hold it until TLS's buffer drains */
-    memcpy(x->held, buf, (size_t)n);
-    x->nheld = (size_t)n;
+  if (!send_input(x, buf, (size_t)n)) {
     uv_idle_stop(h);
     x->file_reading = 0;
-  } else if (rc != FY_OK) {
-    fy_conn_close(&x->conn, rc, "cannot send stdin");
   }
 }
 
