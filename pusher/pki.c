@@ -20,6 +20,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "ferry/fsutil.h"
+#include "ferry/mbedtls_compat.h"
 #include "pki.h"
 
 #define PEM_BUF 4096
@@ -127,8 +128,13 @@ static int write_cert(const struct cert_spec *s, struct rng *r, unsigned char *p
   if (serial_out) memcpy(serial_out, serial_bytes, sizeof serial_bytes);
   fmt_time(s->not_before, nb);
   fmt_time(s->not_after, na);
+#if FY_MBEDTLS3
+  (void)serial;
+  if ((rc = mbedtls_x509write_crt_set_serial_raw(&crt, serial_bytes, sizeof serial_bytes)) != 0 ||
+#else
   if ((rc = mbedtls_mpi_read_binary(&serial, serial_bytes, sizeof serial_bytes)) != 0 ||
       (rc = mbedtls_x509write_crt_set_serial(&crt, &serial)) != 0 ||
+#endif
       (rc = mbedtls_x509write_crt_set_subject_name(&crt, s->subject)) != 0 ||
       (rc = mbedtls_x509write_crt_set_issuer_name(&crt, s->issuer)) != 0 ||
       (rc = mbedtls_x509write_crt_set_validity(&crt, nb, na)) != 0 ||
@@ -257,7 +263,7 @@ int fy_pki_issue(const char *ca_dir, const char *name, fy_role role, const char 
     mbed_reason(err, errlen, "ca.pem", rc);
     goto cleanup;
   }
-  if ((rc = mbedtls_pk_parse_key(&ca_key, (unsigned char *)ca_key_pem, ca_key_len + 1, NULL, 0)) != 0) {
+  if ((rc = fy_mbed_pk_parse_key(&ca_key, (unsigned char *)ca_key_pem, ca_key_len + 1, &r.drbg)) != 0) {
     mbed_reason(err, errlen, "ca-key.pem", rc);
     goto cleanup;
   }
@@ -407,8 +413,8 @@ static int write_crl_pem(const mbedtls_x509_crt *ca, mbedtls_pk_context *key, st
   size_t sig_len = 0, olen = 0, len = 0;
   int tbs_len = write_tbs(tbs_buf, sizeof tbs_buf, ca, serials, dates, n, number, time(NULL), &tbs);
   if (tbs_len < 0) return tbs_len;
-  int rc = mbedtls_sha256_ret(tbs, (size_t)tbs_len, hash, 0);
-  if (rc == 0) rc = mbedtls_pk_sign(key, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, &sig_len, mbedtls_ctr_drbg_random, &r->drbg);
+  int rc = fy_mbed_sha256(tbs, (size_t)tbs_len, hash);
+  if (rc == 0) rc = fy_mbed_pk_sign(key, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, sizeof sig, &sig_len, &r->drbg);
   if (rc != 0) return rc;
   unsigned char *p = der + sizeof der;
   CHK(mbedtls_asn1_write_bitstring(&p, der, sig, sig_len * 8));
@@ -524,7 +530,7 @@ int fy_pki_revoke(const char *ca_dir, const char *name, const char *serial_hex, 
     goto cleanup;
   }
   ret = FY_ETLS;
-  if ((rc = mbedtls_pk_parse_key(&key, (unsigned char *)text, len + 1, NULL, 0)) != 0) { mbed_reason(err, errlen, "ca-key.pem", rc); goto cleanup; }
+  if ((rc = fy_mbed_pk_parse_key(&key, (unsigned char *)text, len + 1, &r.drbg)) != 0) { mbed_reason(err, errlen, "ca-key.pem", rc); goto cleanup; }
   if ((rc = rng_rc) != 0 || (rc = write_crl_pem(&ca, &key, &r, (const unsigned char(*)[16])serials, dates, n, (long)n, pem, sizeof pem)) != 0) {
     mbed_reason(err, errlen, "writing the revocation list", rc);
     goto cleanup;

@@ -17,6 +17,11 @@
 #   FERRY_DPKG_ADMINDIR  the dpkg database to read what is installed from
 #   FERRY_SETUP_SIMULATE=1  no update, no dpkg --add-architecture, `apt-get -s install`, and
 #                        every package counts as missing
+#
+# The static agents are built from Debian's source packages (scripts/deps.sh, cmake/deps.lock):
+# a deb-src entry for bookworm and trixie (mbedTLS 3.6 comes from trixie's sources; no binary
+# package is taken from trixie) is added to /etc/apt/sources.list.d/ferry-src.sources, and the
+# sources are fetched into build/deps/src at the end.
 set -euo pipefail
 
 SUDO=""
@@ -36,11 +41,12 @@ HOST_PKGS=(
   libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev zlib1g-dev libseccomp-dev
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server
   skopeo buildah clang time bc lintian fakeroot dpkg-dev valgrind shellcheck mmdebstrap busybox-static
+  musl-dev gperf
 )
 CROSS_PKGS=()
 for arch in "${FOREIGN[@]}"; do
   CROSS_PKGS+=("libuv1-dev:$arch" "libmbedtls-dev:$arch" "libzstd-dev:$arch"
-               "libyaml-dev:$arch" "libjansson-dev:$arch" "libseccomp-dev:$arch")
+               "libyaml-dev:$arch" "libjansson-dev:$arch" "libseccomp-dev:$arch" "musl-dev:$arch")
 done
 
 apt_get() { $SUDO apt-get "${APT_OPTS[@]}" "$@"; }
@@ -61,8 +67,29 @@ for p in "${HOST_PKGS[@]}" "${CROSS_PKGS[@]}"; do
   [ "$st" = "installed" ] || missing+=("$p")
 done
 
+# The deb-src entry, then the sources of what the static agents link.
+SRC_LIST=/etc/apt/sources.list.d/ferry-src.sources
+sources_ready() {
+  apt-cache "${APT_OPTS[@]}" showsrc mbedtls 2>/dev/null | grep -q '^Version: 3\.6\.'
+}
+fetch_sources() {
+  [ "$SIMULATE" = 1 ] && return 0
+  if [ ! -f "$SRC_LIST" ]; then
+    printf '%s\n' "# ferry: the source packages its static agents are built from (scripts/deps.sh)" \
+      "Types: deb-src" "URIs: http://deb.debian.org/debian" "Suites: bookworm trixie" "Components: main" \
+      "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" | $SUDO tee "$SRC_LIST" > /dev/null
+    echo "setup: added $SRC_LIST (deb-src for bookworm and trixie)"
+  fi
+  if ! sources_ready; then
+    $SUDO apt-get "${APT_OPTS[@]}" update -qq > /dev/null 2>&1 || $SUDO apt-get "${APT_OPTS[@]}" update -qq > /dev/null 2>&1 || true
+    sources_ready || { echo "setup: apt offers no mbedtls 3.6 source package (trixie's deb-src); cannot build the static agents" >&2; exit 1; }
+  fi
+  bash "$(dirname "$0")/deps.sh" fetch
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all packages present"
+  fetch_sources
   exit 0
 fi
 
@@ -216,4 +243,5 @@ if [ "$SIMULATE" = 1 ]; then
   exit 0
 fi
 apt_get install -y -qq --no-install-recommends --allow-downgrades "${install[@]}" "${pins[@]}"
+fetch_sources
 echo "setup: done"

@@ -3,6 +3,8 @@
 
 #include <mbedtls/sha256.h>
 
+#include "ferry/mbedtls_compat.h"
+
 #include "ferry/digest.h"
 
 _Static_assert(sizeof(mbedtls_sha256_context) <= sizeof(fy_sha256), "fy_sha256 too small");
@@ -44,16 +46,16 @@ int fy_digest_equal(const fy_digest *a, const fy_digest *b) { return memcmp(a->b
 void fy_sha256_init(fy_sha256 *h) {
   mbedtls_sha256_context *c = (mbedtls_sha256_context *)h;
   mbedtls_sha256_init(c);
-  (void)mbedtls_sha256_starts_ret(c, 0);
+  (void)fy_mbed_sha256_starts(c);
 }
 
 void fy_sha256_update(fy_sha256 *h, const void *p, size_t n) {
-  (void)mbedtls_sha256_update_ret((mbedtls_sha256_context *)h, p, n);
+  (void)fy_mbed_sha256_update((mbedtls_sha256_context *)h, p, n);
 }
 
 void fy_sha256_final(fy_sha256 *h, fy_digest *out) {
   mbedtls_sha256_context *c = (mbedtls_sha256_context *)h;
-  (void)mbedtls_sha256_finish_ret(c, out->bytes);
+  (void)fy_mbed_sha256_finish(c, out->bytes);
   mbedtls_sha256_free(c);
 }
 

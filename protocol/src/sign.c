@@ -1,5 +1,5 @@
-/* Release signatures: ECDSA P-256 over SHA-256 through mbedTLS's pk layer (2.28 API; 3.x adds
- * RNG arguments to pk_parse_key and pk_sign's output size). See sign.h for the format. */
+/* Release signatures: ECDSA P-256 over SHA-256 through mbedTLS's pk layer (2.28 or 3.6; the
+ * differences are in ferry/mbedtls_compat.h). See sign.h for the format. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,8 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
+
+#include "ferry/mbedtls_compat.h"
 
 #include "ferry/sign.h"
 
@@ -43,7 +45,7 @@ static void rng_close(rng *r) {
 }
 
 static int is_p256(mbedtls_pk_context *pk) {
-  return mbedtls_pk_get_type(pk) == MBEDTLS_PK_ECKEY && mbedtls_pk_ec(*pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1;
+  return mbedtls_pk_get_type(pk) == MBEDTLS_PK_ECKEY && fy_mbed_pk_group(pk) == MBEDTLS_ECP_DP_SECP256R1;
 }
 
 static int compute_id(fy_sign_key *k) {
@@ -110,7 +112,9 @@ int fy_sign_key_parse(const char *pem, size_t len, int want_private, fy_sign_key
   memcpy(z, pem, len);
   z[len] = '\0';
   mbedtls_pk_init(&k->pk);
-  int ok = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)z, len + 1, NULL, 0) == 0;
+  rng r;
+  int ok = rng_open(&r) == FY_OK && fy_mbed_pk_parse_key(&k->pk, (const unsigned char *)z, len + 1, &r.drbg) == 0;
+  rng_close(&r);
   if (ok) k->has_private = 1;
   else if (!want_private) {
     mbedtls_pk_free(&k->pk);
@@ -156,8 +160,8 @@ int fy_sign_data(fy_sign_key *k, const void *data, size_t len, char *sig, size_t
     rng_close(&r);
     return FY_EIO;
   }
-  mbedtls_sha256_ret(data, len, hash, 0);
-  int rc = mbedtls_pk_sign(&k->pk, MBEDTLS_MD_SHA256, hash, sizeof hash, der, &derlen, mbedtls_ctr_drbg_random, &r.drbg);
+  fy_mbed_sha256(data, len, hash);
+  int rc = fy_mbed_pk_sign(&k->pk, MBEDTLS_MD_SHA256, hash, sizeof hash, der, sizeof der, &derlen, &r.drbg);
   rng_close(&r);
   if (rc != 0) return FY_EIO;
   if (mbedtls_base64_encode((unsigned char *)sig, siglen, &b64len, der, derlen) != 0) return FY_ETOOBIG;
@@ -169,7 +173,7 @@ int fy_sign_verify(const fy_sign_key *k, const void *data, size_t len, const cha
   size_t derlen = 0, slen = strnlen(sig, FY_SIG_B64_MAX + 1);
   if (slen == 0 || slen > FY_SIG_B64_MAX) return FY_ESIGNATURE;
   if (mbedtls_base64_decode(der, sizeof der, &derlen, (const unsigned char *)sig, slen) != 0) return FY_ESIGNATURE;
-  mbedtls_sha256_ret(data, len, hash, 0);
+  fy_mbed_sha256(data, len, hash);
   /* pk_verify does not write through the context; the cast only satisfies its prototype. */
   return mbedtls_pk_verify((mbedtls_pk_context *)&k->pk, MBEDTLS_MD_SHA256, hash, sizeof hash, der, derlen) == 0
              ? FY_OK

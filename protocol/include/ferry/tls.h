@@ -83,5 +83,7 @@ void fy_tls_out_consume(fy_tls *t, size_t n);
 const char *fy_tls_peer_name(const fy_tls *t); /* "" before the handshake */
 const char *fy_tls_errmsg(const fy_tls *t);
 const char *fy_tls_suite(const fy_tls *t);
+/* "TLSv1.3" or "TLSv1.2": what the handshake agreed on. */
+const char *fy_tls_version(const fy_tls *t);
 
 #endif
