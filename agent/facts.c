@@ -1,10 +1,18 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "facts.h"
+#include "ferry/cpulevel.h"
 #include "ferry/version.h"
 #include "ferry/wire.h"
 #include "ferry/frame.h"
@@ -42,13 +50,89 @@ static unsigned read_midr(const char *root) {
   return (impl << 24) | (part << 4);
 }
 
+/* The CPU level, as a platform variant ("v8.2", "v3"; "" for the baseline), per architecture. */
+#if defined(__aarch64__)
+static void cpu_level(char *out, size_t n) {
+  int l = fy_arm64_level(getauxval(AT_HWCAP), getauxval(AT_HWCAP2));
+  if (l > 0) snprintf(out, n, "v8.%d", l);
+  else out[0] = '\0';
+}
+#elif defined(__x86_64__)
+static void cpu_level(char *out, size_t n) {
+  unsigned a, b, c, d;
+  fy_x86_cpuid id = {0};
+  if (__get_cpuid(1, &a, &b, &c, &d)) id.l1_ecx = c;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) id.l7_ebx = b;
+  if (__get_cpuid(0x80000001u, &a, &b, &c, &d)) id.e1_ecx = c;
+  if (id.l1_ecx & (1u << 27)) { /* OSXSAVE: XGETBV may run */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    id.xcr0 = (uint64_t)hi << 32 | lo;
+  }
+  int l = fy_amd64_level(&id);
+  if (l > 1) snprintf(out, n, "v%d", l);
+  else out[0] = '\0';
+}
+#else
+static void cpu_level(char *out, size_t n) { (void)n; out[0] = '\0'; }
+#endif
+
+/* Under qemu's user-mode emulation the kernel is the host's: /proc/cpuinfo reads like an
+ * x86 one (qemu 7.2 does not make one up for aarch64), and qemu-aarch64 runs no 32-bit code. */
+static int emulated_on_x86(void) {
+  char *data = NULL;
+  size_t len = 0;
+  if (fy_file_read("/proc/cpuinfo", 1 << 20, &data, &len) != FY_OK) return 0;
+  int x86 = strstr(data, "\nvendor_id") != NULL || strncmp(data, "processor\t: 0\nvendor_id", 24) == 0 ||
+            strstr(data, "\nflags\t\t:") != NULL;
+  free(data);
+  return x86;
+}
+
+/* A 96-byte static linux/arm (EABI5) program: exit(42). */
+static const unsigned char arm32_probe[96] = {
+    0x7f, 'E', 'L', 'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,      /* ELF32, little endian */
+    2, 0, 40, 0, 1, 0, 0, 0, 0x54, 0x00, 0x01, 0x00,               /* EXEC, ARM, v1, entry 0x10054 */
+    52, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x04, 0x00, 0x05,               /* phoff 52, no sections, EABI5 hard-float */
+    52, 0, 32, 0, 1, 0, 0, 0, 0, 0, 0, 0,                          /* ehsize, phentsize, 1 phdr */
+    1, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x01, 0x00,                /* PT_LOAD, offset 0, vaddr 0x10000 */
+    0x00, 0x00, 0x01, 0x00, 96, 0, 0, 0, 96, 0, 0, 0,              /* paddr, filesz, memsz */
+    5, 0, 0, 0, 0x00, 0x10, 0x00, 0x00,                            /* R+X, align 0x1000 */
+    0x2a, 0x00, 0xa0, 0xe3,                                        /* mov r0, #42 */
+    0x01, 0x70, 0xa0, 0xe3,                                        /* mov r7, #1 (exit) */
+    0x00, 0x00, 0x00, 0xef,                                        /* svc #0 */
+};
+
+/* Runs the probe from a memfd: 42 back means the kernel ran a 32-bit arm program. */
+static int arm32_runs(void) {
+  int fd = memfd_create("ferry-arm32-probe", MFD_CLOEXEC);
+  if (fd < 0) return 0;
+  if (write(fd, arm32_probe, sizeof arm32_probe) != (ssize_t)sizeof arm32_probe) {
+    close(fd);
+    return 0;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    char *argv[] = {"ferry-arm32-probe", NULL}, *envp[] = {NULL};
+    fexecve(fd, argv, envp);
+    _exit(127);
+  }
+  close(fd);
+  if (pid < 0) return 0;
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return 0;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 42;
+}
+
 /* On arm64, the kernel refuses PER_LINUX32 when the CPU cannot run AArch32 at EL0 or the kernel
- * lacks CONFIG_COMPAT (arch/arm64/kernel/sys.c), which is exactly "can this device run linux/arm". */
+ * lacks CONFIG_COMPAT (arch/arm64/kernel/sys.c); the probe then shows that it really runs. */
 static int can_run_aarch32(void) {
+  if (emulated_on_x86()) return 0;
   int old = personality(0xffffffff);
   if (personality(PER_LINUX32) == -1) return 0;
   personality((unsigned long)old);
-  return 1;
+  return arm32_runs();
 }
 
 int fy_facts_detect(const fy_agent_config *cfg, fy_facts *f, char *err, size_t errlen) {
@@ -59,7 +143,11 @@ int fy_facts_detect(const fy_agent_config *cfg, fy_facts *f, char *err, size_t e
   memset(f, 0, sizeof *f);
   fy_platform_native(&f->platform);
   if (strcmp(f->platform.arch, "arm64") == 0 && !can_run_aarch32()) flags |= FY_PLATFORM_NO_AARCH32;
-  f->naccepts = fy_platform_accepts(&f->platform, flags, f->accepts, FY_PLATFORM_ACCEPT_MAX);
+  /* The platform stays the base name; the CPU's level leads the accepted list. */
+  fy_platform leveled = f->platform;
+  if (!leveled.variant[0]) cpu_level(leveled.variant, sizeof leveled.variant);
+  snprintf(f->cpu_level, sizeof f->cpu_level, "%s", leveled.variant);
+  f->naccepts = fy_platform_accepts(&leveled, flags, f->accepts, FY_PLATFORM_ACCEPT_MAX);
   f->page_size = sysconf(_SC_PAGESIZE);
 
   read_probe(cfg->probe_root, "proc/device-tree/model", f->probe.dt_model, sizeof f->probe.dt_model);
@@ -113,6 +201,7 @@ json_t *fy_facts_json(const fy_agent_config *cfg, const fy_facts *f, const char 
   json_object_set_new(labels, "kubernetes.io/hostname", json_string(name));
   if (f->have_board) json_object_set_new(labels, "ferry.dev/board", json_string(f->board.name));
   if (f->platform.variant[0]) json_object_set_new(labels, "ferry.dev/variant", json_string(f->platform.variant));
+  if (f->cpu_level[0]) json_object_set_new(labels, "ferry.dev/cpu-level", json_string(f->cpu_level));
   char ps[32];
   snprintf(ps, sizeof ps, "%ld", f->page_size);
   json_object_set_new(labels, "ferry.dev/page-size", json_string(ps));

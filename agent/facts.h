@@ -12,6 +12,7 @@ typedef struct fy_facts {
   fy_platform platform;                       /* the userland: what this ferryd was built for */
   fy_platform accepts[FY_PLATFORM_ACCEPT_MAX];
   size_t naccepts;
+  char cpu_level[FY_PLATFORM_FIELD];          /* "v8.2", "v3"; "" at the baseline */
   fy_board board;                             /* detected or configured profile */
   int have_board;
   fy_board_probe probe;

@@ -4,6 +4,7 @@
  * here ends that connection only. */
 #include <stdarg.h>
 #include <stdint.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,8 +371,23 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
   int rc;
   if (uv_ip4_addr(a->cfg.listen_host, a->cfg.listen_port, (struct sockaddr_in *)&addr) != 0 &&
       uv_ip6_addr(a->cfg.listen_host, a->cfg.listen_port, (struct sockaddr_in6 *)&addr) != 0) {
-    snprintf(err, errlen, "listen: '%s' is not an IP address", a->cfg.listen_host);
-    return FY_ECONFIG;
+    /* A host name: /etc/hosts, then DNS, through the C library's resolver (the static agents
+     * are built on musl, whose resolver needs no NSS modules from the device). Once, at start. */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", a->cfg.listen_port);
+    int g = getaddrinfo(a->cfg.listen_host, port, &hints, &ai);
+    if (g != 0 || !ai || ai->ai_addrlen > sizeof addr) {
+      snprintf(err, errlen, "listen: '%s' is neither an IP address nor a name this device resolves (%s)",
+               a->cfg.listen_host, g != 0 ? gai_strerror(g) : "no address");
+      if (ai) freeaddrinfo(ai);
+      return FY_ECONFIG;
+    }
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    char ip[64] = "";
+    (void)uv_ip_name(ai->ai_addr, ip, sizeof ip);
+    fy_log("info", "listen: %s resolves to %s", a->cfg.listen_host, ip);
+    freeaddrinfo(ai);
   }
   uv_tcp_init(a->loop, &a->listener);
   a->listener.data = a;

@@ -35,6 +35,8 @@ static void add(struct check *c, size_t *n, const char *plat, const char *what, 
   k->required = required;
 }
 
+#define BINFMT "/proc/sys/fs/binfmt_misc"
+
 int fy_cmd_doctor(int argc, char **argv) {
   int json = argc > 1 && strcmp(argv[1], "--json") == 0;
   if (argc > 1 && !json) {
@@ -48,7 +50,12 @@ int fy_cmd_doctor(int argc, char **argv) {
   fy_platform_native(&native);
   char buf[512], cmd[512], detail[512];
   struct stat st;
-  int binfmt_mounted = stat("/proc/sys/fs/binfmt_misc/status", &st) == 0;
+  /* binfmt_misc's status file is the switch for every handler at once; each entry has its own. */
+  char *gtext = NULL;
+  size_t glen;
+  int binfmt_mounted = fy_file_read(BINFMT "/status", 64, &gtext, &glen) == FY_OK;
+  int binfmt_on = binfmt_mounted && strncmp(gtext, "enabled", 7) == 0;
+  free(gtext);
   for (size_t i = 0; i < 3; i++) {
     fy_platform p;
     if (fy_platform_parse(plats[i], &p) != FY_OK) continue;
@@ -74,21 +81,26 @@ int fy_cmd_doctor(int argc, char **argv) {
     /* binfmt_misc: ferry itself never needs it (it runs qemu explicitly); other tools do. */
     char entry[128], *text = NULL;
     size_t len;
-    snprintf(entry, sizeof entry, "/proc/sys/fs/binfmt_misc/%s", q);
+    snprintf(entry, sizeof entry, BINFMT "/%s", q);
     int present = binfmt_mounted && fy_file_read(entry, 4096, &text, &len) == FY_OK;
     int enabled = present && strncmp(text, "enabled", 7) == 0;
     const char *fl = present ? strstr(text, "flags:") : NULL;
     int fflag = fl && strchr(fl + 6, 'F') && strchr(fl + 6, 'F') < strchr(fl, '\n');
     free(text);
+    char entry_on[160];
+    snprintf(entry_on, sizeof entry_on, "echo 1 > %s   # this handler only", entry);
     if (!binfmt_mounted)
       add(c, &n, plats[i], "binfmt_misc", 0, 0, "not mounted: the kernel cannot run foreign binaries by itself (exec format error)",
-          "mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc");
+          "mount binfmt_misc -t binfmt_misc " BINFMT);
+    else if (!binfmt_on)
+      add(c, &n, plats[i], "binfmt_misc", 0, 0, "switched off as a whole (" BINFMT "/status says disabled): no handler runs",
+          "echo 1 > " BINFMT "/status");
     else if (!present)
       add(c, &n, plats[i], "binfmt_misc", 0, 0, "no qemu handler registered (docker/buildx RUN steps fail with exec format error)",
           "apt-get install qemu-user-static   # registers handlers with the F flag");
     else
       add(c, &n, plats[i], "binfmt_misc", enabled && fflag, 0, enabled ? (fflag ? "registered, enabled, F flag" : "registered without the F flag: fails in containers and chroots") : "registered but disabled",
-          enabled ? "apt-get install qemu-user-static   # re-registers with the F (fix-binary) flag" : "echo 1 > /proc/sys/fs/binfmt_misc/status");
+          enabled ? "apt-get install qemu-user-static   # re-registers with the F (fix-binary) flag" : entry_on);
   }
   int problems = 0;
   for (size_t i = 0; i < n; i++) problems += c[i].required && strcmp(c[i].status, "ok") != 0;

@@ -206,8 +206,14 @@ int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t nacc
   int rc = choose_in(l, &l->top, accepts, naccepts, board, 0, v, offered, sizeof offered, err, errlen);
   if (rc == FY_ENOPLATFORM) {
     char p[FY_PLATFORM_STR];
+    /* An arm64 or amd64 node's list starts with its CPU level (linux/arm64/v8.2); it runs the
+     * base platform. */
+    fy_platform runs;
+    memset(&runs, 0, sizeof runs);
+    if (naccepts) runs = accepts[0];
+    if (strcmp(runs.arch, "arm64") == 0 || strcmp(runs.arch, "amd64") == 0) runs.variant[0] = '\0';
     snprintf(err, errlen, "no variant for this node: it runs %s; the image offers %s",
-             naccepts ? fy_platform_format(&accepts[0], p, sizeof p) : "?", offered[0] ? offered : "no platform at all");
+             naccepts ? fy_platform_format(&runs, p, sizeof p) : "?", offered[0] ? offered : "no platform at all");
   }
   return rc;
 }

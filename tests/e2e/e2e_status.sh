@@ -31,9 +31,25 @@ check 2 x64 linux/amd64 amd64
 [ "$(json_get "$T/status.json" "d['nodes'][0]['labels']['site'], d['nodes'][0]['labels']['tier'], d['nodes'][0]['board']")" = "('kitchen', 'edge', 'generic-arm64')" ] \
   || fail "config labels and board of pi-arm64"
 pass "config labels merged with facts; board detected"
-[ "$(json_get "$T/status.json" "d['nodes'][0]['accepts'][:2], d['nodes'][1]['accepts']")" = \
-  "(['linux/arm64', 'linux/arm/v8'], ['linux/arm/v7', 'linux/arm/v6', 'linux/arm/v5'])" ] || fail "accepted platforms"
-pass "accepted platforms follow containerd's fallback order"
+python3 - "$T/status.json" <<'PY' || fail "accepted platforms"
+import json, sys
+d = json.load(open(sys.argv[1]))
+arm64, armhf, x64 = (n['accepts'] for n in d['nodes'][:3])
+assert armhf == ['linux/arm/v7', 'linux/arm/v6', 'linux/arm/v5'], armhf
+# The emulated arm64 board: its CPU level (qemu-aarch64's CPU, from AT_HWCAP) leads the list,
+# the base platform follows, and no 32-bit arm entry (qemu-aarch64 runs none).
+level = d['nodes'][0]['labels'].get('ferry.dev/cpu-level')
+base = arm64.index('linux/arm64')
+assert base >= 1 and arm64[0] == 'linux/arm64/' + level, (arm64, level)
+assert arm64[:base] == ['linux/arm64/v8.%d' % m for m in range(base, 0, -1)], arm64
+assert not any(a.startswith('linux/arm/') for a in arm64), arm64
+# The x86-64 node: cpuid's psABI level and each one below it, the baseline, then 386.
+assert x64[-2:] == ['linux/amd64', 'linux/386'], x64
+levels = [int(a.rsplit('/v', 1)[1]) for a in x64[:-2]]
+assert levels == (list(range(levels[0], 1, -1)) if levels else []), x64
+print("ok: arm64 (emulated) accepts %s; x86-64 accepts %s" % (arm64, x64))
+PY
+pass "accepted platforms: CPU levels first, then containerd's fallback order; the platform stays the base name"
 [ "$(json_get "$T/status.json" "d['nodes'][2]['free_bytes'] > 0, d['nodes'][2]['address'] == '127.0.0.1:$PORT_x64'")" = "(True, True)" ] \
   || fail "free_bytes/address"
 pass "free space and address reported"

@@ -1,6 +1,7 @@
 /* Platform names and matching, table-driven (docs/platforms.md). */
 #include "check.h"
 #include "ferry/board.h"
+#include "ferry/cpulevel.h"
 #include "ferry/platform.h"
 
 static const struct {
@@ -176,7 +177,81 @@ static void test_native(void) {
   CHECK_STR(p.os, "linux");
 }
 
+/* AT_HWCAP / AT_HWCAP2 as the boards' kernels report them (the features line of /proc/cpuinfo:
+ * rpi3 and rpi4 "fp asimd evtstrm crc32 cpuid"; rpi5 adds aes pmull sha1 sha2 atomics fphp
+ * asimdhp asimdrdm lrcpc dcpop asimddp; graviton2 adds ssbs to that; graviton3 has all of
+ * hwcap's bits 0-28 but sb, plus paca pacg, and dcpodp svei8mm svebf16 i8mm bf16 dgh rng). */
+static void test_arm64_levels(void) {
+  static const struct { const char *board; uint64_t hw, hw2; int level; } rec[] = {
+      {"rpi3", 0x887, 0, 0},
+      {"rpi4", 0x887, 0, 0},
+      {"rpi5", 0x119fff, 0, 2},
+      {"graviton2", 0x10119fff, 0, 2},
+      {"graviton3", 0xdfffffff, 0x1f201, 4},
+  };
+  for (size_t i = 0; i < sizeof rec / sizeof rec[0]; i++) {
+    int l = fy_arm64_level(rec[i].hw, rec[i].hw2);
+    if (l != rec[i].level) fprintf(stderr, "%s: level v8.%d, want v8.%d\n", rec[i].board, l, rec[i].level);
+    CHECK_INT(l, rec[i].level);
+  }
+  /* A level needs every level below it: v8.3's features without v8.2's dcpop stay v8.1. */
+  CHECK_INT(fy_arm64_level((0x119fffull & ~(1ull << 16)) | (1ull << 13) | (1ull << 14) | (1ull << 30), 0), 1);
+  CHECK_INT(fy_arm64_level(0, 0), 0);
+  CHECK_INT(fy_arm64_level(~0ull, ~0ull), 5);
+
+  /* The level leads the accepted list, before linux/arm64, and a v8.2 node takes a graviton2
+   * variant over a generic one. */
+  fy_platform dev, acc[FY_PLATFORM_ACCEPT_MAX], g2, base;
+  CHECK_INT(fy_platform_parse("linux/arm64/v8.2", &dev), FY_OK);
+  size_t n = fy_platform_accepts(&dev, FY_PLATFORM_NO_AARCH32, acc, FY_PLATFORM_ACCEPT_MAX);
+  CHECK_INT(n, 3);
+  char b[FY_PLATFORM_STR];
+  CHECK_STR(fy_platform_format(&acc[0], b, sizeof b), "linux/arm64/v8.2");
+  CHECK_STR(fy_platform_format(&acc[1], b, sizeof b), "linux/arm64/v8.1");
+  CHECK_STR(fy_platform_format(&acc[2], b, sizeof b), "linux/arm64");
+  CHECK_INT(fy_platform_parse("linux/arm64/v8.2", &g2), FY_OK);
+  CHECK_INT(fy_platform_parse("linux/arm64", &base), FY_OK);
+  CHECK(fy_platform_rank(acc, n, &g2) < fy_platform_rank(acc, n, &base));
+  /* An rpi4 (v8.0) does not take it. */
+  CHECK_INT(fy_platform_parse("linux/arm64", &dev), FY_OK);
+  n = fy_platform_accepts(&dev, 0, acc, FY_PLATFORM_ACCEPT_MAX);
+  CHECK_INT(fy_platform_rank(acc, n, &g2), -1);
+}
+
+/* cpuid as recorded: a Nehalem (v2) and a Haswell (v3); v4 adds AVX-512 to the Haswell. */
+static void test_amd64_levels(void) {
+  fy_x86_cpuid nehalem = {.l1_ecx = 0x0098e3bd, .l7_ebx = 0, .e1_ecx = 0x1, .xcr0 = 0};
+  fy_x86_cpuid haswell = {.l1_ecx = 0x7ffafbff, .l7_ebx = 0x000027ab, .e1_ecx = 0x21, .xcr0 = 0x7};
+  fy_x86_cpuid skx = haswell;
+  skx.l7_ebx |= 0xd0030000u;
+  skx.xcr0 = 0xe7;
+  CHECK_INT(fy_amd64_level(&nehalem), 2);
+  CHECK_INT(fy_amd64_level(&haswell), 3);
+  CHECK_INT(fy_amd64_level(&skx), 4);
+  /* The same Haswell whose OS does not save YMM state cannot use AVX: v2. */
+  fy_x86_cpuid noymm = haswell;
+  noymm.xcr0 = 0x3;
+  CHECK_INT(fy_amd64_level(&noymm), 2);
+  /* AVX-512 without the OS saving ZMM: v3. */
+  fy_x86_cpuid nozmm = skx;
+  nozmm.xcr0 = 0x7;
+  CHECK_INT(fy_amd64_level(&nozmm), 3);
+  fy_x86_cpuid none = {0};
+  CHECK_INT(fy_amd64_level(&none), 1);
+  /* A v3 node takes linux/amd64/v3 first, then v2, then the baseline. */
+  fy_platform dev, acc[FY_PLATFORM_ACCEPT_MAX];
+  char b[FY_PLATFORM_STR];
+  CHECK_INT(fy_platform_parse("linux/amd64/v3", &dev), FY_OK);
+  size_t n = fy_platform_accepts(&dev, 0, acc, FY_PLATFORM_ACCEPT_MAX);
+  CHECK(n >= 3);
+  CHECK_STR(fy_platform_format(&acc[0], b, sizeof b), "linux/amd64/v3");
+  CHECK_STR(fy_platform_format(&acc[1], b, sizeof b), "linux/amd64/v2");
+  CHECK_STR(fy_platform_format(&acc[2], b, sizeof b), "linux/amd64");
+}
+
 int main(void) {
+  test_arm64_levels();
+  test_amd64_levels();
   test_normalize();
   test_fallback_order();
   test_consequences();
