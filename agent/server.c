@@ -250,7 +250,8 @@ static int admit(fy_agent_conn *c) {
     return 0;
   }
   c->authed = 1;
-  fy_log("info", "peer %s: TLS up, pusher '%s', %s", c->peer, fy_tls_peer_name(c->s.session.tls), fy_tls_suite(c->s.session.tls));
+  fy_log("info", "peer %s: TLS up, pusher '%s', %s %s", c->peer, fy_tls_peer_name(c->s.session.tls),
+         fy_tls_version(c->s.session.tls), fy_tls_suite(c->s.session.tls));
   return 1;
 }
 

@@ -65,6 +65,7 @@ static int on_frame(fy_conn *c, const fy_frame *f) {
   }
   a->facts = j;
   snprintf(a->peer, sizeof a->peer, "%s", fy_tls_peer_name(c->s.session.tls));
+  snprintf(a->tls, sizeof a->tls, "%.15s", fy_tls_version(c->s.session.tls));
   if (b->filter && !b->filter(b, a)) {
     a->skipped = 1;
     fy_conn_close(c, FY_OK, NULL);

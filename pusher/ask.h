@@ -17,6 +17,7 @@ struct fy_ask {
   json_t *facts;           /* owned; NULL until the agent answered the hello */
   json_t *answer;          /* owned; the reply to the request */
   char peer[FY_TLS_NAME_MAX];
+  char tls[16];           /* the TLS version the handshake agreed on ("TLSv1.3") */
   int skipped;             /* the filter said no after the facts */
   int following;           /* output frames have come (logs --follow) */
   int err;                 /* FY_OK when the node answered what was asked */

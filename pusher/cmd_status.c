@@ -36,6 +36,7 @@ static json_t *node_json(const struct status *s, const fy_ask *a) {
       json_object_set(o, copy[i], v ? v : json_null());
     }
     json_object_set_new(o, "labels", fy_cli_node_labels(s->cc, a->index, a->facts));
+    json_object_set_new(o, "tls", json_string(a->tls));
     json_object_set_new(o, "error", json_null());
   } else {
     json_object_set_new(o, "platform", json_null());
