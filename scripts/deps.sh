@@ -157,7 +157,7 @@ build() {
     [ -e "$SRC/$n/" ] || { fetch; break; }
   done
   say "building the musl libraries for $target into build/deps/$target (once; a few minutes)"
-  rm -rf "$PREFIX/lib" "$PREFIX/include" "$PREFIX/build" "$PREFIX/stamp"
+  rm -rf "${PREFIX:?}/lib" "${PREFIX:?}/include" "${PREFIX:?}/build" "${PREFIX:?}/stamp"
   mkdir -p "$PREFIX/lib" "$PREFIX/include" "$PREFIX/build"
   build_mbedtls
   cmake_dep libuv1 -DLIBUV_BUILD_TESTS=OFF -DLIBUV_BUILD_BENCH=OFF

@@ -41,12 +41,14 @@ HOST_PKGS=(
   libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev zlib1g-dev libseccomp-dev
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server
   skopeo buildah clang time bc lintian fakeroot dpkg-dev valgrind shellcheck mmdebstrap busybox-static
-  musl-dev gperf
+  musl-dev musl-dev:arm64 musl-dev:armhf gperf
 )
+# (musl-dev for arm64/armhf stays out of CROSS_PKGS: it shares no library with the native side,
+# and its gcc dependency would drag the cross compilers' libraries into the version pins.)
 CROSS_PKGS=()
 for arch in "${FOREIGN[@]}"; do
   CROSS_PKGS+=("libuv1-dev:$arch" "libmbedtls-dev:$arch" "libzstd-dev:$arch"
-               "libyaml-dev:$arch" "libjansson-dev:$arch" "libseccomp-dev:$arch" "musl-dev:$arch")
+               "libyaml-dev:$arch" "libjansson-dev:$arch" "libseccomp-dev:$arch")
 done
 
 apt_get() { $SUDO apt-get "${APT_OPTS[@]}" "$@"; }
