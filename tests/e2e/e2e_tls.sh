@@ -81,7 +81,7 @@ pass "a TLS 1.3 client without a certificate: 'the pusher sent no certificate' i
 # 4. Host names: the musl agent resolves localhost, and a name in /etc/hosts (bind-mounted in a
 # private mount namespace), with no NSS modules.
 start_named() { # NAME HOST [hosts-file]
-  local name=$1 host=$2 hosts=${3:-} deadline
+  local name=$1 host=$2 hosts=${3:-}
   [ -d "$T/id-$name" ] || "$FERRY" cert issue --ca "$T/ca" --name "$name" --role agent --out "$T/id-$name" > /dev/null
   mkdir -p "$T/state-$name"
   printf 'name: %s\nlisten: %s:0\nstate_dir: %s\nidentity: %s\n' "$name" "$host" "$T/state-$name" "$T/id-$name" > "$T/$name.yaml"
