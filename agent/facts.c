@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -24,7 +26,7 @@ static void read_probe(const char *root, const char *rel, char *out, size_t cap)
   size_t len = 0;
   out[0] = '\0';
   snprintf(path, sizeof path, "%s/%s", root, rel);
-  if (fy_file_read(path, 4096, &data, &len) != FY_OK) return;
+  if (fy_file_read_kernel(path, 4096, &data, &len) != FY_OK) return;
   size_t n = strcspn(data, "\n");
   if (n >= cap) n = cap - 1;
   memcpy(out, data, n);
@@ -40,7 +42,7 @@ static unsigned read_midr(const char *root) {
   char path[2048], *data = NULL;
   size_t len;
   snprintf(path, sizeof path, "%s/proc/cpuinfo", root);
-  if (fy_file_read(path, 1 << 20, &data, &len) != FY_OK) return 0;
+  if (fy_file_read_kernel(path, 1 << 20, &data, &len) != FY_OK) return 0;
   unsigned impl = 0, part = 0;
   const char *p;
   if ((p = strstr(data, "CPU implementer"))) sscanf(strchr(p, ':') ? strchr(p, ':') + 1 : p, " %x", &impl);
@@ -77,16 +79,16 @@ static void cpu_level(char *out, size_t n) {
 static void cpu_level(char *out, size_t n) { (void)n; out[0] = '\0'; }
 #endif
 
-/* Under qemu's user-mode emulation the kernel is the host's: /proc/cpuinfo reads like an
- * x86 one (qemu 7.2 does not make one up for aarch64), and qemu-aarch64 runs no 32-bit code. */
-static int emulated_on_x86(void) {
+/* Under qemu's user-mode emulation the kernel is the host's: the real /proc/cpuinfo of an arm64
+ * kernel names the CPU implementer, an x86 host's does not (qemu 7.2 makes up none for aarch64),
+ * and qemu-aarch64 runs no 32-bit code. */
+static int emulated(void) {
   char *data = NULL;
   size_t len = 0;
-  if (fy_file_read("/proc/cpuinfo", 1 << 20, &data, &len) != FY_OK) return 0;
-  int x86 = strstr(data, "\nvendor_id") != NULL || strncmp(data, "processor\t: 0\nvendor_id", 24) == 0 ||
-            strstr(data, "\nflags\t\t:") != NULL;
+  if (fy_file_read_kernel("/proc/cpuinfo", 1 << 20, &data, &len) != FY_OK) return 0;
+  int arm = strstr(data, "CPU implementer") != NULL;
   free(data);
-  return x86;
+  return !arm;
 }
 
 /* A 96-byte static linux/arm (EABI5) program: exit(42). */
@@ -103,9 +105,15 @@ static const unsigned char arm32_probe[96] = {
     0x00, 0x00, 0x00, 0xef,                                        /* svc #0 */
 };
 
-/* Runs the probe from a memfd: 42 back means the kernel ran a 32-bit arm program. */
+/* Runs the probe from a memfd: 42 back means the kernel ran a 32-bit arm program. A probe that
+ * has not ended within 2 s (a binfmt interpreter that hangs) is killed and counts as no. */
 static int arm32_runs(void) {
+#ifdef MFD_EXEC
+  int fd = memfd_create("ferry-arm32-probe", MFD_CLOEXEC | MFD_EXEC); /* vm.memfd_noexec=1 refuses others */
+  if (fd < 0 && errno == EINVAL) fd = memfd_create("ferry-arm32-probe", MFD_CLOEXEC);
+#else
   int fd = memfd_create("ferry-arm32-probe", MFD_CLOEXEC);
+#endif
   if (fd < 0) return 0;
   if (write(fd, arm32_probe, sizeof arm32_probe) != (ssize_t)sizeof arm32_probe) {
     close(fd);
@@ -120,15 +128,25 @@ static int arm32_runs(void) {
   close(fd);
   if (pid < 0) return 0;
   int st = 0;
-  while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) return 0;
+  struct timespec tick = {0, 10 * 1000 * 1000};
+  for (int i = 0;; i++) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return 0;
+    if (i == 200) {
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+      return 0;
+    }
+    nanosleep(&tick, NULL);
+  }
   return WIFEXITED(st) && WEXITSTATUS(st) == 42;
 }
 
 /* On arm64, the kernel refuses PER_LINUX32 when the CPU cannot run AArch32 at EL0 or the kernel
  * lacks CONFIG_COMPAT (arch/arm64/kernel/sys.c); the probe then shows that it really runs. */
 static int can_run_aarch32(void) {
-  if (emulated_on_x86()) return 0;
+  if (emulated()) return 0;
   int old = personality(0xffffffff);
   if (personality(PER_LINUX32) == -1) return 0;
   personality((unsigned long)old);

@@ -384,9 +384,13 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
       if (ai) freeaddrinfo(ai);
       return FY_ECONFIG;
     }
-    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    /* IPv4 first when the name has both (musl may sort ::1 before 127.0.0.1 for localhost). */
+    const struct addrinfo *pick = ai;
+    for (const struct addrinfo *q = ai; q; q = q->ai_next)
+      if (q->ai_family == AF_INET && q->ai_addrlen <= sizeof addr) { pick = q; break; }
+    memcpy(&addr, pick->ai_addr, pick->ai_addrlen);
     char ip[64] = "";
-    (void)uv_ip_name(ai->ai_addr, ip, sizeof ip);
+    (void)uv_ip_name(pick->ai_addr, ip, sizeof ip);
     fy_log("info", "listen: %s resolves to %s", a->cfg.listen_host, ip);
     freeaddrinfo(ai);
   }

@@ -53,7 +53,7 @@ int fy_cmd_doctor(int argc, char **argv) {
   /* binfmt_misc's status file is the switch for every handler at once; each entry has its own. */
   char *gtext = NULL;
   size_t glen;
-  int binfmt_mounted = fy_file_read(BINFMT "/status", 64, &gtext, &glen) == FY_OK;
+  int binfmt_mounted = fy_file_read_kernel(BINFMT "/status", 64, &gtext, &glen) == FY_OK;
   int binfmt_on = binfmt_mounted && strncmp(gtext, "enabled", 7) == 0;
   free(gtext);
   for (size_t i = 0; i < 3; i++) {
@@ -82,7 +82,7 @@ int fy_cmd_doctor(int argc, char **argv) {
     char entry[128], *text = NULL;
     size_t len;
     snprintf(entry, sizeof entry, BINFMT "/%s", q);
-    int present = binfmt_mounted && fy_file_read(entry, 4096, &text, &len) == FY_OK;
+    int present = binfmt_mounted && fy_file_read_kernel(entry, 4096, &text, &len) == FY_OK;
     int enabled = present && strncmp(text, "enabled", 7) == 0;
     const char *fl = present ? strstr(text, "flags:") : NULL;
     int fflag = fl && strchr(fl + 6, 'F') && strchr(fl + 6, 'F') < strchr(fl, '\n');

@@ -13,7 +13,8 @@
 # hash differs from the lock at the same version is refused.
 #
 # Every library is built with -ffunction-sections -fdata-sections (the agent's link drops what it
-# does not call) and -Os, but mbedTLS at -O2 (its ciphers run at half speed at -Os); zstd twice,
+# does not call) and -Os, but mbedTLS and zstd at -O2 (ciphers and the decompressor run at half
+# speed at -Os); zstd twice,
 # the agent's copy decompression-only; mbedTLS with ferry's protocol/mbedtls_config.h, installed
 # as the library's own configuration.
 set -euo pipefail
@@ -55,15 +56,20 @@ fetch_one() {
   fi
   if [ ! -f "$SRC/$name-$ver/.unpacked" ]; then
     rm -rf "$SRC/$name-$ver"
-    (cd "$SRC/dl" && dpkg-source --no-check -q -x "$dsc" "$SRC/$name-$ver" > /dev/null) || die "unpacking $dsc failed"
+    # dpkg-source checks every file against the .dsc's checksums (the maintainer's signature key
+    # is not installed: apt has already checked the .dsc against the signed Sources index).
+    (cd "$SRC/dl" && dpkg-source -q -x "$dsc" "$SRC/$name-$ver" > /dev/null 2>&1) || die "unpacking $dsc failed (a file does not match its checksum?)"
     touch "$SRC/$name-$ver/.unpacked"
   fi
   ln -sfn "$name-$ver" "$SRC/$name"
 }
 
 fetch() {
-  command -v apt-get > /dev/null && command -v dpkg-source > /dev/null || die "needs apt-get and dpkg-source (dpkg-dev)"
+  if ! command -v apt-get > /dev/null || ! command -v dpkg-source > /dev/null; then die "needs apt-get and dpkg-source (dpkg-dev)"; fi
   mkdir -p "$SRC"
+  # One fetch at a time (the presets may configure at once): the lock file and src/ are shared.
+  exec 9> "$SRC/.fetch.lock"
+  flock 9
   local name suite ver sum
   while read -r name suite ver sum; do
     if [ ! -f "$SRC/$name-$ver/.unpacked" ] || [ ! -f "$SRC/dl/${name}_$ver.dsc" ] ||
@@ -129,7 +135,8 @@ build_zstd() {
   for v in full decompress; do
     local extra=()
     [ $v = decompress ] && extra=(ZSTD_LIB_COMPRESSION=0 ZSTD_LIB_DICTBUILDER=0 ZSTD_LIB_DEPRECATED=0)
-    make -C "$b/lib" -j "$JOBS" libzstd.a CC="$CC" AR="$GNU-ar" CFLAGS="$CFLAGS" ZSTD_LEGACY_SUPPORT=0 \
+    # -O2 too: the agent decompresses every layer it receives.
+    make -C "$b/lib" -j "$JOBS" libzstd.a CC="$CC" AR="$GNU-ar" CFLAGS="${CFLAGS/-Os/-O2}" ZSTD_LEGACY_SUPPORT=0 \
       HAVE_THREAD=0 ZSTD_NO_ASM=1 "${extra[@]}" > "$b/$v.log" 2>&1 || { tail -30 "$b/$v.log"; die "building zstd ($v) failed"; }
     if [ $v = full ]; then cp "$b/lib/libzstd.a" "$PREFIX/lib/libzstd.a"; else cp "$b/lib/libzstd.a" "$PREFIX/lib/libzstd_decompress.a"; fi
     rm -f "$b/lib/libzstd.a"
@@ -151,13 +158,18 @@ build() {
   target_setup "$target"
   # Rebuilt when the lock, this script, ferry's mbedTLS configuration or the toolchain change.
   local stamp
-  stamp=$(cat "$LOCK" "$0" "$ROOT/protocol/mbedtls_config.h" "$ROOT/toolchains/musl.cmake" \
-            "$ROOT/toolchains/$TC.cmake" | sha256sum | cut -d' ' -f1)
+  stamp=$({ cat "$LOCK" "$ROOT/scripts/deps.sh" "$ROOT/protocol/mbedtls_config.h" "$ROOT/toolchains/musl.cmake" \
+              "$ROOT/toolchains/$TC.cmake"; "$GNU-gcc" -dumpfullversion; cat "/usr/lib/$MUSL/musl-gcc.specs";
+            dpkg-query -W -f='${Version}' "musl-dev:${1/aarch64/arm64}" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
   if [ -f "$PREFIX/stamp" ] && [ "$(cat "$PREFIX/stamp")" = "$stamp" ]; then return 0; fi
-  local n
-  for n in mbedtls libuv1 libzstd libyaml jansson libseccomp; do
-    [ -e "$SRC/$n/" ] || { fetch; break; }
-  done
+  # The sources the lock names, unpacked (a lock moved on since: fetch them first).
+  local name suite ver sum
+  while read -r name suite ver sum; do
+    if [ "$(readlink "$SRC/$name" 2>/dev/null)" != "$name-$ver" ] || [ ! -f "$SRC/$name-$ver/.unpacked" ]; then
+      fetch
+      break
+    fi
+  done < <(lock_entries)
   say "building the musl libraries for $target into build/deps/$target (once; a few minutes)"
   rm -rf "${PREFIX:?}/lib" "${PREFIX:?}/include" "${PREFIX:?}/build" "${PREFIX:?}/stamp"
   mkdir -p "$PREFIX/lib" "$PREFIX/include" "$PREFIX/build"
@@ -170,7 +182,7 @@ build() {
   build_seccomp
   rm -rf "$PREFIX/build"   # the objects; the logs of a failed build stay
   echo "$stamp" > "$PREFIX/stamp"
-  say "built for $target: $(cd "$PREFIX/lib" && ls *.a | tr '\n' ' ')"
+  say "built for $target: $(cd "$PREFIX/lib" && echo ./*.a | sed 's#\./##g')"
 }
 
 case "${1:-}" in

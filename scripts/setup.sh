@@ -72,7 +72,7 @@ done
 # The deb-src entry, then the sources of what the static agents link.
 SRC_LIST=/etc/apt/sources.list.d/ferry-src.sources
 sources_ready() {
-  apt-cache "${APT_OPTS[@]}" showsrc mbedtls 2>/dev/null | grep -q '^Version: 3\.6\.'
+  apt-cache "${APT_OPTS[@]}" showsrc mbedtls 2>/dev/null | grep '^Version: 3\.6\.' > /dev/null
 }
 fetch_sources() {
   [ "$SIMULATE" = 1 ] && return 0

@@ -52,6 +52,43 @@ int fy_file_read(const char *path, size_t max, char **data, size_t *len) {
   return read_fd(fd, max, data, len);
 }
 
+int fy_file_read_kernel(const char *path, size_t max, char **data, size_t *len) {
+  *data = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return fy_err_from_errno(errno);
+  struct stat st;
+  int ret = FY_EIO;
+  size_t cap = 4096, got = 0;
+  char *buf = NULL;
+  if (fstat(fd, &st) != 0) goto cleanup;
+  if (!S_ISREG(st.st_mode)) { ret = FY_EINVAL; goto cleanup; }
+  if (!(buf = malloc(cap + 1))) { ret = FY_ENOMEM; goto cleanup; }
+  for (;;) { /* procfs and sysfs report a size of 0 or 4096, whatever they hold: read to EOF */
+    if (got == cap) {
+      if (cap >= max) { ret = FY_ETOOBIG; goto cleanup; }
+      size_t ncap = cap * 2 > max ? max : cap * 2;
+      char *nb = realloc(buf, ncap + 1);
+      if (!nb) { ret = FY_ENOMEM; goto cleanup; }
+      buf = nb;
+      cap = ncap;
+    }
+    ssize_t r = read(fd, buf + got, cap - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) goto cleanup;
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  buf[got] = '\0';
+  *data = buf;
+  *len = got;
+  buf = NULL;
+  ret = FY_OK;
+cleanup:
+  free(buf);
+  close(fd);
+  return ret;
+}
 
 #define MAX_SYMLINK_HOPS 40 /* the kernel's own limit */
 

@@ -2,11 +2,12 @@
  * Debian's mbedTLS 2.28 (the host presets: TLS 1.2) and against 3.6 LTS (the static presets,
  * protocol/mbedtls_config.h: TLS 1.3 preferred, 1.2 for older peers). It reads no private
  * field of either: the alert a peer sent is read off the wire by the record watcher below, and
- * a CRL's signature is checked through the library's own chain verification. */
+ * a CRL's signature is checked from the list's own DER. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
@@ -52,6 +53,7 @@ struct fy_tls {
   unsigned rec_hdr_len;
   size_t rec_left;
   int rec_alert_pos;        /* bytes of a plaintext alert's body seen, or -1 */
+  int rec_alert_level;
   int alert;
   int got_data;             /* application data has been read */
   int established;
@@ -286,13 +288,16 @@ static void watch_records(fy_tls *t, const uint8_t *p, size_t n) {
         t->rec_hdr_len = 0;
         t->rec_left = (size_t)t->rec_hdr[3] << 8 | t->rec_hdr[4];
         t->rec_alert_pos = t->rec_hdr[0] == MBEDTLS_SSL_MSG_ALERT && t->rec_left == 2 ? 0 : -1;
+        if (t->rec_alert_pos == 0) t->alert = -1; /* the newest alert is the one that counts */
       }
       continue;
     }
     size_t k = n < t->rec_left ? n : t->rec_left;
-    if (t->rec_alert_pos >= 0) {
-      for (size_t i = 0; i < k; i++, t->rec_alert_pos++)
-        if (t->rec_alert_pos == 1) t->alert = p[i];
+    if (t->rec_alert_pos >= 0) { /* level, then description: only a fatal one is kept */
+      for (size_t i = 0; i < k; i++, t->rec_alert_pos++) {
+        if (t->rec_alert_pos == 0) t->rec_alert_level = p[i];
+        else if (t->rec_alert_pos == 1) t->alert = t->rec_alert_level == MBEDTLS_SSL_ALERT_LEVEL_FATAL ? p[i] : -1;
+      }
     }
     p += k;
     n -= k;
@@ -422,9 +427,10 @@ static int explain(fy_tls *t, int rc) {
     return FY_ECERT;
   }
   if (rc == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE) {
-    /* mbedTLS 2.28 ends here silently; tell the client, as OpenSSL servers do. */
-    (void)mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
-                                         MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
+    /* mbedTLS 2.28 ends here silently; tell the client, as OpenSSL servers do (3.6 does). */
+    if (!FY_MBEDTLS3)
+      (void)mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                           MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
     snprintf(t->err, sizeof t->err, "the pusher sent no certificate");
     return FY_ECERT;
   }
@@ -482,6 +488,18 @@ int fy_tls_handshake(fy_tls *t) {
 
 int fy_tls_established(const fy_tls *t) { return t->established; }
 
+/* A TLS 1.3 pusher that has read nothing yet: an alert or a record it cannot open is the
+ * agent's refusal of its certificate (see fy_tls_read). */
+static int refused_after_finished(const fy_tls *t) {
+#if FY_MBEDTLS3
+  return !t->got_data && t->conf->role == FY_TLS_PUSHER &&
+         mbedtls_ssl_get_version_number(&t->ssl) == MBEDTLS_SSL_VERSION_TLS1_3;
+#else
+  (void)t;
+  return 0;
+#endif
+}
+
 int fy_tls_read(fy_tls *t, uint8_t *buf, size_t cap, size_t *got) {
   *got = 0;
   if (!t->established) return FY_EAGAIN;
@@ -495,11 +513,11 @@ int fy_tls_read(fy_tls *t, uint8_t *buf, size_t cap, size_t *got) {
   if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return FY_EEOF;
   /* A TLS 1.3 client is done before the server has checked its certificate: the refusal
    * arrives here. */
-  if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) return explain(t, rc);
   /* mbedTLS 3.6 as a TLS 1.3 server sends that refusal under its handshake keys while the
    * client already reads with the application keys: the record fails its MAC. Before any
-   * data came, that is the same refusal. */
-  if (rc == MBEDTLS_ERR_SSL_INVALID_MAC && !t->got_data && t->conf->role == FY_TLS_PUSHER) return own_diagnosis(t);
+   * data came, either is the agent refusing our certificate. */
+  if ((rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE || rc == MBEDTLS_ERR_SSL_INVALID_MAC) && refused_after_finished(t))
+    return explain(t, MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE);
   mbed_err(t->err, sizeof t->err, "TLS read", rc);
   return FY_ETLS;
 }
@@ -555,6 +573,28 @@ static int time_cmp(const mbedtls_x509_time *a, const mbedtls_x509_time *b) {
   return 0;
 }
 
+/* The list's signature, checked with the CA's key from the list's own DER (public fields only):
+ * raw is SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }, and ferry's
+ * lists are ecdsa-with-SHA256 (the CA must also carry the cRLSign usage). */
+static int crl_signed_by(const mbedtls_x509_crl *crl, mbedtls_x509_crt *ca) {
+  static const char ecdsa_sha256[] = MBEDTLS_OID_ECDSA_SHA256;
+  unsigned char *p = crl->raw.p, *end = crl->raw.p + crl->raw.len, hash[32];
+  size_t len, siglen;
+  mbedtls_asn1_buf alg, params;
+  if (crl->sig_oid.len != sizeof ecdsa_sha256 - 1 || memcmp(crl->sig_oid.p, ecdsa_sha256, crl->sig_oid.len) != 0 ||
+      mbedtls_x509_crt_check_key_usage(ca, MBEDTLS_X509_KU_CRL_SIGN) != 0)
+    return 0;
+  if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0 || len != (size_t)(end - p) ||
+      crl->tbs.p != p || crl->tbs.len > len)
+    return 0;
+  p += crl->tbs.len;
+  if (mbedtls_asn1_get_alg(&p, end, &alg, &params) != 0 || alg.len != crl->sig_oid.len ||
+      memcmp(alg.p, crl->sig_oid.p, alg.len) != 0 || mbedtls_asn1_get_bitstring_null(&p, end, &siglen) != 0 ||
+      siglen != (size_t)(end - p) || fy_mbed_sha256(crl->tbs.p, crl->tbs.len, hash) != 0)
+    return 0;
+  return mbedtls_pk_verify(&ca->pk, MBEDTLS_MD_SHA256, hash, sizeof hash, p, siglen) == 0;
+}
+
 int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *changed, size_t *nrevoked, char *err, size_t errlen) {
   mbedtls_x509_crl crl;
   *changed = 0;
@@ -578,17 +618,9 @@ int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *change
     else snprintf(err, errlen, "the revocation list holds more than one list");
     goto bad;
   }
-  /* Issued by the fleet CA, and signed by it: a list from anyone else is refused. The library
-   * checks a list's signature while it verifies a chain through the list's issuer, so our own
-   * certificate (issued by the fleet CA) is verified with it: a bad signature, or a CA without
-   * the cRLSign usage, marks the list not trusted. */
-  uint32_t vflags = 0;
-  if (crl.issuer_raw.len != c->ca.subject_raw.len || memcmp(crl.issuer_raw.p, c->ca.subject_raw.p, crl.issuer_raw.len) != 0) {
-    snprintf(err, errlen, "the revocation list is not signed by the fleet CA");
-    goto bad;
-  }
-  (void)mbedtls_x509_crt_verify(&c->cert, &c->ca, &crl, NULL, &vflags, NULL, NULL);
-  if (vflags & (MBEDTLS_X509_BADCRL_NOT_TRUSTED | MBEDTLS_X509_BADCERT_NOT_TRUSTED)) {
+  /* Issued by the fleet CA, and signed by it: a list from anyone else is refused. */
+  if (crl.issuer_raw.len != c->ca.subject_raw.len || memcmp(crl.issuer_raw.p, c->ca.subject_raw.p, crl.issuer_raw.len) != 0 ||
+      !crl_signed_by(&crl, &c->ca)) {
     snprintf(err, errlen, "the revocation list is not signed by the fleet CA");
     goto bad;
   }

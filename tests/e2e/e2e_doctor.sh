@@ -55,6 +55,18 @@ doctor_with enabled none none "$T/none.json"
 check "$T/none.json" linux/arm64 note "no qemu handler registered" "qemu-user-static"
 pass "no handler registered: named, with the package that registers one"
 
+# 5. The kernel's own binfmt_misc (mounted again in a private namespace; only read): its files
+# report a size of 0, and doctor must read what they hold all the same.
+if unshare --mount --propagation private sh -c 'mount -t binfmt_misc binfmt_misc "$0"' "$B" 2> /dev/null; then
+  unshare --mount --propagation private sh -c 'mount -t binfmt_misc binfmt_misc "$0" && cat "$0/status" > "$1" && "$2" doctor --json > "$3" || true' \
+    "$B" "$T/real-status" "$FERRY" "$T/real.json"
+  if [ "$(cat "$T/real-status")" = enabled ]; then
+    python3 -c 'import json,sys; c=[c for c in json.load(open(sys.argv[1]))["checks"] if c["check"]=="binfmt_misc" and "switched off" in c["detail"]]; sys.exit(1 if c else 0)' "$T/real.json" \
+      || { cat "$T/real.json"; fail "the kernel's binfmt_misc says enabled, doctor says switched off"; }
+    pass "the kernel's binfmt_misc (files of size 0): doctor reads its status as it is"
+  fi
+fi
+
 # The machine's own tree was not touched.
 [ ! -e "$B/qemu-aarch64" ] || [ "$(head -1 "$B/qemu-aarch64")" != disabled ] || fail "this machine's binfmt_misc changed"
 pass "this machine's binfmt_misc is untouched"

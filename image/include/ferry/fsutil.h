@@ -14,6 +14,10 @@
  * the NUL). FY_ENOENT, FY_ETOOBIG (larger than max), FY_EIO. */
 int fy_file_read(const char *path, size_t max, char **data, size_t *len) FY_WUR;
 
+/* fy_file_read for the kernel's files (procfs, sysfs, binfmt_misc), whose size says nothing of
+ * what they hold: reads to EOF, up to max bytes (FY_ETOOBIG past it). */
+int fy_file_read_kernel(const char *path, size_t max, char **data, size_t *len) FY_WUR;
+
 /* The resolution of RESOLVE_IN_ROOT done by hand (where openat2 is missing: qemu-user 7.2,
  * Linux before 5.6): rel below root, one component at a time, each opened O_NOFOLLOW; a symlink
  * is read and its target put in front of what is left (absolute ones from root), ".." goes back

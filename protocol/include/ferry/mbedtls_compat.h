@@ -8,7 +8,9 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 
-#if MBEDTLS_VERSION_MAJOR >= 3
+#if MBEDTLS_VERSION_MAJOR >= 3 && MBEDTLS_VERSION_NUMBER < 0x03060000
+#error "ferry builds with mbedTLS 2.28 or 3.6 LTS; 3.0-3.5 are not supported"
+#elif MBEDTLS_VERSION_MAJOR >= 3
 #define FY_MBEDTLS3 1
 #define fy_mbed_sha256(p, n, out) mbedtls_sha256((p), (n), (out), 0)
 #define fy_mbed_sha256_starts(c) mbedtls_sha256_starts((c), 0)
