@@ -23,7 +23,7 @@ LOCK=$ROOT/cmake/deps.lock
 SRC=$ROOT/build/deps/src
 JOBS=${JOBS:-$(nproc)}
 
-say() { echo "deps: $*"; }
+say() { echo "deps: $*" >&2; }   # stderr: seen even where a configure step's output is not
 die() { echo "deps: $*" >&2; exit 1; }
 
 # lock lines: NAME SUITE VERSION SHA256 (of the .dsc)
