@@ -111,7 +111,9 @@ int fy_pki_issue(const char *ca_dir, const char *name, fy_role role, const char 
     int n = snprintf(line, sizeof line, "%s %s %s %lld\n", hex, name, role == FY_ROLE_AGENT ? "agent" : "pusher", not_after);
     snprintf(path, sizeof path, "%s/issued.txt", ca_dir);
     FILE *f = fopen(path, "a");
-    if (!f || fwrite(line, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0) {
+    int wrote = f && fwrite(line, 1, (size_t)n, f) == (size_t)n;
+    if (f && fclose(f) != 0) wrote = 0;
+    if (!wrote) {
       snprintf(err, errlen, "%s: cannot record the certificate's serial", path);
       ret = FY_EIO;
     }
