@@ -17,57 +17,22 @@
 #include "ferry/fsutil.h"
 #include "ferry/text.h"
 
-/* Reads the regular file open on fd (closed here). */
-static int read_fd(int fd, size_t max, char **data, size_t *len) {
+/* Reads the regular file open on fd (closed here): as many bytes as fstat says, or with to_eof
+ * (the kernel's files, whose size says nothing) until EOF, growing the buffer up to max. */
+static int read_fd(int fd, size_t max, int to_eof, char **data, size_t *len) {
   int ret = FY_EIO;
   char *buf = NULL;
   struct stat st;
   if (fstat(fd, &st) != 0) goto cleanup;
   if (!S_ISREG(st.st_mode)) { ret = FY_EINVAL; goto cleanup; }
-  if ((uint64_t)st.st_size > max) { ret = FY_ETOOBIG; goto cleanup; }
-  size_t n = (size_t)st.st_size, got = 0;
-  if (!(buf = malloc(n + 1))) { ret = FY_ENOMEM; goto cleanup; }
-  while (got < n) {
-    ssize_t r = read(fd, buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) goto cleanup; /* the file shrank or failed under us */
-    got += (size_t)r;
-  }
-  buf[n] = '\0';
-  *data = buf;
-  *len = n;
-  buf = NULL;
-  ret = FY_OK;
-cleanup:
-  free(buf);
-  close(fd);
-  return ret;
-}
-
-int fy_file_read(const char *path, size_t max, char **data, size_t *len) {
-  *data = NULL;
-  *len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the open */
-  if (fd < 0) return fy_err_from_errno(errno);
-  return read_fd(fd, max, data, len);
-}
-
-int fy_file_read_kernel(const char *path, size_t max, char **data, size_t *len) {
-  *data = NULL;
-  *len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return fy_err_from_errno(errno);
-  struct stat st;
-  int ret = FY_EIO;
-  size_t cap = 4096, got = 0;
-  char *buf = NULL;
-  if (fstat(fd, &st) != 0) goto cleanup;
-  if (!S_ISREG(st.st_mode)) { ret = FY_EINVAL; goto cleanup; }
+  if (!to_eof && (uint64_t)st.st_size > max) { ret = FY_ETOOBIG; goto cleanup; }
+  size_t cap = to_eof ? (max < 4096 ? max + 1 : 4096) : (size_t)st.st_size, got = 0;
   if (!(buf = malloc(cap + 1))) { ret = FY_ENOMEM; goto cleanup; }
-  for (;;) { /* procfs and sysfs report a size of 0 or 4096, whatever they hold: read to EOF */
+  for (;;) {
     if (got == cap) {
-      if (cap >= max) { ret = FY_ETOOBIG; goto cleanup; }
-      size_t ncap = cap * 2 > max ? max : cap * 2;
+      if (!to_eof) break;
+      if (cap > max) { ret = FY_ETOOBIG; goto cleanup; } /* max + 1 bytes came */
+      size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
       char *nb = realloc(buf, ncap + 1);
       if (!nb) { ret = FY_ENOMEM; goto cleanup; }
       buf = nb;
@@ -76,7 +41,10 @@ int fy_file_read_kernel(const char *path, size_t max, char **data, size_t *len) 
     ssize_t r = read(fd, buf + got, cap - got);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) goto cleanup;
-    if (r == 0) break;
+    if (r == 0) {
+      if (!to_eof) goto cleanup; /* the file shrank under us */
+      break;
+    }
     got += (size_t)r;
   }
   buf[got] = '\0';
@@ -88,6 +56,20 @@ cleanup:
   free(buf);
   close(fd);
   return ret;
+}
+
+static int read_path(const char *path, size_t max, int to_eof, char **data, size_t *len) {
+  *data = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the open */
+  if (fd < 0) return fy_err_from_errno(errno);
+  return read_fd(fd, max, to_eof, data, len);
+}
+
+int fy_file_read(const char *path, size_t max, char **data, size_t *len) { return read_path(path, max, 0, data, len); }
+
+int fy_file_read_kernel(const char *path, size_t max, char **data, size_t *len) {
+  return read_path(path, max, 1, data, len);
 }
 
 #define MAX_SYMLINK_HOPS 40 /* the kernel's own limit */
@@ -236,7 +218,7 @@ int fy_file_read_in_root(const char *root, const char *path, size_t max, char **
   *len = 0;
   int fd = fy_open_in_root(root, path, O_RDONLY);
   if (fd < 0) return fy_err_from_errno(errno);
-  return read_fd(fd, max, data, len);
+  return read_fd(fd, max, 0, data, len);
 }
 
 static int fsync_dir_of(const char *path) {

@@ -462,7 +462,21 @@ static void test_store(void) {
   CHECK(!fy_store_has(&s, &d, n));
 }
 
+/* The kernel's files report a size of 0: fy_file_read sees nothing, fy_file_read_kernel reads
+ * to EOF and still keeps to its bound. */
+static void test_kernel_files(void) {
+  char *d = NULL;
+  size_t n = 0;
+  CHECK_INT(fy_file_read_kernel("/proc/self/status", 1 << 16, &d, &n), FY_OK);
+  CHECK(n > 0 && strstr(d, "VmRSS") != NULL);
+  free(d);
+  CHECK_INT(fy_file_read_kernel("/proc/self/status", 16, &d, &n), FY_ETOOBIG);
+  CHECK(d == NULL);
+  CHECK_INT(fy_file_read_kernel("/proc/self", 4096, &d, &n), FY_EINVAL); /* a directory */
+}
+
 int main(void) {
+  test_kernel_files();
   snprintf(base, sizeof base, "%s/ferry-unpack-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
   char f[300];
