@@ -5,10 +5,11 @@
 #include <unistd.h>
 
 #include "chunks.h"
+#include "layout.h"
 
-void fy_chunks_init(fy_chunks *c, const fy_store *store, size_t nslots) {
+void fy_chunks_init(fy_chunks *c, const struct fy_layout *layout, size_t nslots) {
   memset(c, 0, sizeof *c);
-  c->store = store;
+  c->layout = layout;
   fy_chunks_resize(c, nslots);
 }
 
@@ -31,7 +32,7 @@ static int fill(fy_chunks *c, fy_chunk_slot *s, const fy_digest *d, uint64_t off
   char path[4200];
   if (!s->data && !(s->data = malloc(FY_CHUNK))) return FY_ENOMEM;
   s->used = 0;
-  fy_store_path(c->store, d, path, sizeof path);
+  fy_layout_blob_path(c->layout, d, path, sizeof path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fy_err_from_errno(errno);
   size_t got = 0;

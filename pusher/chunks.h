@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "ferry/digest.h"
-#include "ferry/store.h"
+struct fy_layout;
 
 #define FY_CHUNK (256u * 1024u)
 #define FY_BLOB_FRAME (16u * 1024u - 64u) /* BLOB payload: one TLS record with its frame header */
@@ -23,7 +23,7 @@ typedef struct fy_chunk_slot {
 } fy_chunk_slot;
 
 typedef struct fy_chunks {
-  const fy_store *store;   /* where the layers are (the layout's blobs) */
+  const struct fy_layout *layout; /* where the layers are (its blobs, then the cache) */
   fy_chunk_slot slots[FY_CHUNKS_MAX_SLOTS];
   size_t nslots;           /* in use now: 1..FY_CHUNKS_MAX_SLOTS */
   uint64_t tick;
@@ -31,7 +31,7 @@ typedef struct fy_chunks {
   uint64_t served_bytes;   /* sent to nodes (the caller counts) */
 } fy_chunks;
 
-void fy_chunks_init(fy_chunks *c, const fy_store *store, size_t nslots);
+void fy_chunks_init(fy_chunks *c, const struct fy_layout *layout, size_t nslots);
 /* Changes the slot count (a wave's width); drops slots beyond it. */
 void fy_chunks_resize(fy_chunks *c, size_t nslots);
 /* Up to FY_CHUNK bytes of the blob `d` from `offset` (want bytes at most, and exactly that many

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "registry.h"
 #include "ferry/fsutil.h"
 
 /* One UTF-8 sequence at s (n bytes left): its length, or 0 when it is not valid UTF-8. *cp gets
@@ -294,4 +295,27 @@ int fy_cli_data_path(const char *rel, char *out, size_t len) {
     }
   }
   return 0;
+}
+
+int fy_cli_registry_opt(int c, const char *arg) {
+  static fy_registry_opts o;
+  if (c == FY_CLI_OPT_REGISTRY_CA) {
+    struct stat st;
+    if (stat(arg, &st) != 0 || !S_ISREG(st.st_mode)) {
+      fy_cli_err("--registry-ca %s: not a readable file (a PEM CA certificate)", arg);
+      return -1;
+    }
+    o.ca_file = arg;
+  } else if (c == FY_CLI_OPT_TLS_VERIFY) {
+    if (strcmp(arg, "true") == 0) o.insecure = 0;
+    else if (strcmp(arg, "false") == 0) o.insecure = 1;
+    else {
+      fy_cli_err("--tls-verify: true or false, got '%s'", arg);
+      return -1;
+    }
+  } else {
+    return 0;
+  }
+  fy_registry_set_defaults(&o);
+  return 1;
 }

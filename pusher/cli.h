@@ -40,6 +40,23 @@ typedef struct fy_cli_common {
   {"fleet", required_argument, 0, 'F'}, {"group", required_argument, 0, 'G'},                          \
   {"selector", required_argument, 0, 'l'}
 #define FY_CLI_COMMON_SHORT "l:"
+/* The registry options of every verb that takes an IMAGE: --registry-ca FILE, --tls-verify=BOOL.
+ * fy_cli_registry_opt handles c: 1 when it was one of them, -1 (after saying why) when its value
+ * is wrong, 0 when c is another option. */
+#define FY_CLI_OPT_REGISTRY_CA 0x1a0
+#define FY_CLI_OPT_TLS_VERIFY 0x1a1
+#define FY_CLI_REGISTRY_OPTIONS                                                                        \
+  {"registry-ca", required_argument, 0, FY_CLI_OPT_REGISTRY_CA},                                       \
+  {"tls-verify", required_argument, 0, FY_CLI_OPT_TLS_VERIFY}
+int fy_cli_registry_opt(int c, const char *arg);
+
+/* What IMAGE may be, for every verb that takes one. */
+#define FY_CLI_IMAGE_HELP                                                                            \
+  "IMAGE: an OCI image layout DIR[:REF], or as skopeo names it: oci:DIR[:REF] (REF may hold ':'),\n" \
+  "oci-archive:FILE[:REF], docker-archive:FILE, docker://HOST[:PORT]/REPO[:TAG|@DIGEST]. A layout\n" \
+  "holding several images needs its REF. Registry credentials come from $REGISTRY_AUTH_FILE,\n"    \
+  "$XDG_RUNTIME_DIR/containers/auth.json or ~/.docker/config.json (skopeo login, docker login);\n"  \
+  "--registry-ca FILE trusts a private registry's CA, --tls-verify=false skips the check.\n"
 #define FY_CLI_TARGETS_USAGE                                                                           \
   "(--to [NAME@]HOST:PORT ... | --fleet FILE [--group NAME]) [-l|--selector SEL]\n"                    \
   "       [--identity DIR] [--json] [--timeout SECONDS]"

@@ -1,4 +1,4 @@
-/* ferry inspect: what `docker buildx imagetools inspect` shows, for an OCI layout. */
+/* ferry inspect: what `docker buildx imagetools inspect` shows, for an image by any name layout.h opens. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,15 +17,18 @@ static json_t *strv(char **v, size_t n) {
 
 /* Long on purpose: the report is printed in the order a person reads it, field after field. */
 int fy_cmd_inspect(int argc, char **argv) {
-  static const struct option opts[] = {{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  static const struct option opts[] = {{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, FY_CLI_REGISTRY_OPTIONS, {0, 0, 0, 0}};
   int json = 0, c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    int r = fy_cli_registry_opt(c, optarg);
+    if (r < 0) return 2;
+    if (r > 0) continue;
     if (c == 'j') json = 1;
-    else if (c == 'h') { printf("usage: ferry inspect LAYOUT[:REF] [--json]\nShows the index, each platform's manifest, layers and config.\n"); return 0; }
+    else if (c == 'h') { printf("usage: ferry inspect IMAGE [--json]\nShows the index, each platform's manifest, layers and config.\n" FY_CLI_IMAGE_HELP); return 0; }
     else return 2;
   }
-  if (argc - optind != 1) { fy_cli_err("usage: ferry inspect LAYOUT[:REF] [--json]"); return 2; }
+  if (argc - optind != 1) { fy_cli_err("usage: ferry inspect IMAGE [--json]"); return 2; }
   fy_layout l;
   char err[1200], ds[FY_DIGEST_STR], top[FY_DIGEST_STR] = "";
   if (fy_layout_open(&l, argv[optind], err, sizeof err) != FY_OK) { fy_cli_err("%s", err); return 1; }
@@ -38,16 +41,10 @@ int fy_cmd_inspect(int argc, char **argv) {
   }
   const char *mt = l.has_top_desc ? l.top_desc.media_type : FY_MT_OCI_INDEX;
   if (l.has_top_desc) fy_digest_format(&l.top_desc.digest, top);
-  else {
-    char path[4200], *text = NULL;
-    size_t len;
+  else if (l.index_json) {
     fy_digest d;
-    snprintf(path, sizeof path, "%s/index.json", l.dir);
-    if (fy_file_read(path, FY_OCI_JSON_MAX, &text, &len) == FY_OK) {
-      fy_sha256_once(text, len, &d);
-      fy_digest_format(&d, top);
-    }
-    free(text);
+    fy_sha256_once(l.index_json, l.index_len, &d);
+    fy_digest_format(&d, top);
   }
   json_t *mans = json_array();
   for (size_t i = 0; i < nv; i++) {

@@ -20,7 +20,7 @@
 
 static void push_usage(FILE *f, int plan) {
   fprintf(f,
-          "usage: ferry %s LAYOUT[:REF] " FY_CLI_TARGETS_USAGE "\n"
+          "usage: ferry %s IMAGE " FY_CLI_TARGETS_USAGE "\n"
           "       [--app NAME] [--replicas N] [--spread-by LABEL]\n"
           "       [--canary N|P%%] [--max-parallel N|P%%] [--max-failures N|P%%] [--revert-on-halt]\n"
           "       [--settle SECONDS] [--health-cmd CMD] [--health-port PORT] [--force]%s\n"
@@ -29,7 +29,7 @@ static void push_usage(FILE *f, int plan) {
   if (plan) {
     fprintf(f, "Shows, without touching any node, which nodes a push would deploy to, the image variant\n"
                "each would get and why, and why every other node is left out, and each node's settings\n"
-               "(env, files, secrets masked). The same as push --dry-run.\n");
+               "(env, files, secrets masked). The same as push --dry-run.\n" FY_CLI_IMAGE_HELP);
     return;
   }
   fprintf(f, "Sends each chosen node the image variant for its platform; only the layers it lacks travel.\n"
@@ -48,7 +48,10 @@ static void push_usage(FILE *f, int plan) {
              "only when every chosen node deployed or was unchanged.\n"
              "Settings: env, files and secrets from the fleet file (file < group < node), then --env and\n"
              "--env-file (KEY=VALUE lines); over the image's Env. A change of settings alone is a new\n"
-             "release of the same image (nothing re-sent). Secrets reach the app at /run/secrets/NAME.\n");
+             "release of the same image (nothing re-sent). Secrets reach the app at /run/secrets/NAME.\n"
+             "The app is named by --app, else the signed claim, the image's title, the repository's last\n"
+             "part (oci:DIR:example.com/team/NAME:1.0), the layout's folder or the archive's file name;\n"
+             "never a tag.\n" FY_CLI_IMAGE_HELP);
 }
 
 /* A fleet file's rollout: defaults, for the flags that were not given. */
@@ -121,7 +124,8 @@ static int run(int argc, char **argv, int mode) {
       {"agent-binary", required_argument, 0, 'B'}, {"upgrade-timeout", required_argument, 0, 'U'},
       {"key", required_argument, 0, 'K'},          {"version", required_argument, 0, 'V'},
       {"force", no_argument, 0, 'X'},              {"env", required_argument, 0, 'E'},
-      {"env-file", required_argument, 0, 'W'},     {0, 0, 0, 0}};
+      {"env-file", required_argument, 0, 'W'},     FY_CLI_REGISTRY_OPTIONS,
+      {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 300000};
   fy_rollout_opts o;
   fy_layout layout;
@@ -140,7 +144,7 @@ static int run(int argc, char **argv, int mode) {
   o.push.upgrade_timeout_s = 30;
   optind = 1;
   while ((c = getopt_long(argc, argv, FY_CLI_COMMON_SHORT, opts, NULL)) != -1) {
-    if ((r = fy_cli_common_opt(&cc, c, optarg)) != 0) {
+    if ((r = fy_cli_common_opt(&cc, c, optarg)) != 0 || (r = fy_cli_registry_opt(c, optarg)) != 0) {
       if (r < 0) goto cleanup;
       continue;
     }
@@ -203,7 +207,7 @@ static int run(int argc, char **argv, int mode) {
     }
   }
   if (upgrade) {
-    if (argc != optind) { fy_cli_err("upgrade-agent takes no LAYOUT: it sends ferryd itself"); goto cleanup; }
+    if (argc != optind) { fy_cli_err("upgrade-agent takes no IMAGE: it sends ferryd itself"); goto cleanup; }
     if (!key_file != !sign_version) { fy_cli_err("--key and --version go together (they sign the agent image)"); goto cleanup; }
     if (fy_cli_common_targets(&cc, "upgrade-agent") != FY_OK) goto cleanup;
     /* Every platform this machine has an agent for, unless named with --agent-binary. */
@@ -237,7 +241,7 @@ static int run(int argc, char **argv, int mode) {
     goto cleanup;
   }
   if (argc - optind != 1) {
-    fy_cli_err("%s needs one LAYOUT[:REF]", plan ? "plan" : "push");
+    fy_cli_err("%s needs one IMAGE", plan ? "plan" : "push");
     push_usage(stderr, plan);
     goto cleanup;
   }

@@ -84,7 +84,7 @@ static void sign_usage(FILE *f) {
              "require_signature is on), tampered with, expired, or older than the version it runs.\n"
              "  --key FILE          the private key from 'ferry key gen'\n"
              "  --version N         a number that grows with every release (e.g. a CI build number), 1 to 2^63-1\n"
-             "  --app NAME          default: the name a push would use (the image title, tag or folder)\n"
+             "  --app NAME          default: the name a push would use (the title, the repository, the folder; never a tag)\n"
              "  --expires D         a duration such as 90d or 12h, or a UTC time 2027-03-01T00:00:00Z\n"
              "                      (default 90d)\n");
 }
@@ -92,12 +92,16 @@ static void sign_usage(FILE *f) {
 int fy_cmd_sign(int argc, char **argv) {
   static const struct option opts[] = {{"key", required_argument, 0, 'k'},     {"version", required_argument, 0, 'v'},
                                        {"app", required_argument, 0, 'a'},     {"expires", required_argument, 0, 'e'},
-                                       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+                                       {"help", no_argument, 0, 'h'},          FY_CLI_REGISTRY_OPTIONS,
+                                       {0, 0, 0, 0}};
   const char *keyfile = NULL, *version_s = NULL, *expires_s = "90d";
   char app[64] = "", err[1024];
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    int r = fy_cli_registry_opt(c, optarg);
+    if (r < 0) return 2;
+    if (r > 0) continue;
     switch (c) {
     case 'k': keyfile = optarg; break;
     case 'v': version_s = optarg; break;
@@ -166,7 +170,7 @@ int fy_cmd_sign(int argc, char **argv) {
   }
   char ds[FY_DIGEST_STR], exp[32];
   fy_time_format_utc(expires, exp, sizeof exp);
-  printf("signed %s%s%s (%s): app %s, version %llu, expires %s, key %s\n", l.dir, sig.ref[0] ? ":" : "", sig.ref,
+  printf("signed %s (%s): app %s, version %llu, expires %s, key %s\n", l.name,
          fy_digest_format(&sig.digest, ds), app, (unsigned long long)version, exp, fy_sign_key_id(key));
   ret = 0;
 out_layout:

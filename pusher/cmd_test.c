@@ -47,7 +47,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
     snprintf(res->error, sizeof res->error, "mkdtemp: %s", strerror(errno));
     return 1;
   }
-  if ((rc = fy_layout_to_zstd(l, v, &conv, err, sizeof err)) != FY_OK) {
+  if ((rc = fy_layout_prepare(l, v, &conv, NULL, err, sizeof err)) != FY_OK) {
     fy_text_fmt(res->error, sizeof res->error, "%s", err);
     goto out;
   }
@@ -56,7 +56,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
   fy_unpack_stats st = {0};
   for (size_t i = 0; i < v->m.nlayers && rootfd >= 0; i++) {
     char path[4200];
-    fy_store_path(&l->store, &v->m.layers[i].digest, path, sizeof path);
+    fy_layout_blob_path(l, &v->m.layers[i].digest, path, sizeof path);
     if ((rc = fy_unpack_layer(rootfd, path, v->m.layers[i].kind, &o, &st, err, sizeof err)) != FY_OK) {
       fy_text_fmt(res->error, sizeof res->error, "unpack: %s", err);
       close(rootfd);
@@ -169,7 +169,8 @@ out:
  * reads as the user sees it happen. */
 int fy_cmd_test(int argc, char **argv) {
   static const struct option opts[] = {{"platform", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
-                                       {"timeout", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+                                       {"timeout", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'},
+                                       FY_CLI_REGISTRY_OPTIONS, {0, 0, 0, 0}};
   fy_platform only[32];
   size_t nonly = 0;
   int json = 0, c;
@@ -179,6 +180,9 @@ int fy_cmd_test(int argc, char **argv) {
   for (int i = 1; i < argc; i++) if (strcmp(argv[i], "--") == 0) { dash = i; break; }
   int gargc = dash >= 0 ? dash : argc;
   while ((c = getopt_long(gargc, argv, "p:", opts, NULL)) != -1) {
+    int r = fy_cli_registry_opt(c, optarg);
+    if (r < 0) return 2;
+    if (r > 0) continue;
     switch (c) {
     case 'p': {
       char *copy = strdup(optarg), *save = NULL;
@@ -201,16 +205,17 @@ int fy_cmd_test(int argc, char **argv) {
       break;
     }
     case 'h':
-      printf("usage: ferry test LAYOUT[:REF] [--platform P[,P...]] [--json] [--timeout S] [-- CMD [ARGS...]]\n"
+      printf("usage: ferry test IMAGE [--platform P[,P...]] [--json] [--timeout S] [-- CMD [ARGS...]]\n"
              "Unpacks each variant into a temp rootfs and runs the recipe's test command (or CMD): natively\n"
-             "for the host's platform, under qemu-<arch> -L ROOTFS for the others. No root, no binfmt_misc.\n");
+             "for the host's platform, under qemu-<arch> -L ROOTFS for the others. No root, no binfmt_misc.\n"
+             FY_CLI_IMAGE_HELP);
       return 0;
     default: return 2;
     }
   }
   progress = json ? stderr : stdout;
   if (gargc - optind != 1) {
-    fy_cli_err("usage: ferry test LAYOUT[:REF] [--platform P] [-- CMD...]");
+    fy_cli_err("usage: ferry test IMAGE [--platform P] [-- CMD...]");
     return 2;
   }
   char **cmd = dash >= 0 ? argv + dash + 1 : NULL;

@@ -3,10 +3,103 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "archive.h"
+#include "cli.h"
 #include "ferry/fsutil.h"
+#include "ferry/text.h"
 #include "layout.h"
+#include "registry.h"
+#include <jansson.h>
 
 #define MAX_NESTING 4
+
+void fy_layout_blob_path(const fy_layout *l, const fy_digest *d, char *buf, size_t len) {
+  struct stat st;
+  if (l->store.dir[0]) {
+    fy_store_path(&l->store, d, buf, len);
+    if (stat(buf, &st) == 0) return;
+  }
+  fy_store_path(&l->cache, d, buf, len);
+}
+
+int fy_layout_cache(const fy_layout *l, const fy_store **out, char *err, size_t errlen) {
+  int rc = fy_mkdirs(l->cache.dir, 0755);
+  *out = &l->cache;
+  if (rc != FY_OK) snprintf(err, errlen, "cannot create the cache %s: %s (set FERRY_HOME elsewhere)", l->cache.dir, fy_strerror(rc));
+  return rc;
+}
+
+/* A manifest, index or config the registry has and the cache lacks, into the cache. */
+static int fetch_small(const fy_layout *l, const fy_descriptor *d, char *err, size_t errlen) {
+  const fy_store *cache;
+  char ds[FY_DIGEST_STR], mt[128];
+  int rc = fy_layout_cache(l, &cache, err, errlen);
+  if (rc != FY_OK) return rc;
+  fy_digest_format(&d->digest, ds);
+  if (d->kind == FY_KIND_INDEX || d->kind == FY_KIND_MANIFEST) {
+    char *data;
+    size_t len;
+    fy_digest got;
+    if ((rc = fy_registry_manifest_get(l->remote, ds, &data, &len, mt, sizeof mt, &got, err, errlen)) != FY_OK) return rc;
+    rc = fy_store_put(cache, &got, data, len);
+    free(data);
+    return rc == FY_OK ? FY_OK : fy_text_fail(err, errlen, rc, "caching %s: %s", ds, fy_strerror(rc));
+  }
+  return fy_registry_blob_get(l->remote, &d->digest, d->size, cache, NULL, err, errlen);
+}
+
+int fy_layout_prepare(const fy_layout *l, fy_variant *v, int *converted, uint64_t *fetched, char *err, size_t errlen) {
+  char path[4200];
+  struct stat st;
+  int rc;
+  if (fetched) *fetched = 0;
+  for (size_t i = 0; l->remote && i < v->m.nlayers; i++) {
+    const fy_store *cache;
+    uint64_t got = 0;
+    fy_layout_blob_path(l, &v->m.layers[i].digest, path, sizeof path);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) continue;
+    if ((rc = fy_layout_cache(l, &cache, err, errlen)) != FY_OK) return rc;
+    rc = fy_registry_blob_get(l->remote, &v->m.layers[i].digest, v->m.layers[i].size, cache, &got, err, errlen);
+    if (fetched) *fetched += got;
+    if (rc != FY_OK) return rc;
+  }
+  return fy_layout_to_zstd(l, v, converted, err, errlen);
+}
+
+/* docker://: the manifest the tag or digest names, into the cache, as the one entry of an
+ * index.json made here; the rest comes when it is read. */
+static int open_remote(fy_layout *l, char *err, size_t errlen) {
+  const fy_store *cache;
+  char *data = NULL, mt[128], ds[FY_DIGEST_STR];
+  size_t len;
+  fy_digest d;
+  int rc;
+  if ((rc = fy_layout_cache(l, &cache, err, errlen)) != FY_OK) return rc;
+  if ((rc = fy_registry_open(&l->remote, &l->docker, 0, err, errlen)) != FY_OK) return rc;
+  const char *reference = l->docker.digest[0] ? l->docker.digest : l->docker.tag;
+  if ((rc = fy_registry_manifest_get(l->remote, reference, &data, &len, mt, sizeof mt, &d, err, errlen)) != FY_OK) return rc;
+  fy_media_kind k = fy_media_kind_of(mt);
+  if (k != FY_KIND_INDEX && k != FY_KIND_MANIFEST) {
+    /* Some registries answer with a generic type; the document says what it is. */
+    json_t *j = json_loadb(data, len, 0, NULL);
+    const char *inner = json_string_value(json_object_get(j, "mediaType"));
+    k = fy_media_kind_of(inner);
+    if (k == FY_KIND_UNKNOWN) k = json_object_get(j, "manifests") ? FY_KIND_INDEX : FY_KIND_MANIFEST;
+    snprintf(mt, sizeof mt, "%s", k == FY_KIND_INDEX ? FY_MT_OCI_INDEX : FY_MT_OCI_MANIFEST);
+    if (inner && fy_media_kind_of(inner) == k) fy_text_fmt(mt, sizeof mt, "%s", inner);
+    json_decref(j);
+  }
+  rc = fy_store_put(cache, &d, data, len);
+  free(data);
+  if (rc != FY_OK) return fy_text_fail(err, errlen, rc, "caching the manifest: %s", fy_strerror(rc));
+  json_t *ix = json_pack("{s:i, s:s, s:[{s:s, s:s, s:I}]}", "schemaVersion", 2, "mediaType", FY_MT_OCI_INDEX, "manifests", "mediaType",
+                         mt, "digest", fy_digest_format(&d, ds), "size", (json_int_t)len);
+  l->index_json = ix ? json_dumps(ix, JSON_COMPACT) : NULL;
+  json_decref(ix);
+  if (!l->index_json) return FY_ENOMEM;
+  l->index_len = strlen(l->index_json);
+  return FY_OK;
+}
 
 int fy_layout_read_blob(const fy_layout *l, const fy_descriptor *d, char **data, size_t *len, char *err, size_t errlen) {
   char path[4200], ds[FY_DIGEST_STR];
@@ -17,17 +110,21 @@ int fy_layout_read_blob(const fy_layout *l, const fy_descriptor *d, char **data,
              (unsigned long long)d->size, FY_OCI_JSON_MAX);
     return FY_ETOOBIG;
   }
-  fy_store_path(&l->store, &d->digest, path, sizeof path);
+  fy_layout_blob_path(l, &d->digest, path, sizeof path);
   int rc = fy_file_read(path, FY_OCI_JSON_MAX, data, len);
+  if (rc == FY_ENOENT && l->remote) {
+    if ((rc = fetch_small(l, d, err, errlen)) != FY_OK) return rc;
+    rc = fy_file_read(path, FY_OCI_JSON_MAX, data, len);
+  }
   if (rc != FY_OK) {
-    snprintf(err, errlen, "%s: blob %s %s", l->dir, fy_digest_format(&d->digest, ds),
-             rc == FY_ENOENT ? "is missing from the layout" : fy_strerror(rc));
+    fy_text_fmt(err, errlen, "%s: blob %s %s", l->name, fy_digest_format(&d->digest, ds),
+                rc == FY_ENOENT ? (l->dir[0] ? "is missing from the layout" : "is missing from the image") : fy_strerror(rc));
     return rc == FY_ENOENT ? FY_ENOENT : rc;
   }
   fy_sha256_once(*data, *len, &got);
   if (*len != d->size || !fy_digest_equal(&got, &d->digest)) {
-    snprintf(err, errlen, "%s: blob %s does not match its descriptor (size %zu, expected %llu)", l->dir,
-             fy_digest_format(&d->digest, ds), *len, (unsigned long long)d->size);
+    fy_text_fmt(err, errlen, "%s: blob %s does not match its descriptor (size %zu, expected %llu)", l->name,
+                fy_digest_format(&d->digest, ds), *len, (unsigned long long)d->size);
     free(*data);
     *data = NULL;
     return FY_EDIGEST;
@@ -45,58 +142,67 @@ static int load_index_blob(const fy_layout *l, const fy_descriptor *d, fy_index 
   return rc;
 }
 
-int fy_layout_open(fy_layout *l, const char *spec, char *err, size_t errlen) {
-  struct stat st;
-  char path[4200], *data = NULL;
-  size_t len;
-  int rc;
-  memset(l, 0, sizeof *l);
-  snprintf(l->dir, sizeof l->dir, "%s", spec);
-  if (stat(l->dir, &st) != 0) {
-    char *colon = strrchr(l->dir, ':');
-    if (colon && colon != l->dir) {
-      snprintf(l->ref, sizeof l->ref, "%s", colon + 1);
-      *colon = '\0';
-    }
-  }
-  if (stat(l->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    snprintf(err, errlen, "%s: not a directory (expected an OCI image layout)", l->dir);
-    return FY_ENOENT;
-  }
-  snprintf(path, sizeof path, "%s/oci-layout", l->dir);
-  if (stat(path, &st) != 0) {
-    snprintf(err, errlen, "%s: no oci-layout file: not an OCI image layout", l->dir);
-    return FY_ENOENT;
-  }
-  snprintf(path, sizeof path, "%s/index.json", l->dir);
-  if ((rc = fy_file_read(path, FY_OCI_JSON_MAX, &data, &len)) != FY_OK) {
-    snprintf(err, errlen, "%s: %s", path, fy_strerror(rc));
-    return rc;
-  }
+int fy_layout_is_signature_ref(const char *ref) {
+  /* cosign's tag scheme: sha256-<hex>.sig (and .att, .sbom for its other artifacts) */
+  if (strncmp(ref, "sha256-", 7) != 0 || strlen(ref) < 7 + 64 + 2 || ref[7 + 64] != '.') return 0;
+  for (int i = 7; i < 7 + 64; i++)
+    if (!strchr("0123456789abcdef", ref[i])) return 0;
+  return 1;
+}
+
+/* The entries of index.json that are images: not signatures, attestations or other artifacts. */
+static int is_image_entry(const fy_descriptor *d) {
+  return !d->attestation && (d->kind == FY_KIND_INDEX || d->kind == FY_KIND_MANIFEST) && !fy_layout_is_signature_ref(d->ref_name);
+}
+
+/* index.json is read: REF picks its entry; without REF the one image is taken, and a layout
+ * with several tagged images is refused the way skopeo refuses it ("more than one image"). */
+static int select_image(fy_layout *l, char *err, size_t errlen) {
   fy_index ix;
   char why[300];
-  rc = fy_oci_index_parse(data, len, &ix, why, sizeof why);
-  free(data);
+  int rc = fy_oci_index_parse(l->index_json, l->index_len, &ix, why, sizeof why);
   if (rc != FY_OK) {
-    snprintf(err, errlen, "%s: %s", path, why);
+    fy_text_fmt(err, errlen, "%s: index.json: %s", l->name, why);
     return rc;
-  }
-  if ((rc = fy_store_open(&l->store, l->dir, 0)) != FY_OK) {
-    fy_oci_index_free(&ix);
-    snprintf(err, errlen, "%s: no blobs/sha256 directory", l->dir);
-    return rc;
-  }
-  if (!l->ref[0]) {
-    l->top = ix;
-    return FY_OK;
   }
   int found = -1;
-  for (size_t i = 0; i < ix.n; i++)
-    if (strcmp(ix.entries[i].ref_name, l->ref) == 0) found = (int)i;
-  if (found < 0) {
-    snprintf(err, errlen, "%s: no image tagged '%s' (org.opencontainers.image.ref.name) in index.json", l->dir, l->ref);
+  size_t images = 0, tagged = 0;
+  for (size_t i = 0; i < ix.n; i++) {
+    if (l->ref[0]) {
+      if (strcmp(ix.entries[i].ref_name, l->ref) == 0) found = (int)i;
+    } else if (is_image_entry(&ix.entries[i])) {
+      images++;
+      tagged += ix.entries[i].ref_name[0] != 0;
+      if (found < 0) found = (int)i;
+    }
+  }
+  if (l->ref[0] && found < 0) {
+    char refs[900] = "";
+    for (size_t i = 0; i < ix.n; i++)
+      if (is_image_entry(&ix.entries[i]) && ix.entries[i].ref_name[0]) {
+        size_t o = strlen(refs);
+        fy_text_fmt(refs + o, sizeof refs - o, "%s%s", o ? ", " : "", ix.entries[i].ref_name);
+      }
+    fy_text_fmt(err, errlen, "%s: no image tagged '%s' (org.opencontainers.image.ref.name) in index.json; it holds %s", l->name,
+                l->ref, refs[0] ? refs : "no tagged image");
     fy_oci_index_free(&ix);
     return FY_ENOENT;
+  }
+  if (!l->ref[0] && images > 1 && tagged > 0) {
+    char refs[900] = "";
+    for (size_t i = 0; i < ix.n; i++)
+      if (is_image_entry(&ix.entries[i])) {
+        size_t o = strlen(refs);
+        fy_text_fmt(refs + o, sizeof refs - o, "%s%s", o ? ", " : "", ix.entries[i].ref_name[0] ? ix.entries[i].ref_name : "(untagged)");
+      }
+    fy_text_fmt(err, errlen, "%s holds %zu images (%s): choose one as %s:REF", l->name, images, refs, l->name);
+    fy_oci_index_free(&ix);
+    return FY_EINVAL;
+  }
+  if (!l->ref[0] && (images != 1 || found < 0)) {
+    /* A flat index.json listing one manifest per platform (no tags): the index is the image. */
+    l->top = ix;
+    return images ? FY_OK : fy_text_fail(err, errlen, FY_ENOENT, "%s: index.json lists no image", l->name);
   }
   fy_descriptor d = ix.entries[found];
   fy_oci_index_free(&ix);
@@ -110,7 +216,106 @@ int fy_layout_open(fy_layout *l, const char *spec, char *err, size_t errlen) {
   return FY_OK;
 }
 
-void fy_layout_close(fy_layout *l) { fy_oci_index_free(&l->top); }
+static int is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The name a push gives the app when nothing better is known: a file's name without its
+ * extension, a folder's name. */
+static void base_name(const char *path, char *out, size_t len, int strip_ext) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  size_t n = strlen(tmp);
+  while (n > 1 && tmp[n - 1] == '/') tmp[--n] = '\0';
+  const char *b = strrchr(tmp, '/') ? strrchr(tmp, '/') + 1 : tmp;
+  fy_text_fmt(out, len, "%s", b);
+  char *dot = strip_ext ? strchr(out, '.') : NULL;
+  if (dot && dot != out) *dot = '\0';
+}
+
+static int open_dir(fy_layout *l, char *err, size_t errlen) {
+  char path[4200];
+  struct stat st;
+  int rc;
+  if (!is_dir(l->dir)) {
+    if (stat(l->dir, &st) == 0 && S_ISREG(st.st_mode))
+      return fy_text_fail(err, errlen, FY_ENOENT, "%s: a file, not an OCI image layout; an archive is named oci-archive:%s or docker-archive:%s",
+                          l->dir, l->dir, l->dir);
+    return fy_text_fail(err, errlen, FY_ENOENT,
+                        "%s: not a directory (expected an OCI image layout, or a name skopeo knows: oci:DIR[:REF], "
+                        "oci-archive:FILE[:REF], docker-archive:FILE, docker://HOST/REPO:TAG)", l->dir);
+  }
+  snprintf(path, sizeof path, "%s/oci-layout", l->dir);
+  if (stat(path, &st) != 0) return fy_text_fail(err, errlen, FY_ENOENT, "%s: no oci-layout file: not an OCI image layout", l->dir);
+  snprintf(path, sizeof path, "%s/index.json", l->dir);
+  if ((rc = fy_file_read(path, FY_OCI_JSON_MAX, &l->index_json, &l->index_len)) != FY_OK)
+    return fy_text_fail(err, errlen, rc, "%s: %s", path, fy_strerror(rc));
+  if ((rc = fy_store_open(&l->store, l->dir, 0)) != FY_OK)
+    return fy_text_fail(err, errlen, rc, "%s: no blobs/sha256 directory", l->dir);
+  return FY_OK;
+}
+
+int fy_layout_open(fy_layout *l, const char *spec, char *err, size_t errlen) {
+  fy_image_name n;
+  char home[4096];
+  int rc;
+  memset(l, 0, sizeof *l);
+  snprintf(l->name, sizeof l->name, "%s", spec);
+  fy_cli_home("cache", home, sizeof home);
+  if (fy_store_open(&l->cache, home, 0) == FY_ETOOBIG) return fy_text_fail(err, errlen, FY_ETOOBIG, "FERRY_HOME is too long");
+  if ((rc = fy_image_name_parse(spec, &n, err, errlen)) != FY_OK) return rc;
+  l->transport = n.transport;
+  snprintf(l->ref, sizeof l->ref, "%s", n.ref);
+  switch (n.transport) {
+  case FY_IMG_LAYOUT:
+    /* LAYOUT:REF: the first prefix that is a directory is the layout (REF may hold ':'). */
+    snprintf(l->dir, sizeof l->dir, "%s", n.path);
+    if (!is_dir(l->dir)) {
+      for (char *c = strchr(l->dir, ':'); c; c = strchr(c + 1, ':')) {
+        *c = '\0';
+        int d = c != l->dir && is_dir(l->dir);
+        if (d) {
+          snprintf(l->ref, sizeof l->ref, "%s", c + 1);
+          break;
+        }
+        *c = ':';
+      }
+    }
+    /* fall through */
+  case FY_IMG_OCI:
+    if (n.transport == FY_IMG_OCI) snprintf(l->dir, sizeof l->dir, "%s", n.path);
+    if (!fy_ref_repository_name(l->ref, l->app_hint, sizeof l->app_hint)) base_name(l->dir, l->app_hint, sizeof l->app_hint, 0);
+    rc = open_dir(l, err, errlen);
+    break;
+  case FY_IMG_OCI_ARCHIVE:
+  case FY_IMG_DOCKER_ARCHIVE:
+    snprintf(l->file, sizeof l->file, "%s", n.path);
+    if (!fy_ref_repository_name(l->ref, l->app_hint, sizeof l->app_hint)) base_name(l->file, l->app_hint, sizeof l->app_hint, 1);
+    l->store = l->cache;
+    rc = n.transport == FY_IMG_OCI_ARCHIVE ? fy__archive_read_oci(l, err, errlen) : fy__archive_read_docker(l, err, errlen);
+    break;
+  case FY_IMG_DOCKER:
+  default:
+    fy_text_fmt(l->app_hint, sizeof l->app_hint, "%s", strrchr(n.docker.repo, '/') ? strrchr(n.docker.repo, '/') + 1 : n.docker.repo);
+    l->docker = n.docker;
+    l->store = l->cache;
+    rc = open_remote(l, err, errlen);
+    break;
+  }
+  if (rc == FY_OK) rc = select_image(l, err, errlen);
+  if (rc != FY_OK) fy_layout_close(l);
+  return rc;
+}
+
+void fy_layout_close(fy_layout *l) {
+  fy_oci_index_free(&l->top);
+  fy_registry_free(l->remote);
+  l->remote = NULL;
+  free(l->index_json);
+  l->index_json = NULL;
+  l->index_len = 0;
+}
 
 void fy_variant_free(fy_variant *v) {
   free(v->manifest);
@@ -124,6 +329,7 @@ static int load_variant(const fy_layout *l, const fy_descriptor *d, fy_variant *
   int rc;
   memset(v, 0, sizeof *v);
   v->desc = *d;
+  v->source = d->digest;
   if ((rc = fy_layout_read_blob(l, d, &v->manifest, &v->manifest_len, err, errlen)) != FY_OK) goto fail;
   if ((rc = fy_oci_manifest_parse(v->manifest, v->manifest_len, &v->m, err, errlen)) != FY_OK) goto fail;
   if ((rc = fy_layout_read_blob(l, &v->m.config, &v->config, &v->config_len, err, errlen)) != FY_OK) goto fail;
@@ -248,7 +454,15 @@ static int collect(const fy_layout *l, const fy_index *ix, int depth, fy_variant
     fy_variant *nv = realloc(*out, (*n + 1) * sizeof **out);
     if (!nv) return FY_ENOMEM;
     *out = nv;
-    if ((rc = load_variant(l, d, &nv[*n], err, errlen)) != FY_OK) return rc;
+    if ((rc = load_variant(l, d, &nv[*n], err, errlen)) != FY_OK) {
+      /* A referrer or other artifact (a cosign signature, an SBOM) listed without a platform is
+       * not an image: skipped, as a push skips it. */
+      if (rc == FY_EUNSUPPORTED && !d->has_platform) {
+        err[0] = '\0';
+        continue;
+      }
+      return rc;
+    }
     if (!nv[*n].desc.has_platform) {
       nv[*n].desc.platform = nv[*n].cfg.platform;
       nv[*n].desc.has_platform = 1;

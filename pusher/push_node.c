@@ -100,14 +100,20 @@ static int got_facts(fy_pnode *n, json_t *j) {
   }
   n->have_variant = 1;
   int converted = 0;
-  if ((rc = fy_layout_to_zstd(P->layout, &n->v, &converted, err, sizeof err)) != FY_OK) {
+  if ((rc = fy_layout_prepare(P->layout, &n->v, &converted, NULL, err, sizeof err)) != FY_OK) {
     node_fail(n, rc, err);
     return FY_ECANCELED;
   }
-  if (converted > 0) fy_pnode_event(n, "recompressed %d gzip layer(s) to zstd (cached in the layout)", converted);
-  char ds[FY_DIGEST_STR], p[FY_PLATFORM_STR];
-  fy_pnode_event(n, "%s, variant %s (%s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
-                 fy_digest_format(&n->v.desc.digest, ds));
+  if (converted > 0) fy_pnode_event(n, "recompressed %d gzip layer(s) to zstd (cached in $FERRY_HOME/cache)", converted);
+  char ds[FY_DIGEST_STR], src[FY_DIGEST_STR], p[FY_PLATFORM_STR];
+  /* After a gzip -> zstd rewrite the manifest sent is not the one skopeo or the registry shows:
+   * both are named, so either can be looked up. */
+  if (!fy_digest_equal(&n->v.source, &n->v.desc.digest))
+    fy_pnode_event(n, "%s, variant %s (%s, the zstd rewrite of %s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
+                   fy_digest_format(&n->v.desc.digest, ds), fy_digest_format(&n->v.source, src));
+  else
+    fy_pnode_event(n, "%s, variant %s (%s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
+                   fy_digest_format(&n->v.desc.digest, ds));
   fy_plan_msg pm = {.app = P->app, .manifest = n->v.manifest, .manifest_len = n->v.manifest_len,
                     .manifest_digest = n->v.desc.digest, .config = n->v.config, .config_len = n->v.config_len,
                     .agent_upgrade = P->agent_upgrade, .upgrade_timeout_s = P->upgrade_timeout_s};

@@ -1,6 +1,7 @@
 /* gzip layers become zstd once, on the laptop: the wire and the agents only carry zstd. The
- * zstd blobs and a rewritten manifest go into the layout's own blobs/, and
- * LAYOUT/.ferry/zstd/<old manifest hex> remembers the rewrite, so the next push reuses it.
+ * zstd blobs and a rewritten manifest go into the pusher's cache ($FERRY_HOME/cache/blobs),
+ * never into the image the user named (it may be read-only, shared, or a registry's copy), and
+ * $FERRY_HOME/cache/zstd/<old manifest hex> remembers the rewrite, so the next push reuses it.
  * The config is untouched: its diff_ids name the uncompressed tars, which do not change. */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,42 +11,47 @@
 #include <unistd.h>
 #include <jansson.h>
 #include <zlib.h>
-#include <zstd.h>
 
+#include "blobsink.h"
+#include "cli.h"
 #include "ferry/fsutil.h"
+#include "ferry/text.h"
 #include "layout.h"
 
 #define RC_IN (256u * 1024u)
 
-/* gunzip src | zstd -3 > blobs/sha256/<digest>; returns the new descriptor's digest and size. */
-static int recompress_blob(const fy_layout *l, const fy_descriptor *src, fy_digest *out, uint64_t *size,
-                           char *err, size_t errlen) {
-  char in_path[4200], tmp[4300], dst[4200], ds[FY_DIGEST_STR];
-  int ret = FY_EIO, in = -1, outfd = -1;
+/* gunzip src | zstd -3 > cache; returns the new blob's digest and size. The gzip bytes are
+ * hashed as they are read and must match src's digest. */
+static int recompress_blob(const fy_layout *l, const fy_store *cache, const fy_descriptor *src, fy_digest *out,
+                           uint64_t *size, char *err, size_t errlen) {
+  char in_path[4200], ds[FY_DIGEST_STR];
+  int ret = FY_EIO, in = -1;
   z_stream zs;
   int zinit = 0;
-  ZSTD_CCtx *zc = NULL;
-  uint8_t *ibuf = malloc(RC_IN), *mid = malloc(RC_IN), *obuf = malloc(ZSTD_CStreamOutSize());
-  fy_sha256 h, hin;
+  fy_sink sink;
+  uint8_t *ibuf = malloc(RC_IN), *mid = malloc(RC_IN);
+  fy_sha256 hin;
   fy_digest got;
   uint64_t in_total = 0;
-  fy_sha256_init(&h);
   fy_sha256_init(&hin);
-  *size = 0;
-  fy_store_path(&l->store, &src->digest, in_path, sizeof in_path);
-  snprintf(tmp, sizeof tmp, "%s/recompress.%d.tmp", l->store.dir, (int)getpid());
-  if (!ibuf || !mid || !obuf) { ret = FY_ENOMEM; goto out; }
-  if ((in = open(in_path, O_RDONLY | O_CLOEXEC)) < 0 || (outfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-    snprintf(err, errlen, "recompressing %s: %s", fy_digest_format(&src->digest, ds), strerror(errno));
+  sink.fd = -1;
+  sink.tmp[0] = '\0';
+  sink.zc = NULL;
+  sink.obuf = NULL;
+  fy_layout_blob_path(l, &src->digest, in_path, sizeof in_path);
+  if (!ibuf || !mid) { ret = FY_ENOMEM; goto out; }
+  if ((in = open(in_path, O_RDONLY | O_CLOEXEC)) < 0) {
+    fy_text_fmt(err, errlen, "recompressing %s: %s", fy_digest_format(&src->digest, ds), strerror(errno));
     goto out;
   }
+  if ((ret = fy_sink_open(&sink, cache, 1)) != FY_OK) {
+    fy_text_fmt(err, errlen, "recompressing into the cache %s: %s", cache->dir, fy_strerror(ret));
+    goto out;
+  }
+  ret = FY_EIO;
   memset(&zs, 0, sizeof zs);
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) goto out;
   zinit = 1;
-  zc = ZSTD_createCCtx();
-  if (!zc) { ret = FY_ENOMEM; goto out; }
-  ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, 3);
-  ZSTD_CCtx_setParameter(zc, ZSTD_c_checksumFlag, 1);
   int zend = 0;
   for (;;) {
     ssize_t r = read(in, ibuf, RC_IN);
@@ -64,54 +70,35 @@ static int recompress_blob(const fy_layout *l, const fy_descriptor *src, fy_dige
         /* Concatenated gzip members are valid gzip. */
         if (zs.avail_in > 0) inflateReset(&zs);
       } else if (zr != Z_OK && !(zr == Z_BUF_ERROR && last)) {
-        snprintf(err, errlen, "layer %s is not valid gzip", fy_digest_format(&src->digest, ds));
+        fy_text_fmt(err, errlen, "layer %s is not valid gzip", fy_digest_format(&src->digest, ds));
         ret = FY_EPROTO;
         goto out;
       }
       size_t produced = RC_IN - zs.avail_out;
-      ZSTD_inBuffer zin = {mid, produced, 0};
-      int finishing = last && zs.avail_in == 0 && produced == 0;
-      for (;;) {
-        ZSTD_outBuffer zout = {obuf, ZSTD_CStreamOutSize(), 0};
-        size_t left = ZSTD_compressStream2(zc, &zout, &zin, finishing ? ZSTD_e_end : ZSTD_e_continue);
-        if (ZSTD_isError(left)) { ret = FY_EIO; goto out; }
-        if (zout.pos && write(outfd, obuf, zout.pos) != (ssize_t)zout.pos) goto out;
-        fy_sha256_update(&h, obuf, zout.pos);
-        *size += zout.pos;
-        if (finishing ? left == 0 : zin.pos == zin.size) break;
-      }
-      if (finishing) break;
+      if (produced && (ret = fy_sink_write(&sink, mid, produced)) != FY_OK) goto out;
+      ret = FY_EIO;
     } while (zs.avail_in > 0 || zs.avail_out == 0);
     if (last) break;
   }
   if (!zend || in_total != src->size) {
-    snprintf(err, errlen, "layer %s is truncated gzip", fy_digest_format(&src->digest, ds));
+    fy_text_fmt(err, errlen, "layer %s is truncated gzip", fy_digest_format(&src->digest, ds));
     ret = FY_EPROTO;
     goto out;
   }
   fy_sha256_final(&hin, &got);
   if (!fy_digest_equal(&got, &src->digest)) {
-    snprintf(err, errlen, "layer %s does not match its digest", fy_digest_format(&src->digest, ds));
+    fy_text_fmt(err, errlen, "layer %s does not match its digest", fy_digest_format(&src->digest, ds));
     ret = FY_EDIGEST;
     goto out;
   }
-  fy_sha256_final(&h, out);
-  if (fsync(outfd) != 0) goto out;
-  fy_store_path(&l->store, out, dst, sizeof dst);
-  if (rename(tmp, dst) != 0) goto out;
-  ret = FY_OK;
+  ret = fy_sink_finish(&sink, NULL, out, size, NULL);
 out:
   if (zinit) inflateEnd(&zs);
-  ZSTD_freeCCtx(zc);
+  fy_sink_abort(&sink);
   if (in >= 0) close(in);
-  if (outfd >= 0) close(outfd);
-  if (ret != FY_OK) {
-    unlink(tmp);
-    if (!err[0]) snprintf(err, errlen, "recompressing a gzip layer failed: %s", fy_strerror(ret));
-  }
+  if (ret != FY_OK && !err[0]) fy_text_fmt(err, errlen, "recompressing a gzip layer failed: %s", fy_strerror(ret));
   free(ibuf);
   free(mid);
-  free(obuf);
   return ret;
 }
 
@@ -143,12 +130,14 @@ int fy_layout_to_zstd(const fy_layout *l, fy_variant *v, int *converted, char *e
   char cache_dir[4200], cache[4400], hex[FY_DIGEST_HEX], *text = NULL;
   size_t len;
   int rc;
+  const fy_store *store;
   *converted = 0;
   int any = 0;
   for (size_t i = 0; i < v->m.nlayers; i++) any |= v->m.layers[i].kind == FY_KIND_LAYER_GZIP;
   if (!any) return FY_OK;
-  snprintf(cache_dir, sizeof cache_dir, "%s/.ferry/zstd", l->dir);
-  snprintf(cache, sizeof cache, "%s/%s", cache_dir, fy_digest_hex(&v->desc.digest, hex));
+  fy_cli_home("cache/zstd", cache_dir, sizeof cache_dir);
+  if (fy_path_fmt(cache, sizeof cache, "%s/%s", cache_dir, fy_digest_hex(&v->desc.digest, hex)) != FY_OK)
+    return fy_text_fail(err, errlen, FY_ETOOBIG, "FERRY_HOME is too long");
   if (fy_file_read(cache, 256, &text, &len) == FY_OK) {
     fy_digest md;
     char *nl = strchr(text, ' ');
@@ -160,19 +149,20 @@ int fy_layout_to_zstd(const fy_layout *l, fy_variant *v, int *converted, char *e
       return FY_OK;
     }
     free(text);
+    err[0] = '\0';
   }
+  if ((rc = fy_layout_cache(l, &store, err, errlen)) != FY_OK) return rc;
   json_t *man = json_loadb(v->manifest, v->manifest_len, 0, NULL), *layers = json_object_get(man, "layers");
   if (!man || !json_is_array(layers)) {
     json_decref(man);
-    snprintf(err, errlen, "cannot rewrite the manifest");
-    return FY_EPROTO;
+    return fy_text_fail(err, errlen, FY_EPROTO, "cannot rewrite the manifest");
   }
   for (size_t i = 0; i < v->m.nlayers; i++) {
     if (v->m.layers[i].kind != FY_KIND_LAYER_GZIP) continue;
     fy_digest nd;
     uint64_t nsize;
     char ds[FY_DIGEST_STR];
-    if ((rc = recompress_blob(l, &v->m.layers[i], &nd, &nsize, err, errlen)) != FY_OK) {
+    if ((rc = recompress_blob(l, store, &v->m.layers[i], &nd, &nsize, err, errlen)) != FY_OK) {
       json_decref(man);
       return rc;
     }
@@ -190,19 +180,15 @@ int fy_layout_to_zstd(const fy_layout *l, fy_variant *v, int *converted, char *e
   json_decref(man);
   if (!out) return FY_ENOMEM;
   fy_digest md;
-  fy_sha256_once(out, strlen(out), &md);
-  char path[4200], line[128], ds[FY_DIGEST_STR];
-  fy_store_path(&l->store, &md, path, sizeof path);
-  rc = fy_file_write_atomic(path, out, strlen(out), 0644);
   size_t mlen = strlen(out);
+  fy_sha256_once(out, mlen, &md);
+  char line[128], ds[FY_DIGEST_STR];
+  rc = fy_store_put(store, &md, out, mlen);
   free(out);
   if (rc == FY_OK && (rc = fy_mkdirs(cache_dir, 0755)) == FY_OK) {
     snprintf(line, sizeof line, "%s %zu\n", fy_digest_format(&md, ds), mlen);
     rc = fy_file_write_atomic(cache, line, strlen(line), 0644);
   }
-  if (rc != FY_OK) {
-    snprintf(err, errlen, "writing the zstd manifest into %s: %s", l->dir, fy_strerror(rc));
-    return rc;
-  }
+  if (rc != FY_OK) return fy_text_fail(err, errlen, rc, "writing the zstd manifest into the cache %s: %s", cache_dir, fy_strerror(rc));
   return reload(l, v, &md, mlen, err, errlen);
 }

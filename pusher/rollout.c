@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ask.h"
+#include "registry.h"
 #include "rollout.h"
 #include "settings.h"
 #include "ferry/work.h"
@@ -376,17 +377,19 @@ static void schedule(struct rollout *r) {
   r->max_failures = count_of(&r->o->max_failures, r->nsched, 0);
 }
 
-/* ---- recompressing, before the waves ----
- * gzip layers (as docker and buildah write them) are recompressed to zstd once per variant that
+/* ---- fetching and recompressing, before the waves ----
+ * The layers of an image in a registry are fetched into the cache, and gzip layers (as docker
+ * and buildah write them) are recompressed to zstd, once per variant that
  * a scheduled node will get, on a worker through the loop, one variant after the other (two
  * variants may share a layer, and its cached rewrite is written once). The nodes then find the
- * rewrite cached in the layout. A failure here is left to the node's own push to report. */
+ * rewrite in the pusher's cache. A failure here is left to the node's own push to report. */
 
 struct rezstd {
   struct rollout *r;
   size_t k;                  /* next index into r->order */
   fy_variant v;
   int rc, converted, total;
+  uint64_t fetched, fetched_total;
   char err[1200];
 };
 
@@ -394,12 +397,13 @@ static void rezstd_next(struct rezstd *z);
 
 static void rezstd_work(void *ud) {
   struct rezstd *z = ud;
-  z->rc = fy_layout_to_zstd(z->r->o->push.layout, &z->v, &z->converted, z->err, sizeof z->err);
+  z->rc = fy_layout_prepare(z->r->o->push.layout, &z->v, &z->converted, &z->fetched, z->err, sizeof z->err);
 }
 
 static void rezstd_done(void *ud) {
   struct rezstd *z = ud;
   if (z->rc == FY_OK && z->converted > 0) z->total += z->converted;
+  z->fetched_total += z->fetched;
   fy_variant_free(&z->v);
   rezstd_next(z);
 }
@@ -419,7 +423,7 @@ static void rezstd_next(struct rezstd *z) {
       continue;
     int gzip = 0;
     for (size_t l = 0; l < z->v.m.nlayers; l++) gzip |= z->v.m.layers[l].kind == FY_KIND_LAYER_GZIP;
-    if (gzip && fy_work_queue(&r->loop, rezstd_work, rezstd_done, z) == FY_OK) return;
+    if ((gzip || r->o->push.layout->remote) && fy_work_queue(&r->loop, rezstd_work, rezstd_done, z) == FY_OK) return;
     fy_variant_free(&z->v);
   }
 }
@@ -428,7 +432,12 @@ static void recompress_scheduled(struct rollout *r) {
   struct rezstd z = {.r = r};
   rezstd_next(&z);
   uv_run(&r->loop, UV_RUN_DEFAULT);
-  if (z.total > 0) event(r, "recompressed %d gzip layer(s) to zstd (cached in the layout)", z.total);
+  if (z.fetched_total > 0) {
+    char h[32];
+    event(r, "fetched %s of layers from %s into $FERRY_HOME/cache", fy_human_bytes(z.fetched_total, h, sizeof h),
+          fy_registry_name(r->o->push.layout->remote));
+  }
+  if (z.total > 0) event(r, "recompressed %d gzip layer(s) to zstd (cached in $FERRY_HOME/cache)", z.total);
 }
 
 /* ---- running ---- */
@@ -779,7 +788,7 @@ int fy_rollout_run(fy_rollout_opts *o) {
   o->push.events = !r.tty; /* plain event lines on stderr, also beside --json */
   o->push.timeout_ms = cc->timeout_ms;
   o->push.chunks = &r.chunks;
-  fy_chunks_init(&r.chunks, &o->push.layout->store, 2);
+  fy_chunks_init(&r.chunks, o->push.layout, 2);
   fy_layout_offered(o->push.layout, r.offered, sizeof r.offered);
   image_affinity(&r);
   r.nodes = calloc(r.n, sizeof *r.nodes);

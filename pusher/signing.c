@@ -1,31 +1,21 @@
 /* Release signatures in an OCI layout; see signing.h. */
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ferry/fsutil.h"
+#include "ferry/text.h"
 #include "signing.h"
 
-/* index.json and the position of the entry l names in its manifests. */
+/* index.json (as the image was opened) and the position of the entry l names in its manifests. */
 static int find_entry(const fy_layout *l, json_t **index, size_t *pos, char *err, size_t errlen) {
-  char path[4200], *text = NULL;
-  size_t len;
   json_error_t je;
   *index = NULL;
-  snprintf(path, sizeof path, "%s/index.json", l->dir);
-  int rc = fy_file_read(path, FY_OCI_JSON_MAX, &text, &len);
-  if (rc != FY_OK) {
-    snprintf(err, errlen, "%s: %s", path, fy_strerror(rc));
-    return rc;
-  }
-  json_t *ix = json_loadb(text, len, 0, &je);
-  free(text);
+  json_t *ix = json_loadb(l->index_json ? l->index_json : "", l->index_len, 0, &je);
   json_t *m = json_object_get(ix, "manifests");
   if (!json_is_array(m)) {
-    snprintf(err, errlen, "%s: not an image index", path);
     json_decref(ix);
-    return FY_EPROTO;
+    return fy_text_fail(err, errlen, FY_EPROTO, "%s: index.json is not an image index", l->name);
   }
   size_t n = json_array_size(m), found = n;
   if (l->ref[0]) {
@@ -33,17 +23,22 @@ static int find_entry(const fy_layout *l, json_t **index, size_t *pos, char *err
       const char *r = json_string_value(json_object_get(json_object_get(json_array_get(m, i), "annotations"), FY_ANNOT_REF_NAME));
       if (r && strcmp(r, l->ref) == 0) found = i;
     }
+  } else if (l->has_top_desc) {
+    /* the layout's one image (layout.c chose it, signature entries aside) */
+    for (size_t i = 0; i < n && found == n; i++) {
+      fy_digest d;
+      const char *ds = json_string_value(json_object_get(json_array_get(m, i), "digest"));
+      if (ds && fy_digest_parse(ds, &d) == FY_OK && fy_digest_equal(&d, &l->top_desc.digest)) found = i;
+    }
   } else if (n == 1) {
     found = 0;
   } else {
-    snprintf(err, errlen, "%s lists %zu images: name the one to sign as LAYOUT:REF", path, n);
     json_decref(ix);
-    return FY_ENOENT;
+    return fy_text_fail(err, errlen, FY_ENOENT, "%s lists %zu images: name the one to sign as LAYOUT:REF", l->name, n);
   }
   if (found == n) {
-    snprintf(err, errlen, "%s: no image tagged '%s'", path, l->ref);
     json_decref(ix);
-    return FY_ENOENT;
+    return fy_text_fail(err, errlen, FY_ENOENT, "%s: no image tagged '%s'", l->name, l->ref);
   }
   *index = ix;
   *pos = found;
@@ -99,13 +94,16 @@ int fy_layout_sign(const fy_layout *l, const char *app, uint64_t version, int64_
       if (vs[i].m.layers[k].kind == FY_KIND_LAYER_GZIP) {
         char p[FY_PLATFORM_STR];
         snprintf(err, errlen, "the %s variant has gzip layers; the wire carries zstd, so a signature over this image "
-                 "would not match what is sent. Convert first: skopeo copy --dest-compress-format zstd oci:%s oci:NEW",
-                 fy_platform_format(&vs[i].cfg.platform, p, sizeof p), l->dir);
+                 "would not match what is sent. Convert first: skopeo copy --dest-compress-format zstd %s oci:NEW",
+                 fy_platform_format(&vs[i].cfg.platform, p, sizeof p), l->name);
         rc = FY_EUNSUPPORTED;
         break;
       }
   fy_variants_free(vs, nv);
   if (rc != FY_OK) return rc;
+  if (!l->dir[0])
+    return fy_text_fail(err, errlen, FY_EUNSUPPORTED, "%s: only an OCI layout can be signed in place; sign the layout, then "
+                        "make the archive from it (ferry bundle, or skopeo copy --all oci:DIR:TAG oci-archive:FILE)", l->name);
   json_t *ix;
   size_t pos;
   if ((rc = find_entry(l, &ix, &pos, err, errlen)) != FY_OK) return rc;
@@ -217,14 +215,8 @@ void fy_layout_app_name(const fy_layout *l, char *app, size_t len) {
     return;
   }
   /* Never the tag: x:1.0.0 then x:1.0.1 must be the same app, not two running side by side. */
-  char *copy = strdup(l->dir);
-  if (copy) {
-    size_t n = strlen(copy);
-    while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
-  }
   const char *t = l->has_top_desc && l->top_desc.title[0] ? l->top_desc.title : NULL;
-  sanitize_app(t ? t : copy ? basename(copy) : "", app, len);
-  free(copy);
+  sanitize_app(t ? t : l->app_hint, app, len);
 }
 
 json_t *fy_layout_sig_json(const fy_layout_sig *s) {

@@ -156,13 +156,18 @@ pass "Docker manifest-list media types and uncompressed layers deploy"
 
 # --- gzip layers (as docker and buildah write them) are recompressed to zstd once, cached
 $MKIMAGE "$T/gz" --docker --compress gzip --variant linux/amd64="$T/app/x64,$T/data2" --variant linux/arm64="$T/app/a64,$T/data2" --env VERSION=gz > /dev/null
+tree_sum() { (cd "$1" && find . -printf '%p %s %m\n' | sort && find . -type f -exec sha256sum {} + | sort) | sha256sum; }
+before=$(tree_sum "$T/gz")
 "$FERRY" push --identity "$T/me" "$T/gz" --to "$X" --app gz --settle 1 > "$T/gz.out" 2> "$T/gz.err" || { cat "$T/gz.out" "$T/gz.err"; fail "gzip push"; }
 grep -q 'recompressed 2 gzip layer(s) to zstd' "$T/gz.err" || { cat "$T/gz.err"; fail "no recompression reported"; }
-ls "$T/gz/.ferry/zstd/" | grep -q . || fail "no cached rewrite in the layout"
+ls "$FERRY_HOME/cache/zstd/" | grep -q . || fail "no cached rewrite in \$FERRY_HOME/cache"
+[ "$(tree_sum "$T/gz")" = "$before" ] || fail "the push wrote into the layout"
+# Both digests are named: the zstd manifest sent, and the gzip one skopeo or a registry shows.
+grep -q "the zstd rewrite of sha256:" "$T/gz.err" || { cat "$T/gz.err"; fail "the source manifest digest is not named"; }
 push_json "$T/gz2.json" "$T/gz" --to "$P" --app gz --settle 1
 [ $PUSH_RC -eq 0 ] || { cat "$T/gz2.json" "$T/gz2.json.err"; fail "gzip push to arm64"; }
 "$FERRY" logs --identity "$T/me" --to "$P" --app gz | grep -q 'aarch64.*VERSION=gz' || fail "gzip image on arm64"
-pass "gzip layers are recompressed to zstd once, cached in the layout, and deploy"
+pass "gzip layers are recompressed to zstd once, cached in \$FERRY_HOME/cache (the layout untouched), and deploy"
 
 # --- shutdown with apps running and a health check in flight: every handle is closed, the loop
 # ends by itself (uv_loop_close returns 0) and the exit status is 0; the workloads are stopped.

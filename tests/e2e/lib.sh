@@ -12,6 +12,9 @@ FERRY="$FERRY_BIN/ferry"
 FERRYD="$FERRY_BIN/ferryd"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-e2e.XXXXXX")
+# The pusher's home (its cache of recompressed and unpacked blobs; identities are passed with
+# --identity) is the test's own, never the user's ~/.ferry.
+export FERRY_HOME=$T/ferry-home
 PIDS=()
 MOUNTS=()   # unmounted after the agents are gone
 cleanup() {
