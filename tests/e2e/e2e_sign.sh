@@ -34,16 +34,24 @@ grep -q "signed $IMG:v2 (sha256:.*): app hello, version 2, expires .*, key sha25
 "$FERRY" inspect "$IMG:v2" > "$T/inspect.out"
 grep -q '^Signed:    app hello, version 2, expires' "$T/inspect.out" || { cat "$T/inspect.out"; fail "inspect: signature"; }
 "$FERRY" inspect "$T/unsigned:v2" | grep -q '^Signed:    no' || fail "inspect: unsigned"
-python3 - "$IMG" <<'PY' || fail "the signature annotations are not on the v2 entry of index.json"
-import json, sys
-ix = json.load(open(sys.argv[1] + "/index.json"))
-e = [m for m in ix["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "v2"][0]
-a = e["annotations"]
-claim = json.loads(a["dev.ferry.signature.payload"])
-assert claim["app"] == "hello" and claim["version"] == 2 and claim["digest"] == e["digest"], claim
-assert a["dev.ferry.signature"] and a["dev.ferry.signature.key"].startswith("sha256:")
+python3 - "$IMG" <<'PY' || fail "the signature is not an artifact tagged sha256-<hex>.sig tied to v2"
+import json, os, sys
+d = sys.argv[1]
+blob = lambda dg: open(os.path.join(d, "blobs/sha256", dg.split(":")[1]), "rb").read()
+ix = json.load(open(d + "/index.json"))
+by = {m.get("annotations", {}).get("org.opencontainers.image.ref.name"): m for m in ix["manifests"]}
+v2 = by["v2"]
+assert "dev.ferry.signature" not in v2.get("annotations", {}), "annotations are the old format"
+e = by["sha256-%s.sig" % v2["digest"].split(":")[1]]
+m = json.loads(blob(e["digest"]))
+assert m["artifactType"] == "application/vnd.dev.ferry.signature.v1+json", m
+assert m["subject"]["digest"] == v2["digest"] and m["subject"]["size"] == v2["size"], m["subject"]
+layer = m["layers"][0]
+claim = json.loads(blob(layer["digest"]))
+assert claim["app"] == "hello" and claim["version"] == 2 and claim["digest"] == v2["digest"], claim
+assert layer["annotations"]["dev.ferry.signature"] and layer["annotations"]["dev.ferry.signature.key"].startswith("sha256:")
 PY
-pass "ferry sign: the claim {app, digest, version, expires} and its signature are annotations on the ref's entry"
+pass "ferry sign: the claim {app, digest, version, expires} and its signature are an OCI artifact tagged sha256-<hex>.sig with subject = the ref's image"
 for bad in "--version 0" "--version x" "--expires 2001-01-01T00:00:00Z" "--expires soon"; do
   set +e; "$FERRY" sign "$IMG:v2" --key "$T/keys/release.key" --app hello $bad 2> "$T/bad.err"; rc=$?; set -e
   [ $rc = 2 ] && grep -q -- "${bad%% *}" "$T/bad.err" || { cat "$T/bad.err"; fail "sign $bad: rc $rc"; }
@@ -52,22 +60,31 @@ set +e; "$FERRY" sign "$IMG:v2" --key "$T/keys/release.pub" --version 5 2> "$T/b
 [ $rc = 1 ] && grep -q 'not a PEM private key' "$T/bad.err" || { cat "$T/bad.err"; fail "signing with the public key"; }
 $MKIMAGE "$T/gz" --ref v1 --variant linux/amd64="$T/app/x64" --compress gzip > /dev/null
 set +e; "$FERRY" sign "$T/gz:v1" --key "$T/keys/release.key" --version 1 2> "$T/bad.err"; rc=$?; set -e
-[ $rc = 1 ] && grep -q 'gzip layers.*skopeo copy --dest-compress-format zstd' "$T/bad.err" || { cat "$T/bad.err"; fail "gzip image"; }
+[ $rc = 1 ] && grep -q 'gzip layers.*skopeo copy --all --dest-compress-format zstd oci:' "$T/bad.err" || { cat "$T/bad.err"; fail "gzip image"; }
 pass "sign refuses a bad version, a past or malformed expiry, a public key and gzip layers, each with a clear error"
 
 # Images for the refusals
 cp -a "$T/unsigned" "$T/foreign"; "$FERRY" sign "$T/foreign:v4" --key "$T/other/release.key" --app hello --version 9 > /dev/null
 cp -a "$IMG" "$T/tampered"
 python3 - "$T/tampered" <<'PY'
-import json, sys
-p = sys.argv[1] + "/index.json"
+import hashlib, json, os, sys
+d = sys.argv[1]
+p = d + "/index.json"
+blob = lambda dg: open(os.path.join(d, "blobs/sha256", dg.split(":")[1]), "rb").read()
+def put(b):
+    h = hashlib.sha256(b).hexdigest()
+    open(os.path.join(d, "blobs/sha256", h), "wb").write(b)
+    return "sha256:" + h, len(b)
 ix = json.load(open(p))
 by = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in ix["manifests"]}
-# v4 keeps its signature but now points at v1's image: what is sent is not what was signed.
-by["v4"]["digest"], by["v4"]["size"] = by["v1"]["digest"], by["v1"]["size"]
+sig = lambda ref: by["sha256-%s.sig" % by[ref]["digest"].split(":")[1]]
+# v4's signature tag now holds v1's signature: what is sent is not what was signed.
+sig("v4")["digest"], sig("v4")["size"] = sig("v1")["digest"], sig("v1")["size"]
 # v3's claim is edited to a higher version: the signature no longer verifies.
-a = by["v3"]["annotations"]; c = json.loads(a["dev.ferry.signature.payload"]); c["version"] = 99
-a["dev.ferry.signature.payload"] = json.dumps(c, separators=(",", ":"))
+m = json.loads(blob(sig("v3")["digest"]))
+c = json.loads(blob(m["layers"][0]["digest"])); c["version"] = 99
+m["layers"][0]["digest"], m["layers"][0]["size"] = put(json.dumps(c, separators=(",", ":")).encode())
+sig("v3")["digest"], sig("v3")["size"] = put(json.dumps(m).encode())
 json.dump(ix, open(p, "w"))
 PY
 cp -a "$T/unsigned" "$T/expiring"; "$FERRY" sign "$T/expiring:v4" --key "$T/keys/release.key" --app hello --version 9 --expires 1s > /dev/null
@@ -108,16 +125,10 @@ refused unknown-key EUNTRUSTED 'not in trust.keys' "$T/foreign:v4" "$X"
 refused tampered-claim ESIGNATURE 'tampered with: the signature does not verify' "$T/tampered:v3" "$X"
 refused tampered-image ESIGNATURE 'tampered with: the signature covers sha256:' "$T/tampered:v4" "$X"
 # a clock condition: the time the claim names has passed
-expires_at=$(python3 - "$T/expiring/index.json" <<'PY'
-import datetime, json, sys
-for m in json.load(open(sys.argv[1]))["manifests"]:
-    claim = (m.get("annotations") or {}).get("dev.ferry.signature.payload")
-    if claim:
-        t = json.loads(claim)["expires"].replace("Z", "+00:00")
-        print(int(datetime.datetime.fromisoformat(t).timestamp()))
-        break
-PY
-)
+"$FERRY" inspect --json "$T/expiring:v4" > "$T/exp.json"
+expires_at=$(python3 -c 'import datetime, json, sys
+t = json.load(open(sys.argv[1]))["signature"]["expires"].replace("Z", "+00:00")
+print(int(datetime.datetime.fromisoformat(t).timestamp()))' "$T/exp.json")
 [ -n "$expires_at" ] || fail "no expiry in the expiring image's signature"
 expired() { [ "$(date +%s)" -gt "$expires_at" ]; }
 wait_for 30 "the 1 s signature to expire" expired
