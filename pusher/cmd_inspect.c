@@ -73,7 +73,10 @@ int fy_cmd_inspect(int argc, char **argv) {
   }
   json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "name", argv[optind], "mediaType", mt, "digest", top, "manifests", mans);
   fy_layout_sig sig;
-  if (fy_layout_signature(&l, &sig, err, sizeof err) == FY_OK && sig.present) {
+  char sigerr[1200] = "";
+  int src = fy_layout_signature(&l, &sig, sigerr, sizeof sigerr);
+  if (src != FY_OK && src != FY_ENOENT) json_object_set_new(out, "signature_error", json_string(sigerr));
+  if (src == FY_OK && sig.present) {
     char exp[32];
     fy_time_format_utc(sig.claim.expires, exp, sizeof exp);
     json_object_set_new(out, "signature", json_pack("{s:s, s:s, s:I, s:s, s:s}", "app", sig.claim.app, "digest",
@@ -91,6 +94,8 @@ int fy_cmd_inspect(int argc, char **argv) {
              json_string_value(json_object_get(sj, "app")), (long long)json_integer_value(json_object_get(sj, "version")),
              json_string_value(json_object_get(sj, "expires")), json_string_value(json_object_get(sj, "key")),
              json_string_value(json_object_get(sj, "digest")));
+    else if (json_object_get(out, "signature_error"))
+      printf("Signed:    unreadable: %s\n", json_string_value(json_object_get(out, "signature_error")));
     else printf("Signed:    no\n");
     printf("\nManifests:\n");
     size_t i;

@@ -14,13 +14,14 @@ static const struct verb {
     {"ca", fy_cmd_ca, "ca init DIR            create the fleet CA"},
     {"cert", fy_cmd_cert, "cert issue ...         issue an agent or pusher identity"},
     {"status", fy_cmd_status, "status --to HOST:PORT | --fleet FILE   show nodes: platform, labels, apps"},
-    {"push", fy_cmd_push, "push LAYOUT[:REF] --to HOST:PORT | --fleet FILE   deploy (canary, waves, halt, revert)"},
-    {"plan", fy_cmd_plan, "plan LAYOUT[:REF] --fleet FILE [--selector SEL]   who would get what, and why"},
+    {"push", fy_cmd_push, "push IMAGE --to HOST:PORT | --fleet FILE   deploy (canary, waves, halt, revert)"},
+    {"plan", fy_cmd_plan, "plan IMAGE --fleet FILE [--selector SEL]   who would get what, and why"},
     {"build", fy_cmd_build, "build [-f ferry.yaml] -o LAYOUT   cross-build every platform into an OCI image"},
-    {"test", fy_cmd_test, "test LAYOUT[:REF] [-- CMD]   run each variant, the arm ones under qemu"},
+    {"test", fy_cmd_test, "test IMAGE [-- CMD]   run each variant, the arm ones under qemu"},
     {"key", fy_cmd_key, "key gen [--out DIR]   create a release signing key"},
     {"sign", fy_cmd_sign, "sign LAYOUT[:REF] --key FILE --version N   sign a release for devices that require it"},
-    {"inspect", fy_cmd_inspect, "inspect LAYOUT[:REF] [--json]   index, platforms, layers, config"},
+    {"inspect", fy_cmd_inspect, "inspect IMAGE [--json]   index, platforms, layers, config"},
+    {"publish", fy_cmd_publish, "publish IMAGE docker://HOST/REPO[:TAG]   upload to a registry (only missing blobs)"},
     {"doctor", fy_cmd_doctor, "doctor [--json]   cross compilers, sysroots, qemu-user, binfmt_misc"},
     {"sim", fy_cmd_sim, "sim up|down|ls   emulated boards on this machine (qemu-user)"},
     {"install-agent", fy_cmd_install_agent, "install-agent USER@HOST --name NAME   make a device a ferry node over SSH"},
@@ -41,7 +42,9 @@ static void usage(FILE *f) {
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %s\n", verbs[i].summary);
   fprintf(f, "\n'ferry VERB --help' describes a verb. Targets are HOST:PORT or NAME@HOST:PORT, or the\n"
              "nodes of a fleet file (--fleet FILE); status, push, plan and the app verbs take both;\n"
-             "the identity defaults to $FERRY_HOME/identity (~/.ferry/identity).\n");
+             "the identity defaults to $FERRY_HOME/identity (~/.ferry/identity). IMAGE is an OCI layout\n"
+             "DIR[:REF] or a skopeo name: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE,\n"
+             "docker://HOST/REPO[:TAG].\n");
 }
 
 int main(int argc, char **argv) {

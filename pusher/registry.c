@@ -288,6 +288,13 @@ static int exchange(fy_registry *r, const char *method, const char *url, const c
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "ferry");
+  /* FERRY_REGISTRY_RATE=BYTES: a cap on the transfer rate (a shared uplink; the tests cut a
+   * transfer midway with it). */
+  const char *rate = getenv("FERRY_REGISTRY_RATE");
+  if (rate && strtoll(rate, NULL, 10) > 0) {
+    curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)strtoll(rate, NULL, 10));
+    curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)strtoll(rate, NULL, 10));
+  }
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, rs);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -584,6 +591,7 @@ int fy_registry_blob_put(fy_registry *r, const char *path, const fy_digest *d, u
     return FY_OK;
   }
   if (rs.status != 202 || !rs.location[0]) return fail_status(r, &rs, "starting an upload", err, errlen);
+  if (!path) return FY_ENOENT; /* a mount only, and the registry did not mount it */
   fy_text_fmt(loc, sizeof loc, "%s", rs.location); /* absolute, or a path request() puts on the registry */
   char put[2600];
   fy_text_fmt(put, sizeof put, "%s%sdigest=%s", loc, strchr(loc, '?') ? "&" : "?", ds);

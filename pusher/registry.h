@@ -54,7 +54,8 @@ int fy_registry_blob_get(fy_registry *r, const fy_digest *d, uint64_t size, cons
                          char *err, size_t errlen) FY_WUR;
 /* Uploads the file at path as blob d unless the registry has it: HEAD, then a cross-repository
  * mount from mount_from (a repository of the same registry, may be NULL), then a monolithic
- * upload. *sent: 0 had it, 1 mounted, 2 uploaded (may be NULL). */
+ * upload. *sent: 0 had it, 1 mounted, 2 uploaded (may be NULL). With path NULL only HEAD and the
+ * mount are tried: FY_ENOENT when they did not do it. */
 int fy_registry_blob_put(fy_registry *r, const char *path, const fy_digest *d, uint64_t size, const char *mount_from,
                          int *sent, char *err, size_t errlen) FY_WUR;
 

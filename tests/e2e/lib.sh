@@ -181,3 +181,75 @@ start_sshd() {
 
 # free_port: a loopback TCP port nobody listens on right now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_registry NAME [extra-yaml]: CNCF distribution (Debian's docker-registry) on a loopback port
+# with TLS (a CA of the test's own) and htpasswd authentication (user ferry). Sets REG_<NAME>
+# (HOST:PORT); $T/reg-NAME/ca.pem is its CA, $T/reg-NAME/certs what skopeo's --cert-dir wants,
+# $T/reg-NAME/data its storage, $T/reg-NAME.log its log (the access log: one line per request).
+# Credentials for every registry started go into $REGISTRY_AUTH_FILE. Started again after
+# stop_registry, it keeps its port, storage and keys.
+start_registry() {
+  local name=$1 extra=${2:-} d=$T/reg-$1 var="REG_${1//-/_}" port deadline
+  command -v docker-registry > /dev/null || { echo "skip: docker-registry missing (scripts/setup.sh installs it)" >&2; exit 77; }
+  mkdir -p "$d/certs" "$d/data"
+  if [ ! -f "$d/ca.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" -days 2 \
+      -subj "/CN=ferry test registry CA $name" 2> /dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/srv.key" -out "$d/srv.csr" -subj /CN=127.0.0.1 2> /dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$d/ext"
+    openssl x509 -req -in "$d/srv.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -out "$d/srv.pem" -days 2 \
+      -extfile "$d/ext" 2> /dev/null
+    cp "$d/ca.pem" "$d/certs/ca.crt"
+    htpasswd -Bbn ferry "pw-$name" > "$d/htpasswd" 2> /dev/null
+    free_port > "$d/port"
+    export REGISTRY_AUTH_FILE=$T/registry-auth.json
+    python3 - "$REGISTRY_AUTH_FILE" "127.0.0.1:$(cat "$d/port")" "ferry:pw-$name" <<'PY'
+import base64, json, os, sys
+path, host, cred = sys.argv[1:]
+d = json.load(open(path)) if os.path.exists(path) else {"auths": {}}
+d["auths"][host] = {"auth": base64.b64encode(cred.encode()).decode()}
+json.dump(d, open(path, "w"))
+PY
+  fi
+  port=$(cat "$d/port")
+  cat > "$d/config.yml" <<YAML
+version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: "$d/data"
+  delete:
+    enabled: true
+http:
+  addr: "127.0.0.1:$port"
+  secret: ferry-test
+  tls:
+    certificate: "$d/srv.pem"
+    key: "$d/srv.key"
+auth:
+  htpasswd:
+    realm: ferry-test
+    path: "$d/htpasswd"
+$extra
+YAML
+  # A mirror trusts its upstream's CA through Go's SSL_CERT_FILE.
+  # (distribution reads REGISTRY_* variables as configuration: REGISTRY_AUTH_FILE would be auth.file)
+  env -u REGISTRY_AUTH_FILE SSL_CERT_FILE="${REGISTRY_UPSTREAM_CA:-/etc/ssl/certs/ca-certificates.crt}" docker-registry serve "$d/config.yml" >> "$T/reg-$name.log" 2>&1 &
+  PIDS+=($!)
+  echo $! > "$d/pid"
+  deadline=$(deadline_in)
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$d/ca.pem" "https://127.0.0.1:$port/v2/")" = 401 ]; do
+    kill -0 "$(cat "$d/pid")" 2>/dev/null || { tail -5 "$T/reg-$name.log" >&2; fail "registry $name exited during start-up"; }
+    past_deadline "$deadline" && fail "registry $name did not answer in ${WAIT_LIMIT} s"
+    sleep 0.05
+  done
+  printf -v "$var" '127.0.0.1:%s' "$port"
+}
+stop_registry() {
+  local pid
+  pid=$(cat "$T/reg-$1/pid")
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
