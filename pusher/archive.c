@@ -266,6 +266,7 @@ static int docker_done(pass *p) {
         json_decref(m);
         return FY_EPROTO;
       }
+      json_decref(c->manifest); /* a second manifest.json replaces the first */
       c->manifest = json_incref(json_array_get(m, 0));
       json_decref(m);
       return FY_OK;
@@ -288,9 +289,13 @@ static int docker_done(pass *p) {
     fy_text_fmt(p->err, sizeof p->err, "compressing layer %s into the cache: %s", c->layer_path[i], fy_strerror(rc));
     return rc;
   }
-  /* The same tar listed twice is one layer twice. */
+  /* The same tar listed twice is one layer twice, and so must its diff_ids be. */
   for (size_t k = 0; k < c->nlayers; k++)
     if (strcmp(c->layer_path[k], c->layer_path[i]) == 0) {
+      if (!fy_digest_equal(&c->diff_id[k], &c->diff_id[i])) {
+        fy_text_fmt(p->err, sizeof p->err, "layer %s is listed twice, with two different diff_ids in the config", c->layer_path[i]);
+        return FY_EDIGEST;
+      }
       c->have[k] = 1;
       c->zstd[k] = c->zstd[i];
       c->zstd_size[k] = c->zstd_size[i];

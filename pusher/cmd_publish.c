@@ -20,12 +20,14 @@
 #include "signing.h"
 
 #define MAX_DEPTH 4
+#define MAX_VISITS 1024
 
 typedef struct pub {
   const fy_layout *src;
   fy_registry *dst;
   const char *mount_from;   /* the source's repository, when it is on the same registry */
   size_t uploaded, present, mounted, manifests;
+  size_t visited;           /* manifests and indexes read: bounded like any walk of an image */
   uint64_t bytes;
   int quiet;
 } pub;
@@ -151,6 +153,7 @@ static int put_manifest(pub *p, const fy_descriptor *d, const char *tag, int dep
   size_t len;
   int rc;
   if (depth > MAX_DEPTH) return fy_text_fail(err, errlen, FY_ETOOBIG, "indexes nested deeper than %d", MAX_DEPTH);
+  if (++p->visited > MAX_VISITS) return fy_text_fail(err, errlen, FY_ETOOBIG, "the image reaches more than %d manifests", MAX_VISITS);
   if ((rc = fy_layout_read_blob(p->src, d, &data, &len, err, errlen)) != FY_OK) return rc;
   *out = *d;
   json_t *j = json_loadb(data, len, 0, NULL);

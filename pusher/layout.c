@@ -1,7 +1,10 @@
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "archive.h"
 #include "cli.h"
@@ -12,6 +15,9 @@
 #include <jansson.h>
 
 #define MAX_NESTING 4
+/* Index entries one walk may look at: nesting alone allows N^4 (an index listing the next
+ * one N times at every level); a real image has a handful. */
+#define MAX_WALK 1024
 
 void fy_layout_blob_path(const fy_layout *l, const fy_digest *d, char *buf, size_t len) {
   struct stat st;
@@ -22,10 +28,31 @@ void fy_layout_blob_path(const fy_layout *l, const fy_digest *d, char *buf, size
   fy_store_path(&l->cache, d, buf, len);
 }
 
+/* Temporaries of runs that were killed (.sink-*, *.partial): after a day nobody resumes them. */
+static void sweep_cache(const fy_store *s) {
+  DIR *d = opendir(s->dir);
+  struct dirent *e;
+  struct stat st;
+  char path[4400];
+  time_t now = time(NULL);
+  while (d && (e = readdir(d))) {
+    size_t n = strlen(e->d_name);
+    int temp = strncmp(e->d_name, ".sink-", 6) == 0 || (n > 8 && strcmp(e->d_name + n - 8, ".partial") == 0);
+    if (!temp || fy_path_fmt(path, sizeof path, "%s/%s", s->dir, e->d_name) != FY_OK) continue;
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 86400) unlink(path);
+  }
+  if (d) closedir(d);
+}
+
 int fy_layout_cache(const fy_layout *l, const fy_store **out, char *err, size_t errlen) {
+  static int swept;
   int rc = fy_mkdirs(l->cache.dir, 0755);
   *out = &l->cache;
   if (rc != FY_OK) snprintf(err, errlen, "cannot create the cache %s: %s (set FERRY_HOME elsewhere)", l->cache.dir, fy_strerror(rc));
+  if (rc == FY_OK && !swept) {
+    swept = 1;
+    sweep_cache(&l->cache);
+  }
   return rc;
 }
 
@@ -342,10 +369,12 @@ fail:
 
 /* Fills in platforms the index leaves out (single-platform layouts): nested indexes are
  * resolved recursively, manifests through their config. */
-static int complete_platforms(const fy_layout *l, fy_index *ix, int depth, char *err, size_t errlen) {
+static int complete_platforms(const fy_layout *l, fy_index *ix, int depth, size_t *left, char *err, size_t errlen) {
   for (size_t i = 0; i < ix->n; i++) {
     fy_descriptor *d = &ix->entries[i];
     if (d->has_platform || d->attestation || d->kind != FY_KIND_MANIFEST) continue;
+    if (*left == 0) break;
+    (*left)--;
     fy_variant v;
     if (load_variant(l, d, &v, err, errlen) != FY_OK) continue; /* unusable entries are skipped */
     d->platform = v.cfg.platform;
@@ -356,19 +385,25 @@ static int complete_platforms(const fy_layout *l, fy_index *ix, int depth, char 
   return FY_OK;
 }
 
+static int walk_limit(int depth, size_t *left, char *err, size_t errlen) {
+  if (depth > MAX_NESTING) return fy_text_fail(err, errlen, FY_ETOOBIG, "indexes nested deeper than %d", MAX_NESTING);
+  if (*left == 0) return fy_text_fail(err, errlen, FY_ETOOBIG, "the image's indexes list more than %d entries in all", MAX_WALK);
+  (*left)--;
+  return FY_OK;
+}
+
 static int choose_in(const fy_layout *l, const fy_index *ix_in, const fy_platform *acc, size_t nacc, const char *board, int depth,
-                     fy_variant *v, char *offered, size_t olen, char *err, size_t errlen) {
+                     size_t *left, fy_variant *v, char *offered, size_t olen, char *err, size_t errlen) {
   fy_index ix = {0};
   int rc;
-  if (depth > MAX_NESTING) {
-    snprintf(err, errlen, "indexes nested deeper than %d", MAX_NESTING);
-    return FY_ETOOBIG;
-  }
+  if ((rc = walk_limit(depth, left, err, errlen)) != FY_OK) return rc;
+  if (ix_in->n > *left) return fy_text_fail(err, errlen, FY_ETOOBIG, "the image's indexes list more than %d entries in all", MAX_WALK);
+  *left -= ix_in->n;
   ix.entries = malloc((ix_in->n ? ix_in->n : 1) * sizeof *ix.entries);
   if (!ix.entries) return FY_ENOMEM;
   memcpy(ix.entries, ix_in->entries, ix_in->n * sizeof *ix.entries);
   ix.n = ix_in->n;
-  complete_platforms(l, &ix, depth, err, errlen);
+  complete_platforms(l, &ix, depth, left, err, errlen);
   /* Nested indexes without a platform (a layout's index.json pointing at a multi-platform
    * index) are searched in order; the first that yields a variant wins. */
   int best = fy_oci_choose(&ix, acc, nacc, board);
@@ -377,7 +412,7 @@ static int choose_in(const fy_layout *l, const fy_index *ix_in, const fy_platfor
     if (d->kind == FY_KIND_INDEX) {
       fy_index sub;
       if ((rc = load_index_blob(l, d, &sub, err, errlen)) == FY_OK) {
-        rc = choose_in(l, &sub, acc, nacc, board, depth + 1, v, offered, olen, err, errlen);
+        rc = choose_in(l, &sub, acc, nacc, board, depth + 1, left, v, offered, olen, err, errlen);
         fy_oci_index_free(&sub);
       }
     } else {
@@ -398,7 +433,7 @@ static int choose_in(const fy_layout *l, const fy_index *ix_in, const fy_platfor
     if (d->kind != FY_KIND_INDEX || d->has_platform || d->attestation) continue;
     fy_index sub;
     if ((rc = load_index_blob(l, d, &sub, err, errlen)) != FY_OK) break;
-    rc = choose_in(l, &sub, acc, nacc, board, depth + 1, v, offered, olen, err, errlen);
+    rc = choose_in(l, &sub, acc, nacc, board, depth + 1, left, v, offered, olen, err, errlen);
     fy_oci_index_free(&sub);
   }
   free(ix.entries);
@@ -409,7 +444,8 @@ int fy_layout_choose(const fy_layout *l, const fy_platform *accepts, size_t nacc
                      char *err, size_t errlen) {
   char offered[1024] = "";
   err[0] = '\0';
-  int rc = choose_in(l, &l->top, accepts, naccepts, board, 0, v, offered, sizeof offered, err, errlen);
+  size_t left = MAX_WALK;
+  int rc = choose_in(l, &l->top, accepts, naccepts, board, 0, &left, v, offered, sizeof offered, err, errlen);
   if (rc == FY_ENOPLATFORM) {
     char p[FY_PLATFORM_STR];
     /* An arm64 or amd64 node's list starts with its CPU level (linux/arm64/v8.2); it runs the
@@ -429,15 +465,17 @@ void fy_layout_offered(const fy_layout *l, char *buf, size_t len) {
   fy_variant v;
   char err[64];
   buf[0] = '\0';
-  if (choose_in(l, &l->top, NULL, 0, NULL, 0, &v, buf, len, err, sizeof err) == FY_OK) fy_variant_free(&v);
+  size_t left = MAX_WALK;
+  if (choose_in(l, &l->top, NULL, 0, NULL, 0, &left, &v, buf, len, err, sizeof err) == FY_OK) fy_variant_free(&v);
   if (!buf[0]) snprintf(buf, len, "no platform at all");
 }
 
-static int collect(const fy_layout *l, const fy_index *ix, int depth, fy_variant **out, size_t *n, char *err, size_t errlen) {
-  if (depth > MAX_NESTING) {
-    snprintf(err, errlen, "indexes nested deeper than %d", MAX_NESTING);
-    return FY_ETOOBIG;
-  }
+static int collect(const fy_layout *l, const fy_index *ix, int depth, size_t *left, fy_variant **out, size_t *n, char *err,
+                   size_t errlen) {
+  int wrc = walk_limit(depth, left, err, errlen);
+  if (wrc != FY_OK) return wrc;
+  if (ix->n > *left) return fy_text_fail(err, errlen, FY_ETOOBIG, "the image's indexes list more than %d entries in all", MAX_WALK);
+  *left -= ix->n;
   for (size_t i = 0; i < ix->n; i++) {
     const fy_descriptor *d = &ix->entries[i];
     int rc;
@@ -445,7 +483,7 @@ static int collect(const fy_layout *l, const fy_index *ix, int depth, fy_variant
     if (d->kind == FY_KIND_INDEX) {
       fy_index sub;
       if ((rc = load_index_blob(l, d, &sub, err, errlen)) != FY_OK) return rc;
-      rc = collect(l, &sub, depth + 1, out, n, err, errlen);
+      rc = collect(l, &sub, depth + 1, left, out, n, err, errlen);
       fy_oci_index_free(&sub);
       if (rc != FY_OK) return rc;
       continue;
@@ -475,7 +513,8 @@ static int collect(const fy_layout *l, const fy_index *ix, int depth, fy_variant
 int fy_layout_variants(const fy_layout *l, fy_variant **out, size_t *n, char *err, size_t errlen) {
   *out = NULL;
   *n = 0;
-  int rc = collect(l, &l->top, 0, out, n, err, errlen);
+  size_t left = MAX_WALK;
+  int rc = collect(l, &l->top, 0, &left, out, n, err, errlen);
   if (rc != FY_OK) {
     fy_variants_free(*out, *n);
     *out = NULL;

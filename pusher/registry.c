@@ -64,6 +64,11 @@ typedef struct resp {
   int toobig;
   fy_blob_writer *w;       /* body of a 200/206 into the writer */
   int werr;
+  const fy_store *w_store; /* to start the writer again from 0 when a Range was ignored */
+  fy_digest w_digest;
+  uint64_t w_size, w_from; /* the blob's size; the offset the Range asked for (0: none) */
+  int w_started;           /* the first body byte of the answer has been seen */
+  int range_lie;           /* a 206 whose Content-Range does not start at w_from */
   uint64_t received;
   char errbody[ERRBODY_MAX + 1]; /* the body of an error answer, for its message */
   size_t errlen;
@@ -130,6 +135,19 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     return n;
   }
   if (rs->w) {
+    if (!rs->w_started && rs->w_from > 0) {
+      char want[64];
+      snprintf(want, sizeof want, "bytes %llu-", (unsigned long long)rs->w_from);
+      if (rs->status == 200) {
+        /* The Range was ignored: the whole blob comes from byte 0. The partial starts over. */
+        fy_blob_writer_close(rs->w);
+        if ((rs->werr = fy_blob_writer_open(rs->w, rs->w_store, &rs->w_digest, rs->w_size, 0)) != FY_OK) return 0;
+      } else if (strncmp(rs->content_range, want, strlen(want)) != 0) {
+        rs->range_lie = 1;
+        return 0;
+      }
+    }
+    rs->w_started = 1;
     if ((rs->werr = fy_blob_writer_write(rs->w, p, n)) != FY_OK) return 0;
     return n;
   }
@@ -283,8 +301,13 @@ static int exchange(fy_registry *r, const char *method, const char *url, const c
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a registry that stops sending is dropped */
+  /* A redirect (blob storage, a CDN) stays on https, and on http only where TLS is off anyway. */
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, defaults.insecure ? "http,https" : "https");
+  /* A registry that trickles is dropped: under 1 KiB/s for a minute. Small answers (manifests,
+   * uploads' replies) also have a total limit. */
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+  if (!rs->w && !b) curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "ferry");
@@ -327,9 +350,30 @@ static int exchange(fy_registry *r, const char *method, const char *url, const c
     return FY_OK;
   }
   if (rs->toobig) return fy_text_fail(err, errlen, FY_ETOOBIG, "%s: the answer is over %zu bytes", url, rs->max);
+  if (rs->range_lie)
+    return fy_text_fail(err, errlen, FY_EPROTO, "%s: asked for bytes from %llu, the registry answered '%s'", url,
+                        (unsigned long long)rs->w_from, rs->content_range);
   if (rs->werr) return fy_text_fail(err, errlen, rs->werr, "%s: storing the blob: %s", url, fy_strerror(rs->werr));
   return fy_text_fail(err, errlen, cc == CURLE_OPERATION_TIMEDOUT ? FY_ETIMEDOUT : FY_ECONN, "%s: %s", url,
                       ebuf[0] ? ebuf : curl_easy_strerror(cc));
+}
+
+/* An http:// realm gets the credentials only on the registry's own host or on loopback: a
+ * challenge must not send them in clear text to wherever it names. */
+static int realm_is_near(const fy_registry *r, const char *realm) {
+  char host[FY_REF_HOST_MAX];
+  const char *h = realm + 7, *end = h + strcspn(h, "/?#");
+  size_t n = (size_t)(end - h);
+  if (n == 0 || n >= sizeof host) return 0;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  char *colon = strrchr(host, ':');
+  if (colon && !strchr(host, ']')) *colon = '\0';
+  char rhost[FY_REF_HOST_MAX];
+  snprintf(rhost, sizeof rhost, "%s", r->host);
+  colon = strrchr(rhost, ':');
+  if (colon && !strchr(rhost, ']')) *colon = '\0';
+  return strcmp(host, rhost) == 0 || strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0;
 }
 
 /* A Bearer token for scope from the challenge's realm (with the credentials, when there are
@@ -341,8 +385,9 @@ static int fetch_token(fy_registry *r, const fy_auth_challenge *c, const char *s
   char *svc = curl_easy_escape(h, c->service, 0), *sc = curl_easy_escape(h, scope, 0);
   char url[4096];
   int rc = FY_OK;
-  if (strncmp(c->realm, "https://", 8) != 0 && !(defaults.insecure && strncmp(c->realm, "http://", 7) == 0))
-    rc = fy_text_fail(err, errlen, FY_EPOLICY, "%s: the token endpoint %s is not https (--tls-verify=false allows it)", r->name, c->realm);
+  if (strncmp(c->realm, "https://", 8) != 0 && !(defaults.insecure && strncmp(c->realm, "http://", 7) == 0 && realm_is_near(r, c->realm)))
+    rc = fy_text_fail(err, errlen, FY_EPOLICY, "%s: the token endpoint %s is not https (--tls-verify=false allows http only on "
+                      "the registry's own host or loopback)", r->name, c->realm);
   else if (fy_path_fmt(url, sizeof url, "%s%sservice=%s&scope=%s", c->realm, strchr(c->realm, '?') ? "&" : "?", svc ? svc : "",
                        sc ? sc : "") != FY_OK)
     rc = fy_text_fail(err, errlen, FY_ETOOBIG, "%s: token URL too long", r->name);
@@ -428,15 +473,16 @@ static int authenticate(fy_registry *r, const resp *rs, char *err, size_t errlen
 }
 
 static void reset_resp(resp *rs) {
-  char *buf = rs->buf;
-  int to_mem = rs->to_mem;
-  size_t max = rs->max;
-  fy_blob_writer *w = rs->w;
+  resp keep = *rs;
+  free(rs->buf);
   memset(rs, 0, sizeof *rs);
-  free(buf);
-  rs->to_mem = to_mem;
-  rs->max = max;
-  rs->w = w;
+  rs->to_mem = keep.to_mem;
+  rs->max = keep.max;
+  rs->w = keep.w;
+  rs->w_store = keep.w_store;
+  rs->w_digest = keep.w_digest;
+  rs->w_size = keep.w_size;
+  rs->w_from = keep.w_from;
 }
 
 /* An exchange with the authentication dance: on 401, authenticate and send it once more. With
@@ -539,22 +585,33 @@ int fy_registry_blob_get(fy_registry *r, const fy_digest *d, uint64_t size, cons
   uint64_t off = fy_store_partial(into, d, size);
   int rc = fy_blob_writer_open(&w, into, d, size, off);
   if (rc != FY_OK) return fy_text_fail(err, errlen, rc, "caching %s: %s", fy_digest_format(d, ds), fy_strerror(rc));
+  if (off == size && size > 0) {
+    /* Every byte is there already (a run cut after the last one): check it, nothing to ask. */
+    if ((rc = fy_blob_writer_finish(&w)) == FY_OK) {
+      fy_blob_writer_close(&w);
+      return FY_OK;
+    }
+    fy_blob_writer_close(&w); /* a bad partial is gone (EDIGEST removes it): start over */
+    return fy_registry_blob_get(r, d, size, into, fetched, err, errlen);
+  }
   fy_text_fmt(path, sizeof path, "/v2/%s/blobs/%s", r->ref.repo, fy_digest_format(d, ds));
   resp rs;
   memset(&rs, 0, sizeof rs);
   rs.w = &w;
+  rs.w_store = into;
+  rs.w_digest = *d;
+  rs.w_size = size;
+  rs.w_from = off;
   snprintf(range, sizeof range, "Range: bytes=%llu-", (unsigned long long)off);
   const char *hdrs[] = {off ? range : NULL, NULL};
   rc = request(r, "GET", path, hdrs, NULL, &rs, err, errlen);
   if (fetched) *fetched = rs.received;
-  if (rc == FY_OK && rs.status == 200 && off > 0) {
-    /* The registry ignored the Range: the whole blob came, from byte 0, and went after the
-     * partial's bytes. Start the partial again and ask once more, plainly. */
+  if ((rc == FY_OK && rs.status == 416 && off > 0) || rc == FY_EPROTO) {
+    /* The partial does not fit what the registry has: it goes, and the next run starts at 0. */
     fy_blob_writer_close(&w);
-    char partial[4300];
-    fy_text_fmt(partial, sizeof partial, "%s.partial", w.path);
-    unlink(partial);
-    return fy_registry_blob_get(r, d, size, into, fetched, err, errlen);
+    unlink(w.partial);
+    if (rc == FY_OK) return fy_registry_blob_get(r, d, size, into, fetched, err, errlen);
+    return rc;
   }
   if (rc == FY_OK && rs.status != 200 && rs.status != 206) rc = fail_status(r, &rs, ds, err, errlen);
   if (rc == FY_OK) {

@@ -235,10 +235,15 @@ int fy_layout_sign(const fy_layout *l, const char *app, uint64_t version, int64_
   return finish_sig(out, l->name, err, errlen);
 }
 
-static int chain_walk(const fy_layout *l, const fy_descriptor *d, const fy_digest *target, int depth, json_t *chain,
+static int chain_walk(const fy_layout *l, const fy_descriptor *d, const fy_digest *target, int depth, size_t *left, json_t *chain,
                       char *err, size_t errlen) {
   if (fy_digest_equal(&d->digest, target)) return 1;
   if (d->kind != FY_KIND_INDEX || depth >= FY_SIGN_CHAIN_MAX) return 0;
+  if (*left == 0) {
+    fy_text_fmt(err, errlen, "the signed image's indexes list too many entries");
+    return -1;
+  }
+  (*left)--;
   char *data;
   size_t len;
   fy_index ix;
@@ -250,7 +255,7 @@ static int chain_walk(const fy_layout *l, const fy_descriptor *d, const fy_diges
   json_array_append_new(chain, json_stringn(data, len));
   free(data);
   int found = 0;
-  for (size_t i = 0; i < ix.n && !found; i++) found = chain_walk(l, &ix.entries[i], target, depth + 1, chain, err, errlen);
+  for (size_t i = 0; i < ix.n && !found; i++) found = chain_walk(l, &ix.entries[i], target, depth + 1, left, chain, err, errlen);
   fy_oci_index_free(&ix);
   if (found != 1) json_array_remove(chain, json_array_size(chain) - 1);
   return found;
@@ -270,7 +275,8 @@ int fy_layout_sig_chain(const fy_layout *l, const fy_layout_sig *s, const fy_dig
   }
   *chain = json_array();
   if (!*chain) return FY_ENOMEM;
-  int found = chain_walk(l, &top, manifest, 0, *chain, err, errlen);
+  size_t left = 1024;
+  int found = chain_walk(l, &top, manifest, 0, &left, *chain, err, errlen);
   if (found == 1) return FY_OK;
   json_decref(*chain);
   *chain = NULL;

@@ -70,6 +70,7 @@ static int params(cur *c, parsed *p) {
   char name[32], value[FY_AUTH_VALUE_MAX];
   for (;;) {
     size_t save = c->i;
+    if (c->i < c->n && c->s[c->i] == ',') return FY_OK; /* a challenge without parameters ends here */
     int nl = token(c, name, sizeof name);
     if (nl == 0) return c->i >= c->n ? FY_OK : FY_ESYNTAX;
     if (nl < 0) {

@@ -23,6 +23,7 @@ static int component_ok(const char *s, size_t n) {
     size_t j = i;
     while (j < n && (s[j] == '.' || s[j] == '_' || s[j] == '-')) j++;
     size_t run = j - i;
+    if (run == 0) return 0; /* neither a letter, a digit nor a separator */
     int dashes = 1;
     for (size_t k = i; k < j; k++) dashes &= s[k] == '-';
     if (!(dashes || (run == 1) || (run == 2 && s[i] == '_' && s[i + 1] == '_'))) return 0;

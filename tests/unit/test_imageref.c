@@ -1,7 +1,63 @@
 /* Image names as skopeo spells them (imageref.h): each transport, REFs holding ':', Docker's
- * defaults, the app-name rule (a repository, never a tag) and the names that must be refused. */
+ * defaults, the app-name rule (a repository, never a tag) and the names that must be refused;
+ * and a registry's WWW-Authenticate challenges (httpauth.h), in every shape registries send. */
 #include "check.h"
+#include "ferry/httpauth.h"
 #include "ferry/imageref.h"
+
+static fy_auth_challenge auth_ok(const char *h) {
+  fy_auth_challenge c;
+  char err[300] = "";
+  int rc = fy_auth_parse(h, strlen(h), &c, err, sizeof err);
+  if (rc != FY_OK) fprintf(stderr, "'%s': %s\n", h, err);
+  CHECK_INT(rc, FY_OK);
+  return c;
+}
+
+static void auth_bad(const char *h, int want, const char *needle) {
+  fy_auth_challenge c;
+  char err[300] = "";
+  CHECK_INT(fy_auth_parse(h, strlen(h), &c, err, sizeof err), want);
+  if (!strstr(err, needle)) fprintf(stderr, "'%s': error '%s' lacks '%s'\n", h, err, needle);
+  CHECK(strstr(err, needle) != NULL);
+}
+
+static void auth_tests(void) {
+  fy_auth_challenge c = auth_ok("Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/alpine:pull\"");
+  CHECK_INT(c.scheme, FY_AUTH_BEARER);
+  CHECK_STR(c.realm, "https://auth.docker.io/token");
+  CHECK_STR(c.service, "registry.docker.io");
+  CHECK_STR(c.scope, "repository:library/alpine:pull");
+  c = auth_ok("Basic realm=\"Registry Realm\"");
+  CHECK_INT(c.scheme, FY_AUTH_BASIC);
+  CHECK_STR(c.realm, "Registry Realm");
+  c = auth_ok("basic");
+  CHECK_INT(c.scheme, FY_AUTH_BASIC);
+  /* Bearer wins over Basic wherever it is; unknown schemes are stepped over */
+  c = auth_ok("Basic realm=x, Negotiate, Bearer realm=\"https://a/t\" , service = s, scope=\"a b\"");
+  CHECK_INT(c.scheme, FY_AUTH_BEARER);
+  CHECK_STR(c.realm, "https://a/t");
+  CHECK_STR(c.service, "s");
+  CHECK_STR(c.scope, "a b");
+  c = auth_ok("Bearer realm=\"https://a/\\\"q\\\"\",error=\"insufficient_scope\"");
+  CHECK_STR(c.realm, "https://a/\"q\"");
+  CHECK_STR(c.error, "insufficient_scope");
+  auth_bad("", FY_ESYNTAX, "no challenge");
+  auth_bad("Digest realm=\"x\", nonce=\"y\"", FY_EUNSUPPORTED, "Digest");
+  auth_bad("Bearer service=s", FY_ESYNTAX, "without a realm");
+  auth_bad("Bearer realm=\"https://a", FY_ESYNTAX, "malformed");
+  auth_bad("Bearer realm=", FY_ESYNTAX, "malformed");
+  auth_bad("Bearer realm=\"a\" junk", FY_ESYNTAX, "malformed");
+  auth_bad("Bearer realm=\"a\rb\"", FY_ESYNTAX, "malformed");
+  auth_bad("=x", FY_ESYNTAX, "auth scheme");
+  char big[FY_AUTH_HEADER_MAX + 10];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  auth_bad(big, FY_ETOOBIG, "over");
+  char longval[1200 + 40];
+  snprintf(longval, sizeof longval, "Bearer realm=\"%01100d\"", 0);
+  auth_bad(longval, FY_ETOOBIG, "too long");
+}
 
 static fy_image_name parse_ok(const char *s) {
   fy_image_name n;
@@ -83,6 +139,10 @@ int main(void) {
   parse_bad("docker://r.io/a@sha256:abc", FY_EINVAL, "64 lower-case hex");
   parse_bad("docker://r.io/a@md5:0123", FY_EINVAL, "sha256");
   parse_bad("docker://r.io/a---b..c", FY_EINVAL, "lower-case");
+  parse_bad("docker://registry.example.com/myApp:1", FY_EINVAL, "lower-case"); /* once an endless loop */
+  parse_bad("docker://localhost:5000/team/my+app", FY_EINVAL, "lower-case");
+  parse_bad("docker://h.io/a:b:c", FY_EINVAL, "lower-case");
+  parse_bad("docker://h io/a", FY_EINVAL, "lower-case");
   parse_bad("containers-storage:localhost/x:1", FY_EUNSUPPORTED, "skopeo copy --all containers-storage:");
   parse_bad("docker-daemon:x:1", FY_EUNSUPPORTED, "oci:DIR:TAG");
   char big[5000];
@@ -108,5 +168,6 @@ int main(void) {
   app("latest", 0, "");
   app("", 0, "");
   app(NULL, 0, "");
+  auth_tests();
   return check_done("test_imageref");
 }
