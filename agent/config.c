@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "ferry/fsutil.h"
+#include "ferry/http.h"
 #include "ferry/runspec.h"
 #include "ferry/selector.h"
 #include "ferry/yaml.h"
@@ -58,7 +59,8 @@ static int parse_listen(const char *s, fy_agent_config *c) {
  * the line it points at (docs/device-layout.md lists the same keys in the same order). */
 int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) {
   static const char *const top[] = {"name", "listen", "state_dir", "identity", "labels", "runtime",
-                                    "limits", "board", "probe_root", "trust", "allow_exec", "devices", NULL};
+                                    "limits", "board", "probe_root", "trust", "allow_exec", "devices", "registry_ca",
+                                    "registry_mirrors", NULL};
   static const char *const runtime_keys[] = {"isolation", "exec_wrapper", "allow_pusher_commands", NULL};
   static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
@@ -93,7 +95,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "expected a map of settings (name: ..., listen: ...)");
   bad = fy_yaml_unknown_key(root, top, &line);
   REQUIRE(!bad, line, "unknown key '%s' (expected one of: name, listen, state_dir, identity, labels, "
-                      "runtime, limits, trust, board, probe_root, allow_exec, devices)", bad);
+                      "runtime, limits, trust, board, probe_root, allow_exec, devices, registry_ca, registry_mirrors)", bad);
 
   n = fy_yaml_get(root, "name");
   REQUIRE(is_scalar(n) && strlen(n->str) > 0 && strlen(n->str) < sizeof c->name, n ? n->line : 1,
@@ -116,6 +118,23 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     REQUIRE(is_scalar(n) && n->str[0] && strlen(n->str) < sizeof c->board, n->line,
             "board: expected 'auto' or a profile name from boards/ (rpi4, graviton2, ...)");
   if (n) memcpy(c->board, n->str, strlen(n->str) + 1);
+
+  if ((n = fy_yaml_get(root, "registry_ca")))
+    REQUIRE(is_scalar(n) && n->str[0] && set_path(c->registry_ca, sizeof c->registry_ca, cfg_dir, n->str), n->line,
+            "registry_ca: expected the path of a PEM file of CA certificates");
+  if ((n = fy_yaml_get(root, "registry_mirrors"))) {
+    REQUIRE(n->kind == FY_YAML_SEQ && n->n <= FY_CFG_MAX_MIRRORS, n->line,
+            "registry_mirrors: expected a list of at most %d URLs such as [https://mirror.lan:5000]", FY_CFG_MAX_MIRRORS);
+    for (size_t i = 0; i < n->n; i++) {
+      const fy_ynode *m = n->items[i];
+      fy_url u;
+      REQUIRE(is_scalar(m) && strlen(m->str) < sizeof c->mirrors[i] && fy_url_parse(m->str, &u) == FY_OK && u.https &&
+                  strcmp(u.path, "/") == 0,
+              m->line, "registry_mirrors: '%s' is not https://HOST[:PORT]", is_scalar(m) ? m->str : "(not a string)");
+      snprintf(c->mirrors[i], sizeof c->mirrors[i], "%s", m->str);
+    }
+    c->nmirrors = n->n;
+  }
 
   if ((n = fy_yaml_get(root, "allow_exec")))
     REQUIRE(is_scalar(n) && fy_parse_bool(n->str, &c->allow_exec) == FY_OK, n->line,

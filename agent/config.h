@@ -11,6 +11,7 @@
 #define FY_CFG_MAX_LABELS 64
 #define FY_CFG_MAX_WRAPPER 16
 #define FY_CFG_MAX_KEYS 16
+#define FY_CFG_MAX_MIRRORS 8
 
 typedef enum { FY_ISOLATION_AUTO, FY_ISOLATION_CHROOT, FY_ISOLATION_NONE } fy_isolation;
 
@@ -47,6 +48,10 @@ typedef struct fy_agent_config {
   char trust_keys[FY_CFG_MAX_KEYS][FY_CFG_PATH]; /* public key files, resolved paths */
   int require_signature;
   int allow_downgrade;
+  /* registries the node pulls from (agent/pull.c) */
+  char registry_ca[FY_CFG_PATH];   /* registry_ca: PEM CAs trusted besides the system bundle, "" none */
+  size_t nmirrors;                 /* registry_mirrors: tried first, in order, as containerd's hosts.toml */
+  char mirrors[FY_CFG_MAX_MIRRORS][256]; /* "https://host[:port]" */
 } fy_agent_config;
 
 /* Defaults for every optional key. Cannot fail. */

@@ -21,6 +21,7 @@
 #include "applog.h"
 #include "health.h"
 #include "launch.h"
+#include "pull.h"
 #include "release.h"
 #include "ferry/digest.h"
 #include "ferry/text.h"
@@ -87,6 +88,9 @@ typedef struct fy_deploy {
   uint8_t *deferred_payload;
   int has_deferred;
   json_t *result;             /* the result, sent once the GC is done */
+  fy_pull *pull;              /* a pull from the plan's registry, while it runs on a worker */
+  int pulling;
+  uint64_t pull_reported;     /* the progress last sent */
   uint64_t progress_ms;       /* when the transfer's last frame came */
   int open_handles;           /* handles and works; freed when the last one ends */
   int closing;
@@ -125,7 +129,7 @@ static void stale_watch(uv_timer_t *t) {
     return;
   }
   /* Busy on this side (a batch on a worker, a frame waiting for it): the link is not what is slow. */
-  if (d->io_busy || d->has_deferred) d->progress_ms = uv_now(d->agent->loop);
+  if (d->io_busy || d->has_deferred || d->pulling) d->progress_ms = uv_now(d->agent->loop);
   if (uv_now(d->agent->loop) - d->progress_ms < STALE_GRACE_MS) return;
   uv_timer_stop(t);
   fy_log("info", "app %s: a new plan from %s supersedes its unfinished transfer from %s", d->app ? d->app->name : "?",
@@ -163,6 +167,8 @@ static void deploy_one_closed(fy_deploy *d) {
   free(d->fill);
   free(d->flight);
   free(d->deferred_payload);
+  fy_pull_wipe(d->pull);
+  free(d->pull);
   free(d);
 }
 static void deploy_handle_closed(uv_handle_t *h) { deploy_one_closed(h->data); }
@@ -176,6 +182,7 @@ static void health_stop(fy_deploy *d) {
 static void deploy_close(fy_deploy *d) {
   if (d->closing) return;
   d->closing = 1;
+  if (d->pull) d->pull->cancel = 1; /* the worker stops within a second; pull_done frees it */
   fy_conn_forget_deploy(d->agent, d); /* a connection still closing must not reach it later */
   if (!d->io_busy) {
     fy_blob_writer_close(&d->w);
@@ -497,6 +504,104 @@ static int plan_need(fy_agent_conn *c, fy_deploy *d, fy_need_msg *need) {
   return FY_OK;
 }
 
+/* --- pulling from the plan's registry (protocol 5) ---------------------------------------- */
+
+static void send_need(fy_agent_conn *c, fy_deploy *d, const fy_need_msg *need) {
+  json_t *reply = fy_need_encode(need);
+  int rc = reply ? fy_conn_send_json(c, FY_FT_REPLY, reply) : FY_ENOMEM;
+  json_decref(reply);
+  if (rc != FY_OK) refuse(c, rc, "cannot answer the plan");
+  (void)d;
+}
+
+static void pull_work(void *ud) { fy_pull_run(((fy_deploy *)ud)->pull); }
+
+static void pull_tick(uv_timer_t *t) {
+  fy_deploy *d = t->data;
+  uint64_t done = d->pull ? d->pull->done_bytes : 0, total = d->pull ? d->pull->total_bytes : 0;
+  d->progress_ms = uv_now(d->agent->loop);
+  if (!d->pulling || done == d->pull_reported || done > total) return;
+  d->pull_reported = done;
+  progress(d, FY_STEP_PULLING, done, total);
+}
+
+static void pull_done(void *ud) {
+  fy_deploy *d = ud;
+  fy_pull *p = d->pull;
+  d->pulling = 0;
+  fy_pull_wipe(p); /* the credential is not kept past the pull */
+  if (!d->closing) uv_timer_stop(&d->timer);
+  if (d->closing) { /* the pusher went away or the agent stops: the partials stay for a resume */
+    release_app(d);
+    deploy_one_closed(d);
+    return;
+  }
+  d->open_handles--;
+  d->bytes_received += p->fetched;
+  d->blobs_received += p->blobs;
+  fy_agent_conn *c = fy_conn_find(d->agent, d->conn);
+  if (!c) return;
+  fy_conn_hold(c, 0);
+  fy_need_msg need; /* 12 KiB */
+  memset(&need, 0, sizeof need);
+  need.skipped = (uint32_t)d->blobs_skipped;
+  if (p->rc == FY_OK) {
+    for (size_t i = 0; i < d->manifest.nlayers; i++) d->need[i] = 0;
+    fy_log("info", "app %s: pulled %d blob(s), %llu bytes, from %s%s", d->app->name, p->blobs, (unsigned long long)p->fetched,
+           p->src.registry, p->from_mirror ? " (through its mirrors)" : "");
+    send_need(c, d, &need);
+    return;
+  }
+  if (!p->src.fallback) {
+    refuse(c, p->rc, "pulling from %s: %s", p->src.registry, p->err);
+    return;
+  }
+  /* --fallback-stream: what the registry did not give, the pusher streams, from the partials on */
+  fy_log("warn", "app %s: pulling from %s failed (%s); the pusher streams the rest", d->app->name, p->src.registry, p->err);
+  for (size_t i = 0; i < d->manifest.nlayers; i++) {
+    const fy_descriptor *l = &d->manifest.layers[i];
+    if (!d->need[i]) continue;
+    if (fy_store_has(&d->agent->store, &l->digest, l->size)) {
+      d->need[i] = 0;
+      continue;
+    }
+    int dup = 0;
+    for (size_t k = 0; k < need.n; k++) dup |= fy_digest_equal(&need.items[k].digest, &l->digest);
+    if (!dup) need.items[need.n++] = (fy_need_item){l->digest, l->size, fy_store_partial(&d->agent->store, &l->digest, l->size)};
+  }
+  send_need(c, d, &need);
+}
+
+/* The blobs of the need list come from the registry: on a worker, with progress every second. */
+static int pull_start(fy_agent_conn *c, fy_deploy *d, const fy_plan_source *src, const fy_need_msg *need) {
+  fy_agent *a = d->agent;
+  fy_pull *p = calloc(1, sizeof *p);
+  if (!p) return refuse(c, FY_ENOMEM, "out of memory");
+  p->store = &a->store;
+  snprintf(p->registry_ca, sizeof p->registry_ca, "%s", a->cfg.registry_ca);
+  p->src = *src;
+  for (size_t i = 0; i < a->cfg.nmirrors && i < sizeof p->mirrors / sizeof p->mirrors[0]; i++) {
+    snprintf(p->mirrors[i], sizeof p->mirrors[i], "%s", a->cfg.mirrors[i]);
+    size_t l = strlen(p->mirrors[i]);
+    while (l && p->mirrors[i][l - 1] == '/') p->mirrors[i][--l] = '\0';
+    p->nmirrors++;
+  }
+  for (size_t i = 0; i < need->n; i++) p->items[p->n++] = (fy_pull_item){need->items[i].digest, need->items[i].size};
+  d->pull = p;
+  d->pulling = 1;
+  d->open_handles++;
+  if (fy_work_queue(a->loop, pull_work, pull_done, d) != FY_OK) {
+    d->pulling = 0;
+    d->open_handles--;
+    return refuse(c, FY_ENOMEM, "cannot queue the pull");
+  }
+  fy_conn_hold(c, 1); /* the pull may outlast the idle timeout; progress shows it alive */
+  uv_timer_start(&d->timer, pull_tick, 1000, 1000);
+  fy_log("info", "app %s: pulling %zu blob(s) from %s/%s%s", d->app->name, p->n, src->registry, src->repository,
+         p->nmirrors ? " (mirrors first)" : "");
+  return FY_OK;
+}
+
 int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   fy_agent *a = fy_conn_agent(c);
   json_t *j = NULL;
@@ -510,6 +615,13 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
     json_decref(j);
     return refuse(c, rc, "%s", err);
   }
+  fy_plan_source src;
+  int has_source = (rc = fy_plan_source_decode(j, &src, err, sizeof err)) == FY_OK;
+  if (rc != FY_OK && rc != FY_ENOENT) {
+    json_decref(j);
+    return refuse(c, rc, "%s", err);
+  }
+  pm.source = has_source ? &src : NULL;
   const char *app = pm.app;
   fy_deploy *d = deploy_new(a, c);
   if (!d) {
@@ -555,6 +667,12 @@ int fy_deploy_on_plan(fy_agent_conn *c, const fy_frame *f) {
   fy_log("info", "app %s: plan from %s, manifest %.19s..., %d blob(s) to receive, %d already here", ap->name,
          fy_conn_peer(c), d->manifest_digest, (int)need.n, d->blobs_skipped);
   need.skipped = (uint32_t)d->blobs_skipped;
+  if (has_source && need.n > 0) { /* the need list goes out once the registry gave what it lists */
+    rc = pull_start(c, d, &src, &need);
+    memset(src.authorization, 0, sizeof src.authorization);
+    json_decref(j);
+    return rc;
+  }
   json_t *reply = fy_need_encode(&need);
   rc = reply ? fy_conn_send_json(c, FY_FT_REPLY, reply) : FY_ENOMEM;
   json_decref(reply);
@@ -640,7 +758,7 @@ static int blob_flush(fy_agent_conn *c, fy_deploy *d) {
 /* The transfer ended (its connection went, or the agent stops): what was gathered still reaches
  * the partial, then the writer closes and the app is free for the next push to resume. */
 static void blob_wind_down(fy_deploy *d) {
-  if (d->io_busy) return; /* blob_io_done comes back here */
+  if (d->io_busy || d->pulling) return; /* blob_io_done and pull_done come back here */
   if (d->fill_len && d->cur >= 0 && blob_flush_start(d) == FY_OK) return;
   d->fill_len = 0;
   fy_blob_writer_close(&d->w);

@@ -24,7 +24,7 @@ static void push_usage(FILE *f, int plan) {
           "       [--app NAME] [--replicas N] [--spread-by LABEL]\n"
           "       [--canary N|P%%] [--max-parallel N|P%%] [--max-failures N|P%%] [--revert-on-halt]\n"
           "       [--settle SECONDS] [--health-cmd CMD] [--health-port PORT] [--force]%s\n"
-          "       [--env KEY=VALUE]... [--env-file FILE]\n",
+          "       [--env KEY=VALUE]... [--env-file FILE] [--via docker://HOST/REPO [--pull-auth FILE] [--fallback-stream]]\n",
           plan ? "plan" : "push", plan ? "" : " [--dry-run]");
   if (plan) {
     fprintf(f, "Shows, without touching any node, which nodes a push would deploy to, the image variant\n"
@@ -51,7 +51,12 @@ static void push_usage(FILE *f, int plan) {
              "release of the same image (nothing re-sent). Secrets reach the app at /run/secrets/NAME.\n"
              "The app is named by --app, else the signed claim, the image's title, the repository's last\n"
              "part (oci:DIR:example.com/team/NAME:1.0), the layout's folder or the archive's file name;\n"
-             "never a tag.\n" FY_CLI_IMAGE_HELP);
+             "never a tag.\n"
+             "From a registry: --via docker://HOST/REPO (or registry: in the fleet file) sends each node\n"
+             "a plan of a few KiB and the node pulls the layers it lacks from there (zstd, put there by\n"
+             "ferry publish), with a pull-only token, or the read-only credential of --pull-auth FILE\n"
+             "(registry_auth: in the fleet file). A node that cannot reach the registry fails with its\n"
+             "error; --fallback-stream streams to it from here instead.\n" FY_CLI_IMAGE_HELP);
 }
 
 /* A fleet file's rollout: defaults, for the flags that were not given. */
@@ -125,6 +130,8 @@ static int run(int argc, char **argv, int mode) {
       {"key", required_argument, 0, 'K'},          {"version", required_argument, 0, 'V'},
       {"force", no_argument, 0, 'X'},              {"env", required_argument, 0, 'E'},
       {"env-file", required_argument, 0, 'W'},     FY_CLI_REGISTRY_OPTIONS,
+      {"via", required_argument, 0, 'Y'},          {"pull-auth", required_argument, 0, 'Z'},
+      {"fallback-stream", no_argument, 0, 'Q'},
       {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 300000};
   fy_rollout_opts o;
@@ -188,6 +195,12 @@ static int run(int argc, char **argv, int mode) {
     }
     case 'R': o.revert_on_halt = 1; break;
     case 'X': o.push.force = 1; break;
+    case 'Y': case 'Z': case 'Q':
+      if (upgrade) { fy_cli_err("--via, --pull-auth and --fallback-stream go with push and plan"); goto cleanup; }
+      if (c == 'Y') o.push.via = optarg;
+      if (c == 'Z') o.push.pull_auth = optarg;
+      if (c == 'Q') o.push.fallback_stream = 1;
+      break;
     case 'n': o.dry_run = 1; break;
     case 'B': case 'U': case 'K': case 'V':
       if (!upgrade) { push_usage(stderr, plan); goto cleanup; }
@@ -247,6 +260,13 @@ static int run(int argc, char **argv, int mode) {
   }
   if (fy_cli_common_targets(&cc, plan ? "plan" : "push") != FY_OK) goto cleanup;
   if (cc.have_fleet && fleet_defaults(&o, &cc.fleet) != FY_OK) goto cleanup;
+  /* registry: in the fleet file: its devices pull from there, as --via asks */
+  if (!o.push.via && cc.have_fleet && cc.fleet.registry[0]) o.push.via = cc.fleet.registry;
+  if (!o.push.pull_auth && cc.have_fleet && cc.fleet.registry_auth[0]) o.push.pull_auth = cc.fleet.registry_auth;
+  if ((o.push.pull_auth || o.push.fallback_stream) && !o.push.via) {
+    fy_cli_err("--pull-auth and --fallback-stream go with --via docker://HOST/REPO (or registry: in the fleet file)");
+    goto cleanup;
+  }
   if (o.revert_on_halt < 0) o.revert_on_halt = 0;
   if (fy_layout_open(&layout, argv[optind], err, sizeof err) != FY_OK) {
     fy_cli_err("%s", err);

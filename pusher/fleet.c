@@ -1,3 +1,4 @@
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "ferry/text.h"
 #include "ferry/wire.h"
 #include "ferry/yaml.h"
+#include "ferry/imageref.h"
 #include "fleet.h"
 #include "pki.h"
 
@@ -205,7 +207,8 @@ cleanup:
 }
 
 int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
-  static const char *const allowed[] = {"nodes", "groups", "affinity", "rollout", "env", "files", "secrets", NULL};
+  static const char *const allowed[] = {"nodes", "groups", "affinity", "rollout", "env", "files", "secrets", "registry",
+                                        "registry_auth", NULL};
   char *data = NULL, yerr[300];
   size_t len = 0;
   fy_ynode *root = NULL;
@@ -225,7 +228,25 @@ int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
   ret = FY_OK;
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "a fleet file is a map with nodes, groups, affinity, rollout");
   const char *bad = fy_yaml_unknown_key(root, allowed, &line);
-  REQUIRE(!bad, line, "unknown key '%s' (nodes, groups, affinity, rollout, env, files, secrets)", bad);
+  REQUIRE(!bad, line, "unknown key '%s' (nodes, groups, affinity, rollout, env, files, secrets, registry, registry_auth)", bad);
+  const fy_ynode *reg = fy_yaml_get(root, "registry"), *ra = fy_yaml_get(root, "registry_auth");
+  if (reg) {
+    fy_image_name in;
+    char why[300];
+    REQUIRE(scalar(reg) && strlen(reg->str) < sizeof f->registry && fy_image_name_parse(reg->str, &in, why, sizeof why) == FY_OK &&
+                in.transport == FY_IMG_DOCKER,
+            reg->line, "registry: expected docker://HOST[:PORT]/REPO, where the devices pull from");
+    snprintf(f->registry, sizeof f->registry, "%s", reg->str);
+  }
+  if (ra) {
+    REQUIRE(scalar(ra) && ra->str[0], ra->line, "registry_auth: expected the path of an auth.json holding a read-only credential");
+    char *dir = strdup(path);
+    const char *d = dir ? dirname(dir) : ".";
+    int w = ra->str[0] == '/' ? snprintf(f->registry_auth, sizeof f->registry_auth, "%s", ra->str)
+                              : snprintf(f->registry_auth, sizeof f->registry_auth, "%s/%s", d, ra->str);
+    free(dir);
+    REQUIRE(w > 0 && (size_t)w < sizeof f->registry_auth, ra->line, "registry_auth: path too long");
+  }
   if ((ret = load_nodes(path, fy_yaml_get(root, "nodes"), f, err, errlen)) != FY_OK) goto cleanup;
   const fy_ynode *g = fy_yaml_get(root, "groups"), *a = fy_yaml_get(root, "affinity"), *r = fy_yaml_get(root, "rollout");
   if (g && (ret = load_groups(path, g, f, err, errlen)) != FY_OK) goto cleanup;

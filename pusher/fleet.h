@@ -45,6 +45,8 @@ typedef struct fy_fleet {
   /* rollout defaults as written ("" when absent); revert_on_halt -1 when absent */
   char canary[16], max_parallel[16], max_failures[16], spread_by[FY_LABEL_KEY_MAX + 1];
   int revert_on_halt;
+  char registry[600];      /* registry: docker://HOST/REPO, where devices pull the bytes ("" none) */
+  char registry_auth[4096]; /* registry_auth: an auth.json with a read-only credential for it */
 } fy_fleet;
 
 /* Reads and checks the file. FY_ECONFIG with "FILE:LINE: what" in err. */

@@ -100,7 +100,13 @@ static int got_facts(fy_pnode *n, json_t *j) {
   }
   n->have_variant = 1;
   int converted = 0;
-  if ((rc = fy_layout_prepare(P->layout, &n->v, &converted, NULL, err, sizeof err)) != FY_OK) {
+  if (P->via && fm.proto < 5) {
+    snprintf(err, sizeof err, "the agent speaks protocol %u and cannot pull from a registry (that needs 5: ferry upgrade-agent)", fm.proto);
+    node_fail(n, FY_EUNSUPPORTED, err);
+    return FY_ECANCELED;
+  }
+  /* With --via the layers stay in the registry: nothing to fetch or recompress here. */
+  if ((rc = P->via ? FY_OK : fy_layout_prepare(P->layout, &n->v, &converted, NULL, err, sizeof err)) != FY_OK) {
     node_fail(n, rc, err);
     return FY_ECANCELED;
   }
@@ -119,6 +125,7 @@ static int got_facts(fy_pnode *n, json_t *j) {
                     .agent_upgrade = P->agent_upgrade, .upgrade_timeout_s = P->upgrade_timeout_s};
   fy_push_plan_options(P, &n->v, &pm);
   pm.settings = n->settings;
+  if (P->via) pm.source = &P->source;
   json_t *chain = NULL, *sig = NULL;
   if (P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
     if ((rc = fy_layout_sig_chain(P->layout, P->signature, &n->v.desc.digest, &chain, err, sizeof err)) != FY_OK) {
@@ -260,7 +267,11 @@ static int got_progress(fy_pnode *n, json_t *j) { /* protocol 2: where the node'
   fy_progress_msg pm;
   char err[300];
   if (fy_progress_decode(j, &pm, err, sizeof err) != FY_OK) return FY_OK; /* only news: ignored when malformed */
-  if (pm.total && pm.step == FY_STEP_UNPACKING) fy_pnode_event(n, "%s %llu bytes", fy_step_name(pm.step), (unsigned long long)pm.total);
+  if (pm.step == FY_STEP_PULLING) {
+    char a[32], b[32];
+    fy_pnode_event(n, "pulling from the registry: %s of %s", fy_human_bytes(pm.done, a, sizeof a), fy_human_bytes(pm.total, b, sizeof b));
+  } else if (pm.total && pm.step == FY_STEP_UNPACKING)
+    fy_pnode_event(n, "%s %llu bytes", fy_step_name(pm.step), (unsigned long long)pm.total);
   else fy_pnode_event(n, "%s", fy_step_name(pm.step));
   return FY_OK;
 }

@@ -27,6 +27,10 @@ typedef struct fy_push_cfg {
   int agent_upgrade;       /* the layout holds ferryd itself (ferry upgrade-agent) */
   int upgrade_timeout_s;   /* the agent's watchdog waits this long for the new agent */
   int force;               /* deploy even where the node runs this already (--force) */
+  const char *via;         /* docker://HOST/REPO the devices pull from (--via, registry:), NULL: streamed */
+  const char *pull_auth;   /* an auth.json with the read-only credential for it (registry_auth:, --pull-auth) */
+  int fallback_stream;     /* --fallback-stream: a node that cannot pull is streamed to */
+  fy_plan_source source;   /* filled before the waves when via is set */
 } fy_push_cfg;
 
 /* The plan's run options for variant v: the flags win, else what the recipe's run: section put

@@ -176,6 +176,8 @@ static void registry_says(const resp *rs, char *out, size_t len) {
   json_decref(j);
 }
 
+static int credentials_from(char paths[][4200], size_t np, const char *host, char *out, size_t len);
+
 int fy_registry_credentials(const char *host, char *out, size_t len) {
   char paths[3][4200];
   size_t np = 0;
@@ -183,6 +185,16 @@ int fy_registry_credentials(const char *host, char *out, size_t len) {
   if ((e = getenv("REGISTRY_AUTH_FILE")) && *e) fy_text_fmt(paths[np++], sizeof paths[0], "%s", e);
   if ((e = getenv("XDG_RUNTIME_DIR")) && *e) fy_text_fmt(paths[np++], sizeof paths[0], "%s/containers/auth.json", e);
   if ((e = getenv("HOME")) && *e) fy_text_fmt(paths[np++], sizeof paths[0], "%s/.docker/config.json", e);
+  return credentials_from(paths, np, host, out, len);
+}
+
+int fy_registry_credentials_in(const char *file, const char *host, char *out, size_t len) {
+  char paths[1][4200];
+  fy_text_fmt(paths[0], sizeof paths[0], "%s", file);
+  return credentials_from(paths, 1, host, out, len);
+}
+
+static int credentials_from(char paths[][4200], size_t np, const char *host, char *out, size_t len) {
   for (size_t i = 0; i < np; i++) {
     char *text = NULL;
     size_t tl;

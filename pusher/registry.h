@@ -67,5 +67,7 @@ int fy_registry_pull_token(fy_registry *r, char *token, size_t len, int64_t *exp
 /* Credentials for host from the auth files above: "user:password" into out. FY_ENOENT when none
  * names the host. */
 int fy_registry_credentials(const char *host, char *out, size_t len) FY_WUR;
+/* The same from one auth file (fleet.yaml's registry_auth, --pull-auth). */
+int fy_registry_credentials_in(const char *file, const char *host, char *out, size_t len) FY_WUR;
 
 #endif

@@ -48,3 +48,7 @@ int fy_registry_credentials(const char *host, char *out, size_t len) {
   (void)host, (void)out, (void)len;
   return FY_ENOENT;
 }
+int fy_registry_credentials_in(const char *file, const char *host, char *out, size_t len) {
+  (void)file, (void)host, (void)out, (void)len;
+  return FY_ENOENT;
+}

@@ -22,6 +22,7 @@
 
 #include "ask.h"
 #include "registry.h"
+#include "via.h"
 #include "rollout.h"
 #include "settings.h"
 #include "ferry/work.h"
@@ -423,9 +424,42 @@ static void rezstd_next(struct rezstd *z) {
       continue;
     int gzip = 0;
     for (size_t l = 0; l < z->v.m.nlayers; l++) gzip |= z->v.m.layers[l].kind == FY_KIND_LAYER_GZIP;
-    if ((gzip || r->o->push.layout->remote) && fy_work_queue(&r->loop, rezstd_work, rezstd_done, z) == FY_OK) return;
+    if ((gzip || (r->o->push.layout->remote && !r->o->push.via)) && fy_work_queue(&r->loop, rezstd_work, rezstd_done, z) == FY_OK) return;
     fy_variant_free(&z->v);
   }
+}
+
+static void halt(struct rollout *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --via: the scheduled variants' layers must be zstd and in the registry, and the nodes get a
+ * pull credential, before any node is touched (via.h). */
+static void via_scheduled(struct rollout *r) {
+  fy_variant *vs = calloc(r->nsched ? r->nsched : 1, sizeof *vs);
+  size_t nv = 0;
+  char err[1200], notes[300];
+  if (!vs) {
+    halt(r, "out of memory");
+    return;
+  }
+  for (size_t k = 0; k < r->nsched; k++) {
+    size_t i = r->order[k];
+    int seen = 0;
+    for (size_t q = 0; q < k; q++) seen |= strcmp(r->nodes[r->order[q]].digest, r->nodes[i].digest) == 0;
+    if (seen) continue;
+    fy_ask *a = &r->asks[i];
+    fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
+    int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
+    if (nacc > 0 && fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), &vs[nv], err, sizeof err) == FY_OK)
+      nv++;
+  }
+  fy_push_cfg *P = &r->o->push;
+  if (fy_via_prepare(P->via, P->pull_auth, P->fallback_stream, vs, nv, &P->source, notes, sizeof notes, err, sizeof err) != FY_OK)
+    halt(r, "%s", err);
+  else {
+    event(r, "devices pull the layers from %s/%s%s%s", P->source.registry, P->source.repository, notes[0] ? "; " : "", notes);
+    if (strstr(notes, "pusher's own")) fy_cli_err("warning: %s", notes);
+  }
+  fy_variants_free(vs, nv);
 }
 
 static void recompress_scheduled(struct rollout *r) {
@@ -831,6 +865,7 @@ int fy_rollout_run(fy_rollout_opts *o) {
     halt(&r, "%ld node(s) unreachable before the start reached --max-failures %ld", r.failures, r.max_failures);
   }
 
+  if (!r.halted && o->push.via) via_scheduled(&r);
   if (!r.halted) recompress_scheduled(&r);
 
   /* 3. waves */

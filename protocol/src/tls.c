@@ -74,6 +74,24 @@ static const int suites[] = {
     0,
 };
 
+/* A registry on the web PKI: the same AEAD suites, ECDSA or RSA certificates. */
+static const int web_suites[] = {
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+#endif
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+#if defined(MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED)
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+#endif
+    0,
+};
+
 static void san_name(const mbedtls_x509_crt *crt, char *out, size_t n) {
   out[0] = '\0';
   for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s != NULL; s = s->next) {
@@ -104,7 +122,7 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
   /* The revocation list's dates say nothing here: its signature was checked when it was taken
    * in, and a node whose clock is behind the CA's must not lock every peer out. */
   *flags &= ~(uint32_t)(MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_EXPIRED);
-  if (depth != 0) return 0;
+  if (depth != 0 || c->role == FY_TLS_WEB) return 0; /* the web PKI: chain and host name, mbedTLS's own checks */
   const char *oid = c->role == FY_TLS_AGENT ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
   size_t oid_len = c->role == FY_TLS_AGENT ? MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)
                                            : MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
@@ -235,6 +253,64 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
     mbed_err(err, errlen, "own certificate", rc);
     goto cleanup;
   }
+  *out = c;
+  c = NULL;
+  ret = FY_OK;
+cleanup:
+  fy_tls_conf_free(c);
+  return ret;
+}
+
+int fy_tls_conf_new_web(fy_tls_conf **out, const void *ca_pem, size_t ca_len, char *err, size_t errlen) {
+  int ret = FY_ECONFIG, rc;
+  static const char pers[] = "ferry-web";
+  fy_tls_conf *c = calloc(1, sizeof *c);
+  *out = NULL;
+  if (!c) return FY_ENOMEM;
+  c->role = FY_TLS_WEB;
+  mbedtls_ssl_config_init(&c->conf);
+  mbedtls_entropy_init(&c->entropy);
+  mbedtls_ctr_drbg_init(&c->drbg);
+  mbedtls_x509_crt_init(&c->ca);
+  mbedtls_x509_crt_init(&c->cert);
+  mbedtls_pk_init(&c->key);
+  mbedtls_x509_crl_init(&c->crl);
+#if FY_MBEDTLS3
+  if (psa_crypto_init() != PSA_SUCCESS) {
+    snprintf(err, errlen, "starting PSA crypto failed");
+    goto cleanup;
+  }
+#endif
+  if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, (const unsigned char *)pers, sizeof pers - 1)) != 0) {
+    mbed_err(err, errlen, "seeding the RNG", rc);
+    goto cleanup;
+  }
+  mbedtls_ctr_drbg_set_prediction_resistance(&c->drbg, MBEDTLS_CTR_DRBG_PR_ON);
+  /* A system bundle holds certificates of every kind; those this build cannot read are skipped
+   * (mbedtls_x509_crt_parse counts them), as long as one CA is usable. */
+  rc = parse_pem_crt(&c->ca, ca_pem, ca_len);
+  if (rc < 0 || c->ca.version == 0) {
+    if (rc < 0) mbed_err(err, errlen, "the registry CA bundle", rc);
+    else snprintf(err, errlen, "the registry CA bundle holds no certificate this build can use");
+    goto cleanup;
+  }
+  if ((rc = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+    mbed_err(err, errlen, "TLS defaults", rc);
+    goto cleanup;
+  }
+  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+#if FY_MBEDTLS3
+  mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+  mbedtls_ssl_conf_ciphersuites(&c->conf, web_suites);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+  mbedtls_ssl_conf_verify(&c->conf, verify_cb, c);
   *out = c;
   c = NULL;
   ret = FY_OK;
@@ -396,7 +472,7 @@ static int own_diagnosis(fy_tls *t) {
 /* Why a handshake failed, in words a person can act on, from our verify flags or the alert
  * the peer sent. */
 static int explain(fy_tls *t, int rc) {
-  const char *who = t->conf->role == FY_TLS_AGENT ? "pusher" : "agent";
+  const char *who = t->conf->role == FY_TLS_AGENT ? "pusher" : t->conf->role == FY_TLS_WEB ? "registry" : "agent";
   if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
     uint32_t f = mbedtls_ssl_get_verify_result(&t->ssl);
     if (f & MBEDTLS_X509_BADCERT_EXT_KEY_USAGE) {
@@ -423,7 +499,8 @@ static int explain(fy_tls *t, int rc) {
     char info[200];
     mbedtls_x509_crt_verify_info(info, sizeof info, "", f);
     for (char *q = info; *q; q++) if (*q == '\n') *q = ' ';
-    snprintf(t->err, sizeof t->err, "the %s's certificate is not signed by the fleet CA (%s)", who, info);
+    snprintf(t->err, sizeof t->err, "the %s's certificate is not signed by %s (%s)", who,
+             t->conf->role == FY_TLS_WEB ? "a CA this node trusts (registry_ca in its config)" : "the fleet CA", info);
     return FY_ECERT;
   }
   if (rc == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE) {
@@ -434,7 +511,7 @@ static int explain(fy_tls *t, int rc) {
     snprintf(t->err, sizeof t->err, "the pusher sent no certificate");
     return FY_ECERT;
   }
-  if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t->alert < 0) return own_diagnosis(t);
+  if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t->alert < 0 && t->conf->role != FY_TLS_WEB) return own_diagnosis(t);
   if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
     unsigned alert = (unsigned)t->alert;
     switch (alert) {

@@ -167,6 +167,16 @@ json_t *fy_plan_encode(const fy_plan_msg *m) {
   if (m->chain) json_object_set(j, "chain", m->chain);
   if (m->force) json_object_set_new(j, "force", json_true());
   if (m->settings && json_object_size(m->settings)) json_object_set(j, "settings", (json_t *)m->settings);
+  if (m->source) {
+    json_t *s = json_pack("{s:s, s:s}", "registry", m->source->registry, "repository", m->source->repository);
+    if (s && m->source->authorization[0]) json_object_set_new(s, "authorization", json_string(m->source->authorization));
+    if (s && m->source->fallback) json_object_set_new(s, "fallback", json_true());
+    if (!s) {
+      json_decref(j);
+      return NULL;
+    }
+    json_object_set_new(j, "source", s);
+  }
   return j;
 }
 
@@ -221,6 +231,35 @@ int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) {
   const json_t *st = json_object_get(j, "settings");
   if (st && (rc = fy_settings_check(st, err, errlen)) != FY_OK) return rc;
   m->settings = st;
+  m->source = NULL; /* fy_plan_source_decode reads it */
+  return FY_OK;
+}
+
+int fy_plan_source_decode(const json_t *j, fy_plan_source *src, char *err, size_t errlen) {
+  const json_t *s = json_object_get(j, "source");
+  const char *reg, *repo, *auth = NULL;
+  int rc;
+  memset(src, 0, sizeof *src);
+  if (!s) return FY_ENOENT;
+  if (!json_is_object(s)) return bad(err, errlen, "plan", "'source' is not an object");
+  if ((rc = get_str(s, "registry", sizeof src->registry - 1, 1, &reg, "plan source", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(s, "repository", sizeof src->repository - 1, 1, &repo, "plan source", err, errlen)) != FY_OK) return rc;
+  if ((rc = get_str(s, "authorization", sizeof src->authorization - 1, 0, &auth, "plan source", err, errlen)) != FY_OK) return rc;
+  /* They go into a request line and headers: nothing that could end one. */
+  for (const char *p = reg; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr(".-:[]", *p)))
+      return bad(err, errlen, "plan source", "'registry' must be HOST[:PORT]");
+  for (const char *p = repo; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._-/", *p)))
+      return bad(err, errlen, "plan source", "'repository' must be lower-case letters, digits and . _ - /");
+  for (const char *p = auth ? auth : ""; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) return bad(err, errlen, "plan source", "'authorization' holds a control byte");
+  const json_t *fb = json_object_get(s, "fallback");
+  if (fb && !json_is_boolean(fb)) return bad(err, errlen, "plan source", "'fallback' is not true or false");
+  snprintf(src->registry, sizeof src->registry, "%s", reg);
+  snprintf(src->repository, sizeof src->repository, "%s", repo);
+  snprintf(src->authorization, sizeof src->authorization, "%s", auth ? auth : "");
+  src->fallback = json_is_true(fb);
   return FY_OK;
 }
 
@@ -436,7 +475,7 @@ int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errl
 
 /* --- progress ----------------------------------------------------------------------------- */
 
-static const char *const step_names[] = {"", "unpacking", "switching", "starting", "settling", "health-check"};
+static const char *const step_names[] = {"", "unpacking", "switching", "starting", "settling", "health-check", "pulling"};
 
 const char *fy_step_name(fy_step s) { return (size_t)s < sizeof step_names / sizeof step_names[0] ? step_names[s] : ""; }
 

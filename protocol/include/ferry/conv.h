@@ -9,6 +9,7 @@
  *   READY        request (pusher -> agent)               ASKED
  *   PLANNED      reply: the need list (agent -> pusher)  TRANSFER
  *   PLANNED      result: unchanged (agent -> pusher)     DONE   (protocol 3: it runs that already)
+ *   PLANNED      progress (agent -> pusher)              PLANNED (protocol 5: pulling from a registry)
  *   TRANSFER     blob-begin, blob (pusher -> agent)      TRANSFER
  *   TRANSFER     commit (pusher -> agent)                COMMITTED
  *   COMMITTED    progress (agent -> pusher)              COMMITTED

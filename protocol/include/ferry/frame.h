@@ -20,9 +20,11 @@
 
 #define FY_FRAME_HEADER 8u
 #define FY_FRAME_MAX (1024u * 1024u) /* hard ceiling for any payload */
-#define FY_PROTO_VERSION 4u          /* the highest version this build speaks (2: progress; 3: a plan
+#define FY_PROTO_VERSION 5u          /* the highest version this build speaks (2: progress; 3: a plan
                                       * may be answered "unchanged", lifecycle requests; 4: output
-                                      * and input frames: logs --follow, exec) */
+                                      * and input frames: logs --follow, exec; 5: a plan's source, the
+                                      * registry the agent pulls from, and progress before the need
+                                      * list while it pulls) */
 #define FY_PROTO_VERSION_MIN 1u      /* the lowest it still accepts */
 
 /* Message types. The value is the wire byte. */

@@ -17,7 +17,7 @@
 
 #include "ferry/error.h"
 
-typedef enum { FY_TLS_AGENT = 1, FY_TLS_PUSHER = 2 } fy_tls_role;
+typedef enum { FY_TLS_AGENT = 1, FY_TLS_PUSHER = 2, FY_TLS_WEB = 3 } fy_tls_role;
 
 typedef struct fy_tls_conf fy_tls_conf;
 typedef struct fy_tls fy_tls;
@@ -31,6 +31,12 @@ typedef struct fy_tls fy_tls;
 int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, size_t ca_len,
                     const void *cert_pem, size_t cert_len, const void *key_pem, size_t key_len,
                     char *err, size_t errlen) FY_WUR;
+/* A client for HTTPS servers outside the fleet (OCI registries, their mirrors): the server's
+ * certificate must chain to a CA of ca_pem (a bundle: the system's and the agent config's
+ * registry_ca) and carry the host name fy_tls_new's expected_peer names; no client certificate,
+ * no role check. The same TLS versions and AEAD suites, RSA certificates too where the build
+ * has RSA. */
+int fy_tls_conf_new_web(fy_tls_conf **out, const void *ca_pem, size_t ca_len, char *err, size_t errlen) FY_WUR;
 /* NULL-safe; wipes the private key. */
 void fy_tls_conf_free(fy_tls_conf *c);
 /* The name our own certificate carries (its first DNS SAN). */

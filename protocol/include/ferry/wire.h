@@ -4,7 +4,7 @@
  *
  *   plan        pusher -> agent  {"app","manifest","manifest_digest","config","settle_ms",
  *                                 "health_cmd"?,"health_port"?,"agent_upgrade"?,"upgrade_timeout_s"?,
- *                                 "signature"?,"chain"?,"force"?}
+ *                                 "signature"?,"chain"?,"force"?,"settings"?,"source"?}
  *   need        agent -> pusher  {"need":[{"digest","size","offset"}],"skipped"}   (a reply frame)
  *   blob-begin  pusher -> agent  {"digest","offset"}
  *   result      agent -> pusher  {"result","app","code","name","message","release","previous"?,
@@ -52,6 +52,21 @@
 /* App names: like node names, 1-63 of a-z 0-9 - . _ (not starting with . or -). */
 int fy_app_valid_name(const char *name);
 
+/* A plan's source (protocol 5): the agent pulls the blobs it lacks from an OCI registry
+ * (distribution API v2, https) instead of receiving them:
+ *   "source": {"registry":"HOST[:PORT]","repository":"team/app","authorization":"Bearer …"|"Basic …"?,
+ *              "fallback":true?}
+ * The authorization is a short-lived pull credential: kept in memory for the pull, never written.
+ * With fallback, a node that cannot reach the registry answers with its need list and the pusher
+ * streams; without it, the pull's error is the deploy's. */
+#define FY_SOURCE_AUTH_MAX 8192
+typedef struct fy_plan_source {
+  char registry[256];                    /* host[:port], as a URL authority */
+  char repository[256];
+  char authorization[FY_SOURCE_AUTH_MAX]; /* the header value, "" for anonymous */
+  int fallback;
+} fy_plan_source;
+
 typedef struct fy_plan_msg {
   const char *app;                       /* borrowed; a valid app name */
   const char *manifest;                  /* borrowed; the manifest's bytes */
@@ -67,9 +82,13 @@ typedef struct fy_plan_msg {
   json_t *signature, *chain;             /* encode: added when set (not owned); decode: left in the object */
   int force;                             /* deploy even when the node runs this already */
   const json_t *settings;                /* borrowed, NULL when none: the node's configuration (below) */
+  const fy_plan_source *source;          /* borrowed, NULL: the pusher streams the blobs (protocol 5) */
 } fy_plan_msg;
 json_t *fy_plan_encode(const fy_plan_msg *m);
+/* Decodes the plan; its source, when there is one, into *src (the caller's storage, which
+ * m->source then points at; src may be NULL only for plans that carry none). */
 int fy_plan_decode(const json_t *j, fy_plan_msg *m, char *err, size_t errlen) FY_WUR;
+int fy_plan_source_decode(const json_t *j, fy_plan_source *src, char *err, size_t errlen) FY_WUR;
 /* The digest of what a plan sets besides the image (its health command and port): with the
  * manifest digest, what makes two pushes "the same". Both sides compute it: the agent keeps it
  * in run.json ("options") and in its facts, the pusher compares before it plans. Settle and
@@ -162,8 +181,9 @@ int fy_request_decode(const json_t *j, fy_request_msg *m, char *err, size_t errl
  * the end of stdin. */
 enum { FY_OUT_STDOUT = 1, FY_OUT_STDERR = 2 };
 
-/* Where a deploy stands after commit (protocol version 2 and later). */
-typedef enum { FY_STEP_UNPACKING = 1, FY_STEP_SWITCHING, FY_STEP_STARTING, FY_STEP_SETTLING, FY_STEP_HEALTH } fy_step;
+/* Where a deploy stands after commit (protocol version 2 and later), or while it pulls its
+ * blobs from a registry before the need list (pulling: protocol 5). */
+typedef enum { FY_STEP_UNPACKING = 1, FY_STEP_SWITCHING, FY_STEP_STARTING, FY_STEP_SETTLING, FY_STEP_HEALTH, FY_STEP_PULLING } fy_step;
 const char *fy_step_name(fy_step s);     /* "unpacking", ..., "health-check" */
 typedef struct fy_progress_msg {
   const char *app;                       /* borrowed */
