@@ -167,6 +167,17 @@ static int got_need(fy_pnode *n, json_t *j) {
     n->total_to_send += n->v.m.layers[layer].size - m.items[i].offset;
   }
   n->blobs_skipped = (int)m.skipped;
+  if (n->cfg->via && n->nneed > 0) {
+    /* --fallback-stream: the node could not pull; the bytes come from here after all (fetched
+     * into the cache first when the image is in a registry; the loop waits for it, a rare path). */
+    int conv = 0;
+    char why[1024];
+    fy_pnode_event(n, "the node could not pull from the registry: streaming %zu blob(s) to it", n->nneed);
+    if ((rc = fy_layout_prepare(n->cfg->layout, &n->v, &conv, NULL, why, sizeof why)) != FY_OK) {
+      node_fail(n, rc, why);
+      return FY_ECANCELED;
+    }
+  }
   fy_pnode_event(n, "%zu blob(s) to send (%llu bytes), %d already on the node", n->nneed, (unsigned long long)n->total_to_send,
                  n->blobs_skipped);
   n->phase = FY_PN_SEND;
@@ -278,6 +289,7 @@ static int got_progress(fy_pnode *n, json_t *j) { /* protocol 2: where the node'
 
 static int got_reply(fy_pnode *n, json_t *j) {
   int rc = got_need(n, j);
+  if (rc == FY_ECANCELED) return rc;
   if (rc != FY_OK) {
     node_fail(n, rc, "malformed need list from the agent");
     return FY_ECANCELED;

@@ -41,7 +41,7 @@ HOST_PKGS=(
   libuv1-dev libmbedtls-dev libzstd-dev libyaml-dev libjansson-dev zlib1g-dev libseccomp-dev
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server
   skopeo buildah clang time bc lintian fakeroot dpkg-dev valgrind shellcheck mmdebstrap busybox-static
-  musl-dev musl-dev:arm64 musl-dev:armhf gperf
+  musl-dev musl-dev:arm64 musl-dev:armhf gperf iptables
   libcurl4-openssl-dev curl docker-registry apache2-utils
 )
 # (musl-dev for arm64/armhf stays out of CROSS_PKGS: it shares no library with the native side,

@@ -26,6 +26,7 @@ cleanup() {
   pkill -9 -f "$T/" 2>/dev/null || true
   for m in "${MOUNTS[@]:-}"; do [ -n "$m" ] && umount "$m" 2>/dev/null || true; done
   for f in "${CLEANUP_FILES[@]:-}"; do [ -n "$f" ] && rm -f "$f"; done # outside $T (a device node in /dev)
+  for c in "${CLEANUP_CMDS[@]:-}"; do [ -n "$c" ] && $c 2>/dev/null; done   # e.g. iptables rules of the test's own
   # Under FERRY_VALGRIND the agents' memory errors fail the test (they stopped above, through
   # their shutdown path).
   if [ "${FERRY_VALGRIND:-0}" = 1 ] && [ $rc -ne 77 ]; then
@@ -44,7 +45,7 @@ cleanup() {
     echo "--- test failed (rc=$rc); agent logs:" >&2
     for f in "$T"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 30 "$f" >&2; }; done
   fi
-  rm -rf "$T"
+  [ -n "${KEEP_T:-}" ] || rm -rf "$T"
   exit $rc
 }
 trap cleanup EXIT
@@ -183,8 +184,9 @@ start_sshd() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # start_registry NAME [extra-yaml]: CNCF distribution (Debian's docker-registry) on a loopback port
-# with TLS (a CA of the test's own) and htpasswd authentication (user ferry). Sets REG_<NAME>
-# (HOST:PORT); $T/reg-NAME/ca.pem is its CA, $T/reg-NAME/certs what skopeo's --cert-dir wants,
+# with TLS (a CA of the test's own; the certificate names 127.0.0.1 and localhost, and agents
+# reach it as localhost) and htpasswd authentication (user ferry; REG_NOAUTH=1: none). Sets
+# REG_<NAME> (127.0.0.1:PORT), REGHOST_<NAME> (localhost:PORT); $T/reg-NAME/ca.pem is its CA, $T/reg-NAME/certs what skopeo's --cert-dir wants,
 # $T/reg-NAME/data its storage, $T/reg-NAME.log its log (the access log: one line per request).
 # Credentials for every registry started go into $REGISTRY_AUTH_FILE. Started again after
 # stop_registry, it keeps its port, storage and keys.
@@ -208,6 +210,7 @@ import base64, json, os, sys
 path, host, cred = sys.argv[1:]
 d = json.load(open(path)) if os.path.exists(path) else {"auths": {}}
 d["auths"][host] = {"auth": base64.b64encode(cred.encode()).decode()}
+d["auths"][host.replace("127.0.0.1", "localhost")] = d["auths"][host]
 json.dump(d, open(path, "w"))
 PY
   fi
@@ -228,10 +231,7 @@ http:
   tls:
     certificate: "$d/srv.pem"
     key: "$d/srv.key"
-auth:
-  htpasswd:
-    realm: ferry-test
-    path: "$d/htpasswd"
+$( [ "${REG_NOAUTH:-0}" = 1 ] || printf 'auth:\n  htpasswd:\n    realm: ferry-test\n    path: "%s"\n' "$d/htpasswd" )
 $extra
 YAML
   # A mirror trusts its upstream's CA through Go's SSL_CERT_FILE.
@@ -240,12 +240,13 @@ YAML
   PIDS+=($!)
   echo $! > "$d/pid"
   deadline=$(deadline_in)
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$d/ca.pem" "https://127.0.0.1:$port/v2/")" = 401 ]; do
+  until [[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$d/ca.pem" "https://127.0.0.1:$port/v2/")" =~ ^(200|401)$ ]]; do
     kill -0 "$(cat "$d/pid")" 2>/dev/null || { tail -5 "$T/reg-$name.log" >&2; fail "registry $name exited during start-up"; }
     past_deadline "$deadline" && fail "registry $name did not answer in ${WAIT_LIMIT} s"
     sleep 0.05
   done
   printf -v "$var" '127.0.0.1:%s' "$port"
+  printf -v "REGHOST_${1//-/_}" 'localhost:%s' "$port"
 }
 stop_registry() {
   local pid
