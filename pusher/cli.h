@@ -122,6 +122,7 @@ int fy_cmd_test(int argc, char **argv);
 int fy_cmd_doctor(int argc, char **argv);
 int fy_cmd_inspect(int argc, char **argv);
 int fy_cmd_publish(int argc, char **argv);
+int fy_cmd_bundle(int argc, char **argv);
 int fy_cmd_sim(int argc, char **argv);
 int fy_cmd_plan(int argc, char **argv);
 int fy_cmd_key(int argc, char **argv);

@@ -56,10 +56,7 @@ static int put_blob(pub *p, const fy_digest *d, uint64_t size, char *err, size_t
     }
     if (rc != FY_ENOENT) return rc;
     err[0] = '\0';
-    const fy_store *cache;
-    if ((rc = fy_layout_cache(p->src, &cache, err, errlen)) != FY_OK ||
-        (rc = fy_registry_blob_get(p->src->remote, d, size, cache, NULL, err, errlen)) != FY_OK)
-      return rc;
+    if ((rc = fy_layout_fetch_blob(p->src, d, size, NULL, err, errlen)) != FY_OK) return rc;
     fy_layout_blob_path(p->src, d, path, sizeof path);
   }
   if ((rc = fy_registry_blob_put(p->dst, path, d, size, p->mount_from, &sent, err, errlen)) != FY_OK) return rc;

@@ -75,18 +75,24 @@ static int fetch_small(const fy_layout *l, const fy_descriptor *d, char *err, si
   return fy_registry_blob_get(l->remote, &d->digest, d->size, cache, NULL, err, errlen);
 }
 
-int fy_layout_prepare(const fy_layout *l, fy_variant *v, int *converted, uint64_t *fetched, char *err, size_t errlen) {
+int fy_layout_fetch_blob(const fy_layout *l, const fy_digest *d, uint64_t size, uint64_t *fetched, char *err, size_t errlen) {
   char path[4200];
   struct stat st;
+  const fy_store *cache;
+  int rc;
+  if (fetched) *fetched = 0;
+  fy_layout_blob_path(l, d, path, sizeof path);
+  if (!l->remote || (stat(path, &st) == 0 && S_ISREG(st.st_mode))) return FY_OK;
+  if ((rc = fy_layout_cache(l, &cache, err, errlen)) != FY_OK) return rc;
+  return fy_registry_blob_get(l->remote, d, size, cache, fetched, err, errlen);
+}
+
+int fy_layout_prepare(const fy_layout *l, fy_variant *v, int *converted, uint64_t *fetched, char *err, size_t errlen) {
   int rc;
   if (fetched) *fetched = 0;
   for (size_t i = 0; l->remote && i < v->m.nlayers; i++) {
-    const fy_store *cache;
     uint64_t got = 0;
-    fy_layout_blob_path(l, &v->m.layers[i].digest, path, sizeof path);
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) continue;
-    if ((rc = fy_layout_cache(l, &cache, err, errlen)) != FY_OK) return rc;
-    rc = fy_registry_blob_get(l->remote, &v->m.layers[i].digest, v->m.layers[i].size, cache, &got, err, errlen);
+    rc = fy_layout_fetch_blob(l, &v->m.layers[i].digest, v->m.layers[i].size, &got, err, errlen);
     if (fetched) *fetched += got;
     if (rc != FY_OK) return rc;
   }

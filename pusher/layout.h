@@ -67,6 +67,10 @@ void fy_variant_free(fy_variant *v);
 int fy_layout_variants(const fy_layout *l, fy_variant **out, size_t *n, char *err, size_t errlen) FY_WUR;
 void fy_variants_free(fy_variant *v, size_t n);
 
+/* Blob d local: fetched from the registry into the cache when the image is remote and the cache
+ * lacks it (*fetched: bytes over the network, may be NULL); a no-op otherwise. */
+int fy_layout_fetch_blob(const fy_layout *l, const fy_digest *d, uint64_t size, uint64_t *fetched, char *err, size_t errlen) FY_WUR;
+
 /* Makes the variant's layers local: fetched from the registry into the cache when the image is
  * remote (*fetched: bytes that crossed the network, may be NULL), then fy_layout_to_zstd. */
 int fy_layout_prepare(const fy_layout *l, fy_variant *v, int *converted, uint64_t *fetched, char *err, size_t errlen) FY_WUR;

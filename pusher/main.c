@@ -21,6 +21,7 @@ static const struct verb {
     {"key", fy_cmd_key, "key gen [--out DIR]   create a release signing key"},
     {"sign", fy_cmd_sign, "sign LAYOUT[:REF] --key FILE --version N   sign a release for devices that require it"},
     {"inspect", fy_cmd_inspect, "inspect IMAGE [--json]   index, platforms, layers, config"},
+    {"bundle", fy_cmd_bundle, "bundle IMAGE... -o FILE.tar   an oci-archive for a site without network"},
     {"publish", fy_cmd_publish, "publish IMAGE docker://HOST/REPO[:TAG]   upload to a registry (only missing blobs)"},
     {"doctor", fy_cmd_doctor, "doctor [--json]   cross compilers, sysroots, qemu-user, binfmt_misc"},
     {"sim", fy_cmd_sim, "sim up|down|ls   emulated boards on this machine (qemu-user)"},

@@ -73,6 +73,17 @@ push_json "$T/p2.json" "oci:$T/fromreg:1" --to "$X" --settle 1 --force
 [ $PUSH_RC -eq 0 ] || { cat "$T/p2.json" "$T/p2.json.err"; fail "push of the skopeo copy to a require_signature node"; }
 pass "skopeo copy of the image and its sha256-<hex>.sig tag keeps the signature (registry to registry, registry to layout); the node verifies it"
 
+# --- a bundle for a site without network: signed, read by skopeo, pushed from the file
+"$FERRY" bundle "docker://$R/team/hello:1" "$T/img:v2" -o "$T/site.tar" --registry-ca "$CA" > "$T/bundle.out" 2> "$T/bundle.err"
+grep -q 'bundled 2 image(s)' "$T/bundle.out" && grep -q 'hello:1: with its signature' "$T/bundle.err" || { cat "$T/bundle.out" "$T/bundle.err"; fail "ferry bundle"; }
+[ "$(skopeo inspect --raw "oci-archive:$T/site.tar:hello:1" | sha256sum | cut -d' ' -f1)" = "${dg#sha256:}" ] || fail "skopeo reads another digest from the bundle"
+"$FERRY" inspect "oci-archive:$T/site.tar:hello:1" | grep -q '^Signed:    app hello, version 1' || fail "the bundle lost the signature"
+push_json "$T/pb.json" "oci-archive:$T/site.tar:hello:1" --to "$A" --settle 1 --force
+[ $PUSH_RC -eq 0 ] || { cat "$T/pb.json" "$T/pb.json.err"; fail "push from the bundle to a require_signature arm64 node"; }
+"$FERRY" bundle "$T/img:v1" -o "$T/a64.tar" --platform linux/arm64 > /dev/null 2>&1
+[ "$(tar tf "$T/a64.tar" | wc -l)" -lt "$(tar tf "$T/site.tar" | wc -l)" ] || fail "--platform did not leave the amd64 variant out"
+pass "ferry bundle: an oci-archive with the signature that skopeo reads (same digest) and a require_signature arm64 node accepts; --platform makes it smaller"
+
 # --- unsigned, from the registry: the app is the repository's name; refused by a signed node
 "$FERRY" publish "$T/img:v2" "docker://$R/team/probe:2" --registry-ca "$CA" > /dev/null
 start_agent open ''
