@@ -35,6 +35,7 @@ done
 export FERRY_REQUIRE_CROSS=1   # the e2e tests must not skip the emulated boards here
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
 passed=0; failed=0; status=0
 for p in "${PRESETS[@]}"; do
   echo "== test $p"
