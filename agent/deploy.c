@@ -143,8 +143,12 @@ void fy_deploy_conn_closed(fy_agent_conn *c) {
   *slot = NULL;
   d->conn = 0;
   if (d->phase == PH_BLOBS) { /* nothing switched yet: keep the partials, drop the rest */
-    fy_log("info", "app %s: pusher went away during the transfer; %llu bytes kept for a resume",
-           d->app ? d->app->name : "?", (unsigned long long)d->bytes_received);
+    if (d->pulling)
+      fy_log("info", "app %s: pusher went away during the pull; the pull stops and its partial blobs stay for a resume",
+             d->app ? d->app->name : "?");
+    else
+      fy_log("info", "app %s: pusher went away during the transfer; %llu bytes kept for a resume",
+             d->app ? d->app->name : "?", (unsigned long long)d->bytes_received);
     /* A batch on a worker owns the writer and the partial: the app is released once the
      * writes are done, so that no second transfer writes the same partial meanwhile. */
     blob_wind_down(d);

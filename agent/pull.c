@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ferry/fsutil.h"
@@ -61,7 +62,18 @@ typedef struct conn_t {
   int fd;
   fy_tls *tls;
   fy_pull *p;
+  int64_t window_start_ms;       /* the rate floor: at least MIN_RATE bytes each window */
+  uint64_t window_bytes;
 } conn_t;
+
+#define RATE_WINDOW_MS 60000
+#define MIN_RATE_BYTES (60u * 1024u) /* 1 KiB/s over a minute: a trickle is a stall */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Waits for the socket (POLLIN or POLLOUT) a second at a time, so that a cancel is seen. */
 static int wait_fd(conn_t *k, short ev, int timeout_ms) {
@@ -135,9 +147,18 @@ static int send_all(conn_t *k, char *err, size_t errlen) {
 /* Reads ciphertext from the socket into the TLS session: FY_OK, FY_EEOF at the socket's end. */
 static int recv_some(conn_t *k, uint8_t *buf, char *err, size_t errlen) {
   for (;;) {
+    if (k->p->cancel) return fy_text_fail(err, errlen, FY_ECANCELED, "canceled");
     ssize_t r = recv(k->fd, buf, NET_BUF, 0);
     if (r > 0) {
       if (fy_tls_feed(k->tls, buf, (size_t)r) != FY_OK) return fy_text_fail(err, errlen, FY_ETLS, "TLS input over its buffer");
+      k->window_bytes += (uint64_t)r;
+      int64_t t = now_ms();
+      if (t - k->window_start_ms >= RATE_WINDOW_MS) {
+        if (k->window_bytes < MIN_RATE_BYTES)
+          return fy_text_fail(err, errlen, FY_ETIMEDOUT, "slower than 1 KiB/s for a minute (%llu bytes)", (unsigned long long)k->window_bytes);
+        k->window_start_ms = t;
+        k->window_bytes = 0;
+      }
       return FY_OK;
     }
     if (r == 0) return FY_EEOF;
@@ -174,6 +195,12 @@ static int on_body(void *ud, const uint8_t *b, size_t n) {
   if (st != 200 && st != 206) return FY_OK; /* an error's body: not read */
   if (!s->started) {
     s->started = 1;
+    uint64_t expect = st == 200 ? s->it->size : s->it->size - s->from;
+    if (s->resp->has_length && s->resp->length != expect) {
+      fy_text_fmt(s->why, sizeof s->why, "a %d answer of %llu bytes where %llu were due", st, (unsigned long long)s->resp->length,
+                  (unsigned long long)expect);
+      return s->rc = FY_EPROTO;
+    }
     if (st == 200 && s->from > 0) { /* the Range was not honoured: the whole blob, from 0 */
       fy_blob_writer_close(s->w);
       if ((s->rc = fy_blob_writer_open(s->w, s->p->store, &s->it->digest, s->it->size, 0)) != FY_OK) return s->rc;
@@ -197,7 +224,7 @@ static int on_body(void *ud, const uint8_t *b, size_t n) {
 /* One GET on one host: the status and headers in *resp; a 200/206 body into w. */
 static int get_once(fy_pull *p, const fy_url *u, const char *authz, fy_tls_conf *web, fy_blob_writer *w, const fy_pull_item *it,
                     uint64_t from, fy_http_resp *resp, char *err, size_t errlen) {
-  conn_t k = {.fd = -1, .p = p};
+  conn_t k = {.fd = -1, .p = p, .window_start_ms = now_ms()};
   uint8_t *buf = malloc(NET_BUF);
   char hostport[300], range[64], auth[FY_SOURCE_AUTH_MAX + 32], *req = malloc(FY_SOURCE_AUTH_MAX + 4096);
   size_t rl;
@@ -245,6 +272,12 @@ static int get_once(fy_pull *p, const fy_url *u, const char *authz, fy_tls_conf 
   int eof = 0;
   while (!fy_http_resp_done(resp)) {
     size_t got, used;
+    if (p->cancel) {
+      rc = fy_text_fail(err, errlen, FY_ECANCELED, "canceled");
+      goto out;
+    }
+    /* an answer that is not the blob: its status and headers are all that is needed */
+    if (fy_http_resp_head_done(resp) && resp->status != 200 && resp->status != 206) break;
     int r = fy_tls_read(k.tls, buf, NET_BUF, &got);
     if (r == FY_OK) {
       if ((rc = fy_http_resp_feed(resp, buf, got, &used, on_body, &s)) != FY_OK) {
@@ -292,6 +325,7 @@ static int fetch_from(fy_pull *p, const char *base, int with_auth, fy_tls_conf *
   fy_blob_writer w;
   fy_http_resp *resp = malloc(sizeof *resp);
   int rc, retried = 0;
+  uint64_t fetched_before = p->fetched;
   if (!resp) return FY_ENOMEM;
   fy_digest_format(&it->digest, ds);
   fy_text_fmt(url, sizeof url, "%s/v2/%s/blobs/%s", base, p->src.repository, ds);
@@ -303,6 +337,8 @@ again:;
   uint64_t from = fy_store_partial(p->store, &it->digest, it->size);
   if ((rc = fy_blob_writer_open(&w, p->store, &it->digest, it->size, from)) != FY_OK) {
     free(resp);
+    if (rc == FY_EBUSY)
+      return fy_text_fail(err, errlen, rc, "blob %s is being written by another deploy on this node; push again when it is done", ds);
     return fy_text_fail(err, errlen, rc, "opening the blob %s: %s", ds, fy_strerror(rc));
   }
   p->done_bytes += from;
@@ -359,6 +395,13 @@ again:;
   }
 finish:
   rc = fy_blob_writer_finish(&w);
+  if (rc == FY_EDIGEST && from > 0 && !retried) {
+    /* the partial it resumed held bad bytes (a source before this one): it is gone now, once more from 0 */
+    fy_blob_writer_close(&w);
+    p->done_bytes -= it->size;
+    retried = 1;
+    goto again;
+  }
   if (rc == FY_EDIGEST) fy_text_fmt(err, errlen, "%s: blob %s does not match its digest (discarded)", base, ds);
   else if (rc != FY_OK) fy_text_fmt(err, errlen, "%s: blob %s: %s (%llu of %llu bytes)", base, ds, fy_strerror(rc),
                                     (unsigned long long)w.written, (unsigned long long)it->size);
@@ -366,7 +409,13 @@ finish:
   free(resp);
   return rc;
 fail:
-  fy_blob_writer_close(&w); /* the partial stays for a resume (a digest failure removed it) */
+  /* What this host wrote is not trusted past its failure when it is a mirror (a mirror that
+   * misbehaves must not leave bytes the registry's resume builds on): the partial goes back to
+   * where it was. The registry's own bytes stay for the next push to resume. */
+  if (!with_auth && w.fd >= 0 && p->fetched > fetched_before) {
+    if (w.written < from || ftruncate(w.fd, (off_t)from) != 0) unlink(w.partial); /* it had started over: nothing to keep */
+  }
+  fy_blob_writer_close(&w);
   free(resp);
   return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,7 +95,17 @@ int fy_blob_writer_open(fy_blob_writer *w, const fy_store *s, const fy_digest *d
   if (offset > size) return FY_EINVAL;
   w->fd = open(w->partial, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (w->fd < 0) return fy_err_from_errno(errno);
-  if (fstat(w->fd, &st) != 0 || (uint64_t)st.st_size < offset) {
+  /* One writer per partial, across deploys, pulls and processes: a second one (another app's
+   * pull of a shared layer) would write bytes this writer's running hash never saw. The lock is
+   * taken on what the name held when we opened it: if a finishing writer renamed it meanwhile,
+   * that is the complete blob, and it is not ours to truncate. */
+  struct stat now;
+  if (flock(w->fd, LOCK_EX | LOCK_NB) != 0 || fstat(w->fd, &st) != 0 || stat(w->partial, &now) != 0 || now.st_ino != st.st_ino ||
+      now.st_dev != st.st_dev) {
+    fy_blob_writer_close(w);
+    return FY_EBUSY;
+  }
+  if ((uint64_t)st.st_size < offset) {
     fy_blob_writer_close(w);
     return FY_EINVAL;
   }
@@ -142,16 +153,17 @@ int fy_blob_writer_finish(fy_blob_writer *w) {
   if (w->written != w->size) return FY_EPROTO;
   fy_sha256_final(&w->h, &got);
   if (!fy_digest_equal(&got, &w->want)) {
+    unlink(w->partial); /* bad bytes are never resumed (gone before the lock is let go) */
     close(w->fd);
     w->fd = -1;
-    unlink(w->partial); /* bad bytes are never resumed */
     return FY_EDIGEST;
   }
   int rc = FY_OK;
   if (fsync(w->fd) != 0) rc = fy_err_from_errno(errno);
+  /* renamed while the lock is held: no other writer can have the partial's name meanwhile */
+  if (rc == FY_OK && rename(w->partial, w->path) != 0) rc = fy_err_from_errno(errno);
   close(w->fd);
   w->fd = -1;
-  if (rc == FY_OK && rename(w->partial, w->path) != 0) rc = fy_err_from_errno(errno);
   if (rc == FY_OK) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s", w->path);

@@ -151,8 +151,10 @@ int fy_http_resp_feed(fy_http_resp *r, const uint8_t *p, size_t n, size_t *used,
       if (r->head_len >= 4 && memcmp(r->head + r->head_len - 4, "\r\n\r\n", 4) == 0) {
         if ((rc = parse_head(r)) != FY_OK) return rc;
         if (r->status >= 100 && r->status < 200) { /* 100 Continue and friends: the real answer follows */
-          int head_only = r->head_only;
+          int head_only = r->head_only, interim = r->interim + 1;
+          if (interim > FY_HTTP_INTERIM_MAX) FAIL(r, FY_ETOOBIG, "more than %d interim (1xx) answers", FY_HTTP_INTERIM_MAX);
           fy_http_resp_init(r, head_only);
+          r->interim = interim;
           break;
         }
         body_mode(r);
@@ -186,6 +188,14 @@ int fy_http_resp_feed(fy_http_resp *r, const uint8_t *p, size_t n, size_t *used,
     case ST_TRAILER:
     case ST_CHUNK_CRLF: {
       char c = (char)p[i++];
+      if (r->state == ST_TRAILER && ++r->trailer_bytes > FY_HTTP_HEAD_MAX)
+        FAIL(r, FY_ETOOBIG, "chunked trailers over %u bytes", FY_HTTP_HEAD_MAX);
+      if (r->state == ST_TRAILER && r->chunk_line_len >= 2 && c != '\n') {
+        /* a trailer field: only whether the line is empty matters; its last byte is kept (the CR) */
+        r->chunk_line[1] = c;
+        if (c == '\0') FAIL(r, FY_EPROTO, "a NUL byte in the chunking");
+        break;
+      }
       if (r->chunk_line_len >= sizeof r->chunk_line - 1 && c != '\n')
         FAIL(r, FY_ETOOBIG, "a chunk line too long (chunk extensions are not read)");
       if (c == '\n') {

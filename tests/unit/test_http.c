@@ -112,6 +112,21 @@ int main(void) {
     bad(big, FY_ETOOBIG, "over");
     free(big);
   }
+  every_step("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nA-Long-Trailer-Field: with a value well past twenty-four bytes\r\n\r\n",
+             200, "ab", 0);
+  {
+    char *cont = malloc(20 * 30 + 100);
+    cont[0] = '\0';
+    for (int i = 0; i < 20; i++) strcat(cont, "HTTP/1.1 100 Continue\r\n\r\n");
+    strcat(cont, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    bad(cont, FY_ETOOBIG, "interim");
+    free(cont);
+    char *tr = malloc(FY_HTTP_HEAD_MAX + 200);
+    strcpy(tr, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
+    for (size_t n = strlen(tr); n < FY_HTTP_HEAD_MAX + 100; n += 6) strcat(tr, "X: y\r\n");
+    bad(tr, FY_ETOOBIG, "trailers");
+    free(tr);
+  }
   {
     char many[8192] = "HTTP/1.1 200 OK\r\n";
     for (int i = 0; i < 120; i++) strcat(many, "X: y\r\n");

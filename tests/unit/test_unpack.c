@@ -456,9 +456,23 @@ static void test_store(void) {
   CHECK_INT(fy_blob_writer_finish(&w), FY_EDIGEST);
   CHECK_INT(fy_store_partial(&s, &wrong, n), 0);
   CHECK(!fy_store_has(&s, &wrong, n));
+  /* One writer per blob: a second one (another app's pull of a shared layer) is refused while
+   * the first holds the partial, and after the first finished it starts a fresh partial, never
+   * truncating the blob the first renamed into the store. */
+  fy_blob_writer w2;
+  CHECK_INT(fy_blob_writer_open(&w, &s, &d, n, 0), FY_OK);
+  CHECK_INT(fy_blob_writer_write(&w, data, 5), FY_OK);
+  CHECK_INT(fy_blob_writer_open(&w2, &s, &d, n, 0), FY_EBUSY);
+  CHECK_INT(fy_blob_writer_write(&w, data + 5, n - 5), FY_OK);
+  CHECK_INT(fy_blob_writer_finish(&w), FY_OK);
+  fy_blob_writer_close(&w);
+  CHECK_INT(fy_store_verify(&s, &d, n), FY_OK);
+  CHECK_INT(fy_blob_writer_open(&w2, &s, &d, n, 0), FY_OK);
+  CHECK_INT(fy_store_verify(&s, &d, n), FY_OK); /* the complete blob is untouched */
+  fy_blob_writer_close(&w2);
   size_t removed = 0;
   CHECK_INT(fy_store_gc(&s, NULL, 0, &removed), FY_OK);
-  CHECK_INT(removed, 1);
+  CHECK_INT(removed, 2); /* the blob and the second, empty partial */
   CHECK(!fy_store_has(&s, &d, n));
 }
 

@@ -36,7 +36,8 @@ typedef struct fy_blob_writer {
 } fy_blob_writer;
 
 /* Opens the partial for writing from offset (0, or the length fy_store_partial reported; the
- * bytes before it are re-hashed). FY_EINVAL when offset is past what is on disk. */
+ * bytes before it are re-hashed). FY_EINVAL when offset is past what is on disk; FY_EBUSY when
+ * another writer (this process or another) holds the partial: one writer per blob (flock). */
 int fy_blob_writer_open(fy_blob_writer *w, const fy_store *s, const fy_digest *d, uint64_t size,
                         uint64_t offset) FY_WUR;
 /* FY_ETOOBIG when the bytes would run past the announced size; FY_ENOSPC, FY_EIO. */

@@ -20,6 +20,7 @@
 #define FY_HTTP_HEAD_MAX (16u * 1024u) /* status line and headers */
 #define FY_HTTP_HEADERS_MAX 100
 #define FY_HTTP_URL_MAX 2048
+#define FY_HTTP_INTERIM_MAX 8          /* 100 Continue and friends before the answer */
 
 typedef int (*fy_http_body_fn)(void *ud, const uint8_t *p, size_t n); /* FY_OK or a code that stops the parse */
 
@@ -39,6 +40,8 @@ typedef struct fy_http_resp {
   char content_type[128];
   char www_authenticate[1024];
   uint64_t body_bytes;           /* delivered so far */
+  int interim;                   /* 1xx heads skipped (at most FY_HTTP_INTERIM_MAX) */
+  size_t trailer_bytes;          /* bytes of chunked trailers (at most FY_HTTP_HEAD_MAX) */
   char err[160];
 } fy_http_resp;
 
