@@ -76,6 +76,50 @@ static void test_plan(void) {
   json_object_set_new(j, "health_cmd", json_string(big));
   CHECK_INT(fy_plan_decode(j, &d, err, sizeof err), FY_ETOOBIG);
   json_decref(j);
+
+  /* protocol 5: the source the agent pulls from */
+  fy_plan_source src = {.registry = "registry.example.com:5000", .repository = "team/app", .authorization = "Bearer t0k", .fallback = 1};
+  m.source = &src;
+  golden("plan with source", fy_plan_encode(&m),
+         "{\"app\":\"hello\",\"manifest\":\"{}\",\"manifest_digest\":\"" D1 "\",\"config\":\"{\\\"a\\\":1}\",\"settle_ms\":500,"
+         "\"health_cmd\":\"true\",\"health_port\":8080,\"source\":{\"registry\":\"registry.example.com:5000\",\"repository\":"
+         "\"team/app\",\"authorization\":\"Bearer t0k\",\"fallback\":true}}");
+  fy_plan_source got;
+  j = load("{\"source\":{\"registry\":\"r.io\",\"repository\":\"a/b\"}}");
+  CHECK_INT(fy_plan_source_decode(j, &got, err, sizeof err), FY_OK);
+  CHECK_STR(got.registry, "r.io");
+  CHECK_STR(got.authorization, "");
+  CHECK_INT(got.fallback, 0);
+  json_decref(j);
+  j = load("{}");
+  CHECK_INT(fy_plan_source_decode(j, &got, err, sizeof err), FY_ENOENT);
+  json_decref(j);
+  static const struct {
+    const char *json, *why;
+  } bad_src[] = {
+      {"{\"source\":7}", "not an object"},
+      {"{\"source\":{\"repository\":\"a\"}}", "'registry' is required"},
+      {"{\"source\":{\"registry\":\"r.io/x\",\"repository\":\"a\"}}", "HOST[:PORT]"},
+      {"{\"source\":{\"registry\":\"r.io\\r\\nX: y\",\"repository\":\"a\"}}", "HOST[:PORT]"},
+      {"{\"source\":{\"registry\":\"r.io\",\"repository\":\"A B\"}}", "lower-case"},
+      {"{\"source\":{\"registry\":\"r.io\",\"repository\":\"a\",\"authorization\":\"Basic x\\r\\nHost: evil\"}}", "control byte"},
+      {"{\"source\":{\"registry\":\"r.io\",\"repository\":\"a\",\"fallback\":\"yes\"}}", "true or false"},
+  };
+  for (size_t i = 0; i < sizeof bad_src / sizeof bad_src[0]; i++) {
+    j = load(bad_src[i].json);
+    err[0] = '\0';
+    CHECK(fy_plan_source_decode(j, &got, err, sizeof err) != FY_OK);
+    CHECK_CONTAINS(err, bad_src[i].why);
+    json_decref(j);
+  }
+  j = json_pack("{s:{s:s, s:s}}", "source", "registry", "r.io", "repository", "a");
+  char *huge = malloc(FY_SOURCE_AUTH_MAX + 10);
+  memset(huge, 'a', FY_SOURCE_AUTH_MAX + 9);
+  huge[FY_SOURCE_AUTH_MAX + 9] = '\0';
+  json_object_set_new(json_object_get(j, "source"), "authorization", json_string(huge));
+  CHECK_INT(fy_plan_source_decode(j, &got, err, sizeof err), FY_ETOOBIG);
+  free(huge);
+  json_decref(j);
 }
 
 static void test_need(void) {
@@ -392,6 +436,11 @@ static void test_conversation(void) {
                                    FY_FT_RESULT};
   static const int deploy_dir[] = {1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0};
   walk(deploy, deploy_dir, sizeof deploy, (int)sizeof deploy);
+  /* protocol 5: progress while the agent pulls, before its need list */
+  static const uint8_t pull[] = {FY_FT_HELLO, FY_FT_FACTS, FY_FT_PLAN, FY_FT_PROGRESS, FY_FT_PROGRESS, FY_FT_REPLY, FY_FT_COMMIT,
+                                 FY_FT_RESULT};
+  static const int pull_dir[] = {1, 0, 1, 0, 0, 0, 1, 0};
+  walk(pull, pull_dir, sizeof pull, (int)sizeof pull);
   static const uint8_t logs[] = {FY_FT_HELLO, FY_FT_FACTS, FY_FT_REQUEST, FY_FT_REPLY, FY_FT_REQUEST, FY_FT_RESULT};
   static const int logs_dir[] = {1, 0, 1, 0, 1, 0};
   walk(logs, logs_dir, sizeof logs, (int)sizeof logs);
