@@ -8,17 +8,8 @@
 #include <zstd.h>
 
 #include "blobsink.h"
+#include "ferry/fsutil.h"
 
-static int put_all(int fd, const uint8_t *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return fy_err_from_errno(errno);
-    p += w;
-    n -= (size_t)w;
-  }
-  return FY_OK;
-}
 
 int fy_sink_open(fy_sink *k, const fy_store *s, int compress) {
   memset(k, 0, sizeof *k);
@@ -51,7 +42,7 @@ int fy_sink_open(fy_sink *k, const fy_store *s, int compress) {
 static int land(fy_sink *k, const uint8_t *p, size_t n) {
   fy_sha256_update(&k->h, p, n);
   k->size += n;
-  return put_all(k->fd, p, n);
+  return fy_fd_write_all(k->fd, p, n);
 }
 
 static int pump(fy_sink *k, const void *p, size_t n, int end) {

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "ferry/buf.h"
+#include "ferry/fsutil.h"
 #include "ferry/tar.h"
 #include "ferry/text.h"
 #include "layout.h"
@@ -44,17 +45,6 @@ static void usage(FILE *f) {
              FY_CLI_IMAGE_HELP);
 }
 
-static int put_all(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n) {
-    ssize_t w = write(fd, b, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return fy_err_from_errno(errno);
-    b += w;
-    n -= (size_t)w;
-  }
-  return FY_OK;
-}
 
 /* One tar entry: header, data from memory or a file, padding. */
 static int entry(bundle *b, const char *name, const void *mem, const char *path, uint64_t size, char *err, size_t errlen) {
@@ -62,9 +52,9 @@ static int entry(bundle *b, const char *name, const void *mem, const char *path,
   static const uint8_t zeros[512];
   fy_buf_init(&hdr, 64u * 1024u);
   int rc = fy_tar_write_header(&hdr, name, FY_TAR_FILE, 0644, size, NULL, 0);
-  if (rc == FY_OK) rc = put_all(b->fd, hdr.data, hdr.len);
+  if (rc == FY_OK) rc = fy_fd_write_all(b->fd, hdr.data, hdr.len);
   fy_buf_free(&hdr, 0);
-  if (rc == FY_OK && mem) rc = put_all(b->fd, mem, (size_t)size);
+  if (rc == FY_OK && mem) rc = fy_fd_write_all(b->fd, mem, (size_t)size);
   if (rc == FY_OK && path) {
     int in = open(path, O_RDONLY | O_CLOEXEC);
     uint8_t *buf = malloc(256u * 1024u);
@@ -73,12 +63,12 @@ static int entry(bundle *b, const char *name, const void *mem, const char *path,
     while (rc == FY_OK && left) {
       ssize_t r = read(in, buf, left < 256u * 1024u ? (size_t)left : 256u * 1024u);
       if (r <= 0) rc = r < 0 ? fy_err_from_errno(errno) : FY_EIO; /* shorter than its descriptor */
-      else if ((rc = put_all(b->fd, buf, (size_t)r)) == FY_OK) left -= (uint64_t)r;
+      else if ((rc = fy_fd_write_all(b->fd, buf, (size_t)r)) == FY_OK) left -= (uint64_t)r;
     }
     if (in >= 0) close(in);
     free(buf);
   }
-  if (rc == FY_OK) rc = put_all(b->fd, zeros, fy_tar_padding(size));
+  if (rc == FY_OK) rc = fy_fd_write_all(b->fd, zeros, fy_tar_padding(size));
   if (rc != FY_OK) return fy_text_fail(err, errlen, rc, "writing %s: %s", name, fy_strerror(rc));
   b->bytes += size;
   return FY_OK;
@@ -247,7 +237,7 @@ int fy_cmd_bundle(int argc, char **argv) {
   if (rc == FY_OK) rc = entry(b, "oci-layout", layout, NULL, strlen(layout), err, sizeof err);
   if (rc == FY_OK) rc = entry(b, "index.json", text, NULL, strlen(text), err, sizeof err);
   free(text);
-  if (rc == FY_OK && (rc = fy_tar_write_end(&end)) == FY_OK) rc = put_all(b->fd, end.data, end.len);
+  if (rc == FY_OK && (rc = fy_tar_write_end(&end)) == FY_OK) rc = fy_fd_write_all(b->fd, end.data, end.len);
   fy_buf_free(&end, 0);
   if (rc == FY_OK && fsync(b->fd) != 0) rc = fy_err_from_errno(errno);
   if (rc != FY_OK) {

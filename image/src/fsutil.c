@@ -346,3 +346,15 @@ int fy_find_in_path(const char *prog, char *out, size_t len) {
   }
   return 0;
 }
+
+int fy_fd_write_all(int fd, const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n) {
+    ssize_t w = write(fd, b, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return fy_err_from_errno(errno);
+    b += w;
+    n -= (size_t)w;
+  }
+  return FY_OK;
+}

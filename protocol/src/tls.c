@@ -62,35 +62,24 @@ struct fy_tls {
 };
 
 /* ChaCha20-Poly1305 first; ECDSA P-256 identities, so ECDSA suites only. */
-static const int suites[] = {
 #if defined(MBEDTLS_SSL_PROTO_TLS1_3)
-    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
-    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+#define TLS13_SUITES MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256, MBEDTLS_TLS1_3_AES_128_GCM_SHA256, MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+#else
+#define TLS13_SUITES
 #endif
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    0,
-};
-
-/* A registry on the web PKI: the same AEAD suites, ECDSA or RSA certificates. */
-static const int web_suites[] = {
-#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
-    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
-    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
-#endif
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+#define ECDSA_SUITES                                                                                  \
+  TLS13_SUITES MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, \
+      MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+/* A registry on the web PKI: the same AEAD suites, and RSA certificates where the build has RSA. */
 #if defined(MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED)
-    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+#define RSA_SUITES                                                                                    \
+  MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,  \
+      MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+#else
+#define RSA_SUITES
 #endif
-    0,
-};
+static const int suites[] = {ECDSA_SUITES 0};
+static const int web_suites[] = {ECDSA_SUITES RSA_SUITES 0};
 
 static void san_name(const mbedtls_x509_crt *crt, char *out, size_t n) {
   out[0] = '\0';
@@ -158,11 +147,11 @@ static void mbed_err(char *err, size_t errlen, const char *what, int rc) {
   snprintf(err, errlen, "%s: %s (-0x%04x)", what, m, (unsigned)-rc);
 }
 
-int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, size_t ca_len,
-                    const void *cert_pem, size_t cert_len, const void *key_pem, size_t key_len,
-                    char *err, size_t errlen) {
-  int ret = FY_ECONFIG, rc;
+/* A conf with every context initialised and the DRBG seeded: what both constructors start from.
+ * On failure *out is NULL (what was made is freed) and err says why. */
+static int conf_alloc(fy_tls_conf **out, fy_tls_role role, char *err, size_t errlen) {
   static const char pers[] = "ferry";
+  int rc;
   fy_tls_conf *c = calloc(1, sizeof *c);
   *out = NULL;
   if (!c) return FY_ENOMEM;
@@ -174,22 +163,68 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
   mbedtls_x509_crt_init(&c->cert);
   mbedtls_pk_init(&c->key);
   mbedtls_x509_crl_init(&c->crl);
-
 #if FY_MBEDTLS3
   /* TLS 1.3's key schedule runs through PSA (idempotent). */
   if (psa_crypto_init() != PSA_SUCCESS) {
     snprintf(err, errlen, "starting PSA crypto failed");
-    goto cleanup;
+    fy_tls_conf_free(c);
+    return FY_ECONFIG;
   }
 #endif
-  if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
-                                  (const unsigned char *)pers, sizeof pers - 1)) != 0) {
+  if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, (const unsigned char *)pers, sizeof pers - 1)) != 0) {
     mbed_err(err, errlen, "seeding the RNG", rc);
-    goto cleanup;
+    fy_tls_conf_free(c);
+    return FY_ECONFIG;
   }
   /* Reseed from the kernel before every output: a child forked with this conf in memory (a
    * build worker, a helper) cannot replay the parent's random stream. */
   mbedtls_ctr_drbg_set_prediction_resistance(&c->drbg, MBEDTLS_CTR_DRBG_PR_ON);
+  *out = c;
+  return FY_OK;
+}
+
+/* The policy every conf shares (tls.h): the peer verified against c->ca, TLS 1.2 or later (1.3
+ * first on mbedTLS 3), these AEAD suites, no renegotiation, verify_cb. Nonzero on failure. */
+static int conf_policy(fy_tls_conf *c, int endpoint, const int *list, char *err, size_t errlen) {
+  int rc = mbedtls_ssl_config_defaults(&c->conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+  if (rc != 0) {
+    mbed_err(err, errlen, "TLS defaults", rc);
+    return rc;
+  }
+  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+#if FY_MBEDTLS3
+  /* TLS 1.3 first, both ways; 1.2 for peers on mbedTLS 2.28. */
+  mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+  /* FERRY_TLS_MAX=1.2 holds a side to TLS 1.2: the interoperability tests and the 1.3-against-
+   * 1.2 benchmark use it. */
+  const char *cap = getenv("FERRY_TLS_MAX");
+  mbedtls_ssl_conf_max_tls_version(&c->conf, cap && strcmp(cap, "1.2") == 0 ? MBEDTLS_SSL_VERSION_TLS1_2
+                                                                           : MBEDTLS_SSL_VERSION_TLS1_3);
+#endif
+#else
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+  mbedtls_ssl_conf_ciphersuites(&c->conf, list);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+  mbedtls_ssl_conf_verify(&c->conf, verify_cb, c);
+  return 0;
+}
+
+int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, size_t ca_len,
+                    const void *cert_pem, size_t cert_len, const void *key_pem, size_t key_len,
+                    char *err, size_t errlen) {
+  int ret = FY_ECONFIG, rc;
+  fy_tls_conf *c = NULL;
+  *out = NULL;
+  if ((rc = conf_alloc(&c, role, err, errlen)) != FY_OK) {
+    ret = rc;
+    goto cleanup;
+  }
   if ((rc = parse_pem_crt(&c->ca, ca_pem, ca_len)) != 0) {
     mbed_err(err, errlen, "ca.pem", rc);
     goto cleanup;
@@ -221,34 +256,8 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
                           "'ferry cert issue --role agent'");
     goto cleanup;
   }
-  rc = mbedtls_ssl_config_defaults(&c->conf,
-                                   role == FY_TLS_AGENT ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-                                   MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-  if (rc != 0) {
-    mbed_err(err, errlen, "TLS defaults", rc);
+  if ((rc = conf_policy(c, role == FY_TLS_AGENT ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT, suites, err, errlen)) != 0)
     goto cleanup;
-  }
-  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
-  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-#if FY_MBEDTLS3
-  /* TLS 1.3 first, both ways; 1.2 for peers on mbedTLS 2.28. */
-  mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
-#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
-  /* FERRY_TLS_MAX=1.2 holds a side to TLS 1.2: the interoperability tests and the 1.3-against-
-   * 1.2 benchmark use it. */
-  const char *cap = getenv("FERRY_TLS_MAX");
-  mbedtls_ssl_conf_max_tls_version(&c->conf, cap && strcmp(cap, "1.2") == 0 ? MBEDTLS_SSL_VERSION_TLS1_2
-                                                                           : MBEDTLS_SSL_VERSION_TLS1_3);
-#endif
-#else
-  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-#endif
-  mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
-#if defined(MBEDTLS_SSL_RENEGOTIATION)
-  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-#endif
-  mbedtls_ssl_conf_verify(&c->conf, verify_cb, c);
   if ((rc = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
     mbed_err(err, errlen, "own certificate", rc);
     goto cleanup;
@@ -263,29 +272,12 @@ cleanup:
 
 int fy_tls_conf_new_web(fy_tls_conf **out, const void *ca_pem, size_t ca_len, char *err, size_t errlen) {
   int ret = FY_ECONFIG, rc;
-  static const char pers[] = "ferry-web";
-  fy_tls_conf *c = calloc(1, sizeof *c);
+  fy_tls_conf *c = NULL;
   *out = NULL;
-  if (!c) return FY_ENOMEM;
-  c->role = FY_TLS_WEB;
-  mbedtls_ssl_config_init(&c->conf);
-  mbedtls_entropy_init(&c->entropy);
-  mbedtls_ctr_drbg_init(&c->drbg);
-  mbedtls_x509_crt_init(&c->ca);
-  mbedtls_x509_crt_init(&c->cert);
-  mbedtls_pk_init(&c->key);
-  mbedtls_x509_crl_init(&c->crl);
-#if FY_MBEDTLS3
-  if (psa_crypto_init() != PSA_SUCCESS) {
-    snprintf(err, errlen, "starting PSA crypto failed");
+  if ((rc = conf_alloc(&c, FY_TLS_WEB, err, errlen)) != FY_OK) {
+    ret = rc;
     goto cleanup;
   }
-#endif
-  if ((rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, (const unsigned char *)pers, sizeof pers - 1)) != 0) {
-    mbed_err(err, errlen, "seeding the RNG", rc);
-    goto cleanup;
-  }
-  mbedtls_ctr_drbg_set_prediction_resistance(&c->drbg, MBEDTLS_CTR_DRBG_PR_ON);
   /* A system bundle holds certificates of every kind; those this build cannot read are skipped
    * (mbedtls_x509_crt_parse counts them), as long as one CA is usable. */
   rc = parse_pem_crt(&c->ca, ca_pem, ca_len);
@@ -294,23 +286,7 @@ int fy_tls_conf_new_web(fy_tls_conf **out, const void *ca_pem, size_t ca_len, ch
     else snprintf(err, errlen, "the registry CA bundle holds no certificate this build can use");
     goto cleanup;
   }
-  if ((rc = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
-    mbed_err(err, errlen, "TLS defaults", rc);
-    goto cleanup;
-  }
-  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
-  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-#if FY_MBEDTLS3
-  mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
-#else
-  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-#endif
-  mbedtls_ssl_conf_ciphersuites(&c->conf, web_suites);
-#if defined(MBEDTLS_SSL_RENEGOTIATION)
-  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-#endif
-  mbedtls_ssl_conf_verify(&c->conf, verify_cb, c);
+  if (conf_policy(c, MBEDTLS_SSL_IS_CLIENT, web_suites, err, errlen) != 0) goto cleanup;
   *out = c;
   c = NULL;
   ret = FY_OK;

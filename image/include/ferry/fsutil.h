@@ -40,6 +40,8 @@ int fy_file_read_in_root(const char *root, const char *path, size_t max, char **
 /* Writes data to path atomically: path.tmp, fsync, rename, fsync of the directory.
  * mode applies to the new file (0600 for keys). */
 int fy_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode) FY_WUR;
+/* Writes all n bytes to fd (retrying short writes and EINTR). FY_OK or the errno's code. */
+int fy_fd_write_all(int fd, const void *p, size_t n) FY_WUR;
 
 /* mkdir -p with the given mode for the directories it creates. */
 int fy_mkdirs(const char *path, mode_t mode) FY_WUR;
