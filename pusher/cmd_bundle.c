@@ -5,7 +5,7 @@
  * configs and layers) of the other platforms, and the attestations, to make the file smaller.
  * gzip layers are recompressed to zstd first (devices take zstd), which rewrites the manifests
  * and the indexes above them: such an image carries no signature (ferry sign refuses gzip).
- * At the site: ferry push oci-archive:FILE.tar:APP:TAG --to …, or ferryd --import FILE.tar. */
+ * At the site: ferry push oci-archive:FILE.tar:APP:TAG --to … from a laptop there. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -39,9 +39,9 @@ typedef struct bundle {
 static void usage(FILE *f) {
   fprintf(f, "usage: ferry bundle IMAGE... -o FILE.tar [--platform P[,P...]]\n"
              "Writes an oci-archive for a site without network: each IMAGE (and its signature) under the\n"
-             "REF APP:TAG. At the site: ferry push oci-archive:FILE.tar:APP:TAG --to ..., or on a device\n"
-             "ferryd --import FILE.tar. --platform keeps only those platforms' variants (the indexes stay\n"
-             "whole, so signatures still verify). skopeo reads the file: skopeo inspect oci-archive:FILE.tar:APP:TAG.\n"
+             "REF APP:TAG. At the site, from a laptop there: ferry push oci-archive:FILE.tar:APP:TAG --to ...\n"
+             "--platform keeps only those platforms' variants (the indexes stay whole, so signatures still\n"
+             "verify). skopeo reads the file: skopeo inspect oci-archive:FILE.tar:APP:TAG.\n"
              FY_CLI_IMAGE_HELP);
 }
 
