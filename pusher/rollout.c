@@ -409,19 +409,23 @@ static void rezstd_done(void *ud) {
   rezstd_next(z);
 }
 
+/* The variant the k-th scheduled node gets, when it is the first node of its variant (the same
+ * digest) in the schedule: 1 with *v filled (the caller frees it), else 0. */
+static int scheduled_variant(struct rollout *r, size_t k, fy_variant *v, char *err, size_t errlen) {
+  size_t i = r->order[k];
+  for (size_t q = 0; q < k; q++)
+    if (strcmp(r->nodes[r->order[q]].digest, r->nodes[i].digest) == 0) return 0;
+  fy_ask *a = &r->asks[i];
+  fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
+  int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
+  return nacc > 0 &&
+         fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), v, err, errlen) == FY_OK;
+}
+
 static void rezstd_next(struct rezstd *z) {
   struct rollout *r = z->r;
   while (z->k < r->nsched) {
-    size_t i = r->order[z->k++];
-    int seen = 0;
-    for (size_t k = 0; k + 1 < z->k; k++) seen |= strcmp(r->nodes[r->order[k]].digest, r->nodes[i].digest) == 0;
-    if (seen) continue;
-    fy_ask *a = &r->asks[i];
-    fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
-    int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
-    if (nacc == 0 || fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), &z->v,
-                                      z->err, sizeof z->err) != FY_OK)
-      continue;
+    if (!scheduled_variant(r, z->k++, &z->v, z->err, sizeof z->err)) continue;
     int gzip = 0;
     for (size_t l = 0; l < z->v.m.nlayers; l++) gzip |= z->v.m.layers[l].kind == FY_KIND_LAYER_GZIP;
     if ((gzip || (r->o->push.layout->remote && !r->o->push.via)) && fy_work_queue(&r->loop, rezstd_work, rezstd_done, z) == FY_OK) return;
@@ -441,17 +445,7 @@ static void via_scheduled(struct rollout *r) {
     halt(r, "out of memory");
     return;
   }
-  for (size_t k = 0; k < r->nsched; k++) {
-    size_t i = r->order[k];
-    int seen = 0;
-    for (size_t q = 0; q < k; q++) seen |= strcmp(r->nodes[r->order[q]].digest, r->nodes[i].digest) == 0;
-    if (seen) continue;
-    fy_ask *a = &r->asks[i];
-    fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
-    int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
-    if (nacc > 0 && fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), &vs[nv], err, sizeof err) == FY_OK)
-      nv++;
-  }
+  for (size_t k = 0; k < r->nsched; k++) nv += scheduled_variant(r, k, &vs[nv], err, sizeof err);
   fy_push_cfg *P = &r->o->push;
   if (fy_via_prepare(P->via, P->pull_auth, P->fallback_stream, vs, nv, &P->source, notes, sizeof notes, err, sizeof err) != FY_OK)
     halt(r, "%s", err);

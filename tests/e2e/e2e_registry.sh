@@ -133,7 +133,7 @@ pass "a layer tampered with in the registry's storage is refused as it streams: 
 rm -rf "$FERRY_HOME/cache"
 "$FERRY" publish "$T/img:v2" "docker://$R/slow/probe:2" --registry-ca "$CA" > /dev/null
 partial="$FERRY_HOME/cache/blobs/sha256/$hex.partial"
-FERRY_REGISTRY_RATE=4000000 "$FERRY" push --identity "$T/me" "docker://$R/slow/probe:2" --registry-ca "$CA" --to "127.0.0.1:$PORT_open" --force \
+FERRY_REGISTRY_RATE=2000000 "$FERRY" push --identity "$T/me" "docker://$R/slow/probe:2" --registry-ca "$CA" --to "127.0.0.1:$PORT_open" --force \
   > "$T/cut.out" 2> "$T/cut.err" &
 pushpid=$!
 has_partial() { [ -f "$partial" ] && [ "$(stat -c %s "$partial")" -gt 2000000 ]; }

@@ -105,33 +105,26 @@ int main(void) {
   bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", FY_EPROTO, "chunk size");
   bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", FY_EPROTO, "longer than its size");
   {
-    char *big = malloc(FY_HTTP_HEAD_MAX + 100);
-    strcpy(big, "HTTP/1.1 200 OK\r\nX: ");
-    memset(big + strlen(big), 'a', FY_HTTP_HEAD_MAX);
-    big[FY_HTTP_HEAD_MAX + 20] = '\0';
-    bad(big, FY_ETOOBIG, "over");
-    free(big);
-  }
-  every_step("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nA-Long-Trailer-Field: with a value well past twenty-four bytes\r\n\r\n",
-             200, "ab", 0);
-  {
-    char *cont = malloc(20 * 30 + 100);
-    cont[0] = '\0';
-    for (int i = 0; i < 20; i++) strcat(cont, "HTTP/1.1 100 Continue\r\n\r\n");
-    strcat(cont, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    bad(cont, FY_ETOOBIG, "interim");
-    free(cont);
-    char *tr = malloc(FY_HTTP_HEAD_MAX + 200);
-    strcpy(tr, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
-    for (size_t n = strlen(tr); n < FY_HTTP_HEAD_MAX + 100; n += 6) strcat(tr, "X: y\r\n");
-    bad(tr, FY_ETOOBIG, "trailers");
-    free(tr);
-  }
-  {
-    char many[8192] = "HTTP/1.1 200 OK\r\n";
-    for (int i = 0; i < 120; i++) strcat(many, "X: y\r\n");
-    strcat(many, "\r\n");
-    bad(many, FY_ETOOBIG, "headers");
+    /* heads past their ceilings: one long header, too many interim answers, long trailers,
+     * too many headers (each text built with a bounded cursor) */
+    size_t cap = FY_HTTP_HEAD_MAX + 4096, o;
+    char *t = malloc(cap);
+    o = (size_t)snprintf(t, cap, "HTTP/1.1 200 OK\r\nX: ");
+    memset(t + o, 'a', FY_HTTP_HEAD_MAX);
+    t[o + FY_HTTP_HEAD_MAX] = '\0';
+    bad(t, FY_ETOOBIG, "over");
+    o = 0;
+    for (int i = 0; i < 20; i++) o += (size_t)snprintf(t + o, cap - o, "HTTP/1.1 100 Continue\r\n\r\n");
+    snprintf(t + o, cap - o, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    bad(t, FY_ETOOBIG, "interim");
+    o = (size_t)snprintf(t, cap, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
+    while (o < FY_HTTP_HEAD_MAX + 100) o += (size_t)snprintf(t + o, cap - o, "X: y\r\n");
+    bad(t, FY_ETOOBIG, "trailers");
+    o = (size_t)snprintf(t, cap, "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i < 120; i++) o += (size_t)snprintf(t + o, cap - o, "X: y\r\n");
+    snprintf(t + o, cap - o, "\r\n");
+    bad(t, FY_ETOOBIG, "headers");
+    free(t);
   }
 
   char req[512];
