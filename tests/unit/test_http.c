@@ -104,6 +104,8 @@ int main(void) {
   bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n", FY_ETOOBIG, "chunk size");
   bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", FY_EPROTO, "chunk size");
   bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", FY_EPROTO, "longer than its size");
+  every_step("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nA-Long-Trailer-Field: with a value well past twenty-four bytes\r\n\r\n",
+             200, "ab", 0);
   {
     /* heads past their ceilings: one long header, too many interim answers, long trailers,
      * too many headers (each text built with a bounded cursor) */
