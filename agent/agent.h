@@ -26,6 +26,8 @@ typedef struct fy_agent {
   fy_tls_conf *tls;
   char name[64];           /* from the certificate */
   uv_tcp_t listener;
+  uv_pipe_t local_listener; /* STATE_DIR/ferryd.sock (ferryd --import), when local_open */
+  int local_open;
   uv_signal_t sigterm, sigint;
   uint64_t started_ms;
   int nconns;

@@ -6,6 +6,7 @@
 
 #include "agent.h"
 #include "exec_helper.h"
+#include "import.h"
 #include "ferry/version.h"
 #include "ferry/fsutil.h"
 #include "ferry/text.h"
@@ -33,7 +34,10 @@ static void name_open_handle(uv_handle_t *h, void *ud) {
 
 static void usage(FILE *f) {
   fprintf(f, "usage: ferryd --config FILE [--check-config | --check-state [--verify]]\n"
-             "The ferry agent: receives, verifies, runs and supervises releases.\n");
+             "       ferryd --config FILE --import BUNDLE.tar[:REF] [--app NAME] [--force]\n"
+             "The ferry agent: receives, verifies, runs and supervises releases.\n"
+             "--import installs a bundle (ferry bundle IMAGE -o BUNDLE.tar) on this device without a pusher:\n"
+             "the running ferryd checks it as it checks a push (signature policy, limits, health, rollback).\n");
 }
 
 /* Long on purpose: ferryd's start-up in the order it must happen (modes that exit early, config,
@@ -46,9 +50,11 @@ int main(int argc, char **argv) {
                                        {"version", no_argument, 0, 'v'},
                                        {"help", no_argument, 0, 'h'},
                                        {"import", required_argument, 0, 'I'},
+                                       {"app", required_argument, 0, 'A'},
+                                       {"force", no_argument, 0, 'F'},
                                        {0, 0, 0, 0}};
-  const char *config = NULL;
-  int check_only = 0, check_state = 0, verify = 0, c;
+  const char *config = NULL, *import = NULL, *app = NULL;
+  int check_only = 0, check_state = 0, verify = 0, force = 0, c;
   char err[1024];
   static fy_agent agent; /* large; lives for the whole process */
   fy_agent *a = &agent;
@@ -66,16 +72,13 @@ int main(int argc, char **argv) {
     case 'V': verify = 1; break;
     case 'v': printf("ferryd %s\n", FY_VERSION); return 0;
     case 'h': usage(stdout); return 0;
-    case 'I':
-      /* Installing a bundle on the device itself needs a deploy without a pusher's connection,
-       * which this agent does not have yet: say so, and what works today. */
-      fprintf(stderr, "ferryd: --import is not available in this version; push the bundle from a laptop at the site: "
-                      "ferry push oci-archive:%s:APP:TAG --to THIS-NODE\n", optarg);
-      return 2;
+    case 'I': import = optarg; break;
+    case 'A': app = optarg; break;
+    case 'F': force = 1; break;
     default: usage(stderr); return 2;
     }
   }
-  if (!config || optind != argc) {
+  if (!config || optind != argc || ((app || force) && !import)) {
     usage(stderr);
     return 2;
   }
@@ -87,6 +90,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ferryd: %s: %s\n", config, err);
     return 1;
   }
+  if (import) return fy_import_main(&a->cfg, &a->facts, import, app, force);
   if (fy_identity_load(a->cfg.identity, FY_TLS_AGENT, &a->tls, err, sizeof err) == FY_OK) {
     /* the newest revocation list a pusher brought, kept across restarts */
     char crlpath[4200], *crl = NULL;

@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "ferry/fsutil.h"
@@ -27,6 +31,7 @@ struct fy_agent_conn {
   struct fy_deploy *deploy;
   struct fy_exec *exec;    /* ferry exec's process, while it runs */
   int authed;              /* the TLS handshake completed: counts against max_connections */
+  int local;               /* on the local socket (ferryd --import): a plain session */
   char peer[64];           /* "ip:port" */
   char ip[48];             /* the source address, for the per-source handshake budget */
   fy_agent_conn *prev, *next;
@@ -100,6 +105,7 @@ void fy_conn_hold(fy_agent_conn *c, int hold) {
 
 const char *fy_conn_peer(const fy_agent_conn *c) { return c->peer; }
 const char *fy_conn_pusher(const fy_agent_conn *c) {
+  if (c->local) return "local:import";
   return c->s.session_ok && c->s.session.tls ? fy_tls_peer_name(c->s.session.tls) : "";
 }
 void fy_conn_abort(fy_agent_conn *c) { fy_stream_close(&c->s); }
@@ -151,7 +157,7 @@ static int on_hello(fy_agent_conn *c, const fy_frame *f) {
   if (rc == FY_OK && crl && fy_agent_take_crl(c->agent, crl, err, sizeof err) != FY_OK)
     fy_log("warn", "peer %s: %s", c->peer, err);
   json_decref(hello);
-  if (rc == FY_OK && c->s.session_ok && fy_tls_peer_revoked(c->s.session.tls)) {
+  if (rc == FY_OK && c->s.session_ok && c->s.session.tls && fy_tls_peer_revoked(c->s.session.tls)) {
     fy_conn_fail(c, FY_ECERT, "the pusher's certificate has been revoked (it is on the fleet's revocation list)");
     return FY_ECANCELED;
   }
@@ -250,8 +256,10 @@ static int admit(fy_agent_conn *c) {
     return 0;
   }
   c->authed = 1;
-  fy_log("info", "peer %s: TLS up, pusher '%s', %s %s", c->peer, fy_tls_peer_name(c->s.session.tls),
-         fy_tls_version(c->s.session.tls), fy_tls_suite(c->s.session.tls));
+  if (c->local) fy_log("info", "peer %s: connected on the local socket", c->peer);
+  else
+    fy_log("info", "peer %s: TLS up, pusher '%s', %s %s", c->peer, fy_tls_peer_name(c->s.session.tls),
+           fy_tls_version(c->s.session.tls), fy_tls_suite(c->s.session.tls));
   return 1;
 }
 
@@ -312,15 +320,12 @@ static void handshake_room(fy_agent *a, fy_agent_conn *nc) {
   fy_stream_close(&drop->s);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  fy_agent *a = container_of(server, fy_agent, listener);
-  if (status < 0) {
-    fy_log("warn", "accept: %s", uv_strerror(status));
-    return;
-  }
+static fy_agent_conn *conn_new(fy_agent *a, int local) {
   fy_agent_conn *c = calloc(1, sizeof *c);
-  if (!c) return;
-  fy_stream_init(&c->s, a->loop, &conn_ops, c);
+  if (!c) return NULL;
+  if (local) fy_stream_init_pipe(&c->s, a->loop, &conn_ops, c);
+  else fy_stream_init(&c->s, a->loop, &conn_ops, c);
+  c->local = local;
   c->agent = a;
   c->id = ++a->last_conn_id;
   /* What the peer has not read counts against its memory ceiling, beside the largest frame the
@@ -330,6 +335,30 @@ static void on_connection(uv_stream_t *server, int status) {
   if (a->conns) a->conns->prev = c;
   a->conns = c;
   a->nconns++;
+  return c;
+}
+
+/* The frame memory every decoder shares, and the handshake's (or a local peer's first frame's)
+ * deadline. */
+static int conn_start(fy_agent *a, fy_agent_conn *c) {
+  if (fy_stream_start(&c->s, c->local ? NULL : a->tls, NULL, FY_SIDE_AGENT) != FY_OK) {
+    fy_stream_close(&c->s);
+    return FY_ECONN;
+  }
+  a->frames.cap = a->cfg.frame_memory;
+  c->s.session.dec.budget = &a->frames;
+  fy_stream_timer(&c->s, a->cfg.handshake_timeout_ms, 0);
+  return FY_OK;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  fy_agent *a = container_of(server, fy_agent, listener);
+  if (status < 0) {
+    fy_log("warn", "accept: %s", uv_strerror(status));
+    return;
+  }
+  fy_agent_conn *c = conn_new(a, 0);
+  if (!c) return;
   if (uv_accept(server, (uv_stream_t *)&c->s.tcp) != 0) {
     fy_stream_close(&c->s);
     return;
@@ -358,13 +387,67 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   handshake_room(a, c);
   a->accepted++;
-  if (fy_stream_start(&c->s, a->tls, NULL, FY_SIDE_AGENT) != FY_OK) {
+  (void)conn_start(a, c);
+}
+
+/* The local socket (STATE_DIR/ferryd.sock, mode 0600 in a 0700 directory): ferryd --import on
+ * the device itself speaks the same conversation there, without TLS. Only root or the agent's
+ * own user gets in (the peer's credentials, beside the file's mode); everything a plan goes
+ * through (the signature policy, the limits) is the same as for a pusher. */
+static void on_local_connection(uv_stream_t *server, int status) {
+  fy_agent *a = container_of((uv_pipe_t *)server, fy_agent, local_listener);
+  if (status < 0) {
+    fy_log("warn", "accept on the local socket: %s", uv_strerror(status));
+    return;
+  }
+  fy_agent_conn *c = conn_new(a, 1);
+  if (!c) return;
+  snprintf(c->peer, sizeof c->peer, "local");
+  snprintf(c->ip, sizeof c->ip, "local");
+  if (uv_accept(server, (uv_stream_t *)&c->s.pipe) != 0) {
     fy_stream_close(&c->s);
     return;
   }
-  a->frames.cap = a->cfg.frame_memory;
-  c->s.session.dec.budget = &a->frames;
-  fy_stream_timer(&c->s, a->cfg.handshake_timeout_ms, 0);
+  uv_os_fd_t fd;
+  struct ucred cred;
+  socklen_t cl = sizeof cred;
+  if (uv_fileno((uv_handle_t *)&c->s.pipe, &fd) != 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+    fy_log("warn", "local socket: cannot read the peer's credentials; refused");
+    fy_stream_close(&c->s);
+    return;
+  }
+  snprintf(c->peer, sizeof c->peer, "local (pid %ld, uid %ld)", (long)cred.pid, (long)cred.uid);
+  if (cred.uid != 0 && cred.uid != geteuid()) {
+    fy_log("warn", "peer %s: refused: only root or the agent's user may use the local socket", c->peer);
+    a->refused++;
+    fy_stream_close(&c->s);
+    return;
+  }
+  if (a->stopping) {
+    fy_stream_close(&c->s);
+    return;
+  }
+  a->accepted++;
+  (void)conn_start(a, c);
+}
+
+/* Not fatal: without it only ferryd --import is missing, and the log says why. */
+static void local_start(fy_agent *a) {
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  if (fy_path_fmt(path, sizeof path, "%s/ferryd.sock", a->cfg.state_dir) != FY_OK) {
+    fy_log("warn", "no local socket: the path %s/ferryd.sock is longer than a socket's %zu bytes (ferryd --import needs it)",
+           a->cfg.state_dir, sizeof path - 1);
+    return;
+  }
+  uv_pipe_init(a->loop, &a->local_listener, 0);
+  a->local_listener.data = a;
+  a->local_open = 1;
+  (void)unlink(path); /* one left by an agent that was killed */
+  mode_t old = umask(0177);
+  int rc = uv_pipe_bind(&a->local_listener, path);
+  umask(old);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->local_listener, 8, on_local_connection);
+  if (rc != 0) fy_log("warn", "no local socket at %s: %s (ferryd --import needs it)", path, uv_strerror(rc));
 }
 
 int fy_server_start(fy_agent *a, char *err, size_t errlen) {
@@ -406,6 +489,7 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
   uv_tcp_getsockname(&a->listener, (struct sockaddr *)&bound, &bl);
   int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                : ((struct sockaddr_in *)&bound)->sin_port);
+  local_start(a);
   char plat[FY_PLATFORM_STR];
   /* The readiness line tests and scripts wait for; keep its shape. */
   fy_log("info", "listening on %s:%d as %s (%s, board %s)", a->cfg.listen_host, port, a->name,
@@ -417,6 +501,7 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
 void fy_server_stop(fy_agent *a) {
   a->stopping = 1;
   if (!uv_is_closing((uv_handle_t *)&a->listener)) uv_close((uv_handle_t *)&a->listener, NULL);
+  if (a->local_open && !uv_is_closing((uv_handle_t *)&a->local_listener)) uv_close((uv_handle_t *)&a->local_listener, NULL);
   for (fy_agent_conn *c = a->conns; c; c = c->next) fy_stream_close(&c->s);
 }
 
@@ -434,7 +519,7 @@ int fy_agent_take_crl(fy_agent *a, const char *pem, char *err, size_t errlen) {
   if (fy_file_write_atomic(path, pem, strlen(pem), 0644) != FY_OK) fy_log("warn", "cannot keep %s", path);
   fy_log("info", "the fleet's revocation list is now the one from %s, %zu certificate(s) revoked", path, n);
   for (fy_agent_conn *c = a->conns; c; c = c->next) /* pushers connected before: the list applies to them too */
-    if (c->authed && c->s.session_ok && !c->s.closing && !c->s.ending && fy_tls_peer_revoked(c->s.session.tls))
+    if (c->authed && c->s.session_ok && c->s.session.tls && !c->s.closing && !c->s.ending && fy_tls_peer_revoked(c->s.session.tls))
       fy_conn_fail(c, FY_ECERT, "the pusher's certificate has been revoked (it is on the fleet's revocation list)");
   return FY_OK;
 }

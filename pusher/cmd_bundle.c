@@ -40,6 +40,7 @@ static void usage(FILE *f) {
   fprintf(f, "usage: ferry bundle IMAGE... -o FILE.tar [--platform P[,P...]]\n"
              "Writes an oci-archive for a site without network: each IMAGE (and its signature) under the\n"
              "REF APP:TAG. At the site, from a laptop there: ferry push oci-archive:FILE.tar:APP:TAG --to ...\n"
+             "or on the device itself, without a pusher: ferryd --config CONFIG --import FILE.tar[:APP:TAG]\n"
              "--platform keeps only those platforms' variants (the indexes stay whole, so signatures still\n"
              "verify). skopeo reads the file: skopeo inspect oci-archive:FILE.tar:APP:TAG.\n"
              FY_CLI_IMAGE_HELP);

@@ -175,19 +175,6 @@ static int load_index_blob(const fy_layout *l, const fy_descriptor *d, fy_index 
   return rc;
 }
 
-int fy_layout_is_signature_ref(const char *ref) {
-  /* cosign's tag scheme: sha256-<hex>.sig (and .att, .sbom for its other artifacts) */
-  if (strncmp(ref, "sha256-", 7) != 0 || strlen(ref) < 7 + 64 + 2 || ref[7 + 64] != '.') return 0;
-  for (int i = 7; i < 7 + 64; i++)
-    if (!strchr("0123456789abcdef", ref[i])) return 0;
-  return 1;
-}
-
-/* The entries of index.json that are images: not signatures, attestations or other artifacts. */
-static int is_image_entry(const fy_descriptor *d) {
-  return !d->attestation && (d->kind == FY_KIND_INDEX || d->kind == FY_KIND_MANIFEST) && !fy_layout_is_signature_ref(d->ref_name);
-}
-
 /* index.json is read: REF picks its entry; without REF the one image is taken, and a layout
  * with several tagged images is refused the way skopeo refuses it ("more than one image"). */
 static int select_image(fy_layout *l, char *err, size_t errlen) {
@@ -203,7 +190,7 @@ static int select_image(fy_layout *l, char *err, size_t errlen) {
   for (size_t i = 0; i < ix.n; i++) {
     if (l->ref[0]) {
       if (strcmp(ix.entries[i].ref_name, l->ref) == 0) found = (int)i;
-    } else if (is_image_entry(&ix.entries[i])) {
+    } else if (fy_oci_is_image_entry(&ix.entries[i])) {
       images++;
       tagged += ix.entries[i].ref_name[0] != 0;
       if (found < 0) found = (int)i;
@@ -212,7 +199,7 @@ static int select_image(fy_layout *l, char *err, size_t errlen) {
   if (l->ref[0] && found < 0) {
     char refs[900] = "";
     for (size_t i = 0; i < ix.n; i++)
-      if (is_image_entry(&ix.entries[i]) && ix.entries[i].ref_name[0]) {
+      if (fy_oci_is_image_entry(&ix.entries[i]) && ix.entries[i].ref_name[0]) {
         size_t o = strlen(refs);
         fy_text_fmt(refs + o, sizeof refs - o, "%s%s", o ? ", " : "", ix.entries[i].ref_name);
       }
@@ -224,7 +211,7 @@ static int select_image(fy_layout *l, char *err, size_t errlen) {
   if (!l->ref[0] && images > 1 && tagged > 0) {
     char refs[900] = "";
     for (size_t i = 0; i < ix.n; i++)
-      if (is_image_entry(&ix.entries[i])) {
+      if (fy_oci_is_image_entry(&ix.entries[i])) {
         size_t o = strlen(refs);
         fy_text_fmt(refs + o, sizeof refs - o, "%s%s", o ? ", " : "", ix.entries[i].ref_name[0] ? ix.entries[i].ref_name : "(untagged)");
       }
@@ -256,17 +243,6 @@ static int is_dir(const char *p) {
 
 /* The name a push gives the app when nothing better is known: a file's name without its
  * extension, a folder's name. */
-static void base_name(const char *path, char *out, size_t len, int strip_ext) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  size_t n = strlen(tmp);
-  while (n > 1 && tmp[n - 1] == '/') tmp[--n] = '\0';
-  const char *b = strrchr(tmp, '/') ? strrchr(tmp, '/') + 1 : tmp;
-  fy_text_fmt(out, len, "%s", b);
-  char *dot = strip_ext ? strchr(out, '.') : NULL;
-  if (dot && dot != out) *dot = '\0';
-}
-
 static int open_dir(fy_layout *l, char *err, size_t errlen) {
   char path[4200];
   struct stat st;
@@ -318,13 +294,13 @@ int fy_layout_open(fy_layout *l, const char *spec, char *err, size_t errlen) {
     /* fall through */
   case FY_IMG_OCI:
     if (n.transport == FY_IMG_OCI) snprintf(l->dir, sizeof l->dir, "%s", n.path);
-    if (!fy_ref_repository_name(l->ref, l->app_hint, sizeof l->app_hint)) base_name(l->dir, l->app_hint, sizeof l->app_hint, 0);
+    fy_app_name_hint(l->ref, l->dir, 0, l->app_hint, sizeof l->app_hint);
     rc = open_dir(l, err, errlen);
     break;
   case FY_IMG_OCI_ARCHIVE:
   case FY_IMG_DOCKER_ARCHIVE:
     snprintf(l->file, sizeof l->file, "%s", n.path);
-    if (!fy_ref_repository_name(l->ref, l->app_hint, sizeof l->app_hint)) base_name(l->file, l->app_hint, sizeof l->app_hint, 1);
+    fy_app_name_hint(l->ref, l->file, 1, l->app_hint, sizeof l->app_hint);
     l->store = l->cache;
     rc = n.transport == FY_IMG_OCI_ARCHIVE ? fy__archive_read_oci(l, err, errlen) : fy__archive_read_docker(l, err, errlen);
     break;

@@ -81,9 +81,6 @@ int fy_layout_prepare(const fy_layout *l, fy_variant *v, int *converted, uint64_
  * rewrite was reused, 0 when there was nothing to do. */
 int fy_layout_to_zstd(const fy_layout *l, fy_variant *v, int *converted, char *err, size_t errlen) FY_WUR;
 
-/* 1 for cosign's tag scheme, sha256-<64 hex>.sig (.att, .sbom): an artifact about an image, not one. */
-int fy_layout_is_signature_ref(const char *ref);
-
 /* Every platform the layout offers, for messages. */
 void fy_layout_offered(const fy_layout *l, char *buf, size_t len);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ferry/fsutil.h"
+#include "ferry/imageref.h"
 #include "ferry/text.h"
 #include "registry.h"
 #include "signing.h"
@@ -289,28 +290,16 @@ int fy_layout_sig_chain(const fy_layout *l, const fy_layout_sig *s, const fy_dig
   return FY_EPROTO;
 }
 
-static void sanitize_app(const char *in, char *out, size_t len) {
-  size_t o = 0;
-  for (size_t i = 0; in[i] && o + 1 < len && o < 63; i++) {
-    char c = in[i];
-    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_')) c = '-';
-    if (o == 0 && (c == '-' || c == '.' || c == '_')) continue;
-    out[o++] = c;
-  }
-  out[o] = '\0';
-}
-
 void fy_layout_app_name(const fy_layout *l, char *app, size_t len) {
   fy_layout_sig s;
   char err[300];
   if (fy_layout_signature(l, &s, err, sizeof err) == FY_OK && s.present) {
-    sanitize_app(s.claim.app, app, len);
+    fy_app_name_sanitize(s.claim.app, app, len);
     return;
   }
   /* Never the tag: x:1.0.0 then x:1.0.1 must be the same app, not two running side by side. */
   const char *t = l->has_top_desc && l->top_desc.title[0] ? l->top_desc.title : NULL;
-  sanitize_app(t ? t : l->app_hint, app, len);
+  fy_app_name_sanitize(t ? t : l->app_hint, app, len);
 }
 
 json_t *fy_layout_sig_json(const fy_layout_sig *s) {

@@ -113,7 +113,7 @@ static void after_recv(fy_stream *s, int rc) {
     failed(s, FY_EEOF, "the peer closed the connection");
   } else if (rc != FY_OK && rc != FY_ECANCELED) {
     char m[200];
-    const char *why = s->session_ok ? fy_tls_errmsg(s->session.tls) : "";
+    const char *why = s->session_ok && s->session.tls ? fy_tls_errmsg(s->session.tls) : "";
     if (rc == FY_ETOOBIG) snprintf(m, sizeof m, "frame length over the ceiling of %u bytes", FY_FRAME_MAX);
     else if (rc == FY_EPROTO) snprintf(m, sizeof m, "malformed frame");
     else if (rc == FY_EBUSY) snprintf(m, sizeof m, "busy: the frames being received from all peers fill the agent's frame memory; try again");
@@ -170,23 +170,27 @@ void fy_stream_timer(fy_stream *s, uint64_t ms, int repeat) {
   else uv_timer_start(&s->timer, timer_cb, ms, repeat ? ms : 0);
 }
 
-void fy_stream_init(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud) {
+static void init(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud, int pipe) {
   memset(s, 0, sizeof *s);
   s->loop = loop;
   s->ops = ops;
   s->ud = ud;
-  uv_tcp_init(loop, &s->tcp);
+  if (pipe) uv_pipe_init(loop, &s->pipe, 0);
+  else uv_tcp_init(loop, &s->tcp);
   uv_timer_init(loop, &s->timer);
   s->tcp.data = s->timer.data = s;
   s->open_handles = 2;
 }
+
+void fy_stream_init(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud) { init(s, loop, ops, ud, 0); }
+void fy_stream_init_pipe(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud) { init(s, loop, ops, ud, 1); }
 
 int fy_stream_start(fy_stream *s, fy_tls_conf *tls, const char *expected_peer, fy_side side) {
   fy_conv_init(&s->conv, side);
   int rc = fy_session_init(&s->session, tls, expected_peer, FY_FRAME_MAX, stream_frame, s);
   if (rc != FY_OK) return rc;
   s->session_ok = 1;
-  uv_tcp_nodelay(&s->tcp, 1);
+  if (s->tcp.type == UV_TCP) uv_tcp_nodelay(&s->tcp, 1);
   if (side == FY_SIDE_PUSHER) { /* the client speaks first: its ClientHello */
     rc = fy_session_recv(&s->session, NULL, 0);
     if (rc == FY_OK) rc = flush(s);

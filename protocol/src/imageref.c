@@ -188,3 +188,30 @@ int fy_ref_repository_name(const char *ref, char *out, size_t len) {
   fy_text_fmt(out, len, "%s", last);
   return 1;
 }
+
+void fy_app_name_sanitize(const char *in, char *out, size_t len) {
+  size_t o = 0;
+  if (len == 0) return;
+  for (size_t i = 0; in[i] && o + 1 < len && o < 63; i++) {
+    char c = in[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_')) c = '-';
+    if (o == 0 && (c == '-' || c == '.' || c == '_')) continue;
+    out[o++] = c;
+  }
+  out[o] = '\0';
+}
+
+void fy_app_name_hint(const char *ref, const char *path, int is_file, char *out, size_t len) {
+  if (fy_ref_repository_name(ref, out, len)) return;
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/') n--;
+  size_t b = n;
+  while (b > 0 && path[b - 1] != '/') b--;
+  size_t m = n - b;
+  if (is_file) { /* "site.tar" -> "site"; ".hidden" stays */
+    const char *dot = memchr(path + b, '.', m);
+    if (dot && dot != path + b) m = (size_t)(dot - (path + b));
+  }
+  snprintf(out, len, "%.*s", (int)m, path + b);
+}

@@ -402,3 +402,15 @@ int fy_restart_parse(const char *s, fy_restart *out) {
 }
 
 const char *fy_restart_name(fy_restart r) { return (unsigned)r < 3 ? restart_names[r] : "always"; }
+
+int fy_oci_is_signature_ref(const char *ref) {
+  /* cosign's tag scheme: sha256-<hex>.sig (and .att, .sbom for its other artifacts) */
+  if (strncmp(ref, "sha256-", 7) != 0 || strlen(ref) < 7 + 64 + 2 || ref[7 + 64] != '.') return 0;
+  for (int i = 7; i < 7 + 64; i++)
+    if (!strchr("0123456789abcdef", ref[i])) return 0;
+  return 1;
+}
+
+int fy_oci_is_image_entry(const fy_descriptor *d) {
+  return !d->attestation && (d->kind == FY_KIND_INDEX || d->kind == FY_KIND_MANIFEST) && !fy_oci_is_signature_ref(d->ref_name);
+}

@@ -201,6 +201,44 @@ static void test_session_ceiling(void) {
   fy_tls_conf_free(p);
 }
 
+/* A plain session (ferryd's local socket): frames as they are, ready at once, a pause holds what
+ * comes after it, and the ceilings of a TLS session. */
+static int pause_first(void *ud, const fy_frame *f) {
+  struct got *g = ud;
+  g->frames++;
+  g->last_type = f->type;
+  return g->frames == 1 ? FY_FRAME_PAUSE : FY_OK;
+}
+
+static void test_plain_session(void) {
+  fy_session s, c;
+  struct got gs = {0}, gc = {0};
+  CHECK_INT(fy_session_init(&s, NULL, NULL, FY_FRAME_MAX, pause_first, &gs), FY_OK);
+  CHECK_INT(fy_session_init(&c, NULL, NULL, FY_FRAME_MAX, on_frame, &gc), FY_OK);
+  CHECK(fy_session_ready(&s) && fy_session_ready(&c));
+  CHECK(fy_session_became_ready(&s) && !fy_session_became_ready(&s));
+  json_t *hello = fy_msg_hello("test", "deploy", "app");
+  CHECK_INT(fy_msg_send(&c, FY_FT_HELLO, hello), FY_OK);
+  json_decref(hello);
+  CHECK_INT(fy_session_send(&c, FY_FT_BLOB, 0, "abc", 3), FY_OK);
+  size_t n;
+  const uint8_t *o = fy_session_out(&c, &n);
+  CHECK(n > 8 && memcmp(o, "FY", 2) == 0); /* the frame itself, in the clear */
+  CHECK_INT(fy_session_recv(&s, o, n), FY_OK);
+  fy_session_out_consume(&c, n);
+  CHECK_INT(gs.frames, 1); /* paused after the hello: the blob waits */
+  CHECK(fy_session_paused(&s));
+  CHECK_INT(fy_session_resume(&s), FY_OK);
+  CHECK_INT(gs.frames, 2);
+  CHECK_INT(gs.last_type, FY_FT_BLOB);
+  CHECK_INT(fy_session_recv(&s, (const uint8_t *)"FY\x05\x00\x7f\xff\xff\xff", 8), FY_ETOOBIG);
+  CHECK_INT(fy_session_send(&c, FY_FT_BLOB, 0, "x", FY_FRAME_MAX + 1), FY_ETOOBIG);
+  fy_session_out(&c, &n);
+  CHECK_INT(n, 0);
+  fy_session_free(&s);
+  fy_session_free(&c);
+}
+
 /* No application byte before the handshake: a TLS application_data record, and a ferry frame
  * in the clear, both refused by an agent session that has not finished its handshake. */
 static void test_no_early_data(void) {
@@ -298,6 +336,7 @@ int main(void) {
   }
   test_garbage_to_agent();
   test_session_ceiling();
+  test_plain_session();
   test_negotiate();
   test_no_early_data();
   test_fork_reseed();

@@ -38,7 +38,10 @@ typedef struct fy_stream_ops {
 } fy_stream_ops;
 
 struct fy_stream {
-  uv_tcp_t tcp;
+  union {             /* a TCP connection, or a local socket's (a plain session: tls NULL) */
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  };
   uv_timer_t timer;
   uv_loop_t *loop;
   const fy_stream_ops *ops;
@@ -57,10 +60,12 @@ struct fy_stream {
   char rbuf[FY_STREAM_READ_BUF];
 };
 
-/* Cannot fail: initializes the TCP handle and the timer on loop. */
+/* Cannot fail: initializes the TCP handle (a pipe's with _pipe) and the timer on loop. */
 void fy_stream_init(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud);
+void fy_stream_init_pipe(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud);
 /* The TCP connection is established (accepted or connected): TLS and reading begin (a client
- * sends its hello at once). expected_peer: the name the peer's certificate must carry, or NULL. */
+ * sends its hello at once). expected_peer: the name the peer's certificate must carry, or NULL.
+ * tls NULL: a plain session (a local socket only). */
 int fy_stream_start(fy_stream *s, fy_tls_conf *tls, const char *expected_peer, fy_side side) FY_WUR;
 
 /* Queue a frame and write it. FY_EPROTO when the conversation does not allow it now (the reason

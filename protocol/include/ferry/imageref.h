@@ -65,4 +65,11 @@ const char *fy_docker_ref_format(const fy_docker_ref *r, char *buf, size_t len);
  * the repository's last path component ("probe") and returns 1; 0 (and "") for a bare tag. */
 int fy_ref_repository_name(const char *ref, char *out, size_t len);
 
+/* An app name made from any text: lower case, [a-z0-9._-], at most 63 characters, not starting
+ * with '.', '-' or '_'. "" when nothing is left. */
+void fy_app_name_sanitize(const char *in, char *out, size_t len);
+/* What an image is called when it carries no claim and no title: the repository REF names (see
+ * above), else the folder's name, or the file's without its extension (is_file). Never a tag. */
+void fy_app_name_hint(const char *ref, const char *path, int is_file, char *out, size_t len);
+
 #endif

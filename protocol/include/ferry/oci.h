@@ -123,6 +123,11 @@ void fy_oci_config_free(fy_image_config *c);
  * Returns the entry's position, or -1. */
 int fy_oci_choose(const fy_index *ix, const fy_platform *accepts, size_t naccepts, const char *board);
 
+/* 1 for cosign's tag scheme, sha256-<64 hex>.sig (.att, .sbom): an artifact about an image, not one. */
+int fy_oci_is_signature_ref(const char *ref);
+/* 1 for an entry of index.json that is an image: not a signature, attestation or other artifact. */
+int fy_oci_is_image_entry(const fy_descriptor *d);
+
 /* Writes the platforms ix offers ("linux/amd64, linux/arm64") for error messages. */
 void fy_oci_offered(const fy_index *ix, char *buf, size_t len);
 

@@ -1,5 +1,9 @@
 /* A ferry connection without the socket: TLS plus the frame codec (sans-I/O).
  *
+ * A session set up without a TLS configuration is plain: frames go as they are. Only ferryd's
+ * local socket uses that (ferryd --import on the device itself), where the socket file's mode and
+ * the peer's credentials decide who may connect.
+ *
  * The owner feeds what the socket delivered with fy_session_recv(), sends what
  * fy_session_out() holds, and gets complete frames through the callback. Frames are only
  * accepted after the TLS handshake completed: no application byte is read before. */
@@ -10,7 +14,8 @@
 #include "ferry/tls.h"
 
 typedef struct fy_session {
-  fy_tls *tls;
+  fy_tls *tls;       /* NULL: a plain session */
+  fy_buf plain_out;  /* a plain session's frames waiting for the socket */
   fy_frame_decoder dec;
   fy_frame_cb on_frame;
   void *ud;
@@ -18,7 +23,7 @@ typedef struct fy_session {
   int paused;        /* a frame callback paused: no frame is delivered until fy_session_resume */
 } fy_session;
 
-/* Sets up a session. on_frame may return FY_OK to go on or a negative code to stop. */
+/* Sets up a session (a plain one when conf is NULL). on_frame may return FY_OK to go on or a negative code to stop. */
 int fy_session_init(fy_session *s, fy_tls_conf *conf, const char *expected_peer,
                     size_t max_payload, fy_frame_cb on_frame, void *ud) FY_WUR;
 void fy_session_free(fy_session *s); /* NULL-safe */
@@ -35,7 +40,7 @@ int fy_session_resume(fy_session *s) FY_WUR;
 
 /* Nonzero exactly once: on the first call after the handshake completed. */
 int fy_session_became_ready(fy_session *s);
-static inline int fy_session_ready(const fy_session *s) { return fy_tls_established(s->tls); }
+static inline int fy_session_ready(const fy_session *s) { return !s->tls || fy_tls_established(s->tls); }
 
 /* Queues one frame. FY_EBUSY when the output buffer lacks room (send first); FY_ETOOBIG when
  * len exceeds FY_FRAME_MAX. */
@@ -43,9 +48,7 @@ int fy_session_send(fy_session *s, uint8_t type, uint8_t flags, const void *payl
                     size_t len) FY_WUR;
 size_t fy_session_send_room(const fy_session *s);
 
-static inline const uint8_t *fy_session_out(const fy_session *s, size_t *len) {
-  return fy_tls_out(s->tls, len);
-}
-static inline void fy_session_out_consume(fy_session *s, size_t n) { fy_tls_out_consume(s->tls, n); }
+const uint8_t *fy_session_out(const fy_session *s, size_t *len);
+void fy_session_out_consume(fy_session *s, size_t n);
 
 #endif
