@@ -67,10 +67,11 @@ int fy_cmd_cert(int argc, char **argv) {
     case 'b': offset = strtol(optarg, NULL, 10); break;
     case 's': serial = optarg; break;
     case 'h':
-      printf("usage: ferry cert issue --ca DIR --name NAME --role agent|pusher --out DIR2 [--days N]\n"
+      printf("usage: ferry cert issue --ca DIR --name NAME --role agent|pusher|broker --out DIR2 [--days N]\n"
              "       ferry cert revoke --ca DIR (--name NAME | --serial HEX)\n"
              "issue writes DIR2/ca.pem, DIR2/cert.pem and DIR2/key.pem (0600): an identity valid for N days\n"
-             "(default 825). Agents get extended key usage serverAuth, pushers clientAuth; the SAN is NAME.\n"
+             "(default 825). Extended key usage: agents serverAuth and clientAuth (they are clients of an MQTT\n"
+             "broker), pushers clientAuth only, the broker serverAuth only (NAME: its host name); the SAN is NAME.\n"
              "revoke puts every certificate issued to NAME (or the one with that serial) on the fleet's\n"
              "revocation list, DIR/crl.pem, signed by the CA. Copy it into each pusher's identity directory:\n"
              "pushers carry it to every agent they reach, agents keep the newest and refuse revoked pushers,\n"
@@ -95,14 +96,15 @@ int fy_cmd_cert(int argc, char **argv) {
     return 0;
   }
   if (argc - optind != 1 || strcmp(argv[optind], "issue") != 0 || !ca || !name || !role_s || !out) {
-    fy_cli_err("usage: ferry cert issue --ca DIR --name NAME --role agent|pusher --out DIR2");
+    fy_cli_err("usage: ferry cert issue --ca DIR --name NAME --role agent|pusher|broker --out DIR2");
     return 2;
   }
   fy_role role;
   if (strcmp(role_s, "agent") == 0) role = FY_ROLE_AGENT;
   else if (strcmp(role_s, "pusher") == 0) role = FY_ROLE_PUSHER;
+  else if (strcmp(role_s, "broker") == 0) role = FY_ROLE_BROKER;
   else {
-    fy_cli_err("--role: expected 'agent' or 'pusher', got '%s'", role_s);
+    fy_cli_err("--role: expected 'agent', 'pusher' or 'broker', got '%s'", role_s);
     return 2;
   }
   if (fy_pki_issue(ca, name, role, out, days, offset, err, sizeof err) != FY_OK) {

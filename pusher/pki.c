@@ -94,7 +94,7 @@ int fy_pki_issue(const char *ca_dir, const char *name, fy_role role, const char 
     return FY_EINVAL;
   }
   if ((ret = read_ca(ca_dir, &ca_pem, &ca_len, &ca_key_pem, &ca_key_len, err, errlen)) != FY_OK ||
-      (ret = fy_x509_issue(ca_pem, ca_len, ca_key_pem, ca_key_len, name, role == FY_ROLE_AGENT, days, not_before_offset_s,
+      (ret = fy_x509_issue(ca_pem, ca_len, ca_key_pem, ca_key_len, name, (int)role, days, not_before_offset_s,
                            cert_pem, sizeof cert_pem, key_pem, sizeof key_pem, serial, &not_after, err, errlen)) != FY_OK)
     goto cleanup;
   if ((ret = fy_mkdirs(outdir, 0700)) != FY_OK) {

@@ -4,8 +4,9 @@
 #define FERRY_PUSHER_PKI_H
 
 #include "ferry/error.h"
+#include "ferry/x509.h"
 
-typedef enum { FY_ROLE_AGENT = 1, FY_ROLE_PUSHER = 2 } fy_role;
+typedef enum { FY_ROLE_AGENT = FY_X509_AGENT, FY_ROLE_PUSHER = FY_X509_PUSHER, FY_ROLE_BROKER = FY_X509_BROKER } fy_role;
 
 /* Creates DIR/ca.pem and DIR/ca-key.pem (0600). Refuses to replace an existing CA unless
  * force. Errors: FY_EEXIST, FY_EIO, FY_ETLS, with the reason in err. */

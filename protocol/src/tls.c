@@ -104,18 +104,35 @@ static int has_eku(const mbedtls_x509_crt *crt, const char *oid, size_t oid_len)
   return present && mbedtls_x509_crt_check_extended_key_usage(crt, oid, oid_len) == 0;
 }
 
+static int has_server_auth(const mbedtls_x509_crt *crt) {
+  return has_eku(crt, MBEDTLS_OID_SERVER_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH));
+}
+static int has_client_auth(const mbedtls_x509_crt *crt) {
+  return has_eku(crt, MBEDTLS_OID_CLIENT_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH));
+}
+
+/* A broker's certificate (ferry cert issue --role broker): OU=broker in its subject. */
+static int is_broker_cert(const mbedtls_x509_crt *crt) {
+  for (const mbedtls_x509_name *n = &crt->subject; n; n = n->next)
+    if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_ORG_UNIT, &n->oid) == 0 && n->val.len == 6 && memcmp(n->val.p, "broker", 6) == 0)
+      return 1;
+  return 0;
+}
+
 /* The role check: the leaf must carry the EKU our peer's role needs. mbedTLS itself accepts a
- * leaf without the extension; ferry does not. */
+ * leaf without the extension; ferry does not. A pusher's certificate is clientAuth alone: an
+ * agent's (which is also a broker's client) or a broker's identity cannot push. An agent's is
+ * serverAuth, and never a broker's. */
 static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
   const fy_tls_conf *c = ctx;
   /* The revocation list's dates say nothing here: its signature was checked when it was taken
    * in, and a node whose clock is behind the CA's must not lock every peer out. */
   *flags &= ~(uint32_t)(MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_EXPIRED);
   if (depth != 0 || c->role == FY_TLS_WEB) return 0; /* the web PKI: chain and host name, mbedTLS's own checks */
-  const char *oid = c->role == FY_TLS_AGENT ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
-  size_t oid_len = c->role == FY_TLS_AGENT ? MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)
-                                           : MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
-  if (!has_eku(crt, oid, oid_len)) *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+  int ok = c->role == FY_TLS_AGENT    ? has_client_auth(crt) && !has_server_auth(crt)
+           : c->role == FY_TLS_PUSHER ? has_server_auth(crt) && !is_broker_cert(crt)
+                                      : has_server_auth(crt); /* FY_TLS_BROKER: the broker */
+  if (!ok) *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
   return 0;
 }
 
@@ -250,10 +267,14 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
   /* An agent must hold an agent certificate: mbedTLS would otherwise fail every handshake
    * with a bare handshake_failure. (A pusher identity is not checked here: the agent's refusal
    * of a wrong-role client is the security boundary, and tests exercise it.) */
-  if (role == FY_TLS_AGENT &&
-      !has_eku(&c->cert, MBEDTLS_OID_SERVER_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH))) {
+  if (role == FY_TLS_AGENT && !has_server_auth(&c->cert)) {
     snprintf(err, errlen, "cert.pem is not an agent certificate (no serverAuth); issue one with "
                           "'ferry cert issue --role agent'");
+    goto cleanup;
+  }
+  if (role == FY_TLS_BROKER && !has_client_auth(&c->cert)) {
+    snprintf(err, errlen, "cert.pem cannot authenticate to a broker (no clientAuth: an agent certificate issued before "
+                          "brokers); issue it again with 'ferry cert issue --role agent'");
     goto cleanup;
   }
   if ((rc = conf_policy(c, role == FY_TLS_AGENT ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT, suites, err, errlen)) != 0)
@@ -418,9 +439,9 @@ int fy_tls_feed(fy_tls *t, const uint8_t *p, size_t n) {
 /* The peer ended the handshake with an alert we could not read (TLS 1.3 encrypts them): tell
  * why from what we know of our own certificate, the reasons a ferry peer refuses one. */
 static int own_diagnosis(fy_tls *t) {
-  const char *who = t->conf->role == FY_TLS_AGENT ? "pusher" : "agent";
+  const char *who = t->conf->role == FY_TLS_AGENT ? "pusher" : t->conf->role == FY_TLS_BROKER ? "broker" : "agent";
   const fy_tls_conf *c = t->conf;
-  int pusher = c->role == FY_TLS_PUSHER;
+  int pusher = c->role == FY_TLS_PUSHER || c->role == FY_TLS_BROKER;
   const char *oid = pusher ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
   size_t oid_len = pusher ? MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH) : MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
   if (!has_eku(&c->cert, oid, oid_len)) {
@@ -448,12 +469,17 @@ static int own_diagnosis(fy_tls *t) {
 /* Why a handshake failed, in words a person can act on, from our verify flags or the alert
  * the peer sent. */
 static int explain(fy_tls *t, int rc) {
-  const char *who = t->conf->role == FY_TLS_AGENT ? "pusher" : t->conf->role == FY_TLS_WEB ? "registry" : "agent";
+  const char *who = t->conf->role == FY_TLS_AGENT    ? "pusher"
+                    : t->conf->role == FY_TLS_WEB    ? "registry"
+                    : t->conf->role == FY_TLS_BROKER ? "broker"
+                                                     : "agent";
   if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
     uint32_t f = mbedtls_ssl_get_verify_result(&t->ssl);
     if (f & MBEDTLS_X509_BADCERT_EXT_KEY_USAGE) {
-      snprintf(t->err, sizeof t->err, "the %s's certificate lacks the %s role (extended key usage %s)",
-               who, who, t->conf->role == FY_TLS_AGENT ? "clientAuth" : "serverAuth");
+      snprintf(t->err, sizeof t->err, "the %s's certificate lacks the %s role (extended key usage %s)", who, who,
+               t->conf->role == FY_TLS_AGENT    ? "clientAuth without serverAuth: an agent's or a broker's identity cannot push"
+               : t->conf->role == FY_TLS_PUSHER ? "serverAuth, and not a broker's certificate"
+                                                : "serverAuth");
       return FY_EROLE;
     }
     if (f & MBEDTLS_X509_BADCERT_CN_MISMATCH) {

@@ -52,13 +52,18 @@ static void fmt_time(time_t t, char out[16]) {
   strftime(out, 16, "%Y%m%d%H%M%S", &tm);
 }
 
-/* SEQUENCE { OBJECT IDENTIFIER purpose } */
-static int der_eku(unsigned char *buf, size_t size, const char *oid, size_t oid_len,
-                   unsigned char **start) {
+#define EKU_SERVER 1
+#define EKU_CLIENT 2
+
+/* SEQUENCE { OBJECT IDENTIFIER purpose... } */
+static int der_eku(unsigned char *buf, size_t size, int eku, unsigned char **start) {
   unsigned char *p = buf + size;
   size_t len = 0;
   int ret; /* MBEDTLS_ASN1_CHK_ADD returns through it */
-  MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_oid(&p, buf, oid, oid_len));
+  if (eku & EKU_CLIENT)
+    MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_oid(&p, buf, MBEDTLS_OID_CLIENT_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)));
+  if (eku & EKU_SERVER)
+    MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_oid(&p, buf, MBEDTLS_OID_SERVER_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)));
   MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_len(&p, buf, len));
   MBEDTLS_ASN1_CHK_ADD(len, mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
   *start = p;
@@ -91,8 +96,7 @@ struct cert_spec {
   mbedtls_pk_context *subject_key, *issuer_key;
   int is_ca;
   const char *san;           /* NULL for the CA */
-  const char *eku_oid;       /* NULL for the CA */
-  size_t eku_len;
+  int eku;                   /* EKU_* purposes; 0 for the CA */
   time_t not_before, not_after;
 };
 
@@ -132,8 +136,8 @@ static int write_cert(const struct cert_spec *s, struct rng *r, unsigned char *p
            &crt, s->is_ca ? (MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN)
                           : MBEDTLS_X509_KU_DIGITAL_SIGNATURE)) != 0)
     goto fail;
-  if (s->eku_oid) {
-    if ((len = der_eku(ext, sizeof ext, s->eku_oid, s->eku_len, &start)) < 0) { rc = len; goto fail; }
+  if (s->eku) {
+    if ((len = der_eku(ext, sizeof ext, s->eku, &start)) < 0) { rc = len; goto fail; }
     if ((rc = mbedtls_x509write_crt_set_extension(&crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
                                                   MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0,
                                                   start, (size_t)len)) != 0)
@@ -310,7 +314,7 @@ cleanup:
 }
 
 int fy_x509_issue(const char *ca_pem, size_t ca_len, const char *ca_key_pem, size_t ca_key_len, const char *name,
-                  int agent_role, int days, long not_before_offset_s, char *cert_pem, size_t cert_cap, char *key_pem,
+                  int role, int days, long not_before_offset_s, char *cert_pem, size_t cert_cap, char *key_pem,
                   size_t key_cap, unsigned char serial[16], long long *not_after, char *err, size_t errlen) {
   struct rng r;
   mbedtls_pk_context ca_key, key;
@@ -334,13 +338,18 @@ int fy_x509_issue(const char *ca_pem, size_t ca_len, const char *ca_key_pem, siz
     mbed_reason(err, errlen, "generating the key", rc);
     goto cleanup;
   }
-  snprintf(subject, sizeof subject, "CN=%s,O=ferry,OU=%s", name, agent_role ? "agent" : "pusher");
+  if (role != FY_X509_AGENT && role != FY_X509_PUSHER && role != FY_X509_BROKER) {
+    snprintf(err, errlen, "unknown certificate role %d", role);
+    goto cleanup;
+  }
+  snprintf(subject, sizeof subject, "CN=%s,O=ferry,OU=%s", name,
+           role == FY_X509_AGENT ? "agent" : role == FY_X509_PUSHER ? "pusher" : "broker");
   time_t now = time(NULL) + not_before_offset_s;
   struct cert_spec s = {
       .subject = subject, .issuer = issuer, .subject_key = &key, .issuer_key = &ca_key,
       .san = name,
-      .eku_oid = agent_role ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH,
-      .eku_len = agent_role ? MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH) : MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH),
+      /* an agent serves pushers and is a client of a broker; a pusher is a client; a broker serves */
+      .eku = role == FY_X509_AGENT ? EKU_SERVER | EKU_CLIENT : role == FY_X509_PUSHER ? EKU_CLIENT : EKU_SERVER,
       .not_before = now - 300, .not_after = now + (time_t)days * 86400,
   };
   *not_after = (long long)s.not_after;

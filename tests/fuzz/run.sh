@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 cmake -S "$SRC" -B "$OUT" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DFERRY_FUZZ=ON \
   -DCMAKE_C_FLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" > "$OUT/configure.log" 2>&1 || { cat "$OUT/configure.log"; exit 1; }
-TARGETS=(frame wire oci tar yaml selector unpack config recipe fleet trust httpauth imageref http)
+TARGETS=(frame wire oci tar yaml selector unpack config recipe fleet trust httpauth imageref http mqtt)
 cmake --build "$OUT" -j "$(nproc)" --target "${TARGETS[@]/#/fuzz_}" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 run_one() {

@@ -135,6 +135,22 @@ static void test_negatives(void) {
     CHECK_CONTAINS(err, "not an agent certificate");
     CHECK(c == NULL);
   }
+  /* A broker's certificate posing as an agent: the pusher refuses the role (a broker of the
+   * fleet must not receive plans and their secrets). */
+  expect_fail("broker", "pusher", NULL, FY_EROLE, FY_EROLE, NULL);
+  /* An agent's identity authenticates to a broker (clientAuth); a pusher's can too; one without
+   * clientAuth (an agent certificate from before brokers) is refused at load, with the fix. */
+  {
+    char path[512], err[512];
+    fy_tls_conf *c = NULL;
+    snprintf(path, sizeof path, "%s/agent", dir);
+    CHECK_INT(fy_identity_load(path, FY_TLS_BROKER, &c, err, sizeof err), FY_OK);
+    fy_tls_conf_free(c);
+    c = NULL;
+    snprintf(path, sizeof path, "%s/broker", dir);
+    CHECK_INT(fy_identity_load(path, FY_TLS_BROKER, &c, err, sizeof err), FY_ECONFIG);
+    CHECK_CONTAINS(err, "no clientAuth");
+  }
   /* A pusher of another fleet: both sides refuse. */
   expect_fail("agent", "stranger", NULL, 0, FY_ECERT, NULL);
   /* Expired and not-yet-valid pusher certificates. */
@@ -319,6 +335,7 @@ int main(void) {
   issue("ca", "laptop", FY_ROLE_PUSHER, "pusher", 0, 30);
   issue("ca", "node-9", FY_ROLE_AGENT, "agent-as-pusher", 0, 30);
   issue("ca", "laptop", FY_ROLE_PUSHER, "pusher-as-agent", 0, 30);
+  issue("ca", "node-1", FY_ROLE_BROKER, "broker", 0, 30);
   issue("ca2", "laptop", FY_ROLE_PUSHER, "stranger", 0, 30);
   issue("ca", "laptop", FY_ROLE_PUSHER, "expired", -40L * 86400, 30);
   issue("ca", "laptop", FY_ROLE_PUSHER, "future", 5L * 86400, 30);

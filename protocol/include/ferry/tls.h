@@ -17,7 +17,10 @@
 
 #include "ferry/error.h"
 
-typedef enum { FY_TLS_AGENT = 1, FY_TLS_PUSHER = 2, FY_TLS_WEB = 3 } fy_tls_role;
+/* FY_TLS_BROKER: a client of the fleet's MQTT broker (an agent's or a pusher's identity, which
+ * must carry clientAuth); the broker's certificate must chain to the fleet CA, carry serverAuth
+ * and the host name fy_tls_new's expected_peer names. */
+typedef enum { FY_TLS_AGENT = 1, FY_TLS_PUSHER = 2, FY_TLS_WEB = 3, FY_TLS_BROKER = 4 } fy_tls_role;
 
 typedef struct fy_tls_conf fy_tls_conf;
 typedef struct fy_tls fy_tls;

@@ -17,10 +17,20 @@
 int fy_x509_new_ca(int days, char *cert_pem, size_t cert_cap, char *key_pem, size_t key_cap, char *err,
                    size_t errlen) FY_WUR;
 
-/* A new key and a certificate for `name`, issued by the CA: serverAuth for an agent, clientAuth
- * for a pusher, the name as its DNS subjectAltName. Its serial and notAfter come back. */
+/* Certificate roles, told apart by extended key usage (and OU, for people reading them):
+ *   agent   serverAuth + clientAuth  serves pushers; a client of an MQTT broker (OpenSSL brokers
+ *                                    want clientAuth on a client certificate)
+ *   pusher  clientAuth only          an agent refuses a client certificate that has serverAuth,
+ *                                    so neither an agent's nor a broker's identity can push
+ *   broker  serverAuth only          the fleet's MQTT broker; a pusher refuses it as an agent */
+#define FY_X509_AGENT 1
+#define FY_X509_PUSHER 2
+#define FY_X509_BROKER 3
+
+/* A new key and a certificate for `name` in a role above, issued by the CA, the name as its DNS
+ * subjectAltName. Its serial and notAfter come back. */
 int fy_x509_issue(const char *ca_pem, size_t ca_len, const char *ca_key_pem, size_t ca_key_len, const char *name,
-                  int agent_role, int days, long not_before_offset_s, char *cert_pem, size_t cert_cap, char *key_pem,
+                  int role, int days, long not_before_offset_s, char *cert_pem, size_t cert_cap, char *key_pem,
                   size_t key_cap, unsigned char serial[16], long long *not_after, char *err, size_t errlen) FY_WUR;
 
 /* An X.509 v2 CRL over the n serials (revoked at dates[i]), signed by the CA. */
