@@ -28,6 +28,8 @@ typedef struct fy_agent {
   uv_tcp_t listener;
   uv_pipe_t local_listener; /* STATE_DIR/ferryd.sock (ferryd --import), when local_open */
   int local_open;
+  int listener_open;        /* the TCP listener (not with listen: none) */
+  struct fy_broker *broker; /* broker: the connection to the fleet's MQTT broker, NULL without */
   uv_signal_t sigterm, sigint;
   uint64_t started_ms;
   int nconns;

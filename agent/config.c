@@ -6,6 +6,7 @@
 #include "config.h"
 #include "ferry/fsutil.h"
 #include "ferry/http.h"
+#include "ferry/mqtt.h"
 #include "ferry/runspec.h"
 #include "ferry/selector.h"
 #include "ferry/yaml.h"
@@ -18,6 +19,8 @@ void fy_config_defaults(fy_agent_config *c) {
   memset(c, 0, sizeof *c);
   snprintf(c->listen_host, sizeof c->listen_host, "0.0.0.0");
   c->listen_port = 7433;
+  snprintf(c->topic_prefix, sizeof c->topic_prefix, "ferry");
+  c->broker_keepalive_ms = 30000;
   snprintf(c->state_dir, sizeof c->state_dir, "/var/lib/ferry");
   snprintf(c->identity, sizeof c->identity, "/etc/ferry/identity");
   snprintf(c->board, sizeof c->board, "auto");
@@ -43,7 +46,30 @@ static int set_path(char *dst, size_t cap, const char *cfg_dir, const char *v) {
   return n > 0 && (size_t)n < cap;
 }
 
+/* mqtts://HOST[:PORT] (TLS only: the fleet's identity is the client certificate). */
+static int parse_broker_url(const char *s, fy_agent_config *c) {
+  if (strncmp(s, "mqtts://", 8) != 0) return 0;
+  s += 8;
+  const char *colon = strrchr(s, ':'), *end_host = colon ? colon : s + strlen(s);
+  size_t hl = (size_t)(end_host - s);
+  if (hl == 0 || hl >= sizeof c->broker_host || strchr(s, '/') || strchr(s, '@')) return 0;
+  c->broker_port = 8883;
+  if (colon) {
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end || port < 1 || port > 65535) return 0;
+    c->broker_port = (int)port;
+  }
+  memcpy(c->broker_host, s, hl);
+  c->broker_host[hl] = '\0';
+  return 1;
+}
+
 static int parse_listen(const char *s, fy_agent_config *c) {
+  if (strcmp(s, "none") == 0) {
+    c->listen_none = 1;
+    return 1;
+  }
   const char *colon = strrchr(s, ':');
   if (!colon || colon == s || (size_t)(colon - s) >= sizeof c->listen_host) return 0;
   char *end;
@@ -60,7 +86,7 @@ static int parse_listen(const char *s, fy_agent_config *c) {
 int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errlen) {
   static const char *const top[] = {"name", "listen", "state_dir", "identity", "labels", "runtime",
                                     "limits", "board", "probe_root", "trust", "allow_exec", "devices", "registry_ca",
-                                    "registry_mirrors", NULL};
+                                    "registry_mirrors", "broker", NULL};
   static const char *const runtime_keys[] = {"isolation", "exec_wrapper", "allow_pusher_commands", NULL};
   static const char *const trust_keys[] = {"keys", "require_signature", "allow_downgrade", NULL};
   static const char *const limit_keys[] = {"max_release_bytes", "zstd_window_log_max",
@@ -95,7 +121,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "expected a map of settings (name: ..., listen: ...)");
   bad = fy_yaml_unknown_key(root, top, &line);
   REQUIRE(!bad, line, "unknown key '%s' (expected one of: name, listen, state_dir, identity, labels, "
-                      "runtime, limits, trust, board, probe_root, allow_exec, devices, registry_ca, registry_mirrors)", bad);
+                      "runtime, limits, trust, board, probe_root, allow_exec, devices, registry_ca, registry_mirrors, broker)", bad);
 
   n = fy_yaml_get(root, "name");
   REQUIRE(is_scalar(n) && strlen(n->str) > 0 && strlen(n->str) < sizeof c->name, n ? n->line : 1,
@@ -104,7 +130,29 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
 
   if ((n = fy_yaml_get(root, "listen")))
     REQUIRE(is_scalar(n) && parse_listen(n->str, c), n->line,
-            "listen: expected HOST:PORT such as 0.0.0.0:7433, got '%s'", is_scalar(n) ? n->str : "(not a string)");
+            "listen: expected HOST:PORT such as 0.0.0.0:7433, or none, got '%s'", is_scalar(n) ? n->str : "(not a string)");
+  if ((n = fy_yaml_get(root, "broker"))) {
+    static const char *const broker_keys[] = {"url", "topic_prefix", "keepalive", NULL};
+    REQUIRE(n->kind == FY_YAML_MAP, n->line, "broker: expected a map such as {url: mqtts://broker.lan:8883, topic_prefix: ferry/site1}");
+    bad = fy_yaml_unknown_key(n, broker_keys, &line);
+    REQUIRE(!bad, line, "unknown key 'broker.%s' (expected url, topic_prefix, keepalive)", bad);
+    v = fy_yaml_get(n, "url");
+    REQUIRE(is_scalar(v) && parse_broker_url(v->str, c), v ? v->line : n->line,
+            "broker.url: expected mqtts://HOST[:PORT] (TLS; the node's identity is its client certificate), got '%s'",
+            is_scalar(v) ? v->str : "(missing)");
+    if ((v = fy_yaml_get(n, "topic_prefix")))
+      REQUIRE(is_scalar(v) && strlen(v->str) < 200 && fy_mqtt_topic_valid(v->str, strlen(v->str), 0) && v->str[0] != '/' &&
+                  v->str[strlen(v->str) - 1] != '/',
+              v->line, "broker.topic_prefix: expected topic levels such as ferry/site1 (no wildcards, no leading or trailing /)");
+    if (v) snprintf(c->topic_prefix, sizeof c->topic_prefix, "%s", v->str);
+    if ((v = fy_yaml_get(n, "keepalive")))
+      REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->broker_keepalive_ms) == FY_OK && c->broker_keepalive_ms >= 1000 &&
+                  c->broker_keepalive_ms <= 3600000,
+              v->line, "broker.keepalive: expected a duration from 1s to 1h, such as 30s");
+    c->have_broker = 1;
+  }
+  REQUIRE(!c->listen_none || c->have_broker, fy_yaml_get(root, "listen")->line,
+          "listen: none leaves no way to reach this node: set broker: too");
   if ((n = fy_yaml_get(root, "state_dir")))
     REQUIRE(is_scalar(n) && n->str[0] && set_path(c->state_dir, sizeof c->state_dir, cfg_dir, n->str), n->line,
             "state_dir: expected a directory path");

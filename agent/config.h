@@ -19,6 +19,7 @@ typedef struct fy_agent_config {
   char name[64];
   char listen_host[64];
   int listen_port;                 /* 0: pick a free port (tests) */
+  int listen_none;                 /* listen: none (a node reached only through its broker) */
   char state_dir[FY_CFG_PATH];
   char identity[FY_CFG_PATH];
   char board[32];                  /* "auto" or a profile name */
@@ -52,6 +53,12 @@ typedef struct fy_agent_config {
   char registry_ca[FY_CFG_PATH];   /* registry_ca: PEM CAs trusted besides the system bundle, "" none */
   size_t nmirrors;                 /* registry_mirrors: tried first, in order, as containerd's hosts.toml */
   char mirrors[FY_CFG_MAX_MIRRORS][256]; /* "https://host[:port]" */
+  /* broker: the node keeps one outbound connection to the fleet's MQTT broker (agent/broker.c) */
+  int have_broker;
+  char broker_host[256];
+  int broker_port;                 /* 8883 unless the URL names one */
+  char topic_prefix[256];          /* broker.topic_prefix, default "ferry" */
+  uint64_t broker_keepalive_ms;    /* broker.keepalive, default 30 s */
 } fy_agent_config;
 
 /* Defaults for every optional key. Cannot fail. */

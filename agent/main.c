@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "broker.h"
 #include "exec_helper.h"
 #include "import.h"
 #include "ferry/version.h"
@@ -19,6 +20,7 @@ static void on_signal(uv_signal_t *s, int signum) {
    * workloads, which stop with their agent (a restarted ferryd starts current again). */
   a->stopping = 1;
   fy_server_stop(a);
+  fy_broker_stop(a);
   fy_deploys_shutdown(a);
   fy_upgrade_shutdown(a);
   fy_apps_shutdown(a);
@@ -145,6 +147,13 @@ int main(int argc, char **argv) {
   fy_cgroup_detect_self(&a->cgroups);
   if (fy_server_start(a, err, sizeof err) != FY_OK) {
     fprintf(stderr, "ferryd: %s\n", err);
+    fy_tls_conf_free(a->tls);
+    return 1;
+  }
+  if (fy_broker_start(a, err, sizeof err) != FY_OK) {
+    fprintf(stderr, "ferryd: broker: %s: %s\n", a->cfg.identity, err);
+    fy_server_stop(a);
+    uv_run(a->loop, UV_RUN_DEFAULT);
     fy_tls_conf_free(a->tls);
     return 1;
   }

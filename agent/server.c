@@ -452,7 +452,16 @@ static void local_start(fy_agent *a) {
 
 int fy_server_start(fy_agent *a, char *err, size_t errlen) {
   struct sockaddr_storage addr;
+  char plat[FY_PLATFORM_STR];
   int rc;
+  if (a->cfg.listen_none) { /* reached only through the broker (and the local socket) */
+    local_start(a);
+    /* The readiness line of a node without a port; keep its shape. */
+    fy_log("info", "ready without a listening port (listen: none) as %s (%s, board %s); reached through the broker %s:%d",
+           a->name, fy_platform_format(&a->facts.platform, plat, sizeof plat),
+           a->facts.have_board ? a->facts.board.name : "unknown", a->cfg.broker_host, a->cfg.broker_port);
+    return FY_OK;
+  }
   if (uv_ip4_addr(a->cfg.listen_host, a->cfg.listen_port, (struct sockaddr_in *)&addr) != 0 &&
       uv_ip6_addr(a->cfg.listen_host, a->cfg.listen_port, (struct sockaddr_in6 *)&addr) != 0) {
     /* A host name: /etc/hosts, then DNS, through the C library's resolver (the static agents
@@ -478,6 +487,7 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
     freeaddrinfo(ai);
   }
   uv_tcp_init(a->loop, &a->listener);
+  a->listener_open = 1;
   a->listener.data = a;
   if ((rc = uv_tcp_bind(&a->listener, (struct sockaddr *)&addr, 0)) != 0 ||
       (rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection)) != 0) {
@@ -490,7 +500,6 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
   int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                : ((struct sockaddr_in *)&bound)->sin_port);
   local_start(a);
-  char plat[FY_PLATFORM_STR];
   /* The readiness line tests and scripts wait for; keep its shape. */
   fy_log("info", "listening on %s:%d as %s (%s, board %s)", a->cfg.listen_host, port, a->name,
          fy_platform_format(&a->facts.platform, plat, sizeof plat),
@@ -500,7 +509,7 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
 
 void fy_server_stop(fy_agent *a) {
   a->stopping = 1;
-  if (!uv_is_closing((uv_handle_t *)&a->listener)) uv_close((uv_handle_t *)&a->listener, NULL);
+  if (a->listener_open && !uv_is_closing((uv_handle_t *)&a->listener)) uv_close((uv_handle_t *)&a->listener, NULL);
   if (a->local_open && !uv_is_closing((uv_handle_t *)&a->local_listener)) uv_close((uv_handle_t *)&a->local_listener, NULL);
   for (fy_agent_conn *c = a->conns; c; c = c->next) fy_stream_close(&c->s);
 }

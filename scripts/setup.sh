@@ -42,7 +42,7 @@ HOST_PKGS=(
   openssl zstd tar coreutils procps python3 iproute2 openssh-client openssh-server
   skopeo buildah clang time bc lintian fakeroot dpkg-dev valgrind shellcheck mmdebstrap busybox-static
   musl-dev musl-dev:arm64 musl-dev:armhf gperf iptables
-  libcurl4-openssl-dev curl docker-registry apache2-utils
+  libcurl4-openssl-dev curl docker-registry apache2-utils mosquitto mosquitto-clients
 )
 # (musl-dev for arm64/armhf stays out of CROSS_PKGS: it shares no library with the native side,
 # and its gcc dependency would drag the cross compilers' libraries into the version pins.)

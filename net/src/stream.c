@@ -185,9 +185,16 @@ static void init(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *
 void fy_stream_init(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud) { init(s, loop, ops, ud, 0); }
 void fy_stream_init_pipe(fy_stream *s, uv_loop_t *loop, const fy_stream_ops *ops, void *ud) { init(s, loop, ops, ud, 1); }
 
+static int stream_bytes(void *ud, const uint8_t *p, size_t n) {
+  fy_stream *s = ud;
+  if (s->closing || s->ending) return FY_ECANCELED;
+  return s->ops->on_bytes(s, p, n);
+}
+
 int fy_stream_start(fy_stream *s, fy_tls_conf *tls, const char *expected_peer, fy_side side) {
   fy_conv_init(&s->conv, side);
-  int rc = fy_session_init(&s->session, tls, expected_peer, FY_FRAME_MAX, stream_frame, s);
+  int rc = s->ops->on_bytes ? fy_session_init_raw(&s->session, tls, expected_peer, stream_bytes, s)
+                            : fy_session_init(&s->session, tls, expected_peer, FY_FRAME_MAX, stream_frame, s);
   if (rc != FY_OK) return rc;
   s->session_ok = 1;
   if (s->tcp.type == UV_TCP) uv_tcp_nodelay(&s->tcp, 1);
@@ -214,11 +221,17 @@ static int send_checked(fy_stream *s, uint8_t type, const void *p, size_t n, con
 }
 
 int fy_stream_send(fy_stream *s, uint8_t type, const void *p, size_t n) { return send_checked(s, type, p, n, NULL); }
+int fy_stream_send_bytes(fy_stream *s, const void *p, size_t n) {
+  if (s->closing || s->ending || !s->session_ok) return FY_ECONN;
+  int rc = fy_session_send_raw(&s->session, p, n);
+  return rc == FY_OK ? flush(s) : rc;
+}
 int fy_stream_send_json(fy_stream *s, uint8_t type, const json_t *obj) { return send_checked(s, type, NULL, 0, obj); }
 
 void fy_stream_end(fy_stream *s, int code, const char *msg, uint64_t grace_ms) {
   if (s->closing || s->ending) return;
-  if (s->session_ok && fy_session_ready(&s->session) && fy_msg_send_error(&s->session, code, msg ? msg : "") == FY_OK)
+  if (s->session_ok && !s->session.on_bytes && fy_session_ready(&s->session) &&
+      fy_msg_send_error(&s->session, code, msg ? msg : "") == FY_OK)
     s->conv.phase = FY_CONV_DONE;
   s->ending = 1;
   uv_read_stop((uv_stream_t *)&s->tcp);

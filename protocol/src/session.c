@@ -15,6 +15,19 @@ int fy_session_init(fy_session *s, fy_tls_conf *conf, const char *expected_peer,
   return fy_tls_new(&s->tls, conf, expected_peer);
 }
 
+int fy_session_init_raw(fy_session *s, fy_tls_conf *conf, const char *expected_peer, fy_bytes_cb on_bytes, void *ud) {
+  if (!conf || !on_bytes) return FY_EINVAL;
+  int rc = fy_session_init(s, conf, expected_peer, 0, NULL, ud);
+  s->on_bytes = on_bytes;
+  return rc;
+}
+
+int fy_session_send_raw(fy_session *s, const void *p, size_t n) {
+  if (!s->tls || !s->on_bytes) return FY_EINVAL;
+  if (n > fy_tls_write_room(s->tls)) return FY_EBUSY;
+  return fy_tls_write(s->tls, p, n);
+}
+
 void fy_session_free(fy_session *s) {
   if (s == NULL) return;
   fy_tls_free(s->tls);
@@ -31,6 +44,10 @@ static int drain(fy_session *s) {
     int rc = fy_tls_read(s->tls, plain, sizeof plain, &got);
     if (rc == FY_EAGAIN) return FY_OK;
     if (rc != FY_OK) return rc;
+    if (s->on_bytes) {
+      if ((rc = s->on_bytes(s->ud, plain, got)) != FY_OK) return rc;
+      continue;
+    }
     rc = fy_frame_decoder_feed(&s->dec, plain, got, s->on_frame, s->ud);
     if (rc == FY_FRAME_PAUSE) {
       s->paused = 1;

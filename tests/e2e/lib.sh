@@ -73,6 +73,8 @@ setup_fleet() {
 
 # start_agent NAME [extra-yaml] [launcher...]: starts ferryd on a free loopback port.
 # Sets PORT_<NAME> (dashes become underscores) and appends the pid to PIDS.
+# AGENT_LISTEN=none: no port (a node reached through its broker: set broker: in extra-yaml);
+# PORT_<NAME> is then empty and PID_<NAME> the agent's pid.
 # FERRYD_BIN overrides the binary (a cross-built one run under the launcher).
 start_agent() {
   local name=$1 extra=${2:-}; shift 2 || shift $#
@@ -80,8 +82,10 @@ start_agent() {
   deadline=$(deadline_in)
   [ -d "$T/id-$name" ] || "$FERRY" cert issue --ca "$T/ca" --name "$name" --role agent --out "$T/id-$name" >/dev/null
   mkdir -p "$T/state-$name"
-  printf 'name: %s\nlisten: 127.0.0.1:%s\nstate_dir: %s\nidentity: %s\n%s\n' \
-    "$name" "${AGENT_LISTEN_PORT:-0}" "$T/state-$name" "$T/id-$name" "$extra" > "$T/$name.yaml"
+  local listen="127.0.0.1:${AGENT_LISTEN_PORT:-0}"
+  [ "${AGENT_LISTEN:-}" = none ] && listen=none
+  printf 'name: %s\nlisten: %s\nstate_dir: %s\nidentity: %s\n%s\n' \
+    "$name" "$listen" "$T/state-$name" "$T/id-$name" "$extra" > "$T/$name.yaml"
   # The log is emptied here, not by the background job's redirection: that one happens whenever
   # the job gets to it, and until then the wait below would read the previous agent's
   # "listening on" line (and its port).
@@ -94,6 +98,16 @@ start_agent() {
   "$@" "$bin" --config "$T/$name.yaml" 2>> "$T/$name.log" &
   PIDS+=($!)
   local pid=$! port
+  printf -v "PID_${name//-/_}" '%s' "$pid"
+  if [ "$listen" = none ]; then # "ready without a listening port (listen: none) as NAME (…)"
+    until log_has "$T/$name.log" 'ready without a listening port'; do
+      kill -0 "$pid" 2>/dev/null || { cat "$T/$name.log" >&2; fail "ferryd $name exited during start-up"; }
+      past_deadline "$deadline" && fail "ferryd $name did not become ready in ${WAIT_LIMIT} s"
+      sleep 0.05
+    done
+    printf -v "$var" '%s' ""
+    return 0
+  fi
   # The whole readiness line: "listening on HOST:PORT as NAME (…)" (ferryd writes each line at once).
   until port=$(grep -Eo 'listening on [0-9.]+:[0-9]+ as ' "$T/$name.log" 2>/dev/null | head -1) && [ -n "$port" ]; do
     kill -0 "$pid" 2>/dev/null || { cat "$T/$name.log" >&2; fail "ferryd $name exited during start-up"; }
@@ -253,4 +267,46 @@ stop_registry() {
   pid=$(cat "$T/reg-$1/pid")
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+}
+
+# start_broker [FLEET]: Debian's mosquitto on a loopback port, configured from examples/mosquitto
+# (mutual TLS under the test's fleet CA, require_certificate, the certificate's name as the user,
+# the shipped ACL for topic prefix ferry/FLEET, default e2e, with the pusher 'laptop'), its broker
+# identity named localhost, persistence in $T/broker/persist. Sets BROKER_PORT and
+# BROKER_YAML (the agent config's broker: block); $T/broker.log is its log. Started again after
+# stop_broker, it keeps its port and its retained messages.
+start_broker() {
+  local fleet=${1:-e2e} d=$T/broker n
+  command -v mosquitto > /dev/null || { echo "skip: mosquitto missing (scripts/setup.sh installs it)" >&2; exit 77; }
+  mkdir -p "$d/persist"
+  [ -d "$d/id" ] || "$FERRY" cert issue --ca "$T/ca" --name localhost --role broker --out "$d/id" > /dev/null
+  [ -f "$d/port" ] || free_port > "$d/port"
+  BROKER_PORT=$(cat "$d/port")
+  sed "s|ferry/FLEET|ferry/$fleet|" "$FERRY_SRC/examples/mosquitto/acl" > "$d/acl"
+  sed -e "s|^listener 8883|listener $BROKER_PORT 127.0.0.1|" -e "s|/etc/mosquitto/ferry/acl|$d/acl|" \
+    -e "s|/etc/mosquitto/ferry|$d/id|g" -e "s|^persistence_location .*|persistence_location $d/persist/|" \
+    "$FERRY_SRC/examples/mosquitto/ferry.conf" > "$d/mosquitto.conf"
+  printf 'user root\nlog_dest stderr\nlog_type all\nlog_timestamp_format %%H:%%M:%%S\n' >> "$d/mosquitto.conf"
+  n=$(grep -c ' running$' "$T/broker.log" 2>/dev/null || true)
+  mosquitto -c "$d/mosquitto.conf" >> "$T/broker.log" 2>&1 &
+  PIDS+=($!)
+  echo $! > "$d/pid"
+  wait_for "$WAIT_LIMIT" "mosquitto did not start (see $T/broker.log)" log_has "$T/broker.log" ' running$' $((${n:-0} + 1))
+  BROKER_YAML=$'broker:\n  url: mqtts://localhost:'"$BROKER_PORT"$'\n  topic_prefix: ferry/'"$fleet"$'\n  keepalive: 5s'
+}
+# stop_broker [SIGNAL]: TERM (default) is a restart as an admin does one (mosquitto saves its
+# sessions and retained messages); KILL is a crash.
+stop_broker() {
+  local pid
+  pid=$(cat "$T/broker/pid")
+  kill "-${1:-TERM}" "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+# broker_sub TOPIC [COUNT] [SECONDS] [IDENTITY]: up to COUNT messages on TOPIC ("topic payload"
+# lines) as IDENTITY ($T/me, the pusher 'laptop') receives them, retained ones first; waits at most
+# SECONDS (10) for them.
+broker_sub() {
+  local id=${4:-$T/me}
+  mosquitto_sub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$id/cert.pem" --key "$id/key.pem" \
+    -t "$1" -C "${2:-1}" -W "${3:-10}" -v 2>/dev/null || true
 }

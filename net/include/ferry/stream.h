@@ -28,6 +28,9 @@ typedef struct fy_stream fy_stream;
 
 typedef struct fy_stream_ops {
   int (*on_frame)(fy_stream *s, const fy_frame *f); /* FY_OK, FY_FRAME_PAUSE, or negative: stop */
+  /* set instead of on_frame: a raw stream (TLS carrying another protocol, MQTT): the plaintext
+   * as it comes, sent with fy_stream_send_bytes; no frames, no conversation */
+  int (*on_bytes)(fy_stream *s, const uint8_t *p, size_t n);
   void (*on_ready)(fy_stream *s);                   /* the TLS handshake completed (optional) */
   void (*on_writable)(fy_stream *s);                /* queued output fell below low_water (optional) */
   void (*on_timeout)(fy_stream *s);                 /* the timer (fy_stream_timer) fired */
@@ -73,6 +76,8 @@ int fy_stream_start(fy_stream *s, fy_tls_conf *tls, const char *expected_peer, f
  * FY_ETOOBIG past write_cap; FY_ECONN once ending or closing. */
 int fy_stream_send(fy_stream *s, uint8_t type, const void *p, size_t n) FY_WUR;
 int fy_stream_send_json(fy_stream *s, uint8_t type, const json_t *obj) FY_WUR;
+/* A raw stream's bytes (see on_bytes): FY_EBUSY when TLS's output buffer lacks room. */
+int fy_stream_send_bytes(fy_stream *s, const void *p, size_t n) FY_WUR;
 
 /* After a frame callback returned FY_FRAME_PAUSE: deliver what waited, then read on. */
 void fy_stream_resume(fy_stream *s);

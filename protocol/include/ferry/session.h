@@ -13,8 +13,12 @@
 #include "ferry/frame.h"
 #include "ferry/tls.h"
 
+/* A raw session's consumer (an MQTT decoder): the plaintext as it comes. FY_OK or negative. */
+typedef int (*fy_bytes_cb)(void *ud, const uint8_t *p, size_t n);
+
 typedef struct fy_session {
   fy_tls *tls;       /* NULL: a plain session */
+  fy_bytes_cb on_bytes; /* set: a raw session, no frames (TLS carrying another protocol) */
   fy_buf plain_out;  /* a plain session's frames waiting for the socket */
   fy_frame_decoder dec;
   fy_frame_cb on_frame;
@@ -27,6 +31,10 @@ typedef struct fy_session {
 int fy_session_init(fy_session *s, fy_tls_conf *conf, const char *expected_peer,
                     size_t max_payload, fy_frame_cb on_frame, void *ud) FY_WUR;
 void fy_session_free(fy_session *s); /* NULL-safe */
+/* A raw session over TLS: the plaintext goes to on_bytes as it is decrypted, nothing is framed;
+ * fy_session_send_raw queues bytes. For MQTT to a broker over the fleet's TLS. */
+int fy_session_init_raw(fy_session *s, fy_tls_conf *conf, const char *expected_peer, fy_bytes_cb on_bytes, void *ud) FY_WUR;
+int fy_session_send_raw(fy_session *s, const void *p, size_t n) FY_WUR; /* FY_EBUSY: no room now */
 
 /* Feeds ciphertext, advances the handshake, decodes and delivers frames.
  * Returns FY_OK, FY_EEOF when the peer closed cleanly, or an error (TLS, frame, callback). */

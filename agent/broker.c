@@ -1,0 +1,365 @@
+/* The node's connection to the fleet's MQTT broker; see broker.h.
+ *
+ * One attempt at a time: resolve, TCP, TLS (the shared stream, raw: MQTT instead of frames),
+ * CONNECT, CONNACK, SUBSCRIBE, the retained status. Any failure closes that attempt; its close
+ * callback schedules the next one after a jittered, doubling backoff (1 s to 60 s). The apps run
+ * on through any of it: nothing here touches them. */
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+#include "broker.h"
+#include "ferry/fsutil.h"
+#include "ferry/mqtt.h"
+#include "ferry/stream.h"
+#include "ferry/text.h"
+#include "ferry/version.h"
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define CONNECT_TIMEOUT_MS 30000  /* resolve, TCP, TLS and CONNACK together */
+#define PACKET_MAX (4u << 20)     /* the largest packet accepted from the broker */
+#define OUT_MAX (4u << 20)        /* one packet being built */
+
+typedef struct bconn {
+  fy_stream s;                    /* first: the stream's ud is this */
+  struct fy_broker *b;
+  uv_connect_t connect;
+  int connack;                    /* CONNACK accepted */
+} bconn;
+
+struct fy_broker {
+  fy_agent *a;
+  fy_tls_conf *tls;
+  bconn *c;                       /* the attempt or connection, NULL between them */
+  uv_getaddrinfo_t gai;
+  int resolving;
+  uv_timer_t retry, tick;
+  int refs;                       /* the timers, the lookup and the connection still open; freed at 0 */
+  fy_mqtt_decoder dec;
+  fy_buf out;
+  uint64_t backoff_ms;
+  uint16_t next_id;
+  int ping_outstanding;
+  int stopping;
+  char *last_status;              /* what the retained status last said (time left out) */
+  char t_status[320], t_desired[320], t_requests[320];
+  char reason[300];               /* why the last attempt ended, for the retry line */
+};
+
+static void attempt(fy_broker *b);
+
+static void unref(fy_broker *b) {
+  if (--b->refs > 0) return;
+  fy_tls_conf_free(b->tls);
+  fy_mqtt_decoder_free(&b->dec);
+  fy_buf_free(&b->out, 1);
+  free(b->last_status);
+  free(b);
+}
+
+static uint16_t packet_id(fy_broker *b) {
+  if (++b->next_id == 0) b->next_id = 1;
+  return b->next_id;
+}
+
+/* Builds one packet into b->out (by the encoder given) and sends it. */
+static int send_out(fy_broker *b) {
+  int rc = b->c ? fy_stream_send_bytes(&b->c->s, b->out.data, b->out.len) : FY_ECONN;
+  fy_buf_reset(&b->out);
+  return rc;
+}
+
+/* The end of an attempt or connection: closed now; the close callback schedules the next. */
+static void drop(fy_broker *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void drop(fy_broker *b, const char *fmt, ...) {
+  va_list ap;
+  if (!b->c) return;
+  va_start(ap, fmt);
+  vsnprintf(b->reason, sizeof b->reason, fmt, ap);
+  va_end(ap);
+  fy_stream_close(&b->c->s);
+}
+
+/* The retained status: the node's facts and apps, online or not, and when. */
+static json_t *status_json(fy_broker *b, int online) {
+  fy_agent *a = b->a;
+  json_t *j = online ? fy_facts_json(&a->cfg, &a->facts, a->name, 0) : json_object();
+  if (!j) return NULL;
+  json_object_del(j, "uptime_s");
+  json_object_del(j, "free_bytes");
+  if (online) json_object_set_new(j, "apps", fy_apps_json(a));
+  json_object_set_new(j, "name", json_string(a->name));
+  json_object_set_new(j, "online", json_boolean(online));
+  return j;
+}
+
+static int publish_json(fy_broker *b, const char *topic, json_t *j, int qos, int retain) {
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  int rc = s ? fy_mqtt_publish_encode(&b->out, topic, s, strlen(s), qos, retain, 0, qos ? packet_id(b) : 0) : FY_ENOMEM;
+  free(s);
+  return rc == FY_OK ? send_out(b) : rc;
+}
+
+/* Publishes the status when it says something new (the time alone is not news). */
+static void publish_status(fy_broker *b, int force) {
+  json_t *j = status_json(b, 1);
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  if (s && (force || !b->last_status || strcmp(s, b->last_status) != 0)) {
+    json_object_set_new(j, "time", json_integer((json_int_t)time(NULL)));
+    if (publish_json(b, b->t_status, j, 1, 1) == FY_OK) {
+      free(b->last_status);
+      b->last_status = s;
+      s = NULL;
+    }
+  }
+  free(s);
+  json_decref(j);
+}
+
+static void on_tick(uv_timer_t *t) {
+  fy_broker *b = t->data;
+  if (!b->c || !b->c->connack) return;
+  if (b->ping_outstanding) {
+    drop(b, "the broker did not answer a ping within broker.keepalive");
+    return;
+  }
+  if (fy_mqtt_simple_encode(&b->out, FY_MQTT_PINGREQ) == FY_OK && send_out(b) == FY_OK) b->ping_outstanding = 1;
+  publish_status(b, 0);
+}
+
+static int on_packet(void *ud, const fy_mqtt_packet *p) {
+  fy_broker *b = ud;
+  fy_agent *a = b->a;
+  switch (p->type) {
+  case FY_MQTT_CONNACK: {
+    if (b->c->connack) return FY_EPROTO;
+    if (p->return_code != 0) {
+      snprintf(b->reason, sizeof b->reason, "the broker refused the connection: %s", fy_mqtt_connack_reason(p->return_code));
+      return FY_ECANCELED;
+    }
+    b->c->connack = 1;
+    b->backoff_ms = BACKOFF_MIN_MS;
+    fy_log("info", "broker: connected to %s:%d as %s (%s, %s, session %s)", a->cfg.broker_host, a->cfg.broker_port, a->name,
+           fy_tls_version(b->c->s.session.tls), fy_tls_suite(b->c->s.session.tls), p->session_present ? "resumed" : "new");
+    const char *filters[] = {b->t_desired, b->t_requests};
+    int qos[] = {1, 1};
+    int rc = fy_mqtt_subscribe_encode(&b->out, packet_id(b), filters, qos, 2);
+    if (rc == FY_OK) rc = send_out(b);
+    if (rc != FY_OK) return rc;
+    publish_status(b, 1);
+    uv_timer_start(&b->tick, on_tick, a->cfg.broker_keepalive_ms, a->cfg.broker_keepalive_ms);
+    return FY_OK;
+  }
+  case FY_MQTT_SUBACK:
+    for (size_t i = 0; i < p->ncodes; i++)
+      if (p->codes[i] == 0x80) {
+        fy_text_fmt(b->reason, sizeof b->reason, "the broker refused the subscription to %s (its ACL?)", i ? b->t_requests : b->t_desired);
+        return FY_ECANCELED;
+      }
+    return FY_OK;
+  case FY_MQTT_PUBLISH: {
+    int ours = strcmp(p->topic, b->t_desired) == 0 || strcmp(p->topic, b->t_requests) == 0;
+    /* Applying desired state and answering requests needs them signed by a pusher; until this
+     * agent checks those signatures nothing from the broker is acted on. */
+    fy_log(ours ? "info" : "warn", "broker: %s on %s (%zu bytes)%s", ours ? "message" : "unexpected message", p->topic,
+           p->payload_len, ours ? ": not applied (this agent acts on signed messages only, which it cannot check yet)" : "");
+    if (p->qos == 1) {
+      int rc = fy_mqtt_puback_encode(&b->out, p->packet_id);
+      if (rc == FY_OK) rc = send_out(b);
+      return rc;
+    }
+    return FY_OK;
+  }
+  case FY_MQTT_PINGRESP:
+    b->ping_outstanding = 0;
+    return FY_OK;
+  default: /* PUBACK of the status, UNSUBACK */
+    return FY_OK;
+  }
+}
+
+static int on_bytes(fy_stream *s, const uint8_t *p, size_t n) {
+  bconn *c = (bconn *)s;
+  fy_broker *b = c->b;
+  if (!c->connack) fy_stream_timer(s, CONNECT_TIMEOUT_MS, 0);
+  int rc = fy_mqtt_decoder_feed(&b->dec, p, n, on_packet, b);
+  if (rc != FY_OK && !b->reason[0]) snprintf(b->reason, sizeof b->reason, "the broker's bytes: %s", b->dec.why);
+  if (rc != FY_OK) fy_stream_close(s);
+  return rc == FY_OK ? FY_OK : FY_ECANCELED;
+}
+
+/* TLS is up: CONNECT, with the Last Will that says the node went away. */
+static void on_ready(fy_stream *s) {
+  bconn *c = (bconn *)s;
+  fy_broker *b = c->b;
+  json_t *will = status_json(b, 0);
+  char *ws = will ? json_dumps(will, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(will);
+  uint64_t ka = b->a->cfg.broker_keepalive_ms / 1000;
+  fy_mqtt_connect m = {.client_id = b->a->name, .clean_session = 0, .keepalive_s = (uint16_t)(ka > 65535 ? 65535 : ka),
+                       .will_topic = b->t_status, .will_payload = ws, .will_len = ws ? strlen(ws) : 0, .will_qos = 1, .will_retain = 1};
+  int rc = ws ? fy_mqtt_connect_encode(&b->out, &m) : FY_ENOMEM;
+  free(ws);
+  if (rc == FY_OK) rc = send_out(b);
+  if (rc != FY_OK) drop(b, "cannot send CONNECT: %s", fy_strerror(rc));
+}
+
+static void on_timeout(fy_stream *s) {
+  bconn *c = (bconn *)s;
+  drop(c->b, "no answer within %d s", CONNECT_TIMEOUT_MS / 1000);
+}
+
+static void on_error(fy_stream *s, int code, const char *msg) {
+  bconn *c = (bconn *)s;
+  (void)code;
+  if (!c->b->reason[0]) snprintf(c->b->reason, sizeof c->b->reason, "%s", msg);
+  fy_stream_close(s);
+}
+
+static void retry_cb(uv_timer_t *t) { attempt(t->data); }
+
+static void schedule(fy_broker *b) {
+  uint32_t r = 0;
+  if (fy_tls_conf_random(b->tls, &r, sizeof r) != FY_OK) r = (uint32_t)time(NULL);
+  /* jitter: between half and all of the backoff, so that a fleet that lost its broker at once
+   * does not come back at once */
+  uint64_t wait = b->backoff_ms / 2 + r % (b->backoff_ms / 2 + 1);
+  fy_log("info", "broker: %s; next attempt in %llu ms", b->reason[0] ? b->reason : "disconnected", (unsigned long long)wait);
+  b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
+  uv_timer_start(&b->retry, retry_cb, wait, 0);
+}
+
+static void on_closed(fy_stream *s) {
+  bconn *c = (bconn *)s;
+  fy_broker *b = c->b;
+  if (b->c == c) b->c = NULL;
+  free(c);
+  if (b->stopping) {
+    unref(b);
+    return;
+  }
+  uv_timer_stop(&b->tick);
+  b->refs--; /* the connection's; the timers keep b */
+  schedule(b);
+}
+
+static const fy_stream_ops ops = {
+    .on_bytes = on_bytes, .on_ready = on_ready, .on_timeout = on_timeout, .on_error = on_error, .on_closed = on_closed};
+
+static void on_connect(uv_connect_t *req, int status) {
+  bconn *c = req->data;
+  fy_broker *b = c->b;
+  if (c->s.closing) return;
+  if (status < 0) {
+    drop(b, "cannot connect: %s", uv_strerror(status));
+    return;
+  }
+  if (fy_stream_start(&c->s, b->tls, b->a->cfg.broker_host, FY_SIDE_PUSHER) != FY_OK)
+    drop(b, "cannot start TLS");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai) {
+  fy_broker *b = req->data;
+  b->resolving = 0;
+  if (b->stopping) {
+    uv_freeaddrinfo(ai);
+    unref(b);
+    return;
+  }
+  b->refs--; /* the lookup's */
+  bconn *c = calloc(1, sizeof *c);
+  if (!c) {
+    uv_freeaddrinfo(ai);
+    snprintf(b->reason, sizeof b->reason, "out of memory");
+    schedule(b);
+    return;
+  }
+  c->b = b;
+  b->c = c;
+  b->refs++; /* until its close callback */
+  fy_stream_init(&c->s, b->a->loop, &ops, c);
+  fy_stream_timer(&c->s, CONNECT_TIMEOUT_MS, 0);
+  if (status < 0) {
+    drop(b, "cannot resolve the broker's name: %s", uv_strerror(status));
+  } else {
+    c->connect.data = c;
+    int rc = uv_tcp_connect(&c->connect, &c->s.tcp, ai->ai_addr, on_connect);
+    if (rc < 0) drop(b, "cannot connect: %s", uv_strerror(rc));
+  }
+  uv_freeaddrinfo(ai);
+}
+
+static void attempt(fy_broker *b) {
+  char port[16];
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  if (b->stopping || b->c || b->resolving) return;
+  b->reason[0] = '\0';
+  fy_mqtt_decoder_free(&b->dec);
+  fy_mqtt_decoder_init(&b->dec, PACKET_MAX);
+  b->ping_outstanding = 0;
+  snprintf(port, sizeof port, "%d", b->a->cfg.broker_port);
+  b->gai.data = b;
+  b->resolving = 1;
+  b->refs++;
+  int rc = uv_getaddrinfo(b->a->loop, &b->gai, on_resolved, b->a->cfg.broker_host, port, &hints);
+  if (rc < 0) {
+    b->resolving = 0;
+    b->refs--;
+    snprintf(b->reason, sizeof b->reason, "cannot resolve the broker's name: %s", uv_strerror(rc));
+    schedule(b);
+  }
+}
+
+int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
+  if (!a->cfg.have_broker) return FY_OK;
+  fy_broker *b = calloc(1, sizeof *b);
+  if (!b) return FY_ENOMEM;
+  int rc = fy_identity_load(a->cfg.identity, FY_TLS_BROKER, &b->tls, err, errlen);
+  if (rc != FY_OK) {
+    free(b);
+    return rc;
+  }
+  const char *pre = a->cfg.topic_prefix;
+  fy_text_fmt(b->t_status, sizeof b->t_status, "%s/nodes/%s/status", pre, a->name);
+  fy_text_fmt(b->t_desired, sizeof b->t_desired, "%s/nodes/%s/desired", pre, a->name);
+  fy_text_fmt(b->t_requests, sizeof b->t_requests, "%s/nodes/%s/requests", pre, a->name);
+  b->a = a;
+  b->backoff_ms = BACKOFF_MIN_MS;
+  fy_buf_init(&b->out, OUT_MAX);
+  fy_mqtt_decoder_init(&b->dec, PACKET_MAX);
+  uv_timer_init(a->loop, &b->retry);
+  uv_timer_init(a->loop, &b->tick);
+  b->retry.data = b->tick.data = b;
+  b->refs = 2;
+  a->broker = b;
+  attempt(b);
+  return FY_OK;
+}
+
+static void timer_closed(uv_handle_t *h) { unref(h->data); }
+
+void fy_broker_stop(fy_agent *a) {
+  fy_broker *b = a->broker;
+  if (!b || b->stopping) return;
+  b->stopping = 1;
+  a->broker = NULL;
+  if (b->resolving) uv_cancel((uv_req_t *)&b->gai);
+  if (b->c && b->c->connack) {
+    /* A clean goodbye: the status says offline (the broker drops the Will on DISCONNECT). */
+    json_t *j = status_json(b, 0);
+    if (j) json_object_set_new(j, "time", json_integer((json_int_t)time(NULL)));
+    (void)publish_json(b, b->t_status, j, 0, 1);
+    json_decref(j);
+    if (fy_mqtt_simple_encode(&b->out, FY_MQTT_DISCONNECT) == FY_OK) (void)send_out(b);
+    fy_stream_end(&b->c->s, 0, NULL, 1000);
+  } else if (b->c) {
+    fy_stream_close(&b->c->s);
+  }
+  uv_close((uv_handle_t *)&b->retry, timer_closed);
+  uv_close((uv_handle_t *)&b->tick, timer_closed);
+}

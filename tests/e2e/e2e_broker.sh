@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Nodes behind NAT: ferryd with `listen: none` and a broker: keeps one outbound mutual-TLS
+# connection to Debian's mosquitto (configured from examples/mosquitto: require_certificate, the
+# certificate's name as the user, the shipped ACL), as a user sets it up. Three host agents and an
+# arm64 ferryd under qemu-aarch64. What a user checks, from the broker (mosquitto_sub as the
+# pusher): each node's retained status, online with its platform; no port open on the node; a
+# node killed with SIGKILL marked offline by its Last Will; a clean stop marked offline; the
+# broker killed and started again, the nodes back and their apps never stopped; a node of another
+# fleet CA refused by the broker and retrying without harm; a node publishing under another
+# node's topic dropped by the ACL.
+source "$(dirname "$0")/lib.sh"
+A64=$(cross_bin aarch64 ferryd)
+command -v mosquitto_sub > /dev/null || { echo "skip: mosquitto-clients missing (scripts/setup.sh installs it)" >&2; exit 77; }
+setup_fleet
+start_broker
+STATUS=ferry/e2e/nodes
+
+online() { # NAME [PLATFORM]: the retained status says online (on PLATFORM)
+  local m
+  m=$(broker_sub "$STATUS/$1/status" 1 5)
+  echo "$m" | grep -q '"online":true' && { [ -z "${2:-}" ] || echo "$m" | grep -q "\"platform\":\"$2\""; }
+}
+offline() { broker_sub "$STATUS/$1/status" 1 5 | grep -q '"online":false'; }
+
+for n in n1 n2 n3; do AGENT_LISTEN=none start_agent "$n" "$BROKER_YAML"; done
+AGENT_LISTEN=none FERRYD_BIN=$A64 start_agent pi "$BROKER_YAML"$'\nruntime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
+for n in n1 n2 n3; do wait_for "$WAIT_LIMIT" "$n's status on the broker" online "$n" linux/amd64; done
+wait_for "$WAIT_LIMIT" "the arm64 node's status on the broker" online pi linux/arm64
+[ "$(broker_sub "$STATUS/+/status" 4 10 | grep -c '"online":true')" = 4 ] || fail "four retained statuses, online, on the broker"
+log_has "$T/n1.log" 'broker: connected to localhost:'"$BROKER_PORT"' as n1 (TLS' || fail "n1's log does not say it connected, over TLS"
+for n in n1 pi; do
+  pid=PID_$n
+  ! ss -ltnpH 2>/dev/null | grep -q "pid=${!pid}," || fail "$n (listen: none) listens on a TCP port"
+done
+pass "listen: none nodes (three amd64, one arm64 under qemu) open no port, connect out to the broker with their own identity, and publish a retained status: online, their platform"
+
+# --- an app keeps running through a broker outage (installed with ferryd --import: no pusher
+#     can reach these nodes)
+build_apps "$T/app"
+$MKIMAGE "$T/img" --ref v1 --variant linux/amd64="$T/app/x64" --variant linux/arm64="$T/app/a64" --env VERSION=1 > /dev/null
+"$FERRY" bundle "$T/img:v1" -o "$T/site.tar" > /dev/null 2>&1
+"$FERRYD" --config "$T/n1.yaml" --import "$T/site.tar" --app hello > "$T/import.out" 2>&1 || { cat "$T/import.out"; fail "import on a listen: none node"; }
+app_pid() { cat "$T/state-n1/apps/hello/pid" 2>/dev/null; }
+apps_in_status() { broker_sub "$STATUS/n1/status" 1 5 | grep -q '"name":"hello"'; }
+wait_for "$WAIT_LIMIT" "the status on the broker lists the imported app" apps_in_status
+before=$(app_pid)
+stop_broker
+wait_log "$T/n1.log" 'broker: .*next attempt in'
+wait_log "$T/pi.log" 'broker: .*next attempt in'
+start_broker
+for n in n1 n2 n3 pi; do wait_log "$T/$n.log" "broker: connected to localhost:$BROKER_PORT as $n" 2; done
+[ "$(app_pid)" = "$before" ] && kill -0 "$before" || fail "the app did not run on through the broker's outage"
+for n in n1 n2 n3; do wait_for "$WAIT_LIMIT" "$n online again after the broker's restart" online "$n"; done
+grep -q 'session resumed' "$T/n2.log" || fail "the nodes' sessions were not kept (clean session off)"
+pass "the broker restarted: the nodes retry with backoff and come back (their sessions kept), the imported app runs on with the same pid, and the status lists it"
+
+# --- SIGKILL: the Last Will; SIGTERM: a goodbye
+kill -9 "$PID_n2"
+wait_for "$WAIT_LIMIT" "n2 marked offline by its Last Will after SIGKILL" offline n2
+kill -TERM "$PID_n3"
+wait_for "$WAIT_LIMIT" "n3 marked offline after a clean stop" offline n3
+broker_sub "$STATUS/n3/status" 1 5 | grep -q '"time":' || fail "the goodbye status carries the time"
+online n1 || fail "n1 went offline with its neighbours"
+pass "a node killed with SIGKILL is marked offline by its Last Will; a clean stop says offline itself, with the time"
+
+# --- an agent of another fleet: the broker refuses it, it retries and stays up
+"$FERRY" ca init "$T/ca2" > /dev/null
+"$FERRY" cert issue --ca "$T/ca2" --name stray --role agent --out "$T/id-stray" > /dev/null
+cp "$T/ca/ca.pem" "$T/id-stray/ca.pem" # it trusts the right broker, but its certificate is another CA's
+AGENT_LISTEN=none start_agent stray "$BROKER_YAML"
+wait_log "$T/stray.log" 'broker: .*next attempt in' 2
+kill -0 "$PID_stray" || fail "the agent of another fleet exited"
+! log_has "$T/stray.log" 'broker: connected' || fail "the broker accepted a certificate of another CA"
+[ -z "$(broker_sub "$STATUS/stray/status" 1 3)" ] || fail "the stray agent published a status"
+pass "an agent whose certificate is another CA's is refused by the broker, retries with backoff and keeps running"
+
+# --- the ACL: a node may publish only under its own nodes/NAME/
+id_pub() { # IDENTITY TOPIC PAYLOAD
+  mosquitto_pub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$1/cert.pem" --key "$1/key.pem" -t "$2" -m "$3" -q 1
+}
+# The watcher takes the first message on n1's desired topic. pi's publish is acknowledged before
+# the pusher's is sent, so had the broker let it through it would come first.
+n=$(grep -c "$STATUS/n1/desired (QoS 0)" "$T/broker.log" || true)
+broker_sub "$STATUS/n1/desired" 1 "$WAIT_LIMIT" > "$T/watch.out" &
+watcher=$!
+wait_log "$T/broker.log" "$STATUS/n1/desired (QoS 0)" $((n + 1))
+id_pub "$T/id-pi" "$STATUS/n1/desired" '{"forged":"by pi"}'
+id_pub "$T/me" "$STATUS/n1/desired" '{"sentinel":true}'
+wait "$watcher" || true
+grep -q sentinel "$T/watch.out" || { cat "$T/watch.out"; fail "the first message a subscriber saw was not the pusher's"; }
+id_pub "$T/id-pi" "$STATUS/n1/status" '{"online":false,"forged":true}'
+online n1 || fail "a node overwrote another node's retained status"
+pass "the shipped ACL: a node's message on another node's topics is dropped (a subscriber sees only the pusher's), and it cannot overwrite another's status"
+finish
