@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@
 typedef struct blob_rec {
   fy_digest d;
   uint64_t size;
+  uint64_t offset;  /* where its bytes start in the archive */
   char *data; /* NULL: not kept (a layer: the agent reads and checks those) */
 } blob_rec;
 
@@ -47,15 +49,11 @@ typedef struct imp {
   size_t nblobs, kept_total;
   /* the tar entry being read: -1 none, -2 index.json, else a blob */
   int cur;
+  uint64_t pos;      /* bytes of the archive fed to the tar reader */
   int cur_first;     /* no byte of it seen yet */
   fy_buf cur_data;
   fy_sha256 h;
-  /* the second pass: the blobs ferryd still needs go out as they are read */
   int sock;
-  fy_need_msg *need;
-  unsigned char *sent;
-  int sending;       /* need index, -1 none */
-  uint64_t skip, sent_bytes;
   /* frames from ferryd */
   fy_frame_decoder dec;
   int dec_paused;
@@ -106,7 +104,8 @@ static int scan_entry(void *ud, const fy_tar_entry *e) {
     blob_rec *nb = realloc(im->blobs, (im->nblobs + 1) * sizeof *nb);
     if (!nb) return fail(im, FY_ENOMEM, "out of memory");
     im->blobs = nb;
-    nb[im->nblobs] = (blob_rec){.d = d, .size = e->size};
+    /* The reader is fed one block at a time: the header just completed, the data starts here. */
+    nb[im->nblobs] = (blob_rec){.d = d, .size = e->size, .offset = im->pos + 512};
     if (e->size > KEPT_MAX || im->kept_total + e->size > KEPT_TOTAL) {
       im->nblobs++;
       return FY_OK;
@@ -162,12 +161,14 @@ static int scan_end(void *ud) {
   return FY_OK;
 }
 
-/* Reads the bundle from its start through the tar reader. */
+/* Reads the whole bundle through the tar reader, a block at a time (so that each blob's offset
+ * is known: the second pass seeks to what ferryd asks for). */
 static int read_tar(imp *im, const fy_tar_ops *ops) {
   static uint8_t buf[65536];
   fy_tar_reader tr;
   int rc = FY_OK;
   if (lseek(im->fd, 0, SEEK_SET) != 0) return fail(im, FY_EIO, "%s: %s", im->file, strerror(errno));
+  im->pos = 0;
   fy_tar_init(&tr, ops, im);
   for (;;) {
     ssize_t r = read(im->fd, buf, sizeof buf);
@@ -180,7 +181,12 @@ static int read_tar(imp *im, const fy_tar_ops *ops) {
       if ((rc = fy_tar_finish(&tr)) != FY_OK && !im->err[0]) fail(im, rc, "%s: not a complete tar archive (cut short?)", im->file);
       break;
     }
-    if ((rc = fy_tar_feed(&tr, buf, (size_t)r)) != FY_OK) {
+    for (size_t off = 0; off < (size_t)r && rc == FY_OK && !fy_tar_done(&tr); off += 512) {
+      size_t k = (size_t)r - off < 512 ? (size_t)r - off : 512;
+      rc = fy_tar_feed(&tr, buf + off, k);
+      im->pos += k;
+    }
+    if (rc != FY_OK) {
       if (!im->err[0]) fail(im, rc, "%s: not an oci-archive (a tar of an OCI image layout): %s", im->file, fy_strerror(rc));
       break;
     }
@@ -258,7 +264,13 @@ static int send_frame(imp *im, uint8_t type, const void *p, size_t n) {
 static int send_json(imp *im, uint8_t type, json_t *j) {
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
-  if (!s) return fail(im, FY_ENOMEM, "out of memory");
+  if (!s) return fail(im, FY_EINVAL, "cannot encode the %s message (text that is not UTF-8?)", fy_frame_type_name(type));
+  if (strlen(s) > FY_FRAME_MAX) {
+    fail(im, FY_ETOOBIG, "the %s message is %zu bytes, over the %u a frame carries (the manifest, config and indexes together)",
+         fy_frame_type_name(type), strlen(s), FY_FRAME_MAX);
+    free(s);
+    return FY_ETOOBIG;
+  }
   int rc = send_frame(im, type, s, strlen(s));
   free(s);
   return rc;
@@ -270,6 +282,9 @@ static int connect_agent(imp *im, const fy_agent_config *cfg) {
     return fail(im, FY_ECONFIG, "state_dir %s is too long for ferryd's local socket", cfg->state_dir);
   im->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (im->sock < 0) return fail(im, FY_EIO, "socket: %s", strerror(errno));
+  /* a ferryd that stops reading (stopped, wedged) ends the import instead of blocking it forever */
+  struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+  (void)setsockopt(im->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (connect(im->sock, (struct sockaddr *)&sa, sizeof sa) == 0) return FY_OK;
   int e = errno;
   if (e == ENOENT || e == ECONNREFUSED)
@@ -344,6 +359,11 @@ static int pick_variant(imp *im, const fy_facts *facts, image *img) {
                 im->file, i, m.layers[i].media_type);
   if (rc == FY_OK && !(img->config = kept(im, &m.config.digest, "config"))) rc = FY_ENOENT;
   fy_oci_manifest_free(&m);
+  fy_image_config cfg;
+  if (rc == FY_OK && fy_oci_config_parse(img->config->data, (size_t)img->config->size, &cfg, why, sizeof why) != FY_OK)
+    rc = fail(im, FY_EPROTO, "%s: the image config: %s", im->file, why);
+  else if (rc == FY_OK)
+    fy_oci_config_free(&cfg);
   return rc;
 }
 
@@ -384,61 +404,32 @@ static void print_progress(const image *img, const json_t *j) {
   else fprintf(stderr, "  %s: %s\n", img->app, fy_step_name(pm.step));
 }
 
-/* The second pass: the blobs in the need list, from the offsets ferryd has. */
-static int send_entry(void *ud, const fy_tar_entry *e) {
-  imp *im = ud;
-  fy_digest d;
-  im->sending = -1;
-  if (e->type != FY_TAR_FILE || blob_path(e->path, &d) != 0) return FY_OK;
-  for (size_t i = 0; i < im->need->n; i++) {
-    const fy_need_item *it = &im->need->items[i];
-    if (im->sent[i] || !fy_digest_equal(&it->digest, &d)) continue;
-    if (e->size != it->size) {
-      char ds[FY_DIGEST_STR];
-      return fail(im, FY_EDIGEST, "%s: blob %s is %llu bytes, its manifest says %llu", im->file, fy_digest_format(&d, ds),
-                  (unsigned long long)e->size, (unsigned long long)it->size);
-    }
-    fy_blob_begin_msg bm = {.digest = d, .offset = it->offset};
-    int rc = send_json(im, FY_FT_BLOB_BEGIN, fy_blob_begin_encode(&bm));
-    if (rc != FY_OK) return rc;
-    im->sending = (int)i;
-    im->skip = it->offset;
-    im->sent_bytes = 0;
-    return FY_OK;
+/* The second pass: a blob ferryd lacks, from the offset it has, read where the first pass found
+ * it (the archive's other blobs are not read again). */
+static int send_blob(imp *im, const fy_need_item *it) {
+  static uint8_t buf[BLOB_FRAME];
+  char ds[FY_DIGEST_STR];
+  const blob_rec *b = find_blob(im, &it->digest);
+  if (!b) return fail(im, FY_ENOENT, "%s: the layer %s is not in the bundle", im->file, fy_digest_format(&it->digest, ds));
+  if (b->size != it->size)
+    return fail(im, FY_EDIGEST, "%s: blob %s is %llu bytes, its manifest says %llu", im->file, fy_digest_format(&it->digest, ds),
+                (unsigned long long)b->size, (unsigned long long)it->size);
+  fy_blob_begin_msg bm = {.digest = it->digest, .offset = it->offset};
+  int rc = send_json(im, FY_FT_BLOB_BEGIN, fy_blob_begin_encode(&bm));
+  uint64_t at = b->offset + it->offset, left = it->size - it->offset;
+  while (rc == FY_OK && left) {
+    ssize_t r = pread(im->fd, buf, left < sizeof buf ? (size_t)left : sizeof buf, (off_t)at);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return fail(im, FY_EIO, "%s: reading blob %s: %s", im->file, fy_digest_format(&it->digest, ds), r < 0 ? strerror(errno) : "the file is shorter than it was");
+    rc = send_frame(im, FY_FT_BLOB, buf, (size_t)r);
+    at += (uint64_t)r;
+    left -= (uint64_t)r;
   }
-  return FY_OK;
-}
-
-static int send_data(void *ud, const uint8_t *p, size_t n) {
-  imp *im = ud;
-  if (im->sending < 0) return FY_OK;
-  if (im->skip) {
-    size_t drop = im->skip < n ? (size_t)im->skip : n;
-    p += drop;
-    n -= drop;
-    im->skip -= drop;
-  }
-  while (n) {
-    size_t k = n < BLOB_FRAME ? n : BLOB_FRAME;
-    int rc = send_frame(im, FY_FT_BLOB, p, k);
-    if (rc != FY_OK) return rc;
-    im->sent_bytes += k;
-    p += k;
-    n -= k;
-  }
-  return FY_OK;
-}
-
-static int send_end(void *ud) {
-  imp *im = ud;
-  if (im->sending >= 0) im->sent[im->sending] = 1;
-  im->sending = -1;
-  return FY_OK;
+  return rc;
 }
 
 /* One image: hello, plan, the blobs ferryd lacks, commit, and its result. */
 static int install(imp *im, const fy_agent_config *cfg, image *img, int force) {
-  static const fy_tar_ops send_ops = {send_entry, send_data, send_end};
   char why[300];
   fy_need_msg need;
   int rc;
@@ -470,20 +461,9 @@ static int install(imp *im, const fy_agent_config *cfg, image *img, int force) {
       rc = fail(im, FY_EPROTO, "ferryd's need list: %s", why);
       goto out;
     }
-    im->need = &need;
-    im->sent = calloc(need.n + 1, 1);
-    if (!im->sent) {
-      rc = fail(im, FY_ENOMEM, "out of memory");
-      goto out;
-    }
     if (need.n) fprintf(stderr, "  %s: sending %zu layer(s) to ferryd (%u already on the node)\n", img->app, need.n, need.skipped);
-    if (need.n && (rc = read_tar(im, &send_ops)) != FY_OK) goto out;
     for (size_t i = 0; i < need.n; i++)
-      if (!im->sent[i]) {
-        char ds[FY_DIGEST_STR];
-        rc = fail(im, FY_ENOENT, "%s: the layer %s is not in the bundle", im->file, fy_digest_format(&need.items[i].digest, ds));
-        goto out;
-      }
+      if ((rc = send_blob(im, &need.items[i])) != FY_OK) goto out;
     if ((rc = send_frame(im, FY_FT_COMMIT, NULL, 0)) != FY_OK) goto out;
     do {
       if ((rc = next_frame(im)) != FY_OK) goto out;
@@ -511,17 +491,31 @@ out:
   json_decref(im->got);
   im->got = NULL;
   im->got_type = 0;
-  free(im->sent);
-  im->sent = NULL;
-  im->need = NULL;
   close(im->sock);
   im->sock = -1;
   return rc;
 }
 
-/* FILE, oci-archive:FILE or oci-archive:FILE:REF. */
+static int is_file(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
+/* FILE, FILE:REF, oci-archive:FILE or oci-archive:FILE:REF (REF may hold ':'; FILE is the
+ * shortest prefix that names a file). */
 static int parse_name(const char *spec, char *path, size_t plen, char *ref, size_t rlen, char *err, size_t errlen) {
   ref[0] = '\0';
+  if (strncmp(spec, "oci-archive:", 12) != 0 && !is_file(spec) && strchr(spec, ':') && strlen(spec) < plen) {
+    snprintf(path, plen, "%s", spec);
+    for (char *c = strchr(path, ':'); c; c = strchr(c + 1, ':')) {
+      *c = '\0';
+      if (c != path && is_file(path)) {
+        snprintf(ref, rlen, "%s", c + 1);
+        return FY_OK;
+      }
+      *c = ':';
+    }
+  }
   if (strncmp(spec, "oci-archive:", 12) != 0) {
     if (strchr(spec, ':') && strncmp(spec, "/", 1) != 0 && strncmp(spec, "./", 2) != 0) {
       fy_image_name n;
@@ -555,7 +549,7 @@ static int open_bundle(const char *path, char *err, size_t errlen) {
 }
 
 int fy_import_main(const fy_agent_config *cfg, const fy_facts *facts, const char *spec, const char *app_override, int force) {
-  imp im = {.fd = -1, .sock = -1, .cur = -1, .sending = -1};
+  imp im = {.fd = -1, .sock = -1, .cur = -1};
   char path[4096], ref[256], err[700];
   static const fy_tar_ops scan_ops = {scan_entry, scan_data, scan_end};
   int rc, failures = 0, images = 0;

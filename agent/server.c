@@ -271,8 +271,9 @@ static void on_ready(fy_stream *s) {
 
 static void on_timeout(fy_stream *s) {
   fy_agent_conn *c = of(s);
-  int ready = s->session_ok && fy_session_ready(&s->session);
-  fy_conn_fail(c, FY_ETIMEDOUT, "%s %llu ms", ready ? "idle peer: no complete frame for" : "TLS handshake not completed within",
+  int ready = c->authed; /* a TLS peer once its handshake is done, a local one after its first frame */
+  fy_conn_fail(c, FY_ETIMEDOUT, "%s %llu ms", ready ? "idle peer: no complete frame for"
+                                             : c->local ? "no frame within" : "TLS handshake not completed within",
                (unsigned long long)(ready ? c->agent->cfg.idle_timeout_ms : c->agent->cfg.handshake_timeout_ms));
 }
 
@@ -437,6 +438,16 @@ static void local_start(fy_agent *a) {
   if (fy_path_fmt(path, sizeof path, "%s/ferryd.sock", a->cfg.state_dir) != FY_OK) {
     fy_log("warn", "no local socket: the path %s/ferryd.sock is longer than a socket's %zu bytes (ferryd --import needs it)",
            a->cfg.state_dir, sizeof path - 1);
+    return;
+  }
+  /* A socket someone answers on is another ferryd's on this state directory: left alone. */
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int taken = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+  if (probe >= 0) close(probe);
+  if (taken) {
+    fy_log("warn", "no local socket: another ferryd answers on %s (two agents on one state_dir?)", path);
     return;
   }
   uv_pipe_init(a->loop, &a->local_listener, 0);

@@ -441,12 +441,14 @@ int fy_tls_feed(fy_tls *t, const uint8_t *p, size_t n) {
 static int own_diagnosis(fy_tls *t) {
   const char *who = t->conf->role == FY_TLS_AGENT ? "pusher" : t->conf->role == FY_TLS_BROKER ? "broker" : "agent";
   const fy_tls_conf *c = t->conf;
-  int pusher = c->role == FY_TLS_PUSHER || c->role == FY_TLS_BROKER;
-  const char *oid = pusher ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
-  size_t oid_len = pusher ? MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH) : MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
-  if (!has_eku(&c->cert, oid, oid_len)) {
+  int client = c->role == FY_TLS_PUSHER || c->role == FY_TLS_BROKER;
+  if (client ? !has_client_auth(&c->cert) : !has_server_auth(&c->cert)) {
     snprintf(t->err, sizeof t->err, "the %s refused our certificate: wrong role (ours has no %s)", who,
-             pusher ? "clientAuth" : "serverAuth");
+             client ? "clientAuth" : "serverAuth");
+    return FY_EROLE;
+  }
+  if (c->role == FY_TLS_PUSHER && has_server_auth(&c->cert)) {
+    snprintf(t->err, sizeof t->err, "the %s refused our certificate: wrong role (ours is an agent's or a broker's: serverAuth)", who);
     return FY_EROLE;
   }
   if (c->have_crl && mbedtls_x509_crt_is_revoked(&c->cert, &c->crl)) {

@@ -41,13 +41,13 @@ grep -q 'site1.tar:hello:v1 -> app hello (signed)' "$T/import.err" || { cat "$T/
 wait_version "$X" hello 1 || fail "v1 is not running after the import"
 "$FERRY" status --identity "$T/me" --to "$X" > "$T/st.out"
 grep -q 'hello' "$T/st.out" || { cat "$T/st.out"; fail "status does not list the imported app"; }
-import dev "$T/site1.tar"
-[ $IMPORT_RC -eq 0 ] && grep -q '^hello: unchanged release ' "$T/import.out" || { cat "$T/import.out" "$T/import.err"; fail "a second import of the same bundle"; }
+import dev "$T/site1.tar:hello:v1"
+[ $IMPORT_RC -eq 0 ] && grep -q '^hello: unchanged release ' "$T/import.out" || { cat "$T/import.out" "$T/import.err"; fail "a second import of the same bundle (FILE:REF)"; }
 import dev "oci-archive:$T/site2.tar:hello:v2"
 [ $IMPORT_RC -eq 0 ] && grep -q '^hello: deployed release ' "$T/import.out" || { cat "$T/import.out" "$T/import.err"; fail "import of v2"; }
 wait_version "$X" hello 2 || fail "v2 is not running after its import"
 grep -q 'local (pid [0-9]*, uid 0)' "$T/dev.log" || fail "the agent's log does not name the local peer"
-pass "ferryd --import: a signed bundle installs (app name from the signature), the same bundle again is unchanged, v2 upgrades it (oci-archive:FILE:REF too); ferry status shows it"
+pass "ferryd --import: a signed bundle installs (app name from the signature), the same bundle again (FILE:REF) is unchanged, v2 upgrades it (oci-archive:FILE:REF); ferry status shows it"
 
 # --- refusals: each leaves v2 running and no new release
 n=$(releases dev)
