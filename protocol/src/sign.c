@@ -7,14 +7,20 @@
 
 #include <jansson.h>
 #include <mbedtls/base64.h>
+#include <mbedtls/chachapoly.h>
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecdh.h>
 #include <mbedtls/ecp.h>
+#include <mbedtls/hkdf.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
 #include <mbedtls/sha256.h>
 
 #include "ferry/mbedtls_compat.h"
 
+#include "ferry/seal.h"
 #include "ferry/sign.h"
 
 struct fy_sign_key {
@@ -236,5 +242,187 @@ int fy_claim_parse(const char *text, size_t len, fy_claim *c, char *err, size_t 
     rc = FY_OK;
   }
   json_decref(j);
+  return rc;
+}
+
+/* --- sealing to one node (seal.h) -------------------------------------------------------- */
+
+static int b64_put(json_t *o, const char *key, const unsigned char *p, size_t n) {
+  size_t cap = 4 * ((n + 2) / 3) + 1, olen = 0;
+  unsigned char *s = malloc(cap);
+  if (!s) return FY_ENOMEM;
+  int rc = mbedtls_base64_encode(s, cap, &olen, p, n) == 0 && json_object_set_new(o, key, json_stringn((char *)s, olen)) == 0
+               ? FY_OK
+               : FY_ENOMEM;
+  free(s);
+  return rc;
+}
+
+/* A base64 field of at most max bytes decoded (malloc'd), or NULL. */
+static unsigned char *b64_get(const json_t *o, const char *key, size_t max, size_t *n) {
+  const json_t *v = json_object_get(o, key);
+  const char *s = json_string_value(v);
+  size_t sl = s ? json_string_length(v) : 0;
+  if (!s || sl == 0 || sl > 4 * ((max + 2) / 3)) return NULL;
+  unsigned char *out = malloc(sl / 4 * 3 + 4);
+  if (out && mbedtls_base64_decode(out, sl / 4 * 3 + 4, n, (const unsigned char *)s, sl) == 0 && *n <= max) return out;
+  free(out);
+  return NULL;
+}
+
+/* key = HKDF-SHA256(salt: the ephemeral point, ikm: the ECDH secret, info: label NUL context) */
+static int seal_key(const unsigned char epk[65], const mbedtls_mpi *z, const char *context, unsigned char key[32]) {
+  unsigned char zb[32], info[16 + FY_SEAL_CONTEXT_MAX];
+  static const char label[] = "ferry seal v1";
+  size_t cl = strlen(context);
+  if (cl > FY_SEAL_CONTEXT_MAX || mbedtls_mpi_write_binary(z, zb, sizeof zb) != 0) return FY_EINVAL;
+  memcpy(info, label, sizeof label); /* with its NUL */
+  memcpy(info + sizeof label, context, cl);
+  int rc = mbedtls_hkdf(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), epk, 65, zb, sizeof zb, info, sizeof label + cl, key, 32);
+  mbedtls_platform_zeroize(zb, sizeof zb);
+  return rc == 0 ? FY_OK : FY_EINVAL;
+}
+
+int fy_seal(const char *cert_pem, size_t cert_len, const char *context, const void *plain, size_t n, json_t **out, char *err,
+            size_t errlen) {
+  mbedtls_x509_crt crt;
+  mbedtls_ecp_group grp;
+  mbedtls_mpi d, z, unused;
+  mbedtls_ecp_point q, peer;
+  unsigned char epk[65], key[32], nonce[12], *ct = NULL;
+  size_t epk_len = 0;
+  rng r;
+  int rc = FY_EINVAL;
+  *out = NULL;
+  mbedtls_x509_crt_init(&crt);
+  mbedtls_ecp_group_init(&grp);
+  mbedtls_mpi_init(&d);
+  mbedtls_mpi_init(&z);
+  mbedtls_mpi_init(&unused);
+  mbedtls_ecp_point_init(&q);
+  mbedtls_ecp_point_init(&peer);
+  int rng_ok = rng_open(&r) == FY_OK;
+  char *z_pem = malloc(cert_len + 1);
+  if (z_pem) {
+    memcpy(z_pem, cert_pem, cert_len);
+    z_pem[cert_len] = '\0';
+  }
+  if (!rng_ok) {
+    snprintf(err, errlen, "no randomness");
+    rc = FY_EIO;
+  } else if (n > FY_SEAL_MAX || strlen(context) > FY_SEAL_CONTEXT_MAX) {
+    snprintf(err, errlen, "%zu bytes or a context over the limits", n);
+  } else if (!z_pem || mbedtls_x509_crt_parse(&crt, (const unsigned char *)z_pem, cert_len + 1) != 0 || !is_p256(&crt.pk) ||
+             fy_mbed_ec_export(&crt.pk, &grp, &unused, &peer) != 0) {
+    snprintf(err, errlen, "not a P-256 certificate");
+  } else if (mbedtls_ecdh_gen_public(&grp, &d, &q, mbedtls_ctr_drbg_random, &r.drbg) != 0 ||
+             mbedtls_ecdh_compute_shared(&grp, &z, &peer, &d, mbedtls_ctr_drbg_random, &r.drbg) != 0 ||
+             mbedtls_ecp_point_write_binary(&grp, &q, MBEDTLS_ECP_PF_UNCOMPRESSED, &epk_len, epk, sizeof epk) != 0 ||
+             epk_len != sizeof epk || seal_key(epk, &z, context, key) != FY_OK ||
+             mbedtls_ctr_drbg_random(&r.drbg, nonce, sizeof nonce) != 0 || !(ct = malloc(n + 16))) {
+    snprintf(err, errlen, "sealing failed");
+    rc = FY_EIO;
+  } else {
+    mbedtls_chachapoly_context cp;
+    mbedtls_chachapoly_init(&cp);
+    int e = mbedtls_chachapoly_setkey(&cp, key);
+    if (e == 0) e = mbedtls_chachapoly_encrypt_and_tag(&cp, n, nonce, (const unsigned char *)context, strlen(context), plain, ct, ct + n);
+    mbedtls_chachapoly_free(&cp);
+    json_t *o = e == 0 ? json_pack("{s:s}", "alg", FY_SEAL_ALG) : NULL;
+    rc = o && b64_put(o, "epk", epk, sizeof epk) == FY_OK && b64_put(o, "nonce", nonce, sizeof nonce) == FY_OK &&
+                 b64_put(o, "ct", ct, n + 16) == FY_OK
+             ? FY_OK
+             : FY_ENOMEM;
+    if (rc == FY_OK) *out = o;
+    else json_decref(o);
+    if (rc != FY_OK) snprintf(err, errlen, "sealing failed");
+  }
+  mbedtls_platform_zeroize(key, sizeof key);
+  free(ct);
+  free(z_pem);
+  if (rng_ok) rng_close(&r);
+  mbedtls_ecp_point_free(&peer);
+  mbedtls_ecp_point_free(&q);
+  mbedtls_mpi_free(&unused);
+  mbedtls_mpi_free(&z);
+  mbedtls_mpi_free(&d);
+  mbedtls_ecp_group_free(&grp);
+  mbedtls_x509_crt_free(&crt);
+  return rc;
+}
+
+int fy_unseal(const char *key_pem, size_t key_len, const char *context, const json_t *sealed, unsigned char **plain, size_t *n,
+              char *err, size_t errlen) {
+  mbedtls_pk_context pk;
+  mbedtls_ecp_group grp;
+  mbedtls_mpi d, z;
+  mbedtls_ecp_point own, epk_pt;
+  unsigned char key[32];
+  size_t epk_n = 0, nonce_n = 0, ct_n = 0;
+  rng r;
+  int rc = FY_EPROTO;
+  *plain = NULL;
+  *n = 0;
+  mbedtls_pk_init(&pk);
+  mbedtls_ecp_group_init(&grp);
+  mbedtls_mpi_init(&d);
+  mbedtls_mpi_init(&z);
+  mbedtls_ecp_point_init(&own);
+  mbedtls_ecp_point_init(&epk_pt);
+  int rng_ok = rng_open(&r) == FY_OK;
+  const char *alg = json_string_value(json_object_get(sealed, "alg"));
+  unsigned char *epk = b64_get(sealed, "epk", 65, &epk_n), *nonce = b64_get(sealed, "nonce", 12, &nonce_n);
+  unsigned char *ct = b64_get(sealed, "ct", FY_SEAL_MAX + 16, &ct_n), *out = NULL;
+  char *z_pem = malloc(key_len + 1);
+  if (z_pem) {
+    memcpy(z_pem, key_pem, key_len);
+    z_pem[key_len] = '\0';
+  }
+  if (!json_is_object(sealed) || !alg || strcmp(alg, FY_SEAL_ALG) != 0 || !epk || epk_n != 65 || !nonce || nonce_n != 12 || !ct ||
+      ct_n < 16 || strlen(context) > FY_SEAL_CONTEXT_MAX) {
+    snprintf(err, errlen, "not a sealed value (%s)", FY_SEAL_ALG);
+  } else if (!rng_ok || !z_pem ||
+             fy_mbed_pk_parse_key(&pk, (const unsigned char *)z_pem, key_len + 1, &r.drbg) != 0 || !is_p256(&pk) ||
+             fy_mbed_ec_export(&pk, &grp, &d, &own) != 0) {
+    snprintf(err, errlen, "the node's key is not a P-256 private key");
+    rc = FY_EINVAL;
+  } else if (mbedtls_ecp_point_read_binary(&grp, &epk_pt, epk, epk_n) != 0 || mbedtls_ecp_check_pubkey(&grp, &epk_pt) != 0 ||
+             mbedtls_ecdh_compute_shared(&grp, &z, &epk_pt, &d, mbedtls_ctr_drbg_random, &r.drbg) != 0 ||
+             seal_key(epk, &z, context, key) != FY_OK || !(out = malloc(ct_n - 16 + 1))) {
+    snprintf(err, errlen, "not sealed to this node (its ephemeral key is not a P-256 point)");
+    rc = FY_ESIGNATURE;
+  } else {
+    mbedtls_chachapoly_context cp;
+    mbedtls_chachapoly_init(&cp);
+    int e = mbedtls_chachapoly_setkey(&cp, key);
+    if (e == 0)
+      e = mbedtls_chachapoly_auth_decrypt(&cp, ct_n - 16, nonce, (const unsigned char *)context, strlen(context), ct + ct_n - 16, ct,
+                                          out);
+    mbedtls_chachapoly_free(&cp);
+    if (e == 0) {
+      out[ct_n - 16] = '\0';
+      *plain = out;
+      *n = ct_n - 16;
+      out = NULL;
+      rc = FY_OK;
+    } else {
+      snprintf(err, errlen, "does not open: sealed to another node or for another use, or tampered with");
+      rc = FY_ESIGNATURE;
+    }
+  }
+  mbedtls_platform_zeroize(key, sizeof key);
+  free(out);
+  free(epk);
+  free(nonce);
+  free(ct);
+  if (z_pem) mbedtls_platform_zeroize(z_pem, key_len);
+  free(z_pem);
+  if (rng_ok) rng_close(&r);
+  mbedtls_ecp_point_free(&epk_pt);
+  mbedtls_ecp_point_free(&own);
+  mbedtls_mpi_free(&z);
+  mbedtls_mpi_free(&d);
+  mbedtls_ecp_group_free(&grp);
+  mbedtls_pk_free(&pk);
   return rc;
 }

@@ -734,3 +734,41 @@ int fy_tls_peer_revoked(const fy_tls *t) {
   const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
   return t->conf->have_crl && peer && mbedtls_x509_crt_is_revoked(peer, &t->conf->crl);
 }
+
+int fy_tls_conf_check_cert(const fy_tls_conf *c, const char *pem, size_t len, fy_tls_role want, char *name, size_t namelen,
+                           char *pub_pem, size_t pubcap, char *err, size_t errlen) {
+  mbedtls_x509_crt crt;
+  uint32_t flags = 0;
+  int ret = FY_ECERT;
+  mbedtls_x509_crt_init(&crt);
+  if (len > 16384 || parse_pem_crt(&crt, pem, len) != 0 || crt.next != NULL) {
+    snprintf(err, errlen, "not one PEM certificate");
+    goto out;
+  }
+  /* the same chain, dates and revocation list as a handshake's; the role as verify_cb's */
+  if (mbedtls_x509_crt_verify(&crt, (mbedtls_x509_crt *)&c->ca, c->have_crl ? (mbedtls_x509_crl *)&c->crl : NULL, NULL, &flags, NULL,
+                              NULL) != 0) {
+    snprintf(err, errlen, "%s", flags & MBEDTLS_X509_BADCERT_REVOKED   ? "its certificate has been revoked"
+                                : flags & MBEDTLS_X509_BADCERT_EXPIRED ? "its certificate has expired"
+                                : flags & MBEDTLS_X509_BADCERT_FUTURE  ? "its certificate is not valid yet"
+                                                                       : "its certificate is not signed by the fleet CA");
+    goto out;
+  }
+  int ok = want == FY_TLS_PUSHER ? has_client_auth(&crt) && !has_server_auth(&crt)
+           : want == FY_TLS_AGENT ? has_server_auth(&crt) && !is_broker_cert(&crt)
+                                  : 0;
+  if (!ok) {
+    snprintf(err, errlen, "its certificate is not a %s's", want == FY_TLS_PUSHER ? "pusher" : "node");
+    ret = FY_EROLE;
+    goto out;
+  }
+  san_name(&crt, name, namelen);
+  if (mbedtls_pk_write_pubkey_pem(&crt.pk, (unsigned char *)pub_pem, pubcap) != 0) {
+    snprintf(err, errlen, "its public key cannot be written");
+    goto out;
+  }
+  ret = FY_OK;
+out:
+  mbedtls_x509_crt_free(&crt);
+  return ret;
+}

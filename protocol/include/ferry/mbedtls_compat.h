@@ -24,6 +24,10 @@
 static inline mbedtls_ecp_group_id fy_mbed_pk_group(const mbedtls_pk_context *pk) {
   return mbedtls_ecp_keypair_get_group_id(mbedtls_pk_ec(*pk));
 }
+/* An EC key's group, private part (zero for a public key) and public point, copied out. */
+static inline int fy_mbed_ec_export(const mbedtls_pk_context *pk, mbedtls_ecp_group *grp, mbedtls_mpi *d, mbedtls_ecp_point *Q) {
+  return mbedtls_ecp_export(mbedtls_pk_ec(*pk), grp, d, Q);
+}
 #else
 #define FY_MBEDTLS3 0
 #define fy_mbed_sha256(p, n, out) mbedtls_sha256_ret((p), (n), (out), 0)
@@ -34,5 +38,12 @@ static inline mbedtls_ecp_group_id fy_mbed_pk_group(const mbedtls_pk_context *pk
 #define fy_mbed_pk_sign(pk, md, hash, hlen, sig, sigsize, olen, drbg) \
   ((void)(sigsize), mbedtls_pk_sign((pk), (md), (hash), (hlen), (sig), (olen), mbedtls_ctr_drbg_random, (drbg)))
 static inline mbedtls_ecp_group_id fy_mbed_pk_group(const mbedtls_pk_context *pk) { return mbedtls_pk_ec(*pk)->grp.id; }
+static inline int fy_mbed_ec_export(const mbedtls_pk_context *pk, mbedtls_ecp_group *grp, mbedtls_mpi *d, mbedtls_ecp_point *Q) {
+  const mbedtls_ecp_keypair *kp = mbedtls_pk_ec(*pk);
+  int rc = mbedtls_ecp_group_copy(grp, &kp->grp);
+  if (rc == 0) rc = mbedtls_mpi_copy(d, &kp->d);
+  if (rc == 0) rc = mbedtls_ecp_copy(Q, &kp->Q);
+  return rc;
+}
 #endif
 #endif

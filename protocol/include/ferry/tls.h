@@ -42,6 +42,13 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
 int fy_tls_conf_new_web(fy_tls_conf **out, const void *ca_pem, size_t ca_len, char *err, size_t errlen) FY_WUR;
 /* NULL-safe; wipes the private key. */
 void fy_tls_conf_free(fy_tls_conf *c);
+/* Checks a certificate (PEM) the way a handshake checks a peer's: it chains to c's CA, is within
+ * its dates and not on c's revocation list, and is of the role `want` (FY_TLS_PUSHER: clientAuth
+ * without serverAuth; FY_TLS_AGENT: serverAuth, not a broker's). Writes its name and its public
+ * key (PEM). FY_ECERT or FY_EROLE with the reason ("its certificate …") in err. For messages
+ * signed by an identity of the fleet (desired state through a broker). */
+int fy_tls_conf_check_cert(const fy_tls_conf *c, const char *pem, size_t len, fy_tls_role want, char *name, size_t namelen,
+                           char *pub_pem, size_t pubcap, char *err, size_t errlen) FY_WUR;
 /* The name our own certificate carries (its first DNS SAN). */
 const char *fy_tls_conf_name(const fy_tls_conf *c);
 /* Reseeds the DRBG from fresh entropy. The DRBG also runs with prediction resistance (fresh
