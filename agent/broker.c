@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "broker.h"
+#include "ferry/envelope.h"
 #include "ferry/fsutil.h"
 #include "ferry/mqtt.h"
 #include "ferry/stream.h"
@@ -47,7 +48,8 @@ struct fy_broker {
   int ping_outstanding;
   int stopping;
   char *last_status;              /* what the retained status last said (time left out) */
-  char t_status[320], t_desired[320], t_requests[320];
+  char t_status[320], t_desired[320], t_requests[320], t_events[320];
+  uint64_t desired_seq, request_seq; /* the newest accepted (replays and reordering are refused) */
   char reason[300];               /* why the last attempt ended, for the retry line */
 };
 
@@ -132,6 +134,38 @@ static void on_tick(uv_timer_t *t) {
   publish_status(b, 0);
 }
 
+/* One event on PREFIX/nodes/NAME/events (QoS 1): what became of a message, and why. */
+static void event(fy_broker *b, const char *what, const char *kind, int code, uint64_t seq, const char *reason) {
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I}", "event", what, "kind", kind, "code", code ? fy_err_name(code) : "", "reason",
+                        reason, "time", (json_int_t)time(NULL));
+  if (j && seq) json_object_set_new(j, "seq", json_integer((json_int_t)seq));
+  if (publish_json(b, b->t_events, j, 1, 0) != FY_OK) fy_log("warn", "broker: cannot publish an event");
+  json_decref(j);
+}
+
+/* A message for this node: opened only when a pusher of this fleet signed it for this node, newer
+ * than the last one, and not expired (envelope.h); every refusal is logged and published as an
+ * event with its reason. */
+static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t n) {
+  fy_envelope e;
+  char why[400];
+  uint64_t *last = strcmp(kind, "desired") == 0 ? &b->desired_seq : &b->request_seq;
+  if (n == 0) return; /* a retained message cleared */
+  int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last, (int64_t)time(NULL), &e, why, sizeof why);
+  if (rc != FY_OK) {
+    fy_log("warn", "broker: %s message refused: %s: %s", kind, fy_err_name(rc), why);
+    event(b, "refused", kind, rc, 0, why);
+    return;
+  }
+  *last = e.seq;
+  /* Applying it is the next stage of the broker's way: said, not done silently. */
+  fy_log("info", "broker: %s message %llu from %s verified (expires in %lld s); not applied: this agent does not apply messages "
+                 "from the broker yet",
+         kind, (unsigned long long)e.seq, e.signer, (long long)(e.expires - (int64_t)time(NULL)));
+  event(b, "verified", kind, 0, e.seq, "verified; not applied: this agent does not apply messages from the broker yet");
+  fy_envelope_free(&e);
+}
+
 static int on_packet(void *ud, const fy_mqtt_packet *p) {
   fy_broker *b = ud;
   fy_agent *a = b->a;
@@ -163,11 +197,9 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
       }
     return FY_OK;
   case FY_MQTT_PUBLISH: {
-    int ours = strcmp(p->topic, b->t_desired) == 0 || strcmp(p->topic, b->t_requests) == 0;
-    /* Applying desired state and answering requests needs them signed by a pusher; until this
-     * agent checks those signatures nothing from the broker is acted on. */
-    fy_log(ours ? "info" : "warn", "broker: %s on %s (%zu bytes)%s", ours ? "message" : "unexpected message", p->topic,
-           p->payload_len, ours ? ": not applied (this agent acts on signed messages only, which it cannot check yet)" : "");
+    int desired = strcmp(p->topic, b->t_desired) == 0, request = strcmp(p->topic, b->t_requests) == 0;
+    if (desired || request) on_message(b, desired ? "desired" : "request", p->payload, p->payload_len);
+    else fy_log("warn", "broker: a message on %s, which this node did not subscribe to (ignored)", p->topic);
     if (p->qos == 1) {
       int rc = fy_mqtt_puback_encode(&b->out, p->packet_id);
       if (rc == FY_OK) rc = send_out(b);
@@ -328,6 +360,7 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
   fy_text_fmt(b->t_status, sizeof b->t_status, "%s/nodes/%s/status", pre, a->name);
   fy_text_fmt(b->t_desired, sizeof b->t_desired, "%s/nodes/%s/desired", pre, a->name);
   fy_text_fmt(b->t_requests, sizeof b->t_requests, "%s/nodes/%s/requests", pre, a->name);
+  fy_text_fmt(b->t_events, sizeof b->t_events, "%s/nodes/%s/events", pre, a->name);
   b->a = a;
   b->backoff_ms = BACKOFF_MIN_MS;
   fy_buf_init(&b->out, OUT_MAX);
