@@ -16,6 +16,7 @@
 #include "ferry/envelope.h"
 #include "ferry/fsutil.h"
 #include "ferry/mqtt.h"
+#include "ferry/seal.h"
 #include "ferry/stream.h"
 #include "ferry/text.h"
 #include "ferry/version.h"
@@ -50,6 +51,8 @@ struct fy_broker {
   char *last_status;              /* what the retained status last said (time left out) */
   char t_status[320], t_desired[320], t_requests[320], t_events[320];
   uint64_t desired_seq, request_seq; /* the newest accepted (replays and reordering are refused) */
+  char *key_pem;                  /* the node's key.pem, to open what is sealed to it (wiped at the end) */
+  size_t key_len;
   char reason[300];               /* why the last attempt ended, for the retry line */
 };
 
@@ -61,6 +64,8 @@ static void unref(fy_broker *b) {
   fy_mqtt_decoder_free(&b->dec);
   fy_buf_free(&b->out, 1);
   free(b->last_status);
+  if (b->key_pem) explicit_bzero(b->key_pem, b->key_len);
+  free(b->key_pem);
   free(b);
 }
 
@@ -157,12 +162,41 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     event(b, "refused", kind, rc, 0, why);
     return;
   }
+  /* Secrets (and anything else sealed) travel sealed to this node: each must open. */
+  const json_t *secrets = json_object_get(e.body, "secrets");
+  const char *sname;
+  const json_t *sv;
+  size_t opened = 0;
+  if (secrets && (!json_is_object(secrets) || json_object_size(secrets) > 64)) {
+    fy_text_fmt(why, sizeof why, "secrets: expected an object of at most 64 sealed values");
+    rc = FY_EPROTO;
+  }
+  json_object_foreach((json_t *)secrets, sname, sv) {
+    char ctx[200], swhy[200];
+    unsigned char *plain = NULL;
+    size_t pn = 0;
+    if (rc != FY_OK) break;
+    fy_text_fmt(ctx, sizeof ctx, "%s secret %s", b->a->name, sname);
+    rc = b->key_pem ? fy_unseal(b->key_pem, b->key_len, ctx, sv, &plain, &pn, swhy, sizeof swhy) : FY_EINVAL;
+    if (plain) explicit_bzero(plain, pn); /* not applied yet: opened only to check it was sealed to this node */
+    free(plain);
+    if (rc != FY_OK) fy_text_fmt(why, sizeof why, "the secret %.64s does not open: %s", sname, b->key_pem ? swhy : "no key");
+    else opened++;
+  }
+  if (rc != FY_OK) {
+    fy_log("warn", "broker: %s message %llu refused: %s: %s", kind, (unsigned long long)e.seq, fy_err_name(rc), why);
+    event(b, "refused", kind, rc, e.seq, why);
+    fy_envelope_free(&e);
+    return;
+  }
   *last = e.seq;
   /* Applying it is the next stage of the broker's way: said, not done silently. */
   fy_log("info", "broker: %s message %llu from %s verified (expires in %lld s); not applied: this agent does not apply messages "
                  "from the broker yet",
          kind, (unsigned long long)e.seq, e.signer, (long long)(e.expires - (int64_t)time(NULL)));
-  event(b, "verified", kind, 0, e.seq, "verified; not applied: this agent does not apply messages from the broker yet");
+  fy_text_fmt(why, sizeof why, "verified%s%zu secret(s) open; not applied: this agent does not apply messages from the broker yet",
+              opened ? ", " : "; ", opened);
+  event(b, "verified", kind, 0, e.seq, why);
   fy_envelope_free(&e);
 }
 
@@ -356,6 +390,9 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
     free(b);
     return rc;
   }
+  char kp[FY_CFG_PATH + 16];
+  if (fy_path_fmt(kp, sizeof kp, "%s/key.pem", a->cfg.identity) != FY_OK || fy_file_read(kp, 65536, &b->key_pem, &b->key_len) != FY_OK)
+    fy_log("warn", "broker: cannot read %s/key.pem: sealed values cannot be opened", a->cfg.identity);
   const char *pre = a->cfg.topic_prefix;
   fy_text_fmt(b->t_status, sizeof b->t_status, "%s/nodes/%s/status", pre, a->name);
   fy_text_fmt(b->t_desired, sizeof b->t_desired, "%s/nodes/%s/desired", pre, a->name);

@@ -116,5 +116,26 @@ ev 3 | grep -q '"code":"EEXPIRED".*expired' || { cat "$T/events.out"; fail "an e
 ev 4 | grep -q '"code":"EROLE".*not from a pusher' || { cat "$T/events.out"; fail "a desired state signed by an agent's identity: no refusal"; }
 ev 5 | grep -q '"code":"ENAME".*another node' || { cat "$T/events.out"; fail "a desired state for another node: no refusal"; }
 log_has "$T/n1.log" 'desired message refused: EDOWNGRADE' || fail "n1's log does not give the refusals"
-pass "desired state through the broker is checked by the node: a pusher's signature verifies; a replay (captured and republished with mosquitto_pub), an expired one, one signed by an agent's identity and one for another node are refused, each with its reason in the node's events"
+# --- nothing secret is readable on the broker: a retained desired state with a secret sealed to n1
+SECRET=s3cr3t-$RANDOM-$RANDOM
+"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 9 "$now" $((now + 3600)) '{"apps":{}}' "$T/id-n1/cert.pem" "db=$SECRET" > "$T/d9.json"
+n=$(grep -c '"event":"verified"' "$T/events.out" || true)
+broker_sub "$STATUS/n1/events" 1 "$WAIT_LIMIT" > "$T/events2.out" &
+watcher=$!
+wait_log "$T/broker.log" "$STATUS/n1/events (QoS 0)" 2
+mosquitto_pub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$T/me/cert.pem" --key "$T/me/key.pem" \
+  -t "$STATUS/n1/desired" -f "$T/d9.json" -q 1 -r
+wait "$watcher" || true
+grep -q '"event":"verified".*1 secret(s) open' "$T/events2.out" || { cat "$T/events2.out"; fail "the node did not open the secret sealed to it"; }
+stop_broker # TERM: mosquitto writes its persistence file
+[ -s "$T/broker/persist/mosquitto.db" ] || fail "mosquitto wrote no persistence file"
+! grep -qa -- "$SECRET" "$T/broker/persist/mosquitto.db" || fail "the secret is readable in mosquitto's persistence file"
+python3 - "$T/d9.json" "$SECRET" <<'PY' || fail "the secret is readable in the signed payload"
+import base64, json, sys
+env = json.load(open(sys.argv[1]))
+assert sys.argv[2].encode() not in base64.b64decode(env["payload"])
+PY
+! grep -q -- "$SECRET" "$T"/*.log || fail "a log carries the secret"
+start_broker
+pass "desired state through the broker is checked by the node: a pusher's signature verifies; a replay (captured and republished with mosquitto_pub), an expired one, one signed by an agent's identity and one for another node are refused, each with its reason in the node's events; a secret sealed to the node opens there and is in neither mosquitto's persistence file, the payload nor any log"
 finish
