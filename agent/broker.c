@@ -26,12 +26,17 @@
 #define CONNECT_TIMEOUT_MS 30000  /* resolve, TCP, TLS and CONNACK together */
 #define PACKET_MAX (4u << 20)     /* the largest packet accepted from the broker */
 #define OUT_MAX (4u << 20)        /* one packet being built */
+#define WRITE_CAP (1u << 20)      /* bytes the broker has not read yet: past it, the connection goes */
+#define STABLE_MS 60000           /* a connection up this long resets the backoff */
+#define LOG_PER_MINUTE 20         /* lines about refused or unexpected messages, at most */
 
 typedef struct bconn {
   fy_stream s;                    /* first: the stream's ud is this */
   struct fy_broker *b;
   uv_connect_t connect;
   int connack;                    /* CONNACK accepted */
+  const char *stage;              /* what it waits for: for the timeout's message */
+  uint64_t connected_ms;          /* when CONNACK came */
 } bconn;
 
 struct fy_broker {
@@ -53,7 +58,14 @@ struct fy_broker {
   uint64_t desired_seq, request_seq; /* the newest accepted (replays and reordering are refused) */
   char *key_pem;                  /* the node's key.pem, to open what is sealed to it (wiped at the end) */
   size_t key_len;
+  char *cert_pem;                 /* its cert.pem, carried in what it signs */
+  fy_sign_key *sk;                /* the same key, to sign its status */
+  uint64_t status_seq;            /* milliseconds since the epoch, kept increasing */
   char reason[300];               /* why the last attempt ended, for the retry line */
+  struct addrinfo *ai, *ai_cur;   /* the broker's addresses, tried in turn */
+  int next_address;               /* the attempt failed at TCP: try the next address at once */
+  uint64_t log_window_ms;         /* the log's rate limit for what the broker sends */
+  unsigned logged, suppressed;
 };
 
 static void attempt(fy_broker *b);
@@ -66,6 +78,8 @@ static void unref(fy_broker *b) {
   free(b->last_status);
   if (b->key_pem) explicit_bzero(b->key_pem, b->key_len);
   free(b->key_pem);
+  free(b->cert_pem);
+  fy_sign_key_free(b->sk);
   free(b);
 }
 
@@ -105,6 +119,19 @@ static json_t *status_json(fy_broker *b, int online) {
   return j;
 }
 
+/* The status as the node signs it (envelope.h, kind "status"): a pusher checks that this node's
+ * identity signed it. A newer one has a higher sequence (the time in milliseconds). */
+static json_t *signed_status(fy_broker *b, json_t *body) {
+  char err[200];
+  uint64_t now_ms = (uint64_t)time(NULL) * 1000 + uv_now(b->a->loop) % 1000;
+  b->status_seq = now_ms > b->status_seq ? now_ms : b->status_seq + 1;
+  json_t *e = b->sk && body ? fy_envelope_sign(b->sk, b->cert_pem, "status", b->a->name, b->status_seq, (int64_t)time(NULL),
+                                               (int64_t)time(NULL) + 30 * 86400, body, err, sizeof err)
+                            : NULL;
+  if (!e) fy_log("warn", "broker: cannot sign the status: %s", b->sk ? err : "no key");
+  return e;
+}
+
 static int publish_json(fy_broker *b, const char *topic, json_t *j, int qos, int retain) {
   char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   int rc = s ? fy_mqtt_publish_encode(&b->out, topic, s, strlen(s), qos, retain, 0, qos ? packet_id(b) : 0) : FY_ENOMEM;
@@ -118,7 +145,10 @@ static void publish_status(fy_broker *b, int force) {
   char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   if (s && (force || !b->last_status || strcmp(s, b->last_status) != 0)) {
     json_object_set_new(j, "time", json_integer((json_int_t)time(NULL)));
-    if (publish_json(b, b->t_status, j, 1, 1) == FY_OK) {
+    json_t *e = signed_status(b, j);
+    int rc = publish_json(b, b->t_status, e, 1, 1);
+    json_decref(e);
+    if (rc == FY_OK) {
       free(b->last_status);
       b->last_status = s;
       s = NULL;
@@ -137,6 +167,23 @@ static void on_tick(uv_timer_t *t) {
   }
   if (fy_mqtt_simple_encode(&b->out, FY_MQTT_PINGREQ) == FY_OK && send_out(b) == FY_OK) b->ping_outstanding = 1;
   publish_status(b, 0);
+}
+
+/* Lines about what the broker sends are limited: a broker (or a pusher) that floods a node
+ * must not fill its disk. */
+static int may_log(fy_broker *b) {
+  uint64_t now = uv_now(b->a->loop);
+  if (now - b->log_window_ms >= 60000) {
+    if (b->suppressed) fy_log("warn", "broker: %u more such line(s) in the last minute not logged", b->suppressed);
+    b->log_window_ms = now;
+    b->logged = b->suppressed = 0;
+  }
+  if (b->logged < LOG_PER_MINUTE) {
+    b->logged++;
+    return 1;
+  }
+  b->suppressed++;
+  return 0;
 }
 
 /* One event on PREFIX/nodes/NAME/events (QoS 1): what became of a message, and why. */
@@ -158,7 +205,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
   if (n == 0) return; /* a retained message cleared */
   int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last, (int64_t)time(NULL), &e, why, sizeof why);
   if (rc != FY_OK) {
-    fy_log("warn", "broker: %s message refused: %s: %s", kind, fy_err_name(rc), why);
+    if (may_log(b)) fy_log("warn", "broker: %s message refused: %s: %s", kind, fy_err_name(rc), why);
     event(b, "refused", kind, rc, 0, why);
     return;
   }
@@ -184,7 +231,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     else opened++;
   }
   if (rc != FY_OK) {
-    fy_log("warn", "broker: %s message %llu refused: %s: %s", kind, (unsigned long long)e.seq, fy_err_name(rc), why);
+    if (may_log(b)) fy_log("warn", "broker: %s message %llu refused: %s: %s", kind, (unsigned long long)e.seq, fy_err_name(rc), why);
     event(b, "refused", kind, rc, e.seq, why);
     fy_envelope_free(&e);
     return;
@@ -203,15 +250,19 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
 static int on_packet(void *ud, const fy_mqtt_packet *p) {
   fy_broker *b = ud;
   fy_agent *a = b->a;
+  if ((p->type == FY_MQTT_CONNACK) == (b->c->connack != 0)) { /* CONNACK first, and once (3.2) */
+    snprintf(b->reason, sizeof b->reason, "the broker broke the protocol: %s", b->c->connack ? "a second CONNACK" : "a packet before CONNACK");
+    return FY_EPROTO;
+  }
   switch (p->type) {
   case FY_MQTT_CONNACK: {
-    if (b->c->connack) return FY_EPROTO;
     if (p->return_code != 0) {
       snprintf(b->reason, sizeof b->reason, "the broker refused the connection: %s", fy_mqtt_connack_reason(p->return_code));
       return FY_ECANCELED;
     }
     b->c->connack = 1;
-    b->backoff_ms = BACKOFF_MIN_MS;
+    b->c->connected_ms = uv_now(a->loop);
+    fy_stream_timer(&b->c->s, 0, 0); /* connected: from now on the pings tell */
     fy_log("info", "broker: connected to %s:%d as %s (%s, %s, session %s)", a->cfg.broker_host, a->cfg.broker_port, a->name,
            fy_tls_version(b->c->s.session.tls), fy_tls_suite(b->c->s.session.tls), p->session_present ? "resumed" : "new");
     const char *filters[] = {b->t_desired, b->t_requests};
@@ -233,7 +284,7 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
   case FY_MQTT_PUBLISH: {
     int desired = strcmp(p->topic, b->t_desired) == 0, request = strcmp(p->topic, b->t_requests) == 0;
     if (desired || request) on_message(b, desired ? "desired" : "request", p->payload, p->payload_len);
-    else fy_log("warn", "broker: a message on %s, which this node did not subscribe to (ignored)", p->topic);
+    else if (may_log(b)) fy_log("warn", "broker: a message on %s, which this node did not subscribe to (ignored)", p->topic);
     if (p->qos == 1) {
       int rc = fy_mqtt_puback_encode(&b->out, p->packet_id);
       if (rc == FY_OK) rc = send_out(b);
@@ -252,7 +303,6 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
 static int on_bytes(fy_stream *s, const uint8_t *p, size_t n) {
   bconn *c = (bconn *)s;
   fy_broker *b = c->b;
-  if (!c->connack) fy_stream_timer(s, CONNECT_TIMEOUT_MS, 0);
   int rc = fy_mqtt_decoder_feed(&b->dec, p, n, on_packet, b);
   if (rc != FY_OK && !b->reason[0]) snprintf(b->reason, sizeof b->reason, "the broker's bytes: %s", b->dec.why);
   if (rc != FY_OK) fy_stream_close(s);
@@ -263,21 +313,25 @@ static int on_bytes(fy_stream *s, const uint8_t *p, size_t n) {
 static void on_ready(fy_stream *s) {
   bconn *c = (bconn *)s;
   fy_broker *b = c->b;
-  json_t *will = status_json(b, 0);
-  char *ws = will ? json_dumps(will, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_t *will = status_json(b, 0), *sw = NULL;
+  if (will) json_object_set_new(will, "since", json_integer((json_int_t)time(NULL))); /* signed now, said later */
+  sw = signed_status(b, will);
+  char *ws = sw ? json_dumps(sw, JSON_COMPACT) : NULL;
   json_decref(will);
+  json_decref(sw);
   uint64_t ka = b->a->cfg.broker_keepalive_ms / 1000;
   fy_mqtt_connect m = {.client_id = b->a->name, .clean_session = 0, .keepalive_s = (uint16_t)(ka > 65535 ? 65535 : ka),
                        .will_topic = b->t_status, .will_payload = ws, .will_len = ws ? strlen(ws) : 0, .will_qos = 1, .will_retain = 1};
   int rc = ws ? fy_mqtt_connect_encode(&b->out, &m) : FY_ENOMEM;
   free(ws);
+  c->stage = "CONNACK";
   if (rc == FY_OK) rc = send_out(b);
   if (rc != FY_OK) drop(b, "cannot send CONNECT: %s", fy_strerror(rc));
 }
 
 static void on_timeout(fy_stream *s) {
   bconn *c = (bconn *)s;
-  drop(c->b, "no answer within %d s", CONNECT_TIMEOUT_MS / 1000);
+  drop(c->b, "no %s within %d s", c->stage ? c->stage : "answer", CONNECT_TIMEOUT_MS / 1000);
 }
 
 static void on_error(fy_stream *s, int code, const char *msg) {
@@ -291,6 +345,8 @@ static void retry_cb(uv_timer_t *t) { attempt(t->data); }
 
 static void schedule(fy_broker *b) {
   uint32_t r = 0;
+  if (b->ai) uv_freeaddrinfo(b->ai);
+  b->ai = b->ai_cur = NULL;
   if (fy_tls_conf_random(b->tls, &r, sizeof r) != FY_OK) r = (uint32_t)time(NULL);
   /* jitter: between half and all of the backoff, so that a fleet that lost its broker at once
    * does not come back at once */
@@ -300,17 +356,29 @@ static void schedule(fy_broker *b) {
   uv_timer_start(&b->retry, retry_cb, wait, 0);
 }
 
+static void connect_next(fy_broker *b);
+
 static void on_closed(fy_stream *s) {
   bconn *c = (bconn *)s;
   fy_broker *b = c->b;
+  /* Only a connection that stayed up resets the backoff: one the broker drops right after
+   * CONNACK (a SUBACK refusal, a protocol error) must not bring the node back every second. */
+  if (c->connack && uv_now(b->a->loop) - c->connected_ms >= STABLE_MS) b->backoff_ms = BACKOFF_MIN_MS;
   if (b->c == c) b->c = NULL;
   free(c);
   if (b->stopping) {
+    if (b->ai) uv_freeaddrinfo(b->ai);
+    b->ai = NULL;
     unref(b);
     return;
   }
   uv_timer_stop(&b->tick);
   b->refs--; /* the connection's; the timers keep b */
+  if (b->next_address && b->ai_cur && b->ai_cur->ai_next) { /* the next address of the name, at once */
+    b->ai_cur = b->ai_cur->ai_next;
+    connect_next(b);
+    return;
+  }
   schedule(b);
 }
 
@@ -322,9 +390,11 @@ static void on_connect(uv_connect_t *req, int status) {
   fy_broker *b = c->b;
   if (c->s.closing) return;
   if (status < 0) {
+    b->next_address = 1;
     drop(b, "cannot connect: %s", uv_strerror(status));
     return;
   }
+  c->stage = "TLS handshake";
   if (fy_stream_start(&c->s, b->tls, b->a->cfg.broker_host, FY_SIDE_PUSHER) != FY_OK)
     drop(b, "cannot start TLS");
 }
@@ -338,26 +408,38 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai) 
     return;
   }
   b->refs--; /* the lookup's */
+  if (status < 0) {
+    uv_freeaddrinfo(ai);
+    snprintf(b->reason, sizeof b->reason, "cannot resolve the broker's name: %s", uv_strerror(status));
+    schedule(b);
+    return;
+  }
+  b->ai = b->ai_cur = ai;
+  connect_next(b);
+}
+
+/* One TCP connection to b->ai_cur; the overall deadline covers TCP, TLS and CONNACK. */
+static void connect_next(fy_broker *b) {
   bconn *c = calloc(1, sizeof *c);
   if (!c) {
-    uv_freeaddrinfo(ai);
     snprintf(b->reason, sizeof b->reason, "out of memory");
     schedule(b);
     return;
   }
   c->b = b;
+  c->stage = "TCP connection";
   b->c = c;
+  b->next_address = 0;
   b->refs++; /* until its close callback */
   fy_stream_init(&c->s, b->a->loop, &ops, c);
+  c->s.write_cap = WRITE_CAP; /* a broker that does not read loses the connection, not our memory */
   fy_stream_timer(&c->s, CONNECT_TIMEOUT_MS, 0);
-  if (status < 0) {
-    drop(b, "cannot resolve the broker's name: %s", uv_strerror(status));
-  } else {
-    c->connect.data = c;
-    int rc = uv_tcp_connect(&c->connect, &c->s.tcp, ai->ai_addr, on_connect);
-    if (rc < 0) drop(b, "cannot connect: %s", uv_strerror(rc));
+  c->connect.data = c;
+  int rc = uv_tcp_connect(&c->connect, &c->s.tcp, b->ai_cur->ai_addr, on_connect);
+  if (rc < 0) {
+    b->next_address = 1;
+    drop(b, "cannot connect: %s", uv_strerror(rc));
   }
-  uv_freeaddrinfo(ai);
 }
 
 static void attempt(fy_broker *b) {
@@ -393,6 +475,12 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
   char kp[FY_CFG_PATH + 16];
   if (fy_path_fmt(kp, sizeof kp, "%s/key.pem", a->cfg.identity) != FY_OK || fy_file_read(kp, 65536, &b->key_pem, &b->key_len) != FY_OK)
     fy_log("warn", "broker: cannot read %s/key.pem: sealed values cannot be opened", a->cfg.identity);
+  char why[200];
+  if (b->key_pem && fy_sign_key_parse(b->key_pem, b->key_len, 1, &b->sk, why, sizeof why) != FY_OK)
+    fy_log("warn", "broker: %s/key.pem: %s: the status cannot be signed", a->cfg.identity, why);
+  size_t cl;
+  if (fy_path_fmt(kp, sizeof kp, "%s/cert.pem", a->cfg.identity) != FY_OK || fy_file_read(kp, 65536, &b->cert_pem, &cl) != FY_OK)
+    fy_log("warn", "broker: cannot read %s/cert.pem: the status cannot be signed", a->cfg.identity);
   const char *pre = a->cfg.topic_prefix;
   fy_text_fmt(b->t_status, sizeof b->t_status, "%s/nodes/%s/status", pre, a->name);
   fy_text_fmt(b->t_desired, sizeof b->t_desired, "%s/nodes/%s/desired", pre, a->name);
@@ -421,9 +509,11 @@ void fy_broker_stop(fy_agent *a) {
   if (b->resolving) uv_cancel((uv_req_t *)&b->gai);
   if (b->c && b->c->connack) {
     /* A clean goodbye: the status says offline (the broker drops the Will on DISCONNECT). */
-    json_t *j = status_json(b, 0);
+    json_t *j = status_json(b, 0), *e;
     if (j) json_object_set_new(j, "time", json_integer((json_int_t)time(NULL)));
-    (void)publish_json(b, b->t_status, j, 0, 1);
+    e = signed_status(b, j);
+    (void)publish_json(b, b->t_status, e, 0, 1);
+    json_decref(e);
     json_decref(j);
     if (fy_mqtt_simple_encode(&b->out, FY_MQTT_DISCONNECT) == FY_OK) (void)send_out(b);
     fy_stream_end(&b->c->s, 0, NULL, 1000);

@@ -37,6 +37,9 @@ static int utf8_ok(const uint8_t *s, size_t n) {
 int fy_mqtt_topic_valid(const char *t, size_t len, int filter) {
   if (len == 0 || len > FY_MQTT_TOPIC_MAX || !utf8_ok((const uint8_t *)t, len)) return 0;
   for (size_t i = 0; i < len; i++) {
+    /* The standard allows control characters; ferry's topics never have them, and a topic is
+     * written to logs (a newline there would forge a line). */
+    if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f) return 0;
     if (t[i] != '+' && t[i] != '#') continue;
     if (!filter) return 0;
     /* a wildcard is a whole level; '#' only the last one (4.7.1) */
@@ -275,6 +278,11 @@ int fy_mqtt_decoder_feed(fy_mqtt_decoder *d, const uint8_t *p, size_t n, fy_mqtt
   while (i < n) {
     if (d->state == 0) {
       d->hdr = p[i++];
+      /* what a server never sends is refused at its first byte, before any body is buffered */
+      uint8_t t = d->hdr >> 4;
+      if (t != FY_MQTT_CONNACK && t != FY_MQTT_PUBLISH && t != FY_MQTT_PUBACK && t != FY_MQTT_SUBACK && t != FY_MQTT_UNSUBACK &&
+          t != FY_MQTT_PINGRESP)
+        return bad(d, FY_EPROTO, "a packet a server never sends to a client");
       d->remaining = 0;
       d->mult = 1;
       d->len_bytes = 0;
@@ -289,6 +297,11 @@ int fy_mqtt_decoder_feed(fy_mqtt_decoder *d, const uint8_t *p, size_t n, fy_mqtt
       if (c & 0x80) continue;
       if (d->len_bytes > 1 && c == 0) return bad(d, FY_EPROTO, "remaining length not in its shortest form");
       if (d->remaining > d->max_packet) return bad(d, FY_ETOOBIG, "packet larger than this client accepts");
+      uint8_t t = d->hdr >> 4;
+      if ((t == FY_MQTT_CONNACK || t == FY_MQTT_PUBACK || t == FY_MQTT_UNSUBACK) && d->remaining != 2)
+        return bad(d, FY_EPROTO, "an acknowledgement of the wrong length");
+      if (t == FY_MQTT_PINGRESP && d->remaining != 0) return bad(d, FY_EPROTO, "PINGRESP with a body");
+      if (t == FY_MQTT_SUBACK && (d->remaining < 3 || d->remaining > 2 + FY_MQTT_SUBS_MAX)) return bad(d, FY_EPROTO, "malformed SUBACK");
       fy_buf_reset(&d->body);
       d->state = 2;
     }

@@ -131,7 +131,7 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
   if (depth != 0 || c->role == FY_TLS_WEB) return 0; /* the web PKI: chain and host name, mbedTLS's own checks */
   int ok = c->role == FY_TLS_AGENT    ? has_client_auth(crt) && !has_server_auth(crt)
            : c->role == FY_TLS_PUSHER ? has_server_auth(crt) && !is_broker_cert(crt)
-                                      : has_server_auth(crt); /* FY_TLS_BROKER: the broker */
+                                      : has_server_auth(crt) && is_broker_cert(crt); /* FY_TLS_BROKER: ferry cert issue --role broker */
   if (!ok) *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
   return 0;
 }
@@ -481,7 +481,7 @@ static int explain(fy_tls *t, int rc) {
       snprintf(t->err, sizeof t->err, "the %s's certificate lacks the %s role (extended key usage %s)", who, who,
                t->conf->role == FY_TLS_AGENT    ? "clientAuth without serverAuth: an agent's or a broker's identity cannot push"
                : t->conf->role == FY_TLS_PUSHER ? "serverAuth, and not a broker's certificate"
-                                                : "serverAuth");
+                                                : "serverAuth and OU=broker: ferry cert issue --role broker");
       return FY_EROLE;
     }
     if (f & MBEDTLS_X509_BADCERT_CN_MISMATCH) {

@@ -293,6 +293,7 @@ start_broker() {
   echo $! > "$d/pid"
   wait_for "$WAIT_LIMIT" "mosquitto did not start (see $T/broker.log)" log_has "$T/broker.log" ' running$' $((${n:-0} + 1))
   BROKER_YAML=$'broker:\n  url: mqtts://localhost:'"$BROKER_PORT"$'\n  topic_prefix: ferry/'"$fleet"$'\n  keepalive: 5s'
+  STATUS_PREFIX=ferry/$fleet
 }
 # stop_broker [SIGNAL]: TERM (default) is a restart as an admin does one (mosquitto saves its
 # sessions and retained messages); KILL is a crash.
@@ -309,4 +310,9 @@ broker_sub() {
   local id=${4:-$T/me}
   mosquitto_sub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$id/cert.pem" --key "$id/key.pem" \
     -t "$1" -C "${2:-1}" -W "${3:-10}" -v 2>/dev/null || true
+}
+# broker_status NODE: NODE's retained status from the broker, its signature checked as a pusher
+# checks it (a node of the fleet, that node itself): the status's JSON, or "refused CODE: why".
+broker_status() {
+  broker_sub "$STATUS_PREFIX/nodes/$1/status" 1 5 | cut -d' ' -f2- | "$FERRY_BIN/envelope_open" "$T/me" status "$1" || true
 }

@@ -110,6 +110,12 @@ static void test_refusals(void) {
   CHECK_INT(feed(qos2, sizeof qos2, 1, &s), FY_EPROTO);
   static const uint8_t wildcard_topic[] = {0x30, 4, 0, 2, 'a', '#'};
   CHECK_INT(feed(wildcard_topic, sizeof wildcard_topic, 1, &s), FY_EPROTO);
+  static const uint8_t newline_topic[] = {0x30, 4, 0, 2, 'a', '\n'}; /* would forge a log line */
+  CHECK_INT(feed(newline_topic, sizeof newline_topic, 1, &s), FY_EPROTO);
+  static const uint8_t reserved_type[] = {0xF0}; /* refused at its first byte, nothing buffered */
+  CHECK_INT(feed(reserved_type, sizeof reserved_type, 1, &s), FY_EPROTO);
+  static const uint8_t long_ack[] = {0x40, 0x03}; /* a PUBACK announcing 3 bytes */
+  CHECK_INT(feed(long_ack, sizeof long_ack, 1, &s), FY_EPROTO);
   static const uint8_t nul_topic[] = {0x30, 4, 0, 2, 'a', 0};
   CHECK_INT(feed(nul_topic, sizeof nul_topic, 1, &s), FY_EPROTO);
   static const uint8_t topic_past_end[] = {0x30, 3, 0, 9, 'a'};

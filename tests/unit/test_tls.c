@@ -91,9 +91,9 @@ static void test_good_handshake(const char *want_version) {
   fy_tls_conf_free(p);
 }
 
-static void expect_fail(const char *agent_id, const char *pusher_id, const char *expect_name,
-                        int want_srv, int want_cli, const char *cli_msg) {
-  fy_tls_conf *a = load(agent_id, FY_TLS_AGENT), *p = load(pusher_id, FY_TLS_PUSHER);
+static void expect_fail_as(const char *agent_id, const char *pusher_id, fy_tls_role client_role, const char *expect_name,
+                           int want_srv, int want_cli, const char *cli_msg) {
+  fy_tls_conf *a = load(agent_id, FY_TLS_AGENT), *p = load(pusher_id, client_role);
   fy_tls *srv = NULL, *cli = NULL;
   int rs, rc;
   CHECK(a && p);
@@ -121,6 +121,11 @@ static void expect_fail(const char *agent_id, const char *pusher_id, const char 
   fy_tls_conf_free(p);
 }
 
+static void expect_fail(const char *agent_id, const char *pusher_id, const char *expect_name, int want_srv, int want_cli,
+                        const char *cli_msg) {
+  expect_fail_as(agent_id, pusher_id, FY_TLS_PUSHER, expect_name, want_srv, want_cli, cli_msg);
+}
+
 static void test_negatives(void) {
   /* The pusher names another node: refused by the pusher. */
   expect_fail("agent", "pusher", "node-2", 0, FY_ENAME, "expected name");
@@ -138,6 +143,9 @@ static void test_negatives(void) {
   /* A broker's certificate posing as an agent: the pusher refuses the role (a broker of the
    * fleet must not receive plans and their secrets). */
   expect_fail("broker", "pusher", NULL, FY_EROLE, FY_EROLE, NULL);
+  /* A node's certificate posing as the broker (it has serverAuth): the broker's client refuses
+   * it (only --role broker, OU=broker, serves as one). */
+  expect_fail_as("agent", "agent", FY_TLS_BROKER, "node-1", 0, FY_EROLE, "broker role");
   /* An agent's identity authenticates to a broker (clientAuth); a pusher's can too; one without
    * clientAuth (an agent certificate from before brokers) is refused at load, with the fix. */
   {

@@ -1,5 +1,5 @@
-/* Signed messages from a pusher to one node, for the way through a broker: desired state and
- * requests. Trust does not move to the broker: each message is signed by the pusher's fleet
+/* Signed messages through a broker: from a pusher to one node (desired state, requests), and a
+ * node's own status (kind "status", signed by that node, which a pusher checks). Trust does not move to the broker: each message is signed by the pusher's fleet
  * identity (ECDSA P-256 over SHA-256 of the exact payload bytes, which travel base64-encoded, so
  * nothing has to be canonicalized again), names its node, carries a per-node sequence number and
  * an expiry, and is opened only by a node that checks all of it:
@@ -35,11 +35,14 @@ typedef struct fy_envelope {
 json_t *fy_envelope_sign(fy_sign_key *key, const char *cert_pem, const char *kind, const char *node, uint64_t seq, int64_t issued,
                          int64_t expires, const json_t *body, char *err, size_t errlen);
 
-/* Opens the envelope in json[0..len) for the node own_name, expecting kind. Checked in this order,
+/* Opens the envelope in json[0..len) for the node own_name (a status: the node it describes),
+ * expecting kind. Checked in this order,
  * each with its reason in err:
  *   FY_EPROTO      not an envelope of this version, or not of that kind
  *   FY_ECERT       the signer's certificate is not the fleet's (another CA, expired, revoked)
- *   FY_EROLE       the signer is not a pusher (an agent's or the broker's identity)
+ *   FY_EROLE       the signer is not a pusher (an agent's or the broker's identity); for a
+ *                  status, not a node
+ *   FY_ENAME       (a status) signed by another node than the one it describes
  *   FY_ESIGNATURE  the signature does not verify (forged, or the payload changed)
  *   FY_ENAME       for another node
  *   FY_EDOWNGRADE  seq is not above last_seq (replayed, or reordered)
