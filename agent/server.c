@@ -38,6 +38,7 @@ struct fy_agent_conn {
 };
 
 #define END_GRACE_MS 2000 /* how long a peer has to read the error it was sent */
+#define LOCAL_MAX 16      /* connections on the local socket at once (ferryd --import) */
 
 static fy_agent_conn *of(fy_stream *s) { return s->ud; }
 
@@ -249,17 +250,20 @@ static int on_frame(fy_stream *s, const fy_frame *f) {
 static int admit(fy_agent_conn *c) {
   if (c->authed) return 1;
   int authed = 0;
-  for (fy_agent_conn *o = c->agent->conns; o; o = o->next) authed += o != c && o->authed && !o->s.closing && !o->s.ending;
+  if (c->local) { /* local peers have a budget of their own (LOCAL_MAX), not the pushers' slots */
+    c->authed = 1;
+    fy_log("info", "peer %s: connected on the local socket", c->peer);
+    return 1;
+  }
+  for (fy_agent_conn *o = c->agent->conns; o; o = o->next) authed += o != c && !o->local && o->authed && !o->s.closing && !o->s.ending;
   if (authed >= c->agent->cfg.max_connections) {
     c->agent->refused++;
     fy_conn_fail(c, FY_EBUSY, "too many connections (limits.max_connections %d)", c->agent->cfg.max_connections);
     return 0;
   }
   c->authed = 1;
-  if (c->local) fy_log("info", "peer %s: connected on the local socket", c->peer);
-  else
-    fy_log("info", "peer %s: TLS up, pusher '%s', %s %s", c->peer, fy_tls_peer_name(c->s.session.tls),
-           fy_tls_version(c->s.session.tls), fy_tls_suite(c->s.session.tls));
+  fy_log("info", "peer %s: TLS up, pusher '%s', %s %s", c->peer, fy_tls_peer_name(c->s.session.tls),
+         fy_tls_version(c->s.session.tls), fy_tls_suite(c->s.session.tls));
   return 1;
 }
 
@@ -424,7 +428,11 @@ static void on_local_connection(uv_stream_t *server, int status) {
     fy_stream_close(&c->s);
     return;
   }
-  if (a->stopping) {
+  int nlocal = 0;
+  for (fy_agent_conn *o = a->conns; o; o = o->next) nlocal += o != c && o->local && !o->s.closing;
+  if (a->stopping || nlocal >= LOCAL_MAX) {
+    if (!a->stopping) fy_log("warn", "peer %s: refused: %d local connections are open already", c->peer, nlocal);
+    a->refused += !a->stopping;
     fy_stream_close(&c->s);
     return;
   }
