@@ -198,12 +198,49 @@ static void event(fy_broker *b, const char *what, const char *kind, int code, ui
 /* A message for this node: opened only when a pusher of this fleet signed it for this node, newer
  * than the last one, and not expired (envelope.h); every refusal is logged and published as an
  * event with its reason. */
+/* The newest sequence accepted of each kind, kept in STATE/broker-seq.json across restarts: an
+ * older message replayed after a restart is refused as it would be before. */
+static void seq_path(const fy_broker *b, char *out, size_t len) {
+  if (fy_path_fmt(out, len, "%s/broker-seq.json", b->a->cfg.state_dir) != FY_OK) out[0] = '\0';
+}
+
+static void seq_load(fy_broker *b) {
+  char path[FY_CFG_PATH + 32], *text = NULL;
+  size_t len;
+  seq_path(b, path, sizeof path);
+  if (!path[0] || fy_file_read(path, 4096, &text, &len) != FY_OK) return;
+  json_t *j = json_loadb(text, len, 0, NULL);
+  json_int_t d = json_integer_value(json_object_get(j, "desired")), r = json_integer_value(json_object_get(j, "request"));
+  b->desired_seq = d > 0 ? (uint64_t)d : 0;
+  b->request_seq = r > 0 ? (uint64_t)r : 0;
+  json_decref(j);
+  free(text);
+}
+
+static void seq_save(fy_broker *b) {
+  char path[FY_CFG_PATH + 32];
+  json_t *j = json_pack("{s:I, s:I}", "desired", (json_int_t)b->desired_seq, "request", (json_int_t)b->request_seq);
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  seq_path(b, path, sizeof path);
+  if (!s || !path[0] || fy_file_write_atomic(path, s, strlen(s), 0600) != FY_OK)
+    fy_log("warn", "broker: cannot keep the sequence numbers in %s", path);
+  free(s);
+  json_decref(j);
+}
+
 static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t n) {
   fy_envelope e;
   char why[400];
   uint64_t *last = strcmp(kind, "desired") == 0 ? &b->desired_seq : &b->request_seq;
   if (n == 0) return; /* a retained message cleared */
-  int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last, (int64_t)time(NULL), &e, why, sizeof why);
+  /* The retained desired state comes again at every (re)connection: the one this node has is
+   * not news, and not a replay either; only an older one is. */
+  int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last ? *last - 1 : 0, (int64_t)time(NULL), &e, why,
+                            sizeof why);
+  if (rc == FY_OK && e.seq == *last) {
+    fy_envelope_free(&e);
+    return;
+  }
   if (rc != FY_OK) {
     if (may_log(b)) fy_log("warn", "broker: %s message refused: %s: %s", kind, fy_err_name(rc), why);
     event(b, "refused", kind, rc, 0, why);
@@ -237,6 +274,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     return;
   }
   *last = e.seq;
+  seq_save(b);
   /* Applying it is the next stage of the broker's way: said, not done silently. */
   fy_log("info", "broker: %s message %llu from %s verified (expires in %lld s); not applied: this agent does not apply messages "
                  "from the broker yet",
@@ -488,6 +526,7 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
   fy_text_fmt(b->t_events, sizeof b->t_events, "%s/nodes/%s/events", pre, a->name);
   b->a = a;
   b->backoff_ms = BACKOFF_MIN_MS;
+  seq_load(b);
   fy_buf_init(&b->out, OUT_MAX);
   fy_mqtt_decoder_init(&b->dec, PACKET_MAX);
   uv_timer_init(a->loop, &b->retry);

@@ -101,30 +101,33 @@ pass "the shipped ACL: a node's message on another node's topics is dropped (a s
 SIGN="$FERRY_BIN/envelope_sign"
 now=$(date +%s)
 "$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 5 "$now" $((now + 30 * 86400)) '{"apps":{}}' > "$T/d5.json"
-"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 6 $((now - 90000)) $((now - 3600)) '{"apps":{}}' > "$T/d-expired.json"
-"$SIGN" "$T/id-pi/key.pem" "$T/id-pi/cert.pem" desired n1 7 "$now" $((now + 3600)) '{"apps":{}}' > "$T/d-forged.json"
-"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n2 8 "$now" $((now + 3600)) '{"apps":{}}' > "$T/d-other.json"
+"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 6 "$now" $((now + 30 * 86400)) '{"apps":{}}' > "$T/d6.json"
+"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 7 $((now - 90000)) $((now - 3600)) '{"apps":{}}' > "$T/d-expired.json"
+"$SIGN" "$T/id-pi/key.pem" "$T/id-pi/cert.pem" desired n1 8 "$now" $((now + 3600)) '{"apps":{}}' > "$T/d-forged.json"
+"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n2 9 "$now" $((now + 3600)) '{"apps":{}}' > "$T/d-other.json"
 n=$(grep -c "$STATUS/n1/events (QoS 0)" "$T/broker.log" || true)
-broker_sub "$STATUS/n1/events" 5 "$WAIT_LIMIT" > "$T/events.out" &
+broker_sub "$STATUS/n1/events" 6 "$WAIT_LIMIT" > "$T/events.out" &
 watcher=$!
 wait_log "$T/broker.log" "$STATUS/n1/events (QoS 0)" $((n + 1))
-for f in d5 d5 d-expired d-forged d-other; do # d5 twice: the second is a capture replayed
+for f in d5 d5 d6 d5 d-expired d-forged d-other; do # d5 again at once: the same state, not news; after d6: an old one replayed
   mosquitto_pub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$T/me/cert.pem" --key "$T/me/key.pem" \
     -t "$STATUS/n1/desired" -f "$T/$f.json" -q 1
 done
 wait "$watcher" || true
 ev() { sed -n "${1}p" "$T/events.out"; }
 ev 1 | grep -q '"event":"verified".*"seq":5' || { cat "$T/events.out"; fail "a pusher's signed desired state was not verified"; }
-ev 2 | grep -q '"code":"EDOWNGRADE".*replayed' || { cat "$T/events.out"; fail "a replayed desired state: no refusal with the reason"; }
-ev 3 | grep -q '"code":"EEXPIRED".*expired' || { cat "$T/events.out"; fail "an expired desired state: no refusal with the reason"; }
-ev 4 | grep -q '"code":"EROLE".*not from a pusher' || { cat "$T/events.out"; fail "a desired state signed by an agent's identity: no refusal"; }
-ev 5 | grep -q '"code":"ENAME".*another node' || { cat "$T/events.out"; fail "a desired state for another node: no refusal"; }
+ev 2 | grep -q '"event":"verified".*"seq":6' || { cat "$T/events.out"; fail "the same desired state twice is not news (no event), the next one is"; }
+ev 3 | grep -q '"code":"EDOWNGRADE".*replayed' || { cat "$T/events.out"; fail "a replayed desired state: no refusal with the reason"; }
+ev 4 | grep -q '"code":"EEXPIRED".*expired' || { cat "$T/events.out"; fail "an expired desired state: no refusal with the reason"; }
+ev 5 | grep -q '"code":"EROLE".*not from a pusher' || { cat "$T/events.out"; fail "a desired state signed by an agent's identity: no refusal"; }
+ev 6 | grep -q '"code":"ENAME".*another node' || { cat "$T/events.out"; fail "a desired state for another node: no refusal"; }
+grep -q '"desired":6' "$T/state-n1/broker-seq.json" || fail "the newest sequence is not kept in the state directory"
 log_has "$T/n1.log" 'desired message refused: EDOWNGRADE' || fail "n1's log does not give the refusals"
 # n1 connected twice in all this (at its start, after the broker's restart): a healthy connection stays up
 [ "$(grep -c 'broker: connected' "$T/n1.log")" = 2 ] || { grep broker "$T/n1.log"; fail "n1's connection to the broker did not stay up"; }
 # --- nothing secret is readable on the broker: a retained desired state with a secret sealed to n1
 SECRET=s3cr3t-$RANDOM-$RANDOM
-"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 9 "$now" $((now + 3600)) '{"apps":{}}' "$T/id-n1/cert.pem" "db=$SECRET" > "$T/d9.json"
+"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 10 "$now" $((now + 3600)) '{"apps":{}}' "$T/id-n1/cert.pem" "db=$SECRET" > "$T/d9.json"
 n=$(grep -c '"event":"verified"' "$T/events.out" || true)
 broker_sub "$STATUS/n1/events" 1 "$WAIT_LIMIT" > "$T/events2.out" &
 watcher=$!
@@ -143,5 +146,18 @@ assert sys.argv[2].encode() not in base64.b64decode(env["payload"])
 PY
 ! grep -q -- "$SECRET" "$T"/*.log || fail "a log carries the secret"
 start_broker
-pass "desired state through the broker is checked by the node: a pusher's signature verifies; a replay (captured and republished with mosquitto_pub), an expired one, one signed by an agent's identity and one for another node are refused, each with its reason in the node's events; a secret sealed to the node opens there and is in neither mosquitto's persistence file, the payload nor any log"
+# n1 restarted: the retained state it has (sequence 10) is not news; an older one is still a replay
+kill -TERM "$PID_n1"
+wait "$PID_n1" 2>/dev/null || true
+AGENT_LISTEN=none start_agent n1 "$BROKER_YAML"
+wait_log "$T/n1.log" "broker: connected to localhost:$BROKER_PORT as n1"
+n=$(grep -c "$STATUS/n1/events (QoS 0)" "$T/broker.log" || true)
+broker_sub "$STATUS/n1/events" 1 "$WAIT_LIMIT" > "$T/events3.out" &
+watcher=$!
+wait_log "$T/broker.log" "$STATUS/n1/events (QoS 0)" $((n + 1))
+mosquitto_pub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$T/me/cert.pem" --key "$T/me/key.pem" \
+  -t "$STATUS/n1/desired" -f "$T/d6.json" -q 1
+wait "$watcher" || true
+grep -q '"code":"EDOWNGRADE"' "$T/events3.out" || { cat "$T/events3.out"; fail "after a restart, an old desired state replayed was not refused"; }
+pass "desired state through the broker is checked by the node: a pusher's signature verifies; a replay (captured and republished with mosquitto_pub), an expired one, one signed by an agent's identity and one for another node are refused, each with its reason in the node's events; a secret sealed to the node opens there and is in neither mosquitto's persistence file, the payload nor any log; the newest sequence survives a restart of the node"
 finish
