@@ -29,6 +29,10 @@
 #define WRITE_CAP (1u << 20)      /* bytes the broker has not read yet: past it, the connection goes */
 #define STABLE_MS 60000           /* a connection up this long resets the backoff */
 #define LOG_PER_MINUTE 20         /* lines about refused or unexpected messages, at most */
+/* A status says how fresh it is by its time; its signature lasts long (a node connected for
+ * months keeps a Will signed at its connection), and the status is signed again daily. */
+#define STATUS_TTL_S (400 * 86400)
+#define STATUS_REFRESH_S 86400
 
 typedef struct bconn {
   fy_stream s;                    /* first: the stream's ud is this */
@@ -54,6 +58,7 @@ struct fy_broker {
   int ping_outstanding;
   int stopping;
   char *last_status;              /* what the retained status last said (time left out) */
+  int64_t last_status_at;         /* when it was published */
   char t_status[320], t_desired[320], t_requests[320], t_events[320];
   uint64_t desired_seq, request_seq; /* the newest accepted (replays and reordering are refused) */
   char *key_pem;                  /* the node's key.pem, to open what is sealed to it (wiped at the end) */
@@ -89,14 +94,18 @@ static uint16_t packet_id(fy_broker *b) {
 }
 
 /* Builds one packet into b->out (by the encoder given) and sends it. */
+static void drop(fy_broker *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Sends what b->out holds. A broker that does not read (TLS's output full, or past WRITE_CAP)
+ * loses the connection: nothing is kept for it. */
 static int send_out(fy_broker *b) {
   int rc = b->c ? fy_stream_send_bytes(&b->c->s, b->out.data, b->out.len) : FY_ECONN;
   fy_buf_reset(&b->out);
+  if (rc != FY_OK && rc != FY_ECONN && b->c) drop(b, "the broker does not read what this node sends (%s)", fy_strerror(rc));
   return rc;
 }
 
 /* The end of an attempt or connection: closed now; the close callback schedules the next. */
-static void drop(fy_broker *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void drop(fy_broker *b, const char *fmt, ...) {
   va_list ap;
   if (!b->c) return;
@@ -126,7 +135,7 @@ static json_t *signed_status(fy_broker *b, json_t *body) {
   uint64_t now_ms = (uint64_t)time(NULL) * 1000 + uv_now(b->a->loop) % 1000;
   b->status_seq = now_ms > b->status_seq ? now_ms : b->status_seq + 1;
   json_t *e = b->sk && body ? fy_envelope_sign(b->sk, b->cert_pem, "status", b->a->name, b->status_seq, (int64_t)time(NULL),
-                                               (int64_t)time(NULL) + 30 * 86400, body, err, sizeof err)
+                                               (int64_t)time(NULL) + STATUS_TTL_S, body, err, sizeof err)
                             : NULL;
   if (!e) fy_log("warn", "broker: cannot sign the status: %s", b->sk ? err : "no key");
   return e;
@@ -143,13 +152,14 @@ static int publish_json(fy_broker *b, const char *topic, json_t *j, int qos, int
 static void publish_status(fy_broker *b, int force) {
   json_t *j = status_json(b, 1);
   char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-  if (s && (force || !b->last_status || strcmp(s, b->last_status) != 0)) {
+  if (s && (force || !b->last_status || strcmp(s, b->last_status) != 0 || (int64_t)time(NULL) - b->last_status_at >= STATUS_REFRESH_S)) {
     json_object_set_new(j, "time", json_integer((json_int_t)time(NULL)));
     json_t *e = signed_status(b, j);
     int rc = publish_json(b, b->t_status, e, 1, 1);
     json_decref(e);
     if (rc == FY_OK) {
       free(b->last_status);
+      b->last_status_at = (int64_t)time(NULL);
       b->last_status = s;
       s = NULL;
     }
@@ -165,7 +175,9 @@ static void on_tick(uv_timer_t *t) {
     drop(b, "the broker did not answer a ping within broker.keepalive");
     return;
   }
-  if (fy_mqtt_simple_encode(&b->out, FY_MQTT_PINGREQ) == FY_OK && send_out(b) == FY_OK) b->ping_outstanding = 1;
+  b->ping_outstanding = 1; /* sent or not: unanswered by the next tick, the connection goes */
+  if (fy_mqtt_simple_encode(&b->out, FY_MQTT_PINGREQ) == FY_OK) (void)send_out(b);
+  if (!b->c) return;
   publish_status(b, 0);
 }
 
@@ -256,11 +268,16 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     rc = FY_EPROTO;
   }
   json_object_foreach((json_t *)secrets, sname, sv) {
-    char ctx[200], swhy[200];
+    char ctx[FY_SEAL_CONTEXT_MAX + 1], swhy[200];
     unsigned char *plain = NULL;
     size_t pn = 0;
     if (rc != FY_OK) break;
-    fy_text_fmt(ctx, sizeof ctx, "%s secret %s", b->a->name, sname);
+    int cl = snprintf(ctx, sizeof ctx, "%s secret %s", b->a->name, sname);
+    if (cl < 0 || (size_t)cl >= sizeof ctx) {
+      fy_text_fmt(why, sizeof why, "the secret name %.64s... is too long", sname);
+      rc = FY_EPROTO;
+      break;
+    }
     rc = b->key_pem ? fy_unseal(b->key_pem, b->key_len, ctx, sv, &plain, &pn, swhy, sizeof swhy) : FY_EINVAL;
     if (plain) explicit_bzero(plain, pn); /* not applied yet: opened only to check it was sealed to this node */
     free(plain);
@@ -369,6 +386,8 @@ static void on_ready(fy_stream *s) {
 
 static void on_timeout(fy_stream *s) {
   bconn *c = (bconn *)s;
+  /* an address that swallows the SYN (a broken IPv6 route): the next one at once */
+  if (c->stage && strcmp(c->stage, "TCP connection") == 0) c->b->next_address = 1;
   drop(c->b, "no %s within %d s", c->stage ? c->stage : "answer", CONNECT_TIMEOUT_MS / 1000);
 }
 
@@ -510,6 +529,10 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
     free(b);
     return rc;
   }
+  a->broker = b;
+  /* the fleet's newest revocation list, as the listener has it: a revoked broker is refused too */
+  const char *crl = fy_tls_conf_crl_pem(a->tls);
+  if (crl) fy_broker_set_crl(a, crl);
   char kp[FY_CFG_PATH + 16];
   if (fy_path_fmt(kp, sizeof kp, "%s/key.pem", a->cfg.identity) != FY_OK || fy_file_read(kp, 65536, &b->key_pem, &b->key_len) != FY_OK)
     fy_log("warn", "broker: cannot read %s/key.pem: sealed values cannot be opened", a->cfg.identity);
@@ -533,12 +556,22 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
   uv_timer_init(a->loop, &b->tick);
   b->retry.data = b->tick.data = b;
   b->refs = 2;
-  a->broker = b;
   attempt(b);
   return FY_OK;
 }
 
 static void timer_closed(uv_handle_t *h) { unref(h->data); }
+
+void fy_broker_set_crl(fy_agent *a, const char *pem) {
+  fy_broker *b = a->broker;
+  char why[256];
+  int changed = 0;
+  size_t n = 0;
+  if (!b || fy_tls_conf_set_crl(b->tls, pem, strlen(pem), &changed, &n, why, sizeof why) != FY_OK) return;
+  /* a connection to a broker revoked just now goes; the next attempt meets the list */
+  if (changed && b->c && b->c->s.session_ok && b->c->s.session.tls && fy_tls_peer_revoked(b->c->s.session.tls))
+    drop(b, "the broker's certificate has been revoked");
+}
 
 void fy_broker_stop(fy_agent *a) {
   fy_broker *b = a->broker;

@@ -20,6 +20,8 @@ typedef struct fy_broker fy_broker;
 /* Nothing without broker: in the config. FY_ECONFIG (with the reason) when the identity cannot
  * be a broker's client. Connects in the background. */
 int fy_broker_start(struct fy_agent *a, char *err, size_t errlen);
+/* A newer revocation list of the fleet (the one the listener took): applied to the broker too. */
+void fy_broker_set_crl(struct fy_agent *a, const char *pem);
 /* Says goodbye when connected, and closes everything (the loop can end). */
 void fy_broker_stop(struct fy_agent *a);
 

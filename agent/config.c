@@ -46,25 +46,6 @@ static int set_path(char *dst, size_t cap, const char *cfg_dir, const char *v) {
   return n > 0 && (size_t)n < cap;
 }
 
-/* mqtts://HOST[:PORT] (TLS only: the fleet's identity is the client certificate). */
-static int parse_broker_url(const char *s, fy_agent_config *c) {
-  if (strncmp(s, "mqtts://", 8) != 0) return 0;
-  s += 8;
-  const char *colon = strrchr(s, ':'), *end_host = colon ? colon : s + strlen(s);
-  size_t hl = (size_t)(end_host - s);
-  if (hl == 0 || hl >= sizeof c->broker_host || strchr(s, '/') || strchr(s, '@')) return 0;
-  c->broker_port = 8883;
-  if (colon) {
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end || port < 1 || port > 65535) return 0;
-    c->broker_port = (int)port;
-  }
-  memcpy(c->broker_host, s, hl);
-  c->broker_host[hl] = '\0';
-  return 1;
-}
-
 static int parse_listen(const char *s, fy_agent_config *c) {
   if (strcmp(s, "none") == 0) {
     c->listen_none = 1;
@@ -137,7 +118,7 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     bad = fy_yaml_unknown_key(n, broker_keys, &line);
     REQUIRE(!bad, line, "unknown key 'broker.%s' (expected url, topic_prefix, keepalive)", bad);
     v = fy_yaml_get(n, "url");
-    REQUIRE(is_scalar(v) && parse_broker_url(v->str, c), v ? v->line : n->line,
+    REQUIRE(is_scalar(v) && fy_mqtt_url_parse(v->str, c->broker_host, sizeof c->broker_host, &c->broker_port) == FY_OK, v ? v->line : n->line,
             "broker.url: expected mqtts://HOST[:PORT] (TLS; the node's identity is its client certificate), got '%s'",
             is_scalar(v) ? v->str : "(missing)");
     if ((v = fy_yaml_get(n, "topic_prefix")))

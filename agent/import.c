@@ -171,8 +171,17 @@ static int read_tar(imp *im, const fy_tar_ops *ops) {
   im->pos = 0;
   fy_tar_init(&tr, ops, im);
   for (;;) {
-    ssize_t r = read(im->fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
+    /* whole buffers (a short read from a slow or network file system would move the blocks) */
+    ssize_t r = 0;
+    while ((size_t)r < sizeof buf) {
+      ssize_t k = read(im->fd, buf + r, sizeof buf - (size_t)r);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) {
+        if (k < 0) r = -1;
+        break;
+      }
+      r += k;
+    }
     if (r < 0) {
       rc = fail(im, FY_EIO, "%s: %s", im->file, strerror(errno));
       break;
@@ -411,6 +420,7 @@ static int send_blob(imp *im, const fy_need_item *it) {
   char ds[FY_DIGEST_STR];
   const blob_rec *b = find_blob(im, &it->digest);
   if (!b) return fail(im, FY_ENOENT, "%s: the layer %s is not in the bundle", im->file, fy_digest_format(&it->digest, ds));
+  if (it->offset > it->size) return fail(im, FY_EPROTO, "ferryd asked for blob %s from past its end", fy_digest_format(&it->digest, ds));
   if (b->size != it->size)
     return fail(im, FY_EDIGEST, "%s: blob %s is %llu bytes, its manifest says %llu", im->file, fy_digest_format(&it->digest, ds),
                 (unsigned long long)b->size, (unsigned long long)it->size);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "broker.h"
 #include "ferry/fsutil.h"
 #include "ferry/msg.h"
 #include "ferry/text.h"
@@ -309,7 +310,7 @@ static void handshake_room(fy_agent *a, fy_agent_conn *nc) {
   fy_agent_conn *oldest = NULL, *oldest_src = NULL;
   int n = 0, nsrc = 0;
   for (fy_agent_conn *o = a->conns; o; o = o->next) { /* newest first: the last match is the oldest */
-    if (o == nc || o->authed || o->s.closing || o->s.ending) continue;
+    if (o == nc || o->authed || o->local || o->s.closing || o->s.ending) continue;
     n++;
     oldest = o;
     if (strcmp(o->ip, nc->ip) == 0) {
@@ -546,6 +547,7 @@ int fy_agent_take_crl(fy_agent *a, const char *pem, char *err, size_t errlen) {
   if (fy_path_fmt(path, sizeof path, "%s/crl.pem", a->cfg.state_dir) != FY_OK) return FY_OK;
   if (fy_file_write_atomic(path, pem, strlen(pem), 0644) != FY_OK) fy_log("warn", "cannot keep %s", path);
   fy_log("info", "the fleet's revocation list is now the one from %s, %zu certificate(s) revoked", path, n);
+  fy_broker_set_crl(a, pem);
   for (fy_agent_conn *c = a->conns; c; c = c->next) /* pushers connected before: the list applies to them too */
     if (c->authed && c->s.session_ok && c->s.session.tls && !c->s.closing && !c->s.ending && fy_tls_peer_revoked(c->s.session.tls))
       fy_conn_fail(c, FY_ECERT, "the pusher's certificate has been revoked (it is on the fleet's revocation list)");

@@ -136,6 +136,10 @@ void fy_conn_start(fy_conn *c, uv_loop_t *loop, const fy_target *t, fy_tls_conf 
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
+  if (!t->host[0]) { /* a fleet node without an address: reached only through the broker */
+    fy_conn_close(c, FY_ECONN, "it has no address (listen: none); only ferry status --fleet goes through the broker in this version");
+    return;
+  }
   c->gai.data = c;
   c->resolving = 1;
   int rc = uv_getaddrinfo(loop, &c->gai, on_resolved, t->host, t->port, &hints);

@@ -9,6 +9,7 @@
 #include "ferry/wire.h"
 #include "ferry/yaml.h"
 #include "ferry/imageref.h"
+#include "ferry/mqtt.h"
 #include "fleet.h"
 #include "pki.h"
 
@@ -126,13 +127,20 @@ static int load_nodes(const char *path, const fy_ynode *nodes, fy_fleet *f, char
     REQUIRE(scalar(name) && fy_pki_valid_name(name->str), name ? name->line : n->line,
             "a node needs a name: letters, digits, '.', '-', '_' (the name in its certificate)");
     REQUIRE(node_index(f, name->str) < 0, name->line, "node '%s' is listed twice", name->str);
-    REQUIRE(scalar(addr), n->line, "node '%s' needs an address (HOST or HOST:PORT)", name->str);
+    REQUIRE(scalar(addr) || f->have_broker, n->line, "node '%s' needs an address (HOST or HOST:PORT), or the fleet a broker:", name->str);
     char spec[400], terr[400];
+    if (!addr) { /* reached only through the broker (listen: none) */
+      fy_target *t = &f->targets[f->n];
+      memset(t, 0, sizeof *t);
+      snprintf(t->name, sizeof t->name, "%s", name->str);
+      snprintf(t->address, sizeof t->address, "(broker)");
+    } else {
     const char *colon = strrchr(addr->str, ':');
     int has_port = colon && (addr->str[0] != '[' || colon > strchr(addr->str, ']'));
     snprintf(spec, sizeof spec, "%s@%s%s", name->str, addr->str, has_port ? "" : ":7433");
     REQUIRE(fy_target_parse(spec, &f->targets[f->n], terr, sizeof terr) == FY_OK, addr->line, "node '%s': address '%s': expected HOST or HOST:PORT",
             name->str, addr->str);
+    }
     json_t *lj = f->labels[f->n] = json_object();
     f->node_maps[f->n] = n;
     f->n++;
@@ -208,7 +216,7 @@ cleanup:
 
 int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
   static const char *const allowed[] = {"nodes", "groups", "affinity", "rollout", "env", "files", "secrets", "registry",
-                                        "registry_auth", NULL};
+                                        "registry_auth", "broker", NULL};
   char *data = NULL, yerr[300];
   size_t len = 0;
   fy_ynode *root = NULL;
@@ -228,7 +236,25 @@ int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
   ret = FY_OK;
   REQUIRE(root->kind == FY_YAML_MAP, root->line, "a fleet file is a map with nodes, groups, affinity, rollout");
   const char *bad = fy_yaml_unknown_key(root, allowed, &line);
-  REQUIRE(!bad, line, "unknown key '%s' (nodes, groups, affinity, rollout, env, files, secrets, registry, registry_auth)", bad);
+  REQUIRE(!bad, line, "unknown key '%s' (nodes, groups, affinity, rollout, env, files, secrets, registry, registry_auth, broker)", bad);
+  const fy_ynode *bk = fy_yaml_get(root, "broker");
+  snprintf(f->topic_prefix, sizeof f->topic_prefix, "ferry");
+  if (bk) {
+    static const char *const bkeys[] = {"url", "topic_prefix", NULL};
+    REQUIRE(bk->kind == FY_YAML_MAP, bk->line, "broker: expected a map {url: mqtts://HOST[:PORT], topic_prefix: ferry/FLEET}");
+    bad = fy_yaml_unknown_key(bk, bkeys, &line);
+    REQUIRE(!bad, line, "unknown key 'broker.%s' (url, topic_prefix)", bad);
+    const fy_ynode *u = fy_yaml_get(bk, "url"), *tp = fy_yaml_get(bk, "topic_prefix");
+    REQUIRE(scalar(u) && fy_mqtt_url_parse(u->str, f->broker_host, sizeof f->broker_host, &f->broker_port) == FY_OK,
+            u ? u->line : bk->line, "broker.url: expected mqtts://HOST[:PORT]");
+    if (tp) {
+      REQUIRE(scalar(tp) && strlen(tp->str) < 200 && fy_mqtt_topic_valid(tp->str, strlen(tp->str), 0) && tp->str[0] != '/' &&
+                  tp->str[strlen(tp->str) - 1] != '/',
+              tp->line, "broker.topic_prefix: expected topic levels such as ferry/site1, as the agents have it");
+      snprintf(f->topic_prefix, sizeof f->topic_prefix, "%s", tp->str);
+    }
+    f->have_broker = 1;
+  }
   const fy_ynode *reg = fy_yaml_get(root, "registry"), *ra = fy_yaml_get(root, "registry_auth");
   if (reg) {
     fy_image_name in;

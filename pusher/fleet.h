@@ -47,6 +47,11 @@ typedef struct fy_fleet {
   int revert_on_halt;
   char registry[600];      /* registry: docker://HOST/REPO, where devices pull the bytes ("" none) */
   char registry_auth[4096]; /* registry_auth: an auth.json with a read-only credential for it */
+  /* broker: the fleet's MQTT broker (ferry status --fleet reads the nodes' signed statuses there) */
+  int have_broker;
+  char broker_host[256];
+  int broker_port;
+  char topic_prefix[256];  /* as the agents' broker.topic_prefix; "ferry" by default */
 } fy_fleet;
 
 /* Reads and checks the file. FY_ECONFIG with "FILE:LINE: what" in err. */

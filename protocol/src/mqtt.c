@@ -65,6 +65,29 @@ int fy_mqtt_topic_match(const char *f, const char *t) {
   }
 }
 
+int fy_mqtt_url_parse(const char *s, char *host, size_t hostlen, int *port) {
+  if (strncmp(s, "mqtts://", 8) != 0) return FY_EINVAL;
+  s += 8;
+  const char *colon = strrchr(s, ':'), *end_host = colon ? colon : s + strlen(s);
+  size_t hl = (size_t)(end_host - s);
+  if (hl == 0 || hl >= hostlen || strchr(s, '/') || strchr(s, '@')) return FY_EINVAL;
+  *port = 8883;
+  if (colon) {
+    long v = 0;
+    const char *p = colon + 1;
+    if (!*p) return FY_EINVAL;
+    for (; *p; p++) {
+      if (*p < '0' || *p > '9' || v > 65535) return FY_EINVAL;
+      v = v * 10 + (*p - '0');
+    }
+    if (v < 1 || v > 65535) return FY_EINVAL;
+    *port = (int)v;
+  }
+  memcpy(host, s, hl);
+  host[hl] = '\0';
+  return FY_OK;
+}
+
 const char *fy_mqtt_connack_reason(uint8_t code) {
   switch (code) {
   case 0: return "accepted";

@@ -81,6 +81,9 @@ int fy_mqtt_puback_encode(fy_buf *out, uint16_t packet_id) FY_WUR;
 /* PINGREQ or DISCONNECT: a fixed header alone. */
 int fy_mqtt_simple_encode(fy_buf *out, uint8_t type) FY_WUR;
 
+/* mqtts://HOST[:PORT] (TLS only; port 8883 by default): FY_OK, or FY_EINVAL. */
+int fy_mqtt_url_parse(const char *url, char *host, size_t hostlen, int *port) FY_WUR;
+
 /* The reason a CONNACK's return code gives, for messages. */
 const char *fy_mqtt_connack_reason(uint8_t code);
 
