@@ -85,13 +85,15 @@ void fy_cli_home(const char *rel, char *out, size_t len) {
   else snprintf(out, len, "%s/.ferry%s%s", getenv("HOME") ? getenv("HOME") : ".", rel ? "/" : "", rel ? rel : "");
 }
 
-int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) {
+int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) { return fy_cli_load_identity_as(dir, FY_TLS_PUSHER, conf); }
+
+int fy_cli_load_identity_as(const char *dir, fy_tls_role role, fy_tls_conf **conf) {
   char path[4096], err[512];
   if (!dir) {
     fy_cli_home("identity", path, sizeof path);
     dir = path;
   }
-  int rc = fy_identity_load(dir, FY_TLS_PUSHER, conf, err, sizeof err);
+  int rc = fy_identity_load(dir, role, conf, err, sizeof err);
   if (rc != FY_OK) {
     fy_cli_err("%s", err);
     if (rc == FY_ENOENT)

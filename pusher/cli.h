@@ -88,6 +88,8 @@ void fy_cli_vprint(FILE *f, const char *fmt, va_list ap);
 /* $FERRY_HOME/rel (~/.ferry/rel); rel may be NULL for the directory itself. */
 void fy_cli_home(const char *rel, char *out, size_t len);
 int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) FY_WUR;
+/* The same identity in another role: FY_TLS_BROKER to talk to the fleet's broker. */
+int fy_cli_load_identity_as(const char *dir, fy_tls_role role, fy_tls_conf **conf) FY_WUR;
 
 /* Adds a --to argument (one target, or several separated by commas). */
 int fy_cli_add_target(fy_cli_common *c, const char *spec) FY_WUR;

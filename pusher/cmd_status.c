@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "ask.h"
+#include "brokerc.h"
 #include "cli.h"
 #include "ferry/platform.h"
 
@@ -160,12 +163,76 @@ static void print_fleet(const struct status *s, const fy_ask *asks, size_t count
   }
 }
 
+/* With broker: in the fleet file, the nodes' signed statuses from the broker: every node at once,
+ * online or not, without waiting for any of them. */
+static int status_from_broker(struct status *s) {
+  fy_cli_common *cc = s->cc;
+  fy_tls_conf *btls = NULL;
+  char err[600];
+  int ret = 1;
+  fy_broker_node *nodes = calloc(cc->ntargets ? cc->ntargets : 1, sizeof *nodes);
+  if (!nodes || fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &btls) != FY_OK) goto out;
+  for (size_t i = 0; i < cc->ntargets; i++) snprintf(nodes[i].name, sizeof nodes[i].name, "%s", cc->targets[i].name);
+  if (fy_broker_read_statuses(&cc->fleet, btls, nodes, cc->ntargets, cc->timeout_ms, err, sizeof err) != FY_OK) {
+    fy_cli_err("%s", err);
+    goto out;
+  }
+  int64_t now = (int64_t)time(NULL);
+  json_t *arr = cc->json ? json_array() : NULL;
+  if (!cc->json)
+    printf("%-20s %-22s %-8s %-14s %-14s %-28s %-9s\n", "NODE", "STATE", "ARCH", "BOARD", "APP", "RELEASE", "APP STATE");
+  ret = 0;
+  for (size_t i = 0; i < cc->ntargets; i++) {
+    const fy_broker_node *nd = &nodes[i];
+    const json_t *st = nd->status;
+    int online = json_is_true(json_object_get(st, "online"));
+    json_int_t t = json_integer_value(json_object_get(st, "time"));
+    if (!t) t = json_integer_value(json_object_get(st, "since"));
+    char state[64], ago[32];
+    if (!nd->seen) snprintf(state, sizeof state, "NEVER SEEN");
+    else if (!nd->verified) snprintf(state, sizeof state, "UNVERIFIED");
+    else if (online) snprintf(state, sizeof state, "ONLINE");
+    else snprintf(state, sizeof state, "LAST SEEN %s ago", t > 0 && now > t ? fy_human_duration((uint64_t)(now - t), ago, sizeof ago) : "?");
+    if (!nd->verified) ret = 1;
+    if (cc->json) {
+      json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:b}", "name", nd->name, "via", "broker", "seen", nd->seen, "verified", nd->verified,
+                            "online", online);
+      if (o && t > 0) json_object_set_new(o, "last_seen", json_integer(t));
+      if (o && nd->why[0]) json_object_set_new(o, "error", json_string(nd->why));
+      static const char *const copy[] = {"platform", "accepts", "board", "agent_version", "apps", "labels", NULL};
+      for (size_t k = 0; o && st && copy[k]; k++)
+        if (json_object_get(st, copy[k])) json_object_set(o, copy[k], json_object_get(st, copy[k]));
+      json_array_append_new(arr, o);
+      continue;
+    }
+    const json_t *labels = json_object_get(st, "labels"), *apps = json_object_get(st, "apps");
+    const char *arch = fy_msg_str(labels, "kubernetes.io/arch", 32), *board = fy_msg_str(st, "board", 64);
+    size_t napps = json_array_size(apps);
+    for (size_t ai = 0; ai < (napps ? napps : 1); ai++) {
+      const json_t *app = json_array_get(apps, ai);
+      const char *an = app ? fy_msg_str(app, "name", 128) : NULL, *rel = app ? fy_msg_str(app, "release", 128) : NULL,
+                 *ast = app ? fy_msg_str(app, "state", 32) : NULL;
+      fy_cli_print(stdout, "%-20s %-22s %-8s %-14s %-14s %-28s %-9s\n", nd->name, state, arch ? arch : "-", board ? board : "-",
+                   an ? an : "<none>", rel ? rel : "-", ast ? ast : "-");
+    }
+    if (nd->seen && !nd->verified) fy_cli_err("%s: its status on the broker does not verify: %s", nd->name, nd->why);
+  }
+  if (cc->json) fy_cli_print_nodes(arr);
+out:
+  if (nodes) fy_broker_nodes_free(nodes, cc->ntargets);
+  free(nodes);
+  fy_tls_conf_free(btls);
+  return ret;
+}
+
 static void status_usage(FILE *f) {
   fprintf(f, "usage: ferry status " FY_CLI_TARGETS_USAGE "\n"
              "                    [-L|--label-columns KEY[,KEY...]]\n"
              "Asks each node for its facts: platform, labels, board, free space, apps.\n"
              "With --fleet: a row per node and app (node, arch, board, app, release, state, age);\n"
              "-L adds a column per label, as kubectl does. --selector keeps the matching nodes.\n"
+             "A fleet file with broker: is answered from the broker: each node's signed status, ONLINE or\n"
+             "LAST SEEN, offline nodes too, without waiting for any node.\n"
              "Exit status 0 only when every node answered.\n");
 }
 
@@ -202,6 +269,10 @@ int fy_cmd_status(int argc, char **argv) {
     goto cleanup;
   }
   if (fy_cli_common_targets(&cc, "status") != FY_OK) goto cleanup;
+  if (cc.have_fleet && cc.fleet.have_broker) {
+    ret = status_from_broker(&s);
+    goto cleanup;
+  }
   if (fy_cli_load_identity(cc.identity, &tls) != FY_OK) { ret = 1; goto cleanup; }
   asks = calloc(cc.ntargets, sizeof *asks);
   if (!asks) { ret = 1; goto cleanup; }

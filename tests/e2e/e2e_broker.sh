@@ -146,6 +146,43 @@ assert sys.argv[2].encode() not in base64.b64decode(env["payload"])
 PY
 ! grep -q -- "$SECRET" "$T"/*.log || fail "a log carries the secret"
 start_broker
+
+# --- ferry status --fleet from the broker: every node at once, online or not, none waited for
+for n in n1 pi; do wait_for "$WAIT_LIMIT" "$n online again after the second restart of the broker" online "$n"; done
+cat > "$T/fleet.yaml" <<EOF
+broker: {url: "mqtts://localhost:$BROKER_PORT", topic_prefix: ferry/e2e}
+nodes:
+  - {name: n1}
+  - {name: n2}
+  - {name: n3}
+  - {name: pi}
+  - {name: ghost}
+EOF
+set +e
+"$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" > "$T/fst.out" 2> "$T/fst.err"
+rc=$?
+"$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" --json > "$T/fst.json" 2> /dev/null
+set -e
+row() { grep -E "^$1 " "$T/fst.out" | head -1; }
+row n1 | grep -q ' ONLINE ' && row pi | grep -q ' ONLINE .*arm64' && row n2 | grep -q 'LAST SEEN .* ago' &&
+  row n3 | grep -q 'LAST SEEN .* ago' && row ghost | grep -q 'NEVER SEEN' && row n1 | grep -q ' hello ' ||
+  { cat "$T/fst.out" "$T/fst.err"; fail "ferry status --fleet from the broker"; }
+[ $rc -eq 1 ] || fail "status --fleet exits 0 with a node never seen"
+python3 - "$T/fst.json" <<'PY' || { cat "$T/fst.json"; fail "status --fleet --json from the broker"; }
+import json, sys
+d = {n["name"]: n for n in json.load(open(sys.argv[1]))["nodes"]}
+assert d["n1"]["online"] and d["n1"]["verified"] and d["n1"]["via"] == "broker" and d["n1"]["platform"] == "linux/amd64"
+assert not d["n2"]["online"] and d["n2"]["verified"] and d["n2"]["last_seen"] > 0
+assert not d["ghost"]["seen"]
+PY
+"$FERRY" cert issue --ca "$T/ca" --name laptop2 --role pusher --out "$T/me2" > /dev/null
+set +e
+"$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me2" --timeout 3 > /dev/null 2> "$T/fst2.err"
+rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "the broker's ACL must let 'laptop2' read and write ferry/e2e/#" "$T/fst2.err" || { cat "$T/fst2.err"; fail "a pusher the ACL does not list"; }
+pass "ferry status --fleet with broker: answers from the broker at once: ONLINE, LAST SEEN for the nodes that went away, NEVER SEEN, each status's signature checked (--json too); a pusher the broker's ACL does not list is told why"
+
 # n1 restarted: the retained state it has (sequence 10) is not news; an older one is still a replay
 kill -TERM "$PID_n1"
 wait "$PID_n1" 2>/dev/null || true

@@ -28,9 +28,47 @@ static int remove_from(const char *text, const char *name, char *out, size_t out
   return rc;
 }
 
+/* Loads `text` as a fleet file: the result code, the reason in err. */
+static int load_text(const char *text, fy_fleet *fl, char *err, size_t errlen) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/load.yaml", dir);
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  fputs(text, f);
+  fclose(f);
+  memset(fl, 0, sizeof *fl);
+  return fy_fleet_load(path, fl, err, errlen);
+}
+
+/* broker: in a fleet file, and nodes reached only through it. */
+static void test_broker(void) {
+  fy_fleet fl;
+  char err[600];
+  CHECK_INT(load_text("broker: {url: \"mqtts://mq.example:9883\", topic_prefix: ferry/site1}\n"
+                      "nodes:\n  - {name: pi-1}\n  - {name: pi-2, address: 10.0.0.2}\n",
+                      &fl, err, sizeof err),
+            FY_OK);
+  CHECK(fl.have_broker && strcmp(fl.broker_host, "mq.example") == 0 && fl.broker_port == 9883 && strcmp(fl.topic_prefix, "ferry/site1") == 0);
+  CHECK(fl.n == 2 && fl.targets[0].host[0] == '\0' && strcmp(fl.targets[1].host, "10.0.0.2") == 0);
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("broker: {url: \"mqtts://mq.example\"}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_OK);
+  CHECK(fl.broker_port == 8883 && strcmp(fl.topic_prefix, "ferry") == 0);
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("nodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_ECONFIG);
+  CHECK(strstr(err, "needs an address") && strstr(err, "broker"));
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("broker: {url: \"mqtt://plain:1883\"}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_ECONFIG);
+  CHECK(strstr(err, "mqtts://") != NULL);
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("broker: {url: \"mqtts://h\", topic_prefix: \"ferry/#\"}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err),
+            FY_ECONFIG);
+  fy_fleet_free(&fl);
+}
+
 int main(void) {
   char out[4096], err[600];
   if (!mkdtemp(dir)) return 1;
+  test_broker();
 
   /* Block lists everywhere; the removed node is the first one. */
   const char *block = "# the lab\n"
