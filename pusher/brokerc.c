@@ -33,6 +33,9 @@ typedef struct bc {
   fy_tls_conf *tls_conf;
   fy_broker_node *nodes;
   size_t n;
+  fy_broker_change_cb on_change; /* watching: after the first read */
+  void *ud;
+  volatile int *stop;
 } bc;
 
 static uint64_t now_ms(void) {
@@ -59,6 +62,7 @@ static int wait_fd(bc *c, short events) {
     int r = poll(&p, 1, (int)(c->deadline_ms - t));
     if (r > 0) return FY_OK;
     if (r < 0 && errno != EINTR) return fail(c, FY_ECONN, "%s: %s", c->where, strerror(errno));
+    if (c->stop && *c->stop) return FY_ECANCELED;
   }
 }
 
@@ -166,6 +170,7 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
       nd->why[0] = '\0';
     }
     fy_envelope_free(&e);
+    if (c->synced && c->on_change) c->on_change(c->ud, nd);
   }
   return FY_OK;
 }
@@ -188,11 +193,24 @@ static int read_until(bc *c, const int *cond) {
   return FY_OK;
 }
 
-int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, char *err,
-                            size_t errlen) {
+/* Watching: reads on, a ping each 30 s of quiet, until stopped. */
+static int follow(bc *c) {
+  static const int never = 0;
+  for (;;) {
+    c->deadline_ms = now_ms() + 30000;
+    int rc = read_until(c, &never);
+    if (rc == FY_ECANCELED) return FY_OK;
+    if (rc != FY_ETIMEDOUT) return rc;
+    c->err[0] = '\0';
+    if ((rc = fy_mqtt_simple_encode(&c->out, FY_MQTT_PINGREQ)) != FY_OK || (rc = send_out(c)) != FY_OK) return rc;
+  }
+}
+
+static int session(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, fy_broker_change_cb on_change,
+                   void *ud, volatile int *stop, char *err, size_t errlen) {
   char where[300];
   bc c = {.fd = -1, .deadline_ms = now_ms() + timeout_ms, .where = where, .err = err, .errlen = errlen, .tls_conf = tls, .nodes = nodes,
-          .n = n};
+          .n = n, .on_change = on_change, .ud = ud, .stop = stop};
   uint8_t rnd[8];
   char id[64];
   int rc;
@@ -243,6 +261,10 @@ int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node 
            "write %s/#", where, c.sync_topic, fy_tls_conf_name(tls), c.prefix);
     goto out;
   }
+  if (on_change) {
+    for (size_t i = 0; i < n; i++) on_change(ud, &nodes[i]); /* where each stands now */
+    if ((rc = follow(&c)) != FY_OK) goto out;
+  }
   if (fy_mqtt_simple_encode(&c.out, FY_MQTT_DISCONNECT) == FY_OK) (void)send_out(&c);
   rc = FY_OK;
 out:
@@ -252,6 +274,16 @@ out:
   fy_mqtt_decoder_free(&c.dec);
   fy_buf_free(&c.out, 0);
   return rc;
+}
+
+int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, char *err,
+                            size_t errlen) {
+  return session(f, tls, nodes, n, timeout_ms, NULL, NULL, NULL, err, errlen);
+}
+
+int fy_broker_watch(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, fy_broker_change_cb on_change,
+                    void *ud, volatile int *stop, char *err, size_t errlen) {
+  return session(f, tls, nodes, n, timeout_ms, on_change, ud, stop, err, errlen);
 }
 
 void fy_broker_nodes_free(fy_broker_node *nodes, size_t n) {

@@ -31,4 +31,11 @@ int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node 
                             size_t errlen) FY_WUR;
 void fy_broker_nodes_free(fy_broker_node *nodes, size_t n);
 
+/* After the same read, follows the statuses as they change (ferry status --fleet --watch):
+ * on_change for each node whose status came again, until *stop is set (a signal) or the
+ * connection fails. Pings the broker every 30 s. */
+typedef void (*fy_broker_change_cb)(void *ud, const fy_broker_node *node);
+int fy_broker_watch(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, fy_broker_change_cb on_change,
+                    void *ud, volatile int *stop, char *err, size_t errlen) FY_WUR;
+
 #endif

@@ -2,6 +2,7 @@
  * With --fleet the table reads like `kubectl get nodes -L kubernetes.io/arch`: a row per node
  * and app. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,9 +164,48 @@ static void print_fleet(const struct status *s, const fy_ask *asks, size_t count
   }
 }
 
+/* ONLINE, LAST SEEN 3d ago, NEVER SEEN, UNVERIFIED; *t the status's time (0 when none). */
+static void node_state(const fy_broker_node *nd, int64_t now, char *state, size_t len, json_int_t *t) {
+  const json_t *st = nd->status;
+  char ago[32];
+  *t = json_integer_value(json_object_get(st, "time"));
+  if (!*t) *t = json_integer_value(json_object_get(st, "since"));
+  if (!nd->seen) snprintf(state, len, "NEVER SEEN");
+  else if (!nd->verified) snprintf(state, len, "UNVERIFIED");
+  else if (json_is_true(json_object_get(st, "online"))) snprintf(state, len, "ONLINE");
+  else snprintf(state, len, "LAST SEEN %s ago", *t > 0 && now > *t ? fy_human_duration((uint64_t)(now - *t), ago, sizeof ago) : "?");
+}
+
+/* --watch: a line per status as it comes (a node going, coming back, its apps changing). */
+static volatile int watch_stop;
+static void on_watch_signal(int sig) {
+  (void)sig;
+  watch_stop = 1;
+}
+static void watch_line(void *ud, const fy_broker_node *nd) {
+  (void)ud;
+  char state[64], when[16];
+  json_int_t t;
+  time_t now = time(NULL);
+  struct tm tm;
+  node_state(nd, (int64_t)now, state, sizeof state, &t);
+  strftime(when, sizeof when, "%H:%M:%S", localtime_r(&now, &tm));
+  const json_t *apps = json_object_get(nd->status, "apps");
+  size_t napps = json_array_size(apps);
+  fy_cli_print(stdout, "%s %-20s %-22s", when, nd->name, state);
+  for (size_t i = 0; i < napps; i++) {
+    const json_t *app = json_array_get(apps, i);
+    const char *an = fy_msg_str(app, "name", 128), *rel = fy_msg_str(app, "release", 128), *ast = fy_msg_str(app, "state", 32);
+    fy_cli_print(stdout, " %s=%s(%s)", an ? an : "?", rel ? rel : "-", ast ? ast : "-");
+  }
+  if (nd->seen && !nd->verified) fy_cli_print(stdout, " %s", nd->why);
+  putchar('\n');
+  fflush(stdout);
+}
+
 /* With broker: in the fleet file, the nodes' signed statuses from the broker: every node at once,
  * online or not, without waiting for any of them. */
-static int status_from_broker(struct status *s) {
+static int status_from_broker(struct status *s, int watch) {
   fy_cli_common *cc = s->cc;
   fy_tls_conf *btls = NULL;
   char err[600];
@@ -173,6 +213,15 @@ static int status_from_broker(struct status *s) {
   fy_broker_node *nodes = calloc(cc->ntargets ? cc->ntargets : 1, sizeof *nodes);
   if (!nodes || fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &btls) != FY_OK) goto out;
   for (size_t i = 0; i < cc->ntargets; i++) snprintf(nodes[i].name, sizeof nodes[i].name, "%s", cc->targets[i].name);
+  if (watch) {
+    struct sigaction sa = {.sa_handler = on_watch_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = fy_broker_watch(&cc->fleet, btls, nodes, cc->ntargets, cc->timeout_ms, watch_line, NULL, &watch_stop, err, sizeof err);
+    if (rc != FY_OK) fy_cli_err("%s", err);
+    ret = rc == FY_OK ? 0 : 1;
+    goto out;
+  }
   if (fy_broker_read_statuses(&cc->fleet, btls, nodes, cc->ntargets, cc->timeout_ms, err, sizeof err) != FY_OK) {
     fy_cli_err("%s", err);
     goto out;
@@ -186,13 +235,9 @@ static int status_from_broker(struct status *s) {
     const fy_broker_node *nd = &nodes[i];
     const json_t *st = nd->status;
     int online = json_is_true(json_object_get(st, "online"));
-    json_int_t t = json_integer_value(json_object_get(st, "time"));
-    if (!t) t = json_integer_value(json_object_get(st, "since"));
-    char state[64], ago[32];
-    if (!nd->seen) snprintf(state, sizeof state, "NEVER SEEN");
-    else if (!nd->verified) snprintf(state, sizeof state, "UNVERIFIED");
-    else if (online) snprintf(state, sizeof state, "ONLINE");
-    else snprintf(state, sizeof state, "LAST SEEN %s ago", t > 0 && now > t ? fy_human_duration((uint64_t)(now - t), ago, sizeof ago) : "?");
+    json_int_t t;
+    char state[64];
+    node_state(nd, now, state, sizeof state, &t);
     if (!nd->verified) ret = 1;
     if (cc->json) {
       json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:b}", "name", nd->name, "via", "broker", "seen", nd->seen, "verified", nd->verified,
@@ -227,18 +272,20 @@ out:
 
 static void status_usage(FILE *f) {
   fprintf(f, "usage: ferry status " FY_CLI_TARGETS_USAGE "\n"
-             "                    [-L|--label-columns KEY[,KEY...]]\n"
+             "                    [-L|--label-columns KEY[,KEY...]] [--watch]\n"
              "Asks each node for its facts: platform, labels, board, free space, apps.\n"
              "With --fleet: a row per node and app (node, arch, board, app, release, state, age);\n"
              "-L adds a column per label, as kubectl does. --selector keeps the matching nodes.\n"
              "A fleet file with broker: is answered from the broker: each node's signed status, ONLINE or\n"
-             "LAST SEEN, offline nodes too, without waiting for any node.\n"
+             "LAST SEEN, offline nodes too, without waiting for any node; --watch then prints a line per node\n"
+             "whenever its status changes (a node going away, coming back, its apps), until Ctrl-C.\n"
              "Exit status 0 only when every node answered.\n");
 }
 
 int fy_cmd_status(int argc, char **argv) {
   static const struct option opts[] = {FY_CLI_COMMON_OPTIONS, {"label-columns", required_argument, 0, 'L'},
-                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+                                       {"watch", no_argument, 0, 'W'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  int watch = 0;
   fy_cli_common cc = {.timeout_ms = 10000};
   struct status s = {.cc = &cc};
   fy_ask_batch b = {0};
@@ -260,6 +307,7 @@ int fy_cmd_status(int argc, char **argv) {
       for (char *save = NULL, *tok = strtok_r(colbuf, ",", &save); tok && s.ncolumns < 16; tok = strtok_r(NULL, ",", &save))
         s.columns[s.ncolumns++] = tok;
       break;
+    case 'W': watch = 1; break;
     case 'h': status_usage(stdout); ret = 0; goto cleanup;
     default: status_usage(stderr); goto cleanup;
     }
@@ -270,7 +318,11 @@ int fy_cmd_status(int argc, char **argv) {
   }
   if (fy_cli_common_targets(&cc, "status") != FY_OK) goto cleanup;
   if (cc.have_fleet && cc.fleet.have_broker) {
-    ret = status_from_broker(&s);
+    ret = status_from_broker(&s, watch);
+    goto cleanup;
+  }
+  if (watch) {
+    fy_cli_err("--watch follows the statuses on the fleet's broker: it needs --fleet with broker: in the fleet file");
     goto cleanup;
   }
   if (fy_cli_load_identity(cc.identity, &tls) != FY_OK) { ret = 1; goto cleanup; }

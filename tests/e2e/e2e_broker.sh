@@ -182,6 +182,16 @@ rc=$?
 set -e
 [ $rc -ne 0 ] && grep -q "the broker's ACL must let 'laptop2' read and write ferry/e2e/#" "$T/fst2.err" || { cat "$T/fst2.err"; fail "a pusher the ACL does not list"; }
 pass "ferry status --fleet with broker: answers from the broker at once: ONLINE, LAST SEEN for the nodes that went away, NEVER SEEN, each status's signature checked (--json too); a pusher the broker's ACL does not list is told why"
+# --watch: where each node stands, then a line whenever a status changes (n3 comes back)
+"$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" --watch > "$T/watch.out" 2> "$T/watch.err" &
+wpid=$!
+wait_for "$WAIT_LIMIT" "--watch's first lines" log_has "$T/watch.out" ' ghost  *NEVER SEEN'
+grep -q ' n3  *LAST SEEN' "$T/watch.out" || { cat "$T/watch.out"; fail "--watch: n3 is not shown as gone"; }
+AGENT_LISTEN=none start_agent n3 "$BROKER_YAML"
+wait_for "$WAIT_LIMIT" "--watch did not show n3 coming back" log_has "$T/watch.out" ' n3  *ONLINE'
+kill -INT "$wpid"
+wait "$wpid" || fail "--watch did not end cleanly on Ctrl-C"
+pass "ferry status --fleet --watch: where each node stands, then n3 coming back as it happens; Ctrl-C ends it"
 
 # n1 restarted: the retained state it has (sequence 10) is not news; an older one is still a replay
 kill -TERM "$PID_n1"
