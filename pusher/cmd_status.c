@@ -234,6 +234,11 @@ static int status_from_broker(struct status *s, int watch) {
   for (size_t i = 0; i < cc->ntargets; i++) {
     const fy_broker_node *nd = &nodes[i];
     const json_t *st = nd->status;
+    /* --selector over the node's labels as its status reports them, the fleet file's over those */
+    json_t *sel_labels = fy_cli_node_labels(cc, i, st);
+    int keep = fy_selector_match(&cc->selector, sel_labels);
+    json_decref(sel_labels);
+    if (!keep) continue;
     int online = json_is_true(json_object_get(st, "online"));
     json_int_t t;
     char state[64];

@@ -168,6 +168,8 @@ row n1 | grep -q ' ONLINE ' && row pi | grep -q ' ONLINE .*arm64' && row n2 | gr
   row n3 | grep -q 'LAST SEEN .* ago' && row ghost | grep -q 'NEVER SEEN' && row n1 | grep -q ' hello ' ||
   { cat "$T/fst.out" "$T/fst.err"; fail "ferry status --fleet from the broker"; }
 [ $rc -eq 1 ] || fail "status --fleet exits 0 with a node never seen"
+"$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" -l kubernetes.io/arch=arm64 > "$T/fsel.out"
+[ "$(grep -c ' ONLINE ' "$T/fsel.out")" = 1 ] && grep -q '^pi ' "$T/fsel.out" || { cat "$T/fsel.out"; fail "status --fleet --selector from the broker"; }
 python3 - "$T/fst.json" <<'PY' || { cat "$T/fst.json"; fail "status --fleet --json from the broker"; }
 import json, sys
 d = {n["name"]: n for n in json.load(open(sys.argv[1]))["nodes"]}
@@ -181,7 +183,7 @@ set +e
 rc=$?
 set -e
 [ $rc -ne 0 ] && grep -q "the broker's ACL must let 'laptop2' read and write ferry/e2e/#" "$T/fst2.err" || { cat "$T/fst2.err"; fail "a pusher the ACL does not list"; }
-pass "ferry status --fleet with broker: answers from the broker at once: ONLINE, LAST SEEN for the nodes that went away, NEVER SEEN, each status's signature checked (--json too); a pusher the broker's ACL does not list is told why"
+pass "ferry status --fleet with broker: answers from the broker at once: ONLINE, LAST SEEN for the nodes that went away, NEVER SEEN, each status's signature checked (--json and --selector too); a pusher the broker's ACL does not list is told why"
 # --watch: where each node stands, then a line whenever a status changes (n3 comes back)
 "$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" --watch > "$T/watch.out" 2> "$T/watch.err" &
 wpid=$!
