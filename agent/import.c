@@ -54,6 +54,7 @@ typedef struct imp {
   fy_buf cur_data;
   fy_sha256 h;
   int sock;
+  int resumed;       /* a layer was sent from an offset above 0 (a partial left on the node) */
   /* frames from ferryd */
   fy_frame_decoder dec;
   int dec_paused;
@@ -425,6 +426,7 @@ static int send_blob(imp *im, const fy_need_item *it) {
     return fail(im, FY_EDIGEST, "%s: blob %s is %llu bytes, its manifest says %llu", im->file, fy_digest_format(&it->digest, ds),
                 (unsigned long long)b->size, (unsigned long long)it->size);
   fy_blob_begin_msg bm = {.digest = it->digest, .offset = it->offset};
+  im->resumed |= it->offset > 0;
   int rc = send_json(im, FY_FT_BLOB_BEGIN, fy_blob_begin_encode(&bm));
   uint64_t at = b->offset + it->offset, left = it->size - it->offset;
   while (rc == FY_OK && left) {
@@ -598,7 +600,16 @@ int fy_import_main(const fy_agent_config *cfg, const fy_facts *facts, const char
     if (irc == FY_OK) {
       fprintf(stderr, "ferryd --import: %s%s%s -> app %s (%s)\n", path, e->ref_name[0] ? ":" : "", e->ref_name, img.app,
               img.signature ? "signed" : "unsigned");
+      im.resumed = 0;
       irc = install(&im, cfg, &img, force);
+      /* A partial on the node that was not this layer's start (left by an import cut off with
+       * other bytes) fails the digest and is discarded there: once more, from the start. */
+      if (irc == FY_EDIGEST && im.resumed) {
+        fprintf(stderr, "ferryd --import: %s; the node's partial layer is discarded, sending it again from the start\n", im.err);
+        im.err[0] = '\0';
+        im.resumed = 0;
+        irc = install(&im, cfg, &img, force);
+      }
     }
     if (irc != FY_OK) {
       fprintf(stderr, "ferryd --import: %s\n", im.err[0] ? im.err : fy_strerror(irc));

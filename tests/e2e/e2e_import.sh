@@ -97,6 +97,28 @@ sed "s|$T/state-dev|$T/state-idle|" "$T/dev.yaml" > "$T/idle.yaml"
 import idle "$T/site2.tar"
 [ $IMPORT_RC -ne 0 ] && grep -q 'ferryd is not running' "$T/import.err" || { cat "$T/import.err"; fail "import without a running ferryd"; }
 pass "without a running ferryd, --import says so"
+# --- a partial layer left on the node with wrong bytes (a transfer cut off with other bytes):
+#     refused by its digest, discarded, and sent again from the start
+start_agent dev2 ""
+layer=$(python3 - "$T/site2.tar" <<'PY'
+import json, sys, tarfile
+t = tarfile.open(sys.argv[1])
+blob = lambda d: t.extractfile("blobs/sha256/" + d.split(":")[1]).read()
+ix = json.loads(t.extractfile("index.json").read())
+top = next(m for m in ix["manifests"] if not m.get("annotations", {}).get("org.opencontainers.image.ref.name", "").startswith("sha256-"))
+sub = json.loads(blob(top["digest"]))
+m = next(x for x in sub["manifests"] if x["platform"]["architecture"] == "amd64")
+man = json.loads(blob(m["digest"]))
+print(max(man["layers"], key=lambda l: l["size"])["digest"].split(":")[1])
+PY
+)
+mkdir -p "$T/state-dev2/blobs/sha256"
+head -c 4096 /dev/urandom > "$T/state-dev2/blobs/sha256/$layer.partial"
+import dev2 "$T/site2.tar"
+[ $IMPORT_RC -eq 0 ] && grep -q '^hello: deployed release ' "$T/import.out" && grep -q 'sending it again from the start' "$T/import.err" ||
+  { cat "$T/import.out" "$T/import.err"; fail "an import over a bad partial layer"; }
+pass "a partial layer on the node with wrong bytes: the digest refuses it, the import sends the layer again from the start and installs"
+
 
 # --- the arm64 agent under qemu, importing with its own (arm64) binary
 FERRYD_BIN=$A64 start_agent pi "$TRUST"$'\nruntime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
