@@ -104,7 +104,8 @@ push_json "$T/p2.json" "$IMG:v2" --to "$X" --to "$P" --settle 1
 pass "a signed v2 deploys to amd64 and to arm64 under qemu (app name from the signature); the counter reads 2"
 
 # snapshot: what is on each node now
-snap() { (cd "$T/state-$1" && find blobs apps -path '*/rootfs' -prune -o -print | sort; cat apps/hello/version) > "$T/snap-$1.$2"; }
+# (the pid file is the running process's, not what a push writes: a restart rewrites it)
+snap() { (cd "$T/state-$1" && find blobs apps -path '*/rootfs' -prune -o -path 'apps/*/pid' -prune -o -print | sort; cat apps/hello/version) > "$T/snap-$1.$2"; }
 refused() { # refused NAME CODE PATTERN LAYOUT TARGET [push args...]
   local name=$1 code=$2 pat=$3 layout=$4 target=$5 node=${5%%@*}; shift 5
   snap "$node" before
@@ -164,6 +165,7 @@ wait_for 30 "the killed agent to be gone" gone "$XPID"
 "$FERRYD" --config "$T/x64.yaml" --check-state > /dev/null || fail "check-state after kill"
 start_agent x64 "$TRUST"
 X="x64@127.0.0.1:$PORT_x64"
+wait_version "$X" hello 4 || fail "v4 did not come back after the restart" # recovery first, then the snapshot
 refused downgrade-after-restart EDOWNGRADE 'version 3 is lower than the installed version 4' "$IMG:v3" "$X"
 
 # --- policy variants: allow_downgrade, signatures optional
