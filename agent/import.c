@@ -15,6 +15,7 @@
 
 #include "agent.h"
 #include "import.h"
+#include "localc.h"
 #include "ferry/digest.h"
 #include "ferry/fsutil.h"
 #include "ferry/imageref.h"
@@ -30,7 +31,6 @@
 #define KEPT_TOTAL (32u * 1024u * 1024u) /* all of those together */
 #define BLOBS_MAX 4096                 /* blobs one bundle may hold */
 #define BLOB_FRAME (16u * 1024u - 64u) /* a BLOB frame's payload, as the pusher sends it */
-#define WAIT_MS (15 * 60 * 1000)       /* the longest silence from ferryd (a deploy sends progress) */
 #define SIG_CHAIN_MAX 4
 
 typedef struct blob_rec {
@@ -53,13 +53,8 @@ typedef struct imp {
   int cur_first;     /* no byte of it seen yet */
   fy_buf cur_data;
   fy_sha256 h;
-  int sock;
   int resumed;       /* a layer was sent from an offset above 0 (a partial left on the node) */
-  /* frames from ferryd */
-  fy_frame_decoder dec;
-  int dec_paused;
-  uint8_t got_type;
-  json_t *got;
+  const struct image *cur_img; /* the one being installed, for the progress lines */
   char err[700];
 } imp;
 
@@ -206,104 +201,6 @@ static int read_tar(imp *im, const fy_tar_ops *ops) {
   return rc;
 }
 
-/* --- talking to the running ferryd ------------------------------------------------------------ */
-
-static int on_frame(void *ud, const fy_frame *f) {
-  imp *im = ud;
-  char why[300];
-  im->got_type = f->type;
-  json_decref(im->got);
-  im->got = NULL;
-  if (f->type != FY_FT_OUTPUT && fy_msg_parse(f, &im->got, why, sizeof why) != FY_OK)
-    return fail(im, FY_EPROTO, "ferryd sent a malformed %s message: %s", fy_frame_type_name(f->type), why);
-  return FY_FRAME_PAUSE; /* one at a time */
-}
-
-/* The next frame from ferryd into im->got_type / im->got, waiting at most WAIT_MS for bytes. */
-static int next_frame(imp *im) {
-  uint8_t buf[16384];
-  int rc;
-  if (im->dec_paused) {
-    im->dec_paused = 0;
-    im->got_type = 0;
-    rc = fy_frame_decoder_resume(&im->dec, on_frame, im);
-    if (rc == FY_FRAME_PAUSE) {
-      im->dec_paused = 1;
-      return FY_OK;
-    }
-    if (rc != FY_OK) return im->err[0] ? rc : fail(im, rc, "ferryd's frames: %s", fy_strerror(rc));
-  }
-  for (;;) {
-    struct pollfd p = {.fd = im->sock, .events = POLLIN};
-    int pr = poll(&p, 1, WAIT_MS);
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr == 0) return fail(im, FY_ETIMEDOUT, "ferryd said nothing for %d minutes", WAIT_MS / 60000);
-    ssize_t r = read(im->sock, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return fail(im, FY_ECONN, "ferryd closed the connection%s%s", r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
-    rc = fy_frame_decoder_feed(&im->dec, buf, (size_t)r, on_frame, im);
-    if (rc == FY_FRAME_PAUSE) {
-      im->dec_paused = 1;
-      return FY_OK;
-    }
-    if (rc != FY_OK) return im->err[0] ? rc : fail(im, rc, "ferryd's frames: %s", fy_strerror(rc));
-  }
-}
-
-/* After a write failed, or when an error frame came: ferryd's reason, when it gave one. */
-static int peer_error(imp *im, int rc, const char *what) {
-  for (int i = 0; i < 8 && im->got_type != FY_FT_ERROR; i++)
-    if (next_frame(im) != FY_OK) break;
-  if (im->got_type == FY_FT_ERROR) {
-    int code;
-    const char *msg;
-    fy_msg_error_fields(im->got, &code, &msg);
-    return fail(im, code, "%s", msg);
-  }
-  return im->err[0] ? rc : fail(im, rc, "%s", what);
-}
-
-static int send_frame(imp *im, uint8_t type, const void *p, size_t n) {
-  uint8_t h[FY_FRAME_HEADER];
-  int rc = fy_frame_header(h, type, 0, n, FY_FRAME_MAX);
-  if (rc == FY_OK) rc = fy_fd_write_all(im->sock, h, sizeof h);
-  if (rc == FY_OK && n) rc = fy_fd_write_all(im->sock, p, n);
-  return rc == FY_OK ? FY_OK : peer_error(im, FY_ECONN, "ferryd closed the connection");
-}
-
-static int send_json(imp *im, uint8_t type, json_t *j) {
-  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  if (!s) return fail(im, FY_EINVAL, "cannot encode the %s message (text that is not UTF-8?)", fy_frame_type_name(type));
-  if (strlen(s) > FY_FRAME_MAX) {
-    fail(im, FY_ETOOBIG, "the %s message is %zu bytes, over the %u a frame carries (the manifest, config and indexes together)",
-         fy_frame_type_name(type), strlen(s), FY_FRAME_MAX);
-    free(s);
-    return FY_ETOOBIG;
-  }
-  int rc = send_frame(im, type, s, strlen(s));
-  free(s);
-  return rc;
-}
-
-static int connect_agent(imp *im, const fy_agent_config *cfg) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (fy_path_fmt(sa.sun_path, sizeof sa.sun_path, "%s/ferryd.sock", cfg->state_dir) != FY_OK)
-    return fail(im, FY_ECONFIG, "state_dir %s is too long for ferryd's local socket", cfg->state_dir);
-  im->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (im->sock < 0) return fail(im, FY_EIO, "socket: %s", strerror(errno));
-  /* a ferryd that stops reading (stopped, wedged) ends the import instead of blocking it forever */
-  struct timeval tv = {.tv_sec = WAIT_MS / 1000};
-  (void)setsockopt(im->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(im->sock, (struct sockaddr *)&sa, sizeof sa) == 0) return FY_OK;
-  int e = errno;
-  if (e == ENOENT || e == ECONNREFUSED)
-    return fail(im, FY_ECONN, "ferryd is not running with state_dir %s (nothing listens on %s); start it, then import again",
-                cfg->state_dir, sa.sun_path);
-  if (e == EACCES || e == EPERM) return fail(im, FY_EPOLICY, "%s: %s (run ferryd --import as root)", sa.sun_path, strerror(e));
-  return fail(im, FY_ECONN, "%s: %s", sa.sun_path, strerror(e));
-}
-
 /* --- one image of the bundle ------------------------------------------------------------------ */
 
 typedef struct image {
@@ -406,7 +303,8 @@ static int find_signature(imp *im, const fy_index *top, image *img) {
   return rc;
 }
 
-static void print_progress(const image *img, const json_t *j) {
+static void print_progress(void *ud, const json_t *j) {
+  const image *img = ((const imp *)ud)->cur_img;
   fy_progress_msg pm;
   char why[200];
   if (fy_progress_decode(j, &pm, why, sizeof why) != FY_OK) return;
@@ -416,8 +314,9 @@ static void print_progress(const image *img, const json_t *j) {
 
 /* The second pass: a blob ferryd lacks, from the offset it has, read where the first pass found
  * it (the archive's other blobs are not read again). */
-static int send_blob(imp *im, const fy_need_item *it) {
+static int send_blob(void *ud, fy_localc *c, const fy_need_item *it) {
   static uint8_t buf[BLOB_FRAME];
+  imp *im = ud;
   char ds[FY_DIGEST_STR];
   const blob_rec *b = find_blob(im, &it->digest);
   if (!b) return fail(im, FY_ENOENT, "%s: the layer %s is not in the bundle", im->file, fy_digest_format(&it->digest, ds));
@@ -427,13 +326,13 @@ static int send_blob(imp *im, const fy_need_item *it) {
                 (unsigned long long)b->size, (unsigned long long)it->size);
   fy_blob_begin_msg bm = {.digest = it->digest, .offset = it->offset};
   im->resumed |= it->offset > 0;
-  int rc = send_json(im, FY_FT_BLOB_BEGIN, fy_blob_begin_encode(&bm));
+  int rc = fy_localc_send_json(c, FY_FT_BLOB_BEGIN, fy_blob_begin_encode(&bm));
   uint64_t at = b->offset + it->offset, left = it->size - it->offset;
   while (rc == FY_OK && left) {
     ssize_t r = pread(im->fd, buf, left < sizeof buf ? (size_t)left : sizeof buf, (off_t)at);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return fail(im, FY_EIO, "%s: reading blob %s: %s", im->file, fy_digest_format(&it->digest, ds), r < 0 ? strerror(errno) : "the file is shorter than it was");
-    rc = send_frame(im, FY_FT_BLOB, buf, (size_t)r);
+    rc = fy_localc_send_frame(c, FY_FT_BLOB, buf, (size_t)r);
     at += (uint64_t)r;
     left -= (uint64_t)r;
   }
@@ -442,18 +341,6 @@ static int send_blob(imp *im, const fy_need_item *it) {
 
 /* One image: hello, plan, the blobs ferryd lacks, commit, and its result. */
 static int install(imp *im, const fy_agent_config *cfg, image *img, int force) {
-  char why[300];
-  fy_need_msg need;
-  int rc;
-  if ((rc = connect_agent(im, cfg)) != FY_OK) return rc;
-  fy_frame_decoder_init(&im->dec, FY_FRAME_MAX);
-  im->dec_paused = 0;
-  if ((rc = send_json(im, FY_FT_HELLO, fy_msg_hello("ferryd --import " FY_VERSION, "deploy", img->app))) != FY_OK) goto out;
-  if ((rc = next_frame(im)) != FY_OK) goto out;
-  if (im->got_type != FY_FT_FACTS) {
-    rc = peer_error(im, FY_EPROTO, "ferryd did not answer hello");
-    goto out;
-  }
   fy_plan_msg pm = {.app = img->app,
                     .manifest = img->manifest->data,
                     .manifest_len = (size_t)img->manifest->size,
@@ -464,47 +351,20 @@ static int install(imp *im, const fy_agent_config *cfg, image *img, int force) {
                     .signature = img->signature,
                     .chain = json_array_size(img->chain) ? img->chain : NULL,
                     .force = force};
-  if ((rc = send_json(im, FY_FT_PLAN, fy_plan_encode(&pm))) != FY_OK) goto out;
-  do rc = next_frame(im);
-  while (rc == FY_OK && im->got_type == FY_FT_PROGRESS);
-  if (rc != FY_OK) goto out;
-  if (im->got_type == FY_FT_REPLY) {
-    if (fy_need_decode(im->got, &need, why, sizeof why) != FY_OK) {
-      rc = fail(im, FY_EPROTO, "ferryd's need list: %s", why);
-      goto out;
-    }
-    if (need.n) fprintf(stderr, "  %s: sending %zu layer(s) to ferryd (%u already on the node)\n", img->app, need.n, need.skipped);
-    for (size_t i = 0; i < need.n; i++)
-      if ((rc = send_blob(im, &need.items[i])) != FY_OK) goto out;
-    if ((rc = send_frame(im, FY_FT_COMMIT, NULL, 0)) != FY_OK) goto out;
-    do {
-      if ((rc = next_frame(im)) != FY_OK) goto out;
-      if (im->got_type == FY_FT_PROGRESS) print_progress(img, im->got);
-    } while (im->got_type == FY_FT_PROGRESS);
-  }
-  if (im->got_type != FY_FT_RESULT) {
-    rc = peer_error(im, FY_EPROTO, "ferryd answered the plan with something else than a result");
-    goto out;
-  }
-  fy_result_msg res;
-  if (fy_result_decode(im->got, &res, why, sizeof why) != FY_OK) {
-    rc = fail(im, FY_EPROTO, "ferryd's result: %s", why);
-    goto out;
-  }
-  if (res.result == FY_RESULT_DEPLOYED || res.result == FY_RESULT_UNCHANGED) {
-    printf("%s: %s release %s\n", img->app, fy_result_name(res.result), res.release);
-    rc = FY_OK;
+  fy_localc_deploy d = {.client = "ferryd --import " FY_VERSION, .app = img->app, .plan = fy_plan_encode(&pm), .send_blob = send_blob,
+                        .on_progress = print_progress, .ud = im};
+  if (!d.plan) return fail(im, FY_ENOMEM, "cannot encode the plan");
+  im->cur_img = img;
+  int rc = fy_localc_run(cfg->state_dir, &d, im->err, sizeof im->err);
+  json_decref(d.plan);
+  if (rc != FY_OK) return rc;
+  if (d.result == FY_RESULT_DEPLOYED || d.result == FY_RESULT_UNCHANGED) {
+    printf("%s: %s release %s\n", img->app, fy_result_name(d.result), d.release);
   } else {
-    rc = fail(im, res.code ? res.code : FY_EPEER, "%s: %s: %s", img->app, fy_result_name(res.result), res.message);
-    if (res.log_tail && res.log_tail[0]) fprintf(stderr, "--- the app's last output ---\n%s", res.log_tail);
+    rc = fail(im, d.code ? d.code : FY_EPEER, "%s: %s: %s", img->app, fy_result_name(d.result), d.message);
+    if (d.log_tail) fprintf(stderr, "--- the app's last output ---\n%s", d.log_tail);
   }
-out:
-  fy_frame_decoder_free(&im->dec);
-  json_decref(im->got);
-  im->got = NULL;
-  im->got_type = 0;
-  close(im->sock);
-  im->sock = -1;
+  free(d.log_tail);
   return rc;
 }
 
@@ -561,7 +421,7 @@ static int open_bundle(const char *path, char *err, size_t errlen) {
 }
 
 int fy_import_main(const fy_agent_config *cfg, const fy_facts *facts, const char *spec, const char *app_override, int force) {
-  imp im = {.fd = -1, .sock = -1, .cur = -1};
+  imp im = {.fd = -1, .cur = -1};
   char path[4096], ref[256], err[700];
   static const fy_tar_ops scan_ops = {scan_entry, scan_data, scan_end};
   int rc, failures = 0, images = 0;
