@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "broker.h"
+#include "localc.h"
 #include "ferry/envelope.h"
 #include "ferry/fsutil.h"
 #include "ferry/mqtt.h"
@@ -71,7 +72,32 @@ struct fy_broker {
   int next_address;               /* the attempt failed at TCP: try the next address at once */
   uint64_t log_window_ms;         /* the log's rate limit for what the broker sends */
   unsigned logged, suppressed;
+  /* applying desired state: one at a time, on a thread of its own, through the local socket */
+  struct apply_job *job;          /* the one running, NULL when none */
+  json_t *pending;                /* the newest verified desired state waiting for it: {seq, apps} */
+  uint64_t applied_seq;           /* the newest desired state whose every app got a result */
+  json_t *results;                /* per app of that state: {result, release, reason} */
 };
+
+#define APPLY_APPS_MAX 32         /* apps one desired state may name */
+
+typedef struct apply_app {
+  char app[FY_APP_NAME_MAX];
+  json_t *plan;                   /* opened from the sealed secret plan/APP; wiped after */
+  int rc;                         /* FY_OK: ferryd gave a result */
+  fy_localc_deploy d;
+  char err[700];
+} apply_app;
+
+typedef struct apply_job {
+  fy_broker *b;
+  uint64_t seq;
+  apply_app apps[APPLY_APPS_MAX];
+  size_t n;
+  char state_dir[FY_CFG_PATH];
+  uv_thread_t thread;
+  uv_async_t done;
+} apply_job;
 
 static void attempt(fy_broker *b);
 
@@ -81,6 +107,8 @@ static void unref(fy_broker *b) {
   fy_mqtt_decoder_free(&b->dec);
   fy_buf_free(&b->out, 1);
   free(b->last_status);
+  json_decref(b->pending);
+  json_decref(b->results);
   if (b->key_pem) explicit_bzero(b->key_pem, b->key_len);
   free(b->key_pem);
   free(b->cert_pem);
@@ -118,11 +146,16 @@ static void drop(fy_broker *b, const char *fmt, ...) {
 /* The retained status: the node's facts and apps, online or not, and when. */
 static json_t *status_json(fy_broker *b, int online) {
   fy_agent *a = b->a;
-  json_t *j = online ? fy_facts_json(&a->cfg, &a->facts, a->name, 0) : json_object();
+  /* The facts also while offline (the Will): a pusher picks the variant of a node that is away. */
+  json_t *j = fy_facts_json(&a->cfg, &a->facts, a->name, 0);
   if (!j) return NULL;
   json_object_del(j, "uptime_s");
   json_object_del(j, "free_bytes");
   if (online) json_object_set_new(j, "apps", fy_apps_json(a));
+  /* how far the node is with the desired state: the newest accepted, the newest applied, and
+   * what each app of that one became */
+  json_object_set_new(j, "desired", json_pack("{s:I, s:I, s:O?, s:b}", "seq", (json_int_t)b->desired_seq, "applied",
+                                               (json_int_t)b->applied_seq, "results", b->results, "applying", b->job != NULL));
   json_object_set_new(j, "name", json_string(a->name));
   json_object_set_new(j, "online", json_boolean(online));
   return j;
@@ -220,18 +253,23 @@ static void seq_load(fy_broker *b) {
   char path[FY_CFG_PATH + 32], *text = NULL;
   size_t len;
   seq_path(b, path, sizeof path);
-  if (!path[0] || fy_file_read(path, 4096, &text, &len) != FY_OK) return;
+  if (!path[0] || fy_file_read(path, 65536, &text, &len) != FY_OK) return;
   json_t *j = json_loadb(text, len, 0, NULL);
   json_int_t d = json_integer_value(json_object_get(j, "desired")), r = json_integer_value(json_object_get(j, "request"));
   b->desired_seq = d > 0 ? (uint64_t)d : 0;
   b->request_seq = r > 0 ? (uint64_t)r : 0;
+  json_int_t ap = json_integer_value(json_object_get(j, "applied"));
+  b->applied_seq = ap > 0 && (uint64_t)ap <= b->desired_seq ? (uint64_t)ap : 0;
+  json_t *res = json_object_get(j, "results");
+  if (json_is_object(res) && json_object_size(res) <= APPLY_APPS_MAX) b->results = json_incref(res);
   json_decref(j);
   free(text);
 }
 
 static void seq_save(fy_broker *b) {
   char path[FY_CFG_PATH + 32];
-  json_t *j = json_pack("{s:I, s:I}", "desired", (json_int_t)b->desired_seq, "request", (json_int_t)b->request_seq);
+  json_t *j = json_pack("{s:I, s:I, s:I, s:O?}", "desired", (json_int_t)b->desired_seq, "request", (json_int_t)b->request_seq,
+                        "applied", (json_int_t)b->applied_seq, "results", b->results);
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   seq_path(b, path, sizeof path);
   if (!s || !path[0] || fy_file_write_atomic(path, s, strlen(s), 0600) != FY_OK)
@@ -240,16 +278,159 @@ static void seq_save(fy_broker *b) {
   json_decref(j);
 }
 
+/* --- applying desired state ------------------------------------------------------------------
+ * Each app of a verified desired state is deployed through ferryd's own local socket, as
+ * ferryd --import does: the plan (its layers from the registry it names) meets the same deploy
+ * code, signature policy, limits, health check and rollback as a pusher's. A thread of its own
+ * holds that blocking conversation; the loop serves it meanwhile, and learns the end through an
+ * async handle. */
+
+static void apply_start(fy_broker *b);
+
+static void apply_thread(void *arg) {
+  apply_job *j = arg;
+  for (size_t i = 0; i < j->n; i++) {
+    apply_app *x = &j->apps[i];
+    x->d = (fy_localc_deploy){.client = "ferryd broker " FY_VERSION, .app = x->app, .plan = x->plan};
+    x->rc = fy_localc_run(j->state_dir, &x->d, x->err, sizeof x->err);
+  }
+  uv_async_send(&j->done);
+}
+
+static void apply_free(uv_handle_t *h) {
+  apply_job *j = h->data;
+  fy_broker *b = j->b;
+  for (size_t i = 0; i < j->n; i++) {
+    json_decref(j->apps[i].plan); /* the settings and the pull credential in it go with it */
+    free(j->apps[i].d.log_tail);
+  }
+  free(j);
+  unref(b);
+}
+
+static void apply_done(uv_async_t *h) {
+  apply_job *j = h->data;
+  fy_broker *b = j->b;
+  uv_thread_join(&j->thread);
+  b->job = NULL;
+  int all = 1;
+  json_t *results = json_object();
+  for (size_t i = 0; i < j->n; i++) {
+    apply_app *x = &j->apps[i];
+    fy_result r = x->rc == FY_OK ? x->d.result : FY_RESULT_FAILED;
+    int code = x->rc == FY_OK ? x->d.code : x->rc;
+    const char *reason = x->rc == FY_OK ? x->d.message : x->err;
+    all &= x->rc == FY_OK;
+    fy_log(r == FY_RESULT_DEPLOYED || r == FY_RESULT_UNCHANGED ? "info" : "warn", "broker: desired state %llu: app %s: %s%s%s%s",
+           (unsigned long long)j->seq, x->app, fy_result_name(r), x->d.release[0] ? " " : "", x->d.release, reason[0] ? ": " : "");
+    json_object_set_new(results, x->app, json_pack("{s:s, s:s, s:s, s:s}", "result", fy_result_name(r), "release", x->d.release,
+                                                   "code", code ? fy_err_name(code) : "", "reason", reason));
+    if (!b->stopping && b->c && b->c->connack) {
+      json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I}", "event", "result", "kind", "desired", "seq",
+                             (json_int_t)j->seq, "app", x->app, "result", fy_result_name(r), "release", x->d.release, "code",
+                             code ? fy_err_name(code) : "", "reason", reason, "time", (json_int_t)time(NULL));
+      if (publish_json(b, b->t_events, ev, 1, 0) != FY_OK) fy_log("warn", "broker: cannot publish an event");
+      json_decref(ev);
+    }
+  }
+  /* A deploy cut short (ferryd stopping) is not applied: the retained state comes again at the
+   * next connection, and is applied then. */
+  if (all) {
+    b->applied_seq = j->seq;
+    json_decref(b->results);
+    b->results = results;
+    seq_save(b);
+  } else {
+    json_decref(results);
+  }
+  uv_close((uv_handle_t *)&j->done, apply_free);
+  if (!b->stopping && b->c && b->c->connack) publish_status(b, 0);
+  apply_start(b);
+}
+
+/* The pending desired state, when nothing is being applied. */
+static void apply_start(fy_broker *b) {
+  json_t *p = b->pending;
+  if (b->job || !p || b->stopping) return;
+  b->pending = NULL;
+  apply_job *j = calloc(1, sizeof *j);
+  const char *name;
+  json_t *plan;
+  if (!j) {
+    json_decref(p);
+    return;
+  }
+  j->b = b;
+  j->seq = (uint64_t)json_integer_value(json_object_get(p, "seq"));
+  snprintf(j->state_dir, sizeof j->state_dir, "%s", b->a->cfg.state_dir);
+  json_object_foreach(json_object_get(p, "plans"), name, plan) {
+    if (j->n >= APPLY_APPS_MAX) break;
+    snprintf(j->apps[j->n].app, sizeof j->apps[j->n].app, "%s", name);
+    j->apps[j->n++].plan = json_incref(plan);
+  }
+  json_decref(p);
+  j->done.data = j;
+  if (uv_async_init(b->a->loop, &j->done, apply_done) != 0) {
+    for (size_t i = 0; i < j->n; i++) json_decref(j->apps[i].plan);
+    free(j);
+    return;
+  }
+  b->refs++;
+  b->job = j;
+  if (uv_thread_create(&j->thread, apply_thread, j) != 0) {
+    fy_log("warn", "broker: cannot start a thread to apply desired state %llu", (unsigned long long)j->seq);
+    b->job = NULL;
+    j->n = 0;
+    uv_close((uv_handle_t *)&j->done, apply_free);
+    return;
+  }
+  fy_log("info", "broker: applying desired state %llu (%zu app(s))", (unsigned long long)j->seq, j->n);
+  publish_status(b, 0);
+}
+
+/* The sealed plans of a desired state: body.apps names each app, body.secrets["plan/APP"] is
+ * its plan sealed to this node. Fills *plans (APP -> plan); FY_EPROTO with the reason otherwise. */
+static int desired_plans(fy_broker *b, const json_t *body, json_t *opened, json_t **plans, char *why, size_t whylen) {
+  const json_t *apps = json_object_get(body, "apps");
+  const char *app;
+  const json_t *v;
+  *plans = json_object();
+  if (!*plans) return FY_ENOMEM;
+  if (!json_is_object(apps) || json_object_size(apps) > APPLY_APPS_MAX) {
+    fy_text_fmt(why, whylen, "apps: expected an object of at most %d apps", APPLY_APPS_MAX);
+    return FY_EPROTO;
+  }
+  (void)b;
+  json_object_foreach((json_t *)apps, app, v) {
+    char key[FY_APP_NAME_MAX + 8];
+    if (strlen(app) == 0 || strlen(app) >= FY_APP_NAME_MAX) {
+      fy_text_fmt(why, whylen, "an app name of %zu characters", strlen(app));
+      return FY_EPROTO;
+    }
+    snprintf(key, sizeof key, "plan/%s", app);
+    json_t *plan = json_object_get(opened, key);
+    const char *pa = json_string_value(json_object_get(plan, "app"));
+    if (!json_is_object(plan) || !pa || strcmp(pa, app) != 0) {
+      fy_text_fmt(why, whylen, "app %.64s: no sealed plan for it (secret plan/%.64s)", app, app);
+      return FY_EPROTO;
+    }
+    json_object_set(*plans, app, plan);
+  }
+  return FY_OK;
+}
+
 static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t n) {
   fy_envelope e;
   char why[400];
-  uint64_t *last = strcmp(kind, "desired") == 0 ? &b->desired_seq : &b->request_seq;
+  int desired = strcmp(kind, "desired") == 0;
+  uint64_t *last = desired ? &b->desired_seq : &b->request_seq;
   if (n == 0) return; /* a retained message cleared */
   /* The retained desired state comes again at every (re)connection: the one this node has is
-   * not news, and not a replay either; only an older one is. */
+   * not news (unless it was never applied: ferryd stopped while applying it), and not a replay
+   * either; only an older one is. */
   int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last ? *last - 1 : 0, (int64_t)time(NULL), &e, why,
                             sizeof why);
-  if (rc == FY_OK && e.seq == *last) {
+  if (rc == FY_OK && e.seq == *last && (!desired || b->applied_seq >= e.seq || (b->job && b->job->seq == e.seq))) {
     fy_envelope_free(&e);
     return;
   }
@@ -263,6 +444,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
   const char *sname;
   const json_t *sv;
   size_t opened = 0;
+  json_t *plans_opened = json_object(), *plans = NULL;
   if (secrets && (!json_is_object(secrets) || json_object_size(secrets) > 64)) {
     fy_text_fmt(why, sizeof why, "secrets: expected an object of at most 64 sealed values");
     rc = FY_EPROTO;
@@ -279,26 +461,50 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
       break;
     }
     rc = b->key_pem ? fy_unseal(b->key_pem, b->key_len, ctx, sv, &plain, &pn, swhy, sizeof swhy) : FY_EINVAL;
-    if (plain) explicit_bzero(plain, pn); /* not applied yet: opened only to check it was sealed to this node */
-    free(plain);
     if (rc != FY_OK) fy_text_fmt(why, sizeof why, "the secret %.64s does not open: %s", sname, b->key_pem ? swhy : "no key");
     else opened++;
+    if (rc == FY_OK && desired && strncmp(sname, "plan/", 5) == 0) { /* an app's plan: kept for the apply */
+      json_error_t je;
+      json_t *plan = json_loadb((const char *)plain, pn, 0, &je);
+      if (!json_is_object(plan)) {
+        fy_text_fmt(why, sizeof why, "the sealed %.64s is not a JSON object", sname);
+        rc = FY_EPROTO;
+      }
+      json_object_set_new(plans_opened, sname, plan);
+    }
+    if (plain) explicit_bzero(plain, pn);
+    free(plain);
   }
+  if (rc == FY_OK && desired && json_object_get(e.body, "apps")) rc = desired_plans(b, e.body, plans_opened, &plans, why, sizeof why);
+  json_decref(plans_opened);
   if (rc != FY_OK) {
     if (may_log(b)) fy_log("warn", "broker: %s message %llu refused: %s: %s", kind, (unsigned long long)e.seq, fy_err_name(rc), why);
     event(b, "refused", kind, rc, e.seq, why);
+    json_decref(plans);
     fy_envelope_free(&e);
     return;
   }
-  *last = e.seq;
-  seq_save(b);
-  /* Applying it is the next stage of the broker's way: said, not done silently. */
-  fy_log("info", "broker: %s message %llu from %s verified (expires in %lld s); not applied: this agent does not apply messages "
-                 "from the broker yet",
-         kind, (unsigned long long)e.seq, e.signer, (long long)(e.expires - (int64_t)time(NULL)));
-  fy_text_fmt(why, sizeof why, "verified%s%zu secret(s) open; not applied: this agent does not apply messages from the broker yet",
-              opened ? ", " : "; ", opened);
-  event(b, "verified", kind, 0, e.seq, why);
+  if (e.seq > *last) {
+    *last = e.seq;
+    seq_save(b);
+  }
+  if (desired && plans) {
+    fy_log("info", "broker: desired state %llu from %s verified (expires in %lld s): %zu app(s)", (unsigned long long)e.seq, e.signer,
+           (long long)(e.expires - (int64_t)time(NULL)), json_object_size(plans));
+    fy_text_fmt(why, sizeof why, "verified, %zu secret(s) open; applying %zu app(s)", opened, json_object_size(plans));
+    event(b, "verified", kind, 0, e.seq, why);
+    json_decref(b->pending); /* a newer state replaces one that did not start yet */
+    b->pending = json_pack("{s:I, s:o}", "seq", (json_int_t)e.seq, "plans", plans);
+    apply_start(b);
+  } else {
+    json_decref(plans);
+    /* Requests are the next stage of the broker's way: said, not done silently. */
+    const char *what = desired ? "it names no app" : "this agent does not apply requests from the broker yet";
+    fy_log("info", "broker: %s message %llu from %s verified (expires in %lld s); not applied: %s", kind, (unsigned long long)e.seq,
+           e.signer, (long long)(e.expires - (int64_t)time(NULL)), what);
+    fy_text_fmt(why, sizeof why, "verified%s%zu secret(s) open; not applied: %s", opened ? ", " : "; ", opened, what);
+    event(b, "verified", kind, 0, e.seq, why);
+  }
   fy_envelope_free(&e);
 }
 

@@ -34,8 +34,12 @@ typedef struct bc {
   fy_broker_node *nodes;
   size_t n;
   fy_broker_change_cb on_change; /* watching: after the first read */
+  fy_broker_event_cb on_event;
   void *ud;
   volatile int *stop;
+  int full;                   /* also desired states and events */
+  uint16_t next_id, acked_id; /* the last QoS 1 publish sent, and the last PUBACK */
+  char where_buf[300];
 } bc;
 
 static uint64_t now_ms(void) {
@@ -128,16 +132,51 @@ static int send_out(bc *c) {
   return rc == FY_OK ? flush(c) : fail(c, rc, "%s: cannot send", c->where);
 }
 
-static fy_broker_node *node_of(bc *c, const char *topic) {
-  /* PREFIX/nodes/NAME/status */
+static fy_broker_node *node_of(bc *c, const char *topic, const char *kind) {
+  /* PREFIX/nodes/NAME/KIND */
   size_t pl = strlen(c->prefix);
   if (strncmp(topic, c->prefix, pl) != 0 || strncmp(topic + pl, "/nodes/", 7) != 0) return NULL;
   const char *name = topic + pl + 7, *slash = strchr(name, '/');
-  if (!slash || strcmp(slash, "/status") != 0) return NULL;
+  if (!slash || slash[0] != '/' || strcmp(slash + 1, kind) != 0) return NULL;
   for (size_t i = 0; i < c->n; i++)
     if (strlen(c->nodes[i].name) == (size_t)(slash - name) && strncmp(c->nodes[i].name, name, (size_t)(slash - name)) == 0)
       return &c->nodes[i];
   return NULL;
+}
+
+static int send_out(bc *c);
+
+/* The "cert" of an envelope (already verified): the signer's certificate PEM, malloc'd. */
+static char *envelope_cert(const uint8_t *p, size_t n) {
+  json_t *j = json_loadb((const char *)p, n, 0, NULL);
+  const char *cert = json_string_value(json_object_get(j, "cert"));
+  char *out = cert ? strdup(cert) : NULL;
+  json_decref(j);
+  return out;
+}
+
+/* A node's retained desired state: checked as the node would (a pusher of this fleet signed it
+ * for that node), except for its expiry; its sequence is what the next one must pass. */
+static int got_desired(bc *c, fy_broker_node *nd, const fy_mqtt_packet *p) {
+  fy_envelope e;
+  char why[300];
+  json_decref(nd->desired);
+  nd->desired = NULL;
+  nd->desired_seq = 0;
+  nd->desired_why[0] = '\0';
+  if (p->payload_len == 0) return FY_OK;
+  int rc = fy_envelope_open(c->tls_conf, (const char *)p->payload, p->payload_len, nd->name, "desired", 0, FY_ENVELOPE_ANY_TIME, &e, why,
+                            sizeof why);
+  if (rc != FY_OK) {
+    fy_text_fmt(nd->desired_why, sizeof nd->desired_why, "%s", why);
+    return FY_OK;
+  }
+  nd->desired_seq = e.seq;
+  nd->desired = json_incref(e.body);
+  nd->desired_expires = e.expires;
+  fy_envelope_free(&e);
+  if (c->synced && c->on_change) c->on_change(c->ud, nd);
+  return FY_OK;
 }
 
 static int on_packet(void *ud, const fy_mqtt_packet *p) {
@@ -146,6 +185,8 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
     if (p->return_code != 0)
       return fail(c, FY_EPOLICY, "%s refused the connection: %s", c->where, fy_mqtt_connack_reason(p->return_code));
     c->connack = 1;
+  } else if (p->type == FY_MQTT_PUBACK) {
+    c->acked_id = p->packet_id;
   } else if (p->type == FY_MQTT_SUBACK) {
     for (size_t i = 0; i < p->ncodes; i++)
       if (p->codes[i] == 0x80) return fail(c, FY_EPOLICY, "%s refused the subscription (its ACL: this pusher may not read %s/#?)", c->where, c->prefix);
@@ -155,7 +196,16 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
       if (p->payload_len == strlen(c->token) && memcmp(p->payload, c->token, p->payload_len) == 0) c->synced = 1;
       return FY_OK;
     }
-    fy_broker_node *nd = node_of(c, p->topic);
+    if (p->qos == 1 && (fy_mqtt_puback_encode(&c->out, p->packet_id) != FY_OK || send_out(c) != FY_OK)) return FY_ECONN;
+    fy_broker_node *nd;
+    if (c->full && (nd = node_of(c, p->topic, "desired")) != NULL) return got_desired(c, nd, p);
+    if (c->full && (nd = node_of(c, p->topic, "events")) != NULL) {
+      json_t *ev = p->payload_len <= 65536 ? json_loadb((const char *)p->payload, p->payload_len, 0, NULL) : NULL;
+      if (json_is_object(ev) && c->on_event) c->on_event(c->ud, nd, ev);
+      json_decref(ev);
+      return FY_OK;
+    }
+    nd = node_of(c, p->topic, "status");
     if (!nd || p->payload_len == 0) return FY_OK; /* not one of the nodes asked about, or cleared */
     fy_envelope e;
     nd->seen = 1;
@@ -168,6 +218,8 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
     if (rc == FY_OK) {
       nd->status = json_incref(e.body);
       nd->why[0] = '\0';
+      free(nd->cert_pem); /* the node's certificate: what is sealed to it is sealed to its key */
+      nd->cert_pem = envelope_cert(p->payload, p->payload_len);
     }
     fy_envelope_free(&e);
     if (c->synced && c->on_change) c->on_change(c->ud, nd);
@@ -175,22 +227,28 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
   return FY_OK;
 }
 
-/* Reads until cond is set: TLS records into the MQTT decoder. */
-static int read_until(bc *c, const int *cond) {
+/* One step: what TLS has into the MQTT decoder, or else more bytes from the socket (waiting
+ * until the deadline). */
+static int read_step(bc *c) {
   uint8_t plain[16384];
-  while (!*cond) {
-    size_t got = 0;
-    int rc = fy_tls_read(c->tls, plain, sizeof plain, &got);
-    if (rc == FY_OK) {
-      if ((rc = fy_mqtt_decoder_feed(&c->dec, plain, got, on_packet, c)) != FY_OK)
-        return c->err[0] ? rc : fail(c, rc, "%s: %s", c->where, c->dec.why);
-      continue;
-    }
-    if (rc == FY_EEOF) return fail(c, FY_ECONN, "%s closed the connection", c->where);
-    if (rc != FY_EAGAIN) return fail(c, rc, "%s: TLS: %s", c->where, fy_tls_errmsg(c->tls));
-    if ((rc = fill(c)) != FY_OK) return rc;
+  size_t got = 0;
+  int rc = fy_tls_read(c->tls, plain, sizeof plain, &got);
+  if (rc == FY_OK) {
+    if ((rc = fy_mqtt_decoder_feed(&c->dec, plain, got, on_packet, c)) != FY_OK)
+      return c->err[0] ? rc : fail(c, rc, "%s: %s", c->where, c->dec.why);
+    return FY_OK;
   }
-  return FY_OK;
+  if (rc == FY_EEOF) return fail(c, FY_ECONN, "%s closed the connection", c->where);
+  if (rc != FY_EAGAIN) return fail(c, rc, "%s: TLS: %s", c->where, fy_tls_errmsg(c->tls));
+  return fill(c);
+}
+
+/* Reads until cond is set. */
+static int read_until(bc *c, const int *cond) {
+  int rc = FY_OK;
+  while (!*cond && (rc = read_step(c)) == FY_OK) {
+  }
+  return rc;
 }
 
 /* Watching: reads on, a ping each 30 s of quiet, until stopped. */
@@ -206,89 +264,176 @@ static int follow(bc *c) {
   }
 }
 
-static int session(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, fy_broker_change_cb on_change,
-                   void *ud, volatile int *stop, char *err, size_t errlen) {
-  char where[300];
-  bc c = {.fd = -1, .deadline_ms = now_ms() + timeout_ms, .where = where, .err = err, .errlen = errlen, .tls_conf = tls, .nodes = nodes,
-          .n = n, .on_change = on_change, .ud = ud, .stop = stop};
+struct fy_bsess {
+  bc c;
+};
+
+int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, int full, fy_bsess **out,
+                  char *err, size_t errlen) {
+  fy_bsess *S = calloc(1, sizeof *S);
+  *out = NULL;
+  err[0] = '\0';
+  if (!S) return FY_ENOMEM;
+  bc *c = &S->c;
+  *c = (bc){.fd = -1, .deadline_ms = now_ms() + timeout_ms, .where = c->where_buf, .err = err, .errlen = errlen, .tls_conf = tls,
+            .nodes = nodes, .n = n, .full = full};
   uint8_t rnd[8];
   char id[64];
   int rc;
-  err[0] = '\0';
-  snprintf(where, sizeof where, "broker %s:%d", f->broker_host, f->broker_port);
-  snprintf(c.prefix, sizeof c.prefix, "%s", f->topic_prefix);
-  fy_mqtt_decoder_init(&c.dec, PACKET_MAX);
-  fy_buf_init(&c.out, PACKET_MAX);
+  snprintf(c->where_buf, sizeof c->where_buf, "broker %s:%d", f->broker_host, f->broker_port);
+  snprintf(c->prefix, sizeof c->prefix, "%s", f->topic_prefix);
+  fy_mqtt_decoder_init(&c->dec, PACKET_MAX);
+  fy_buf_init(&c->out, PACKET_MAX);
   if (fy_tls_conf_random(tls, rnd, sizeof rnd) != FY_OK) memset(rnd, 0, sizeof rnd);
   /* a client id of its own, so that a second laptop, or a second read, takes nobody's session */
-  snprintf(c.token, sizeof c.token, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-  snprintf(id, sizeof id, "ferry-%.32s-%.16s", fy_tls_conf_name(tls), c.token);
+  snprintf(c->token, sizeof c->token, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+  snprintf(id, sizeof id, "ferry-%.32s-%.16s", fy_tls_conf_name(tls), c->token);
   for (char *q = id; *q; q++)
     if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || *q == '-')) *q = '-';
-  fy_text_fmt(c.sync_topic, sizeof c.sync_topic, "%s/pushers/%s/sync", c.prefix, id);
-  if ((rc = dial(&c, f->broker_host, f->broker_port)) != FY_OK) goto out;
-  if ((rc = fy_tls_new(&c.tls, tls, f->broker_host)) != FY_OK) {
-    fail(&c, rc, "%s: TLS: %s", where, fy_strerror(rc));
+  fy_text_fmt(c->sync_topic, sizeof c->sync_topic, "%s/pushers/%s/sync", c->prefix, id);
+  if ((rc = dial(c, f->broker_host, f->broker_port)) != FY_OK) goto out;
+  if ((rc = fy_tls_new(&c->tls, tls, f->broker_host)) != FY_OK) {
+    fail(c, rc, "%s: TLS: %s", c->where, fy_strerror(rc));
     goto out;
   }
   for (;;) { /* the handshake */
-    int hs = fy_tls_handshake(c.tls);
-    if ((rc = flush(&c)) != FY_OK) goto out;
+    int hs = fy_tls_handshake(c->tls);
+    if ((rc = flush(c)) != FY_OK) goto out;
     if (hs == FY_OK) break;
     if (hs != FY_EAGAIN) {
-      rc = fail(&c, hs, "%s: %s", where, fy_tls_errmsg(c.tls));
+      rc = fail(c, hs, "%s: %s", c->where, fy_tls_errmsg(c->tls));
       goto out;
     }
-    if ((rc = fill(&c)) != FY_OK) goto out;
+    if ((rc = fill(c)) != FY_OK) goto out;
   }
   fy_mqtt_connect m = {.client_id = id, .clean_session = 1, .keepalive_s = 60};
-  char filter[320];
-  fy_text_fmt(filter, sizeof filter, "%s/nodes/+/status", c.prefix);
-  const char *filters[] = {filter, c.sync_topic};
-  int qos[] = {0, 0};
-  if ((rc = fy_mqtt_connect_encode(&c.out, &m)) != FY_OK || (rc = send_out(&c)) != FY_OK || (rc = read_until(&c, &c.connack)) != FY_OK)
+  char filter[320], fdesired[320], fevents[320];
+  fy_text_fmt(filter, sizeof filter, "%s/nodes/+/status", c->prefix);
+  fy_text_fmt(fdesired, sizeof fdesired, "%s/nodes/+/desired", c->prefix);
+  fy_text_fmt(fevents, sizeof fevents, "%s/nodes/+/events", c->prefix);
+  const char *filters[] = {filter, c->sync_topic, fdesired, fevents};
+  int qos[] = {0, 0, 0, 1};
+  if ((rc = fy_mqtt_connect_encode(&c->out, &m)) != FY_OK || (rc = send_out(c)) != FY_OK || (rc = read_until(c, &c->connack)) != FY_OK)
     goto out;
-  if ((rc = fy_mqtt_subscribe_encode(&c.out, 1, filters, qos, 2)) != FY_OK || (rc = send_out(&c)) != FY_OK ||
-      (rc = read_until(&c, &c.suback)) != FY_OK)
+  if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters, qos, full ? 4 : 2)) != FY_OK || (rc = send_out(c)) != FY_OK ||
+      (rc = read_until(c, &c->suback)) != FY_OK)
     goto out;
-  /* The marker comes back after every retained status the subscription brought. */
-  if ((rc = fy_mqtt_publish_encode(&c.out, c.sync_topic, c.token, strlen(c.token), 0, 0, 0, 0)) != FY_OK || (rc = send_out(&c)) != FY_OK)
+  /* The marker comes back after every retained message the subscription brought. */
+  if ((rc = fy_mqtt_publish_encode(&c->out, c->sync_topic, c->token, strlen(c->token), 0, 0, 0, 0)) != FY_OK ||
+      (rc = send_out(c)) != FY_OK)
     goto out;
-  if ((rc = read_until(&c, &c.synced)) != FY_OK) {
+  if ((rc = read_until(c, &c->synced)) != FY_OK) {
     /* MQTT 3.1.1 tells nobody when an ACL drops a message: the marker just does not come back */
     if (rc == FY_ETIMEDOUT)
-      fail(&c, FY_EPOLICY, "%s: the marker this pusher published on %s never came back: the broker's ACL must let '%s' read and "
-           "write %s/#", where, c.sync_topic, fy_tls_conf_name(tls), c.prefix);
+      fail(c, FY_EPOLICY, "%s: the marker this pusher published on %s never came back: the broker's ACL must let '%s' read and "
+           "write %s/#", c->where, c->sync_topic, fy_tls_conf_name(tls), c->prefix);
     goto out;
   }
-  if (on_change) {
-    for (size_t i = 0; i < n; i++) on_change(ud, &nodes[i]); /* where each stands now */
-    if ((rc = follow(&c)) != FY_OK) goto out;
-  }
-  if (fy_mqtt_simple_encode(&c.out, FY_MQTT_DISCONNECT) == FY_OK) (void)send_out(&c);
-  rc = FY_OK;
+  c->next_id = 1;
+  *out = S;
+  return FY_OK;
 out:
-  if (rc != FY_OK && !err[0]) fail(&c, rc, "%s: %s", where, fy_strerror(rc));
-  fy_tls_free(c.tls);
-  if (c.fd >= 0) close(c.fd);
-  fy_mqtt_decoder_free(&c.dec);
-  fy_buf_free(&c.out, 0);
+  if (!err[0]) fail(c, rc, "%s: %s", c->where, fy_strerror(rc));
+  fy_bsess_close(S, 0);
   return rc;
 }
 
-int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, char *err,
+void fy_bsess_on(fy_bsess *S, fy_broker_change_cb on_change, fy_broker_event_cb on_event, void *ud, volatile int *stop) {
+  S->c.on_change = on_change;
+  S->c.on_event = on_event;
+  S->c.ud = ud;
+  S->c.stop = stop;
+}
+
+int fy_bsess_publish(fy_bsess *S, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms) {
+  bc *c = &S->c;
+  if (++c->next_id == 0) c->next_id = 1;
+  uint16_t id = c->next_id;
+  int acked = 0, rc;
+  c->deadline_ms = now_ms() + timeout_ms;
+  if ((rc = fy_mqtt_publish_encode(&c->out, topic, payload, len, 1, retain, 0, id)) != FY_OK)
+    return fail(c, rc, "%s: cannot encode a message for %s (%zu bytes)", c->where, topic, len);
+  if ((rc = send_out(c)) != FY_OK) return rc;
+  /* PUBACKs come in order: the one for id says the broker has the message (and a retained one kept) */
+  while (!acked) {
+    int got = 0;
+    c->acked_id = 0;
+    while (!got && (rc = read_step(c)) == FY_OK) got = c->acked_id != 0;
+    if (rc != FY_OK) return rc;
+    acked = c->acked_id == id;
+  }
+  return FY_OK;
+}
+
+int fy_bsess_wait(fy_bsess *S, uint64_t ms, int (*done)(void *ud), void *ud) {
+  bc *c = &S->c;
+  uint64_t end = now_ms() + ms;
+  while (!done(ud)) {
+    uint64_t t = now_ms();
+    if (t >= end) return FY_ETIMEDOUT;
+    /* a ping each 30 s of quiet keeps the session */
+    c->deadline_ms = t + (end - t < 30000 ? end - t : 30000);
+    int rc = read_step(c);
+    if (rc == FY_ETIMEDOUT) {
+      c->err[0] = '\0';
+      if (now_ms() >= end) return FY_ETIMEDOUT;
+      if ((rc = fy_mqtt_simple_encode(&c->out, FY_MQTT_PINGREQ)) != FY_OK || (rc = send_out(c)) != FY_OK) return rc;
+      continue;
+    }
+    if (rc != FY_OK) return rc;
+  }
+  return FY_OK;
+}
+
+void fy_bsess_close(fy_bsess *S, int goodbye) {
+  if (!S) return;
+  bc *c = &S->c;
+  if (goodbye && c->tls && fy_mqtt_simple_encode(&c->out, FY_MQTT_DISCONNECT) == FY_OK) {
+    c->deadline_ms = now_ms() + 2000;
+    (void)send_out(c);
+  }
+  fy_tls_free(c->tls);
+  if (c->fd >= 0) close(c->fd);
+  fy_mqtt_decoder_free(&c->dec);
+  fy_buf_free(&c->out, 0);
+  free(S);
+}
+
+int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, int full, char *err,
                             size_t errlen) {
-  return session(f, tls, nodes, n, timeout_ms, NULL, NULL, NULL, err, errlen);
+  fy_bsess *S;
+  int rc = fy_bsess_open(f, tls, nodes, n, timeout_ms, full, &S, err, errlen);
+  fy_bsess_close(S, 1);
+  return rc;
 }
 
 int fy_broker_watch(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, fy_broker_change_cb on_change,
                     void *ud, volatile int *stop, char *err, size_t errlen) {
-  return session(f, tls, nodes, n, timeout_ms, on_change, ud, stop, err, errlen);
+  fy_bsess *S;
+  int rc = fy_bsess_open(f, tls, nodes, n, timeout_ms, 1, &S, err, errlen);
+  if (rc != FY_OK) return rc;
+  fy_bsess_on(S, on_change, NULL, ud, stop);
+  for (size_t i = 0; i < n; i++) on_change(ud, &nodes[i]); /* where each stands now */
+  rc = follow(&S->c);
+  fy_bsess_close(S, rc == FY_OK);
+  return rc;
 }
 
 void fy_broker_nodes_free(fy_broker_node *nodes, size_t n) {
   for (size_t i = 0; nodes && i < n; i++) {
     json_decref(nodes[i].status);
-    nodes[i].status = NULL;
+    json_decref(nodes[i].desired);
+    free(nodes[i].cert_pem);
+    nodes[i].status = nodes[i].desired = NULL;
+    nodes[i].cert_pem = NULL;
   }
+}
+
+const char *fy_broker_convergence(const fy_broker_node *nd, const char *app, int64_t now) {
+  if (!nd->desired || !json_object_get(json_object_get(nd->desired, "apps"), app)) return NULL;
+  const json_t *d = json_object_get(nd->status, "desired");
+  json_int_t applied = json_integer_value(json_object_get(d, "applied"));
+  if (applied < 0 || (uint64_t)applied < nd->desired_seq) return nd->desired_expires <= now ? "diverged" : "converging";
+  const char *res = json_string_value(json_object_get(json_object_get(json_object_get(d, "results"), app), "result"));
+  return res && (strcmp(res, "deployed") == 0 || strcmp(res, "unchanged") == 0) ? "converged" : "diverged";
 }

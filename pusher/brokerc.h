@@ -22,12 +22,18 @@ typedef struct fy_broker_node {
   int verified;      /* signed by that node, under the fleet CA */
   char why[300];     /* seen but not verified: why */
   json_t *status;    /* the verified status (owned; fy_broker_nodes_free) */
+  char *cert_pem;    /* the certificate that signed it: the node's own (what is sealed to it uses its key) */
+  /* with full: its retained desired state, verified as the node would, its expiry aside */
+  uint64_t desired_seq;  /* 0: none */
+  int64_t desired_expires;
+  json_t *desired;       /* its body (owned) */
+  char desired_why[300]; /* one is there but does not verify: why */
 } fy_broker_node;
 
-/* Fills nodes[i] (name set by the caller) from the broker f names. tls: the pusher's identity
- * loaded as FY_TLS_BROKER. FY_OK, or FY_ECONN / FY_ETLS / FY_ETIMEDOUT / FY_EPROTO / FY_EPOLICY
- * with the reason in err. */
-int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, char *err,
+/* Fills nodes[i] (name set by the caller) from the broker f names; with full, their desired
+ * states too. tls: the pusher's identity loaded as FY_TLS_BROKER. FY_OK, or FY_ECONN / FY_ETLS /
+ * FY_ETIMEDOUT / FY_EPROTO / FY_EPOLICY with the reason in err. */
+int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, int full, char *err,
                             size_t errlen) FY_WUR;
 void fy_broker_nodes_free(fy_broker_node *nodes, size_t n);
 
@@ -37,5 +43,27 @@ void fy_broker_nodes_free(fy_broker_node *nodes, size_t n);
 typedef void (*fy_broker_change_cb)(void *ud, const fy_broker_node *node);
 int fy_broker_watch(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, fy_broker_change_cb on_change,
                     void *ud, volatile int *stop, char *err, size_t errlen) FY_WUR;
+
+/* A session that stays open (a push through the broker): opened as the read above (statuses,
+ * with full also desired states, and the nodes' events from then on), then publishes and waits.
+ * err stays the caller's buffer for the session's life. */
+typedef struct fy_bsess fy_bsess;
+typedef void (*fy_broker_event_cb)(void *ud, fy_broker_node *node, const json_t *event);
+int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, int full, fy_bsess **out,
+                  char *err, size_t errlen) FY_WUR;
+/* on_change after a node's status or desired state changed; on_event for each event a node
+ * publishes (as sent: events are not signed, only its status is). */
+void fy_bsess_on(fy_bsess *s, fy_broker_change_cb on_change, fy_broker_event_cb on_event, void *ud, volatile int *stop);
+/* QoS 1: returns once the broker acknowledged it (a retained one is then kept). */
+int fy_bsess_publish(fy_bsess *s, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms) FY_WUR;
+/* Reads (and pings) until done(ud) or ms have passed (FY_ETIMEDOUT), or *stop. */
+int fy_bsess_wait(fy_bsess *s, uint64_t ms, int (*done)(void *ud), void *ud) FY_WUR;
+/* Where app stands on the node against its desired state: "converged" (the node applied the
+ * newest desired state and app deployed or was unchanged), "converging" (not applied yet),
+ * "diverged" (it failed, or the desired state expired before the node took it); NULL when no
+ * desired state names app. */
+const char *fy_broker_convergence(const fy_broker_node *nd, const char *app, int64_t now);
+/* NULL-safe; goodbye: a DISCONNECT first. */
+void fy_bsess_close(fy_bsess *s, int goodbye);
 
 #endif

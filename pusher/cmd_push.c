@@ -24,7 +24,8 @@ static void push_usage(FILE *f, int plan) {
           "       [--app NAME] [--replicas N] [--spread-by LABEL]\n"
           "       [--canary N|P%%] [--max-parallel N|P%%] [--max-failures N|P%%] [--revert-on-halt]\n"
           "       [--settle SECONDS] [--health-cmd CMD] [--health-port PORT] [--force]%s\n"
-          "       [--env KEY=VALUE]... [--env-file FILE] [--via docker://HOST/REPO [--pull-auth FILE] [--fallback-stream]]\n",
+          "       [--env KEY=VALUE]... [--env-file FILE] [--via docker://HOST/REPO [--pull-auth FILE] [--fallback-stream]]\n"
+          "       [--detach] [--wait-offline DURATION] [--desired-ttl DURATION]\n",
           plan ? "plan" : "push", plan ? "" : " [--dry-run]");
   if (plan) {
     fprintf(f, "Shows, without touching any node, which nodes a push would deploy to, the image variant\n"
@@ -56,7 +57,16 @@ static void push_usage(FILE *f, int plan) {
              "a plan of a few KiB and the node pulls the layers it lacks from there (zstd, put there by\n"
              "ferry publish), with a pull-only token, or the read-only credential of --pull-auth FILE\n"
              "(registry_auth: in the fleet file). A node that cannot reach the registry fails with its\n"
-             "error; --fallback-stream streams to it from here instead.\n" FY_CLI_IMAGE_HELP);
+             "error; --fallback-stream streams to it from here instead.\n"
+             "Through a broker (broker: in the fleet file; the nodes need no address): nothing connects\n"
+             "to the nodes. Each chosen node gets a desired state, signed by this pusher and retained on\n"
+             "the broker, naming its variant, with its plan, settings and pull credential sealed to the\n"
+             "node's key; the layers come from registry:. A wave waits for the online nodes to say (in\n"
+             "their signed status) that they applied it, and --wait-offline DURATION (default 0) for the\n"
+             "others, then counts them not-reached: they converge whenever they connect, until the\n"
+             "desired state expires (--desired-ttl, 30d). --detach publishes to every chosen node and\n"
+             "returns; ferry status --fleet (--watch) follows convergence. --revert-on-halt publishes\n"
+             "the previous desired state again.\n" FY_CLI_IMAGE_HELP);
 }
 
 /* A fleet file's rollout: defaults, for the flags that were not given. */
@@ -132,13 +142,15 @@ static int run(int argc, char **argv, int mode) {
       {"env-file", required_argument, 0, 'W'},     FY_CLI_REGISTRY_OPTIONS,
       {"via", required_argument, 0, 'Y'},          {"pull-auth", required_argument, 0, 'Z'},
       {"fallback-stream", no_argument, 0, 'Q'},
+      {"detach", no_argument, 0, 0x1b0},           {"wait-offline", required_argument, 0, 0x1b1},
+      {"desired-ttl", required_argument, 0, 0x1b2},
       {0, 0, 0, 0}};
   fy_cli_common cc = {.timeout_ms = 300000};
   fy_rollout_opts o;
   fy_layout layout;
   char app[64] = "", err[1024];
   static fy_layout_sig sig; /* lives as long as the rollout reads it */
-  int c, ret = 2, r;
+  int c, ret = 2, r, broker_flags = 0;
   long v;
   memset(&o, 0, sizeof o);
   memset(&layout, 0, sizeof layout);
@@ -157,6 +169,18 @@ static int run(int argc, char **argv, int mode) {
     }
     switch (c) {
     case 'a': snprintf(app, sizeof app, "%s", optarg); break;
+    case 0x1b0: o.detach = 1; break;
+    case 0x1b1: case 0x1b2: {
+      uint64_t ms;
+      if (fy_parse_duration_ms(optarg, &ms) != FY_OK || (c == 0x1b2 && (ms < 60000 || ms > 400ull * 86400 * 1000))) {
+        fy_cli_err(c == 0x1b1 ? "--wait-offline: a duration (30s, 10m, 2h, 7d)" : "--desired-ttl: a duration from 1m to 400d (30d by default)");
+        goto cleanup;
+      }
+      if (c == 0x1b1) o.wait_offline_ms = ms;
+      else o.desired_ttl_s = (int64_t)(ms / 1000);
+      broker_flags = 1;
+      break;
+    }
     case 's': {
       char *end;
       double s = strtod(optarg, &end);
@@ -268,6 +292,26 @@ static int run(int argc, char **argv, int mode) {
     goto cleanup;
   }
   if (o.revert_on_halt < 0) o.revert_on_halt = 0;
+  /* broker: in the fleet file: desired state through it, unless --to names nodes directly */
+  if (cc.have_fleet && cc.fleet.broker_host[0]) {
+    o.broker = 1;
+    for (size_t i = 0; i < cc.ntargets; i++) o.broker &= cc.inventory[i] != NULL;
+    if (!o.broker) {
+      fy_cli_err("--to with a fleet file that has broker:: push either through the broker (the fleet's nodes) or directly (--to, "
+                 "without --fleet)");
+      goto cleanup;
+    }
+  }
+  if ((o.detach || broker_flags) && !o.broker) {
+    fy_cli_err("--detach, --wait-offline and --desired-ttl go with a fleet file that has broker:");
+    goto cleanup;
+  }
+  if (!o.desired_ttl_s) o.desired_ttl_s = 30 * 86400;
+  if (o.broker && o.replicas) {
+    fy_cli_err("--replicas is not available through the broker yet (it removes the app from nodes outside the N, which needs "
+               "removal through the broker)");
+    goto cleanup;
+  }
   if (fy_layout_open(&layout, argv[optind], err, sizeof err) != FY_OK) {
     fy_cli_err("%s", err);
     ret = 1;

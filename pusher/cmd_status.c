@@ -11,6 +11,7 @@
 
 #include "ask.h"
 #include "brokerc.h"
+#include "ferry/sign.h"
 #include "cli.h"
 #include "ferry/platform.h"
 
@@ -176,6 +177,27 @@ static void node_state(const fy_broker_node *nd, int64_t now, char *state, size_
   else snprintf(state, len, "LAST SEEN %s ago", *t > 0 && now > *t ? fy_human_duration((uint64_t)(now - *t), ago, sizeof ago) : "?");
 }
 
+/* The node's apps as its status lists them, and those its desired state names that it does not
+ * run (yet), each with its convergence when a desired state names it. */
+static json_t *node_apps(const fy_broker_node *nd, int64_t now) {
+  json_t *out = json_array();
+  const json_t *apps = json_object_get(nd->status, "apps"), *v;
+  const char *name;
+  size_t i;
+  json_array_foreach(apps, i, v) {
+    json_t *o = json_deep_copy(v);
+    const char *cv = fy_broker_convergence(nd, fy_msg_str(v, "name", 128) ? fy_msg_str(v, "name", 128) : "", now);
+    if (o && cv) json_object_set_new(o, "convergence", json_string(cv));
+    json_array_append_new(out, o);
+  }
+  json_object_foreach(json_object_get(nd->desired, "apps"), name, v) {
+    int listed = 0;
+    json_array_foreach(apps, i, v) listed |= fy_msg_str(v, "name", 128) && strcmp(fy_msg_str(v, "name", 128), name) == 0;
+    if (!listed) json_array_append_new(out, json_pack("{s:s, s:s}", "name", name, "convergence", fy_broker_convergence(nd, name, now)));
+  }
+  return out;
+}
+
 /* --watch: a line per status as it comes (a node going, coming back, its apps changing). */
 static volatile int watch_stop;
 static void on_watch_signal(int sig) {
@@ -222,14 +244,14 @@ static int status_from_broker(struct status *s, int watch) {
     ret = rc == FY_OK ? 0 : 1;
     goto out;
   }
-  if (fy_broker_read_statuses(&cc->fleet, btls, nodes, cc->ntargets, cc->timeout_ms, err, sizeof err) != FY_OK) {
+  if (fy_broker_read_statuses(&cc->fleet, btls, nodes, cc->ntargets, cc->timeout_ms, 1, err, sizeof err) != FY_OK) {
     fy_cli_err("%s", err);
     goto out;
   }
   int64_t now = (int64_t)time(NULL);
   json_t *arr = cc->json ? json_array() : NULL;
   if (!cc->json)
-    printf("%-20s %-22s %-8s %-14s %-14s %-28s %-9s\n", "NODE", "STATE", "ARCH", "BOARD", "APP", "RELEASE", "APP STATE");
+    printf("%-20s %-22s %-8s %-14s %-14s %-28s %-9s %s\n", "NODE", "STATE", "ARCH", "BOARD", "APP", "RELEASE", "APP STATE", "DESIRED");
   ret = 0;
   for (size_t i = 0; i < cc->ntargets; i++) {
     const fy_broker_node *nd = &nodes[i];
@@ -247,24 +269,34 @@ static int status_from_broker(struct status *s, int watch) {
     if (cc->json) {
       json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:b}", "name", nd->name, "via", "broker", "seen", nd->seen, "verified", nd->verified,
                             "online", online);
-      if (o && t > 0) json_object_set_new(o, "last_seen", json_integer(t));
+      if (o && t > 0) {
+        char when[40];
+        fy_time_format_utc((int64_t)t, when, sizeof when);
+        json_object_set_new(o, "last_seen", json_string(when));
+      }
       if (o && nd->why[0]) json_object_set_new(o, "error", json_string(nd->why));
-      static const char *const copy[] = {"platform", "accepts", "board", "agent_version", "apps", "labels", NULL};
+      static const char *const copy[] = {"platform", "accepts", "board", "agent_version", "labels", NULL};
       for (size_t k = 0; o && st && copy[k]; k++)
         if (json_object_get(st, copy[k])) json_object_set(o, copy[k], json_object_get(st, copy[k]));
+      json_t *apps = node_apps(nd, now);
+      if (o) json_object_set_new(o, "apps", apps);
+      else json_decref(apps);
+      if (o && nd->desired_seq) json_object_set_new(o, "desired_seq", json_integer((json_int_t)nd->desired_seq));
       json_array_append_new(arr, o);
       continue;
     }
-    const json_t *labels = json_object_get(st, "labels"), *apps = json_object_get(st, "apps");
+    const json_t *labels = json_object_get(st, "labels");
+    json_t *apps = node_apps(nd, now);
     const char *arch = fy_msg_str(labels, "kubernetes.io/arch", 32), *board = fy_msg_str(st, "board", 64);
     size_t napps = json_array_size(apps);
     for (size_t ai = 0; ai < (napps ? napps : 1); ai++) {
       const json_t *app = json_array_get(apps, ai);
       const char *an = app ? fy_msg_str(app, "name", 128) : NULL, *rel = app ? fy_msg_str(app, "release", 128) : NULL,
-                 *ast = app ? fy_msg_str(app, "state", 32) : NULL;
-      fy_cli_print(stdout, "%-20s %-22s %-8s %-14s %-14s %-28s %-9s\n", nd->name, state, arch ? arch : "-", board ? board : "-",
-                   an ? an : "<none>", rel ? rel : "-", ast ? ast : "-");
+                 *ast = app ? fy_msg_str(app, "state", 32) : NULL, *cv = app ? fy_msg_str(app, "convergence", 32) : NULL;
+      fy_cli_print(stdout, "%-20s %-22s %-8s %-14s %-14s %-28s %-9s %s\n", nd->name, state, arch ? arch : "-", board ? board : "-",
+                   an ? an : "<none>", rel ? rel : "-", ast ? ast : "-", cv ? cv : "-");
     }
+    json_decref(apps);
     if (nd->seen && !nd->verified) fy_cli_err("%s: its status on the broker does not verify: %s", nd->name, nd->why);
   }
   if (cc->json) fy_cli_print_nodes(arr);

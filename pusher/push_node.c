@@ -77,6 +77,32 @@ void fy_push_plan_options(const fy_push_cfg *P, const fy_variant *v, fy_plan_msg
   pm->force = P->force;
 }
 
+int fy_push_plan_json(const fy_push_cfg *P, const fy_variant *v, const json_t *settings, json_t **out, char *err, size_t errlen) {
+  fy_plan_msg pm = {.app = P->app, .manifest = v->manifest, .manifest_len = v->manifest_len,
+                    .manifest_digest = v->desc.digest, .config = v->config, .config_len = v->config_len,
+                    .agent_upgrade = P->agent_upgrade, .upgrade_timeout_s = P->upgrade_timeout_s};
+  int rc;
+  *out = NULL;
+  fy_push_plan_options(P, v, &pm);
+  pm.settings = settings;
+  if (P->via) pm.source = &P->source;
+  json_t *chain = NULL, *sig = NULL;
+  if (P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
+    if ((rc = fy_layout_sig_chain(P->layout, P->signature, &v->desc.digest, &chain, err, errlen)) != FY_OK) return rc;
+    sig = fy_layout_sig_json(P->signature);
+    pm.signature = sig;
+    pm.chain = chain;
+  }
+  *out = fy_plan_encode(&pm);
+  json_decref(sig);
+  json_decref(chain);
+  if (!*out) {
+    snprintf(err, errlen, "cannot encode the plan");
+    return FY_ENOMEM;
+  }
+  return FY_OK;
+}
+
 static int got_facts(fy_pnode *n, json_t *j) {
   char err[1200];
   const fy_push_cfg *P = n->cfg;
@@ -120,26 +146,12 @@ static int got_facts(fy_pnode *n, json_t *j) {
   else
     fy_pnode_event(n, "%s, variant %s (%s)", n->platform, fy_platform_format(&n->v.cfg.platform, p, sizeof p),
                    fy_digest_format(&n->v.desc.digest, ds));
-  fy_plan_msg pm = {.app = P->app, .manifest = n->v.manifest, .manifest_len = n->v.manifest_len,
-                    .manifest_digest = n->v.desc.digest, .config = n->v.config, .config_len = n->v.config_len,
-                    .agent_upgrade = P->agent_upgrade, .upgrade_timeout_s = P->upgrade_timeout_s};
-  fy_push_plan_options(P, &n->v, &pm);
-  pm.settings = n->settings;
-  if (P->via) pm.source = &P->source;
-  json_t *chain = NULL, *sig = NULL;
-  if (P->signature) { /* the signature, and the indexes that tie the manifest to what it signed */
-    if ((rc = fy_layout_sig_chain(P->layout, P->signature, &n->v.desc.digest, &chain, err, sizeof err)) != FY_OK) {
-      node_fail(n, rc, err);
-      return FY_ECANCELED;
-    }
-    sig = fy_layout_sig_json(P->signature);
-    pm.signature = sig;
-    pm.chain = chain;
+  json_t *plan = NULL;
+  if ((rc = fy_push_plan_json(P, &n->v, n->settings, &plan, err, sizeof err)) != FY_OK) {
+    node_fail(n, rc, err);
+    return FY_ECANCELED;
   }
-  json_t *plan = fy_plan_encode(&pm);
-  json_decref(sig);
-  json_decref(chain);
-  rc = plan ? fy_conn_send_json(&n->conn, FY_FT_PLAN, plan) : FY_ENOMEM;
+  rc = fy_conn_send_json(&n->conn, FY_FT_PLAN, plan);
   json_decref(plan);
   if (rc != FY_OK) {
     node_fail(n, rc, "cannot send the plan (is the manifest over 1 MiB?)");

@@ -77,4 +77,8 @@ const char *fy_pnode_phase_name(int phase);
 /* Prints a "name: message" event line when cfg->events is on. */
 void fy_pnode_event(const fy_pnode *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The plan message for variant v of P's image with these settings (borrowed, may be NULL): what
+ * a direct push sends and what a desired state through the broker seals to the node. */
+int fy_push_plan_json(const fy_push_cfg *P, const fy_variant *v, const json_t *settings, json_t **out, char *err, size_t errlen) FY_WUR;
+
 #endif

@@ -21,6 +21,10 @@
 #include <unistd.h>
 
 #include "ask.h"
+#include "brokerc.h"
+#include "ferry/envelope.h"
+#include "ferry/fsutil.h"
+#include "ferry/seal.h"
 #include "registry.h"
 #include "via.h"
 #include "rollout.h"
@@ -28,6 +32,8 @@
 #include "ferry/work.h"
 #include "ferry/wire.h"
 #include "ferry/text.h"
+
+#define BROKER_APPLY_MS (15u * 60u * 1000u) /* how long a wave waits for an online node to apply its desired state */
 
 enum { X_NONE, X_UNREACHABLE, X_SELECTOR, X_AFFINITY, X_PLATFORM, X_SPACE, X_REPLICAS, X_COUNT };
 
@@ -46,6 +52,11 @@ struct rnode {
   int remove_after;          /* outside --replicas and runs the app: removed after a good rollout */
   int reverted, removed;
   char revert_msg[300];
+  /* through the broker */
+  uint64_t bseq;             /* the desired state published for it (0: none yet) */
+  uint64_t until_ms;         /* how long its wave waits for it */
+  json_t *old_desired;       /* its desired state before this rollout (for a revert) */
+  int reverting;
 };
 
 /* A request after the waves to some of the nodes: rollbacks and removals (revert, replicas). */
@@ -85,6 +96,15 @@ struct rollout {
   struct followup fu[2];     /* rollbacks, removals */
   int fu_pending;
   int loop_ok;
+  /* through the broker */
+  fy_bsess *bs;
+  fy_broker_node *bnodes;    /* per target */
+  fy_sign_key *sk;           /* the pusher's key, which signs each desired state */
+  fy_tls_conf *btls;         /* its identity as the broker's client */
+  char *cert_pem;
+  char berr[700];
+  size_t waiting;            /* nodes of the wave still without a result */
+  struct rnode *const *wave_nodes;
 };
 
 /* Nodes reach what was asked for when they deployed, or run it already. */
@@ -646,11 +666,332 @@ static void on_signal(uv_signal_t *s, int signum) {
   }
 }
 
+
+/* ---- through the broker ----
+ * With broker: in the fleet file nothing connects to the nodes. Their facts come from their
+ * signed retained statuses (offline nodes too); each node of a wave gets a desired state,
+ * retained on PREFIX/nodes/NAME/desired, signed by this pusher with the node's next sequence,
+ * which names the app's variant and carries its plan (settings, the registry source and its
+ * pull credential) sealed to the node's key. A wave then waits for the nodes' signed statuses to
+ * say they applied it: the ones online until they did, the offline ones --wait-offline (they
+ * converge whenever they connect). The layers come from the registry, never through here. */
+
+static volatile int broker_stop;
+static void on_broker_signal(int sig) {
+  (void)sig;
+  broker_stop = 1;
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The statuses (as facts) and the desired states of every target. */
+static int broker_discover(struct rollout *r) {
+  fy_cli_common *cc = r->cc;
+  fy_tls_conf *btls = NULL;
+  char path[4096], kp[4200], *key = NULL;
+  size_t kl, cl;
+  const char *dir = cc->identity;
+  if (!dir) {
+    fy_cli_home("identity", path, sizeof path);
+    dir = path;
+  }
+  snprintf(kp, sizeof kp, "%s/key.pem", dir);
+  char why[300];
+  if (fy_file_read(kp, 65536, &key, &kl) != FY_OK || fy_sign_key_parse(key, kl, 1, &r->sk, why, sizeof why) != FY_OK) {
+    fy_cli_err("%s: cannot read this pusher's key: desired state is signed with it", kp);
+    free(key);
+    return FY_ENOENT;
+  }
+  explicit_bzero(key, kl);
+  free(key);
+  snprintf(kp, sizeof kp, "%s/cert.pem", dir);
+  if (fy_file_read(kp, 65536, &r->cert_pem, &cl) != FY_OK) {
+    fy_cli_err("%s: cannot read this pusher's certificate", kp);
+    return FY_ENOENT;
+  }
+  if (fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &btls) != FY_OK) return FY_ECERT;
+  r->btls = btls; /* kept for the session, freed with the rollout */
+  r->bnodes = calloc(r->n ? r->n : 1, sizeof *r->bnodes);
+  if (!r->bnodes) return FY_ENOMEM;
+  for (size_t i = 0; i < r->n; i++) snprintf(r->bnodes[i].name, sizeof r->bnodes[i].name, "%s", cc->targets[i].name);
+  event(r, "reading %zu node(s)' statuses from broker %s:%d", r->n, cc->fleet.broker_host, cc->fleet.broker_port);
+  int rc = fy_bsess_open(&cc->fleet, btls, r->bnodes, r->n, cc->timeout_ms, 1, &r->bs, r->berr, sizeof r->berr);
+  if (rc != FY_OK) {
+    fy_cli_err("%s", r->berr);
+    return rc;
+  }
+  for (size_t i = 0; i < r->n; i++) {
+    fy_broker_node *nd = &r->bnodes[i];
+    fy_ask *a = &r->asks[i];
+    snprintf(a->peer, sizeof a->peer, "%s", nd->name);
+    if (!nd->seen) snprintf(a->msg, sizeof a->msg, "never seen on the broker (is its ferryd configured with broker: and started?)");
+    else if (!nd->verified) snprintf(a->msg, sizeof a->msg, "its status on the broker does not verify: %s", nd->why);
+    else if (!nd->cert_pem || !json_object_get(nd->status, "platform"))
+      snprintf(a->msg, sizeof a->msg, "its status on the broker has no facts (an agent older than this ferry?)");
+    else a->facts = json_incref(nd->status);
+    if (nd->desired_why[0]) event(r, "%s: its current desired state does not verify (%s): it is replaced", nd->name, nd->desired_why);
+  }
+  return FY_OK;
+}
+
+/* Signs and publishes the desired state for node i: its current one with app's entry replaced
+ * by entry and sealed_plan (both NULL: app's entry taken out). */
+static int broker_publish(struct rollout *r, struct rnode *x, const json_t *base, const json_t *entry, json_t *sealed_plan, char *err,
+                          size_t errlen) {
+  fy_broker_node *nd = &r->bnodes[x->ti];
+  const char *app = r->o->push.app;
+  char key[FY_APP_NAME_MAX + 8], topic[600];
+  json_t *body = base ? json_deep_copy(base) : json_object();
+  json_t *apps = json_object_get(body, "apps"), *secrets = json_object_get(body, "secrets");
+  if (!json_is_object(apps)) json_object_set_new(body, "apps", apps = json_object());
+  if (!json_is_object(secrets)) json_object_set_new(body, "secrets", secrets = json_object());
+  snprintf(key, sizeof key, "plan/%s", app);
+  if (entry) {
+    json_object_set(apps, app, (json_t *)entry);
+    json_object_set(secrets, key, sealed_plan);
+  } else {
+    json_object_del(apps, app);
+    json_object_del(secrets, key);
+  }
+  /* every pusher derives the next sequence from the newest it can read: the retained desired
+   * state's, or the node's own status' (it may have seen one since cleared) */
+  uint64_t seq = nd->desired_seq;
+  json_int_t st = json_integer_value(json_object_get(json_object_get(nd->status, "desired"), "seq"));
+  if (st > 0 && (uint64_t)st > seq) seq = (uint64_t)st;
+  seq++;
+  int64_t now = (int64_t)time(NULL);
+  json_t *env = fy_envelope_sign(r->sk, r->cert_pem, "desired", nd->name, seq, now, now + r->o->desired_ttl_s, body, err, errlen);
+  json_decref(body);
+  if (!env) return FY_EINVAL;
+  char *text = json_dumps(env, JSON_COMPACT);
+  json_decref(env);
+  if (!text) return FY_ENOMEM;
+  fy_text_fmt(topic, sizeof topic, "%s/nodes/%s/desired", r->cc->fleet.topic_prefix, nd->name);
+  int rc = fy_bsess_publish(r->bs, topic, text, strlen(text), 1, r->cc->timeout_ms);
+  free(text);
+  if (rc != FY_OK) {
+    snprintf(err, errlen, "%s", r->berr);
+    return rc;
+  }
+  /* what it now holds, for the next publish (a revert) */
+  nd->desired_seq = seq;
+  x->bseq = seq;
+  return FY_OK;
+}
+
+/* The desired state for node x with this rollout's release. */
+static int broker_push_node(struct rollout *r, struct rnode *x, char *err, size_t errlen) {
+  fy_broker_node *nd = &r->bnodes[x->ti];
+  fy_ask *a = &r->asks[x->ti];
+  fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
+  int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
+  fy_variant v;
+  json_t *plan = NULL, *sealed = NULL;
+  char ctx[FY_SEAL_CONTEXT_MAX + 1];
+  int rc = nacc > 0 ? fy_layout_choose(r->o->push.layout, acc, (size_t)nacc, fy_msg_str(a->facts, "board", 31), &v, err, errlen) : FY_ENOPLATFORM;
+  if (nacc <= 0) snprintf(err, errlen, "its status lists no platform it accepts");
+  if (rc != FY_OK) return rc;
+  rc = fy_push_plan_json(&r->o->push, &v, r->o->settings ? r->o->settings[x->ti] : NULL, &plan, err, errlen);
+  char *text = rc == FY_OK ? json_dumps(plan, JSON_COMPACT) : NULL;
+  json_decref(plan);
+  if (rc == FY_OK && !text) rc = FY_ENOMEM;
+  snprintf(ctx, sizeof ctx, "%s secret plan/%s", nd->name, r->o->push.app);
+  /* the plan holds the settings' secrets and the pull credential: sealed to the node's key */
+  if (rc == FY_OK) rc = fy_seal(nd->cert_pem, strlen(nd->cert_pem), ctx, text, strlen(text), &sealed, err, errlen);
+  if (text) {
+    explicit_bzero(text, strlen(text));
+    free(text);
+  }
+  if (rc == FY_OK) {
+    json_t *entry = json_pack("{s:s, s:s}", "digest", x->digest, "platform", x->variant);
+    x->old_desired = nd->desired ? json_incref(nd->desired) : NULL;
+    rc = broker_publish(r, x, nd->desired, entry, sealed, err, errlen);
+    json_decref(entry);
+  }
+  json_decref(sealed);
+  fy_variant_free(&v);
+  return rc;
+}
+
+/* Node x's answer to its desired state, from its signed status: 1 when it has one. */
+static int broker_outcome(struct rollout *r, struct rnode *x) {
+  fy_broker_node *nd = &r->bnodes[x->ti];
+  const json_t *d = json_object_get(nd->status, "desired");
+  json_int_t applied = json_integer_value(json_object_get(d, "applied"));
+  if (x->push.result != FY_RESULT_NONE) return 1;
+  if (applied <= 0 || (uint64_t)applied < x->bseq) return 0;
+  const json_t *res = json_object_get(json_object_get(d, "results"), r->o->push.app);
+  fy_result rr = fy_result_parse(fy_msg_str(res, "result", 32));
+  const char *rel = fy_msg_str(res, "release", 120), *why = fy_msg_str(res, "reason", 500);
+  x->push.result = rr == FY_RESULT_NONE ? FY_RESULT_FAILED : rr;
+  snprintf(x->push.release, sizeof x->push.release, "%s", rel ? rel : "");
+  snprintf(x->push.msg, sizeof x->push.msg, "%s", why && why[0] ? why : res ? "" : "the node's status names no result for this app");
+  x->push.err = res_ok(x->push.result) ? FY_OK : FY_EPEER;
+  event(r, "%s: %s%s%s%s%s", rname(r, x), fy_result_name(x->push.result), rel && rel[0] ? " " : "", rel ? rel : "",
+        x->push.msg[0] ? ": " : "", x->push.msg);
+  return 1;
+}
+
+static void broker_on_event(void *ud, fy_broker_node *nd, const json_t *ev) {
+  struct rollout *r = ud;
+  struct rnode *x = &r->nodes[nd - r->bnodes];
+  const char *what = fy_msg_str(ev, "event", 16), *why = fy_msg_str(ev, "reason", 400);
+  json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
+  if (!x->bseq || x->push.result != FY_RESULT_NONE || !what) return;
+  /* a refusal of this desired state (the node's word; only its status says it applied) */
+  if (strcmp(what, "refused") == 0 && strcmp(fy_msg_str(ev, "kind", 16) ? fy_msg_str(ev, "kind", 16) : "", "desired") == 0 &&
+      (seq == 0 || (uint64_t)seq == x->bseq)) {
+    x->push.result = FY_RESULT_FAILED;
+    x->push.err = FY_EPOLICY;
+    fy_text_fmt(x->push.msg, sizeof x->push.msg, "the node refused the desired state: %s", why ? why : "?");
+    event(r, "%s: %s", rname(r, x), x->push.msg);
+  } else if (strcmp(what, "verified") == 0 && (uint64_t)seq == x->bseq) {
+    event(r, "%s: verified the desired state %lld; applying it", rname(r, x), (long long)seq);
+  }
+}
+
+static int broker_wave_done(void *ud) {
+  struct rollout *r = ud;
+  size_t left = 0;
+  uint64_t now = mono_ms();
+  for (size_t k = r->wave_start[r->cur]; k < r->wave_start[r->cur + 1]; k++) {
+    struct rnode *x = &r->nodes[r->order[k]];
+    if (!x->bseq || broker_outcome(r, x)) continue;
+    int online = json_is_true(json_object_get(r->bnodes[x->ti].status, "online"));
+    if (now < x->until_ms) {
+      left++;
+      continue;
+    }
+    x->push.result = online ? FY_RESULT_FAILED : FY_RESULT_NOT_REACHED;
+    x->push.err = online ? FY_ETIMEDOUT : FY_ECONN;
+    fy_text_fmt(x->push.msg, sizeof x->push.msg, online ? "no result in time (its status has not said it applied the desired state)"
+                                                        : "offline: not reached within --wait-offline (it converges when it connects)");
+    event(r, "%s: %s", rname(r, x), x->push.msg);
+  }
+  r->waiting = left;
+  return left == 0;
+}
+
+static void broker_on_change(void *ud, const fy_broker_node *nd) {
+  struct rollout *r = ud;
+  struct rnode *x = &r->nodes[nd - r->bnodes];
+  /* a node that comes online during its wave is waited for as an online one */
+  if (x->bseq && x->push.result == FY_RESULT_NONE && json_is_true(json_object_get(nd->status, "online"))) {
+    uint64_t t = mono_ms() + BROKER_APPLY_MS;
+    if (x->until_ms < t) x->until_ms = t;
+  }
+}
+
+static void broker_waves(struct rollout *r) {
+  struct sigaction sa = {.sa_handler = on_broker_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  fy_bsess_on(r->bs, broker_on_change, broker_on_event, r, &broker_stop);
+  for (r->cur = 0; r->cur < r->nwaves && !r->halted; r->cur++) {
+    size_t from = r->wave_start[r->cur], to = r->wave_start[r->cur + 1];
+    int canary = r->cur == 0 && count_of(&r->o->canary, r->nsched, 0) > 0;
+    event(r, "wave %d/%d%s, %zu node(s): publishing their desired state", r->cur + 1, r->nwaves, canary ? " (canary)" : "", to - from);
+    uint64_t start = mono_ms();
+    for (size_t k = from; k < to; k++) {
+      struct rnode *x = &r->nodes[r->order[k]];
+      char err[800];
+      x->started = 1;
+      int online = json_is_true(json_object_get(r->bnodes[x->ti].status, "online"));
+      x->until_ms = start + (online ? BROKER_APPLY_MS : r->o->wait_offline_ms);
+      int rc = broker_push_node(r, x, err, sizeof err);
+      if (rc != FY_OK) {
+        x->push.result = FY_RESULT_FAILED;
+        x->push.err = rc;
+        snprintf(x->push.msg, sizeof x->push.msg, "%s", err);
+        event(r, "%s: %s", rname(r, x), err);
+        if (rc == FY_ECONN || rc == FY_ETIMEDOUT || rc == FY_ETLS) { /* the broker went: nothing more can be published */
+          halt(r, "the broker: %s", err);
+          break;
+        }
+        continue;
+      }
+      if (r->o->detach) x->push.result = FY_RESULT_DETACHED;
+      event(r, "%s: desired state %llu published (%s%s)", rname(r, x), (unsigned long long)x->bseq, online ? "online" : "offline",
+            r->o->detach ? "; detached" : "");
+    }
+    if (r->o->detach) continue; /* every wave published at once: the nodes converge on their own */
+    int rc = fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r);
+    if (rc == FY_ECANCELED || broker_stop) {
+      r->interrupted = 1;
+      event(r, "interrupted: no new wave is published; the nodes of this one converge on their own");
+      break;
+    }
+    if (rc != FY_OK) {
+      halt(r, "the broker: %s", r->berr);
+      break;
+    }
+    size_t ok = 0, same = 0, bad = 0, away = 0;
+    for (size_t k = from; k < to; k++) {
+      struct rnode *x = &r->nodes[r->order[k]];
+      if (x->push.result == FY_RESULT_DEPLOYED) ok++;
+      else if (x->push.result == FY_RESULT_UNCHANGED) same++;
+      else if (x->push.result == FY_RESULT_NOT_REACHED) away++;
+      else {
+        bad++;
+        r->failures++;
+        if (canary) halt(r, "the canary %s %s: %s", rname(r, x), fy_result_name(x->push.result), x->push.msg);
+      }
+    }
+    event(r, "wave %d/%d done: %zu deployed, %zu unchanged, %zu failed, %zu not reached", r->cur + 1, r->nwaves, ok, same, bad, away);
+    if (r->max_failures > 0 && r->failures >= r->max_failures) halt(r, "%ld failure(s) reached --max-failures %ld", r->failures, r->max_failures);
+  }
+  if (!r->halted || !r->o->revert_on_halt) return;
+  /* --revert-on-halt: the nodes that took the release get their previous desired state back */
+  size_t nrev = 0;
+  uint64_t start = mono_ms();
+  for (size_t k = 0; k < r->nsched; k++) {
+    struct rnode *x = &r->nodes[r->order[k]];
+    char err[800];
+    if (!x->started || x->push.result != FY_RESULT_DEPLOYED) continue;
+    const json_t *prev = json_object_get(json_object_get(x->old_desired, "apps"), r->o->push.app);
+    if (!prev) {
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: a first install, and removal through the broker is not built yet");
+      event(r, "%s: %s", rname(r, x), x->revert_msg);
+      continue;
+    }
+    char skey[FY_APP_NAME_MAX + 8];
+    snprintf(skey, sizeof skey, "plan/%s", r->o->push.app);
+    json_t *sealed = json_object_get(json_object_get(x->old_desired, "secrets"), skey);
+    if (broker_publish(r, x, r->bnodes[x->ti].desired, prev, sealed, err, sizeof err) != FY_OK) {
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", err);
+      continue;
+    }
+    x->push.result = FY_RESULT_NONE; /* waited for again */
+    x->reverting = 1;
+    x->until_ms = start + BROKER_APPLY_MS;
+    nrev++;
+  }
+  if (!nrev) return;
+  event(r, "reverting %zu node(s) that took the release (their previous desired state, published again)", nrev);
+  for (r->cur = 0; r->cur < r->nwaves; r->cur++) {
+    if (fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) break;
+  }
+  for (size_t k = 0; k < r->nsched; k++) {
+    struct rnode *x = &r->nodes[r->order[k]];
+    if (!x->reverting) continue;
+    if (res_ok(x->push.result)) {
+      x->reverted = 1;
+      x->push.result = FY_RESULT_DEPLOYED;
+    } else if (x->push.result != FY_RESULT_DEPLOYED) {
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert %s: %s", fy_result_name(x->push.result), x->push.msg);
+    }
+  }
+}
+
 /* ---- reporting ---- */
 
 static fy_result node_result(const struct rollout *r, const struct rnode *x, const char **err) {
   if (x->started) {
-    *err = res_ok(x->push.result) ? NULL : x->push.msg;
+    *err = res_ok(x->push.result) || x->push.result == FY_RESULT_DETACHED ? NULL : x->push.msg;
     if (x->reverted) {
       *err = x->removed ? "reverted: the rollout halted (a first install: removed)" : "reverted: the rollout halted";
       return x->removed ? FY_RESULT_REMOVED : FY_RESULT_ROLLED_BACK;
@@ -696,7 +1037,7 @@ static void print_settings(const json_t *resolved) {
 static int report(struct rollout *r) {
   fy_cli_common *cc = r->cc;
   int ret = r->halted || r->interrupted ? 1 : 0;
-  size_t ndeployed = 0, nunchanged = 0, nremoved = 0, nfailed = 0, nskipped = 0;
+  size_t ndeployed = 0, nunchanged = 0, nremoved = 0, nfailed = 0, nskipped = 0, ndetached = 0;
   json_t *arr = json_array();
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
@@ -705,6 +1046,7 @@ static int report(struct rollout *r) {
     int chosen = x->excluded == X_NONE;
     if (res == FY_RESULT_DEPLOYED) ndeployed++;
     else if (res == FY_RESULT_UNCHANGED) nunchanged++;
+    else if (res == FY_RESULT_DETACHED) ndetached++;
     else if (res == FY_RESULT_REMOVED && !x->started) nremoved++;
     else if (res == FY_RESULT_SKIPPED && !chosen) nskipped++;
     else nfailed++, ret = 1;
@@ -776,6 +1118,9 @@ static int report(struct rollout *r) {
     printf("rollout: %zu deployed, %zu unchanged, %zu failed or not reached, %zu not chosen%s%.0zu%s; disk read %llu KiB for %llu KiB "
            "sent%s%s\n", ndeployed, nunchanged, nfailed, nskipped, nremoved ? ", " : "", nremoved, nremoved ? " removed (outside --replicas)" : "", (unsigned long long)(r->chunks.disk_bytes >> 10), (unsigned long long)(r->chunks.served_bytes >> 10),
            r->halted ? "; halted: " : "", r->halted ? r->halt_reason : "");
+    if (ndetached)
+      printf("%zu node(s) detached: each converges when it takes its desired state; ferry status --fleet (--watch) follows them\n",
+             ndetached);
     for (size_t i = 0; i < r->n; i++) {
       struct rnode *x = &r->nodes[i];
       const char *err;
@@ -830,10 +1175,14 @@ int fy_rollout_run(fy_rollout_opts *o) {
   r.loop.data = &r;
 
   /* 1. discover */
-  fy_ask_batch disc = {.loop = &r.loop, .tls = o->push.tls, .timeout_ms = cc->timeout_ms < 30000 ? cc->timeout_ms : 30000, .op = "status"};
-  event(&r, "asking %zu node(s) for their facts", r.n);
-  fy_ask_batch_start(&disc, r.asks, cc->targets, r.n);
-  uv_run(&r.loop, UV_RUN_DEFAULT);
+  if (o->broker) {
+    if (broker_discover(&r) != FY_OK) goto cleanup;
+  } else {
+    fy_ask_batch disc = {.loop = &r.loop, .tls = o->push.tls, .timeout_ms = cc->timeout_ms < 30000 ? cc->timeout_ms : 30000, .op = "status"};
+    event(&r, "asking %zu node(s) for their facts", r.n);
+    fy_ask_batch_start(&disc, r.asks, cc->targets, r.n);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+  }
 
   /* 2. decide */
   filter_nodes(&r);
@@ -859,8 +1208,16 @@ int fy_rollout_run(fy_rollout_opts *o) {
     halt(&r, "%ld node(s) unreachable before the start reached --max-failures %ld", r.failures, r.max_failures);
   }
 
+  if (!r.halted && o->broker && !o->push.via)
+    halt(&r, "a push through the broker needs registry: in the fleet file (or --via docker://HOST/REPO): the nodes pull the "
+             "layers from there (ferry publish puts them there)");
   if (!r.halted && o->push.via) via_scheduled(&r);
   if (!r.halted) recompress_scheduled(&r);
+  if (o->broker) {
+    if (!r.halted) broker_waves(&r);
+    ret = report(&r);
+    goto cleanup;
+  }
 
   /* 3. waves */
   uv_timer_init(&r.loop, &r.progress);
@@ -884,6 +1241,13 @@ int fy_rollout_run(fy_rollout_opts *o) {
   ret = report(&r);
 cleanup:
   if (r.loop_ok) uv_loop_close(&r.loop);
+  fy_bsess_close(r.bs, 1);
+  if (r.bnodes) fy_broker_nodes_free(r.bnodes, r.n);
+  free(r.bnodes);
+  fy_tls_conf_free(r.btls);
+  fy_sign_key_free(r.sk);
+  free(r.cert_pem);
+  for (size_t i = 0; r.nodes && i < r.n; i++) json_decref(r.nodes[i].old_desired);
   if (r.nodes && r.asks) {
     for (size_t i = 0; i < r.n; i++) {
       json_decref(r.nodes[i].labels);

@@ -29,6 +29,11 @@ typedef struct fy_rollout_opts {
   const char *spread_by;       /* label spreading equal-scoring replicas */
   int dry_run;                 /* ferry plan */
   json_t **settings;           /* per target: its env, files and secrets (settings.h), or NULL */
+  /* through the broker (broker: in the fleet file) */
+  int broker;                  /* publish desired state instead of connecting to each node */
+  int detach;                  /* publish and return (--detach) */
+  uint64_t wait_offline_ms;    /* how long a wave waits for nodes that are offline (--wait-offline) */
+  int64_t desired_ttl_s;       /* the desired state's expiry (--desired-ttl; 30 days) */
 } fy_rollout_opts;
 
 /* Runs it and prints the report. Returns the exit status: 0 only when every chosen node

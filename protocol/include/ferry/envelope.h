@@ -20,6 +20,7 @@
 
 #define FY_ENVELOPE_MAX (4u * 1024u * 1024u) /* an envelope's bytes */
 #define FY_ENVELOPE_SKEW_S 300               /* how far in the future `issued` may be (clocks differ) */
+#define FY_ENVELOPE_ANY_TIME INT64_MIN       /* as now: the times are not checked (a pusher reading a node's last desired state) */
 
 typedef struct fy_envelope {
   char kind[16];

@@ -55,7 +55,8 @@ void fy_msg_error_fields(const json_t *obj, int *code, const char **message);
   X(STOPPED, "stopped")                \
   X(STARTED, "started")                \
   X(RESTARTED, "restarted")            \
-  X(EXITED, "exited")
+  X(EXITED, "exited")                  \
+  X(DETACHED, "detached")
 typedef enum {
 #define FY_RESULT_ENUM(name, text) FY_RESULT_##name,
   FY_RESULT_MAP(FY_RESULT_ENUM)
