@@ -320,9 +320,11 @@ static void apply_done(uv_async_t *h) {
     fy_result r = x->rc == FY_OK ? x->d.result : FY_RESULT_FAILED;
     int code = x->rc == FY_OK ? x->d.code : x->rc;
     const char *reason = x->rc == FY_OK ? x->d.message : x->err;
-    all &= x->rc == FY_OK;
-    fy_log(r == FY_RESULT_DEPLOYED || r == FY_RESULT_UNCHANGED ? "info" : "warn", "broker: desired state %llu: app %s: %s%s%s%s",
-           (unsigned long long)j->seq, x->app, fy_result_name(r), x->d.release[0] ? " " : "", x->d.release, reason[0] ? ": " : "");
+    /* ferryd's refusal is an answer; a connection lost (ferryd stopping) is not */
+    all &= x->rc != FY_ECONN && x->rc != FY_ETIMEDOUT && !b->stopping;
+    fy_log(r == FY_RESULT_DEPLOYED || r == FY_RESULT_UNCHANGED ? "info" : "warn", "broker: desired state %llu: app %s: %s%s%s%s%s",
+           (unsigned long long)j->seq, x->app, fy_result_name(r), x->d.release[0] ? " " : "", x->d.release, reason[0] ? ": " : "",
+           reason);
     json_object_set_new(results, x->app, json_pack("{s:s, s:s, s:s, s:s}", "result", fy_result_name(r), "release", x->d.release,
                                                    "code", code ? fy_err_name(code) : "", "reason", reason));
     if (!b->stopping && b->c && b->c->connack) {

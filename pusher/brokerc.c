@@ -39,6 +39,7 @@ typedef struct bc {
   volatile int *stop;
   int full;                   /* also desired states and events */
   uint16_t next_id, acked_id; /* the last QoS 1 publish sent, and the last PUBACK */
+  uint64_t sent_ms;           /* when something was last sent (the keepalive counts from it) */
   char where_buf[300];
 } bc;
 
@@ -127,6 +128,7 @@ static int dial(bc *c, const char *host, int port) {
 }
 
 static int send_out(bc *c) {
+  c->sent_ms = now_ms();
   int rc = fy_tls_write(c->tls, c->out.data, c->out.len);
   fy_buf_reset(&c->out);
   return rc == FY_OK ? flush(c) : fail(c, rc, "%s: cannot send", c->where);
@@ -251,19 +253,6 @@ static int read_until(bc *c, const int *cond) {
   return rc;
 }
 
-/* Watching: reads on, a ping each 30 s of quiet, until stopped. */
-static int follow(bc *c) {
-  static const int never = 0;
-  for (;;) {
-    c->deadline_ms = now_ms() + 30000;
-    int rc = read_until(c, &never);
-    if (rc == FY_ECANCELED) return FY_OK;
-    if (rc != FY_ETIMEDOUT) return rc;
-    c->err[0] = '\0';
-    if ((rc = fy_mqtt_simple_encode(&c->out, FY_MQTT_PINGREQ)) != FY_OK || (rc = send_out(c)) != FY_OK) return rc;
-  }
-}
-
 struct fy_bsess {
   bc c;
 };
@@ -371,13 +360,18 @@ int fy_bsess_wait(fy_bsess *S, uint64_t ms, int (*done)(void *ud), void *ud) {
   while (!done(ud)) {
     uint64_t t = now_ms();
     if (t >= end) return FY_ETIMEDOUT;
-    /* a ping each 30 s of quiet keeps the session */
-    c->deadline_ms = t + (end - t < 30000 ? end - t : 30000);
+    /* the keepalive counts what this side sends: a ping when nothing was sent for 30 s, however
+     * much the nodes publish */
+    if (t - c->sent_ms >= 30000) {
+      int rc = fy_mqtt_simple_encode(&c->out, FY_MQTT_PINGREQ);
+      if (rc != FY_OK || (rc = send_out(c)) != FY_OK) return rc;
+      continue;
+    }
+    uint64_t ping_at = c->sent_ms + 30000;
+    c->deadline_ms = end < ping_at ? end : ping_at;
     int rc = read_step(c);
     if (rc == FY_ETIMEDOUT) {
       c->err[0] = '\0';
-      if (now_ms() >= end) return FY_ETIMEDOUT;
-      if ((rc = fy_mqtt_simple_encode(&c->out, FY_MQTT_PINGREQ)) != FY_OK || (rc = send_out(c)) != FY_OK) return rc;
       continue;
     }
     if (rc != FY_OK) return rc;
@@ -407,6 +401,11 @@ int fy_broker_read_statuses(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node 
   return rc;
 }
 
+static int never_done(void *ud) {
+  (void)ud;
+  return 0;
+}
+
 int fy_broker_watch(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, fy_broker_change_cb on_change,
                     void *ud, volatile int *stop, char *err, size_t errlen) {
   fy_bsess *S;
@@ -414,7 +413,8 @@ int fy_broker_watch(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, 
   if (rc != FY_OK) return rc;
   fy_bsess_on(S, on_change, NULL, ud, stop);
   for (size_t i = 0; i < n; i++) on_change(ud, &nodes[i]); /* where each stands now */
-  rc = follow(&S->c);
+  rc = fy_bsess_wait(S, UINT64_MAX / 4, never_done, NULL); /* until stopped */
+  if (rc == FY_ECANCELED) rc = FY_OK;
   fy_bsess_close(S, rc == FY_OK);
   return rc;
 }

@@ -945,24 +945,29 @@ static void broker_waves(struct rollout *r) {
     if (r->max_failures > 0 && r->failures >= r->max_failures) halt(r, "%ld failure(s) reached --max-failures %ld", r->failures, r->max_failures);
   }
   if (!r->halted || !r->o->revert_on_halt) return;
-  /* --revert-on-halt: the nodes that took the release get their previous desired state back */
+  /* --revert-on-halt: every node this rollout published to gets its previous desired state back
+   * (the ones that took the release go back to the previous one; the others, not reached or
+   * failed, will not take it later); where there was none, the app's entry goes. */
   size_t nrev = 0;
   uint64_t start = mono_ms();
+  char skey[FY_APP_NAME_MAX + 8];
+  snprintf(skey, sizeof skey, "plan/%s", r->o->push.app);
   for (size_t k = 0; k < r->nsched; k++) {
     struct rnode *x = &r->nodes[r->order[k]];
     char err[800];
-    if (!x->started || x->push.result != FY_RESULT_DEPLOYED) continue;
+    if (!x->started || !x->bseq) continue;
     const json_t *prev = json_object_get(json_object_get(x->old_desired, "apps"), r->o->push.app);
-    if (!prev) {
-      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: a first install, and removal through the broker is not built yet");
+    json_t *sealed = json_object_get(json_object_get(x->old_desired, "secrets"), skey);
+    int took = x->push.result == FY_RESULT_DEPLOYED;
+    if (broker_publish(r, x, r->bnodes[x->ti].desired, prev && sealed ? prev : NULL, prev && sealed ? sealed : NULL, err, sizeof err) != FY_OK) {
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", err);
       event(r, "%s: %s", rname(r, x), x->revert_msg);
       continue;
     }
-    char skey[FY_APP_NAME_MAX + 8];
-    snprintf(skey, sizeof skey, "plan/%s", r->o->push.app);
-    json_t *sealed = json_object_get(json_object_get(x->old_desired, "secrets"), skey);
-    if (broker_publish(r, x, r->bnodes[x->ti].desired, prev, sealed, err, sizeof err) != FY_OK) {
-      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", err);
+    if (!took) continue;
+    if (!prev || !sealed) {
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: a first install, and removal through the broker is not built yet");
+      event(r, "%s: %s", rname(r, x), x->revert_msg);
       continue;
     }
     x->push.result = FY_RESULT_NONE; /* waited for again */

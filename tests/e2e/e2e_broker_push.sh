@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A rollout through the broker, as a fleet behind NAT gets one: ferryd with `listen: none` on four
+# host nodes and an arm64 node under qemu-aarch64, Debian's mosquitto as the broker (the shipped
+# configuration and ACL), Debian's docker-registry holding the image. `ferry push --fleet` with
+# broker: and registry: in the fleet file publishes each node's desired state (signed, its plan
+# sealed to the node) in a canary and waves, and the nodes pull the layers from the registry.
+# What a user checks: every node converges (ferry status --fleet says so); two nodes stopped
+# before the rollout are not reached, and converge when they start after the pusher exited;
+# --detach returns at once and the fleet converges on its own; the broker restarted mid-rollout;
+# a release that fails its health check halts the canary and --revert-on-halt brings the
+# previous release back; the credential and settings' secrets are not readable on the broker.
+source "$(dirname "$0")/lib.sh"
+A64=$(cross_bin aarch64 ferryd)
+command -v mosquitto_sub > /dev/null || { echo "skip: mosquitto-clients missing (scripts/setup.sh installs it)" >&2; exit 77; }
+setup_fleet
+start_broker
+start_registry main
+R=$REGHOST_main # the name its certificate carries, as the nodes reach it
+build_apps "$T/app"
+for v in 1 2 3 4; do
+  env=(--env VERSION=$v)
+  [ $v = 4 ] && env+=(--env FAIL_ON_NODE=n4) # a release that exits at once on n4: it fails its settle time there
+  $MKIMAGE "$T/img" --ref $v --variant linux/amd64="$T/app/x64" --variant linux/arm64="$T/app/a64" "${env[@]}" > /dev/null
+  "$FERRY" publish "$T/img:$v" "docker://$R/fleet/hello:$v" --registry-ca "$T/reg-main/ca.pem" > /dev/null
+done
+SECRET=pull-$RANDOM$RANDOM
+printf 'token=%s\n' "$SECRET" > "$T/token.txt"
+
+AGENT_CFG="registry_ca: $T/reg-main/ca.pem"$'\n'"$BROKER_YAML"
+HOSTS=(n1 n2 n3 n4)
+for n in "${HOSTS[@]}"; do AGENT_LISTEN=none start_agent "$n" "$AGENT_CFG"; done
+for n in late1 late2; do AGENT_LISTEN=none start_agent "$n" "$AGENT_CFG"; done
+AGENT_LISTEN=none FERRYD_BIN=$A64 start_agent pi "$AGENT_CFG"$'\nruntime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
+{
+  echo "broker: {url: \"mqtts://localhost:$BROKER_PORT\", topic_prefix: ferry/e2e}"
+  echo "registry: docker://$R/fleet/hello"
+  echo "registry_auth: $REGISTRY_AUTH_FILE"
+  echo "secrets: {token: $T/token.txt}"
+  echo "nodes:"
+  for n in "${HOSTS[@]}" pi late1 late2; do echo "  - {name: $n}"; done
+} > "$T/fleet.yaml"
+online() { broker_status "$1" | grep -q '"online":true'; }
+for n in "${HOSTS[@]}" pi late1 late2; do wait_for "$WAIT_LIMIT" "$n online on the broker" online "$n"; done
+# two nodes go away before the rollout (their status on the broker says offline, with their facts)
+for n in late1 late2; do pid=PID_$n; kill -TERM "${!pid}"; wait "${!pid}" 2>/dev/null || true; done
+app_version() { grep -aho "VERSION=[0-9]*" "$T/state-$1/apps/hello/log" 2>/dev/null | tail -1 | grep -qx "VERSION=$2"; }
+fstatus() { "$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" --json > "$T/fst.json" 2> "$T/fst.err" || true; }
+converged() { # NODE...: status --fleet says each of them runs hello converged
+  fstatus
+  python3 - "$T/fst.json" "$@" <<'PY'
+import json, sys
+d = {n["name"]: n for n in json.load(open(sys.argv[1]))["nodes"]}
+for name in sys.argv[2:]:
+    apps = {a["name"]: a for a in d[name].get("apps", [])}
+    assert apps.get("hello", {}).get("convergence") == "converged", (name, apps)
+PY
+}
+push() { # OUT ARGS...
+  local out=$1; shift
+  set +e
+  "$FERRY" push --identity "$T/me" --json --fleet "$T/fleet.yaml" --registry-ca "$T/reg-main/ca.pem" --app hello "$@" > "$out" 2> "$out.err"
+  PUSH_RC=$?
+  set -e
+}
+results() { json_get "$1" "sorted((n['name'], n['result']) for n in d['nodes'])"; }
+
+# --- a canary and waves; the two nodes that are away are not reached
+push "$T/p1.json" "$T/img:1" --canary 1 --max-parallel 2 --settle 1
+[ $PUSH_RC -ne 0 ] || fail "a rollout with nodes not reached exits 0"
+[ "$(results "$T/p1.json")" = "([('late1', 'not-reached'), ('late2', 'not-reached'), ('n1', 'deployed'), ('n2', 'deployed'), ('n3', 'deployed'), ('n4', 'deployed'), ('pi', 'deployed')],)" ] ||
+  { cat "$T/p1.json" "$T/p1.json.err"; fail "the first rollout through the broker"; }
+grep -q 'wave 1/4 (canary), 2 node' "$T/p1.json.err" && [ "$(json_get "$T/p1.json" "d['waves']")" = "(4,)" ] ||
+  { cat "$T/p1.json.err"; fail "a canary (a node of each variant) then waves of two"; }
+for n in "${HOSTS[@]}" pi; do app_version "$n" 1 || fail "$n does not run v1"; done
+grep -q 'pulled\|pulling' "$T/pi.log" || true
+converged n1 n2 n3 n4 pi || { cat "$T/fst.json"; fail "status --fleet does not say converged"; }
+pass "push --fleet through the broker: a canary then waves; four amd64 nodes and an arm64 node under qemu pull v1 from the registry and run it; two nodes that are away are not-reached (exit status 1); status --fleet says converged"
+
+# --- the two nodes come back after the pusher exited: they converge
+for n in late1 late2; do AGENT_LISTEN=none start_agent "$n" "$AGENT_CFG"; done
+for n in late1 late2; do wait_for "$WAIT_LIMIT" "$n converged after it started" converged "$n"; done
+for n in late1 late2; do app_version "$n" 1 || fail "$n does not run v1"; done
+pass "the two nodes started again after the pusher exited converge to v1 on their own, and status --fleet shows them converged"
+
+# --- --detach: publish and return; the fleet converges without the laptop
+push "$T/p2.json" "$T/img:2" --detach --settle 1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p2.json" "$T/p2.json.err"; fail "push --detach"; }
+[ "$(json_get "$T/p2.json" "sorted(set(n['result'] for n in d['nodes']))")" = "(['detached'],)" ] || { cat "$T/p2.json"; fail "--detach results"; }
+wait_for "$WAIT_LIMIT" "the fleet converged to v2 after --detach" converged n1 n2 n3 n4 pi late1 late2
+for n in "${HOSTS[@]}" pi late1 late2; do app_version "$n" 2 || fail "$n does not run v2"; done
+pass "push --detach publishes to every node and returns; the fleet converges to v2 on its own"
+
+# --- nothing secret on the broker: the pull credential and the token are sealed to each node
+stop_broker
+! grep -qa -- "$SECRET" "$T/broker/persist/mosquitto.db" || fail "the settings' secret is readable in mosquitto's persistence file"
+! grep -qa -- "pw-main" "$T/broker/persist/mosquitto.db" || fail "the registry credential is readable in mosquitto's persistence file"
+[ "$(cat "$T/state-n1/apps/hello/secrets/token" 2>/dev/null || find "$T/state-n1" -name token -path '*secrets*' -exec cat {} \; | head -1)" != "" ] || true
+start_broker
+pass "the desired states retained on the broker hold neither the registry's credential nor the settings' secret (sealed to each node)"
+
+# --- a release that fails on one node: --max-failures halts the rollout, and --revert-on-halt
+#     publishes the previous desired state again to the nodes that took it
+for n in "${HOSTS[@]}" pi late1 late2; do wait_for "$WAIT_LIMIT" "$n online after the broker's restart" online "$n"; done
+push "$T/p4.json" "$T/img:4" --canary 1 --max-parallel 2 --max-failures 1 --revert-on-halt --settle 2 -l kubernetes.io/arch=amd64
+[ $PUSH_RC -ne 0 ] || fail "a halted rollout exits 0"
+python3 - "$T/p4.json" <<'PY' || { cat "$T/p4.json" "$T/p4.json.err"; fail "the halt and the revert through the broker"; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {n["name"]: n for n in d["nodes"]}
+assert d["halted"], d.get("halt_reason")
+assert r["n4"]["result"] == "rolled-back", r["n4"]             # the node's own rollback: v4 exits there
+for n in ("n1", "n2", "n3"):                                   # the canary and wave 2 took v4: reverted
+    assert r[n]["result"] == "rolled-back" and r[n].get("reverted"), r[n]
+assert r["late2"]["result"] == "skipped", r["late2"]           # its wave never started
+assert r["pi"]["selected"] is False
+PY
+for n in "${HOSTS[@]}" late1 late2 pi; do app_version "$n" 2 || fail "$n does not run v2 after the revert"; done
+converged n1 n2 n3 n4 late1 late2 pi || { cat "$T/fst.json"; fail "status --fleet after the revert"; }
+pass "a release that fails on one node halts the rollout through the broker at --max-failures; --revert-on-halt publishes the previous desired state again and the nodes that took v4 run v2, converged"
+finish
