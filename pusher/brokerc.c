@@ -255,7 +255,85 @@ static int read_until(bc *c, const int *cond) {
 
 struct fy_bsess {
   bc c;
+  const fy_fleet *f;
+  uint64_t timeout_ms;
+  char id[64];
 };
+
+/* One connection: TCP, TLS, CONNECT, SUBSCRIBE, and the retained messages up to the marker. */
+static int bs_connect(fy_bsess *S) {
+  bc *c = &S->c;
+  const fy_fleet *f = S->f;
+  int rc;
+  c->err[0] = '\0';
+  c->connack = c->suback = c->synced = 0;
+  fy_mqtt_decoder_free(&c->dec);
+  fy_mqtt_decoder_init(&c->dec, PACKET_MAX);
+  fy_buf_reset(&c->out);
+  if ((rc = dial(c, f->broker_host, f->broker_port)) != FY_OK) return rc;
+  if ((rc = fy_tls_new(&c->tls, c->tls_conf, f->broker_host)) != FY_OK) return fail(c, rc, "%s: TLS: %s", c->where, fy_strerror(rc));
+  for (;;) { /* the handshake */
+    int hs = fy_tls_handshake(c->tls);
+    if ((rc = flush(c)) != FY_OK) return rc;
+    if (hs == FY_OK) break;
+    if (hs != FY_EAGAIN) return fail(c, hs, "%s: %s", c->where, fy_tls_errmsg(c->tls));
+    if ((rc = fill(c)) != FY_OK) return rc;
+  }
+  fy_mqtt_connect m = {.client_id = S->id, .clean_session = 1, .keepalive_s = 60};
+  char filter[320], fdesired[320], fevents[320];
+  fy_text_fmt(filter, sizeof filter, "%s/nodes/+/status", c->prefix);
+  fy_text_fmt(fdesired, sizeof fdesired, "%s/nodes/+/desired", c->prefix);
+  fy_text_fmt(fevents, sizeof fevents, "%s/nodes/+/events", c->prefix);
+  const char *filters[] = {filter, c->sync_topic, fdesired, fevents};
+  int qos[] = {0, 0, 0, 1};
+  if ((rc = fy_mqtt_connect_encode(&c->out, &m)) != FY_OK || (rc = send_out(c)) != FY_OK || (rc = read_until(c, &c->connack)) != FY_OK)
+    return rc;
+  if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters, qos, c->full ? 4 : 2)) != FY_OK || (rc = send_out(c)) != FY_OK ||
+      (rc = read_until(c, &c->suback)) != FY_OK)
+    return rc;
+  /* The marker comes back after every retained message the subscription brought. */
+  if ((rc = fy_mqtt_publish_encode(&c->out, c->sync_topic, c->token, strlen(c->token), 0, 0, 0, 0)) != FY_OK ||
+      (rc = send_out(c)) != FY_OK)
+    return rc;
+  if ((rc = read_until(c, &c->synced)) != FY_OK) {
+    /* MQTT 3.1.1 tells nobody when an ACL drops a message: the marker just does not come back */
+    if (rc == FY_ETIMEDOUT)
+      fail(c, FY_EPOLICY, "%s: the marker this pusher published on %s never came back: the broker's ACL must let '%s' read and "
+           "write %s/#", c->where, c->sync_topic, fy_tls_conf_name(c->tls_conf), c->prefix);
+    return c->err[0] ? FY_EPOLICY : rc;
+  }
+  return FY_OK;
+}
+
+static void bs_drop(bc *c) {
+  fy_tls_free(c->tls);
+  c->tls = NULL;
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+}
+
+/* The connection went (a broker restarted): again, every few seconds, until the deadline. The
+ * retained statuses and desired states come again with it. */
+static int bs_reconnect(fy_bsess *S, uint64_t end) {
+  bc *c = &S->c;
+  char why[sizeof c->where_buf + 300];
+  snprintf(why, sizeof why, "%s", c->err);
+  fprintf(stderr, "ferry: %s; connecting again\n", why[0] ? why : "the broker's connection was lost");
+  for (unsigned attempt = 0;; attempt++) {
+    bs_drop(c);
+    if (c->stop && *c->stop) return FY_ECANCELED;
+    c->deadline_ms = now_ms() + 10000;
+    if (bs_connect(S) == FY_OK) {
+      fprintf(stderr, "ferry: connected to the %s again\n", c->where);
+      return FY_OK;
+    }
+    uint64_t pause = attempt < 3 ? 1000u << attempt : 5000, t = now_ms();
+    if (t + pause >= end) return c->err[0] ? FY_ECONN : fail(c, FY_ECONN, "%s: %s", c->where, why);
+    struct timespec ts = {(time_t)(pause / 1000), (long)(pause % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+      if (c->stop && *c->stop) return FY_ECANCELED;
+  }
+}
 
 int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, size_t n, uint64_t timeout_ms, int full, fy_bsess **out,
                   char *err, size_t errlen) {
@@ -266,9 +344,9 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
   bc *c = &S->c;
   *c = (bc){.fd = -1, .deadline_ms = now_ms() + timeout_ms, .where = c->where_buf, .err = err, .errlen = errlen, .tls_conf = tls,
             .nodes = nodes, .n = n, .full = full};
+  S->f = f;
+  S->timeout_ms = timeout_ms;
   uint8_t rnd[8];
-  char id[64];
-  int rc;
   snprintf(c->where_buf, sizeof c->where_buf, "broker %s:%d", f->broker_host, f->broker_port);
   snprintf(c->prefix, sizeof c->prefix, "%s", f->topic_prefix);
   fy_mqtt_decoder_init(&c->dec, PACKET_MAX);
@@ -276,55 +354,19 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
   if (fy_tls_conf_random(tls, rnd, sizeof rnd) != FY_OK) memset(rnd, 0, sizeof rnd);
   /* a client id of its own, so that a second laptop, or a second read, takes nobody's session */
   snprintf(c->token, sizeof c->token, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-  snprintf(id, sizeof id, "ferry-%.32s-%.16s", fy_tls_conf_name(tls), c->token);
-  for (char *q = id; *q; q++)
+  snprintf(S->id, sizeof S->id, "ferry-%.32s-%.16s", fy_tls_conf_name(tls), c->token);
+  for (char *q = S->id; *q; q++)
     if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || *q == '-')) *q = '-';
-  fy_text_fmt(c->sync_topic, sizeof c->sync_topic, "%s/pushers/%s/sync", c->prefix, id);
-  if ((rc = dial(c, f->broker_host, f->broker_port)) != FY_OK) goto out;
-  if ((rc = fy_tls_new(&c->tls, tls, f->broker_host)) != FY_OK) {
-    fail(c, rc, "%s: TLS: %s", c->where, fy_strerror(rc));
-    goto out;
-  }
-  for (;;) { /* the handshake */
-    int hs = fy_tls_handshake(c->tls);
-    if ((rc = flush(c)) != FY_OK) goto out;
-    if (hs == FY_OK) break;
-    if (hs != FY_EAGAIN) {
-      rc = fail(c, hs, "%s: %s", c->where, fy_tls_errmsg(c->tls));
-      goto out;
-    }
-    if ((rc = fill(c)) != FY_OK) goto out;
-  }
-  fy_mqtt_connect m = {.client_id = id, .clean_session = 1, .keepalive_s = 60};
-  char filter[320], fdesired[320], fevents[320];
-  fy_text_fmt(filter, sizeof filter, "%s/nodes/+/status", c->prefix);
-  fy_text_fmt(fdesired, sizeof fdesired, "%s/nodes/+/desired", c->prefix);
-  fy_text_fmt(fevents, sizeof fevents, "%s/nodes/+/events", c->prefix);
-  const char *filters[] = {filter, c->sync_topic, fdesired, fevents};
-  int qos[] = {0, 0, 0, 1};
-  if ((rc = fy_mqtt_connect_encode(&c->out, &m)) != FY_OK || (rc = send_out(c)) != FY_OK || (rc = read_until(c, &c->connack)) != FY_OK)
-    goto out;
-  if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters, qos, full ? 4 : 2)) != FY_OK || (rc = send_out(c)) != FY_OK ||
-      (rc = read_until(c, &c->suback)) != FY_OK)
-    goto out;
-  /* The marker comes back after every retained message the subscription brought. */
-  if ((rc = fy_mqtt_publish_encode(&c->out, c->sync_topic, c->token, strlen(c->token), 0, 0, 0, 0)) != FY_OK ||
-      (rc = send_out(c)) != FY_OK)
-    goto out;
-  if ((rc = read_until(c, &c->synced)) != FY_OK) {
-    /* MQTT 3.1.1 tells nobody when an ACL drops a message: the marker just does not come back */
-    if (rc == FY_ETIMEDOUT)
-      fail(c, FY_EPOLICY, "%s: the marker this pusher published on %s never came back: the broker's ACL must let '%s' read and "
-           "write %s/#", c->where, c->sync_topic, fy_tls_conf_name(tls), c->prefix);
-    goto out;
+  fy_text_fmt(c->sync_topic, sizeof c->sync_topic, "%s/pushers/%s/sync", c->prefix, S->id);
+  int rc = bs_connect(S);
+  if (rc != FY_OK) {
+    if (!err[0]) fail(c, rc, "%s: %s", c->where, fy_strerror(rc));
+    fy_bsess_close(S, 0);
+    return rc;
   }
   c->next_id = 1;
   *out = S;
   return FY_OK;
-out:
-  if (!err[0]) fail(c, rc, "%s: %s", c->where, fy_strerror(rc));
-  fy_bsess_close(S, 0);
-  return rc;
 }
 
 void fy_bsess_on(fy_bsess *S, fy_broker_change_cb on_change, fy_broker_event_cb on_event, void *ud, volatile int *stop) {
@@ -334,7 +376,20 @@ void fy_bsess_on(fy_bsess *S, fy_broker_change_cb on_change, fy_broker_event_cb 
   S->c.stop = stop;
 }
 
+static int publish_once(fy_bsess *S, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms);
+
+static int lost(int rc) { return rc == FY_ECONN || rc == FY_ETLS || rc == FY_EPROTO || rc == FY_ETIMEDOUT; }
+
 int fy_bsess_publish(fy_bsess *S, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms) {
+  uint64_t end = now_ms() + timeout_ms;
+  for (;;) {
+    int rc = publish_once(S, topic, payload, len, retain, timeout_ms);
+    /* the same signed message again after a reconnection: a node that had it takes it as no news */
+    if (!lost(rc) || now_ms() >= end || (rc = bs_reconnect(S, end)) != FY_OK) return rc;
+  }
+}
+
+static int publish_once(fy_bsess *S, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms) {
   bc *c = &S->c;
   if (++c->next_id == 0) c->next_id = 1;
   uint16_t id = c->next_id;
@@ -374,6 +429,8 @@ int fy_bsess_wait(fy_bsess *S, uint64_t ms, int (*done)(void *ud), void *ud) {
       c->err[0] = '\0';
       continue;
     }
+    if (rc == FY_ECANCELED) return rc;
+    if (lost(rc) && (rc = bs_reconnect(S, end)) == FY_OK) continue;
     if (rc != FY_OK) return rc;
   }
   return FY_OK;

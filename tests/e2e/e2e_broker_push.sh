@@ -96,11 +96,24 @@ stop_broker
 ! grep -qa -- "pw-main" "$T/broker/persist/mosquitto.db" || fail "the registry credential is readable in mosquitto's persistence file"
 [ "$(cat "$T/state-n1/apps/hello/secrets/token" 2>/dev/null || find "$T/state-n1" -name token -path '*secrets*' -exec cat {} \; | head -1)" != "" ] || true
 start_broker
+for n in "${HOSTS[@]}" pi late1 late2; do wait_for "$WAIT_LIMIT" "$n online after the broker's restart" online "$n"; done
 pass "the desired states retained on the broker hold neither the registry's credential nor the settings' secret (sealed to each node)"
+
+# --- the broker restarted in the middle of a rollout: the pusher connects again and goes on
+"$FERRY" push --identity "$T/me" --json --fleet "$T/fleet.yaml" --registry-ca "$T/reg-main/ca.pem" --app hello "$T/img:3" \
+  --max-parallel 1 --settle 1 --wait-offline 3m > "$T/p3.json" 2> "$T/p3.json.err" &
+pusher=$!
+wait_for "$WAIT_LIMIT" "the rollout's second wave" log_has "$T/p3.json.err" 'wave 2/7'
+stop_broker
+start_broker
+set +e; wait "$pusher"; PUSH_RC=$?; set -e
+grep -q 'connected to the broker localhost:[0-9]* again' "$T/p3.json.err" || { cat "$T/p3.json.err"; fail "the pusher did not say it connected again"; }
+[ $PUSH_RC -eq 0 ] && [ "$(json_get "$T/p3.json" "sorted(set(n['result'] for n in d['nodes']))")" = "(['deployed'],)" ] || { cat "$T/p3.json" "$T/p3.json.err"; fail "the rollout across the broker's restart"; }
+for n in "${HOSTS[@]}" pi late1 late2; do app_version "$n" 3 || fail "$n does not run v3"; done
+pass "the broker restarted in the middle of a rollout (waves of one): the pusher connects again, waits --wait-offline for the nodes the restart cut off, and every node deploys v3"
 
 # --- a release that fails on one node: --max-failures halts the rollout, and --revert-on-halt
 #     publishes the previous desired state again to the nodes that took it
-for n in "${HOSTS[@]}" pi late1 late2; do wait_for "$WAIT_LIMIT" "$n online after the broker's restart" online "$n"; done
 push "$T/p4.json" "$T/img:4" --canary 1 --max-parallel 2 --max-failures 1 --revert-on-halt --settle 2 -l kubernetes.io/arch=amd64
 [ $PUSH_RC -ne 0 ] || fail "a halted rollout exits 0"
 python3 - "$T/p4.json" <<'PY' || { cat "$T/p4.json" "$T/p4.json.err"; fail "the halt and the revert through the broker"; }
@@ -114,7 +127,7 @@ for n in ("n1", "n2", "n3"):                                   # the canary and 
 assert r["late2"]["result"] == "skipped", r["late2"]           # its wave never started
 assert r["pi"]["selected"] is False
 PY
-for n in "${HOSTS[@]}" late1 late2 pi; do app_version "$n" 2 || fail "$n does not run v2 after the revert"; done
+for n in "${HOSTS[@]}" late1 late2 pi; do app_version "$n" 3 || fail "$n does not run v3 after the revert"; done
 converged n1 n2 n3 n4 late1 late2 pi || { cat "$T/fst.json"; fail "status --fleet after the revert"; }
-pass "a release that fails on one node halts the rollout through the broker at --max-failures; --revert-on-halt publishes the previous desired state again and the nodes that took v4 run v2, converged"
+pass "a release that fails on one node halts the rollout through the broker at --max-failures; --revert-on-halt publishes the previous desired state again and the nodes that took v4 run v3, converged"
 finish
