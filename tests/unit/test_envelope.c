@@ -76,6 +76,10 @@ int main(void) {
   CHECK_INT(open_as("pi-1", good, 6, now + 31 * 86400), FY_EEXPIRED);
   char *future = signed_by(&pusher, "desired", "pi-1", 8, now + 3600, now + 7200);
   CHECK_INT(open_as("pi-1", future, 6, now), FY_EINVAL);
+  /* a pusher reading a node's last desired state for its sequence: the times aside, the rest holds */
+  CHECK_INT(open_as("pi-1", good, 6, FY_ENVELOPE_ANY_TIME), FY_OK);
+  CHECK_INT(open_as("pi-1", future, 6, FY_ENVELOPE_ANY_TIME), FY_OK);
+  CHECK_INT(open_as("pi-2", good, 6, FY_ENVELOPE_ANY_TIME), FY_ENAME);
   char *by_agent = signed_by(&agent, "desired", "pi-1", 9, now, now + 3600);
   CHECK_INT(open_as("pi-1", by_agent, 6, now), FY_EROLE);
   CHECK_CONTAINS(why, "not a pusher");
