@@ -60,7 +60,7 @@ struct fy_broker {
   int stopping;
   char *last_status;              /* what the retained status last said (time left out) */
   int64_t last_status_at;         /* when it was published */
-  char t_status[320], t_desired[320], t_requests[320], t_events[320];
+  char t_status[320], t_desired[320], t_requests[320], t_events[320], t_replies[320];
   uint64_t desired_seq, request_seq; /* the newest accepted (replays and reordering are refused) */
   char *key_pem;                  /* the node's key.pem, to open what is sealed to it (wiped at the end) */
   size_t key_len;
@@ -77,7 +77,27 @@ struct fy_broker {
   json_t *pending;                /* the newest verified desired state waiting for it: {seq, apps} */
   uint64_t applied_seq;           /* the newest desired state whose every app got a result */
   json_t *results;                /* per app of that state: {result, release, reason} */
+  /* requests: one at a time too, on a thread of their own, the others waiting in order */
+  struct req_job *rjob;
+  json_t *rqueue;                 /* [{seq, id, op, app, request}], at most REQUESTS_MAX */
 };
+
+#define REQUESTS_MAX 16           /* requests waiting for their turn */
+#define REPLY_LOG_MAX (256u * 1024u) /* a log's bytes in a reply (the end of it): a broker message stays small */
+
+typedef struct req_job {
+  fy_broker *b;
+  uint64_t seq;
+  char id[64], op[16], app[FY_APP_NAME_MAX];
+  json_t *request;
+  char state_dir[FY_CFG_PATH];
+  int rc;
+  char err[700];
+  json_t *answer;
+  uint8_t type;
+  uv_thread_t thread;
+  uv_async_t done;
+} req_job;
 
 #define APPLY_APPS_MAX 32         /* apps one desired state may name */
 
@@ -109,6 +129,7 @@ static void unref(fy_broker *b) {
   free(b->last_status);
   json_decref(b->pending);
   json_decref(b->results);
+  json_decref(b->rqueue);
   if (b->key_pem) explicit_bzero(b->key_pem, b->key_len);
   free(b->key_pem);
   free(b->cert_pem);
@@ -156,6 +177,8 @@ static json_t *status_json(fy_broker *b, int online) {
    * what each app of that one became */
   json_object_set_new(j, "desired", json_pack("{s:I, s:I, s:O?, s:b}", "seq", (json_int_t)b->desired_seq, "applied",
                                                (json_int_t)b->applied_seq, "results", b->results, "applying", b->job != NULL));
+  /* the newest request accepted: a pusher's next one must be above it */
+  json_object_set_new(j, "requests", json_pack("{s:I}", "seq", (json_int_t)b->request_seq));
   json_object_set_new(j, "name", json_string(a->name));
   json_object_set_new(j, "online", json_boolean(online));
   return j;
@@ -421,6 +444,118 @@ static int desired_plans(fy_broker *b, const json_t *body, json_t *opened, json_
   return FY_OK;
 }
 
+/* --- requests ----------------------------------------------------------------------------------
+ * A verified request (logs, rollback, stop, start, restart, remove) goes through the local socket
+ * as a pusher's would, on a thread; the answer, whatever it is (a result, a log, ferryd's
+ * refusal), goes back signed by this node on PREFIX/nodes/NAME/replies with the request's id. */
+
+static void req_next(fy_broker *b);
+
+static void req_thread(void *arg) {
+  req_job *j = arg;
+  j->rc = fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, j->op, j->app, j->request, &j->answer, &j->type, j->err, sizeof j->err);
+  uv_async_send(&j->done);
+}
+
+static void req_free(uv_handle_t *h) {
+  req_job *j = h->data;
+  fy_broker *b = j->b;
+  json_decref(j->request);
+  json_decref(j->answer);
+  free(j);
+  unref(b);
+}
+
+static void reply(fy_broker *b, uint64_t seq, const char *id, const char *op, const char *app, const char *type, json_t *answer) {
+  char err[200];
+  int64_t now = (int64_t)time(NULL);
+  json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:O}", "id", id, "op", op, "app", app, "type", type, "answer", answer);
+  json_t *e = body && b->sk ? fy_envelope_sign(b->sk, b->cert_pem, "reply", b->a->name, seq, now, now + 3600, body, err, sizeof err) : NULL;
+  if (!e || publish_json(b, b->t_replies, e, 1, 0) != FY_OK) fy_log("warn", "broker: cannot publish the reply to request %s", id);
+  json_decref(e);
+  json_decref(body);
+}
+
+static void req_done(uv_async_t *h) {
+  req_job *j = h->data;
+  fy_broker *b = j->b;
+  uv_thread_join(&j->thread);
+  b->rjob = NULL;
+  json_t *answer = j->answer;
+  const char *type = j->type == FY_FT_RESULT ? "result" : j->type == FY_FT_REPLY ? "reply" : "error";
+  json_t *made = NULL;
+  if (j->rc != FY_OK || !answer) /* no answer from ferryd: the reason as an error */
+    answer = made = json_pack("{s:s, s:s}", "code", fy_err_name(j->rc ? j->rc : FY_EPROTO), "message", j->err[0] ? j->err : "no answer");
+  /* a log's end only: the reply stays a small broker message */
+  const char *log = json_string_value(json_object_get(answer, "log"));
+  if (log && strlen(log) > REPLY_LOG_MAX) {
+    const char *tail = log + strlen(log) - REPLY_LOG_MAX, *nl = strchr(tail, '\n');
+    json_object_set_new(answer, "log", json_string(nl ? nl + 1 : tail));
+    json_object_set_new(answer, "truncated", json_true());
+  }
+  fy_log("info", "broker: request %llu (%s %s, id %s): %s", (unsigned long long)j->seq, j->op, j->app, j->id,
+         strcmp(type, "error") == 0 ? fy_msg_str(answer, "message", 300) ? fy_msg_str(answer, "message", 300) : "error"
+                                    : fy_msg_str(answer, "result", 32) ? fy_msg_str(answer, "result", 32) : type);
+  if (!b->stopping && b->c && b->c->connack) {
+    publish_status(b, 0);
+    reply(b, j->seq, j->id, j->op, j->app, j->rc != FY_OK ? "error" : type, answer);
+  }
+  json_decref(made);
+  uv_close((uv_handle_t *)&j->done, req_free);
+  req_next(b);
+}
+
+static void req_next(fy_broker *b) {
+  if (b->rjob || b->stopping || json_array_size(b->rqueue) == 0) return;
+  json_t *r = json_incref(json_array_get(b->rqueue, 0));
+  json_array_remove(b->rqueue, 0);
+  req_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(r);
+    return;
+  }
+  j->b = b;
+  j->seq = (uint64_t)json_integer_value(json_object_get(r, "seq"));
+  snprintf(j->id, sizeof j->id, "%s", json_string_value(json_object_get(r, "id")));
+  snprintf(j->op, sizeof j->op, "%s", json_string_value(json_object_get(r, "op")));
+  snprintf(j->app, sizeof j->app, "%s", json_string_value(json_object_get(r, "app")));
+  j->request = json_incref(json_object_get(r, "request"));
+  snprintf(j->state_dir, sizeof j->state_dir, "%s", b->a->cfg.state_dir);
+  json_decref(r);
+  j->done.data = j;
+  if (uv_async_init(b->a->loop, &j->done, req_done) != 0) {
+    json_decref(j->request);
+    free(j);
+    return;
+  }
+  b->refs++;
+  b->rjob = j;
+  if (uv_thread_create(&j->thread, req_thread, j) != 0) {
+    b->rjob = NULL;
+    uv_close((uv_handle_t *)&j->done, req_free);
+  }
+}
+
+/* A verified request's body: {"id", "request": the request message as the wire has it}. Queued,
+ * or refused with the reason. */
+static int req_accept(fy_broker *b, const json_t *body, uint64_t seq, char *why, size_t whylen) {
+  const char *id = json_string_value(json_object_get(body, "id"));
+  const json_t *req = json_object_get(body, "request");
+  fy_request_msg m;
+  char rwhy[300];
+  if (!id || !id[0] || strlen(id) >= 64) return fy_text_fail(why, whylen, FY_EPROTO, "a request without an id (1-63 characters)");
+  if (fy_request_decode(req, &m, rwhy, sizeof rwhy) != FY_OK) return fy_text_fail(why, whylen, FY_EPROTO, "the request: %s", rwhy);
+  if (m.op == FY_REQ_EXEC) return fy_text_fail(why, whylen, FY_EUNSUPPORTED, "exec does not go through the broker");
+  if (m.follow) return fy_text_fail(why, whylen, FY_EUNSUPPORTED, "logs --follow does not go through the broker");
+  if (!b->rqueue && !(b->rqueue = json_array())) return FY_ENOMEM;
+  if (json_array_size(b->rqueue) >= REQUESTS_MAX)
+    return fy_text_fail(why, whylen, FY_EBUSY, "%d requests are waiting already", REQUESTS_MAX);
+  json_array_append_new(b->rqueue, json_pack("{s:I, s:s, s:s, s:s, s:O}", "seq", (json_int_t)seq, "id", id, "op",
+                                             fy_request_op_name(m.op), "app", m.app, "request", req));
+  req_next(b);
+  return FY_OK;
+}
+
 static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t n) {
   fy_envelope e;
   char why[400];
@@ -498,10 +633,18 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     json_decref(b->pending); /* a newer state replaces one that did not start yet */
     b->pending = json_pack("{s:I, s:o}", "seq", (json_int_t)e.seq, "plans", plans);
     apply_start(b);
+  } else if (!desired) {
+    json_decref(plans);
+    rc = req_accept(b, e.body, e.seq, why, sizeof why);
+    if (rc != FY_OK) {
+      if (may_log(b)) fy_log("warn", "broker: request %llu refused: %s: %s", (unsigned long long)e.seq, fy_err_name(rc), why);
+      event(b, "refused", kind, rc, e.seq, why);
+    } else {
+      event(b, "verified", kind, 0, e.seq, "verified; queued");
+    }
   } else {
     json_decref(plans);
-    /* Requests are the next stage of the broker's way: said, not done silently. */
-    const char *what = desired ? "it names no app" : "this agent does not apply requests from the broker yet";
+    const char *what = "it names no app";
     fy_log("info", "broker: %s message %llu from %s verified (expires in %lld s); not applied: %s", kind, (unsigned long long)e.seq,
            e.signer, (long long)(e.expires - (int64_t)time(NULL)), what);
     fy_text_fmt(why, sizeof why, "verified%s%zu secret(s) open; not applied: %s", opened ? ", " : "; ", opened, what);
@@ -755,6 +898,7 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
   fy_text_fmt(b->t_desired, sizeof b->t_desired, "%s/nodes/%s/desired", pre, a->name);
   fy_text_fmt(b->t_requests, sizeof b->t_requests, "%s/nodes/%s/requests", pre, a->name);
   fy_text_fmt(b->t_events, sizeof b->t_events, "%s/nodes/%s/events", pre, a->name);
+  fy_text_fmt(b->t_replies, sizeof b->t_replies, "%s/nodes/%s/replies", pre, a->name);
   b->a = a;
   b->backoff_ms = BACKOFF_MIN_MS;
   seq_load(b);

@@ -170,3 +170,34 @@ int fy_localc_run(const char *state_dir, fy_localc_deploy *d, char *err, size_t 
   if (c.sock >= 0) close(c.sock);
   return rc;
 }
+
+int fy_localc_ask(const char *state_dir, const char *client, const char *op, const char *app, json_t *request, json_t **answer,
+                  uint8_t *type, char *err, size_t errlen) {
+  fy_localc c = {.sock = -1, .err = err, .errlen = errlen, .wait_ms = WAIT_MS_DEFAULT};
+  err[0] = '\0';
+  *answer = NULL;
+  *type = 0;
+  int rc = connect_agent(&c, state_dir);
+  if (rc == FY_OK) {
+    fy_frame_decoder_init(&c.dec, FY_FRAME_MAX);
+    if ((rc = fy_localc_send_json(&c, FY_FT_HELLO, fy_msg_hello(client, op, app))) == FY_OK && (rc = next_frame(&c)) == FY_OK) {
+      if (c.got_type == FY_FT_ERROR) {
+        *type = c.got_type;
+        *answer = json_incref(c.got);
+      } else if (c.got_type != FY_FT_FACTS) {
+        rc = peer_error(&c, FY_EPROTO, "ferryd did not answer hello");
+      } else if ((rc = fy_localc_send_json(&c, FY_FT_REQUEST, json_incref(request))) == FY_OK) {
+        do rc = next_frame(&c);
+        while (rc == FY_OK && (c.got_type == FY_FT_OUTPUT || c.got_type == FY_FT_PROGRESS));
+        if (rc == FY_OK) {
+          *type = c.got_type;
+          *answer = json_incref(c.got);
+        }
+      }
+    }
+    fy_frame_decoder_free(&c.dec);
+  }
+  json_decref(c.got);
+  if (c.sock >= 0) close(c.sock);
+  return rc;
+}

@@ -52,4 +52,11 @@ void fy_ask_batch_free(fy_ask_batch *b);
 /* The node's name: its certificate's, else the target's, else the address. */
 const char *fy_ask_name(const fy_ask *a);
 
+/* The same batch through the fleet's broker (broker: in the fleet file; cc's targets its nodes):
+ * fills asks as fy_ask_batch_start would (facts from each node's signed status, the answer from
+ * its signed reply), blocking, within cc->timeout_ms. b->request must be set. FY_OK once the
+ * asks are filled (each with its own error); otherwise the reason was printed. */
+struct fy_cli_common;
+int fy_broker_ask_run(struct fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) FY_WUR;
+
 #endif

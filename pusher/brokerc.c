@@ -13,6 +13,7 @@
 
 #include "brokerc.h"
 #include "ferry/envelope.h"
+#include "ferry/fsutil.h"
 #include "ferry/mqtt.h"
 #include "ferry/text.h"
 
@@ -35,6 +36,7 @@ typedef struct bc {
   size_t n;
   fy_broker_change_cb on_change; /* watching: after the first read */
   fy_broker_event_cb on_event;
+  fy_broker_event_cb on_reply;
   void *ud;
   volatile int *stop;
   int full;                   /* also desired states and events */
@@ -201,6 +203,18 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
     if (p->qos == 1 && (fy_mqtt_puback_encode(&c->out, p->packet_id) != FY_OK || send_out(c) != FY_OK)) return FY_ECONN;
     fy_broker_node *nd;
     if (c->full && (nd = node_of(c, p->topic, "desired")) != NULL) return got_desired(c, nd, p);
+    if (c->full && (nd = node_of(c, p->topic, "replies")) != NULL) {
+      /* signed by the node it comes from, as its status is */
+      fy_envelope e;
+      char why[300];
+      if (c->on_reply && fy_envelope_open(c->tls_conf, (const char *)p->payload, p->payload_len, nd->name, "reply", 0,
+                                          (int64_t)time(NULL), &e, why, sizeof why) == FY_OK) {
+        json_object_set_new(e.body, "seq", json_integer((json_int_t)e.seq));
+        c->on_reply(c->ud, nd, e.body);
+        fy_envelope_free(&e);
+      }
+      return FY_OK;
+    }
     if (c->full && (nd = node_of(c, p->topic, "events")) != NULL) {
       json_t *ev = p->payload_len <= 65536 ? json_loadb((const char *)p->payload, p->payload_len, 0, NULL) : NULL;
       if (json_is_object(ev) && c->on_event) c->on_event(c->ud, nd, ev);
@@ -280,15 +294,16 @@ static int bs_connect(fy_bsess *S) {
     if ((rc = fill(c)) != FY_OK) return rc;
   }
   fy_mqtt_connect m = {.client_id = S->id, .clean_session = 1, .keepalive_s = 60};
-  char filter[320], fdesired[320], fevents[320];
+  char filter[320], fdesired[320], fevents[320], freplies[320];
   fy_text_fmt(filter, sizeof filter, "%s/nodes/+/status", c->prefix);
   fy_text_fmt(fdesired, sizeof fdesired, "%s/nodes/+/desired", c->prefix);
   fy_text_fmt(fevents, sizeof fevents, "%s/nodes/+/events", c->prefix);
-  const char *filters[] = {filter, c->sync_topic, fdesired, fevents};
-  int qos[] = {0, 0, 0, 1};
+  fy_text_fmt(freplies, sizeof freplies, "%s/nodes/+/replies", c->prefix);
+  const char *filters[] = {filter, c->sync_topic, fdesired, fevents, freplies};
+  int qos[] = {0, 0, 0, 1, 1};
   if ((rc = fy_mqtt_connect_encode(&c->out, &m)) != FY_OK || (rc = send_out(c)) != FY_OK || (rc = read_until(c, &c->connack)) != FY_OK)
     return rc;
-  if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters, qos, c->full ? 4 : 2)) != FY_OK || (rc = send_out(c)) != FY_OK ||
+  if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters, qos, c->full ? 5 : 2)) != FY_OK || (rc = send_out(c)) != FY_OK ||
       (rc = read_until(c, &c->suback)) != FY_OK)
     return rc;
   /* The marker comes back after every retained message the subscription brought. */
@@ -366,6 +381,30 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
   }
   c->next_id = 1;
   *out = S;
+  return FY_OK;
+}
+
+void fy_bsess_on_reply(fy_bsess *S, fy_broker_event_cb on_reply) { S->c.on_reply = on_reply; }
+
+int fy_broker_signer(const char *identity_dir, fy_sign_key **sk, char **cert_pem, char *err, size_t errlen) {
+  char kp[4200], *key = NULL, why[300];
+  size_t kl, cl;
+  *sk = NULL;
+  *cert_pem = NULL;
+  snprintf(kp, sizeof kp, "%s/key.pem", identity_dir);
+  if (fy_file_read(kp, 65536, &key, &kl) != FY_OK || fy_sign_key_parse(key, kl, 1, sk, why, sizeof why) != FY_OK) {
+    if (key) explicit_bzero(key, kl);
+    free(key);
+    return fy_text_fail(err, errlen, FY_ENOENT, "%s: cannot read this pusher's key: what goes through the broker is signed with it", kp);
+  }
+  explicit_bzero(key, kl);
+  free(key);
+  snprintf(kp, sizeof kp, "%s/cert.pem", identity_dir);
+  if (fy_file_read(kp, 65536, cert_pem, &cl) != FY_OK) {
+    fy_sign_key_free(*sk);
+    *sk = NULL;
+    return fy_text_fail(err, errlen, FY_ENOENT, "%s: cannot read this pusher's certificate", kp);
+  }
   return FY_OK;
 }
 

@@ -136,6 +136,12 @@ static int run_request(const struct verb *vb, int argc, char **argv) {
     goto cleanup;
   }
   if (fy_cli_common_targets(&cc, op) != FY_OK) goto cleanup;
+  int via_broker = cc.have_fleet && cc.fleet.broker_host[0];
+  for (size_t i = 0; i < cc.ntargets; i++) via_broker &= cc.inventory[i] != NULL;
+  if (via_broker && rq.follow) {
+    fy_cli_err("logs --follow does not go through the broker; without --follow, logs answers through it");
+    goto cleanup;
+  }
   if (fy_cli_load_identity(cc.identity, &tls) != FY_OK) { ret = 1; goto cleanup; }
   asks = calloc(cc.ntargets, sizeof *asks);
   rq.app = app;
@@ -144,12 +150,16 @@ static int run_request(const struct verb *vb, int argc, char **argv) {
   req = fy_request_encode(&rq);
   if (!asks || !req) { ret = 1; goto cleanup; }
   uv_loop_t loop;
-  uv_loop_init(&loop);
   b = (fy_ask_batch){.loop = &loop, .tls = tls, .timeout_ms = cc.timeout_ms, .op = op, .app = app, .request = req,
                      .filter = selected, .ud = &cc, .on_output = rq.follow ? followed : NULL};
-  fy_ask_batch_start(&b, asks, cc.targets, cc.ntargets);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  if (via_broker) { /* broker: in the fleet file: the same requests, signed, through it */
+    if (fy_broker_ask_run(&cc, &b, asks) != FY_OK) { ret = 1; goto cleanup; }
+  } else {
+    uv_loop_init(&loop);
+    fy_ask_batch_start(&b, asks, cc.targets, cc.ntargets);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+  }
   ret = 0;
   size_t shown = 0, have = 0;
   for (size_t i = 0; i < cc.ntargets; i++) shown += !asks[i].skipped;
@@ -196,7 +206,8 @@ static int run_request(const struct verb *vb, int argc, char **argv) {
       continue;
     }
     if (!ok) {
-      fy_cli_err("%s (%s): %s", name, a->conn.target.address, a->msg);
+      if (via_broker) fy_cli_err("%s (through the broker): %s", name, a->msg);
+      else fy_cli_err("%s (%s): %s", name, a->conn.target.address, a->msg);
       continue;
     }
     if (is_logs) {

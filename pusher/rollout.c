@@ -692,25 +692,14 @@ static uint64_t mono_ms(void) {
 static int broker_discover(struct rollout *r) {
   fy_cli_common *cc = r->cc;
   fy_tls_conf *btls = NULL;
-  char path[4096], kp[4200], *key = NULL;
-  size_t kl, cl;
+  char path[4096], why[600];
   const char *dir = cc->identity;
   if (!dir) {
     fy_cli_home("identity", path, sizeof path);
     dir = path;
   }
-  snprintf(kp, sizeof kp, "%s/key.pem", dir);
-  char why[300];
-  if (fy_file_read(kp, 65536, &key, &kl) != FY_OK || fy_sign_key_parse(key, kl, 1, &r->sk, why, sizeof why) != FY_OK) {
-    fy_cli_err("%s: cannot read this pusher's key: desired state is signed with it", kp);
-    free(key);
-    return FY_ENOENT;
-  }
-  explicit_bzero(key, kl);
-  free(key);
-  snprintf(kp, sizeof kp, "%s/cert.pem", dir);
-  if (fy_file_read(kp, 65536, &r->cert_pem, &cl) != FY_OK) {
-    fy_cli_err("%s: cannot read this pusher's certificate", kp);
+  if (fy_broker_signer(dir, &r->sk, &r->cert_pem, why, sizeof why) != FY_OK) {
+    fy_cli_err("%s", why);
     return FY_ENOENT;
   }
   if (fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &btls) != FY_OK) return FY_ECERT;

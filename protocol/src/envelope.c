@@ -60,8 +60,9 @@ int fy_envelope_open(const fy_tls_conf *fleet, const char *json, size_t len, con
     goto out;
   }
   /* Who signed, then what: nothing of the payload is believed before the signature verifies. A
-   * node's status is signed by that node; everything else by a pusher. */
-  int status = strcmp(kind, "status") == 0;
+   * node's status, and its reply to a request, is signed by that node; everything else by a
+   * pusher. */
+  int status = strcmp(kind, "status") == 0 || strcmp(kind, "reply") == 0;
   if ((rc = fy_tls_conf_check_cert(fleet, cert, strlen(cert), status ? FY_TLS_AGENT : FY_TLS_PUSHER, out->signer, sizeof out->signer,
                                    pub, sizeof pub, why, sizeof why)) != FY_OK) {
     fy_text_fmt(err, errlen, "not from a %s of this fleet: %s", status ? "node" : "pusher", why);
@@ -90,7 +91,7 @@ int fy_envelope_open(const fy_tls_conf *fleet, const char *json, size_t len, con
     fy_text_fmt(err, errlen, "for another node, %.63s", node);
   } else if (status && strcmp(out->signer, node) != 0) {
     rc = FY_ENAME;
-    fy_text_fmt(err, errlen, "the status of %.63s signed by %.63s", node, out->signer);
+    fy_text_fmt(err, errlen, "the %s of %.63s signed by %.63s", kind, node, out->signer);
   } else if ((uint64_t)seq <= last_seq) {
     rc = FY_EDOWNGRADE;
     fy_text_fmt(err, errlen, "replayed or out of order: sequence %lld, this node is at %llu", (long long)seq, (unsigned long long)last_seq);

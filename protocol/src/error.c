@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <string.h>
 
 #include "ferry/error.h"
 
@@ -10,6 +11,14 @@ const char *fy_err_name(int err) {
 #undef FY__ERR_NAME
   default: return "EUNKNOWN";
   }
+}
+
+int fy_err_parse(const char *name) {
+  if (!name) return 0;
+#define FY__ERR_PARSE(nm, code, msg) if (strcmp(name, #nm) == 0) return code;
+  FY_ERRNO_MAP(FY__ERR_PARSE)
+#undef FY__ERR_PARSE
+  return 0;
 }
 
 const char *fy_strerror(int err) {

@@ -90,6 +90,36 @@ wait_for "$WAIT_LIMIT" "the fleet converged to v2 after --detach" converged n1 n
 for n in "${HOSTS[@]}" pi late1 late2; do app_version "$n" 2 || fail "$n does not run v2"; done
 pass "push --detach publishes to every node and returns; the fleet converges to v2 on its own"
 
+# --- requests through the broker: logs, stop, start, rollback, each answered in a reply signed
+#     by the node; a node that is away is reported, not waited for
+verb() { # OUT VERB ARGS...: ferry VERB through the broker; status in VERB_RC
+  local out=$1; shift
+  set +e
+  "$FERRY" "$@" --identity "$T/me" --fleet "$T/fleet.yaml" --app hello > "$out" 2> "$out.err"
+  VERB_RC=$?
+  set -e
+}
+verb "$T/logs.out" logs --tail 5
+[ $VERB_RC -eq 0 ] && [ "$(grep -c '^==> ' "$T/logs.out")" = 7 ] && grep -q 'VERSION=2' "$T/logs.out" || { cat "$T/logs.out" "$T/logs.out.err"; fail "logs through the broker"; }
+verb "$T/stop.out" stop -l kubernetes.io/arch=arm64
+[ $VERB_RC -eq 0 ] && grep -q '^pi: hello stopped' "$T/stop.out" || { cat "$T/stop.out" "$T/stop.out.err"; fail "stop through the broker"; }
+pi_state() { fstatus; json_get "$T/fst.json" "[a.get('state') for n in d['nodes'] if n['name'] == 'pi' for a in n['apps']]" | grep -q "'$1'"; }
+wait_for "$WAIT_LIMIT" "pi's status says hello stopped" pi_state stopped
+verb "$T/start.out" start -l kubernetes.io/arch=arm64
+[ $VERB_RC -eq 0 ] && grep -q '^pi: hello started' "$T/start.out" || { cat "$T/start.out" "$T/start.out.err"; fail "start through the broker"; }
+wait_for "$WAIT_LIMIT" "pi's status says hello running" pi_state running
+verb "$T/rb.out" rollback -l kubernetes.io/arch=arm64 --json
+[ $VERB_RC -eq 0 ] && [ "$(json_get "$T/rb.out" "[n['result'] for n in d['nodes']]")" = "(['rolled-back'],)" ] || { cat "$T/rb.out" "$T/rb.out.err"; fail "rollback through the broker"; }
+wait_for "$WAIT_LIMIT" "pi runs v1 again after the rollback" app_version pi 1
+pid=PID_late2; kill -TERM "${!pid}"; wait "${!pid}" 2>/dev/null || true
+wait_for "$WAIT_LIMIT" "late2 offline" eval '! online late2'
+verb "$T/stop2.out" restart
+[ $VERB_RC -ne 0 ] && grep -q 'late2 (through the broker): offline (last seen' "$T/stop2.out.err" && [ "$(grep -c ': hello restarted' "$T/stop2.out")" = 6 ] ||
+  { cat "$T/stop2.out" "$T/stop2.out.err"; fail "restart through the broker with a node away"; }
+AGENT_LISTEN=none start_agent late2 "$AGENT_CFG"
+wait_for "$WAIT_LIMIT" "late2 back online" online late2
+pass "logs, stop, start, rollback and restart through the broker: each node answers in a signed reply (the arm64 node stopped, started and rolled back to v1); a node that is away is reported as offline, not waited for"
+
 # --- nothing secret on the broker: the pull credential and the token are sealed to each node
 stop_broker
 ! grep -qa -- "$SECRET" "$T/broker/persist/mosquitto.db" || fail "the settings' secret is readable in mosquitto's persistence file"

@@ -4,7 +4,7 @@
  * nothing has to be canonicalized again), names its node, carries a per-node sequence number and
  * an expiry, and is opened only by a node that checks all of it:
  *
- *   {"payload": B64({"v":1,"kind":"desired"|"request","node":NAME,"seq":N,"issued":T,"expires":T,"body":{…}}),
+ *   {"payload": B64({"v":1,"kind":"desired"|"request"|"status"|"reply","node":NAME,"seq":N,"issued":T,"expires":T,"body":{…}}),
  *    "sig": B64(DER), "cert": PEM of the pusher's certificate}
  *
  * Times are seconds since the epoch. Secrets inside the body are sealed to the node (seal.h). */
@@ -36,7 +36,8 @@ typedef struct fy_envelope {
 json_t *fy_envelope_sign(fy_sign_key *key, const char *cert_pem, const char *kind, const char *node, uint64_t seq, int64_t issued,
                          int64_t expires, const json_t *body, char *err, size_t errlen);
 
-/* Opens the envelope in json[0..len) for the node own_name (a status: the node it describes),
+/* Opens the envelope in json[0..len) for the node own_name (a status or a reply: the node it
+ * describes, which must be its signer),
  * expecting kind. Checked in this order,
  * each with its reason in err:
  *   FY_EPROTO      not an envelope of this version, or not of that kind

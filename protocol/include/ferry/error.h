@@ -53,6 +53,8 @@ enum fy_errno {
 
 /* Stable short name, e.g. "ETOOBIG". Unknown codes give "EUNKNOWN". Never NULL; static storage. */
 const char *fy_err_name(int err);
+/* The code of a name fy_err_name gives ("EBUSY"); 0 for NULL, "OK" or a name it does not know. */
+int fy_err_parse(const char *name);
 
 /* Human message, e.g. "length over the hard ceiling". Never NULL; static storage. */
 const char *fy_strerror(int err);
