@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "ask.h"
+#include "brokerc.h"
 #include "cli.h"
 #include "ferry/unpack.h"
 #include "ferry/text.h"
@@ -54,6 +55,8 @@ static const struct {
 typedef struct install {
   fy_ssh ssh;
   char name[64], labels[1024], fleet[4096], prefix[1024], ca[4096], identity[4096], listen[300], address[300];
+  int broker;                /* --broker: listen: none, the fleet file's broker, checked through it */
+  fy_fleet fl;               /* with --broker: the fleet file */
   char agent_bin[4096];
   int reconfigure, keep_state, keep_in_fleet;
   uint64_t timeout_ms;
@@ -243,8 +246,13 @@ static int stage(install *in, const char *dir, char *tarpath, size_t tplen) {
     fy_cli_err("issuing the node's identity from %s: %s", in->ca, err);
     return 1;
   }
-  char lab[1400] = "";
+  char lab[2400] = "";
   if (in->labels[0]) snprintf(lab, sizeof lab, "labels: {%s}\n", in->labels);
+  if (in->broker) {
+    size_t l = strlen(lab);
+    snprintf(lab + l, sizeof lab - l, "broker:\n  url: mqtts://%s:%d\n  topic_prefix: %s\n", in->fl.broker_host, in->fl.broker_port,
+             in->fl.topic_prefix);
+  }
   char state[1200], ident[1200];
   snprintf(state, sizeof state, "%s/var/lib/ferry", in->prefix);
   snprintf(ident, sizeof ident, "%s/etc/ferry/identity", in->prefix);
@@ -337,7 +345,37 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
 }
 
 /* `ferry status` must reach the node under its name: a few tries while it starts. */
+/* --broker: the node's signed status on the broker, online (it connected with its new identity). */
+static int check_broker(install *in, char *platform, size_t plen) {
+  fy_tls_conf *tls = NULL;
+  if (fy_cli_load_identity_as(in->identity[0] ? in->identity : NULL, FY_TLS_BROKER, &tls) != FY_OK) return 1;
+  fy_broker_node nd;
+  char err[700] = "";
+  int ok = 0;
+  for (int attempt = 0; attempt < 30 && !ok; attempt++) {
+    if (attempt) sleep(1);
+    memset(&nd, 0, sizeof nd);
+    snprintf(nd.name, sizeof nd.name, "%s", in->name);
+    if (fy_broker_read_statuses(&in->fl, tls, &nd, 1, 10000, 0, err, sizeof err) == FY_OK) {
+      if (nd.verified && json_is_true(json_object_get(nd.status, "online"))) {
+        ok = 1;
+        snprintf(platform, plen, "%s", fy_msg_str(nd.status, "platform", 63) ? fy_msg_str(nd.status, "platform", 63) : "?");
+      } else {
+        fy_text_fmt(err, sizeof err, "%s", !nd.seen ? "no status from it on the broker yet" : !nd.verified ? nd.why : "its status says offline");
+      }
+    }
+    fy_broker_nodes_free(&nd, 1);
+  }
+  fy_tls_conf_free(tls);
+  if (!ok)
+    fy_cli_err("ferryd is installed and running on %s, but it is not online on the broker %s:%d: %s (can the device reach the "
+               "broker? its log: %s/var/log/ferryd.log or journalctl -u ferryd)", in->ssh.dest, in->fl.broker_host, in->fl.broker_port,
+               err, in->prefix);
+  return ok ? 0 : 1;
+}
+
 static int check_status(install *in, char *platform, size_t plen) {
+  if (in->broker) return check_broker(in, platform, plen);
   fy_tls_conf *tls = NULL;
   if (fy_cli_load_identity(in->identity[0] ? in->identity : NULL, &tls) != FY_OK) return 1;
   fy_target t;
@@ -398,9 +436,10 @@ static int fleet_add(install *in) {
       return 0;
     }
   }
-  char entry[2048];
-  snprintf(entry, sizeof entry, "  - name: %s\n    address: %s\n%s%s%s", in->name, in->address,
-           in->labels[0] ? "    labels: {" : "", in->labels, in->labels[0] ? "}\n" : "");
+  char entry[2048], addr[400] = "";
+  if (in->address[0]) snprintf(addr, sizeof addr, "    address: %s\n", in->address); /* --broker: none, reached through it */
+  snprintf(entry, sizeof entry, "  - name: %s\n%s%s%s%s", in->name, addr, in->labels[0] ? "    labels: {" : "", in->labels,
+           in->labels[0] ? "}\n" : "");
   /* After the `nodes:` line, else a new `nodes:` section at the end. */
   size_t cap = len + sizeof entry + 16;
   char *out = malloc(cap);
@@ -448,7 +487,7 @@ static int fleet_add(install *in) {
     fy_cli_err("%s: %s", in->fleet, fy_strerror(rc));
     return 1;
   }
-  printf("fleet: added %s (%s) to %s\n", in->name, in->address, in->fleet);
+  printf("fleet: added %s (%s) to %s\n", in->name, in->address[0] ? in->address : "through the broker", in->fleet);
   return 0;
 }
 
@@ -456,7 +495,7 @@ static void install_usage(FILE *f) {
   fprintf(f,
           "usage: ferry install-agent USER@HOST[:PORT] --name NAME [--labels k=v,...] [--fleet FILE] [--prefix DIR]\n"
           "                           [--listen ADDR:PORT] [--address HOST:PORT] [--ca DIR] [--identity DIR]\n"
-          "                           [--agent-binary FILE] [--reconfigure]\n"
+          "                           [--agent-binary FILE] [--reconfigure] [--broker]\n"
           "Makes a device a ferry node over SSH (the system's ssh; keys and ~/.ssh/config as usual,\n"
           "$FERRY_SSH_COMMAND to change the command): detects the device's userland platform (the ELF\n"
           "header of its /bin/sh), copies the static ferryd for it, a config and an identity issued\n"
@@ -470,7 +509,10 @@ static void install_usage(FILE *f) {
           "  --address HOST:PORT how ferry reaches it (default the SSH host and the listen port)\n"
           "  --ca DIR            the fleet CA (default $FERRY_HOME/ca)\n"
           "  --identity DIR      the pusher identity for the status check (default $FERRY_HOME/identity)\n"
-          "  --reconfigure       rewrite the config and identity on the device\n");
+          "  --reconfigure       rewrite the config and identity on the device\n"
+          "  --broker            a node behind NAT: listen: none and the broker of --fleet FILE in its\n"
+          "                      config; checked through the broker (its signed status, online), and\n"
+          "                      added to the fleet file without an address\n");
 }
 
 static int parse_labels(const char *s, char *out, size_t len) {
@@ -494,7 +536,7 @@ static int common_opts(int argc, char **argv, install *in, int uninstall) {
       {"prefix", required_argument, 0, 'p'},  {"listen", required_argument, 0, 'L'},   {"address", required_argument, 0, 'a'},
       {"ca", required_argument, 0, 'c'},      {"identity", required_argument, 0, 'i'}, {"agent-binary", required_argument, 0, 'b'},
       {"reconfigure", no_argument, 0, 'r'},   {"keep-state", no_argument, 0, 'k'},     {"help", no_argument, 0, 'h'},
-      {"keep-in-fleet", no_argument, 0, 'K'}, {0, 0, 0, 0}};
+      {"keep-in-fleet", no_argument, 0, 'K'}, {"broker", no_argument, 0, 'B'}, {0, 0, 0, 0}};
   int c;
   char err[300];
   memset(in, 0, sizeof *in);
@@ -525,6 +567,10 @@ static int common_opts(int argc, char **argv, install *in, int uninstall) {
     case 'i': snprintf(in->identity, sizeof in->identity, "%s", optarg); break;
     case 'b': snprintf(in->agent_bin, sizeof in->agent_bin, "%s", optarg); break;
     case 'r': in->reconfigure = 1; break;
+    case 'B':
+      if (uninstall) { fy_cli_err("--broker goes with install-agent"); return 2; }
+      in->broker = 1;
+      break;
     case 'k': in->keep_state = 1; break;
     case 'K':
       if (!uninstall) { fy_cli_err("--keep-in-fleet goes with uninstall-agent"); return 2; }
@@ -546,6 +592,26 @@ static int common_opts(int argc, char **argv, install *in, int uninstall) {
     if (!in->name[0] || !fy_pki_valid_name(in->name)) {
       fy_cli_err("--name: the node's name is required: 1-63 of a-z, 0-9, '-', '.', starting with a letter or digit");
       return 2;
+    }
+    if (in->broker) { /* the fleet file's broker: the node opens no port and is reached through it */
+      char ferr[600];
+      if (!in->fleet[0]) {
+        fy_cli_err("--broker takes the broker from the fleet file: give --fleet FILE (with broker: in it)");
+        return 2;
+      }
+      if (fy_fleet_load(in->fleet, &in->fl, ferr, sizeof ferr) != FY_OK) {
+        fy_cli_err("--broker: %s", ferr);
+        return 2;
+      }
+      if (!in->fl.broker_host[0]) {
+        fy_cli_err("--broker: %s has no broker: (broker: {url: mqtts://HOST:PORT, topic_prefix: ...})", in->fleet);
+        fy_fleet_free(&in->fl);
+        return 2;
+      }
+      snprintf(in->listen, sizeof in->listen, "none");
+      in->address[0] = '\0';
+      if (!in->ca[0]) fy_cli_home("ca", in->ca, sizeof in->ca);
+      return 0;
     }
     const char *colon = strrchr(in->listen, ':');
     long port;
@@ -643,8 +709,11 @@ int fy_cmd_install_agent(int argc, char **argv) {
   char platform[64] = "";
   if (check_status(&in, platform, sizeof platform)) goto out;
   int upgraded = strstr(mode, "upgrade=1") != NULL, direct = strstr(mode, "mode=direct") != NULL;
-  printf("%s ferryd on %s as %s (%s), reachable at %s; %s%s\n", upgraded ? "upgraded" : "installed", in.ssh.dest, in.name,
-         platform, in.address, direct ? "started directly" : "ferryd.service enabled and started",
+  char reach[400];
+  if (in.broker) snprintf(reach, sizeof reach, "online on the broker %s:%d (listen: none)", in.fl.broker_host, in.fl.broker_port);
+  else snprintf(reach, sizeof reach, "reachable at %s", in.address);
+  printf("%s ferryd on %s as %s (%s), %s; %s%s\n", upgraded ? "upgraded" : "installed", in.ssh.dest, in.name, platform, reach,
+         direct ? "started directly" : "ferryd.service enabled and started",
          strstr(mode, "conf=kept") ? "; kept its config and identity" : "");
   if (direct && !in.prefix[0])
     printf("  systemd is not PID 1 on the device: ferryd runs until the next reboot. To make it permanent, start\n"
@@ -654,6 +723,7 @@ int fy_cmd_install_agent(int argc, char **argv) {
   if (in.fleet[0] && fleet_add(&in)) ret = 1;
 out:;
   if (fy_remove_path(dir) != FY_OK) fy_cli_err("cannot remove %s", dir);
+  if (in.broker) fy_fleet_free(&in.fl);
   return ret;
 }
 

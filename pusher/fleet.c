@@ -110,6 +110,9 @@ cleanup:
 static int load_nodes(const char *path, const fy_ynode *nodes, fy_fleet *f, char *err, size_t errlen) {
   static const char *const allowed[] = {"name", "address", "labels", "env", "files", "secrets", NULL};
   int ret = FY_OK, line;
+  /* A fleet reached through a broker may start empty: install-agent --broker adds its nodes. */
+  int none = !nodes || (nodes->kind == FY_YAML_SCALAR && (!nodes->str || !nodes->str[0])) || (nodes->kind == FY_YAML_SEQ && nodes->n == 0);
+  if (none && f->have_broker) return FY_OK;
   REQUIRE(nodes && nodes->kind == FY_YAML_SEQ && nodes->n > 0, nodes ? nodes->line : 1,
           "'nodes' is a list of {name, address, labels}");
   REQUIRE(nodes->n <= FY_FLEET_MAX_NODES, nodes->line, "more than %d nodes", FY_FLEET_MAX_NODES);

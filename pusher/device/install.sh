@@ -55,7 +55,7 @@ started() {
   i=0
   while [ $i -lt 150 ]; do
     kill -0 "$(cat "$PIDF")" 2>/dev/null || return 1
-    tail -n +$((n0 + 1)) "$LOG" | grep -q 'listening on' && return 0
+    tail -n +$((n0 + 1)) "$LOG" | grep -q -e 'listening on' -e 'ready without a listening port' && return 0
     sleep 0.1
     i=$((i + 1))
   done

@@ -63,6 +63,15 @@ static void test_broker(void) {
   CHECK_INT(load_text("broker: {url: \"mqtts://h\", topic_prefix: \"ferry/#\"}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err),
             FY_ECONFIG);
   fy_fleet_free(&fl);
+  /* a fleet reached through a broker may start empty (install-agent --broker fills it); others may not */
+  CHECK_INT(load_text("broker: {url: \"mqtts://h\"}\n", &fl, err, sizeof err), FY_OK);
+  CHECK(fl.n == 0);
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("broker: {url: \"mqtts://h\"}\nnodes:\n", &fl, err, sizeof err), FY_OK);
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("registry: docker://r.example/x\n", &fl, err, sizeof err), FY_ECONFIG);
+  CHECK(strstr(err, "'nodes' is a list") != NULL);
+  fy_fleet_free(&fl);
 }
 
 int main(void) {
