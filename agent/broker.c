@@ -14,6 +14,7 @@
 #include "agent.h"
 #include "broker.h"
 #include "localc.h"
+#include "ferry/digest.h"
 #include "ferry/envelope.h"
 #include "ferry/fsutil.h"
 #include "ferry/mqtt.h"
@@ -76,6 +77,8 @@ struct fy_broker {
   struct apply_job *job;          /* the one running, NULL when none */
   json_t *pending;                /* the newest verified desired state waiting for it: {seq, apps} */
   uint64_t applied_seq;           /* the newest desired state whose every app got a result */
+  char desired_hash[FY_DIGEST_STR]; /* the accepted one's payload: another with its sequence is refused */
+  uint64_t apply_retry_ms, apply_backoff_ms; /* a state whose apply could not reach ferryd: when again */
   json_t *results;                /* per app of that state: {result, release, reason} */
   /* requests: one at a time too, on a thread of their own, the others waiting in order */
   struct req_job *rjob;
@@ -120,6 +123,7 @@ typedef struct apply_job {
 } apply_job;
 
 static void attempt(fy_broker *b);
+static void apply_start(fy_broker *b);
 
 static void unref(fy_broker *b) {
   if (--b->refs > 0) return;
@@ -172,7 +176,13 @@ static json_t *status_json(fy_broker *b, int online) {
   if (!j) return NULL;
   json_object_del(j, "uptime_s");
   json_object_del(j, "free_bytes");
-  if (online) json_object_set_new(j, "apps", fy_apps_json(a));
+  if (online) {
+    /* the time alone is not news: an app's age would change the status at every tick */
+    json_t *apps = fy_apps_json(a), *v;
+    size_t i;
+    json_array_foreach(apps, i, v) json_object_del(v, "age_s");
+    json_object_set_new(j, "apps", apps);
+  }
   /* how far the node is with the desired state: the newest accepted, the newest applied, and
    * what each app of that one became */
   json_object_set_new(j, "desired", json_pack("{s:I, s:I, s:O?, s:b}", "seq", (json_int_t)b->desired_seq, "applied",
@@ -231,6 +241,7 @@ static void on_tick(uv_timer_t *t) {
     drop(b, "the broker did not answer a ping within broker.keepalive");
     return;
   }
+  apply_start(b); /* a state waiting for its retry */
   b->ping_outstanding = 1; /* sent or not: unanswered by the next tick, the connection goes */
   if (fy_mqtt_simple_encode(&b->out, FY_MQTT_PINGREQ) == FY_OK) (void)send_out(b);
   if (!b->c) return;
@@ -283,6 +294,8 @@ static void seq_load(fy_broker *b) {
   b->request_seq = r > 0 ? (uint64_t)r : 0;
   json_int_t ap = json_integer_value(json_object_get(j, "applied"));
   b->applied_seq = ap > 0 && (uint64_t)ap <= b->desired_seq ? (uint64_t)ap : 0;
+  const char *dh = json_string_value(json_object_get(j, "desired_hash"));
+  if (dh && strlen(dh) < sizeof b->desired_hash) snprintf(b->desired_hash, sizeof b->desired_hash, "%s", dh);
   json_t *res = json_object_get(j, "results");
   if (json_is_object(res) && json_object_size(res) <= APPLY_APPS_MAX) b->results = json_incref(res);
   json_decref(j);
@@ -291,8 +304,8 @@ static void seq_load(fy_broker *b) {
 
 static void seq_save(fy_broker *b) {
   char path[FY_CFG_PATH + 32];
-  json_t *j = json_pack("{s:I, s:I, s:I, s:O?}", "desired", (json_int_t)b->desired_seq, "request", (json_int_t)b->request_seq,
-                        "applied", (json_int_t)b->applied_seq, "results", b->results);
+  json_t *j = json_pack("{s:I, s:I, s:I, s:O?, s:s}", "desired", (json_int_t)b->desired_seq, "request", (json_int_t)b->request_seq,
+                        "applied", (json_int_t)b->applied_seq, "results", b->results, "desired_hash", b->desired_hash);
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   seq_path(b, path, sizeof path);
   if (!s || !path[0] || fy_file_write_atomic(path, s, strlen(s), 0600) != FY_OK)
@@ -348,8 +361,10 @@ static void apply_done(uv_async_t *h) {
     fy_log(r == FY_RESULT_DEPLOYED || r == FY_RESULT_UNCHANGED ? "info" : "warn", "broker: desired state %llu: app %s: %s%s%s%s%s",
            (unsigned long long)j->seq, x->app, fy_result_name(r), x->d.release[0] ? " " : "", x->d.release, reason[0] ? ": " : "",
            reason);
-    json_object_set_new(results, x->app, json_pack("{s:s, s:s, s:s, s:s}", "result", fy_result_name(r), "release", x->d.release,
-                                                   "code", code ? fy_err_name(code) : "", "reason", reason));
+    json_object_set_new(results, x->app, json_pack("{s:s, s:s, s:s, s:s, s:s}", "result", fy_result_name(r), "release", x->d.release,
+                                                   "code", code ? fy_err_name(code) : "", "reason", reason, "digest",
+                                                   json_string_value(json_object_get(x->plan, "manifest_digest")) ?
+                                                     json_string_value(json_object_get(x->plan, "manifest_digest")) : ""));
     if (!b->stopping && b->c && b->c->connack) {
       json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:I}", "event", "result", "kind", "desired", "seq",
                              (json_int_t)j->seq, "app", x->app, "result", fy_result_name(r), "release", x->d.release, "code",
@@ -365,8 +380,20 @@ static void apply_done(uv_async_t *h) {
     json_decref(b->results);
     b->results = results;
     seq_save(b);
+    b->apply_backoff_ms = 0;
   } else {
     json_decref(results);
+    /* ferryd's own socket failed (all its local connections busy, or it is stopping): the same
+     * state again later, unless a newer one came meanwhile */
+    if (!b->stopping && !b->pending) {
+      json_t *plans = json_object();
+      for (size_t i = 0; i < j->n; i++) json_object_set(plans, j->apps[i].app, j->apps[i].plan);
+      b->pending = json_pack("{s:I, s:o}", "seq", (json_int_t)j->seq, "plans", plans);
+      b->apply_backoff_ms = b->apply_backoff_ms ? (b->apply_backoff_ms * 2 > 600000 ? 600000 : b->apply_backoff_ms * 2) : 15000;
+      b->apply_retry_ms = uv_now(b->a->loop) + b->apply_backoff_ms;
+      fy_log("warn", "broker: desired state %llu: trying again in %llu s", (unsigned long long)j->seq,
+             (unsigned long long)(b->apply_backoff_ms / 1000));
+    }
   }
   uv_close((uv_handle_t *)&j->done, apply_free);
   if (!b->stopping && b->c && b->c->connack) publish_status(b, 0);
@@ -376,7 +403,7 @@ static void apply_done(uv_async_t *h) {
 /* The pending desired state, when nothing is being applied. */
 static void apply_start(fy_broker *b) {
   json_t *p = b->pending;
-  if (b->job || !p || b->stopping) return;
+  if (b->job || !p || b->stopping || uv_now(b->a->loop) < b->apply_retry_ms) return;
   b->pending = NULL;
   apply_job *j = calloc(1, sizeof *j);
   const char *name;
@@ -426,17 +453,33 @@ static int desired_plans(fy_broker *b, const json_t *body, json_t *opened, json_
     return FY_EPROTO;
   }
   (void)b;
+  /* every app checked before any is applied: a state is taken whole or not at all */
   json_object_foreach((json_t *)apps, app, v) {
     char key[FY_APP_NAME_MAX + 8];
-    if (strlen(app) == 0 || strlen(app) >= FY_APP_NAME_MAX) {
-      fy_text_fmt(why, whylen, "an app name of %zu characters", strlen(app));
+    if (!fy_app_valid_name(app)) {
+      fy_text_fmt(why, whylen, "'%.64s' is not an app name (1-63 of a-z, 0-9, '-', '.', '_')", app);
       return FY_EPROTO;
     }
     snprintf(key, sizeof key, "plan/%s", app);
     json_t *plan = json_object_get(opened, key);
-    const char *pa = json_string_value(json_object_get(plan, "app"));
+    const char *pa = json_string_value(json_object_get(plan, "app")), *want = json_string_value(json_object_get(v, "digest"));
+    const char *has = json_string_value(json_object_get(plan, "manifest_digest"));
+    fy_plan_msg pm;
+    char pwhy[300];
+    if (!json_is_object(v) || !want) {
+      fy_text_fmt(why, whylen, "app %s: expected {digest, platform}", app);
+      return FY_EPROTO;
+    }
     if (!json_is_object(plan) || !pa || strcmp(pa, app) != 0) {
-      fy_text_fmt(why, whylen, "app %.64s: no sealed plan for it (secret plan/%.64s)", app, app);
+      fy_text_fmt(why, whylen, "app %s: no sealed plan for it (secret plan/%s)", app, app);
+      return FY_EPROTO;
+    }
+    if (fy_plan_decode(plan, &pm, pwhy, sizeof pwhy) != FY_OK) {
+      fy_text_fmt(why, whylen, "app %s: its plan: %s", app, pwhy);
+      return FY_EPROTO;
+    }
+    if (!has || strcmp(has, want) != 0) {
+      fy_text_fmt(why, whylen, "app %s: its sealed plan is for %.80s, the desired state names %.80s", app, has ? has : "?", want);
       return FY_EPROTO;
     }
     json_object_set(*plans, app, plan);
@@ -567,10 +610,30 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
    * either; only an older one is. */
   int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last ? *last - 1 : 0, (int64_t)time(NULL), &e, why,
                             sizeof why);
+  char hash[FY_DIGEST_STR] = "";
+  if (desired) {
+    fy_digest d;
+    fy_sha256 h;
+    fy_sha256_init(&h);
+    fy_sha256_update(&h, p, n);
+    fy_sha256_final(&h, &d);
+    fy_digest_format(&d, hash);
+  }
+  if (rc == FY_OK && e.seq == *last && desired && b->desired_hash[0] && strcmp(hash, b->desired_hash) != 0) {
+    /* two pushers that took the same sequence: the first one here stands; the other is told */
+    fy_text_fmt(why, sizeof why, "another desired state with sequence %llu was taken already (two pushers at once?): push again",
+                (unsigned long long)e.seq);
+    if (may_log(b)) fy_log("warn", "broker: desired message %llu refused: %s", (unsigned long long)e.seq, why);
+    event(b, "refused", kind, FY_EDOWNGRADE, e.seq, why);
+    fy_envelope_free(&e);
+    return;
+  }
   if (rc == FY_OK && e.seq == *last && (!desired || b->applied_seq >= e.seq || (b->job && b->job->seq == e.seq))) {
     fy_envelope_free(&e);
     return;
   }
+  if (rc == FY_EDOWNGRADE) /* the node's own figure, not the one passed to let the current state through */
+    fy_text_fmt(why, sizeof why, "replayed or out of order: an older sequence than this node's %llu", (unsigned long long)*last);
   if (rc != FY_OK) {
     if (may_log(b)) fy_log("warn", "broker: %s message refused: %s: %s", kind, fy_err_name(rc), why);
     event(b, "refused", kind, rc, 0, why);
@@ -621,8 +684,9 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     fy_envelope_free(&e);
     return;
   }
-  if (e.seq > *last) {
+  if (e.seq > *last || (desired && strcmp(hash, b->desired_hash) != 0)) {
     *last = e.seq;
+    if (desired) snprintf(b->desired_hash, sizeof b->desired_hash, "%s", hash);
     seq_save(b);
   }
   if (desired && plans) {
@@ -631,6 +695,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     fy_text_fmt(why, sizeof why, "verified, %zu secret(s) open; applying %zu app(s)", opened, json_object_size(plans));
     event(b, "verified", kind, 0, e.seq, why);
     json_decref(b->pending); /* a newer state replaces one that did not start yet */
+    b->apply_retry_ms = b->apply_backoff_ms = 0;
     b->pending = json_pack("{s:I, s:o}", "seq", (json_int_t)e.seq, "plans", plans);
     apply_start(b);
   } else if (!desired) {

@@ -114,7 +114,7 @@ static int connect_agent(fy_localc *c, const char *state_dir) {
   if (connect(c->sock, (struct sockaddr *)&sa, sizeof sa) == 0) return FY_OK;
   int e = errno;
   if (e == ENOENT || e == ECONNREFUSED)
-    return fy_localc_fail(c, FY_ECONN, "ferryd is not running with state_dir %s (nothing listens on %s); start it, then import again",
+    return fy_localc_fail(c, FY_ECONN, "ferryd is not running with state_dir %s (nothing listens on %s); start it, then try again",
                           state_dir, sa.sun_path);
   if (e == EACCES || e == EPERM) return fy_localc_fail(c, FY_EPOLICY, "%s: %s (run ferryd --import as root)", sa.sun_path, strerror(e));
   return fy_localc_fail(c, FY_ECONN, "%s: %s", sa.sun_path, strerror(e));

@@ -63,6 +63,7 @@ static int fail(bc *c, int rc, const char *fmt, ...) {
 /* Waits for fd to be ready for events until the deadline. */
 static int wait_fd(bc *c, short events) {
   for (;;) {
+    if (c->stop && *c->stop) return FY_ECANCELED;
     uint64_t t = now_ms();
     if (t >= c->deadline_ms) return fail(c, FY_ETIMEDOUT, "%s: no answer in time", c->where);
     struct pollfd p = {.fd = c->fd, .events = events};
@@ -331,6 +332,8 @@ static void bs_drop(bc *c) {
  * retained statuses and desired states come again with it. */
 static int bs_reconnect(fy_bsess *S, uint64_t end) {
   bc *c = &S->c;
+  /* a broker gone for good ends the session after --timeout, whatever the caller waits for */
+  if (end > now_ms() + S->timeout_ms) end = now_ms() + S->timeout_ms;
   char why[sizeof c->where_buf + 300];
   snprintf(why, sizeof why, "%s", c->err);
   fprintf(stderr, "ferry: %s; connecting again\n", why[0] ? why : "the broker's connection was lost");
@@ -530,6 +533,9 @@ const char *fy_broker_convergence(const fy_broker_node *nd, const char *app, int
   const json_t *d = json_object_get(nd->status, "desired");
   json_int_t applied = json_integer_value(json_object_get(d, "applied"));
   if (applied < 0 || (uint64_t)applied < nd->desired_seq) return nd->desired_expires <= now ? "diverged" : "converging";
-  const char *res = json_string_value(json_object_get(json_object_get(json_object_get(d, "results"), app), "result"));
+  const json_t *r = json_object_get(json_object_get(d, "results"), app);
+  const char *res = json_string_value(json_object_get(r, "result")), *dg = json_string_value(json_object_get(r, "digest"));
+  const char *want = json_string_value(json_object_get(json_object_get(json_object_get(nd->desired, "apps"), app), "digest"));
+  if (dg && want && strcmp(dg, want) != 0) return "diverged"; /* it took another state with this sequence */
   return res && (strcmp(res, "deployed") == 0 || strcmp(res, "unchanged") == 0) ? "converged" : "diverged";
 }

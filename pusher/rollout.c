@@ -57,6 +57,8 @@ struct rnode {
   uint64_t until_ms;         /* how long its wave waits for it */
   json_t *old_desired;       /* its desired state before this rollout (for a revert) */
   int reverting;
+  int was_online;            /* its status said online when last seen (a wave waits longer for one that comes back) */
+  char want[FY_DIGEST_STR];  /* the manifest the desired state published to it names */
 };
 
 /* A request after the waves to some of the nodes: rollbacks and removals (revert, replicas). */
@@ -763,7 +765,7 @@ static int broker_publish(struct rollout *r, struct rnode *x, const json_t *base
   int rc = fy_bsess_publish(r->bs, topic, text, strlen(text), 1, r->cc->timeout_ms);
   free(text);
   if (rc != FY_OK) {
-    snprintf(err, errlen, "%s", r->berr);
+    snprintf(err, errlen, "%s", rc == FY_ECANCELED ? "interrupted" : r->berr);
     return rc;
   }
   /* what it now holds, for the next publish (a revert) */
@@ -797,6 +799,7 @@ static int broker_push_node(struct rollout *r, struct rnode *x, char *err, size_
   }
   if (rc == FY_OK) {
     json_t *entry = json_pack("{s:s, s:s}", "digest", x->digest, "platform", x->variant);
+    snprintf(x->want, sizeof x->want, "%s", x->digest);
     x->old_desired = nd->desired ? json_incref(nd->desired) : NULL;
     rc = broker_publish(r, x, nd->desired, entry, sealed, err, errlen);
     json_decref(entry);
@@ -814,6 +817,16 @@ static int broker_outcome(struct rollout *r, struct rnode *x) {
   if (x->push.result != FY_RESULT_NONE) return 1;
   if (applied <= 0 || (uint64_t)applied < x->bseq) return 0;
   const json_t *res = json_object_get(json_object_get(d, "results"), r->o->push.app);
+  const char *dg = fy_msg_str(res, "digest", FY_DIGEST_STR);
+  if (res && dg && dg[0] && strcmp(dg, x->want) != 0) {
+    /* it applied a state with this sequence, but not this one: another pusher's, at the same time */
+    x->push.result = FY_RESULT_FAILED;
+    x->push.err = FY_EDOWNGRADE;
+    fy_text_fmt(x->push.msg, sizeof x->push.msg, "the node took another desired state with sequence %llu (another pusher at the same "
+                "time?): push again", (unsigned long long)x->bseq);
+    event(r, "%s: %s", rname(r, x), x->push.msg);
+    return 1;
+  }
   fy_result rr = fy_result_parse(fy_msg_str(res, "result", 32));
   const char *rel = fy_msg_str(res, "release", 120), *why = fy_msg_str(res, "reason", 500);
   x->push.result = rr == FY_RESULT_NONE ? FY_RESULT_FAILED : rr;
@@ -833,7 +846,7 @@ static void broker_on_event(void *ud, fy_broker_node *nd, const json_t *ev) {
   if (!x->bseq || x->push.result != FY_RESULT_NONE || !what) return;
   /* a refusal of this desired state (the node's word; only its status says it applied) */
   if (strcmp(what, "refused") == 0 && strcmp(fy_msg_str(ev, "kind", 16) ? fy_msg_str(ev, "kind", 16) : "", "desired") == 0 &&
-      (seq == 0 || (uint64_t)seq == x->bseq)) {
+      (uint64_t)seq == x->bseq) {
     x->push.result = FY_RESULT_FAILED;
     x->push.err = FY_EPOLICY;
     fy_text_fmt(x->push.msg, sizeof x->push.msg, "the node refused the desired state: %s", why ? why : "?");
@@ -869,10 +882,12 @@ static void broker_on_change(void *ud, const fy_broker_node *nd) {
   struct rollout *r = ud;
   struct rnode *x = &r->nodes[nd - r->bnodes];
   /* a node that comes online during its wave is waited for as an online one */
-  if (x->bseq && x->push.result == FY_RESULT_NONE && json_is_true(json_object_get(nd->status, "online"))) {
+  int online = json_is_true(json_object_get(nd->status, "online"));
+  if (x->bseq && x->push.result == FY_RESULT_NONE && online && !x->was_online) {
     uint64_t t = mono_ms() + BROKER_APPLY_MS;
     if (x->until_ms < t) x->until_ms = t;
   }
+  x->was_online = online;
 }
 
 static void broker_waves(struct rollout *r) {
@@ -890,8 +905,14 @@ static void broker_waves(struct rollout *r) {
       char err[800];
       x->started = 1;
       int online = json_is_true(json_object_get(r->bnodes[x->ti].status, "online"));
+      x->was_online = online;
       x->until_ms = start + (online ? BROKER_APPLY_MS : r->o->wait_offline_ms);
-      int rc = broker_push_node(r, x, err, sizeof err);
+      int rc = broker_stop ? FY_ECANCELED : broker_push_node(r, x, err, sizeof err);
+      if (rc == FY_ECANCELED) { /* Ctrl-C: this node and the rest of the wave are not published */
+        x->started = 0;
+        r->interrupted = 1;
+        break;
+      }
       if (rc != FY_OK) {
         x->push.result = FY_RESULT_FAILED;
         x->push.err = rc;
@@ -906,6 +927,10 @@ static void broker_waves(struct rollout *r) {
       if (r->o->detach) x->push.result = FY_RESULT_DETACHED;
       event(r, "%s: desired state %llu published (%s%s)", rname(r, x), (unsigned long long)x->bseq, online ? "online" : "offline",
             r->o->detach ? "; detached" : "");
+    }
+    if (r->interrupted) {
+      event(r, "interrupted: no more desired state is published; the nodes that have theirs converge on their own");
+      break;
     }
     if (r->o->detach) continue; /* every wave published at once: the nodes converge on their own */
     int rc = fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r);
@@ -961,6 +986,7 @@ static void broker_waves(struct rollout *r) {
     }
     x->push.result = FY_RESULT_NONE; /* waited for again */
     x->reverting = 1;
+    snprintf(x->want, sizeof x->want, "%s", fy_msg_str(prev, "digest", FY_DIGEST_STR) ? fy_msg_str(prev, "digest", FY_DIGEST_STR) : "");
     x->until_ms = start + BROKER_APPLY_MS;
     nrev++;
   }
@@ -984,6 +1010,10 @@ static void broker_waves(struct rollout *r) {
 /* ---- reporting ---- */
 
 static fy_result node_result(const struct rollout *r, const struct rnode *x, const char **err) {
+  if (x->started && x->push.result == FY_RESULT_NONE) { /* through the broker: published, no answer before the end */
+    *err = r->interrupted ? "interrupted before its result (it converges on its own)" : "no result";
+    return FY_RESULT_NOT_REACHED;
+  }
   if (x->started) {
     *err = res_ok(x->push.result) || x->push.result == FY_RESULT_DETACHED ? NULL : x->push.msg;
     if (x->reverted) {

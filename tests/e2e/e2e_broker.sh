@@ -105,11 +105,12 @@ now=$(date +%s)
 "$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 7 $((now - 90000)) $((now - 3600)) '{"apps":{}}' > "$T/d-expired.json"
 "$SIGN" "$T/id-pi/key.pem" "$T/id-pi/cert.pem" desired n1 8 "$now" $((now + 3600)) '{"apps":{}}' > "$T/d-forged.json"
 "$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n2 9 "$now" $((now + 3600)) '{"apps":{}}' > "$T/d-other.json"
+"$SIGN" "$T/me/key.pem" "$T/me/cert.pem" desired n1 9 "$now" $((now + 3600)) '{"apps":{"../etc":{"digest":"sha256:00"}}}' > "$T/d-badapp.json"
 n=$(grep -c "$STATUS/n1/events (QoS 0)" "$T/broker.log" || true)
-broker_sub "$STATUS/n1/events" 6 "$WAIT_LIMIT" > "$T/events.out" &
+broker_sub "$STATUS/n1/events" 7 "$WAIT_LIMIT" > "$T/events.out" &
 watcher=$!
 wait_log "$T/broker.log" "$STATUS/n1/events (QoS 0)" $((n + 1))
-for f in d5 d5 d6 d5 d-expired d-forged d-other; do # d5 again at once: the same state, not news; after d6: an old one replayed
+for f in d5 d5 d6 d5 d-expired d-forged d-other d-badapp; do # d5 again at once: the same state, not news; after d6: an old one replayed
   mosquitto_pub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$T/me/cert.pem" --key "$T/me/key.pem" \
     -t "$STATUS/n1/desired" -f "$T/$f.json" -q 1
 done
@@ -121,6 +122,7 @@ ev 3 | grep -q '"code":"EDOWNGRADE".*replayed' || { cat "$T/events.out"; fail "a
 ev 4 | grep -q '"code":"EEXPIRED".*expired' || { cat "$T/events.out"; fail "an expired desired state: no refusal with the reason"; }
 ev 5 | grep -q '"code":"EROLE".*not from a pusher' || { cat "$T/events.out"; fail "a desired state signed by an agent's identity: no refusal"; }
 ev 6 | grep -q '"code":"ENAME".*another node' || { cat "$T/events.out"; fail "a desired state for another node: no refusal"; }
+ev 7 | grep -q '"code":"EPROTO".*is not an app name' || { cat "$T/events.out"; fail "a desired state naming a path as its app: no refusal"; }
 grep -q '"desired":6' "$T/state-n1/broker-seq.json" || fail "the newest sequence is not kept in the state directory"
 log_has "$T/n1.log" 'desired message refused: EDOWNGRADE' || fail "n1's log does not give the refusals"
 # n1 connected twice in all this (at its start, after the broker's restart): a healthy connection stays up
