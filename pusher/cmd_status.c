@@ -212,14 +212,16 @@ static void watch_line(void *ud, const fy_broker_node *nd) {
   struct tm tm;
   node_state(nd, (int64_t)now, state, sizeof state, &t);
   strftime(when, sizeof when, "%H:%M:%S", localtime_r(&now, &tm));
-  const json_t *apps = json_object_get(nd->status, "apps");
+  json_t *apps = node_apps(nd, (int64_t)now);
   size_t napps = json_array_size(apps);
   fy_cli_print(stdout, "%s %-20s %-22s", when, nd->name, state);
   for (size_t i = 0; i < napps; i++) {
     const json_t *app = json_array_get(apps, i);
     const char *an = fy_msg_str(app, "name", 128), *rel = fy_msg_str(app, "release", 128), *ast = fy_msg_str(app, "state", 32);
-    fy_cli_print(stdout, " %s=%s(%s)", an ? an : "?", rel ? rel : "-", ast ? ast : "-");
+    const char *cv = fy_msg_str(app, "convergence", 32);
+    fy_cli_print(stdout, " %s=%s(%s%s%s)", an ? an : "?", rel ? rel : "-", ast ? ast : "-", cv ? ", " : "", cv ? cv : "");
   }
+  json_decref(apps);
   if (nd->seen && !nd->verified) fy_cli_print(stdout, " %s", nd->why);
   putchar('\n');
   fflush(stdout);

@@ -2,7 +2,7 @@
 # The README's test command: installs what is missing, builds every preset with -Werror and runs
 # every test (unit tests natively, under ASan+UBSan, and under qemu-aarch64 / qemu-arm for the
 # cross builds; end-to-end tests with the arm64 and armhf agents under qemu), then fuzzes every
-# libFuzzer target for FERRY_FUZZ_SECONDS (52: fifteen targets, two at a time, under 8 minutes). Safe to run twice.
+# libFuzzer target for FERRY_FUZZ_SECONDS (36: fifteen targets, two at a time, about 4.5 minutes). Safe to run twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +25,7 @@ for i in 0 1 2; do
 done
 PRESETS=(host aarch64 armhf asan)   # built and tested
 for p in amd64 "${PRESETS[@]}"; do  # amd64: the static x86-64 agent install-agent copies (no tests of its own)
-  echo "== build $p"
+  echo "== build $p (at ${SECONDS} s)"
   log=$(mktemp)
   cmake --preset "$p" -DFERRY_WERROR=ON > "$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }
   rm -f "$log"
@@ -38,7 +38,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
 passed=0; failed=0; status=0
 for p in "${PRESETS[@]}"; do
-  echo "== test $p"
+  echo "== test $p (at ${SECONDS} s)"
   set +e
   ctest --preset "$p" -j "$JOBS" 2>&1 | tee "build/$p/ctest.out"
   rc=${PIPESTATUS[0]}
@@ -53,10 +53,10 @@ for p in "${PRESETS[@]}"; do
     status=1
   fi
 done
-echo "== fuzz: every target for ${FERRY_FUZZ_SECONDS:-52} s (clang libFuzzer, ASan + UBSan)"
+echo "== fuzz: every target for ${FERRY_FUZZ_SECONDS:-36} s (clang libFuzzer, ASan + UBSan) (at ${SECONDS} s)"
 fuzz=ok
-bash tests/fuzz/run.sh "${FERRY_FUZZ_SECONDS:-52}" || { fuzz=FAILED; status=1; }
-echo "== summary over presets ${PRESETS[*]}"
+bash tests/fuzz/run.sh "${FERRY_FUZZ_SECONDS:-36}" || { fuzz=FAILED; status=1; }
+echo "== summary over presets ${PRESETS[*]} (after ${SECONDS} s)"
 echo "ctest: $passed passed, $failed failed"
 echo "fuzz: $fuzz"
 exit $status

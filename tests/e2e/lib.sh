@@ -272,7 +272,8 @@ stop_registry() {
 # start_broker [FLEET]: Debian's mosquitto on a loopback port, configured from examples/mosquitto
 # (mutual TLS under the test's fleet CA, require_certificate, the certificate's name as the user,
 # the shipped ACL for topic prefix ferry/FLEET, default e2e, with the pusher 'laptop'), its broker
-# identity named localhost, persistence in $T/broker/persist. Sets BROKER_PORT and
+# identity named localhost, persistence in $T/broker/persist; BROKER_EXTRA_PUSHERS="a b" lets
+# more pusher identities in. Sets BROKER_PORT and
 # BROKER_YAML (the agent config's broker: block); $T/broker.log is its log. Started again after
 # stop_broker, it keeps its port and its retained messages.
 start_broker() {
@@ -283,6 +284,7 @@ start_broker() {
   [ -f "$d/port" ] || free_port > "$d/port"
   BROKER_PORT=$(cat "$d/port")
   sed "s|ferry/FLEET|ferry/$fleet|" "$FERRY_SRC/examples/mosquitto/acl" > "$d/acl"
+  for n in ${BROKER_EXTRA_PUSHERS:-}; do printf '\nuser %s\ntopic readwrite ferry/%s/#\n' "$n" "$fleet" >> "$d/acl"; done
   sed -e "s|^listener 8883|listener $BROKER_PORT 127.0.0.1|" -e "s|/etc/mosquitto/ferry/acl|$d/acl|" \
     -e "s|/etc/mosquitto/ferry|$d/id|g" -e "s|^persistence_location .*|persistence_location $d/persist/|" \
     "$FERRY_SRC/examples/mosquitto/ferry.conf" > "$d/mosquitto.conf"
