@@ -323,10 +323,44 @@ static void seq_save(fy_broker *b) {
 
 static void apply_start(fy_broker *b);
 
+/* An app the desired state says must not be on this node: a remove request, as ferry rm sends
+ * (its volumes kept); an app that is not there is as good as removed. */
+static void apply_remove(apply_job *j, apply_app *x) {
+  fy_request_msg m = {.op = FY_REQ_REMOVE, .app = x->app};
+  json_t *req = fy_request_encode(&m), *ans = NULL;
+  uint8_t type = 0;
+  char why[300];
+  x->d = (fy_localc_deploy){.app = x->app};
+  x->rc = req ? fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, "remove", x->app, req, &ans, &type, x->err, sizeof x->err)
+              : FY_ENOMEM;
+  json_decref(req);
+  fy_result_msg res;
+  if (x->rc == FY_OK && type == FY_FT_RESULT && fy_result_decode(ans, &res, why, sizeof why) == FY_OK) {
+    x->d.result = res.result;
+    x->d.code = res.code;
+    snprintf(x->d.message, sizeof x->d.message, "%s", res.message);
+  } else if (x->rc == FY_OK && type == FY_FT_ERROR) {
+    int code;
+    const char *msg;
+    fy_msg_error_fields(ans, &code, &msg);
+    x->d.result = code == FY_ENOAPP ? FY_RESULT_REMOVED : FY_RESULT_FAILED;
+    x->d.code = code == FY_ENOAPP ? 0 : code;
+    snprintf(x->d.message, sizeof x->d.message, "%s", code == FY_ENOAPP ? "not on this node" : msg ? msg : "refused");
+  } else if (x->rc == FY_OK) {
+    x->d.result = FY_RESULT_FAILED;
+    snprintf(x->d.message, sizeof x->d.message, "ferryd answered the remove request with something else than a result");
+  }
+  json_decref(ans);
+}
+
 static void apply_thread(void *arg) {
   apply_job *j = arg;
   for (size_t i = 0; i < j->n; i++) {
     apply_app *x = &j->apps[i];
+    if (!x->plan) {
+      apply_remove(j, x);
+      continue;
+    }
     x->d = (fy_localc_deploy){.client = "ferryd broker " FY_VERSION, .app = x->app, .plan = x->plan};
     x->rc = fy_localc_run(j->state_dir, &x->d, x->err, sizeof x->err);
   }
@@ -387,7 +421,7 @@ static void apply_done(uv_async_t *h) {
      * state again later, unless a newer one came meanwhile */
     if (!b->stopping && !b->pending) {
       json_t *plans = json_object();
-      for (size_t i = 0; i < j->n; i++) json_object_set(plans, j->apps[i].app, j->apps[i].plan);
+      for (size_t i = 0; i < j->n; i++) json_object_set_new(plans, j->apps[i].app, j->apps[i].plan ? json_incref(j->apps[i].plan) : json_null());
       b->pending = json_pack("{s:I, s:o}", "seq", (json_int_t)j->seq, "plans", plans);
       b->apply_backoff_ms = b->apply_backoff_ms ? (b->apply_backoff_ms * 2 > 600000 ? 600000 : b->apply_backoff_ms * 2) : 15000;
       b->apply_retry_ms = uv_now(b->a->loop) + b->apply_backoff_ms;
@@ -418,7 +452,7 @@ static void apply_start(fy_broker *b) {
   json_object_foreach(json_object_get(p, "plans"), name, plan) {
     if (j->n >= APPLY_APPS_MAX) break;
     snprintf(j->apps[j->n].app, sizeof j->apps[j->n].app, "%s", name);
-    j->apps[j->n++].plan = json_incref(plan);
+    j->apps[j->n++].plan = json_is_object(plan) ? json_incref(plan) : NULL; /* null: to be removed */
   }
   json_decref(p);
   j->done.data = j;
@@ -466,8 +500,12 @@ static int desired_plans(fy_broker *b, const json_t *body, json_t *opened, json_
     const char *has = json_string_value(json_object_get(plan, "manifest_digest"));
     fy_plan_msg pm;
     char pwhy[300];
+    if (json_is_object(v) && json_is_true(json_object_get(v, "remove"))) { /* it must not be here */
+      json_object_set_new(*plans, app, json_null());
+      continue;
+    }
     if (!json_is_object(v) || !want) {
-      fy_text_fmt(why, whylen, "app %s: expected {digest, platform}", app);
+      fy_text_fmt(why, whylen, "app %s: expected {digest, platform} or {remove: true}", app);
       return FY_EPROTO;
     }
     if (!json_is_object(plan) || !pa || strcmp(pa, app) != 0) {

@@ -535,6 +535,8 @@ const char *fy_broker_convergence(const fy_broker_node *nd, const char *app, int
   if (applied < 0 || (uint64_t)applied < nd->desired_seq) return nd->desired_expires <= now ? "diverged" : "converging";
   const json_t *r = json_object_get(json_object_get(d, "results"), app);
   const char *res = json_string_value(json_object_get(r, "result")), *dg = json_string_value(json_object_get(r, "digest"));
+  if (json_is_true(json_object_get(json_object_get(json_object_get(nd->desired, "apps"), app), "remove")))
+    return res && strcmp(res, "removed") == 0 ? "converged" : "diverged"; /* it must not be there */
   const char *want = json_string_value(json_object_get(json_object_get(json_object_get(nd->desired, "apps"), app), "digest"));
   if (dg && want && strcmp(dg, want) != 0) return "diverged"; /* it took another state with this sequence */
   return res && (strcmp(res, "deployed") == 0 || strcmp(res, "unchanged") == 0) ? "converged" : "diverged";

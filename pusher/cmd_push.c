@@ -307,11 +307,6 @@ static int run(int argc, char **argv, int mode) {
     goto cleanup;
   }
   if (!o.desired_ttl_s) o.desired_ttl_s = 30 * 86400;
-  if (o.broker && o.replicas) {
-    fy_cli_err("--replicas is not available through the broker yet (it removes the app from nodes outside the N, which needs "
-               "removal through the broker)");
-    goto cleanup;
-  }
   if (fy_layout_open(&layout, argv[optind], err, sizeof err) != FY_OK) {
     fy_cli_err("%s", err);
     ret = 1;

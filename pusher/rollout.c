@@ -743,7 +743,8 @@ static int broker_publish(struct rollout *r, struct rnode *x, const json_t *base
   snprintf(key, sizeof key, "plan/%s", app);
   if (entry) {
     json_object_set(apps, app, (json_t *)entry);
-    json_object_set(secrets, key, sealed_plan);
+    if (sealed_plan) json_object_set(secrets, key, sealed_plan);
+    else json_object_del(secrets, key); /* {remove: true}: no plan */
   } else {
     json_object_del(apps, app);
     json_object_del(secrets, key);
@@ -856,12 +857,14 @@ static void broker_on_event(void *ud, fy_broker_node *nd, const json_t *ev) {
   }
 }
 
+/* Every node published to and still without its outcome: the current wave's, or those of a
+ * revert or a removal. */
 static int broker_wave_done(void *ud) {
   struct rollout *r = ud;
   size_t left = 0;
   uint64_t now = mono_ms();
-  for (size_t k = r->wave_start[r->cur]; k < r->wave_start[r->cur + 1]; k++) {
-    struct rnode *x = &r->nodes[r->order[k]];
+  for (size_t i = 0; i < r->n; i++) {
+    struct rnode *x = &r->nodes[i];
     if (!x->bseq || broker_outcome(r, x)) continue;
     int online = json_is_true(json_object_get(r->bnodes[x->ti].status, "online"));
     if (now < x->until_ms) {
@@ -889,6 +892,8 @@ static void broker_on_change(void *ud, const fy_broker_node *nd) {
   }
   x->was_online = online;
 }
+
+static void broker_scale_down(struct rollout *r);
 
 static void broker_waves(struct rollout *r) {
   struct sigaction sa = {.sa_handler = on_broker_signal};
@@ -958,6 +963,7 @@ static void broker_waves(struct rollout *r) {
     event(r, "wave %d/%d done: %zu deployed, %zu unchanged, %zu failed, %zu not reached", r->cur + 1, r->nwaves, ok, same, bad, away);
     if (r->max_failures > 0 && r->failures >= r->max_failures) halt(r, "%ld failure(s) reached --max-failures %ld", r->failures, r->max_failures);
   }
+  if (!r->halted && !r->interrupted) broker_scale_down(r);
   if (!r->halted || !r->o->revert_on_halt) return;
   /* --revert-on-halt: every node this rollout published to gets its previous desired state back
    * (the ones that took the release go back to the previous one; the others, not reached or
@@ -972,37 +978,74 @@ static void broker_waves(struct rollout *r) {
     if (!x->started || !x->bseq) continue;
     const json_t *prev = json_object_get(json_object_get(x->old_desired, "apps"), r->o->push.app);
     json_t *sealed = json_object_get(json_object_get(x->old_desired, "secrets"), skey);
-    int took = x->push.result == FY_RESULT_DEPLOYED;
-    if (broker_publish(r, x, r->bnodes[x->ti].desired, prev && sealed ? prev : NULL, prev && sealed ? sealed : NULL, err, sizeof err) != FY_OK) {
+    int took = x->push.result == FY_RESULT_DEPLOYED, first = !prev || (!sealed && !json_is_true(json_object_get(prev, "remove")));
+    json_t *gone = first ? json_pack("{s:b}", "remove", 1) : NULL; /* a first install: the app goes again */
+    int rc = broker_publish(r, x, r->bnodes[x->ti].desired, first ? gone : prev, first ? NULL : sealed, err, sizeof err);
+    json_decref(gone);
+    if (rc != FY_OK) {
       fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", err);
       event(r, "%s: %s", rname(r, x), x->revert_msg);
       continue;
     }
     if (!took) continue;
-    if (!prev || !sealed) {
-      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: a first install, and removal through the broker is not built yet");
-      event(r, "%s: %s", rname(r, x), x->revert_msg);
-      continue;
-    }
     x->push.result = FY_RESULT_NONE; /* waited for again */
     x->reverting = 1;
-    snprintf(x->want, sizeof x->want, "%s", fy_msg_str(prev, "digest", FY_DIGEST_STR) ? fy_msg_str(prev, "digest", FY_DIGEST_STR) : "");
+    x->installed = !first;
+    snprintf(x->want, sizeof x->want, "%s", !first && fy_msg_str(prev, "digest", FY_DIGEST_STR) ? fy_msg_str(prev, "digest", FY_DIGEST_STR) : "");
     x->until_ms = start + BROKER_APPLY_MS;
     nrev++;
   }
   if (!nrev) return;
-  event(r, "reverting %zu node(s) that took the release (their previous desired state, published again)", nrev);
-  for (r->cur = 0; r->cur < r->nwaves; r->cur++) {
-    if (fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) break;
-  }
+  event(r, "reverting %zu node(s) that took the release (their previous desired state, published again; a first install removed)", nrev);
+  if (fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) event(r, "the broker: %s", r->berr[0] ? r->berr : "interrupted");
   for (size_t k = 0; k < r->nsched; k++) {
     struct rnode *x = &r->nodes[r->order[k]];
     if (!x->reverting) continue;
-    if (res_ok(x->push.result)) {
+    if (res_ok(x->push.result) || x->push.result == FY_RESULT_REMOVED) {
       x->reverted = 1;
+      x->removed = x->push.result == FY_RESULT_REMOVED;
       x->push.result = FY_RESULT_DEPLOYED;
-    } else if (x->push.result != FY_RESULT_DEPLOYED) {
+    } else {
       fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert %s: %s", fy_result_name(x->push.result), x->push.msg);
+    }
+  }
+}
+
+/* --replicas through the broker, after a rollout that went well: the targeted nodes outside the
+ * N that run the app get a desired state without it ({remove: true}), and take it whenever they
+ * are connected (volumes kept, as ferry rm). */
+static void broker_scale_down(struct rollout *r) {
+  size_t n = 0;
+  uint64_t start = mono_ms();
+  json_t *gone = json_pack("{s:b}", "remove", 1);
+  for (size_t i = 0; i < r->n; i++) {
+    struct rnode *x = &r->nodes[i];
+    char err[800];
+    if (!x->remove_after) continue;
+    x->old_desired = r->bnodes[i].desired ? json_incref(r->bnodes[i].desired) : NULL;
+    if (broker_publish(r, x, r->bnodes[i].desired, gone, NULL, err, sizeof err) != FY_OK) {
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "removal failed: %s", err);
+      continue;
+    }
+    x->want[0] = '\0';
+    int online = json_is_true(json_object_get(r->bnodes[i].status, "online"));
+    x->was_online = online;
+    x->until_ms = start + (online ? BROKER_APPLY_MS : r->o->wait_offline_ms);
+    n++;
+  }
+  json_decref(gone);
+  if (!n) return;
+  event(r, "removing %s from %zu node(s) outside --replicas %ld (a desired state without it)", r->o->push.app, n, r->o->replicas);
+  if (r->o->detach) return;
+  if (fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) event(r, "the broker: %s", r->berr[0] ? r->berr : "interrupted");
+  for (size_t i = 0; i < r->n; i++) {
+    struct rnode *x = &r->nodes[i];
+    if (!x->remove_after || !x->bseq) continue;
+    if (x->push.result == FY_RESULT_REMOVED) {
+      x->removed = 1;
+      event(r, "%s: removed %s (outside --replicas)", rname(r, x), r->o->push.app);
+    } else if (!x->revert_msg[0]) {
+      fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "removal %s: %s", fy_result_name(x->push.result), x->push.msg);
     }
   }
 }

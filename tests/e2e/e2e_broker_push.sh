@@ -76,6 +76,15 @@ grep -q 'pulled\|pulling' "$T/pi.log" || true
 converged n1 n2 n3 n4 pi || { cat "$T/fst.json"; fail "status --fleet does not say converged"; }
 pass "push --fleet through the broker: a canary then waves; four amd64 nodes and an arm64 node under qemu pull v1 from the registry and run it; two nodes that are away are not-reached (exit status 1); status --fleet says converged"
 
+# --- ferry plan through the broker: the same decision, nothing published
+set +e
+"$FERRY" plan --identity "$T/me" --json --fleet "$T/fleet.yaml" --registry-ca "$T/reg-main/ca.pem" --app hello "$T/img:1" > "$T/plan.json" 2> "$T/plan.err"
+rc=$?
+set -e
+[ $rc -eq 0 ] && [ "$(json_get "$T/plan.json" "sorted((n['name'], n['action']) for n in d['nodes'])")" = "([('late1', 'deploy'), ('late2', 'deploy'), ('n1', 'unchanged'), ('n2', 'unchanged'), ('n3', 'unchanged'), ('n4', 'unchanged'), ('pi', 'unchanged')],)" ] ||
+  { cat "$T/plan.json" "$T/plan.err"; fail "ferry plan through the broker"; }
+pass "ferry plan through the broker: the nodes that run v1 are unchanged, the two that are away would get it (from their last status's facts)"
+
 # --- the two nodes come back after the pusher exited: they converge
 for n in late1 late2; do AGENT_LISTEN=none start_agent "$n" "$AGENT_CFG"; done
 for n in late1 late2; do wait_for "$WAIT_LIMIT" "$n converged after it started" converged "$n"; done
@@ -119,6 +128,25 @@ verb "$T/stop2.out" restart
 AGENT_LISTEN=none start_agent late2 "$AGENT_CFG"
 wait_for "$WAIT_LIMIT" "late2 back online" online late2
 pass "logs, stop, start, rollback and restart through the broker: each node answers in a signed reply (the arm64 node stopped, started and rolled back to v1); a node that is away is reported as offline, not waited for"
+
+# --- --replicas through the broker: three amd64 nodes keep hello, the other three get a desired
+#     state without it and remove it
+push "$T/p5.json" "$T/img:2" --replicas 3 --settle 1 -l kubernetes.io/arch=amd64
+python3 - "$T/p5.json" <<'PY' || { cat "$T/p5.json" "$T/p5.json.err"; fail "--replicas through the broker"; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+res = [n["result"] for n in d["nodes"] if n["name"] != "pi"]
+assert sorted(res) == ["removed"] * 3 + ["unchanged"] * 3, res
+PY
+[ $PUSH_RC -eq 0 ] || fail "push --replicas exits $PUSH_RC"
+removed=$(json_get "$T/p5.json" "[n['name'] for n in d['nodes'] if n['result'] == 'removed']" | tr -d "()[],'")
+fstatus
+for n in $removed; do
+  [ ! -e "$T/state-$n/apps/hello/current" ] || fail "$n still has hello after --replicas removed it"
+  json_get "$T/fst.json" "[a['convergence'] for n in d['nodes'] if n['name'] == '$n' for a in n['apps'] if a['name'] == 'hello']" | grep -q converged ||
+    { cat "$T/fst.json"; fail "status --fleet: $n's removal is not converged"; }
+done
+pass "push --replicas 3 through the broker: three amd64 nodes keep v2, the other three get a desired state without hello and remove it (converged)"
 
 # --- nothing secret on the broker: the pull credential and the token are sealed to each node
 stop_broker
