@@ -87,6 +87,7 @@ struct fy_broker {
 
 #define REQUESTS_MAX 16           /* requests waiting for their turn */
 #define REPLY_LOG_MAX (256u * 1024u) /* a log's bytes in a reply (the end of it): a broker message stays small */
+#define REPLY_OUTPUT_MAX (128u * 1024u) /* an exec's stdout, and its stderr, in a reply (the start of each) */
 
 typedef struct req_job {
   fy_broker *b;
@@ -98,6 +99,8 @@ typedef struct req_job {
   char err[700];
   json_t *answer;
   uint8_t type;
+  fy_buf out[2];                  /* exec: the command's stdout and stderr, REPLY_OUTPUT_MAX each */
+  int truncated;
   uv_thread_t thread;
   uv_async_t done;
 } req_job;
@@ -331,7 +334,8 @@ static void apply_remove(apply_job *j, apply_app *x) {
   uint8_t type = 0;
   char why[300];
   x->d = (fy_localc_deploy){.app = x->app};
-  x->rc = req ? fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, "remove", x->app, req, &ans, &type, x->err, sizeof x->err)
+  x->rc = req ? fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, "remove", x->app, req, &ans, &type, NULL, NULL, x->err,
+                              sizeof x->err)
               : FY_ENOMEM;
   json_decref(req);
   fy_result_msg res;
@@ -532,15 +536,27 @@ static int desired_plans(fy_broker *b, const json_t *body, json_t *opened, json_
 
 static void req_next(fy_broker *b);
 
+/* exec: what the command writes, up to REPLY_OUTPUT_MAX of each stream */
+static void req_output(void *ud, int stream, const uint8_t *p, size_t n) {
+  req_job *j = ud;
+  fy_buf *b = &j->out[stream == FY_OUT_STDERR];
+  size_t room = b->len < REPLY_OUTPUT_MAX ? REPLY_OUTPUT_MAX - b->len : 0;
+  if (n > room) j->truncated = 1;
+  if (room && fy_buf_append(b, p, n < room ? n : room) != FY_OK) j->truncated = 1;
+}
+
 static void req_thread(void *arg) {
   req_job *j = arg;
-  j->rc = fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, j->op, j->app, j->request, &j->answer, &j->type, j->err, sizeof j->err);
+  j->rc = fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, j->op, j->app, j->request, &j->answer, &j->type, req_output, j, j->err,
+                        sizeof j->err);
   uv_async_send(&j->done);
 }
 
 static void req_free(uv_handle_t *h) {
   req_job *j = h->data;
   fy_broker *b = j->b;
+  fy_buf_free(&j->out[0], 1);
+  fy_buf_free(&j->out[1], 1);
   json_decref(j->request);
   json_decref(j->answer);
   free(j);
@@ -567,6 +583,13 @@ static void req_done(uv_async_t *h) {
   json_t *made = NULL;
   if (j->rc != FY_OK || !answer) /* no answer from ferryd: the reason as an error */
     answer = made = json_pack("{s:s, s:s}", "code", fy_err_name(j->rc ? j->rc : FY_EPROTO), "message", j->err[0] ? j->err : "no answer");
+  /* an exec's output travels in the reply (base64: any bytes) */
+  for (int k = 0; k < 2 && j->rc == FY_OK && strcmp(j->op, "exec") == 0; k++) {
+    char *b64 = fy_settings_b64(j->out[k].data ? (const void *)j->out[k].data : "", j->out[k].len);
+    if (b64) json_object_set_new(answer, k ? "stderr" : "stdout", json_string(b64));
+    free(b64);
+    if (j->truncated) json_object_set_new(answer, "output_truncated", json_true());
+  }
   /* a log's end only: the reply stays a small broker message */
   const char *log = json_string_value(json_object_get(answer, "log"));
   if (log && strlen(log) > REPLY_LOG_MAX) {
@@ -602,6 +625,8 @@ static void req_next(fy_broker *b) {
   snprintf(j->app, sizeof j->app, "%s", json_string_value(json_object_get(r, "app")));
   j->request = json_incref(json_object_get(r, "request"));
   snprintf(j->state_dir, sizeof j->state_dir, "%s", b->a->cfg.state_dir);
+  fy_buf_init(&j->out[0], REPLY_OUTPUT_MAX);
+  fy_buf_init(&j->out[1], REPLY_OUTPUT_MAX);
   json_decref(r);
   j->done.data = j;
   if (uv_async_init(b->a->loop, &j->done, req_done) != 0) {
@@ -626,7 +651,8 @@ static int req_accept(fy_broker *b, const json_t *body, uint64_t seq, char *why,
   char rwhy[300];
   if (!id || !id[0] || strlen(id) >= 64) return fy_text_fail(why, whylen, FY_EPROTO, "a request without an id (1-63 characters)");
   if (fy_request_decode(req, &m, rwhy, sizeof rwhy) != FY_OK) return fy_text_fail(why, whylen, FY_EPROTO, "the request: %s", rwhy);
-  if (m.op == FY_REQ_EXEC) return fy_text_fail(why, whylen, FY_EUNSUPPORTED, "exec does not go through the broker");
+  if (m.op == FY_REQ_EXEC && (m.input || m.tty))
+    return fy_text_fail(why, whylen, FY_EUNSUPPORTED, "exec -i or -t does not go through the broker (a command without input does)");
   if (m.follow) return fy_text_fail(why, whylen, FY_EUNSUPPORTED, "logs --follow does not go through the broker");
   if (!b->rqueue && !(b->rqueue = json_array())) return FY_ENOMEM;
   if (json_array_size(b->rqueue) >= REQUESTS_MAX)

@@ -31,6 +31,7 @@ static int on_frame(void *ud, const fy_frame *f) {
   c->got_type = f->type;
   json_decref(c->got);
   c->got = NULL;
+  if (f->type == FY_FT_OUTPUT && c->on_output && f->len >= 1) c->on_output(c->output_ud, f->payload[0], f->payload + 1, f->len - 1);
   if (f->type != FY_FT_OUTPUT && fy_msg_parse(f, &c->got, why, sizeof why) != FY_OK)
     return fy_localc_fail(c, FY_EPROTO, "ferryd sent a malformed %s message: %s", fy_frame_type_name(f->type), why);
   return FY_FRAME_PAUSE; /* one at a time */
@@ -172,8 +173,8 @@ int fy_localc_run(const char *state_dir, fy_localc_deploy *d, char *err, size_t 
 }
 
 int fy_localc_ask(const char *state_dir, const char *client, const char *op, const char *app, json_t *request, json_t **answer,
-                  uint8_t *type, char *err, size_t errlen) {
-  fy_localc c = {.sock = -1, .err = err, .errlen = errlen, .wait_ms = WAIT_MS_DEFAULT};
+                  uint8_t *type, fy_localc_output_fn on_output, void *ud, char *err, size_t errlen) {
+  fy_localc c = {.sock = -1, .err = err, .errlen = errlen, .wait_ms = WAIT_MS_DEFAULT, .on_output = on_output, .output_ud = ud};
   err[0] = '\0';
   *answer = NULL;
   *type = 0;

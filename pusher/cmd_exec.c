@@ -16,6 +16,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "ask.h"
 #include "cli.h"
 #include "conn.h"
 #include "ferry/version.h"
@@ -247,6 +248,51 @@ static void on_done(fy_conn *c, int err, const char *msg) {
 
 static const fy_conn_ops exec_ops = {.on_ready = on_ready, .on_frame = on_frame, .on_writable = on_writable, .on_done = on_done};
 
+/* Through the broker: the request signed, the command run on the node without input, its output
+ * (the first 128 KiB of each stream) and exit code back in the node's signed reply. */
+static size_t broker_pick;
+static int picked(fy_ask_batch *b, fy_ask *a) {
+  (void)b;
+  return a->index == broker_pick;
+}
+
+static int exec_via_broker(fy_cli_common *cc, const fy_target *t, const fy_request_msg *rq) {
+  fy_ask *asks = calloc(cc->ntargets, sizeof *asks);
+  json_t *req = fy_request_encode(rq);
+  int ret = EXEC_FAILED;
+  if (!asks || !req) goto out;
+  broker_pick = (size_t)(t - cc->targets);
+  fy_ask_batch b = {.timeout_ms = cc->timeout_ms, .op = "exec", .app = rq->app, .request = req, .filter = picked};
+  if (fy_broker_ask_run(cc, &b, asks) != FY_OK) goto out;
+  fy_ask *a = &asks[broker_pick];
+  fy_result_msg r;
+  char err[300];
+  if (a->err != FY_OK) {
+    fy_cli_err("%s (through the broker): %s", t->name, a->msg);
+  } else if (fy_result_decode(a->answer, &r, err, sizeof err) != FY_OK) {
+    fy_cli_err("%s (through the broker): %s", t->name, err);
+  } else if (r.result != FY_RESULT_EXITED || !r.has_exit_code) {
+    fy_cli_err("%s (through the broker): %s", t->name, r.message[0] ? r.message : fy_result_name(r.result));
+  } else {
+    static const char *const names[] = {"stdout", "stderr"};
+    for (int k = 0; k < 2; k++) {
+      unsigned char *p = NULL;
+      size_t n = 0;
+      const json_t *v = json_object_get(a->answer, names[k]);
+      if (v && fy_settings_bytes(v, &p, &n) == FY_OK) write_all(k ? STDERR_FILENO : STDOUT_FILENO, (const char *)p, n);
+      free(p);
+    }
+    if (json_is_true(json_object_get(a->answer, "output_truncated")))
+      fy_cli_err("%s: the output was cut at 128 KiB per stream (through the broker)", t->name);
+    ret = r.exit_code >= 0 && r.exit_code <= 255 ? (int)r.exit_code : EXEC_FAILED;
+  }
+  fy_ask_batch_free(&b);
+out:
+  json_decref(req);
+  free(asks);
+  return ret;
+}
+
 static void usage(FILE *f) {
   fprintf(f, "usage: ferry exec TARGET --app NAME [-i] [-t] [--identity DIR] [--fleet FILE] [--timeout S] -- CMD [ARG...]\n"
              "Runs CMD inside the app on one node: in its namespaces and root, as its user, with its\n"
@@ -325,6 +371,15 @@ int fy_cmd_exec(int argc, char **argv) {
   if (fy_cli_load_identity(cc.identity, &tls) != FY_OK) goto cleanup;
   fy_request_msg rq = {.op = FY_REQ_EXEC, .app = app, .tty = tty, .input = x.input || tty};
   for (int i = optind; i < argc; i++) rq.argv[rq.argc++] = argv[i];
+  if (cc.have_fleet && cc.fleet.have_broker && !t->host[0]) { /* a node reached only through the broker */
+    if (x.input || tty) {
+      fy_cli_err("%s is reached through the broker: exec -i and -t do not go through it (a command without input does)", t->name);
+      ret = 2;
+      goto cleanup;
+    }
+    ret = exec_via_broker(&cc, t, &rq);
+    goto cleanup;
+  }
   x.input = rq.input && (x.input || isatty(STDIN_FILENO)); /* -t alone: the terminal types into it */
   rq.input = x.input;
   struct winsize ws;

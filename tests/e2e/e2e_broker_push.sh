@@ -125,9 +125,18 @@ wait_for "$WAIT_LIMIT" "late2 offline" eval '! online late2'
 verb "$T/stop2.out" restart
 [ $VERB_RC -ne 0 ] && grep -q 'late2 (through the broker): offline (last seen' "$T/stop2.out.err" && [ "$(grep -c ': hello restarted' "$T/stop2.out")" = 6 ] ||
   { cat "$T/stop2.out" "$T/stop2.out.err"; fail "restart through the broker with a node away"; }
-AGENT_LISTEN=none start_agent late2 "$AGENT_CFG"
+AGENT_LISTEN=none start_agent late2 "$AGENT_CFG"$'\nallow_exec: true'
 wait_for "$WAIT_LIMIT" "late2 back online" online late2
-pass "logs, stop, start, rollback and restart through the broker: each node answers in a signed reply (the arm64 node stopped, started and rolled back to v1); a node that is away is reported as offline, not waited for"
+# exec without input goes through too, where the node allows it
+set +e
+"$FERRY" exec late2 --fleet "$T/fleet.yaml" --identity "$T/me" --app hello -- /app --once > "$T/ex.out" 2> "$T/ex.err"; r1=$?
+"$FERRY" exec n1 --fleet "$T/fleet.yaml" --identity "$T/me" --app hello -- /app --once > /dev/null 2> "$T/ex2.err"; r2=$?
+"$FERRY" exec n1 --fleet "$T/fleet.yaml" --identity "$T/me" --app hello -i -- /app --once < /dev/null > /dev/null 2> "$T/ex3.err"; r3=$?
+set -e
+[ "$r1 $r2 $r3" = "0 125 2" ] && grep -q 'hello from x86_64' "$T/ex.out" && grep -q 'stderr from x86_64' "$T/ex.err" &&
+  grep -q 'exec is off on n1' "$T/ex2.err" && grep -q 'exec -i and -t do not go through it' "$T/ex3.err" ||
+  { echo "exit codes $r1 $r2 $r3"; cat "$T/ex.out" "$T/ex.err" "$T/ex2.err" "$T/ex3.err"; fail "exec through the broker"; }
+pass "logs, stop, start, rollback, restart and exec through the broker: each node answers in a signed reply (the arm64 node stopped, started and rolled back to v1; a command's output and exit code, exec refused where allow_exec is off, -i refused); a node that is away is reported as offline, not waited for"
 
 # --- --replicas through the broker: three amd64 nodes keep hello, the other three get a desired
 #     state without it and remove it
