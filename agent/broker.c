@@ -78,6 +78,7 @@ struct fy_broker {
   json_t *pending;                /* the newest verified desired state waiting for it: {seq, apps} */
   uint64_t applied_seq;           /* the newest desired state whose every app got a result */
   char desired_hash[FY_DIGEST_STR]; /* the accepted one's payload: another with its sequence is refused */
+  char request_hash[FY_DIGEST_STR]; /* the same for the newest request (a second delivery of it is no news) */
   uint64_t apply_retry_ms, apply_backoff_ms; /* a state whose apply could not reach ferryd: when again */
   json_t *results;                /* per app of that state: {result, release, reason} */
   /* requests: one at a time too, on a thread of their own, the others waiting in order */
@@ -93,6 +94,7 @@ typedef struct req_job {
   fy_broker *b;
   uint64_t seq;
   char id[64], op[16], app[FY_APP_NAME_MAX];
+  int64_t expires;                /* the request's own: it is not carried out, nor run on, past it */
   json_t *request;
   char state_dir[FY_CFG_PATH];
   int rc;
@@ -334,7 +336,7 @@ static void apply_remove(apply_job *j, apply_app *x) {
   uint8_t type = 0;
   char why[300];
   x->d = (fy_localc_deploy){.app = x->app};
-  x->rc = req ? fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, "remove", x->app, req, &ans, &type, NULL, NULL, x->err,
+  x->rc = req ? fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, "remove", x->app, req, &ans, &type, NULL, NULL, 0, x->err,
                               sizeof x->err)
               : FY_ENOMEM;
   json_decref(req);
@@ -394,8 +396,9 @@ static void apply_done(uv_async_t *h) {
     fy_result r = x->rc == FY_OK ? x->d.result : FY_RESULT_FAILED;
     int code = x->rc == FY_OK ? x->d.code : x->rc;
     const char *reason = x->rc == FY_OK ? x->d.message : x->err;
-    /* ferryd's refusal is an answer; a connection lost (ferryd stopping) is not */
-    all &= x->rc != FY_ECONN && x->rc != FY_ETIMEDOUT && !b->stopping;
+    /* ferryd's refusal is an answer; a connection lost (ferryd stopping), or "busy" (a request
+     * for the app at the same moment), is not: the state is applied again later */
+    all &= x->rc != FY_ECONN && x->rc != FY_ETIMEDOUT && x->rc != FY_EBUSY && code != FY_EBUSY && !b->stopping;
     fy_log(r == FY_RESULT_DEPLOYED || r == FY_RESULT_UNCHANGED ? "info" : "warn", "broker: desired state %llu: app %s: %s%s%s%s%s",
            (unsigned long long)j->seq, x->app, fy_result_name(r), x->d.release[0] ? " " : "", x->d.release, reason[0] ? ": " : "",
            reason);
@@ -547,8 +550,14 @@ static void req_output(void *ud, int stream, const uint8_t *p, size_t n) {
 
 static void req_thread(void *arg) {
   req_job *j = arg;
-  j->rc = fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, j->op, j->app, j->request, &j->answer, &j->type, req_output, j, j->err,
-                        sizeof j->err);
+  int64_t left = j->expires - (int64_t)time(NULL);
+  if (left <= 0) {
+    j->rc = fy_text_fail(j->err, sizeof j->err, FY_EEXPIRED, "the request expired while it waited for its turn");
+  } else {
+    /* an exec's command is ended at the request's expiry: a request holds the queue no longer */
+    j->rc = fy_localc_ask(j->state_dir, "ferryd broker " FY_VERSION, j->op, j->app, j->request, &j->answer, &j->type, req_output, j,
+                          left > 86400 ? 86400 * 1000 : (int)left * 1000, j->err, sizeof j->err);
+  }
   uv_async_send(&j->done);
 }
 
@@ -620,6 +629,7 @@ static void req_next(fy_broker *b) {
   }
   j->b = b;
   j->seq = (uint64_t)json_integer_value(json_object_get(r, "seq"));
+  j->expires = (int64_t)json_integer_value(json_object_get(r, "expires"));
   snprintf(j->id, sizeof j->id, "%s", json_string_value(json_object_get(r, "id")));
   snprintf(j->op, sizeof j->op, "%s", json_string_value(json_object_get(r, "op")));
   snprintf(j->app, sizeof j->app, "%s", json_string_value(json_object_get(r, "app")));
@@ -644,7 +654,7 @@ static void req_next(fy_broker *b) {
 
 /* A verified request's body: {"id", "request": the request message as the wire has it}. Queued,
  * or refused with the reason. */
-static int req_accept(fy_broker *b, const json_t *body, uint64_t seq, char *why, size_t whylen) {
+static int req_accept(fy_broker *b, const json_t *body, uint64_t seq, int64_t expires, char *why, size_t whylen) {
   const char *id = json_string_value(json_object_get(body, "id"));
   const json_t *req = json_object_get(body, "request");
   fy_request_msg m;
@@ -657,8 +667,8 @@ static int req_accept(fy_broker *b, const json_t *body, uint64_t seq, char *why,
   if (!b->rqueue && !(b->rqueue = json_array())) return FY_ENOMEM;
   if (json_array_size(b->rqueue) >= REQUESTS_MAX)
     return fy_text_fail(why, whylen, FY_EBUSY, "%d requests are waiting already", REQUESTS_MAX);
-  json_array_append_new(b->rqueue, json_pack("{s:I, s:s, s:s, s:s, s:O}", "seq", (json_int_t)seq, "id", id, "op",
-                                             fy_request_op_name(m.op), "app", m.app, "request", req));
+  json_array_append_new(b->rqueue, json_pack("{s:I, s:I, s:s, s:s, s:s, s:O}", "seq", (json_int_t)seq, "expires", (json_int_t)expires,
+                                             "id", id, "op", fy_request_op_name(m.op), "app", m.app, "request", req));
   req_next(b);
   return FY_OK;
 }
@@ -675,7 +685,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
   int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last ? *last - 1 : 0, (int64_t)time(NULL), &e, why,
                             sizeof why);
   char hash[FY_DIGEST_STR] = "";
-  if (desired) {
+  {
     fy_digest d;
     fy_sha256 h;
     fy_sha256_init(&h);
@@ -692,6 +702,14 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     fy_envelope_free(&e);
     return;
   }
+  if (rc == FY_OK && e.seq == *last && !desired && strcmp(hash, b->request_hash) != 0) {
+    /* two pushers' requests with the same sequence: the first one here is carried out */
+    fy_text_fmt(why, sizeof why, "another request took sequence %llu (two pushers at once?): send it again", (unsigned long long)e.seq);
+    if (may_log(b)) fy_log("warn", "broker: request %llu refused: %s", (unsigned long long)e.seq, why);
+    event(b, "refused", kind, FY_EDOWNGRADE, e.seq, why);
+    fy_envelope_free(&e);
+    return;
+  }
   if (rc == FY_OK && e.seq == *last && (!desired || b->applied_seq >= e.seq || (b->job && b->job->seq == e.seq))) {
     fy_envelope_free(&e);
     return;
@@ -700,7 +718,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     fy_text_fmt(why, sizeof why, "replayed or out of order: an older sequence than this node's %llu", (unsigned long long)*last);
   if (rc != FY_OK) {
     if (may_log(b)) fy_log("warn", "broker: %s message refused: %s: %s", kind, fy_err_name(rc), why);
-    event(b, "refused", kind, rc, 0, why);
+    event(b, "refused", kind, rc, e.seq, why); /* its sequence when it was signed and read, else 0 */
     return;
   }
   /* Secrets (and anything else sealed) travel sealed to this node: each must open. */
@@ -751,6 +769,7 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
   if (e.seq > *last || (desired && strcmp(hash, b->desired_hash) != 0)) {
     *last = e.seq;
     if (desired) snprintf(b->desired_hash, sizeof b->desired_hash, "%s", hash);
+    else snprintf(b->request_hash, sizeof b->request_hash, "%s", hash);
     seq_save(b);
   }
   if (desired && plans) {
@@ -764,12 +783,13 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     apply_start(b);
   } else if (!desired) {
     json_decref(plans);
-    rc = req_accept(b, e.body, e.seq, why, sizeof why);
+    rc = req_accept(b, e.body, e.seq, e.expires, why, sizeof why);
     if (rc != FY_OK) {
       if (may_log(b)) fy_log("warn", "broker: request %llu refused: %s: %s", (unsigned long long)e.seq, fy_err_name(rc), why);
       event(b, "refused", kind, rc, e.seq, why);
     } else {
       event(b, "verified", kind, 0, e.seq, "verified; queued");
+      publish_status(b, 0); /* its sequence: another pusher's next request goes above it */
     }
   } else {
     json_decref(plans);

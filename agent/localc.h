@@ -23,6 +23,7 @@ typedef struct fy_localc {
   char *err;              /* the caller's buffer for the reason */
   size_t errlen;
   int wait_ms;            /* the longest silence accepted from ferryd */
+  uint64_t deadline_ms;   /* CLOCK_MONOTONIC ms after which it gives up (0: none) */
   void (*on_output)(void *ud, int stream, const uint8_t *p, size_t n); /* output frames, when set */
   void *output_ud;
 } fy_localc;
@@ -61,9 +62,11 @@ int fy_localc_run(const char *state_dir, fy_localc_deploy *d, char *err, size_t 
  * hello with op as its intent, the request message, and ferryd's answer: *answer (owned) and
  * *type, the frame's type (FY_FT_RESULT, FY_FT_REPLY, or FY_FT_ERROR with ferryd's refusal).
  * Output frames go to on_output (stream, bytes) when it is set; progress frames are passed over.
+ * max_ms > 0 bounds the whole conversation: past it the connection is closed (ferryd then ends
+ * what it runs for it, an exec's command included) and FY_ETIMEDOUT returned.
  * FY_OK when an answer came; otherwise the failure, with the reason in err. */
 typedef void (*fy_localc_output_fn)(void *ud, int stream, const uint8_t *p, size_t n);
 int fy_localc_ask(const char *state_dir, const char *client, const char *op, const char *app, json_t *request, json_t **answer,
-                  uint8_t *type, fy_localc_output_fn on_output, void *ud, char *err, size_t errlen) FY_WUR;
+                  uint8_t *type, fy_localc_output_fn on_output, void *ud, int max_ms, char *err, size_t errlen) FY_WUR;
 
 #endif

@@ -20,6 +20,7 @@ struct bask {
   fy_ask *asks;
   fy_broker_node *nodes;
   char (*ids)[40];
+  uint64_t *seqs;            /* the request's sequence, per node */
   int *waiting;
   size_t n;
 };
@@ -48,12 +49,26 @@ static void on_event(void *ud, fy_broker_node *nd, const json_t *ev) {
   struct bask *k = ud;
   size_t i = (size_t)(nd - k->nodes);
   const char *what = fy_msg_str(ev, "event", 16), *kind = fy_msg_str(ev, "kind", 16), *why = fy_msg_str(ev, "reason", 400);
-  /* a refusal of the request itself (its signature, its sequence, a full queue): the node's word */
-  if (k->waiting[i] && what && kind && strcmp(what, "refused") == 0 && strcmp(kind, "request") == 0) {
+  /* a refusal of this request (its sequence, its expiry, a full queue): the node's word. Events
+   * are not signed: only one that names this request's sequence counts. */
+  json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
+  if (k->waiting[i] && what && kind && strcmp(what, "refused") == 0 && strcmp(kind, "request") == 0 && seq > 0 &&
+      (uint64_t)seq == k->seqs[i]) {
     k->waiting[i] = 0;
     k->asks[i].err = fy_err_parse(fy_msg_str(ev, "code", 32));
     if (!k->asks[i].err) k->asks[i].err = FY_EPOLICY;
     fy_text_fmt(k->asks[i].msg, sizeof k->asks[i].msg, "the node refused the request: %s", why ? why : "?");
+  }
+}
+
+/* A node that goes offline while its answer is awaited: not waited for any longer. */
+static void on_change(void *ud, const fy_broker_node *nd) {
+  struct bask *k = ud;
+  size_t i = (size_t)(nd - k->nodes);
+  if (k->waiting[i] && nd->status && !json_is_true(json_object_get(nd->status, "online"))) {
+    k->waiting[i] = 0;
+    k->asks[i].err = FY_ECONN;
+    fy_text_fmt(k->asks[i].msg, sizeof k->asks[i].msg, "it went offline before it answered (the request may still be carried out)");
   }
 }
 
@@ -86,7 +101,8 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
   k.nodes = calloc(n ? n : 1, sizeof *k.nodes);
   k.ids = calloc(n ? n : 1, sizeof *k.ids);
   k.waiting = calloc(n ? n : 1, sizeof *k.waiting);
-  if (!k.nodes || !k.ids || !k.waiting) {
+  k.seqs = calloc(n ? n : 1, sizeof *k.seqs);
+  if (!k.nodes || !k.ids || !k.waiting || !k.seqs) {
     rc = FY_ENOMEM;
     goto out;
   }
@@ -100,7 +116,7 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
     fy_cli_err("%s", err);
     goto out;
   }
-  fy_bsess_on(S, NULL, on_event, &k, NULL);
+  fy_bsess_on(S, on_change, on_event, &k, NULL);
   fy_bsess_on_reply(S, on_reply);
   uint8_t rnd[6];
   if (fy_tls_conf_random(btls, rnd, sizeof rnd) != FY_OK) memset(rnd, 0, sizeof rnd);
@@ -142,9 +158,8 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
     }
     snprintf(k.ids[i], sizeof k.ids[i], "%02x%02x%02x%02x%02x%02x-%zu", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], i);
     json_t *body = json_pack("{s:s, s:O}", "id", k.ids[i], "request", b->request);
-    json_t *env = body ? fy_envelope_sign(sk, cert, "request", nd->name, (uint64_t)(last > 0 ? last : 0) + 1, now, now + ttl, body, err,
-                                          sizeof err)
-                       : NULL;
+    k.seqs[i] = (uint64_t)(last > 0 ? last : 0) + 1;
+    json_t *env = body ? fy_envelope_sign(sk, cert, "request", nd->name, k.seqs[i], now, now + ttl, body, err, sizeof err) : NULL;
     json_decref(body);
     char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
     json_decref(env);
@@ -172,6 +187,7 @@ out:
   free(k.nodes);
   free(k.ids);
   free(k.waiting);
+  free(k.seqs);
   fy_tls_conf_free(btls);
   fy_sign_key_free(sk);
   free(cert);

@@ -529,15 +529,28 @@ void fy_broker_nodes_free(fy_broker_node *nodes, size_t n) {
 }
 
 const char *fy_broker_convergence(const fy_broker_node *nd, const char *app, int64_t now) {
-  if (!nd->desired || !json_object_get(json_object_get(nd->desired, "apps"), app)) return NULL;
+  const json_t *entry = json_object_get(json_object_get(nd->desired, "apps"), app);
+  if (!nd->desired || !entry) return NULL;
   const json_t *d = json_object_get(nd->status, "desired");
   json_int_t applied = json_integer_value(json_object_get(d, "applied"));
   if (applied < 0 || (uint64_t)applied < nd->desired_seq) return nd->desired_expires <= now ? "diverged" : "converging";
+  int remove = json_is_true(json_object_get(entry, "remove"));
+  const char *want = json_string_value(json_object_get(entry, "digest"));
+  const json_t *apps = json_object_get(nd->status, "apps"), *v, *found = NULL;
+  size_t i;
+  if (json_is_array(apps)) { /* online: what runs now (a rollback or rm since then diverges from it) */
+    json_array_foreach(apps, i, v) {
+      const char *n = json_string_value(json_object_get(v, "name"));
+      if (n && strcmp(n, app) == 0) found = v;
+    }
+    if (remove) return found ? "diverged" : "converged";
+    const char *has = json_string_value(json_object_get(found, "manifest"));
+    return found && (!has || !want || strcmp(has, want) == 0) ? "converged" : "diverged";
+  }
+  /* offline: what the node said of it when it applied the state */
   const json_t *r = json_object_get(json_object_get(d, "results"), app);
   const char *res = json_string_value(json_object_get(r, "result")), *dg = json_string_value(json_object_get(r, "digest"));
-  if (json_is_true(json_object_get(json_object_get(json_object_get(nd->desired, "apps"), app), "remove")))
-    return res && strcmp(res, "removed") == 0 ? "converged" : "diverged"; /* it must not be there */
-  const char *want = json_string_value(json_object_get(json_object_get(json_object_get(nd->desired, "apps"), app), "digest"));
+  if (remove) return res && strcmp(res, "removed") == 0 ? "converged" : "diverged";
   if (dg && want && strcmp(dg, want) != 0) return "diverged"; /* it took another state with this sequence */
   return res && (strcmp(res, "deployed") == 0 || strcmp(res, "unchanged") == 0) ? "converged" : "diverged";
 }

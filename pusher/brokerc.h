@@ -64,8 +64,8 @@ int fy_bsess_publish(fy_bsess *s, const char *topic, const char *payload, size_t
 /* Reads (and pings) until done(ud) or ms have passed (FY_ETIMEDOUT), or *stop. */
 int fy_bsess_wait(fy_bsess *s, uint64_t ms, int (*done)(void *ud), void *ud) FY_WUR;
 /* Where app stands on the node against its desired state: "converged" (the node applied the
- * newest desired state and app deployed or was unchanged, or was removed when the state says
- * {remove: true}), "converging" (not applied yet),
+ * newest desired state, and, when it is online, runs the manifest that state names, or not the
+ * app at all for {remove: true}; when offline, what it said when it applied it), "converging" (not applied yet),
  * "diverged" (it failed, or the desired state expired before the node took it); NULL when no
  * desired state names app. */
 const char *fy_broker_convergence(const fy_broker_node *nd, const char *app, int64_t now);

@@ -226,8 +226,12 @@ int fy_cli_common_targets(fy_cli_common *c, const char *verb) {
     c->settings[i] = c->fleet.settings ? c->fleet.settings[k] : NULL;
   }
   if (c->ntargets == 0) {
-    fy_cli_err(c->fleet_path ? "%s: no node of the fleet is in the given group(s)" : "%s needs --to HOST:PORT or --fleet FILE",
-               c->fleet_path ? c->fleet_path : verb);
+    if (c->fleet_path && c->have_fleet && c->fleet.n == 0)
+      fy_cli_err("%s lists no node yet (ferry install-agent USER@HOST --name NAME --fleet %s --broker adds one)", c->fleet_path,
+                 c->fleet_path);
+    else
+      fy_cli_err(c->fleet_path ? "%s: no node of the fleet is in the given group(s)" : "%s needs --to HOST:PORT or --fleet FILE",
+                 c->fleet_path ? c->fleet_path : verb);
     return FY_EINVAL;
   }
   return FY_OK;

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ask.h"
@@ -351,12 +352,15 @@ static int check_broker(install *in, char *platform, size_t plen) {
   if (fy_cli_load_identity_as(in->identity[0] ? in->identity : NULL, FY_TLS_BROKER, &tls) != FY_OK) return 1;
   fy_broker_node nd;
   char err[700] = "";
-  int ok = 0;
-  for (int attempt = 0; attempt < 30 && !ok; attempt++) {
+  int ok = 0, rc = FY_OK;
+  time_t end = time(NULL) + 60;
+  fprintf(stderr, "%s: waiting for %s's signed status on the broker %s:%d (at most 60 s)\n", in->ssh.dest, in->name, in->fl.broker_host,
+          in->fl.broker_port);
+  for (int attempt = 0; !ok && rc != FY_EPOLICY && rc != FY_ECERT && time(NULL) < end; attempt++) {
     if (attempt) sleep(1);
     memset(&nd, 0, sizeof nd);
     snprintf(nd.name, sizeof nd.name, "%s", in->name);
-    if (fy_broker_read_statuses(&in->fl, tls, &nd, 1, 10000, 0, err, sizeof err) == FY_OK) {
+    if ((rc = fy_broker_read_statuses(&in->fl, tls, &nd, 1, 10000, 0, err, sizeof err)) == FY_OK) {
       if (nd.verified && json_is_true(json_object_get(nd.status, "online"))) {
         ok = 1;
         snprintf(platform, plen, "%s", fy_msg_str(nd.status, "platform", 63) ? fy_msg_str(nd.status, "platform", 63) : "?");
@@ -448,18 +452,24 @@ static int fleet_add(install *in) {
   for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
     if (strncmp(p, "nodes:", 6) == 0) { nodes = p; break; }
   size_t o = 0;
-  if (nodes && strspn(nodes + 6, " \t") + 6 == (size_t)(strchrnul(nodes, '\n') - nodes)) {
+  /* `nodes:` alone, `nodes: []` or `nodes:  # a comment`: the entry goes under a plain `nodes:` */
+  const char *rest = nodes ? nodes + 6 + strspn(nodes + 6, " \t") : NULL;
+  if (rest && strncmp(rest, "[]", 2) == 0) rest += 2 + strspn(rest + 2, " \t");
+  if (nodes && (*rest == '\n' || *rest == '\0' || *rest == '#')) {
     const char *after = strchrnul(nodes, '\n');
-    size_t head = (size_t)(after - text) + (*after ? 1 : 0);
+    if (*after) after++;
+    size_t head = (size_t)(nodes - text), tail = len - (size_t)(after - text);
     memcpy(out, text, head);
     o = head;
-    if (!*after) out[o++] = '\n';
+    memcpy(out + o, "nodes:\n", 7);
+    o += 7;
     memcpy(out + o, entry, strlen(entry));
     o += strlen(entry);
-    memcpy(out + o, text + head, len - head);
-    o += len - head;
+    memcpy(out + o, after, tail);
+    o += tail;
   } else if (nodes) {
-    fy_cli_err("%s: `nodes:` is not a block list; add %s (%s) by hand", in->fleet, in->name, in->address);
+    fy_cli_err("%s: `nodes:` is not a block list; add %s (%s) by hand", in->fleet, in->name,
+               in->address[0] ? in->address : "through the broker");
     free(out);
     free(text);
     return 1;
@@ -678,6 +688,18 @@ int fy_cmd_install_agent(int argc, char **argv) {
   if (in.agent_bin[0] && stat(in.agent_bin, &st) != 0) {
     fy_cli_err("--agent-binary %s: %s", in.agent_bin, strerror(errno));
     return 1;
+  }
+  if (in.broker) { /* the laptop's side first: nothing is installed when the broker cannot be read from here */
+    fy_tls_conf *btls = NULL;
+    char err[700] = "";
+    int brc = fy_cli_load_identity_as(in.identity[0] ? in.identity : NULL, FY_TLS_BROKER, &btls);
+    if (brc == FY_OK) brc = fy_broker_read_statuses(&in.fl, btls, NULL, 0, 10000, 0, err, sizeof err);
+    fy_tls_conf_free(btls);
+    if (brc != FY_OK) {
+      if (err[0]) fy_cli_err("%s (nothing was installed)", err);
+      fy_fleet_free(&in.fl);
+      return 1;
+    }
   }
   fprintf(stderr, "%s: probing over SSH\n", in.ssh.dest);
   if (probe(&in)) return 1;

@@ -137,7 +137,7 @@ void fy_conn_start(fy_conn *c, uv_loop_t *loop, const fy_target *t, fy_tls_conf 
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   if (!t->host[0]) { /* a fleet node without an address: reached only through the broker */
-    fy_conn_close(c, FY_ECONN, "it has no address (listen: none); only ferry push, plan and status go through the broker in this version");
+    fy_conn_close(c, FY_ECONN, "it has no address (listen: none): it is reached only through the broker (push, plan, status, the app verbs and exec without input)");
     return;
   }
   c->gai.data = c;

@@ -206,6 +206,10 @@ static void filter_nodes(struct rollout *r) {
     x->labels = fy_cli_node_labels(cc, i, a->facts);
     const json_t *fa = facts_app(a->facts, r->o->push.app);
     x->installed = fa != NULL;
+    if (r->bnodes) { /* an offline node's status lists no apps: its desired state says whether it has this one */
+      const json_t *e = json_object_get(json_object_get(r->bnodes[i].desired, "apps"), r->o->push.app);
+      x->installed |= e && !json_is_true(json_object_get(e, "remove"));
+    }
     if (!fy_selector_match(&cc->selector, x->labels)) {
       x->excluded = X_SELECTOR;
       snprintf(x->why, sizeof x->why, "didn't match node selector");
@@ -260,6 +264,10 @@ static void filter_nodes(struct rollout *r) {
 
 /* Picks `want` of the available nodes: highest preferred score first; among equals the spread
  * domain with the fewest picks so far; then inventory order. */
+static int replica_online(const struct rollout *r, size_t i) {
+  return !r->bnodes || json_is_true(json_object_get(r->bnodes[i].status, "online"));
+}
+
 static void pick_replicas(struct rollout *r, long want) {
   const char *key = r->o->spread_by ? r->o->spread_by : "topology.kubernetes.io/zone";
   char *picked = calloc(r->n + 1, 1);
@@ -280,8 +288,11 @@ static void pick_replicas(struct rollout *r, long want) {
     for (size_t i = 0; i < r->n; i++) {
       struct rnode *x = &r->nodes[i];
       if (x->excluded || picked[i]) continue;
-      if (best < 0 || x->score > r->nodes[best].score ||
-          (x->score == r->nodes[best].score && in_dom[dom[i]] < in_dom[dom[best]]))
+      /* through the broker, the nodes that are online first: a replica away would run nothing */
+      int on = replica_online(r, i), bon = best >= 0 ? replica_online(r, (size_t)best) : 0;
+      if (best < 0 || on > bon ||
+          (on == bon && (x->score > r->nodes[best].score ||
+                         (x->score == r->nodes[best].score && in_dom[dom[i]] < in_dom[dom[best]]))))
         best = (long)i;
     }
     if (best < 0) break;
@@ -963,7 +974,15 @@ static void broker_waves(struct rollout *r) {
     event(r, "wave %d/%d done: %zu deployed, %zu unchanged, %zu failed, %zu not reached", r->cur + 1, r->nwaves, ok, same, bad, away);
     if (r->max_failures > 0 && r->failures >= r->max_failures) halt(r, "%ld failure(s) reached --max-failures %ld", r->failures, r->max_failures);
   }
-  if (!r->halted && !r->interrupted) broker_scale_down(r);
+  size_t short_of = 0;
+  for (size_t k = 0; k < r->nsched; k++) short_of += !res_ok(r->nodes[r->order[k]].push.result);
+  int outside = 0;
+  for (size_t i = 0; i < r->n; i++) outside |= r->nodes[i].remove_after;
+  /* the nodes outside --replicas lose the app only once the N chosen run it */
+  if (!r->halted && !r->interrupted && short_of == 0) broker_scale_down(r);
+  else if (!r->halted && !r->interrupted && outside)
+    event(r, "not removing %s outside --replicas: %zu of the chosen node(s) do not run it yet%s", r->o->push.app, short_of,
+          r->o->detach ? " (--detach: push --replicas again without it to scale down)" : "");
   if (!r->halted || !r->o->revert_on_halt) return;
   /* --revert-on-halt: every node this rollout published to gets its previous desired state back
    * (the ones that took the release go back to the previous one; the others, not reached or

@@ -86,6 +86,8 @@ int fy_envelope_open(const fy_tls_conf *fleet, const char *json, size_t len, con
     fy_text_fmt(err, errlen, "a %.15s message where a %s was expected", pk, kind);
     goto out;
   }
+  /* signed and readable: its sequence goes with any refusal below (out->body stays NULL) */
+  out->seq = (uint64_t)seq;
   if (strcmp(node, own_name) != 0) {
     rc = FY_ENAME;
     fy_text_fmt(err, errlen, "for another node, %.63s", node);

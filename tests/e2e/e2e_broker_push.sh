@@ -120,6 +120,8 @@ wait_for "$WAIT_LIMIT" "pi's status says hello running" pi_state running
 verb "$T/rb.out" rollback -l kubernetes.io/arch=arm64 --json
 [ $VERB_RC -eq 0 ] && [ "$(json_get "$T/rb.out" "[n['result'] for n in d['nodes']]")" = "(['rolled-back'],)" ] || { cat "$T/rb.out" "$T/rb.out.err"; fail "rollback through the broker"; }
 wait_for "$WAIT_LIMIT" "pi runs v1 again after the rollback" app_version pi 1
+pi_cv() { fstatus; json_get "$T/fst.json" "[a.get('convergence') for n in d['nodes'] if n['name'] == 'pi' for a in n['apps']]" | grep -q "'$1'"; }
+wait_for "$WAIT_LIMIT" "status --fleet shows pi diverged from its desired v2 after the rollback" pi_cv diverged
 pid=PID_late2; kill -TERM "${!pid}"; wait "${!pid}" 2>/dev/null || true
 wait_for "$WAIT_LIMIT" "late2 offline" eval '! online late2'
 verb "$T/stop2.out" restart
@@ -136,7 +138,7 @@ set -e
 [ "$r1 $r2 $r3" = "0 125 2" ] && grep -q 'hello from x86_64' "$T/ex.out" && grep -q 'stderr from x86_64' "$T/ex.err" &&
   grep -q 'exec is off on n1' "$T/ex2.err" && grep -q 'exec -i and -t do not go through it' "$T/ex3.err" ||
   { echo "exit codes $r1 $r2 $r3"; cat "$T/ex.out" "$T/ex.err" "$T/ex2.err" "$T/ex3.err"; fail "exec through the broker"; }
-pass "logs, stop, start, rollback, restart and exec through the broker: each node answers in a signed reply (the arm64 node stopped, started and rolled back to v1; a command's output and exit code, exec refused where allow_exec is off, -i refused); a node that is away is reported as offline, not waited for"
+pass "logs, stop, start, rollback, restart and exec through the broker: each node answers in a signed reply (the arm64 node stopped, started and rolled back to v1, which status --fleet shows diverged from its desired v2; a command's output and exit code, exec refused where allow_exec is off, -i refused); a node that is away is reported as offline, not waited for"
 
 # --- --replicas through the broker: three amd64 nodes keep hello, the other three get a desired
 #     state without it and remove it

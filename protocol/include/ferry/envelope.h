@@ -50,7 +50,9 @@ json_t *fy_envelope_sign(fy_sign_key *key, const char *cert_pem, const char *kin
  *   FY_EDOWNGRADE  seq is not above last_seq (replayed, or reordered)
  *   FY_EEXPIRED    expires is not after now
  *   FY_EINVAL      issued more than FY_ENVELOPE_SKEW_S after now
- * On FY_OK *out holds the fields (fy_envelope_free). */
+ * On FY_OK *out holds the fields (fy_envelope_free). On the refusals from FY_ENAME on, the
+ * message was signed and read: out->seq holds its sequence (for the refusal's event), nothing
+ * else. */
 int fy_envelope_open(const fy_tls_conf *fleet, const char *json, size_t len, const char *own_name, const char *kind,
                      uint64_t last_seq, int64_t now, fy_envelope *out, char *err, size_t errlen) FY_WUR;
 void fy_envelope_free(fy_envelope *e);
