@@ -84,6 +84,7 @@ struct fy_broker {
   /* requests: one at a time too, on a thread of their own, the others waiting in order */
   struct req_job *rjob;
   json_t *rqueue;                 /* [{seq, id, op, app, request}], at most REQUESTS_MAX */
+  json_t *unsent;                 /* signed replies that found the connection down */
 };
 
 #define REQUESTS_MAX 16           /* requests waiting for their turn */
@@ -139,6 +140,7 @@ static void unref(fy_broker *b) {
   json_decref(b->pending);
   json_decref(b->results);
   json_decref(b->rqueue);
+  json_decref(b->unsent);
   if (b->key_pem) explicit_bzero(b->key_pem, b->key_len);
   free(b->key_pem);
   free(b->cert_pem);
@@ -572,14 +574,32 @@ static void req_free(uv_handle_t *h) {
   unref(b);
 }
 
+/* A reply is signed at once; when the broker connection is down it waits (at most
+ * REQUESTS_MAX of them) and goes out after the next CONNACK. */
 static void reply(fy_broker *b, uint64_t seq, const char *id, const char *op, const char *app, const char *type, json_t *answer) {
   char err[200];
   int64_t now = (int64_t)time(NULL);
   json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:O}", "id", id, "op", op, "app", app, "type", type, "answer", answer);
   json_t *e = body && b->sk ? fy_envelope_sign(b->sk, b->cert_pem, "reply", b->a->name, seq, now, now + 3600, body, err, sizeof err) : NULL;
-  if (!e || publish_json(b, b->t_replies, e, 1, 0) != FY_OK) fy_log("warn", "broker: cannot publish the reply to request %s", id);
-  json_decref(e);
   json_decref(body);
+  if (!e) {
+    fy_log("warn", "broker: cannot sign the reply to request %s", id);
+    return;
+  }
+  if (b->c && b->c->connack && publish_json(b, b->t_replies, e, 1, 0) == FY_OK) {
+    json_decref(e);
+    return;
+  }
+  if (!b->unsent && !(b->unsent = json_array())) return;
+  if (json_array_size(b->unsent) >= REQUESTS_MAX) json_array_remove(b->unsent, 0);
+  json_array_append_new(b->unsent, e);
+}
+
+static void send_unsent(fy_broker *b) {
+  while (json_array_size(b->unsent) && b->c && b->c->connack) {
+    if (publish_json(b, b->t_replies, json_array_get(b->unsent, 0), 1, 0) != FY_OK) return;
+    json_array_remove(b->unsent, 0);
+  }
 }
 
 static void req_done(uv_async_t *h) {
@@ -609,8 +629,8 @@ static void req_done(uv_async_t *h) {
   fy_log("info", "broker: request %llu (%s %s, id %s): %s", (unsigned long long)j->seq, j->op, j->app, j->id,
          strcmp(type, "error") == 0 ? fy_msg_str(answer, "message", 300) ? fy_msg_str(answer, "message", 300) : "error"
                                     : fy_msg_str(answer, "result", 32) ? fy_msg_str(answer, "result", 32) : type);
-  if (!b->stopping && b->c && b->c->connack) {
-    publish_status(b, 0);
+  if (!b->stopping) {
+    if (b->c && b->c->connack) publish_status(b, 0);
     reply(b, j->seq, j->id, j->op, j->app, j->rc != FY_OK ? "error" : type, answer);
   }
   json_decref(made);
@@ -826,6 +846,7 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
     if (rc == FY_OK) rc = send_out(b);
     if (rc != FY_OK) return rc;
     publish_status(b, 1);
+    send_unsent(b);
     uv_timer_start(&b->tick, on_tick, a->cfg.broker_keepalive_ms, a->cfg.broker_keepalive_ms);
     return FY_OK;
   }
