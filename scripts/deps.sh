@@ -6,7 +6,9 @@
 #                                   Sources index; this script checks the .dsc against the lock)
 #   scripts/deps.sh build TARGET    build them for TARGET (aarch64, armhf, amd64) into
 #                                   build/deps/TARGET/{include,lib}; the cross presets' configure
-#                                   step runs this, and it does nothing when the stamp is current
+#                                   step runs this, and it does nothing when the stamp is current;
+#                                   a build with the same stamp kept in FERRY_DEPS_CACHE
+#                                   (/var/cache/ferry/deps; empty: none) is copied instead
 #
 # Debian drops a superseded version from its archive. When apt resolves another version than the
 # lock names, the new one is taken, one line says so, and the lock is rewritten; a .dsc whose
@@ -22,6 +24,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOCK=$ROOT/cmake/deps.lock
 SRC=$ROOT/build/deps/src
 JOBS=${JOBS:-$(nproc)}
+CACHE=${FERRY_DEPS_CACHE-/var/cache/ferry/deps} # the machine's copy of what was built, by stamp
 
 say() { echo "deps: $*" >&2; }   # stderr: seen even where a configure step's output is not
 die() { echo "deps: $*" >&2; exit 1; }
@@ -162,6 +165,17 @@ build() {
               "$ROOT/toolchains/$TC.cmake"; "$GNU-gcc" -dumpfullversion; cat "/usr/lib/$MUSL/musl-gcc.specs";
             dpkg-query -W -f='${Version}' "musl-dev:${1/aarch64/arm64}" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
   if [ -f "$PREFIX/stamp" ] && [ "$(cat "$PREFIX/stamp")" = "$stamp" ]; then return 0; fi
+  # Built before on this machine (another clone, a CI run) from exactly these inputs: the same
+  # libraries, from the machine's cache (FERRY_DEPS_CACHE; empty: none).
+  local cached="${CACHE:+$CACHE/$target-$stamp}"
+  if [ -n "$cached" ] && [ -f "$cached/stamp" ] && [ "$(cat "$cached/stamp")" = "$stamp" ]; then
+    rm -rf "${PREFIX:?}/lib" "${PREFIX:?}/include" "${PREFIX:?}/stamp"
+    mkdir -p "$PREFIX"
+    cp -a "$cached/lib" "$cached/include" "$PREFIX/"
+    cp "$cached/stamp" "$PREFIX/stamp"
+    say "the musl libraries for $target from $cached (built before from the same lock, script, configuration and toolchain)"
+    return 0
+  fi
   # The sources the lock names, unpacked (a lock moved on since: fetch them first).
   local name suite ver sum
   while read -r name suite ver sum; do
@@ -183,6 +197,11 @@ build() {
   rm -rf "$PREFIX/build"   # the objects; the logs of a failed build stay
   echo "$stamp" > "$PREFIX/stamp"
   say "built for $target: $(cd "$PREFIX/lib" && echo ./*.a | sed 's#\./##g')"
+  if [ -n "$cached" ] && mkdir -p "$CACHE" 2>/dev/null; then # kept whole or not at all
+    local tmp="$cached.tmp.$$"
+    rm -rf "$tmp" && mkdir -p "$tmp" && cp -a "$PREFIX/lib" "$PREFIX/include" "$PREFIX/stamp" "$tmp/" &&
+      { rm -rf "$cached"; mv "$tmp" "$cached"; } || rm -rf "$tmp"
+  fi
 }
 
 case "${1:-}" in
