@@ -80,8 +80,7 @@ static int all_answered(void *ud) {
 }
 
 int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
-  char path[4096], err[700];
-  const char *dir = cc->identity;
+  char err[700];
   fy_tls_conf *btls = NULL;
   fy_sign_key *sk = NULL;
   char *cert = NULL;
@@ -89,10 +88,6 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
   size_t n = cc->ntargets;
   struct bask k = {.b = b, .asks = asks, .n = n};
   int rc;
-  if (!dir) {
-    fy_cli_home("identity", path, sizeof path);
-    dir = path;
-  }
   b->asks = asks; /* as fy_ask_batch_start does: fy_ask_batch_free frees the facts and answers */
   b->targets = cc->targets;
   b->n = n;
@@ -106,7 +101,7 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
     rc = FY_ENOMEM;
     goto out;
   }
-  if ((rc = fy_broker_signer(dir, &sk, &cert, err, sizeof err)) != FY_OK) {
+  if ((rc = fy_broker_signer(cc->identity, &sk, &cert, err, sizeof err)) != FY_OK) {
     fy_cli_err("%s", err);
     goto out;
   }

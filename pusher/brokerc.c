@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "brokerc.h"
+#include "cli.h"
 #include "ferry/envelope.h"
 #include "ferry/fsutil.h"
 #include "ferry/mqtt.h"
@@ -390,10 +391,14 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
 void fy_bsess_on_reply(fy_bsess *S, fy_broker_event_cb on_reply) { S->c.on_reply = on_reply; }
 
 int fy_broker_signer(const char *identity_dir, fy_sign_key **sk, char **cert_pem, char *err, size_t errlen) {
-  char kp[4200], *key = NULL, why[300];
+  char kp[4200], home[4096], *key = NULL, why[300];
   size_t kl, cl;
   *sk = NULL;
   *cert_pem = NULL;
+  if (!identity_dir) {
+    fy_cli_home("identity", home, sizeof home);
+    identity_dir = home;
+  }
   snprintf(kp, sizeof kp, "%s/key.pem", identity_dir);
   if (fy_file_read(kp, 65536, &key, &kl) != FY_OK || fy_sign_key_parse(key, kl, 1, sk, why, sizeof why) != FY_OK) {
     if (key) explicit_bzero(key, kl);

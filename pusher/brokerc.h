@@ -57,7 +57,8 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
 void fy_bsess_on(fy_bsess *s, fy_broker_change_cb on_change, fy_broker_event_cb on_event, void *ud, volatile int *stop);
 /* With full: for each reply a node published (verified: signed by that node), its body with "seq". */
 void fy_bsess_on_reply(fy_bsess *s, fy_broker_event_cb on_reply);
-/* The pusher's key and certificate from its identity directory: what it signs for the broker. */
+/* The pusher's key and certificate from its identity directory (NULL: $FERRY_HOME/identity):
+ * what it signs for the broker. */
 int fy_broker_signer(const char *identity_dir, fy_sign_key **sk, char **cert_pem, char *err, size_t errlen) FY_WUR;
 /* QoS 1: returns once the broker acknowledged it (a retained one is then kept). */
 int fy_bsess_publish(fy_bsess *s, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms) FY_WUR;

@@ -705,13 +705,8 @@ static uint64_t mono_ms(void) {
 static int broker_discover(struct rollout *r) {
   fy_cli_common *cc = r->cc;
   fy_tls_conf *btls = NULL;
-  char path[4096], why[600];
-  const char *dir = cc->identity;
-  if (!dir) {
-    fy_cli_home("identity", path, sizeof path);
-    dir = path;
-  }
-  if (fy_broker_signer(dir, &r->sk, &r->cert_pem, why, sizeof why) != FY_OK) {
+  char why[600];
+  if (fy_broker_signer(cc->identity, &r->sk, &r->cert_pem, why, sizeof why) != FY_OK) {
     fy_cli_err("%s", why);
     return FY_ENOENT;
   }
