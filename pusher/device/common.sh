@@ -24,20 +24,26 @@ wait_gone() {
   kill -KILL "$1" 2>/dev/null || true
 }
 
+# is_agent PID: PID runs this installation's ferryd (or the ferryd.prev the upgrade watchdog
+# restarts). A pid file outlives its process, and by then the pid may be another program's.
+is_agent() {
+  { tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null | grep -q "^$BIN_DIR/ferryd\(.prev\)\? --config"
+}
+
 # Stops whatever agent runs: systemd's unit, else the pid file's process, and an agent that the
 # upgrade watchdog restarted under another pid (found by its binary).
 stop_agent() {
   if [ -z "$P" ] && [ -d /run/systemd/system ] && [ -f "$UNIT" ]; then systemctl stop ferryd.service || true; fi
   if [ -f "$PIDF" ]; then
     pid=$(cat "$PIDF")
-    if kill -0 "$pid" 2>/dev/null && grep -q ferryd "/proc/$pid/cmdline" 2>/dev/null; then
+    if is_agent "$pid"; then
       kill -TERM "$pid"
       wait_gone "$pid"
     fi
     rm -f "$PIDF"
   fi
   for d in /proc/[0-9]*; do
-    if { tr '\000' ' ' < "$d/cmdline"; } 2>/dev/null | grep -q "^$BIN_DIR/ferryd\(.prev\)\? --config"; then
+    if is_agent "${d#/proc/}"; then
       kill -TERM "${d#/proc/}" 2>/dev/null && wait_gone "${d#/proc/}"
     fi
   done

@@ -130,7 +130,13 @@ cp "$T/fleet.yaml" "$T/fleet.before"
 expect_fail uninstall-ambiguous "lists several nodes at 127.0.0.1 (pi-lab, other): say which with --name" \
   "$FERRY" uninstall-agent "$D" --prefix "$PFX" --fleet "$T/fleet.yaml"
 cmp -s "$T/fleet.yaml" "$T/fleet.before" && [ -e "$PFX/usr/local/lib/ferry/ferryd" ] || fail "a refused uninstall changed something"
+# A pid file that outlived its agent, its pid now another program's (one that even has "ferryd"
+# in its command line): that program is left alone; the agent is found by its binary.
+python3 -c 'import time; time.sleep(600)' ferryd-lookalike --config x &
+DECOY=$!; PIDS+=($DECOY)
+echo "$DECOY" > "$PFX/run/ferryd.pid"
 "$FERRY" uninstall-agent "$D" --prefix "$PFX" --fleet "$T/fleet.yaml" --name pi-lab > "$T/u.out" || fail "uninstall"
+kill -0 "$DECOY" 2> /dev/null || fail "uninstall-agent killed the process a stale pid file named"
 grep -q "removed ferryd from $D\|removed ferryd from root@127.0.0.1" "$T/u.out" || { cat "$T/u.out"; fail "uninstall output"; }
 grep -q "fleet: removed pi-lab from $T/fleet.yaml" "$T/u.out" || { cat "$T/u.out"; fail "uninstall: fleet output"; }
 ! grep -q "pi-lab" "$T/fleet.yaml" && grep -q '^  lab: \[other\]$' "$T/fleet.yaml" && grep -q "# a second node" "$T/fleet.yaml" \
@@ -141,7 +147,7 @@ grep -q "fleet: removed pi-lab from $T/fleet.yaml" "$T/u.out" || { cat "$T/u.out
 [ ! -e "$PFX" ] || { find "$PFX"; fail "uninstall left files"; }
 pgrep -f "$PFX/" > /dev/null && fail "processes from the prefix still run"
 expect_fail uninstall-again "no ferryd installed under $PFX" "$FERRY" uninstall-agent "$D" --prefix "$PFX"
-pass "uninstall-agent stops ferryd and its app, removes everything it installed, and takes the node out of the fleet file and its groups (ambiguous: refused, nothing touched)"
+pass "uninstall-agent stops ferryd and its app, removes everything it installed, and takes the node out of the fleet file and its groups (ambiguous: refused, nothing touched; the program a stale pid file names left running)"
 # --- a node behind NAT: install-agent --broker configures listen: none and the fleet's broker,
 #     and checks the node through the broker
 start_broker

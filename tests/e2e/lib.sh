@@ -17,9 +17,19 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-e2e.XXXXXX")
 export FERRY_HOME=$T/ferry-home
 PIDS=()
 MOUNTS=()   # unmounted after the agents are gone
+# ours PID: PID is still a child of this test's shell. A pid the test killed and reaped may by now
+# belong to another test's process (pids wrap at 32,768 here, and e2e_crash alone starts
+# hundreds), so nothing is signalled by a pid that is not ours any more.
+ours() {
+  local s
+  s=$(cat "/proc/$1/stat" 2> /dev/null) || return 1
+  s=${s##*) }             # after "PID (COMM) ": the state, then the parent's pid
+  s=${s#* }
+  [ "${s%% *}" = "$$" ]
+}
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && ours "$p" && kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
   # Workloads outlive a ferryd killed with -9 (by design: the next ferryd stops them); the
   # tests leave none behind.
@@ -265,7 +275,7 @@ YAML
 stop_registry() {
   local pid
   pid=$(cat "$T/reg-$1/pid")
-  kill -9 "$pid" 2>/dev/null || true
+  ours "$pid" && kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 
@@ -302,7 +312,7 @@ start_broker() {
 stop_broker() {
   local pid
   pid=$(cat "$T/broker/pid")
-  kill "-${1:-TERM}" "$pid" 2>/dev/null || true
+  ours "$pid" && kill "-${1:-TERM}" "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
 # broker_sub TOPIC [COUNT] [SECONDS] [IDENTITY]: up to COUNT messages on TOPIC ("topic payload"
