@@ -31,10 +31,14 @@
 #define WRITE_CAP (1u << 20)      /* bytes the broker has not read yet: past it, the connection goes */
 #define STABLE_MS 60000           /* a connection up this long resets the backoff */
 #define LOG_PER_MINUTE 20         /* lines about refused or unexpected messages, at most */
-/* A status says how fresh it is by its time; its signature lasts long (a node connected for
- * months keeps a Will signed at its connection), and the status is signed again daily. */
+/* A status says how fresh it is by its time; its signature lasts long (a node away for months
+ * leaves the Will it signed before it went), and the status is signed again daily. */
 #define STATUS_TTL_S (400 * 86400)
 #define STATUS_REFRESH_S 86400
+/* MQTT 3.1.1 cannot change a Will once connected, so the node reconnects to sign a new one: when
+ * what it would say (the applied state, its results) changed, and hourly, so that the LAST SEEN
+ * of a node that went away is within an hour of the moment. */
+#define WILL_RENEW_S 3600
 
 typedef struct bconn {
   fy_stream s;                    /* first: the stream's ud is this */
@@ -60,6 +64,9 @@ struct fy_broker {
   int ping_outstanding;
   int stopping;
   char *last_status;              /* what the retained status last said (time left out) */
+  char *will_body;                /* what this connection's Last Will says (its time left out) */
+  int64_t will_at;                /* when it was signed */
+  const char *renewing;           /* why the connection is being closed to renew the Will, or NULL */
   int64_t last_status_at;         /* when it was published */
   char t_status[320], t_desired[320], t_requests[320], t_events[320], t_replies[320];
   uint64_t desired_seq, request_seq; /* the newest accepted (replays and reordering are refused) */
@@ -137,6 +144,7 @@ static void unref(fy_broker *b) {
   fy_mqtt_decoder_free(&b->dec);
   fy_buf_free(&b->out, 1);
   free(b->last_status);
+  free(b->will_body);
   json_decref(b->pending);
   json_decref(b->results);
   json_decref(b->rqueue);
@@ -189,6 +197,8 @@ static json_t *status_json(fy_broker *b, int online) {
     size_t i;
     json_array_foreach(apps, i, v) json_object_del(v, "age_s");
     json_object_set_new(j, "apps", apps);
+  } else {
+    json_object_del(j, "apps"); /* away, nothing runs that anyone can see: the results below say what it applied */
   }
   /* how far the node is with the desired state: the newest accepted, the newest applied, and
    * what each app of that one became */
@@ -241,6 +251,33 @@ static void publish_status(fy_broker *b, int force) {
   json_decref(j);
 }
 
+/* What the Will would say now that matters once the node is away: its facts and how far it is
+ * with the desired state (not the request sequence: no request goes to a node that is away). */
+static char *will_json(fy_broker *b) {
+  json_t *j = status_json(b, 0);
+  if (j) json_object_del(j, "requests");
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(j);
+  return s;
+}
+
+/* Closes a connection whose Will says what is no longer so, to sign a new one at once (on_closed
+ * reconnects without a backoff). Not while anything is in flight: an apply or a request, or a
+ * reply still to send. The broker drops a Will on a clean DISCONNECT, so the retained status
+ * stays the last one the node published as online until the new connection's comes. */
+static void will_renew(fy_broker *b) {
+  if (b->job || b->rjob || json_array_size(b->unsent) || json_array_size(b->rqueue) || b->pending) return;
+  const char *why = NULL;
+  char *now = will_json(b);
+  if (now && b->will_body && strcmp(now, b->will_body) != 0) why = "the applied state changed";
+  else if ((int64_t)time(NULL) - b->will_at >= WILL_RENEW_S) why = "hourly";
+  free(now);
+  if (!why) return;
+  b->renewing = why;
+  if (fy_mqtt_simple_encode(&b->out, FY_MQTT_DISCONNECT) == FY_OK) (void)send_out(b);
+  if (b->c) fy_stream_end(&b->c->s, 0, NULL, 1000);
+}
+
 static void on_tick(uv_timer_t *t) {
   fy_broker *b = t->data;
   if (!b->c || !b->c->connack) return;
@@ -253,6 +290,7 @@ static void on_tick(uv_timer_t *t) {
   if (fy_mqtt_simple_encode(&b->out, FY_MQTT_PINGREQ) == FY_OK) (void)send_out(b);
   if (!b->c) return;
   publish_status(b, 0);
+  if (b->c) will_renew(b);
 }
 
 /* Lines about what the broker sends are limited: a broker (or a pusher) that floods a node
@@ -838,8 +876,12 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
     b->c->connack = 1;
     b->c->connected_ms = uv_now(a->loop);
     fy_stream_timer(&b->c->s, 0, 0); /* connected: from now on the pings tell */
-    fy_log("info", "broker: connected to %s:%d as %s (%s, %s, session %s)", a->cfg.broker_host, a->cfg.broker_port, a->name,
-           fy_tls_version(b->c->s.session.tls), fy_tls_suite(b->c->s.session.tls), p->session_present ? "resumed" : "new");
+    if (b->renewing)
+      fy_log("info", "broker: reconnected to renew the Last Will (%s)", b->renewing);
+    else
+      fy_log("info", "broker: connected to %s:%d as %s (%s, %s, session %s)", a->cfg.broker_host, a->cfg.broker_port, a->name,
+             fy_tls_version(b->c->s.session.tls), fy_tls_suite(b->c->s.session.tls), p->session_present ? "resumed" : "new");
+    b->renewing = NULL;
     const char *filters[] = {b->t_desired, b->t_requests};
     int qos[] = {1, 1};
     int rc = fy_mqtt_subscribe_encode(&b->out, packet_id(b), filters, qos, 2);
@@ -890,6 +932,9 @@ static void on_ready(fy_stream *s) {
   bconn *c = (bconn *)s;
   fy_broker *b = c->b;
   json_t *will = status_json(b, 0), *sw = NULL;
+  free(b->will_body);
+  b->will_body = will_json(b);
+  b->will_at = (int64_t)time(NULL);
   if (will) json_object_set_new(will, "since", json_integer((json_int_t)time(NULL))); /* signed now, said later */
   sw = signed_status(b, will);
   char *ws = sw ? json_dumps(sw, JSON_COMPACT) : NULL;
@@ -942,6 +987,7 @@ static void on_closed(fy_stream *s) {
   /* Only a connection that stayed up resets the backoff: one the broker drops right after
    * CONNACK (a SUBACK refusal, a protocol error) must not bring the node back every second. */
   if (c->connack && uv_now(b->a->loop) - c->connected_ms >= STABLE_MS) b->backoff_ms = BACKOFF_MIN_MS;
+  int renewal = c->connack != 0; /* with b->renewing: will_renew closed it (an attempt after it failed otherwise) */
   if (b->c == c) b->c = NULL;
   free(c);
   if (b->stopping) {
@@ -957,6 +1003,13 @@ static void on_closed(fy_stream *s) {
     connect_next(b);
     return;
   }
+  if (b->renewing && renewal) { /* closed by will_renew: the new Will at once */
+    if (b->ai) uv_freeaddrinfo(b->ai);
+    b->ai = b->ai_cur = NULL;
+    uv_timer_start(&b->retry, retry_cb, 0, 0);
+    return;
+  }
+  b->renewing = NULL;
   schedule(b);
 }
 

@@ -543,7 +543,9 @@ const char *fy_broker_convergence(const fy_broker_node *nd, const char *app, int
   const char *want = json_string_value(json_object_get(entry, "digest"));
   const json_t *apps = json_object_get(nd->status, "apps"), *v, *found = NULL;
   size_t i;
-  if (json_is_array(apps)) { /* online: what runs now (a rollback or rm since then diverges from it) */
+  /* online: what runs now (a rollback or rm since then diverges from it); a Will's facts may
+   * carry an empty apps list, which says nothing of what ran */
+  if (json_is_true(json_object_get(nd->status, "online")) && json_is_array(apps)) {
     json_array_foreach(apps, i, v) {
       const char *n = json_string_value(json_object_get(v, "name"));
       if (n && strcmp(n, app) == 0) found = v;

@@ -37,9 +37,12 @@ bytes() { [ $COUNT = 1 ] && iptables -L "$CHAIN" -v -x -n | awk 'NR > 2 { s += $
 rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 echo "== (a) one idle ferryd, ${IDLE_S} s"
+[ $COUNT = 1 ] && iptables -Z "$CHAIN"
 AGENT_LISTEN=none start_agent idle "${BROKER_YAML/keepalive: 5s/keepalive: 30s}"
 wait_log "$T/idle.log" 'broker: connected'
 wait_for "$WAIT_LIMIT" "idle's status on the broker" log_has "$T/broker.log" "PUBLISH from idle .*nodes/idle/status"
+wait_for "$WAIT_LIMIT" "the broker's PUBACK of idle's status" log_has "$T/broker.log" "Sending PUBACK to idle"
+connect_bytes=$(bytes) # one connection: what the hourly renewal of the Last Will costs again
 [ $COUNT = 1 ] && iptables -Z "$CHAIN"
 sleep "$IDLE_S" # a benchmark: it measures what an idle agent does in this time
 idle_bytes=$(bytes)
@@ -48,6 +51,7 @@ start_agent listening ""
 listen_rss=$(rss_kib "$PID_listening")
 per_hour=$((idle_bytes * 3600 / IDLE_S))
 echo "idle ferryd (listen: none, broker, keepalive 30 s): RSS $((idle_rss)) KiB; ${idle_bytes} bytes in ${IDLE_S} s both ways, ${per_hour} bytes/hour"
+echo "one connection (TLS, CONNECT with the Will, SUBSCRIBE, the status): ${connect_bytes} bytes; with the hourly renewal of the Will: $((per_hour + connect_bytes)) bytes/hour"
 echo "baseline, same run: ferryd listening, no broker: RSS ${listen_rss} KiB, 0 bytes while idle"
 
 echo "== (b) ferry status --fleet from the broker"

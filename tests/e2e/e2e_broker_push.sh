@@ -6,7 +6,8 @@
 # sealed to the node) in a canary and waves, and the nodes pull the layers from the registry.
 # What a user checks: every node converges (ferry status --fleet says so); two nodes stopped
 # before the rollout are not reached, and converge when they start after the pusher exited;
-# --detach returns at once and the fleet converges on its own; the broker restarted mid-rollout;
+# --detach returns at once and the fleet converges on its own; a node killed right after it applied
+# a state is shown converged while it is away (its renewed Last Will); the broker restarted mid-rollout;
 # a release that fails its health check halts the canary and --revert-on-halt brings the
 # previous release back; the credential and settings' secrets are not readable on the broker.
 source "$(dirname "$0")/lib.sh"
@@ -98,6 +99,29 @@ push "$T/p2.json" "$T/img:2" --detach --settle 1
 wait_for "$WAIT_LIMIT" "the fleet converged to v2 after --detach" converged n1 n2 n3 n4 pi late1 late2
 for n in "${HOSTS[@]}" pi late1 late2; do app_version "$n" 2 || fail "$n does not run v2"; done
 pass "push --detach publishes to every node and returns; the fleet converges to v2 on its own"
+
+# --- a node that goes away after it applied the state: its Last Will (signed again once the
+#     applied state changed) says so, so status --fleet shows it converged while it is away, and
+#     when it was last seen: after the push, not when its connection began
+renewed() { grep -q 'broker: reconnected to renew the Last Will (the applied state changed)' "$T/n4.log"; }
+wait_for "$WAIT_LIMIT" "n4 to renew its Last Will after applying v2" renewed
+kill -9 "$PID_n4"; wait "$PID_n4" 2> /dev/null || true
+away() { ! online n4; }
+wait_for "$WAIT_LIMIT" "n4's Last Will on the broker" away
+fstatus
+python3 - "$T/fst.json" "$(stat -c %Y "$T/p2.json")" <<'PY' || { cat "$T/fst.json"; broker_status n4; fail "n4 away after v2"; }
+import datetime, json, sys
+n = {n["name"]: n for n in json.load(open(sys.argv[1]))["nodes"]}["n4"]
+assert n["online"] is False, n
+apps = {a["name"]: a for a in n["apps"]}
+assert apps["hello"]["convergence"] == "converged", apps
+seen = datetime.datetime.fromisoformat(n["last_seen"].replace("Z", "+00:00")).timestamp()
+assert seen >= int(sys.argv[2]) - 1, (n["last_seen"], sys.argv[2])
+PY
+grep -q '^n4  *LAST SEEN [0-9hms]* ago .* converged' <("$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me") || fail "n4's row"
+AGENT_LISTEN=none start_agent n4 "$AGENT_CFG"
+wait_for "$WAIT_LIMIT" "n4 back online" online n4
+pass "a node killed with SIGKILL after it applied v2: its Last Will, renewed after the apply, shows it converged while away, LAST SEEN after the push"
 
 # --- requests through the broker: logs, stop, start, rollback, each answered in a reply signed
 #     by the node; a node that is away is reported, not waited for
