@@ -32,9 +32,9 @@
 #define STABLE_MS 60000           /* a connection up this long resets the backoff */
 #define LOG_PER_MINUTE 20         /* lines about refused or unexpected messages, at most */
 /* A status says how fresh it is by its time; its signature lasts long (a node away for months
- * leaves the Will it signed before it went), and the status is signed again daily. */
+ * leaves the Will it signed before it went), and the status is signed again hourly. */
 #define STATUS_TTL_S (400 * 86400)
-#define STATUS_REFRESH_S 86400
+#define STATUS_REFRESH_S 3600 /* said in the status (refresh_s): a pusher reads one much older as a node gone */
 /* MQTT 3.1.1 cannot change a Will once connected, so the node reconnects to sign a new one: when
  * what it would say (the applied state, its results) changed, and hourly, so that the LAST SEEN
  * of a node that went away is within an hour of the moment. */
@@ -65,7 +65,7 @@ struct fy_broker {
   int stopping;
   char *last_status;              /* what the retained status last said (time left out) */
   char *will_body;                /* what this connection's Last Will says (its time left out) */
-  int64_t will_at;                /* when it was signed */
+  uint64_t will_at_ms;            /* when it was signed (the loop's monotonic clock) */
   const char *renewing;           /* why the connection is being closed to renew the Will, or NULL */
   int64_t last_status_at;         /* when it was published */
   char t_status[320], t_desired[320], t_requests[320], t_events[320], t_replies[320];
@@ -197,6 +197,7 @@ static json_t *status_json(fy_broker *b, int online) {
     size_t i;
     json_array_foreach(apps, i, v) json_object_del(v, "age_s");
     json_object_set_new(j, "apps", apps);
+    json_object_set_new(j, "refresh_s", json_integer(STATUS_REFRESH_S));
   } else {
     json_object_del(j, "apps"); /* away, nothing runs that anyone can see: the results below say what it applied */
   }
@@ -265,17 +266,18 @@ static char *will_json(fy_broker *b) {
  * reconnects without a backoff). Not while anything is in flight: an apply or a request, or a
  * reply still to send. The broker drops a Will on a clean DISCONNECT, so the retained status
  * stays the last one the node published as online until the new connection's comes. */
-static void will_renew(fy_broker *b) {
-  if (b->job || b->rjob || json_array_size(b->unsent) || json_array_size(b->rqueue) || b->pending) return;
+static int will_renew(fy_broker *b) {
+  if (b->job || b->rjob || json_array_size(b->unsent) || json_array_size(b->rqueue) || b->pending) return 0;
   const char *why = NULL;
   char *now = will_json(b);
   if (now && b->will_body && strcmp(now, b->will_body) != 0) why = "the applied state changed";
-  else if ((int64_t)time(NULL) - b->will_at >= WILL_RENEW_S) why = "hourly";
+  else if (uv_now(b->a->loop) - b->will_at_ms >= (uint64_t)WILL_RENEW_S * 1000) why = "hourly";
   free(now);
-  if (!why) return;
+  if (!why) return 0;
   b->renewing = why;
   if (fy_mqtt_simple_encode(&b->out, FY_MQTT_DISCONNECT) == FY_OK) (void)send_out(b);
   if (b->c) fy_stream_end(&b->c->s, 0, NULL, 1000);
+  return 1;
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -286,11 +288,11 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   apply_start(b); /* a state waiting for its retry */
+  if (will_renew(b)) return; /* nothing more on a connection that is closing (no PINGRESP to leave unread) */
   b->ping_outstanding = 1; /* sent or not: unanswered by the next tick, the connection goes */
   if (fy_mqtt_simple_encode(&b->out, FY_MQTT_PINGREQ) == FY_OK) (void)send_out(b);
   if (!b->c) return;
   publish_status(b, 0);
-  if (b->c) will_renew(b);
 }
 
 /* Lines about what the broker sends are limited: a broker (or a pusher) that floods a node
@@ -737,11 +739,6 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
   int desired = strcmp(kind, "desired") == 0;
   uint64_t *last = desired ? &b->desired_seq : &b->request_seq;
   if (n == 0) return; /* a retained message cleared */
-  /* The retained desired state comes again at every (re)connection: the one this node has is
-   * not news (unless it was never applied: ferryd stopped while applying it), and not a replay
-   * either; only an older one is. */
-  int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last ? *last - 1 : 0, (int64_t)time(NULL), &e, why,
-                            sizeof why);
   char hash[FY_DIGEST_STR] = "";
   {
     fy_digest d;
@@ -751,6 +748,15 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     fy_sha256_final(&h, &d);
     fy_digest_format(&d, hash);
   }
+  /* The very bytes this node accepted (and, for a desired state, applied) are no news, even
+   * once they have expired: the retained desired state comes again at every connection. */
+  if (desired ? b->desired_hash[0] && strcmp(hash, b->desired_hash) == 0 && b->applied_seq >= b->desired_seq
+              : b->request_hash[0] && strcmp(hash, b->request_hash) == 0)
+    return;
+  /* Otherwise the one this node has is not news either (unless it was never applied: ferryd
+   * stopped while applying it), and not a replay; only an older one is. */
+  int rc = fy_envelope_open(b->a->tls, (const char *)p, n, b->a->name, kind, *last ? *last - 1 : 0, (int64_t)time(NULL), &e, why,
+                            sizeof why);
   if (rc == FY_OK && e.seq == *last && desired && b->desired_hash[0] && strcmp(hash, b->desired_hash) != 0) {
     /* two pushers that took the same sequence: the first one here stands; the other is told */
     fy_text_fmt(why, sizeof why, "another desired state with sequence %llu was taken already (two pushers at once?): push again",
@@ -934,7 +940,7 @@ static void on_ready(fy_stream *s) {
   json_t *will = status_json(b, 0), *sw = NULL;
   free(b->will_body);
   b->will_body = will_json(b);
-  b->will_at = (int64_t)time(NULL);
+  b->will_at_ms = uv_now(b->a->loop);
   if (will) json_object_set_new(will, "since", json_integer((json_int_t)time(NULL))); /* signed now, said later */
   sw = signed_status(b, will);
   char *ws = sw ? json_dumps(sw, JSON_COMPACT) : NULL;
@@ -974,6 +980,7 @@ static void schedule(fy_broker *b) {
   /* jitter: between half and all of the backoff, so that a fleet that lost its broker at once
    * does not come back at once */
   uint64_t wait = b->backoff_ms / 2 + r % (b->backoff_ms / 2 + 1);
+  b->renewing = NULL; /* a renewal whose reconnection failed: an outage like any other now */
   fy_log("info", "broker: %s; next attempt in %llu ms", b->reason[0] ? b->reason : "disconnected", (unsigned long long)wait);
   b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
   uv_timer_start(&b->retry, retry_cb, wait, 0);
@@ -1009,7 +1016,6 @@ static void on_closed(fy_stream *s) {
     uv_timer_start(&b->retry, retry_cb, 0, 0);
     return;
   }
-  b->renewing = NULL;
   schedule(b);
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "localc.h"
+#include "ferry/clock.h"
 #include "ferry/fsutil.h"
 #include "ferry/msg.h"
 #include "ferry/text.h"
@@ -38,12 +39,6 @@ static int on_frame(void *ud, const fy_frame *f) {
   return FY_FRAME_PAUSE; /* one at a time */
 }
 
-static uint64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The next frame from ferryd into got_type / got, waiting at most wait_ms for bytes. */
 static int next_frame(fy_localc *c) {
   uint8_t buf[16384];
@@ -62,13 +57,13 @@ static int next_frame(fy_localc *c) {
     struct pollfd p = {.fd = c->sock, .events = POLLIN};
     int wait = c->wait_ms;
     if (c->deadline_ms) {
-      uint64_t now = mono_ms();
+      uint64_t now = fy_mono_ms();
       if (now >= c->deadline_ms) return fy_localc_fail(c, FY_ETIMEDOUT, "it ran past its time limit");
       if (c->deadline_ms - now < (uint64_t)wait) wait = (int)(c->deadline_ms - now);
     }
     int pr = poll(&p, 1, wait);
     if (pr < 0 && errno == EINTR) continue;
-    if (pr == 0 && c->deadline_ms && mono_ms() >= c->deadline_ms) return fy_localc_fail(c, FY_ETIMEDOUT, "it ran past its time limit");
+    if (pr == 0 && c->deadline_ms && fy_mono_ms() >= c->deadline_ms) return fy_localc_fail(c, FY_ETIMEDOUT, "it ran past its time limit");
     if (pr == 0) return fy_localc_fail(c, FY_ETIMEDOUT, "ferryd said nothing for %d minutes", c->wait_ms / 60000);
     ssize_t r = read(c->sock, buf, sizeof buf);
     if (r < 0 && errno == EINTR) continue;
@@ -189,7 +184,7 @@ int fy_localc_run(const char *state_dir, fy_localc_deploy *d, char *err, size_t 
 int fy_localc_ask(const char *state_dir, const char *client, const char *op, const char *app, json_t *request, json_t **answer,
                   uint8_t *type, fy_localc_output_fn on_output, void *ud, int max_ms, char *err, size_t errlen) {
   fy_localc c = {.sock = -1, .err = err, .errlen = errlen, .wait_ms = WAIT_MS_DEFAULT, .on_output = on_output, .output_ud = ud,
-                 .deadline_ms = max_ms > 0 ? mono_ms() + (uint64_t)max_ms : 0};
+                 .deadline_ms = max_ms > 0 ? fy_mono_ms() + (uint64_t)max_ms : 0};
   err[0] = '\0';
   *answer = NULL;
   *type = 0;

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ferry/clock.h"
 #include "ferry/fsutil.h"
 #include "ferry/http.h"
 #include "ferry/text.h"
@@ -68,12 +69,6 @@ typedef struct conn_t {
 
 #define RATE_WINDOW_MS 60000
 #define MIN_RATE_BYTES (60u * 1024u) /* 1 KiB/s over a minute: a trickle is a stall */
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits for the socket (POLLIN or POLLOUT) a second at a time, so that a cancel is seen. */
 static int wait_fd(conn_t *k, short ev, int timeout_ms) {
@@ -152,7 +147,7 @@ static int recv_some(conn_t *k, uint8_t *buf, char *err, size_t errlen) {
     if (r > 0) {
       if (fy_tls_feed(k->tls, buf, (size_t)r) != FY_OK) return fy_text_fail(err, errlen, FY_ETLS, "TLS input over its buffer");
       k->window_bytes += (uint64_t)r;
-      int64_t t = now_ms();
+      int64_t t = (int64_t)fy_mono_ms();
       if (t - k->window_start_ms >= RATE_WINDOW_MS) {
         if (k->window_bytes < MIN_RATE_BYTES)
           return fy_text_fail(err, errlen, FY_ETIMEDOUT, "slower than 1 KiB/s for a minute (%llu bytes)", (unsigned long long)k->window_bytes);
@@ -224,7 +219,7 @@ static int on_body(void *ud, const uint8_t *b, size_t n) {
 /* One GET on one host: the status and headers in *resp; a 200/206 body into w. */
 static int get_once(fy_pull *p, const fy_url *u, const char *authz, fy_tls_conf *web, fy_blob_writer *w, const fy_pull_item *it,
                     uint64_t from, fy_http_resp *resp, char *err, size_t errlen) {
-  conn_t k = {.fd = -1, .p = p, .window_start_ms = now_ms()};
+  conn_t k = {.fd = -1, .p = p, .window_start_ms = (int64_t)fy_mono_ms()};
   uint8_t *buf = malloc(NET_BUF);
   char hostport[300], range[64], auth[FY_SOURCE_AUTH_MAX + 32], *req = malloc(FY_SOURCE_AUTH_MAX + 4096);
   size_t rl;

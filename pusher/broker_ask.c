@@ -81,10 +81,7 @@ static int all_answered(void *ud) {
 
 int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
   char err[700];
-  fy_tls_conf *btls = NULL;
-  fy_sign_key *sk = NULL;
-  char *cert = NULL;
-  fy_bsess *S = NULL;
+  fy_bfleet f = {0};
   size_t n = cc->ntargets;
   struct bask k = {.b = b, .asks = asks, .n = n};
   int rc;
@@ -93,28 +90,19 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
   b->n = n;
   memset(asks, 0, n * sizeof *asks);
   for (size_t i = 0; i < n; i++) asks[i].conn.target = cc->targets[i];
-  k.nodes = calloc(n ? n : 1, sizeof *k.nodes);
   k.ids = calloc(n ? n : 1, sizeof *k.ids);
   k.waiting = calloc(n ? n : 1, sizeof *k.waiting);
   k.seqs = calloc(n ? n : 1, sizeof *k.seqs);
-  if (!k.nodes || !k.ids || !k.waiting || !k.seqs) {
+  if (!k.ids || !k.waiting || !k.seqs) {
     rc = FY_ENOMEM;
     goto out;
   }
-  if ((rc = fy_broker_signer(cc->identity, &sk, &cert, err, sizeof err)) != FY_OK) {
-    fy_cli_err("%s", err);
-    goto out;
-  }
-  if ((rc = fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &btls)) != FY_OK) goto out;
-  for (size_t i = 0; i < n; i++) snprintf(k.nodes[i].name, sizeof k.nodes[i].name, "%s", cc->targets[i].name);
-  if ((rc = fy_bsess_open(&cc->fleet, btls, k.nodes, n, cc->timeout_ms, 1, &S, err, sizeof err)) != FY_OK) {
-    fy_cli_err("%s", err);
-    goto out;
-  }
-  fy_bsess_on(S, on_change, on_event, &k, NULL);
-  fy_bsess_on_reply(S, on_reply);
+  if ((rc = fy_bfleet_open(cc, &f, err, sizeof err)) != FY_OK) goto out;
+  k.nodes = f.nodes;
+  fy_bsess_on(f.s, on_change, on_event, &k, NULL);
+  fy_bsess_on_reply(f.s, on_reply);
   uint8_t rnd[6];
-  if (fy_tls_conf_random(btls, rnd, sizeof rnd) != FY_OK) memset(rnd, 0, sizeof rnd);
+  if (fy_tls_conf_random(f.tls, rnd, sizeof rnd) != FY_OK) memset(rnd, 0, sizeof rnd);
   int64_t now = (int64_t)time(NULL), ttl = (int64_t)(cc->timeout_ms / 1000) + 60;
   for (size_t i = 0; i < n; i++) {
     fy_broker_node *nd = &k.nodes[i];
@@ -154,13 +142,13 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
     snprintf(k.ids[i], sizeof k.ids[i], "%02x%02x%02x%02x%02x%02x-%zu", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], i);
     json_t *body = json_pack("{s:s, s:O}", "id", k.ids[i], "request", b->request);
     k.seqs[i] = (uint64_t)(last > 0 ? last : 0) + 1;
-    json_t *env = body ? fy_envelope_sign(sk, cert, "request", nd->name, k.seqs[i], now, now + ttl, body, err, sizeof err) : NULL;
+    json_t *env = body ? fy_envelope_sign(f.sk, f.cert_pem, "request", nd->name, k.seqs[i], now, now + ttl, body, err, sizeof err) : NULL;
     json_decref(body);
     char *text = env ? json_dumps(env, JSON_COMPACT) : NULL;
     json_decref(env);
     char topic[600];
     fy_text_fmt(topic, sizeof topic, "%s/nodes/%s/requests", cc->fleet.topic_prefix, nd->name);
-    rc = text ? fy_bsess_publish(S, topic, text, strlen(text), 0, cc->timeout_ms) : FY_ENOMEM;
+    rc = text ? fy_bsess_publish(f.s, topic, text, strlen(text), 0, cc->timeout_ms) : FY_ENOMEM;
     free(text);
     if (rc != FY_OK) {
       a->err = rc;
@@ -169,7 +157,7 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
     }
     k.waiting[i] = 1;
   }
-  rc = fy_bsess_wait(S, cc->timeout_ms, all_answered, &k);
+  rc = fy_bsess_wait(f.s, cc->timeout_ms, all_answered, &k);
   for (size_t i = 0; i < n; i++)
     if (k.waiting[i]) {
       asks[i].err = rc == FY_ETIMEDOUT || rc == FY_OK ? FY_ETIMEDOUT : rc;
@@ -177,14 +165,9 @@ int fy_broker_ask_run(fy_cli_common *cc, fy_ask_batch *b, fy_ask *asks) {
     }
   rc = FY_OK;
 out:
-  fy_bsess_close(S, 1);
-  if (k.nodes) fy_broker_nodes_free(k.nodes, n);
-  free(k.nodes);
+  fy_bfleet_close(&f);
   free(k.ids);
   free(k.waiting);
   free(k.seqs);
-  fy_tls_conf_free(btls);
-  fy_sign_key_free(sk);
-  free(cert);
   return rc;
 }

@@ -13,6 +13,7 @@
 
 #include "brokerc.h"
 #include "cli.h"
+#include "ferry/clock.h"
 #include "ferry/envelope.h"
 #include "ferry/fsutil.h"
 #include "ferry/mqtt.h"
@@ -46,12 +47,6 @@ typedef struct bc {
   char where_buf[300];
 } bc;
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int fail(bc *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(bc *c, int rc, const char *fmt, ...) {
   va_list ap;
@@ -65,7 +60,7 @@ static int fail(bc *c, int rc, const char *fmt, ...) {
 static int wait_fd(bc *c, short events) {
   for (;;) {
     if (c->stop && *c->stop) return FY_ECANCELED;
-    uint64_t t = now_ms();
+    uint64_t t = fy_mono_ms();
     if (t >= c->deadline_ms) return fail(c, FY_ETIMEDOUT, "%s: no answer in time", c->where);
     struct pollfd p = {.fd = c->fd, .events = events};
     int r = poll(&p, 1, (int)(c->deadline_ms - t));
@@ -132,7 +127,7 @@ static int dial(bc *c, const char *host, int port) {
 }
 
 static int send_out(bc *c) {
-  c->sent_ms = now_ms();
+  c->sent_ms = fy_mono_ms();
   int rc = fy_tls_write(c->tls, c->out.data, c->out.len);
   fy_buf_reset(&c->out);
   return rc == FY_OK ? flush(c) : fail(c, rc, "%s: cannot send", c->where);
@@ -185,6 +180,16 @@ static int got_desired(bc *c, fy_broker_node *nd, const fy_mqtt_packet *p) {
   return FY_OK;
 }
 
+/* A node says how often it publishes its status while online (refresh_s). One that says it is
+ * online but has not for much longer went away without its Will reaching the broker (it was
+ * killed as it renewed the Will, or the broker lost it): it is read as away since its time. */
+static void stale_online(json_t *st, int64_t now) {
+  json_int_t every = json_integer_value(json_object_get(st, "refresh_s")), t = json_integer_value(json_object_get(st, "time"));
+  if (!json_is_true(json_object_get(st, "online")) || every <= 0 || t <= 0 || now - t <= 2 * every + 600) return;
+  json_object_set_new(st, "online", json_false());
+  json_object_set_new(st, "stale", json_true());
+}
+
 static int on_packet(void *ud, const fy_mqtt_packet *p) {
   bc *c = ud;
   if (p->type == FY_MQTT_CONNACK) {
@@ -235,6 +240,7 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
     nd->verified = rc == FY_OK;
     if (rc == FY_OK) {
       nd->status = json_incref(e.body);
+      stale_online(nd->status, (int64_t)time(NULL));
       nd->why[0] = '\0';
       free(nd->cert_pem); /* the node's certificate: what is sealed to it is sealed to its key */
       nd->cert_pem = envelope_cert(p->payload, p->payload_len);
@@ -334,19 +340,19 @@ static void bs_drop(bc *c) {
 static int bs_reconnect(fy_bsess *S, uint64_t end) {
   bc *c = &S->c;
   /* a broker gone for good ends the session after --timeout, whatever the caller waits for */
-  if (end > now_ms() + S->timeout_ms) end = now_ms() + S->timeout_ms;
+  if (end > fy_mono_ms() + S->timeout_ms) end = fy_mono_ms() + S->timeout_ms;
   char why[sizeof c->where_buf + 300];
   snprintf(why, sizeof why, "%s", c->err);
   fprintf(stderr, "ferry: %s; connecting again\n", why[0] ? why : "the broker's connection was lost");
   for (unsigned attempt = 0;; attempt++) {
     bs_drop(c);
     if (c->stop && *c->stop) return FY_ECANCELED;
-    c->deadline_ms = now_ms() + 10000;
+    c->deadline_ms = fy_mono_ms() + 10000;
     if (bs_connect(S) == FY_OK) {
       fprintf(stderr, "ferry: connected to the %s again\n", c->where);
       return FY_OK;
     }
-    uint64_t pause = attempt < 3 ? 1000u << attempt : 5000, t = now_ms();
+    uint64_t pause = attempt < 3 ? 1000u << attempt : 5000, t = fy_mono_ms();
     if (t + pause >= end) return c->err[0] ? FY_ECONN : fail(c, FY_ECONN, "%s: %s", c->where, why);
     struct timespec ts = {(time_t)(pause / 1000), (long)(pause % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -361,7 +367,7 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
   err[0] = '\0';
   if (!S) return FY_ENOMEM;
   bc *c = &S->c;
-  *c = (bc){.fd = -1, .deadline_ms = now_ms() + timeout_ms, .where = c->where_buf, .err = err, .errlen = errlen, .tls_conf = tls,
+  *c = (bc){.fd = -1, .deadline_ms = fy_mono_ms() + timeout_ms, .where = c->where_buf, .err = err, .errlen = errlen, .tls_conf = tls,
             .nodes = nodes, .n = n, .full = full};
   S->f = f;
   S->timeout_ms = timeout_ms;
@@ -390,7 +396,8 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
 
 void fy_bsess_on_reply(fy_bsess *S, fy_broker_event_cb on_reply) { S->c.on_reply = on_reply; }
 
-int fy_broker_signer(const char *identity_dir, fy_sign_key **sk, char **cert_pem, char *err, size_t errlen) {
+/* The pusher's key and certificate from its identity directory (NULL: $FERRY_HOME/identity). */
+static int broker_signer(const char *identity_dir, fy_sign_key **sk, char **cert_pem, char *err, size_t errlen) {
   char kp[4200], home[4096], *key = NULL, why[300];
   size_t kl, cl;
   *sk = NULL;
@@ -416,6 +423,30 @@ int fy_broker_signer(const char *identity_dir, fy_sign_key **sk, char **cert_pem
   return FY_OK;
 }
 
+int fy_bfleet_open(fy_cli_common *cc, fy_bfleet *f, char *err, size_t errlen) {
+  int rc;
+  *f = (fy_bfleet){.n = cc->ntargets};
+  if ((rc = broker_signer(cc->identity, &f->sk, &f->cert_pem, err, errlen)) != FY_OK) {
+    fy_cli_err("%s", err);
+    return rc;
+  }
+  if (fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &f->tls) != FY_OK) return FY_ECERT;
+  if (!(f->nodes = calloc(f->n ? f->n : 1, sizeof *f->nodes))) return FY_ENOMEM;
+  for (size_t i = 0; i < f->n; i++) snprintf(f->nodes[i].name, sizeof f->nodes[i].name, "%s", cc->targets[i].name);
+  if ((rc = fy_bsess_open(&cc->fleet, f->tls, f->nodes, f->n, cc->timeout_ms, 1, &f->s, err, errlen)) != FY_OK) fy_cli_err("%s", err);
+  return rc;
+}
+
+void fy_bfleet_close(fy_bfleet *f) {
+  fy_bsess_close(f->s, 1);
+  if (f->nodes) fy_broker_nodes_free(f->nodes, f->n);
+  free(f->nodes);
+  fy_tls_conf_free(f->tls);
+  fy_sign_key_free(f->sk);
+  free(f->cert_pem);
+  *f = (fy_bfleet){0};
+}
+
 void fy_bsess_on(fy_bsess *S, fy_broker_change_cb on_change, fy_broker_event_cb on_event, void *ud, volatile int *stop) {
   S->c.on_change = on_change;
   S->c.on_event = on_event;
@@ -428,11 +459,11 @@ static int publish_once(fy_bsess *S, const char *topic, const char *payload, siz
 static int lost(int rc) { return rc == FY_ECONN || rc == FY_ETLS || rc == FY_EPROTO || rc == FY_ETIMEDOUT; }
 
 int fy_bsess_publish(fy_bsess *S, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms) {
-  uint64_t end = now_ms() + timeout_ms;
+  uint64_t end = fy_mono_ms() + timeout_ms;
   for (;;) {
     int rc = publish_once(S, topic, payload, len, retain, timeout_ms);
     /* the same signed message again after a reconnection: a node that had it takes it as no news */
-    if (!lost(rc) || now_ms() >= end || (rc = bs_reconnect(S, end)) != FY_OK) return rc;
+    if (!lost(rc) || fy_mono_ms() >= end || (rc = bs_reconnect(S, end)) != FY_OK) return rc;
   }
 }
 
@@ -441,7 +472,7 @@ static int publish_once(fy_bsess *S, const char *topic, const char *payload, siz
   if (++c->next_id == 0) c->next_id = 1;
   uint16_t id = c->next_id;
   int acked = 0, rc;
-  c->deadline_ms = now_ms() + timeout_ms;
+  c->deadline_ms = fy_mono_ms() + timeout_ms;
   if ((rc = fy_mqtt_publish_encode(&c->out, topic, payload, len, 1, retain, 0, id)) != FY_OK)
     return fail(c, rc, "%s: cannot encode a message for %s (%zu bytes)", c->where, topic, len);
   if ((rc = send_out(c)) != FY_OK) return rc;
@@ -458,9 +489,9 @@ static int publish_once(fy_bsess *S, const char *topic, const char *payload, siz
 
 int fy_bsess_wait(fy_bsess *S, uint64_t ms, int (*done)(void *ud), void *ud) {
   bc *c = &S->c;
-  uint64_t end = now_ms() + ms;
+  uint64_t end = fy_mono_ms() + ms;
   while (!done(ud)) {
-    uint64_t t = now_ms();
+    uint64_t t = fy_mono_ms();
     if (t >= end) return FY_ETIMEDOUT;
     /* the keepalive counts what this side sends: a ping when nothing was sent for 30 s, however
      * much the nodes publish */
@@ -487,7 +518,7 @@ void fy_bsess_close(fy_bsess *S, int goodbye) {
   if (!S) return;
   bc *c = &S->c;
   if (goodbye && c->tls && fy_mqtt_simple_encode(&c->out, FY_MQTT_DISCONNECT) == FY_OK) {
-    c->deadline_ms = now_ms() + 2000;
+    c->deadline_ms = fy_mono_ms() + 2000;
     (void)send_out(c);
   }
   fy_tls_free(c->tls);

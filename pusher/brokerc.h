@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cli.h"
 #include "fleet.h"
 #include "ferry/sign.h"
 #include "ferry/tls.h"
@@ -57,9 +58,22 @@ int fy_bsess_open(const fy_fleet *f, fy_tls_conf *tls, fy_broker_node *nodes, si
 void fy_bsess_on(fy_bsess *s, fy_broker_change_cb on_change, fy_broker_event_cb on_event, void *ud, volatile int *stop);
 /* With full: for each reply a node published (verified: signed by that node), its body with "seq". */
 void fy_bsess_on_reply(fy_bsess *s, fy_broker_event_cb on_reply);
-/* The pusher's key and certificate from its identity directory (NULL: $FERRY_HOME/identity):
- * what it signs for the broker. */
-int fy_broker_signer(const char *identity_dir, fy_sign_key **sk, char **cert_pem, char *err, size_t errlen) FY_WUR;
+/* What a push or a request batch through the broker works with: the pusher's key and
+ * certificate from its identity directory (what it signs for the broker), its broker TLS
+ * identity, a node per target, and the session opened on them (full: statuses, desired states,
+ * events and replies). */
+typedef struct fy_bfleet {
+  fy_sign_key *sk;
+  char *cert_pem;
+  fy_tls_conf *tls;
+  fy_broker_node *nodes;
+  size_t n;
+  fy_bsess *s;
+} fy_bfleet;
+/* Opens it for cc's targets (cc->fleet names the broker); says on stderr why it cannot. err
+ * stays the caller's buffer for the session's life. fy_bfleet_close frees it, opened or not. */
+int fy_bfleet_open(fy_cli_common *cc, fy_bfleet *f, char *err, size_t errlen) FY_WUR;
+void fy_bfleet_close(fy_bfleet *f);
 /* QoS 1: returns once the broker acknowledged it (a retained one is then kept). */
 int fy_bsess_publish(fy_bsess *s, const char *topic, const char *payload, size_t len, int retain, uint64_t timeout_ms) FY_WUR;
 /* Reads (and pings) until done(ud) or ms have passed (FY_ETIMEDOUT), or *stop. */

@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "elfcheck.h"
+#include "ferry/clock.h"
 #include "ferry/unpack.h"
 #include "ferry/fsutil.h"
 #include "ferry/oci.h"
@@ -40,12 +41,6 @@ static void json_label(json_t *labels, const char *key, json_t *value) {
   if (text) json_object_set_new(labels, key, json_string(text));
   free(text);
   json_decref(value);
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void step(const struct variant *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -138,7 +133,7 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
   char cflags[256];
   snprintf(cflags, sizeof cflags, "-O2%s%s", v->board && v->board->mcpu[0] ? (strcmp(v->base.arch, "amd64") == 0 ? " -march=" : " -mcpu=") : "",
            v->board && v->board->mcpu[0] ? v->board->mcpu : "");
-  double t0 = now_s();
+  double t0 = (fy_mono_ms() / 1e3);
   int st;
   if (r->cmake_dir[0]) {
     char tcrel[128];
@@ -188,7 +183,7 @@ static int build_variant(const fy_recipe *r, struct variant *v, const fy_store *
     step(v, "build: %s (CC=%s)", r->command, cc);
     if ((st = run_logged(argv, r->dir, log, env)) != 0) goto failed;
   }
-  step(v, "compiled in %.1fs", now_s() - t0);
+  step(v, "compiled in %.1fs", (fy_mono_ms() / 1e3) - t0);
 
   fy_packed pk;
   if (fy_pack_stage(r, stage, &v->base, store, &pk, err, sizeof err) != FY_OK) {
@@ -393,7 +388,7 @@ int fy_cmd_build(int argc, char **argv) {
   fflush(stdout);
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   size_t running = 0, next = 0, done = 0;
-  double t0 = now_s();
+  double t0 = (fy_mono_ms() / 1e3);
   while (done < nv) {
     while (next < nv && running < (size_t)(cores > 0 ? cores : 1)) {
       struct variant *v = &vs[next++];
@@ -401,7 +396,7 @@ int fy_cmd_build(int argc, char **argv) {
       for (char *q = v->key; *q; q++) if (*q == '/' || *q == ' ') *q = '-';
       snprintf(v->dir, sizeof v->dir, "%s/.ferry-build/%s", r.dir, v->key);
       if (fy_mkdirs(v->dir, 0755) != FY_OK) { fy_cli_err("cannot create %s", v->dir); goto cleanup; }
-      v->secs = now_s();
+      v->secs = (fy_mono_ms() / 1e3);
       v->pid = fork();
       if (v->pid == 0) _exit(build_variant(&r, v, &store));
       if (v->pid < 0) { fy_cli_err("fork: %s", strerror(errno)); goto cleanup; }
@@ -413,7 +408,7 @@ int fy_cmd_build(int argc, char **argv) {
     for (size_t i = 0; i < nv; i++) {
       if (vs[i].pid != pid) continue;
       vs[i].ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-      vs[i].secs = now_s() - vs[i].secs;
+      vs[i].secs = (fy_mono_ms() / 1e3) - vs[i].secs;
       printf("[%s] %s in %.1fs\n", vs[i].label, vs[i].ok ? "DONE" : "FAILED", vs[i].secs);
       fflush(stdout);
       running--;
@@ -471,7 +466,7 @@ int fy_cmd_build(int argc, char **argv) {
   int wrc = text ? fy_file_write_atomic(path, text, strlen(text), 0644) : FY_ENOMEM;
   free(text);
   if (wrc != FY_OK) { fy_cli_err("%s: %s", path, fy_strerror(wrc)); goto cleanup; }
-  printf("image %s:%s  index %s  (%zu variant(s), %.1fs)\n", outdir, r.version, ds, nv, now_s() - t0);
+  printf("image %s:%s  index %s  (%zu variant(s), %.1fs)\n", outdir, r.version, ds, nv, (fy_mono_ms() / 1e3) - t0);
   ret = 0;
 cleanup:
   free(vs);

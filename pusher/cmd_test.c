@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "elfcheck.h"
+#include "ferry/clock.h"
 #include "ferry/board.h"
 #include "ferry/text.h"
 #include "ferry/fsutil.h"
@@ -31,12 +32,6 @@ struct result {
   double secs;
   char error[512];
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncmd, const fy_board *boards, size_t nboards,
                        const fy_platform *native_acc, size_t nnative, const char *label, struct result *res) {
@@ -113,7 +108,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
   argv[n] = NULL;
   char envroot[4200];
   snprintf(envroot, sizeof envroot, "FERRY_ROOTFS=%s", root);
-  double t0 = now_s();
+  double t0 = (fy_mono_ms() / 1e3);
   int pfd[2];
   if (pipe(pfd) != 0) goto out;
   pid_t pid = fork();
@@ -153,7 +148,7 @@ static int run_variant(const fy_layout *l, fy_variant *v, char **cmd, size_t ncm
   }
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
     snprintf(res->error, sizeof res->error, "did not finish within %d s (--timeout); is the test command one that exits?", test_timeout_s);
-  res->secs = now_s() - t0;
+  res->secs = (fy_mono_ms() / 1e3) - t0;
   res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   res->ok = res->exit_code == 0;
   if (!res->ok && !res->error[0]) snprintf(res->error, sizeof res->error, "exit code %d", res->exit_code);

@@ -22,6 +22,7 @@
 
 #include "ask.h"
 #include "brokerc.h"
+#include "ferry/clock.h"
 #include "ferry/envelope.h"
 #include "ferry/fsutil.h"
 #include "ferry/seal.h"
@@ -99,11 +100,7 @@ struct rollout {
   int fu_pending;
   int loop_ok;
   /* through the broker */
-  fy_bsess *bs;
-  fy_broker_node *bnodes;    /* per target */
-  fy_sign_key *sk;           /* the pusher's key, which signs each desired state */
-  fy_tls_conf *btls;         /* its identity as the broker's client */
-  char *cert_pem;
+  fy_bfleet bf;              /* the session, a node per target, and the key that signs each desired state */
   char berr[700];
   size_t waiting;            /* nodes of the wave still without a result */
   struct rnode *const *wave_nodes;
@@ -206,8 +203,8 @@ static void filter_nodes(struct rollout *r) {
     x->labels = fy_cli_node_labels(cc, i, a->facts);
     const json_t *fa = facts_app(a->facts, r->o->push.app);
     x->installed = fa != NULL;
-    if (r->bnodes) { /* an offline node's status lists no apps: its desired state says whether it has this one */
-      const json_t *e = json_object_get(json_object_get(r->bnodes[i].desired, "apps"), r->o->push.app);
+    if (r->bf.nodes) { /* an offline node's status lists no apps: its desired state says whether it has this one */
+      const json_t *e = json_object_get(json_object_get(r->bf.nodes[i].desired, "apps"), r->o->push.app);
       x->installed |= e && !json_is_true(json_object_get(e, "remove"));
     }
     if (!fy_selector_match(&cc->selector, x->labels)) {
@@ -265,7 +262,7 @@ static void filter_nodes(struct rollout *r) {
 /* Picks `want` of the available nodes: highest preferred score first; among equals the spread
  * domain with the fewest picks so far; then inventory order. */
 static int replica_online(const struct rollout *r, size_t i) {
-  return !r->bnodes || json_is_true(json_object_get(r->bnodes[i].status, "online"));
+  return !r->bf.nodes || json_is_true(json_object_get(r->bf.nodes[i].status, "online"));
 }
 
 static void pick_replicas(struct rollout *r, long want) {
@@ -695,34 +692,14 @@ static void on_broker_signal(int sig) {
   broker_stop = 1;
 }
 
-static uint64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The statuses (as facts) and the desired states of every target. */
 static int broker_discover(struct rollout *r) {
   fy_cli_common *cc = r->cc;
-  fy_tls_conf *btls = NULL;
-  char why[600];
-  if (fy_broker_signer(cc->identity, &r->sk, &r->cert_pem, why, sizeof why) != FY_OK) {
-    fy_cli_err("%s", why);
-    return FY_ENOENT;
-  }
-  if (fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &btls) != FY_OK) return FY_ECERT;
-  r->btls = btls; /* kept for the session, freed with the rollout */
-  r->bnodes = calloc(r->n ? r->n : 1, sizeof *r->bnodes);
-  if (!r->bnodes) return FY_ENOMEM;
-  for (size_t i = 0; i < r->n; i++) snprintf(r->bnodes[i].name, sizeof r->bnodes[i].name, "%s", cc->targets[i].name);
   event(r, "reading %zu node(s)' statuses from broker %s:%d", r->n, cc->fleet.broker_host, cc->fleet.broker_port);
-  int rc = fy_bsess_open(&cc->fleet, btls, r->bnodes, r->n, cc->timeout_ms, 1, &r->bs, r->berr, sizeof r->berr);
-  if (rc != FY_OK) {
-    fy_cli_err("%s", r->berr);
-    return rc;
-  }
+  int rc = fy_bfleet_open(cc, &r->bf, r->berr, sizeof r->berr);
+  if (rc != FY_OK) return rc;
   for (size_t i = 0; i < r->n; i++) {
-    fy_broker_node *nd = &r->bnodes[i];
+    fy_broker_node *nd = &r->bf.nodes[i];
     fy_ask *a = &r->asks[i];
     snprintf(a->peer, sizeof a->peer, "%s", nd->name);
     if (!nd->seen) snprintf(a->msg, sizeof a->msg, "never seen on the broker (is its ferryd configured with broker: and started?)");
@@ -739,7 +716,7 @@ static int broker_discover(struct rollout *r) {
  * by entry and sealed_plan (both NULL: app's entry taken out). */
 static int broker_publish(struct rollout *r, struct rnode *x, const json_t *base, const json_t *entry, json_t *sealed_plan, char *err,
                           size_t errlen) {
-  fy_broker_node *nd = &r->bnodes[x->ti];
+  fy_broker_node *nd = &r->bf.nodes[x->ti];
   const char *app = r->o->push.app;
   char key[FY_APP_NAME_MAX + 8], topic[600];
   json_t *body = base ? json_deep_copy(base) : json_object();
@@ -762,14 +739,14 @@ static int broker_publish(struct rollout *r, struct rnode *x, const json_t *base
   if (st > 0 && (uint64_t)st > seq) seq = (uint64_t)st;
   seq++;
   int64_t now = (int64_t)time(NULL);
-  json_t *env = fy_envelope_sign(r->sk, r->cert_pem, "desired", nd->name, seq, now, now + r->o->desired_ttl_s, body, err, errlen);
+  json_t *env = fy_envelope_sign(r->bf.sk, r->bf.cert_pem, "desired", nd->name, seq, now, now + r->o->desired_ttl_s, body, err, errlen);
   json_decref(body);
   if (!env) return FY_EINVAL;
   char *text = json_dumps(env, JSON_COMPACT);
   json_decref(env);
   if (!text) return FY_ENOMEM;
   fy_text_fmt(topic, sizeof topic, "%s/nodes/%s/desired", r->cc->fleet.topic_prefix, nd->name);
-  int rc = fy_bsess_publish(r->bs, topic, text, strlen(text), 1, r->cc->timeout_ms);
+  int rc = fy_bsess_publish(r->bf.s, topic, text, strlen(text), 1, r->cc->timeout_ms);
   free(text);
   if (rc != FY_OK) {
     snprintf(err, errlen, "%s", rc == FY_ECANCELED ? "interrupted" : r->berr);
@@ -783,7 +760,7 @@ static int broker_publish(struct rollout *r, struct rnode *x, const json_t *base
 
 /* The desired state for node x with this rollout's release. */
 static int broker_push_node(struct rollout *r, struct rnode *x, char *err, size_t errlen) {
-  fy_broker_node *nd = &r->bnodes[x->ti];
+  fy_broker_node *nd = &r->bf.nodes[x->ti];
   fy_ask *a = &r->asks[x->ti];
   fy_platform acc[FY_PLATFORM_ACCEPT_MAX];
   int nacc = accepts_of(a->facts, acc, FY_PLATFORM_ACCEPT_MAX);
@@ -818,7 +795,7 @@ static int broker_push_node(struct rollout *r, struct rnode *x, char *err, size_
 
 /* Node x's answer to its desired state, from its signed status: 1 when it has one. */
 static int broker_outcome(struct rollout *r, struct rnode *x) {
-  fy_broker_node *nd = &r->bnodes[x->ti];
+  fy_broker_node *nd = &r->bf.nodes[x->ti];
   const json_t *d = json_object_get(nd->status, "desired");
   json_int_t applied = json_integer_value(json_object_get(d, "applied"));
   if (x->push.result != FY_RESULT_NONE) return 1;
@@ -847,7 +824,7 @@ static int broker_outcome(struct rollout *r, struct rnode *x) {
 
 static void broker_on_event(void *ud, fy_broker_node *nd, const json_t *ev) {
   struct rollout *r = ud;
-  struct rnode *x = &r->nodes[nd - r->bnodes];
+  struct rnode *x = &r->nodes[nd - r->bf.nodes];
   const char *what = fy_msg_str(ev, "event", 16), *why = fy_msg_str(ev, "reason", 400);
   json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
   if (!x->bseq || x->push.result != FY_RESULT_NONE || !what) return;
@@ -868,11 +845,11 @@ static void broker_on_event(void *ud, fy_broker_node *nd, const json_t *ev) {
 static int broker_wave_done(void *ud) {
   struct rollout *r = ud;
   size_t left = 0;
-  uint64_t now = mono_ms();
+  uint64_t now = fy_mono_ms();
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
     if (!x->bseq || broker_outcome(r, x)) continue;
-    int online = json_is_true(json_object_get(r->bnodes[x->ti].status, "online"));
+    int online = json_is_true(json_object_get(r->bf.nodes[x->ti].status, "online"));
     if (now < x->until_ms) {
       left++;
       continue;
@@ -889,11 +866,11 @@ static int broker_wave_done(void *ud) {
 
 static void broker_on_change(void *ud, const fy_broker_node *nd) {
   struct rollout *r = ud;
-  struct rnode *x = &r->nodes[nd - r->bnodes];
+  struct rnode *x = &r->nodes[nd - r->bf.nodes];
   /* a node that comes online during its wave is waited for as an online one */
   int online = json_is_true(json_object_get(nd->status, "online"));
   if (x->bseq && x->push.result == FY_RESULT_NONE && online && !x->was_online) {
-    uint64_t t = mono_ms() + BROKER_APPLY_MS;
+    uint64_t t = fy_mono_ms() + BROKER_APPLY_MS;
     if (x->until_ms < t) x->until_ms = t;
   }
   x->was_online = online;
@@ -905,17 +882,17 @@ static void broker_waves(struct rollout *r) {
   struct sigaction sa = {.sa_handler = on_broker_signal};
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-  fy_bsess_on(r->bs, broker_on_change, broker_on_event, r, &broker_stop);
+  fy_bsess_on(r->bf.s, broker_on_change, broker_on_event, r, &broker_stop);
   for (r->cur = 0; r->cur < r->nwaves && !r->halted; r->cur++) {
     size_t from = r->wave_start[r->cur], to = r->wave_start[r->cur + 1];
     int canary = r->cur == 0 && count_of(&r->o->canary, r->nsched, 0) > 0;
     event(r, "wave %d/%d%s, %zu node(s): publishing their desired state", r->cur + 1, r->nwaves, canary ? " (canary)" : "", to - from);
-    uint64_t start = mono_ms();
+    uint64_t start = fy_mono_ms();
     for (size_t k = from; k < to; k++) {
       struct rnode *x = &r->nodes[r->order[k]];
       char err[800];
       x->started = 1;
-      int online = json_is_true(json_object_get(r->bnodes[x->ti].status, "online"));
+      int online = json_is_true(json_object_get(r->bf.nodes[x->ti].status, "online"));
       x->was_online = online;
       x->until_ms = start + (online ? BROKER_APPLY_MS : r->o->wait_offline_ms);
       int rc = broker_stop ? FY_ECANCELED : broker_push_node(r, x, err, sizeof err);
@@ -944,7 +921,7 @@ static void broker_waves(struct rollout *r) {
       break;
     }
     if (r->o->detach) continue; /* every wave published at once: the nodes converge on their own */
-    int rc = fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r);
+    int rc = fy_bsess_wait(r->bf.s, (uint64_t)1 << 40, broker_wave_done, r);
     if (rc == FY_ECANCELED || broker_stop) {
       r->interrupted = 1;
       event(r, "interrupted: no new wave is published; the nodes of this one converge on their own");
@@ -983,7 +960,7 @@ static void broker_waves(struct rollout *r) {
    * (the ones that took the release go back to the previous one; the others, not reached or
    * failed, will not take it later); where there was none, the app's entry goes. */
   size_t nrev = 0;
-  uint64_t start = mono_ms();
+  uint64_t start = fy_mono_ms();
   char skey[FY_APP_NAME_MAX + 8];
   snprintf(skey, sizeof skey, "plan/%s", r->o->push.app);
   for (size_t k = 0; k < r->nsched; k++) {
@@ -994,7 +971,7 @@ static void broker_waves(struct rollout *r) {
     json_t *sealed = json_object_get(json_object_get(x->old_desired, "secrets"), skey);
     int took = x->push.result == FY_RESULT_DEPLOYED, first = !prev || (!sealed && !json_is_true(json_object_get(prev, "remove")));
     json_t *gone = first ? json_pack("{s:b}", "remove", 1) : NULL; /* a first install: the app goes again */
-    int rc = broker_publish(r, x, r->bnodes[x->ti].desired, first ? gone : prev, first ? NULL : sealed, err, sizeof err);
+    int rc = broker_publish(r, x, r->bf.nodes[x->ti].desired, first ? gone : prev, first ? NULL : sealed, err, sizeof err);
     json_decref(gone);
     if (rc != FY_OK) {
       fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "revert failed: %s", err);
@@ -1011,7 +988,7 @@ static void broker_waves(struct rollout *r) {
   }
   if (!nrev) return;
   event(r, "reverting %zu node(s) that took the release (their previous desired state, published again; a first install removed)", nrev);
-  if (fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) event(r, "the broker: %s", r->berr[0] ? r->berr : "interrupted");
+  if (fy_bsess_wait(r->bf.s, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) event(r, "the broker: %s", r->berr[0] ? r->berr : "interrupted");
   for (size_t k = 0; k < r->nsched; k++) {
     struct rnode *x = &r->nodes[r->order[k]];
     if (!x->reverting) continue;
@@ -1030,19 +1007,19 @@ static void broker_waves(struct rollout *r) {
  * are connected (volumes kept, as ferry rm). */
 static void broker_scale_down(struct rollout *r) {
   size_t n = 0;
-  uint64_t start = mono_ms();
+  uint64_t start = fy_mono_ms();
   json_t *gone = json_pack("{s:b}", "remove", 1);
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
     char err[800];
     if (!x->remove_after) continue;
-    x->old_desired = r->bnodes[i].desired ? json_incref(r->bnodes[i].desired) : NULL;
-    if (broker_publish(r, x, r->bnodes[i].desired, gone, NULL, err, sizeof err) != FY_OK) {
+    x->old_desired = r->bf.nodes[i].desired ? json_incref(r->bf.nodes[i].desired) : NULL;
+    if (broker_publish(r, x, r->bf.nodes[i].desired, gone, NULL, err, sizeof err) != FY_OK) {
       fy_text_fmt(x->revert_msg, sizeof x->revert_msg, "removal failed: %s", err);
       continue;
     }
     x->want[0] = '\0';
-    int online = json_is_true(json_object_get(r->bnodes[i].status, "online"));
+    int online = json_is_true(json_object_get(r->bf.nodes[i].status, "online"));
     x->was_online = online;
     x->until_ms = start + (online ? BROKER_APPLY_MS : r->o->wait_offline_ms);
     n++;
@@ -1051,7 +1028,7 @@ static void broker_scale_down(struct rollout *r) {
   if (!n) return;
   event(r, "removing %s from %zu node(s) outside --replicas %ld (a desired state without it)", r->o->push.app, n, r->o->replicas);
   if (r->o->detach) return;
-  if (fy_bsess_wait(r->bs, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) event(r, "the broker: %s", r->berr[0] ? r->berr : "interrupted");
+  if (fy_bsess_wait(r->bf.s, (uint64_t)1 << 40, broker_wave_done, r) != FY_OK) event(r, "the broker: %s", r->berr[0] ? r->berr : "interrupted");
   for (size_t i = 0; i < r->n; i++) {
     struct rnode *x = &r->nodes[i];
     if (!x->remove_after || !x->bseq) continue;
@@ -1322,12 +1299,7 @@ int fy_rollout_run(fy_rollout_opts *o) {
   ret = report(&r);
 cleanup:
   if (r.loop_ok) uv_loop_close(&r.loop);
-  fy_bsess_close(r.bs, 1);
-  if (r.bnodes) fy_broker_nodes_free(r.bnodes, r.n);
-  free(r.bnodes);
-  fy_tls_conf_free(r.btls);
-  fy_sign_key_free(r.sk);
-  free(r.cert_pem);
+  fy_bfleet_close(&r.bf);
   for (size_t i = 0; r.nodes && i < r.n; i++) json_decref(r.nodes[i].old_desired);
   if (r.nodes && r.asks) {
     for (size_t i = 0; i < r.n; i++) {

@@ -187,6 +187,22 @@ rc=$?
 set -e
 [ $rc -ne 0 ] && grep -q "the broker's ACL must let 'laptop2' read and write ferry/e2e/#" "$T/fst2.err" || { cat "$T/fst2.err"; fail "a pusher the ACL does not list"; }
 pass "ferry status --fleet with broker: answers from the broker at once: ONLINE, LAST SEEN for the nodes that went away, NEVER SEEN, each status's signature checked (--json and --selector too); a pusher the broker's ACL does not list is told why"
+# A node whose status says online but is three hours old (it said it republishes hourly):
+# killed while it renewed its Will, so no Will reached the broker. It is read as away.
+"$FERRY" cert issue --ca "$T/ca" --name silent --role agent --out "$T/id-silent" > /dev/null
+now=$(date +%s); then=$((now - 3 * 3600))
+"$FERRY_BIN/envelope_sign" "$T/id-silent/key.pem" "$T/id-silent/cert.pem" status silent "${then}000" "$then" $((now + 86400)) \
+  '{"name":"silent","platform":"linux/amd64","accepts":["linux/amd64"],"online":true,"time":'"$then"',"refresh_s":3600,"apps":[{"name":"hello","release":"r1","state":"running"}]}' > "$T/silent.json"
+mosquitto_pub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$T/id-silent/cert.pem" --key "$T/id-silent/key.pem" \
+  -t ferry/e2e/nodes/silent/status -f "$T/silent.json" -q 1 -r
+printf '  - {name: silent}\n' >> "$T/fleet.yaml"
+"$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" > "$T/fst3.out" 2> /dev/null || true
+grep -q '^silent  *LAST SEEN 3h[0-9]*m ago ' "$T/fst3.out" || { cat "$T/fst3.out"; fail "a stale online status"; }
+"$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" --json > "$T/fst3.json" 2> /dev/null || true
+[ "$(json_get "$T/fst3.json" "[(n['online'], n['last_seen']) for n in d['nodes'] if n['name'] == 'silent']")" = \
+  "([(False, '$(date -u -d "@$then" +%Y-%m-%dT%H:%M:%SZ)')],)" ] || { cat "$T/fst3.json"; fail "a stale online status (--json)"; }
+sed -i '/name: silent/d' "$T/fleet.yaml"
+pass "a status that says online but is three hours older than the hourly refresh it promises (no Will reached the broker) is shown as LAST SEEN 3h ago, online false"
 # --watch: where each node stands, then a line whenever a status changes (n3 comes back)
 "$FERRY" status --fleet "$T/fleet.yaml" --identity "$T/me" --watch > "$T/watch.out" 2> "$T/watch.err" &
 wpid=$!
