@@ -1104,10 +1104,26 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
   if (!a->cfg.have_broker) return FY_OK;
   fy_broker *b = calloc(1, sizeof *b);
   if (!b) return FY_ENOMEM;
-  int rc = fy_identity_load(a->cfg.identity, FY_TLS_BROKER, &b->tls, err, errlen);
+  char why[400];
+  int rc = fy_identity_load(a->cfg.identity, FY_TLS_BROKER, &b->tls, why, sizeof why);
   if (rc != FY_OK) {
+    fy_text_fmt(err, errlen, "%s: %s", a->cfg.identity, why);
     free(b);
     return rc;
+  }
+  if (a->cfg.broker_ca[0]) {
+    char *pem = NULL;
+    size_t n = 0;
+    rc = fy_file_read(a->cfg.broker_ca, 1u << 20, &pem, &n);
+    if (rc != FY_OK) fy_text_fmt(err, errlen, "broker.ca: cannot read %s: %s", a->cfg.broker_ca, fy_strerror(rc));
+    else if ((rc = fy_tls_conf_set_broker_ca(b->tls, pem, n, why, sizeof why)) != FY_OK)
+      fy_text_fmt(err, errlen, "broker.ca: %s: %s", a->cfg.broker_ca, why);
+    free(pem);
+    if (rc != FY_OK) {
+      fy_tls_conf_free(b->tls);
+      free(b);
+      return rc;
+    }
   }
   a->broker = b;
   /* the fleet's newest revocation list, as the listener has it: a revoked broker is refused too */
@@ -1116,7 +1132,6 @@ int fy_broker_start(fy_agent *a, char *err, size_t errlen) {
   char kp[FY_CFG_PATH + 16];
   if (fy_path_fmt(kp, sizeof kp, "%s/key.pem", a->cfg.identity) != FY_OK || fy_file_read(kp, 65536, &b->key_pem, &b->key_len) != FY_OK)
     fy_log("warn", "broker: cannot read %s/key.pem: sealed values cannot be opened", a->cfg.identity);
-  char why[200];
   if (b->key_pem && fy_sign_key_parse(b->key_pem, b->key_len, 1, &b->sk, why, sizeof why) != FY_OK)
     fy_log("warn", "broker: %s/key.pem: %s: the status cannot be signed", a->cfg.identity, why);
   size_t cl;

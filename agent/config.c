@@ -113,10 +113,10 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
     REQUIRE(is_scalar(n) && parse_listen(n->str, c), n->line,
             "listen: expected HOST:PORT such as 0.0.0.0:7433, or none, got '%s'", is_scalar(n) ? n->str : "(not a string)");
   if ((n = fy_yaml_get(root, "broker"))) {
-    static const char *const broker_keys[] = {"url", "topic_prefix", "keepalive", NULL};
+    static const char *const broker_keys[] = {"url", "topic_prefix", "keepalive", "ca", NULL};
     REQUIRE(n->kind == FY_YAML_MAP, n->line, "broker: expected a map such as {url: mqtts://broker.lan:8883, topic_prefix: ferry/site1}");
     bad = fy_yaml_unknown_key(n, broker_keys, &line);
-    REQUIRE(!bad, line, "unknown key 'broker.%s' (expected url, topic_prefix, keepalive)", bad);
+    REQUIRE(!bad, line, "unknown key 'broker.%s' (expected url, topic_prefix, keepalive, ca)", bad);
     v = fy_yaml_get(n, "url");
     REQUIRE(is_scalar(v) && fy_mqtt_url_parse(v->str, c->broker_host, sizeof c->broker_host, &c->broker_port) == FY_OK, v ? v->line : n->line,
             "broker.url: expected mqtts://HOST[:PORT] (TLS; the node's identity is its client certificate), got '%s'",
@@ -130,6 +130,9 @@ int fy_config_load(const char *path, fy_agent_config *c, char *err, size_t errle
       REQUIRE(is_scalar(v) && fy_parse_duration_ms(v->str, &c->broker_keepalive_ms) == FY_OK && c->broker_keepalive_ms >= 1000 &&
                   c->broker_keepalive_ms <= 3600000,
               v->line, "broker.keepalive: expected a duration from 1s to 1h, such as 30s");
+    if ((v = fy_yaml_get(n, "ca")))
+      REQUIRE(is_scalar(v) && v->str[0] && set_path(c->broker_ca, sizeof c->broker_ca, cfg_dir, v->str), v->line,
+              "broker.ca: expected the path of a PEM file with the CA certificates of a broker whose certificate another CA issued");
     c->have_broker = 1;
   }
   REQUIRE(!c->listen_none || c->have_broker, fy_yaml_get(root, "listen")->line,

@@ -59,6 +59,7 @@ typedef struct fy_agent_config {
   int broker_port;                 /* 8883 unless the URL names one */
   char topic_prefix[256];          /* broker.topic_prefix, default "ferry" */
   uint64_t broker_keepalive_ms;    /* broker.keepalive, default 30 s */
+  char broker_ca[FY_CFG_PATH];     /* broker.ca: the broker's certificate is another CA's ("": the fleet CA's, role broker) */
 } fy_agent_config;
 
 /* Defaults for every optional key. Cannot fail. */

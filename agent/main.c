@@ -151,11 +151,17 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (fy_broker_start(a, err, sizeof err) != FY_OK) {
-    fprintf(stderr, "ferryd: broker: %s: %s\n", a->cfg.identity, err);
+    fprintf(stderr, "ferryd: broker: %s\n", err);
     fy_server_stop(a);
     uv_run(a->loop, UV_RUN_DEFAULT);
     fy_tls_conf_free(a->tls);
     return 1;
+  }
+  if (a->cfg.listen_none) { /* the readiness line of a node without a port; keep its shape */
+    char plat[FY_PLATFORM_STR];
+    fy_log("info", "ready without a listening port (listen: none) as %s (%s, board %s); reached through the broker %s:%d", a->name,
+           fy_platform_format(&a->facts.platform, plat, sizeof plat), a->facts.have_board ? a->facts.board.name : "unknown",
+           a->cfg.broker_host, a->cfg.broker_port);
   }
   /* Partial blobs of transfers abandoned long ago (a resume within the age still finds them). */
   size_t old_partials = 0;

@@ -474,12 +474,8 @@ int fy_server_start(fy_agent *a, char *err, size_t errlen) {
   struct sockaddr_storage addr;
   char plat[FY_PLATFORM_STR];
   int rc;
-  if (a->cfg.listen_none) { /* reached only through the broker (and the local socket) */
+  if (a->cfg.listen_none) { /* reached only through the broker (and the local socket): main says it is ready once that started */
     local_start(a);
-    /* The readiness line of a node without a port; keep its shape. */
-    fy_log("info", "ready without a listening port (listen: none) as %s (%s, board %s); reached through the broker %s:%d",
-           a->name, fy_platform_format(&a->facts.platform, plat, sizeof plat),
-           a->facts.have_board ? a->facts.board.name : "unknown", a->cfg.broker_host, a->cfg.broker_port);
     return FY_OK;
   }
   if (uv_ip4_addr(a->cfg.listen_host, a->cfg.listen_port, (struct sockaddr_in *)&addr) != 0 &&

@@ -430,7 +430,7 @@ int fy_bfleet_open(fy_cli_common *cc, fy_bfleet *f, char *err, size_t errlen) {
     fy_cli_err("%s", err);
     return rc;
   }
-  if (fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &f->tls) != FY_OK) return FY_ECERT;
+  if (fy_cli_load_broker_tls(cc->identity, &cc->fleet, &f->tls) != FY_OK) return FY_ECERT;
   if (!(f->nodes = calloc(f->n ? f->n : 1, sizeof *f->nodes))) return FY_ENOMEM;
   for (size_t i = 0; i < f->n; i++) snprintf(f->nodes[i].name, sizeof f->nodes[i].name, "%s", cc->targets[i].name);
   if ((rc = fy_bsess_open(&cc->fleet, f->tls, f->nodes, f->n, cc->timeout_ms, 1, &f->s, err, errlen)) != FY_OK) fy_cli_err("%s", err);

@@ -102,6 +102,21 @@ int fy_cli_load_identity_as(const char *dir, fy_tls_role role, fy_tls_conf **con
   return rc;
 }
 
+int fy_cli_load_broker_tls(const char *dir, const fy_fleet *f, fy_tls_conf **conf) {
+  int rc = fy_cli_load_identity_as(dir, FY_TLS_BROKER, conf);
+  if (rc != FY_OK || !f->broker_ca[0]) return rc;
+  char *pem = NULL, why[300];
+  size_t n = 0;
+  if ((rc = fy_file_read(f->broker_ca, 1u << 20, &pem, &n)) != FY_OK) fy_cli_err("broker.ca: cannot read %s: %s", f->broker_ca, fy_strerror(rc));
+  else if ((rc = fy_tls_conf_set_broker_ca(*conf, pem, n, why, sizeof why)) != FY_OK) fy_cli_err("broker.ca: %s: %s", f->broker_ca, why);
+  free(pem);
+  if (rc != FY_OK) {
+    fy_tls_conf_free(*conf);
+    *conf = NULL;
+  }
+  return rc;
+}
+
 int fy_cli_add_target(fy_cli_common *c, const char *spec) {
   char *copy = strdup(spec), *save = NULL, err[400];
   int rc = FY_OK;

@@ -90,6 +90,8 @@ void fy_cli_home(const char *rel, char *out, size_t len);
 int fy_cli_load_identity(const char *dir, fy_tls_conf **conf) FY_WUR;
 /* The same identity in another role: FY_TLS_BROKER to talk to the fleet's broker. */
 int fy_cli_load_identity_as(const char *dir, fy_tls_role role, fy_tls_conf **conf) FY_WUR;
+/* The identity as the broker's client, with the fleet file's broker.ca when it names one. */
+int fy_cli_load_broker_tls(const char *dir, const fy_fleet *f, fy_tls_conf **conf) FY_WUR;
 
 /* Adds a --to argument (one target, or several separated by commas). */
 int fy_cli_add_target(fy_cli_common *c, const char *spec) FY_WUR;

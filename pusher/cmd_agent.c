@@ -247,16 +247,30 @@ static int stage(install *in, const char *dir, char *tarpath, size_t tplen) {
     fy_cli_err("issuing the node's identity from %s: %s", in->ca, err);
     return 1;
   }
-  char lab[2400] = "";
+  char lab[4000] = "";
+  char state[1200], ident[1200];
+  snprintf(state, sizeof state, "%s/var/lib/ferry", in->prefix);
+  snprintf(ident, sizeof ident, "%s/etc/ferry/identity", in->prefix);
   if (in->labels[0]) snprintf(lab, sizeof lab, "labels: {%s}\n", in->labels);
   if (in->broker) {
     size_t l = strlen(lab);
     snprintf(lab + l, sizeof lab - l, "broker:\n  url: mqtts://%s:%d\n  topic_prefix: %s\n", in->fl.broker_host, in->fl.broker_port,
              in->fl.topic_prefix);
+    if (in->fl.broker_ca[0]) { /* the broker's CA goes with the identity (public: no secret in it) */
+      char *pem = NULL;
+      size_t pl = 0;
+      if ((rc = fy_file_read(in->fl.broker_ca, 1u << 20, &pem, &pl)) != FY_OK) {
+        fy_cli_err("broker.ca: cannot read %s: %s", in->fl.broker_ca, fy_strerror(rc));
+        return 1;
+      }
+      snprintf(path, sizeof path, "%s/files/identity/broker-ca.pem", dir);
+      rc = fy_file_write_atomic(path, pem, pl, 0644);
+      free(pem);
+      if (rc != FY_OK) return 1;
+      l = strlen(lab);
+      snprintf(lab + l, sizeof lab - l, "  ca: %s/broker-ca.pem\n", ident);
+    }
   }
-  char state[1200], ident[1200];
-  snprintf(state, sizeof state, "%s/var/lib/ferry", in->prefix);
-  snprintf(ident, sizeof ident, "%s/etc/ferry/identity", in->prefix);
   snprintf(text, sizeof text,
            "# Written by ferry install-agent (kept by later runs; --reconfigure rewrites it).\n"
            "# Every key: docs/device-layout.md in the ferry repository.\n"
@@ -349,7 +363,7 @@ static int remote_install(install *in, const char *tarpath, char *mode, size_t m
 /* --broker: the node's signed status on the broker, online (it connected with its new identity). */
 static int check_broker(install *in, char *platform, size_t plen) {
   fy_tls_conf *tls = NULL;
-  if (fy_cli_load_identity_as(in->identity[0] ? in->identity : NULL, FY_TLS_BROKER, &tls) != FY_OK) return 1;
+  if (fy_cli_load_broker_tls(in->identity[0] ? in->identity : NULL, &in->fl, &tls) != FY_OK) return 1;
   fy_broker_node nd;
   char err[700] = "";
   int ok = 0, rc = FY_OK;
@@ -692,7 +706,7 @@ int fy_cmd_install_agent(int argc, char **argv) {
   if (in.broker) { /* the laptop's side first: nothing is installed when the broker cannot be read from here */
     fy_tls_conf *btls = NULL;
     char err[700] = "";
-    int brc = fy_cli_load_identity_as(in.identity[0] ? in.identity : NULL, FY_TLS_BROKER, &btls);
+    int brc = fy_cli_load_broker_tls(in.identity[0] ? in.identity : NULL, &in.fl, &btls);
     if (brc == FY_OK) brc = fy_broker_read_statuses(&in.fl, btls, NULL, 0, 10000, 0, err, sizeof err);
     fy_tls_conf_free(btls);
     if (brc != FY_OK) {

@@ -235,7 +235,7 @@ static int status_from_broker(struct status *s, int watch) {
   char err[600];
   int ret = 1;
   fy_broker_node *nodes = calloc(cc->ntargets ? cc->ntargets : 1, sizeof *nodes);
-  if (!nodes || fy_cli_load_identity_as(cc->identity, FY_TLS_BROKER, &btls) != FY_OK) goto out;
+  if (!nodes || fy_cli_load_broker_tls(cc->identity, &cc->fleet, &btls) != FY_OK) goto out;
   for (size_t i = 0; i < cc->ntargets; i++) snprintf(nodes[i].name, sizeof nodes[i].name, "%s", cc->targets[i].name);
   if (watch) {
     struct sigaction sa = {.sa_handler = on_watch_signal};

@@ -217,6 +217,15 @@ cleanup:
   return ret;
 }
 
+/* A path the fleet file names, relative to the file's own directory; 0 when too long. */
+static int beside(const char *fleet_path, const char *p, char *out, size_t outlen) {
+  char *dir = strdup(fleet_path);
+  const char *d = dir ? dirname(dir) : ".";
+  int w = p[0] == '/' ? snprintf(out, outlen, "%s", p) : snprintf(out, outlen, "%s/%s", d, p);
+  free(dir);
+  return w > 0 && (size_t)w < outlen;
+}
+
 int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
   static const char *const allowed[] = {"nodes", "groups", "affinity", "rollout", "env", "files", "secrets", "registry",
                                         "registry_auth", "broker", NULL};
@@ -243,11 +252,11 @@ int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
   const fy_ynode *bk = fy_yaml_get(root, "broker");
   snprintf(f->topic_prefix, sizeof f->topic_prefix, "ferry");
   if (bk) {
-    static const char *const bkeys[] = {"url", "topic_prefix", NULL};
+    static const char *const bkeys[] = {"url", "topic_prefix", "ca", NULL};
     REQUIRE(bk->kind == FY_YAML_MAP, bk->line, "broker: expected a map {url: mqtts://HOST[:PORT], topic_prefix: ferry/FLEET}");
     bad = fy_yaml_unknown_key(bk, bkeys, &line);
-    REQUIRE(!bad, line, "unknown key 'broker.%s' (url, topic_prefix)", bad);
-    const fy_ynode *u = fy_yaml_get(bk, "url"), *tp = fy_yaml_get(bk, "topic_prefix");
+    REQUIRE(!bad, line, "unknown key 'broker.%s' (url, topic_prefix, ca)", bad);
+    const fy_ynode *u = fy_yaml_get(bk, "url"), *tp = fy_yaml_get(bk, "topic_prefix"), *ca = fy_yaml_get(bk, "ca");
     REQUIRE(scalar(u) && fy_mqtt_url_parse(u->str, f->broker_host, sizeof f->broker_host, &f->broker_port) == FY_OK,
             u ? u->line : bk->line, "broker.url: expected mqtts://HOST[:PORT]");
     if (tp) {
@@ -256,6 +265,9 @@ int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
               tp->line, "broker.topic_prefix: expected topic levels such as ferry/site1, as the agents have it");
       snprintf(f->topic_prefix, sizeof f->topic_prefix, "%s", tp->str);
     }
+    if (ca)
+      REQUIRE(scalar(ca) && ca->str[0] && beside(path, ca->str, f->broker_ca, sizeof f->broker_ca), ca->line,
+              "broker.ca: expected the path of a PEM file with the CA certificates of a broker whose certificate another CA issued");
     f->have_broker = 1;
   }
   const fy_ynode *reg = fy_yaml_get(root, "registry"), *ra = fy_yaml_get(root, "registry_auth");
@@ -269,12 +281,7 @@ int fy_fleet_load(const char *path, fy_fleet *f, char *err, size_t errlen) {
   }
   if (ra) {
     REQUIRE(scalar(ra) && ra->str[0], ra->line, "registry_auth: expected the path of an auth.json holding a read-only credential");
-    char *dir = strdup(path);
-    const char *d = dir ? dirname(dir) : ".";
-    int w = ra->str[0] == '/' ? snprintf(f->registry_auth, sizeof f->registry_auth, "%s", ra->str)
-                              : snprintf(f->registry_auth, sizeof f->registry_auth, "%s/%s", d, ra->str);
-    free(dir);
-    REQUIRE(w > 0 && (size_t)w < sizeof f->registry_auth, ra->line, "registry_auth: path too long");
+    REQUIRE(beside(path, ra->str, f->registry_auth, sizeof f->registry_auth), ra->line, "registry_auth: path too long");
   }
   if ((ret = load_nodes(path, fy_yaml_get(root, "nodes"), f, err, errlen)) != FY_OK) goto cleanup;
   const fy_ynode *g = fy_yaml_get(root, "groups"), *a = fy_yaml_get(root, "affinity"), *r = fy_yaml_get(root, "rollout");

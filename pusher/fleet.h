@@ -52,6 +52,7 @@ typedef struct fy_fleet {
   char broker_host[256];
   int broker_port;
   char topic_prefix[256];  /* as the agents' broker.topic_prefix; "ferry" by default */
+  char broker_ca[4096];    /* broker.ca: the broker's certificate is another CA's ("" the fleet CA's) */
 } fy_fleet;
 
 /* Reads and checks the file. FY_ECONFIG with "FILE:LINE: what" in err. */

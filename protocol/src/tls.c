@@ -38,6 +38,8 @@ struct fy_tls_conf {
   int have_crl;
   size_t nrevoked;
   char *crl_pem;             /* its PEM text, for a pusher to carry to agents */
+  mbedtls_x509_crt server_ca; /* FY_TLS_BROKER with broker.ca: what the broker's certificate chains to */
+  int have_server_ca;
 };
 
 struct fy_tls {
@@ -136,7 +138,9 @@ static int crl_dates_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *f
 static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
   const fy_tls_conf *c = ctx;
   (void)crl_dates_cb(NULL, crt, depth, flags);
-  if (depth != 0 || c->role == FY_TLS_WEB) return 0; /* the web PKI: chain and host name, mbedTLS's own checks */
+  /* the web PKI, and a broker whose certificate another CA issued (broker.ca): chain and host
+   * name, mbedTLS's own checks */
+  if (depth != 0 || c->role == FY_TLS_WEB || (c->role == FY_TLS_BROKER && c->have_server_ca)) return 0;
   int ok = c->role == FY_TLS_AGENT    ? has_client_auth(crt) && !has_server_auth(crt)
            : c->role == FY_TLS_PUSHER ? has_server_auth(crt) && !is_broker_cert(crt)
                                       : has_server_auth(crt) && is_broker_cert(crt); /* FY_TLS_BROKER: ferry cert issue --role broker */
@@ -185,6 +189,7 @@ static int conf_alloc(fy_tls_conf **out, fy_tls_role role, char *err, size_t err
   mbedtls_entropy_init(&c->entropy);
   mbedtls_ctr_drbg_init(&c->drbg);
   mbedtls_x509_crt_init(&c->ca);
+  mbedtls_x509_crt_init(&c->server_ca);
   mbedtls_x509_crt_init(&c->cert);
   mbedtls_pk_init(&c->key);
   mbedtls_x509_crl_init(&c->crl);
@@ -324,6 +329,27 @@ cleanup:
   return ret;
 }
 
+int fy_tls_conf_set_broker_ca(fy_tls_conf *c, const void *pem, size_t len, char *err, size_t errlen) {
+  if (c->role != FY_TLS_BROKER) {
+    snprintf(err, errlen, "broker.ca: only for a broker client");
+    return FY_ECONFIG;
+  }
+  mbedtls_x509_crt_free(&c->server_ca);
+  mbedtls_x509_crt_init(&c->server_ca);
+  c->have_server_ca = 0;
+  int rc = parse_pem_crt(&c->server_ca, pem, len);
+  if (rc < 0 || c->server_ca.version == 0) {
+    if (rc < 0) mbed_err(err, errlen, "not a PEM file of certificates", rc);
+    else snprintf(err, errlen, "no certificate this build can use in it");
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, c->have_crl ? &c->crl : NULL);
+    return FY_ECONFIG;
+  }
+  c->have_server_ca = 1;
+  mbedtls_ssl_conf_ca_chain(&c->conf, &c->server_ca, NULL);
+  mbedtls_ssl_conf_ciphersuites(&c->conf, web_suites); /* such brokers often have RSA keys */
+  return FY_OK;
+}
+
 void fy_tls_conf_free(fy_tls_conf *c) {
   if (c == NULL) return;
   mbedtls_ssl_config_free(&c->conf);
@@ -332,6 +358,7 @@ void fy_tls_conf_free(fy_tls_conf *c) {
   mbedtls_pk_free(&c->key); /* zeroizes the key */
   mbedtls_x509_crt_free(&c->cert);
   mbedtls_x509_crt_free(&c->ca);
+  mbedtls_x509_crt_free(&c->server_ca);
   mbedtls_ctr_drbg_free(&c->drbg);
   mbedtls_entropy_free(&c->entropy);
   free(c);
@@ -511,8 +538,12 @@ static int explain(fy_tls *t, int rc) {
     char info[200];
     mbedtls_x509_crt_verify_info(info, sizeof info, "", f);
     for (char *q = info; *q; q++) if (*q == '\n') *q = ' ';
-    snprintf(t->err, sizeof t->err, "the %s's certificate is not signed by %s (%s)", who,
-             t->conf->role == FY_TLS_WEB ? "a CA this node trusts (registry_ca in its config)" : "the fleet CA", info);
+    snprintf(t->err, sizeof t->err, "the %s's certificate is not signed by %s (%.120s)", who,
+             t->conf->role == FY_TLS_WEB                             ? "a CA this node trusts (registry_ca in its config)"
+             : t->conf->role == FY_TLS_BROKER && t->conf->have_server_ca ? "the CA in broker.ca"
+             : t->conf->role == FY_TLS_BROKER ? "the fleet CA; a broker whose certificate another CA issued needs broker.ca"
+                                              : "the fleet CA",
+             info);
     return FY_ECERT;
   }
   if (rc == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE) {
@@ -545,7 +576,11 @@ static int explain(fy_tls *t, int rc) {
       snprintf(t->err, sizeof t->err, "the %s refused our certificate (alert %u)", who, alert);
       return FY_ECERT;
     default:
-      snprintf(t->err, sizeof t->err, "the %s ended the handshake (TLS alert %u)", who, alert);
+      snprintf(t->err, sizeof t->err, "the %s ended the handshake (TLS alert %u)%s", who, alert,
+               t->conf->role == FY_TLS_BROKER && !t->conf->have_server_ca && alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE
+                   ? ": no cipher suite in common, as with a broker whose certificate has an RSA key (another CA's: "
+                     "broker.ca names it)"
+                   : "");
       return FY_ETLS;
     }
   }
@@ -727,7 +762,7 @@ int fy_tls_conf_set_crl(fy_tls_conf *c, const void *pem, size_t len, int *change
   c->nrevoked = *nrevoked;
   free(c->crl_pem);
   c->crl_pem = z;
-  mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, &c->crl);
+  if (!c->have_server_ca) mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, &c->crl); /* (the fleet's list says nothing of another CA's broker) */
   *changed = 1;
   return FY_OK;
 bad:
@@ -740,7 +775,8 @@ const char *fy_tls_conf_crl_pem(const fy_tls_conf *c) { return c->crl_pem; }
 
 int fy_tls_peer_revoked(const fy_tls *t) {
   const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
-  return t->conf->have_crl && peer && mbedtls_x509_crt_is_revoked(peer, &t->conf->crl);
+  /* the fleet's list names the fleet's certificates, not another CA's broker */
+  return t->conf->have_crl && !t->conf->have_server_ca && peer && mbedtls_x509_crt_is_revoked(peer, &t->conf->crl);
 }
 
 int fy_tls_conf_check_cert(const fy_tls_conf *c, const char *pem, size_t len, fy_tls_role want, char *name, size_t namelen,

@@ -84,6 +84,8 @@ if [ ! -f "$CONF_DIR/identity/key.pem" ] || [ "$RECONF" = 1 ]; then
 else
   ident=kept
 fi
+# the CA of a broker whose certificate another CA issued (broker.ca), whatever else was kept
+if [ -f "$S/identity/broker-ca.pem" ]; then cp "$S/identity/broker-ca.pem" "$CONF_DIR/identity/broker-ca.pem"; fi
 if [ "$USE_SYSTEMD" = 1 ]; then mv -f "$UNIT.new" "$UNIT"; mode=systemd; else mode=direct; fi
 if ! started; then
   msg "the new ferryd did not start:"

@@ -228,4 +228,44 @@ mosquitto_pub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$T/
 wait "$watcher" || true
 grep -q '"code":"EDOWNGRADE"' "$T/events3.out" || { cat "$T/events3.out"; fail "after a restart, an old desired state replayed was not refused"; }
 pass "desired state through the broker is checked by the node: a pusher's signature verifies; a replay (captured and republished with mosquitto_pub), an expired one, one signed by an agent's identity and one for another node are refused, each with its reason in the node's events; a secret sealed to the node opens there and is in neither mosquitto's persistence file, the payload nor any log; the newest sequence survives a restart of the node"
+
+# --- a broker whose certificate another CA issued (as AWS IoT's is Amazon's): an RSA key, no
+#     ferry broker role. broker.ca in the node's config and in the fleet file names that CA; the
+#     clients' certificates are still the fleet's, and so is every signature.
+P=$T/public
+mkdir -p "$P"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$P/ca.key" -out "$P/ca.pem" -days 30 -subj "/CN=Public Root" 2> /dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$P/key.pem" -out "$P/req.pem" -subj "/CN=localhost" 2> /dev/null
+printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$P/ext"
+openssl x509 -req -in "$P/req.pem" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial -days 30 -extfile "$P/ext" -out "$P/cert.pem" 2> /dev/null
+stop_broker
+BROKER_SERVER_ID=$P # from here on: the broker and the test's own subscriptions
+start_broker
+PUB_YAML="$BROKER_YAML"$'
+'"  ca: $P/ca.pem"
+AGENT_LISTEN=none start_agent pubn "$PUB_YAML"
+AGENT_LISTEN=none FERRYD_BIN=$A64 start_agent pubpi "$PUB_YAML"$'\nruntime:\n  exec_wrapper: [qemu-aarch64, -L, "{rootfs}"]' qemu-aarch64
+wait_for "$WAIT_LIMIT" "the host node online through the broker with broker.ca" online pubn linux/amd64
+wait_for "$WAIT_LIMIT" "the arm64 node (mbedTLS 3.6, static) online through the broker with broker.ca" online pubpi linux/arm64
+n=$(grep -c 'broker: .*next attempt in' "$T/n1.log" || true)
+wait_log "$T/n1.log" 'broker: .*next attempt in' $((n + 1)) # n1, without broker.ca: the broker is not the fleet's
+! online n1 || fail "n1 (no broker.ca) is online through a broker whose certificate the fleet CA did not issue"
+printf 'broker: {url: "mqtts://localhost:%s", topic_prefix: ferry/e2e, ca: public/ca.pem}\nnodes: [{name: pubn}, {name: pubpi}]\n' "$BROKER_PORT" > "$T/pubfleet.yaml"
+"$FERRY" status --fleet "$T/pubfleet.yaml" --identity "$T/me" > "$T/pub.out" 2> "$T/pub.err" || { cat "$T/pub.out" "$T/pub.err"; fail "status --fleet with broker.ca"; }
+grep -q '^pubn  *ONLINE ' "$T/pub.out" && grep -q '^pubpi  *ONLINE .*arm64' "$T/pub.out" || { cat "$T/pub.out"; fail "status --fleet with broker.ca: rows"; }
+set +e
+"$FERRY" logs --fleet "$T/pubfleet.yaml" --identity "$T/me" --app hello --timeout 60 > "$T/publogs.out" 2>&1
+set -e
+grep -q "pubn.*no app\|pubn.*not installed\|pubn.*EAPP\|pubn.*ENOENT" "$T/publogs.out" || { cat "$T/publogs.out"; fail "a request through the broker with broker.ca"; }
+sed 's|, ca: public/ca.pem||' "$T/pubfleet.yaml" > "$T/nocafleet.yaml"
+"$FERRY" status --fleet "$T/nocafleet.yaml" --identity "$T/me" > /dev/null 2> "$T/noca.err" && fail "status --fleet without broker.ca trusted another CA's broker"
+grep -q 'broker.ca names it\|needs broker.ca' "$T/noca.err" || { cat "$T/noca.err"; fail "status --fleet without broker.ca: message"; }
+echo "not a certificate" > "$T/public/bad.pem"
+sed 's|public/ca.pem|public/bad.pem|' "$T/pubfleet.yaml" > "$T/badfleet.yaml"
+"$FERRY" status --fleet "$T/badfleet.yaml" --identity "$T/me" > /dev/null 2> "$T/bad.err" && fail "status --fleet with a broker.ca that is no certificate"
+grep -q "broker.ca: $T/public/bad.pem: " "$T/bad.err" || { cat "$T/bad.err"; fail "a bad broker.ca (fleet): message"; }
+printf 'name: pubn\nlisten: none\nstate_dir: %s\nidentity: %s\n%s\n  ca: %s\n' "$T/state-badca" "$T/id-pubn" "$BROKER_YAML" "$T/public/bad.pem" > "$T/badca.yaml"
+"$FERRYD" --config "$T/badca.yaml" > /dev/null 2> "$T/badca.err" && fail "ferryd started with a broker.ca that is no certificate"
+grep -q "broker.ca: $T/public/bad.pem" "$T/badca.err" || { cat "$T/badca.err"; fail "a bad broker.ca (agent): message"; }
+pass "a broker whose certificate another CA issued (RSA, no broker role): nodes with broker.ca (amd64, and arm64 under qemu) connect, status --fleet and a request go through it with the fleet file's broker.ca; without it the node and the pusher refuse that broker; a broker.ca that is no certificate is refused by ferryd and ferry, naming the file"
 finish

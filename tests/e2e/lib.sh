@@ -283,7 +283,7 @@ stop_registry() {
 # (mutual TLS under the test's fleet CA, require_certificate, the certificate's name as the user,
 # the shipped ACL for topic prefix ferry/FLEET, default e2e, with the pusher 'laptop'), its broker
 # identity named localhost, persistence in $T/broker/persist; BROKER_EXTRA_PUSHERS="a b" lets
-# more pusher identities in. Sets BROKER_PORT and
+# more pusher identities in, BROKER_SERVER_ID=DIR shows DIR/cert.pem (another CA's). Sets BROKER_PORT and
 # BROKER_YAML (the agent config's broker: block); $T/broker.log is its log. Started again after
 # stop_broker, it keeps its port and its retained messages.
 start_broker() {
@@ -298,6 +298,9 @@ start_broker() {
   sed -e "s|^listener 8883|listener $BROKER_PORT 127.0.0.1|" -e "s|/etc/mosquitto/ferry/acl|$d/acl|" \
     -e "s|/etc/mosquitto/ferry|$d/id|g" -e "s|^persistence_location .*|persistence_location $d/persist/|" \
     "$FERRY_SRC/examples/mosquitto/ferry.conf" > "$d/mosquitto.conf"
+  # BROKER_SERVER_ID=DIR: the broker shows DIR's cert.pem and key.pem instead (another CA's)
+  [ -z "${BROKER_SERVER_ID:-}" ] || sed -i -e "s|^certfile .*|certfile $BROKER_SERVER_ID/cert.pem|" \
+    -e "s|^keyfile .*|keyfile $BROKER_SERVER_ID/key.pem|" "$d/mosquitto.conf"
   printf 'user root\nlog_dest stderr\nlog_type all\nlog_timestamp_format %%H:%%M:%%S\n' >> "$d/mosquitto.conf"
   n=$(grep -c ' running$' "$T/broker.log" 2>/dev/null || true)
   mosquitto -c "$d/mosquitto.conf" >> "$T/broker.log" 2>&1 &
@@ -320,7 +323,7 @@ stop_broker() {
 # SECONDS (10) for them.
 broker_sub() {
   local id=${4:-$T/me}
-  mosquitto_sub -h localhost -p "$BROKER_PORT" --cafile "$T/ca/ca.pem" --cert "$id/cert.pem" --key "$id/key.pem" \
+  mosquitto_sub -h localhost -p "$BROKER_PORT" --cafile "${BROKER_SERVER_ID:-$T/ca}/ca.pem" --cert "$id/cert.pem" --key "$id/key.pem" \
     -t "$1" -C "${2:-1}" -W "${3:-10}" -v 2>/dev/null || true
 }
 # broker_status NODE: NODE's retained status from the broker, its signature checked as a pusher

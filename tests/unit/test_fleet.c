@@ -52,7 +52,22 @@ static void test_broker(void) {
   CHECK(fl.n == 2 && fl.targets[0].host[0] == '\0' && strcmp(fl.targets[1].host, "10.0.0.2") == 0);
   fy_fleet_free(&fl);
   CHECK_INT(load_text("broker: {url: \"mqtts://mq.example\"}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_OK);
-  CHECK(fl.broker_port == 8883 && strcmp(fl.topic_prefix, "ferry") == 0);
+  CHECK(fl.broker_port == 8883 && strcmp(fl.topic_prefix, "ferry") == 0 && fl.broker_ca[0] == '\0');
+  fy_fleet_free(&fl);
+  /* broker.ca: a broker whose certificate another CA issued; a relative path is the fleet file's directory's */
+  char want[300];
+  CHECK_INT(load_text("broker: {url: \"mqtts://iot.example\", ca: certs/amazon.pem}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_OK);
+  snprintf(want, sizeof want, "%s/certs/amazon.pem", dir);
+  CHECK(strcmp(fl.broker_ca, want) == 0);
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("broker: {url: \"mqtts://iot.example\", ca: /etc/ssl/amazon.pem}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_OK);
+  CHECK(strcmp(fl.broker_ca, "/etc/ssl/amazon.pem") == 0);
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("broker: {url: \"mqtts://iot.example\", ca: [a, b]}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_ECONFIG);
+  CHECK(strstr(err, "broker.ca: expected the path of a PEM file"));
+  fy_fleet_free(&fl);
+  CHECK_INT(load_text("broker: {url: \"mqtts://iot.example\", cafile: x}\nnodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_ECONFIG);
+  CHECK(strstr(err, "unknown key 'broker.cafile' (url, topic_prefix, ca)"));
   fy_fleet_free(&fl);
   CHECK_INT(load_text("nodes:\n  - {name: pi-1}\n", &fl, err, sizeof err), FY_ECONFIG);
   CHECK(strstr(err, "needs an address") && strstr(err, "broker"));

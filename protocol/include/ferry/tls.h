@@ -41,6 +41,11 @@ int fy_tls_conf_new(fy_tls_conf **out, fy_tls_role role, const void *ca_pem, siz
  * has RSA. */
 int fy_tls_conf_new_web(fy_tls_conf **out, const void *ca_pem, size_t ca_len, char *err, size_t errlen) FY_WUR;
 /* NULL-safe; wipes the private key. */
+/* FY_TLS_BROKER: the broker's certificate is checked against this bundle (PEM) and its host
+ * name, as a web server's is, instead of against the fleet CA with the broker role: for a broker
+ * whose certificate another CA issued (AWS IoT Core, a hosted EMQX or HiveMQ). The fleet CA
+ * still checks everything signed (statuses, desired states). */
+int fy_tls_conf_set_broker_ca(fy_tls_conf *c, const void *pem, size_t len, char *err, size_t errlen) FY_WUR;
 void fy_tls_conf_free(fy_tls_conf *c);
 /* Checks a certificate (PEM) the way a handshake checks a peer's: it chains to c's CA, is within
  * its dates and not on c's revocation list, and is of the role `want` (FY_TLS_PUSHER: clientAuth
