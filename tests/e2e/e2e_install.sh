@@ -151,13 +151,17 @@ pass "uninstall-agent stops ferryd and its app, removes everything it installed,
 # --- a node behind NAT: install-agent --broker configures listen: none and the fleet's broker,
 #     and checks the node through the broker
 start_broker
-printf 'broker: {url: "mqtts://localhost:%s", topic_prefix: ferry/e2e}\nnodes: []   # install-agent --broker fills it\n' "$BROKER_PORT" > "$T/bfleet.yaml"
+# broker.ca naming the fleet CA's own certificate (any CA bundle goes the same way): it goes to
+# the node as identity/broker-ca.pem, and the node checks the broker against it
+cp "$T/ca/ca.pem" "$T/broker-ca.pem"
+printf 'broker: {url: "mqtts://localhost:%s", topic_prefix: ferry/e2e, ca: broker-ca.pem}\nnodes: []   # install-agent --broker fills it\n' "$BROKER_PORT" > "$T/bfleet.yaml"
 "$FERRY" status --fleet "$T/bfleet.yaml" > /dev/null 2> "$T/bs0.err" && fail "status --fleet of an empty fleet exits 0"
 grep -q 'lists no node yet (ferry install-agent' "$T/bs0.err" || { cat "$T/bs0.err"; fail "status --fleet of an empty fleet: message"; }
 "$FERRY" install-agent "$D" --name nat-1 --prefix "$T/dev-nat" --fleet "$T/bfleet.yaml" --broker > "$T/ib.out" 2> "$T/ib.err" ||
   { cat "$T/ib.out" "$T/ib.err"; fail "install-agent --broker"; }
 grep -q "as nat-1 (linux/amd64), online on the broker localhost:$BROKER_PORT (listen: none)" "$T/ib.out" || { cat "$T/ib.out"; fail "install-agent --broker output"; }
-grep -q '^listen: none' "$T/dev-nat/etc/ferry/ferryd.yaml" && grep -q "url: mqtts://localhost:$BROKER_PORT" "$T/dev-nat/etc/ferry/ferryd.yaml" ||
+grep -q '^listen: none' "$T/dev-nat/etc/ferry/ferryd.yaml" && grep -q "url: mqtts://localhost:$BROKER_PORT" "$T/dev-nat/etc/ferry/ferryd.yaml" &&
+  grep -q "ca: $T/dev-nat/etc/ferry/identity/broker-ca.pem" "$T/dev-nat/etc/ferry/ferryd.yaml" && cmp -s "$T/broker-ca.pem" "$T/dev-nat/etc/ferry/identity/broker-ca.pem" ||
   { cat "$T/dev-nat/etc/ferry/ferryd.yaml"; fail "the node's config"; }
 grep -q 'name: nat-1' "$T/bfleet.yaml" && ! grep -q 'address:' "$T/bfleet.yaml" && ! grep -q '\[\]' "$T/bfleet.yaml" || { cat "$T/bfleet.yaml"; fail "the fleet file of a broker node"; }
 "$FERRY" status --fleet "$T/bfleet.yaml" > "$T/bs.out" && grep -q '^nat-1  *ONLINE ' "$T/bs.out" || { cat "$T/bs.out"; fail "status --fleet of the node through the broker"; }
@@ -165,5 +169,5 @@ grep -q 'name: nat-1' "$T/bfleet.yaml" && ! grep -q 'address:' "$T/bfleet.yaml" 
 grep -q -- '--broker takes the broker from the fleet file' "$T/ib2.err" || { cat "$T/ib2.err"; fail "--broker without --fleet: message"; }
 [ ! -e "$T/dev-nat2" ] || fail "a refused install-agent --broker left files"
 "$FERRY" uninstall-agent "$D" --prefix "$T/dev-nat" --fleet "$T/bfleet.yaml" --name nat-1 > /dev/null 2> "$T/ub.err" || { cat "$T/ub.err"; fail "uninstall of the broker node"; }
-pass "install-agent --broker: listen: none and the fleet's broker in the node's config, checked online through the broker, added to the fleet file without an address; without --fleet it says where the broker comes from"
+pass "install-agent --broker: listen: none and the fleet's broker (its broker.ca too) in the node's config, checked online through the broker, added to the fleet file without an address; without --fleet it says where the broker comes from"
 finish
