@@ -133,6 +133,8 @@ static int send_out(bc *c) {
   return rc == FY_OK ? flush(c) : fail(c, rc, "%s: cannot send", c->where);
 }
 
+#define SUBSCRIBE_PER_NODE_MAX 32 /* up to this many nodes, their own topics rather than wildcards */
+
 static fy_broker_node *node_of(bc *c, const char *topic, const char *kind) {
   /* PREFIX/nodes/NAME/KIND */
   size_t pl = strlen(c->prefix);
@@ -302,18 +304,37 @@ static int bs_connect(fy_bsess *S) {
     if ((rc = fill(c)) != FY_OK) return rc;
   }
   fy_mqtt_connect m = {.client_id = S->id, .clean_session = 1, .keepalive_s = 60};
-  char filter[320], fdesired[320], fevents[320], freplies[320];
-  fy_text_fmt(filter, sizeof filter, "%s/nodes/+/status", c->prefix);
-  fy_text_fmt(fdesired, sizeof fdesired, "%s/nodes/+/desired", c->prefix);
-  fy_text_fmt(fevents, sizeof fevents, "%s/nodes/+/events", c->prefix);
-  fy_text_fmt(freplies, sizeof freplies, "%s/nodes/+/replies", c->prefix);
-  const char *filters[] = {filter, c->sync_topic, fdesired, fevents, freplies};
-  int qos[] = {0, 0, 0, 1, 1};
-  if ((rc = fy_mqtt_connect_encode(&c->out, &m)) != FY_OK || (rc = send_out(c)) != FY_OK || (rc = read_until(c, &c->connack)) != FY_OK)
-    return rc;
-  if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters, qos, c->full ? 5 : 2)) != FY_OK || (rc = send_out(c)) != FY_OK ||
-      (rc = read_until(c, &c->suback)) != FY_OK)
-    return rc;
+  /* A few nodes: their own topics, so that a small fleet on a broker holding thousands reads
+   * only its own; more: the prefix's wildcards. */
+  static const char *const kinds[] = {"status", "desired", "events", "replies"};
+  static const int kqos[] = {0, 0, 1, 1};
+  size_t nk = c->full ? 4 : 1, per_node = c->n <= SUBSCRIBE_PER_NODE_MAX, nf = 1 + nk * (per_node ? c->n : 1);
+  char(*ftext)[320] = calloc(nf, sizeof *ftext);
+  const char **filters = calloc(nf, sizeof *filters);
+  int *qos = calloc(nf, sizeof *qos);
+  if (!ftext || !filters || !qos) rc = fail(c, FY_ENOMEM, "out of memory");
+  else {
+    filters[0] = c->sync_topic;
+    size_t j = 1;
+    for (size_t k = 0; k < nk; k++)
+      for (size_t i = 0; i < (per_node ? c->n : 1); i++, j++) {
+        fy_text_fmt(ftext[j], sizeof ftext[j], "%s/nodes/%s/%s", c->prefix, per_node ? c->nodes[i].name : "+", kinds[k]);
+        filters[j] = ftext[j];
+        qos[j] = kqos[k];
+      }
+    if ((rc = fy_mqtt_connect_encode(&c->out, &m)) == FY_OK && (rc = send_out(c)) == FY_OK)
+      rc = read_until(c, &c->connack);
+    for (size_t at = 0; rc == FY_OK && at < nf; at += FY_MQTT_SUBS_MAX) { /* a SUBSCRIBE holds FY_MQTT_SUBS_MAX filters */
+      size_t k = nf - at < FY_MQTT_SUBS_MAX ? nf - at : FY_MQTT_SUBS_MAX;
+      c->suback = 0;
+      if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters + at, qos + at, k)) == FY_OK && (rc = send_out(c)) == FY_OK)
+        rc = read_until(c, &c->suback);
+    }
+  }
+  free(ftext);
+  free(filters);
+  free(qos);
+  if (rc != FY_OK) return rc;
   /* The marker comes back after every retained message the subscription brought. */
   if ((rc = fy_mqtt_publish_encode(&c->out, c->sync_topic, c->token, strlen(c->token), 0, 0, 0, 0)) != FY_OK ||
       (rc = send_out(c)) != FY_OK)

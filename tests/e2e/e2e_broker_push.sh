@@ -93,6 +93,7 @@ for n in late1 late2; do app_version "$n" 1 || fail "$n does not run v1"; done
 pass "the two nodes started again after the pusher exited converge to v1 on their own, and status --fleet shows them converged"
 
 # --- --detach: publish and return; the fleet converges without the laptop
+N4_LINES=$(wc -l < "$T/n4.log")
 push "$T/p2.json" "$T/img:2" --detach --settle 1
 [ $PUSH_RC -eq 0 ] || { cat "$T/p2.json" "$T/p2.json.err"; fail "push --detach"; }
 [ "$(json_get "$T/p2.json" "sorted(set(n['result'] for n in d['nodes']))")" = "(['detached'],)" ] || { cat "$T/p2.json"; fail "--detach results"; }
@@ -103,7 +104,11 @@ pass "push --detach publishes to every node and returns; the fleet converges to 
 # --- a node that goes away after it applied the state: its Last Will (signed again once the
 #     applied state changed) says so, so status --fleet shows it converged while it is away, and
 #     when it was last seen: after the push, not when its connection began
-renewed() { grep -q 'broker: reconnected to renew the Last Will (the applied state changed)' "$T/n4.log"; }
+# (v2 applied, then a renewal after it: the lines n4 logged since the --detach push)
+renewed() {
+  tail -n +$((N4_LINES + 1)) "$T/n4.log" | awk '/broker: desired state [0-9]+: app hello: deployed/ { d = 1 }
+    d && /broker: reconnected to renew the Last Will \(the applied state changed\)/ { r = 1 } END { exit !r }'
+}
 wait_for "$WAIT_LIMIT" "n4 to renew its Last Will after applying v2" renewed
 kill -9 "$PID_n4"; wait "$PID_n4" 2> /dev/null || true
 away() { ! online n4; }
