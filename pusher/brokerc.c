@@ -32,6 +32,7 @@ typedef struct bc {
   fy_buf out;
   /* what the read is waiting for */
   int connack, suback, synced;
+  int subacks_left;          /* SUBACKs still to come; suback once none */
   char sync_topic[320], token[40], prefix[300];
   fy_tls_conf *tls_conf;
   fy_broker_node *nodes;
@@ -133,7 +134,7 @@ static int send_out(bc *c) {
   return rc == FY_OK ? flush(c) : fail(c, rc, "%s: cannot send", c->where);
 }
 
-#define SUBSCRIBE_PER_NODE_MAX 32 /* up to this many nodes, their own topics rather than wildcards */
+#define SUBSCRIBE_PER_NODE_MAX 64 /* up to this many nodes, their own topics rather than wildcards */
 
 static fy_broker_node *node_of(bc *c, const char *topic, const char *kind) {
   /* PREFIX/nodes/NAME/KIND */
@@ -203,7 +204,8 @@ static int on_packet(void *ud, const fy_mqtt_packet *p) {
   } else if (p->type == FY_MQTT_SUBACK) {
     for (size_t i = 0; i < p->ncodes; i++)
       if (p->codes[i] == 0x80) return fail(c, FY_EPOLICY, "%s refused the subscription (its ACL: this pusher may not read %s/#?)", c->where, c->prefix);
-    c->suback = 1;
+    if (c->subacks_left > 0) c->subacks_left--;
+    c->suback = c->subacks_left == 0;
   } else if (p->type == FY_MQTT_PUBLISH) {
     if (strcmp(p->topic, c->sync_topic) == 0) {
       if (p->payload_len == strlen(c->token) && memcmp(p->payload, c->token, p->payload_len) == 0) c->synced = 1;
@@ -324,12 +326,13 @@ static int bs_connect(fy_bsess *S) {
       }
     if ((rc = fy_mqtt_connect_encode(&c->out, &m)) == FY_OK && (rc = send_out(c)) == FY_OK)
       rc = read_until(c, &c->connack);
-    for (size_t at = 0; rc == FY_OK && at < nf; at += FY_MQTT_SUBS_MAX) { /* a SUBSCRIBE holds FY_MQTT_SUBS_MAX filters */
+    /* a SUBSCRIBE holds FY_MQTT_SUBS_MAX filters: as many as it takes, sent at once, then their SUBACKs */
+    c->subacks_left = (int)((nf + FY_MQTT_SUBS_MAX - 1) / FY_MQTT_SUBS_MAX);
+    for (size_t at = 0; rc == FY_OK && at < nf; at += FY_MQTT_SUBS_MAX) {
       size_t k = nf - at < FY_MQTT_SUBS_MAX ? nf - at : FY_MQTT_SUBS_MAX;
-      c->suback = 0;
-      if ((rc = fy_mqtt_subscribe_encode(&c->out, 1, filters + at, qos + at, k)) == FY_OK && (rc = send_out(c)) == FY_OK)
-        rc = read_until(c, &c->suback);
+      rc = fy_mqtt_subscribe_encode(&c->out, (uint16_t)(at / FY_MQTT_SUBS_MAX + 1), filters + at, qos + at, k);
     }
+    if (rc == FY_OK && (rc = send_out(c)) == FY_OK) rc = read_until(c, &c->suback);
   }
   free(ftext);
   free(filters);
