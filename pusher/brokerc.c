@@ -134,7 +134,10 @@ static int send_out(bc *c) {
   return rc == FY_OK ? flush(c) : fail(c, rc, "%s: cannot send", c->where);
 }
 
-#define SUBSCRIBE_PER_NODE_MAX 64 /* up to this many nodes, their own topics rather than wildcards */
+/* AWS IoT Core takes at most 8 filters in a SUBSCRIBE and 50 subscriptions on a connection:
+ * within both, a few nodes get their own topics; more, the prefix's wildcards. */
+#define SUBSCRIBE_FILTERS_MAX 8
+#define SUBSCRIPTIONS_MAX 50
 
 static fy_broker_node *node_of(bc *c, const char *topic, const char *kind) {
   /* PREFIX/nodes/NAME/KIND */
@@ -310,7 +313,7 @@ static int bs_connect(fy_bsess *S) {
    * only its own; more: the prefix's wildcards. */
   static const char *const kinds[] = {"status", "desired", "events", "replies"};
   static const int kqos[] = {0, 0, 1, 1};
-  size_t nk = c->full ? 4 : 1, per_node = c->n <= SUBSCRIBE_PER_NODE_MAX, nf = 1 + nk * (per_node ? c->n : 1);
+  size_t nk = c->full ? 4 : 1, per_node = 1 + nk * c->n <= SUBSCRIPTIONS_MAX, nf = 1 + nk * (per_node ? c->n : 1);
   char(*ftext)[320] = calloc(nf, sizeof *ftext);
   const char **filters = calloc(nf, sizeof *filters);
   int *qos = calloc(nf, sizeof *qos);
@@ -326,11 +329,11 @@ static int bs_connect(fy_bsess *S) {
       }
     if ((rc = fy_mqtt_connect_encode(&c->out, &m)) == FY_OK && (rc = send_out(c)) == FY_OK)
       rc = read_until(c, &c->connack);
-    /* a SUBSCRIBE holds FY_MQTT_SUBS_MAX filters: as many as it takes, sent at once, then their SUBACKs */
-    c->subacks_left = (int)((nf + FY_MQTT_SUBS_MAX - 1) / FY_MQTT_SUBS_MAX);
-    for (size_t at = 0; rc == FY_OK && at < nf; at += FY_MQTT_SUBS_MAX) {
-      size_t k = nf - at < FY_MQTT_SUBS_MAX ? nf - at : FY_MQTT_SUBS_MAX;
-      rc = fy_mqtt_subscribe_encode(&c->out, (uint16_t)(at / FY_MQTT_SUBS_MAX + 1), filters + at, qos + at, k);
+    /* as many SUBSCRIBEs as it takes, sent at once, then their SUBACKs */
+    c->subacks_left = (int)((nf + SUBSCRIBE_FILTERS_MAX - 1) / SUBSCRIBE_FILTERS_MAX);
+    for (size_t at = 0; rc == FY_OK && at < nf; at += SUBSCRIBE_FILTERS_MAX) {
+      size_t k = nf - at < SUBSCRIBE_FILTERS_MAX ? nf - at : SUBSCRIBE_FILTERS_MAX;
+      rc = fy_mqtt_subscribe_encode(&c->out, (uint16_t)(at / SUBSCRIBE_FILTERS_MAX + 1), filters + at, qos + at, k);
     }
     if (rc == FY_OK && (rc = send_out(c)) == FY_OK) rc = read_until(c, &c->suback);
   }

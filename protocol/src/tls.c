@@ -139,8 +139,12 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
   const fy_tls_conf *c = ctx;
   (void)crl_dates_cb(NULL, crt, depth, flags);
   /* the web PKI, and a broker whose certificate another CA issued (broker.ca): chain and host
-   * name, mbedTLS's own checks */
-  if (depth != 0 || c->role == FY_TLS_WEB || (c->role == FY_TLS_BROKER && c->have_server_ca)) return 0;
+   * name, mbedTLS's own checks. A certificate the fleet CA issued still needs the broker role
+   * (a broker.ca that holds the fleet CA too must not let a node's certificate be the broker). */
+  if (depth != 0 || c->role == FY_TLS_WEB) return 0;
+  if (c->role == FY_TLS_BROKER && c->have_server_ca &&
+      (crt->issuer_raw.len != c->ca.subject_raw.len || memcmp(crt->issuer_raw.p, c->ca.subject_raw.p, crt->issuer_raw.len) != 0))
+    return 0;
   int ok = c->role == FY_TLS_AGENT    ? has_client_auth(crt) && !has_server_auth(crt)
            : c->role == FY_TLS_PUSHER ? has_server_auth(crt) && !is_broker_cert(crt)
                                       : has_server_auth(crt) && is_broker_cert(crt); /* FY_TLS_BROKER: ferry cert issue --role broker */

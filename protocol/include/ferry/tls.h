@@ -44,7 +44,8 @@ int fy_tls_conf_new_web(fy_tls_conf **out, const void *ca_pem, size_t ca_len, ch
 /* FY_TLS_BROKER: the broker's certificate is checked against this bundle (PEM) and its host
  * name, as a web server's is, instead of against the fleet CA with the broker role: for a broker
  * whose certificate another CA issued (AWS IoT Core, a hosted EMQX or HiveMQ). The fleet CA
- * still checks everything signed (statuses, desired states). */
+ * still checks everything signed (statuses, desired states), and a broker certificate it issued
+ * still needs the broker role. Once, right after the conf is made, before any session. */
 int fy_tls_conf_set_broker_ca(fy_tls_conf *c, const void *pem, size_t len, char *err, size_t errlen) FY_WUR;
 void fy_tls_conf_free(fy_tls_conf *c);
 /* Checks a certificate (PEM) the way a handshake checks a peer's: it chains to c's CA, is within
