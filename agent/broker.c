@@ -733,6 +733,43 @@ static int req_accept(fy_broker *b, const json_t *body, uint64_t seq, int64_t ex
   return FY_OK;
 }
 
+/* Opens every value of secrets, sealed to this node under "NODE secret NAME"; with desired, the
+ * apps' plans ("plan/APP") go into plans_opened. Plain text is wiped once used. */
+static int open_secrets(fy_broker *b, const json_t *secrets, int desired, json_t *plans_opened, size_t *opened, char *why, size_t whylen) {
+  const char *sname;
+  const json_t *sv;
+  int rc = FY_OK;
+  if (secrets && (!json_is_object(secrets) || json_object_size(secrets) > 64)) {
+    fy_text_fmt(why, whylen, "secrets: expected an object of at most 64 sealed values");
+    return FY_EPROTO;
+  }
+  json_object_foreach((json_t *)secrets, sname, sv) {
+    char ctx[FY_SEAL_CONTEXT_MAX + 1], swhy[200];
+    unsigned char *plain = NULL;
+    size_t pn = 0;
+    int cl = snprintf(ctx, sizeof ctx, "%s secret %s", b->a->name, sname);
+    if (cl < 0 || (size_t)cl >= sizeof ctx) {
+      fy_text_fmt(why, whylen, "the secret name %.64s... is too long", sname);
+      return FY_EPROTO;
+    }
+    rc = b->key_pem ? fy_unseal(b->key_pem, b->key_len, ctx, sv, &plain, &pn, swhy, sizeof swhy) : FY_EINVAL;
+    if (rc != FY_OK) fy_text_fmt(why, whylen, "the secret %.64s does not open: %s", sname, b->key_pem ? swhy : "no key");
+    else (*opened)++;
+    if (rc == FY_OK && desired && strncmp(sname, "plan/", 5) == 0) { /* an app's plan: kept for the apply */
+      json_t *plan = json_loadb((const char *)plain, pn, 0, NULL);
+      if (!json_is_object(plan)) {
+        fy_text_fmt(why, whylen, "the sealed %.64s is not a JSON object", sname);
+        rc = FY_EPROTO;
+      }
+      json_object_set_new(plans_opened, sname, plan);
+    }
+    if (plain) explicit_bzero(plain, pn);
+    free(plain);
+    if (rc != FY_OK) return rc;
+  }
+  return FY_OK;
+}
+
 static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t n) {
   fy_envelope e;
   char why[400];
@@ -786,41 +823,9 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     return;
   }
   /* Secrets (and anything else sealed) travel sealed to this node: each must open. */
-  const json_t *secrets = json_object_get(e.body, "secrets");
-  const char *sname;
-  const json_t *sv;
   size_t opened = 0;
   json_t *plans_opened = json_object(), *plans = NULL;
-  if (secrets && (!json_is_object(secrets) || json_object_size(secrets) > 64)) {
-    fy_text_fmt(why, sizeof why, "secrets: expected an object of at most 64 sealed values");
-    rc = FY_EPROTO;
-  }
-  json_object_foreach((json_t *)secrets, sname, sv) {
-    char ctx[FY_SEAL_CONTEXT_MAX + 1], swhy[200];
-    unsigned char *plain = NULL;
-    size_t pn = 0;
-    if (rc != FY_OK) break;
-    int cl = snprintf(ctx, sizeof ctx, "%s secret %s", b->a->name, sname);
-    if (cl < 0 || (size_t)cl >= sizeof ctx) {
-      fy_text_fmt(why, sizeof why, "the secret name %.64s... is too long", sname);
-      rc = FY_EPROTO;
-      break;
-    }
-    rc = b->key_pem ? fy_unseal(b->key_pem, b->key_len, ctx, sv, &plain, &pn, swhy, sizeof swhy) : FY_EINVAL;
-    if (rc != FY_OK) fy_text_fmt(why, sizeof why, "the secret %.64s does not open: %s", sname, b->key_pem ? swhy : "no key");
-    else opened++;
-    if (rc == FY_OK && desired && strncmp(sname, "plan/", 5) == 0) { /* an app's plan: kept for the apply */
-      json_error_t je;
-      json_t *plan = json_loadb((const char *)plain, pn, 0, &je);
-      if (!json_is_object(plan)) {
-        fy_text_fmt(why, sizeof why, "the sealed %.64s is not a JSON object", sname);
-        rc = FY_EPROTO;
-      }
-      json_object_set_new(plans_opened, sname, plan);
-    }
-    if (plain) explicit_bzero(plain, pn);
-    free(plain);
-  }
+  rc = open_secrets(b, json_object_get(e.body, "secrets"), desired, plans_opened, &opened, why, sizeof why);
   if (rc == FY_OK && desired && json_object_get(e.body, "apps")) rc = desired_plans(b, e.body, plans_opened, &plans, why, sizeof why);
   json_decref(plans_opened);
   if (rc != FY_OK) {
