@@ -128,6 +128,7 @@ typedef struct apply_app {
 typedef struct apply_job {
   fy_broker *b;
   uint64_t seq;
+  volatile int superseded;        /* a newer state came: the apps not committed yet are given up */
   apply_app apps[APPLY_APPS_MAX];
   size_t n;
   char state_dir[FY_CFG_PATH];
@@ -405,11 +406,16 @@ static void apply_thread(void *arg) {
   apply_job *j = arg;
   for (size_t i = 0; i < j->n; i++) {
     apply_app *x = &j->apps[i];
+    if (j->superseded) {
+      x->rc = FY_ECANCELED;
+      snprintf(x->err, sizeof x->err, "given up for a newer one");
+      continue;
+    }
     if (!x->plan) {
       apply_remove(j, x);
       continue;
     }
-    x->d = (fy_localc_deploy){.client = "ferryd broker " FY_VERSION, .app = x->app, .plan = x->plan};
+    x->d = (fy_localc_deploy){.client = "ferryd broker " FY_VERSION, .app = x->app, .plan = x->plan, .cancel = &j->superseded};
     x->rc = fy_localc_run(j->state_dir, &x->d, x->err, sizeof x->err);
   }
   uv_async_send(&j->done);
@@ -435,12 +441,12 @@ static void apply_done(uv_async_t *h) {
   json_t *results = json_object();
   for (size_t i = 0; i < j->n; i++) {
     apply_app *x = &j->apps[i];
-    fy_result r = x->rc == FY_OK ? x->d.result : FY_RESULT_FAILED;
+    fy_result r = x->rc == FY_OK ? x->d.result : x->rc == FY_ECANCELED ? FY_RESULT_SKIPPED : FY_RESULT_FAILED;
     int code = x->rc == FY_OK ? x->d.code : x->rc;
     const char *reason = x->rc == FY_OK ? x->d.message : x->err;
     /* ferryd's refusal is an answer; a connection lost (ferryd stopping), or "busy" (a request
      * for the app at the same moment), is not: the state is applied again later */
-    all &= x->rc != FY_ECONN && x->rc != FY_ETIMEDOUT && x->rc != FY_EBUSY && code != FY_EBUSY && !b->stopping;
+    all &= x->rc != FY_ECONN && x->rc != FY_ETIMEDOUT && x->rc != FY_EBUSY && code != FY_EBUSY && x->rc != FY_ECANCELED && !b->stopping;
     fy_log(r == FY_RESULT_DEPLOYED || r == FY_RESULT_UNCHANGED ? "info" : "warn", "broker: desired state %llu: app %s: %s%s%s%s%s",
            (unsigned long long)j->seq, x->app, fy_result_name(r), x->d.release[0] ? " " : "", x->d.release, reason[0] ? ": " : "",
            reason);
@@ -848,6 +854,12 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     event(b, "verified", kind, 0, e.seq, why);
     json_decref(b->pending); /* a newer state replaces one that did not start yet */
     b->apply_retry_ms = b->apply_backoff_ms = 0;
+    if (b->job && b->job->seq < e.seq && !b->job->superseded) {
+      /* and one that is still getting its layers (a slow or stalled registry) is given up */
+      b->job->superseded = 1;
+      fy_log("info", "broker: desired state %llu gives up desired state %llu where it has not switched yet", (unsigned long long)e.seq,
+             (unsigned long long)b->job->seq);
+    }
     b->pending = json_pack("{s:I, s:o}", "seq", (json_int_t)e.seq, "plans", plans);
     apply_start(b);
   } else if (!desired) {

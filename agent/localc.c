@@ -53,22 +53,26 @@ static int next_frame(fy_localc *c) {
     }
     if (rc != FY_OK) return c->err[0] ? rc : fy_localc_fail(c, rc, "ferryd's frames: %s", fy_strerror(rc));
   }
+  uint64_t heard = fy_mono_ms(); /* the last bytes from ferryd */
   for (;;) {
+    if (c->cancel && *c->cancel) return fy_localc_fail(c, FY_ECANCELED, "given up for a newer one");
     struct pollfd p = {.fd = c->sock, .events = POLLIN};
-    int wait = c->wait_ms;
+    uint64_t now = fy_mono_ms();
+    if (now - heard >= (uint64_t)c->wait_ms) return fy_localc_fail(c, FY_ETIMEDOUT, "ferryd said nothing for %d minutes", c->wait_ms / 60000);
+    int wait = (int)((uint64_t)c->wait_ms - (now - heard));
     if (c->deadline_ms) {
-      uint64_t now = fy_mono_ms();
       if (now >= c->deadline_ms) return fy_localc_fail(c, FY_ETIMEDOUT, "it ran past its time limit");
       if (c->deadline_ms - now < (uint64_t)wait) wait = (int)(c->deadline_ms - now);
     }
+    if (c->cancel && wait > 1000) wait = 1000; /* a second at a time, so that a cancel is seen */
     int pr = poll(&p, 1, wait);
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr == 0 && c->deadline_ms && fy_mono_ms() >= c->deadline_ms) return fy_localc_fail(c, FY_ETIMEDOUT, "it ran past its time limit");
-    if (pr == 0) return fy_localc_fail(c, FY_ETIMEDOUT, "ferryd said nothing for %d minutes", c->wait_ms / 60000);
+    if (pr < 0 && errno != EINTR) return fy_localc_fail(c, FY_EIO, "poll: %s", strerror(errno));
+    if (pr <= 0) continue; /* EINTR, or the time: the top of the loop says which limit, if any, was reached */
     ssize_t r = read(c->sock, buf, sizeof buf);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0)
       return fy_localc_fail(c, FY_ECONN, "ferryd closed the connection%s%s", r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
+    heard = fy_mono_ms();
     rc = fy_frame_decoder_feed(&c->dec, buf, (size_t)r, on_frame, c);
     if (rc == FY_FRAME_PAUSE) {
       c->dec_paused = 1;
@@ -134,6 +138,7 @@ static int converse(fy_localc *c, fy_localc_deploy *d) {
   char why[300];
   fy_need_msg need;
   int rc;
+  c->cancel = d->cancel;
   if ((rc = fy_localc_send_json(c, FY_FT_HELLO, fy_msg_hello(d->client, "deploy", d->app))) != FY_OK) return rc;
   if ((rc = next_frame(c)) != FY_OK) return rc;
   if (c->got_type != FY_FT_FACTS) return peer_error(c, FY_EPROTO, "ferryd did not answer hello");
@@ -149,6 +154,7 @@ static int converse(fy_localc *c, fy_localc_deploy *d) {
     if (need.n) fprintf(stderr, "  %s: sending %zu layer(s) to ferryd (%u already on the node)\n", d->app, need.n, need.skipped);
     for (size_t i = 0; i < need.n; i++)
       if ((rc = d->send_blob(d->ud, c, &need.items[i])) != FY_OK) return rc;
+    c->cancel = NULL; /* committed: the deploy runs to its result */
     if ((rc = fy_localc_send_frame(c, FY_FT_COMMIT, NULL, 0)) != FY_OK) return rc;
     do {
       if ((rc = next_frame(c)) != FY_OK) return rc;

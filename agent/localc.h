@@ -26,6 +26,7 @@ typedef struct fy_localc {
   uint64_t deadline_ms;   /* CLOCK_MONOTONIC ms after which it gives up (0: none) */
   void (*on_output)(void *ud, int stream, const uint8_t *p, size_t n); /* output frames, when set */
   void *output_ud;
+  const volatile int *cancel; /* another thread sets it: the wait for ferryd ends within a second (FY_ECANCELED) */
 } fy_localc;
 
 /* Sets the reason; returns rc. */
@@ -46,6 +47,9 @@ typedef struct fy_localc_deploy {
   fy_localc_blob_fn send_blob;   /* NULL: ferryd must lack nothing (the layers come from a registry) */
   fy_localc_progress_fn on_progress;
   void *ud;
+  /* Set by another thread: the deploy is given up while ferryd still gets its layers (a pull it
+   * then cancels, its partial blobs kept); from COMMIT on it runs to its result. */
+  const volatile int *cancel;
   /* out, when FY_OK: ferryd's result */
   fy_result result;
   int code;

@@ -128,6 +128,36 @@ AGENT_LISTEN=none start_agent n4 "$AGENT_CFG"
 wait_for "$WAIT_LIMIT" "n4 back online" online n4
 pass "a node killed with SIGKILL after it applied v2: its Last Will, renewed after the apply, shows it converged while away, LAST SEEN after the push"
 
+# --- a newer desired state while the node's pull hangs (a registry that stops answering in the
+#     middle of a layer, through tests/tools/cutproxy.py): the hung state is given up at once,
+#     not after the pull's idle timeout, and the node takes the newer one
+mkdir -p "$T/d5"
+head -c 1048576 /dev/urandom > "$T/d5/blob.bin" # a layer of its own, which n1 must pull
+$MKIMAGE "$T/img" --ref 5 --variant linux/amd64="$T/app/x64,$T/d5" --variant linux/arm64="$T/app/a64,$T/d5" --env VERSION=5 > /dev/null
+"$FERRY" publish "$T/img:5" "docker://$R/fleet/hello:5" --registry-ca "$T/reg-main/ca.pem" > /dev/null
+python3 "$FERRY_SRC/tests/tools/cutproxy.py" "127.0.0.1:${R##*:}" "$T/hold.port" "$T/hold.stats" --hold-down-after 131072 &
+PIDS+=($!)
+wait_for "$WAIT_LIMIT" "the holding proxy's port" test -s "$T/hold.port"
+sed "s|docker://$R/|docker://localhost:$(cat "$T/hold.port")/|" "$T/fleet.yaml" > "$T/holdfleet.yaml"
+python3 - "$REGISTRY_AUTH_FILE" "$R" "localhost:$(cat "$T/hold.port")" <<'PY' # the registry's credential, for the proxy's address too
+import json, sys
+path, reg, proxy = sys.argv[1:]
+d = json.load(open(path))
+d["auths"][proxy] = d["auths"][reg]
+json.dump(d, open(path, "w"))
+PY
+N1_LINES=$(wc -l < "$T/n1.log")
+"$FERRY" push --identity "$T/me" --json --fleet "$T/holdfleet.yaml" --registry-ca "$T/reg-main/ca.pem" --app hello -l kubernetes.io/hostname=n1 \
+  --detach "$T/img:5" > "$T/p5.json" 2> "$T/p5.err" || { cat "$T/p5.err"; fail "push v5 --detach to n1"; }
+wait_for "$WAIT_LIMIT" "n1's pull of v5 to hang at the proxy" test -e "$T/hold.stats.held"
+push "$T/p6.json" "$T/img:2" --detach -l kubernetes.io/hostname=n1
+[ $PUSH_RC -eq 0 ] || { cat "$T/p6.json" "$T/p6.json.err"; fail "push v2 again to n1"; }
+gave_up() { tail -n +$((N1_LINES + 1)) "$T/n1.log" | grep -q 'broker: desired state [0-9]*: app hello: skipped: given up for a newer one'; }
+wait_for "$WAIT_LIMIT" "n1 to give up the hung state (its pull canceled), not wait for the pull's timeout" gave_up
+wait_for "$WAIT_LIMIT" "n1 converged to v2 again" converged n1
+app_version n1 2 || fail "n1 does not run v2"
+pass "a newer desired state while a node's pull hangs at a stalled registry: the hung state is given up at once (its pull canceled), and the node converges to the newer one"
+
 # --- requests through the broker: logs, stop, start, rollback, each answered in a reply signed
 #     by the node; a node that is away is reported, not waited for
 verb() { # OUT VERB ARGS...: ferry VERB through the broker; status in VERB_RC

@@ -9,7 +9,9 @@ Listens on a free loopback port (written to PORT_FILE). For each connection it p
 uniformly in [1, 2*mean] bytes of client-to-server traffic; when the forwarded bytes reach it the
 proxy resets both sides (SO_LINGER 0), until N cuts were made; after that it forwards faithfully.
 With --stall-ms it pauses the client-to-server direction for MS every BYTES forwarded, and
-creates STATS_FILE.stalled when a pause begins.
+creates STATS_FILE.stalled when a pause begins. With --hold-down-after BYTES, a connection's
+server-to-client direction stops for good once it has forwarded BYTES (a server that hangs in
+the middle of a response, as a stalled registry does), and STATS_FILE.held is created.
 STATS_FILE gets one JSON object, rewritten after every connection: cuts, connections,
 client_to_server bytes (what crossed the "link" towards the agent), server_to_client bytes.
 """
@@ -84,11 +86,18 @@ def handle(client, args, rnd):
         done.set()
 
     def down():  # server -> client
+        got = 0
         try:
             while not done.is_set():
                 data = server.recv(65536)
                 if not data:
                     break
+                if args.hold_down_after and got + len(data) > args.hold_down_after:
+                    client.sendall(data[: max(0, args.hold_down_after - got)])
+                    open(args.stats + ".held", "w").close()  # tests wait for this, not for time
+                    done.wait()  # nothing more that way until the client gives up
+                    break
+                got += len(data)
                 client.sendall(data)
                 with lock:
                     stats["server_to_client"] += len(data)
@@ -132,6 +141,7 @@ def main():
     ap.add_argument("--stall-ms", type=int, default=0)
     ap.add_argument("--stall-every", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--hold-down-after", type=int, default=0)
     args = ap.parse_args()
     args.host, port = args.target.rsplit(":", 1)
     args.port = int(port)
