@@ -34,7 +34,10 @@
 /* A status says how fresh it is by its time; its signature lasts long (a node away for months
  * leaves the Will it signed before it went), and the status is signed again hourly. */
 #define STATUS_TTL_S (400 * 86400)
-#define STATUS_REFRESH_S 3600 /* said in the status (refresh_s): a pusher reads one much older as a node gone */
+/* The online status is published again at the first tick after this: the status says the
+ * longest gap (refresh_s, this and a keepalive), and a pusher reads one much older as a node that
+ * went away without a Will (killed in the second its Will was being renewed). */
+#define STATUS_REFRESH_S 1800
 /* MQTT 3.1.1 cannot change a Will once connected, so the node reconnects to sign a new one: when
  * what it would say (the applied state, its results) changed, and hourly, so that the LAST SEEN
  * of a node that went away is within an hour of the moment. */
@@ -198,7 +201,7 @@ static json_t *status_json(fy_broker *b, int online) {
     size_t i;
     json_array_foreach(apps, i, v) json_object_del(v, "age_s");
     json_object_set_new(j, "apps", apps);
-    json_object_set_new(j, "refresh_s", json_integer(STATUS_REFRESH_S));
+    json_object_set_new(j, "refresh_s", json_integer(STATUS_REFRESH_S + (json_int_t)(a->cfg.broker_keepalive_ms / 1000)));
   } else {
     json_object_del(j, "apps"); /* away, nothing runs that anyone can see: the results below say what it applied */
   }
@@ -268,7 +271,8 @@ static char *will_json(fy_broker *b) {
  * reply still to send. The broker drops a Will on a clean DISCONNECT, so the retained status
  * stays the last one the node published as online until the new connection's comes. */
 static int will_renew(fy_broker *b) {
-  if (b->job || b->rjob || json_array_size(b->unsent) || json_array_size(b->rqueue) || b->pending) return 0;
+  /* (a state waiting for its retry is no obstacle: nothing of it is in flight) */
+  if (b->job || b->rjob || json_array_size(b->unsent) || json_array_size(b->rqueue)) return 0;
   const char *why = NULL;
   char *now = will_json(b);
   if (now && b->will_body && strcmp(now, b->will_body) != 0) why = "the applied state changed";
@@ -857,8 +861,8 @@ static void on_message(fy_broker *b, const char *kind, const uint8_t *p, size_t 
     if (b->job && b->job->seq < e.seq && !b->job->superseded) {
       /* and one that is still getting its layers (a slow or stalled registry) is given up */
       b->job->superseded = 1;
-      fy_log("info", "broker: desired state %llu gives up desired state %llu where it has not switched yet", (unsigned long long)e.seq,
-             (unsigned long long)b->job->seq);
+      fy_log("info", "broker: desired state %llu supersedes desired state %llu: its apps that have not committed yet are given up",
+             (unsigned long long)e.seq, (unsigned long long)b->job->seq);
     }
     b->pending = json_pack("{s:I, s:o}", "seq", (json_int_t)e.seq, "plans", plans);
     apply_start(b);

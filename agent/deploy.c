@@ -144,7 +144,7 @@ void fy_deploy_conn_closed(fy_agent_conn *c) {
   d->conn = 0;
   if (d->phase == PH_BLOBS) { /* nothing switched yet: keep the partials, drop the rest */
     if (d->pulling)
-      fy_log("info", "app %s: pusher went away during the pull; the pull stops and its partial blobs stay for a resume",
+      fy_log("info", "app %s: its client went away during the pull (a pusher, or the broker's apply given up for a newer state); the pull stops and its partial blobs stay for a resume",
              d->app ? d->app->name : "?");
     else
       fy_log("info", "app %s: pusher went away during the transfer; %llu bytes kept for a resume",

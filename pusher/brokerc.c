@@ -186,12 +186,13 @@ static int got_desired(bc *c, fy_broker_node *nd, const fy_mqtt_packet *p) {
   return FY_OK;
 }
 
-/* A node says how often it publishes its status while online (refresh_s). One that says it is
- * online but has not for much longer went away without its Will reaching the broker (it was
- * killed as it renewed the Will, or the broker lost it): it is read as away since its time. */
+/* A node says the longest gap between the statuses it publishes while online (refresh_s). One
+ * that says it is online but is older than that and ten minutes (clocks, delivery) went away
+ * without its Will reaching the broker (killed as it renewed the Will, or the broker lost it):
+ * it is read as away since its time. */
 static void stale_online(json_t *st, int64_t now) {
   json_int_t every = json_integer_value(json_object_get(st, "refresh_s")), t = json_integer_value(json_object_get(st, "time"));
-  if (!json_is_true(json_object_get(st, "online")) || every <= 0 || t <= 0 || now - t <= 2 * every + 600) return;
+  if (!json_is_true(json_object_get(st, "online")) || every <= 0 || t <= 0 || now - t <= every + 600) return;
   json_object_set_new(st, "online", json_false());
   json_object_set_new(st, "stale", json_true());
 }

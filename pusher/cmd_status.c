@@ -174,7 +174,7 @@ static void node_state(const fy_broker_node *nd, int64_t now, char *state, size_
   if (!nd->seen) snprintf(state, len, "NEVER SEEN");
   else if (!nd->verified) snprintf(state, len, "UNVERIFIED");
   else if (json_is_true(json_object_get(st, "online"))) snprintf(state, len, "ONLINE");
-  else snprintf(state, len, "LAST SEEN %s ago", *t > 0 && now > *t ? fy_human_duration((uint64_t)(now - *t), ago, sizeof ago) : "?");
+  else snprintf(state, len, "LAST SEEN %s ago", *t > 0 && now >= *t ? fy_human_duration((uint64_t)(now - *t), ago, sizeof ago) : "?");
 }
 
 /* The node's apps as its status lists them, and those its desired state names that it does not
