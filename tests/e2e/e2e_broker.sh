@@ -267,6 +267,13 @@ grep -q "broker.ca: $T/public/bad.pem: " "$T/bad.err" || { cat "$T/bad.err"; fai
 printf 'name: pubn\nlisten: none\nstate_dir: %s\nidentity: %s\n%s\n  ca: %s\n' "$T/state-badca" "$T/id-pubn" "$BROKER_YAML" "$T/public/bad.pem" > "$T/badca.yaml"
 "$FERRYD" --config "$T/badca.yaml" > /dev/null 2> "$T/badca.err" && fail "ferryd started with a broker.ca that is no certificate"
 grep -q "broker.ca: $T/public/bad.pem" "$T/badca.err" || { cat "$T/badca.err"; fail "a bad broker.ca (agent): message"; }
+mkfifo "$T/public/fifo.pem" # a FIFO where the file was expected: refused at once, nothing waits on it
+sed 's|public/ca.pem|public/fifo.pem|' "$T/pubfleet.yaml" > "$T/fifofleet.yaml"
+"$FERRY" status --fleet "$T/fifofleet.yaml" --identity "$T/me" > /dev/null 2> "$T/fifo.err" && fail "status --fleet with a FIFO as broker.ca"
+grep -q "broker.ca: cannot read $T/public/fifo.pem" "$T/fifo.err" || { cat "$T/fifo.err"; fail "a FIFO as broker.ca (fleet): message"; }
+sed "s|$T/public/bad.pem|$T/public/fifo.pem|" "$T/badca.yaml" > "$T/fifoca.yaml"
+"$FERRYD" --config "$T/fifoca.yaml" > /dev/null 2> "$T/fifoca.err" && fail "ferryd started with a FIFO as broker.ca"
+grep -q "broker.ca: cannot read $T/public/fifo.pem" "$T/fifoca.err" || { cat "$T/fifoca.err"; fail "a FIFO as broker.ca (agent): message"; }
 # broker.ca holding the fleet CA too (two bundles concatenated): a node's certificate, named as the
 # broker's host, still cannot be the broker
 cat "$P/ca.pem" "$T/ca/ca.pem" > "$P/bundle.pem"
@@ -280,5 +287,5 @@ wait_log "$T/bundlen.log" "broker: the broker's certificate lacks the broker rol
 sed 's|public/ca.pem|public/bundle.pem|' "$T/pubfleet.yaml" > "$T/bundlefleet.yaml"
 "$FERRY" status --fleet "$T/bundlefleet.yaml" --identity "$T/me" > /dev/null 2> "$T/bundle.err" && fail "status --fleet through a node's certificate as the broker"
 grep -q "the broker's certificate lacks the broker role" "$T/bundle.err" || { cat "$T/bundle.err"; fail "a node's certificate as the broker: message"; }
-pass "a broker whose certificate another CA issued (RSA, no broker role): nodes with broker.ca (amd64, and arm64 under qemu) connect, status --fleet and a request go through it with the fleet file's broker.ca; without it the node and the pusher refuse that broker; a broker.ca that is no certificate is refused by ferryd and ferry, naming the file; with the fleet CA in broker.ca too, a node's certificate still cannot be the broker"
+pass "a broker whose certificate another CA issued (RSA, no broker role): nodes with broker.ca (amd64, and arm64 under qemu) connect, status --fleet and a request go through it with the fleet file's broker.ca; without it the node and the pusher refuse that broker; a broker.ca that is no certificate, or a FIFO, is refused by ferryd and ferry, naming the file; with the fleet CA in broker.ca too, a node's certificate still cannot be the broker"
 finish
